@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+// Package backend defines the [Backend] interface through which weftd
+// programs the kernel's data plane, the [Peer] model it is given, and kernel
+// helpers shared by the backends (netlink dumps that retry when interrupted,
+// weft's route protocol, route reconciliation).
+//
+// Backends are level-triggered: [Backend.Reconcile] receives the complete
+// desired state and converges the kernel to it. Implementations live in
+// backend/vxlan, backend/wireguard and backend/hostgw.
+package backend
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/weftnet/weft/subnet"
+)
+
+// RouteProtocol is the route protocol number (rtm_protocol) carried by every
+// route weft installs. weft deletes only routes that carry it. 0x57 ('W') is
+// not assigned in iproute2's rt_protos.
+const RouteProtocol = 0x57
+
+// Peer is what a backend needs to know about another node.
+type Peer struct {
+	// Name is the peer's node name.
+	Name string
+	// Subnet and IPv6Subnet are the peer's pod subnets (either may be zero).
+	Subnet     netip.Prefix
+	IPv6Subnet netip.Prefix
+	// PublicIP is the peer's underlay address used for tunnels; PublicIPv6
+	// its IPv6 underlay address when it has both (used for direct IPv6
+	// routes).
+	PublicIP   netip.Addr
+	PublicIPv6 netip.Addr
+	// Data is the peer's backend data (VTEP MAC, WireGuard key and port).
+	Data subnet.BackendData
+	// Epoch and Version identify which of the peer's data this is (see
+	// DESIGN.md); backends use them only for logging.
+	Epoch   int64
+	Version uint64
+}
+
+// Local is this node's own part of the desired state.
+type Local struct {
+	// Subnet and IPv6Subnet are this node's pod subnets (either may be
+	// zero). Backends that carry node-originated traffic put the subnet's
+	// network address on their device (/32, /128).
+	Subnet     netip.Prefix
+	IPv6Subnet netip.Prefix
+}
+
+// Desired is the complete state a backend converges the kernel to.
+type Desired struct {
+	Local Local
+	Peers []Peer
+	// Complete is false until the daemon has a complete peer view (a full
+	// list from etcd, or its persisted snapshot). While it is false,
+	// Reconcile only adds and updates; it deletes nothing.
+	Complete bool
+}
+
+// Attrs is what a backend's Setup reports.
+type Attrs struct {
+	// Data is published in this node's lease record and gossip metadata.
+	Data subnet.BackendData
+	// MTU is the pod MTU this backend supports (underlay MTU minus
+	// encapsulation overhead, or the configured MTU).
+	MTU int
+}
+
+// Result summarises what a Reconcile changed. Counts are of kernel objects
+// (routes, neighbours, FDB entries, WireGuard peers).
+type Result struct {
+	Added, Updated, Removed int
+	// Problems maps a peer name to why it cannot be served (for example a
+	// host-gw peer that is not on this node's L2 segment). Such peers are
+	// reported in the log and in /status, never silently dropped.
+	Problems map[string]string
+}
+
+// Changed reports whether the reconcile changed anything in the kernel.
+func (r Result) Changed() bool { return r.Added+r.Updated+r.Removed > 0 }
+
+// Backend programs the data plane of one node.
+//
+// Setup is called once before any Reconcile. Reconcile may be called any
+// number of times with identical or different Desired states; it is
+// idempotent, leaves correct entries untouched, and is never called
+// concurrently with itself (the daemon has one reconcile loop). Close
+// releases the backend's resources but leaves the kernel data plane in
+// place (routes, neighbours, FDB entries and, where the kernel keeps it,
+// the device), so that a restarted weftd loses no traffic.
+type Backend interface {
+	// Setup creates the backend's device(s), or adopts existing compatible
+	// ones without disturbing them, and returns the data to publish and the
+	// pod MTU. It does not need the node's subnet.
+	Setup(ctx context.Context) (Attrs, error)
+	// Reconcile makes the kernel match d.
+	Reconcile(ctx context.Context, d Desired) (Result, error)
+	// Close releases resources without tearing down the data plane.
+	Close() error
+}

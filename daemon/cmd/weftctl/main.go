@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+// Command weftctl is weft's operator tool: network config, leases, node
+// status, gossip members, gossip keys and the lab.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: weftctl <command> [flags]
+
+commands:
+  config set|get     write (validated) or show the network config in etcd
+  leases [rm]        list leases, or evict a node's lease
+  status             show a node's status (from weftd's HTTP API)
+  members            show gossip members as a node sees them
+  gossip-key         generate a gossip encryption key
+  lab up|down|status run the local multi-node lab in network namespaces
+  version            print the version
+
+Run 'weftctl <command> -h' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "weftctl:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return errors.New("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "config":
+		return cmdConfig(ctx, rest)
+	case "leases":
+		return cmdLeases(ctx, rest)
+	case "status":
+		return cmdStatus(ctx, rest)
+	case "members":
+		return cmdMembers(ctx, rest)
+	case "gossip-key":
+		return cmdGossipKey(ctx, rest)
+	case "lab":
+		return cmdLab(ctx, rest)
+	case "version":
+		fmt.Println(version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
