@@ -1,0 +1,77 @@
+# weft: build, test, benchmark and lab targets. `make help` lists them.
+
+SHELL   := /bin/bash
+GO      ?= go
+BIN     := $(CURDIR)/bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BACKEND ?= vxlan
+# Privileged tests and e2e need root; they run only when make runs as root.
+IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
+
+export WEFT_BIN_DIR := $(BIN)
+
+.PHONY: help build test test-unit test-priv e2e bench lab lab-down lint check-tidy e2e-vagrant clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build weftd, weftctl, the weft CNI plugin and weft-etcd (lab/e2e) into ./bin
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weftd ./daemon/cmd/weftd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weftctl ./daemon/cmd/weftctl
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft ./cni/cmd/weft
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft-etcd ./e2e/cmd/weft-etcd
+
+test: lint ## the README's test command: lint, unit tests (-race), then as root the privileged and e2e tiers
+	@$(MAKE) --no-print-directory test-unit
+	@if [ "$(IS_ROOT)" = yes ]; then \
+		$(MAKE) --no-print-directory test-priv && $(MAKE) --no-print-directory e2e && \
+		echo "tiers run: lint, unit, privileged, e2e"; \
+	else \
+		echo "tiers run: lint, unit"; \
+		echo "tiers skipped: privileged and e2e (they need root: network namespaces, links, nftables)"; \
+	fi
+
+test-unit: ## tier 1: unit tests with -race; privileged tests skip (WEFT_TEST_UNPRIVILEGED=1)
+	WEFT_TEST_UNPRIVILEGED=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+test-priv: build ## tier 2 (root): every package's tests, privileged ones included
+	@[ "$(IS_ROOT)" = yes ] || { echo "test-priv needs root"; exit 1; }
+	$(GO) test -count=1 -p 2 -timeout 30m ./...
+
+e2e: build ## tier 3 (root): multi-node tests with real weftd processes in network namespaces
+	@[ "$(IS_ROOT)" = yes ] || { echo "e2e needs root"; exit 1; }
+	$(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./e2e/...
+
+bench: build ## benchmarks: a table of figures, each beside its reference from the same run
+	@[ "$(IS_ROOT)" = yes ] || { echo "bench needs root (network namespaces)"; exit 1; }
+	@./.ci/bench-deps
+	@$(GO) test -tags bench -run '^TestBench' -count=1 -p 1 -timeout 60m -v ./... > $(CURDIR)/.bench.log 2>&1; rc=$$?; \
+	  printf '%-58s | %-22s | %-44s | %s\n' figure weft reference ratio; \
+	  grep -h '^BENCH|' $(CURDIR)/.bench.log | sed 's/^BENCH| *//' | awk -F' *\\| *' '{printf "%-58s | %-22s | %-44s | %s\n", $$1, $$2, $$3, $$4}'; \
+	  grep -hE '^\s+--- SKIP|^--- FAIL' $(CURDIR)/.bench.log || true; \
+	  echo "(full log: .bench.log)"; exit $$rc
+
+lab: build ## bring up the lab: etcd, 3 nodes, 2 pods each, in network namespaces (BACKEND=vxlan|wireguard|host-gw)
+	@[ "$(IS_ROOT)" = yes ] || { echo "the lab needs root (network namespaces)"; exit 1; }
+	$(BIN)/weftctl lab up --backend $(BACKEND)
+
+lab-down: ## remove everything the lab made
+	@[ -x $(BIN)/weftctl ] || $(MAKE) --no-print-directory build
+	$(BIN)/weftctl lab down
+
+lint: ## gofmt and go vet (for every build tag in use)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags e2e,bench ./...
+
+check-tidy: ## fail if go mod tidy would change go.mod or go.sum
+	$(GO) mod tidy -diff
+
+e2e-vagrant: build ## multi-VM e2e with Vagrant (needs vagrant and a VM provider; not runnable on the CI machine)
+	cd e2e/vagrant && ./run.sh
+
+clean: ## remove build outputs
+	rm -rf $(BIN) .bench.log .e2e.log
