@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package backend
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// dumpAttempts is how often a netlink dump is tried before an
+// ErrDumpInterrupted is returned to the caller. The kernel interrupts a dump
+// when the table changes while it is being read; on a busy node a few
+// retries are enough.
+const dumpAttempts = 8
+
+// Every netlink dump in weft goes through the functions below (a test in
+// this package fails on direct calls elsewhere). Each takes the handle to
+// use; a nil handle means the netlink package default, which works in the
+// network namespace of the calling thread.
+//
+// Drop these wrappers once a tagged netlink release has
+// HandleOptions.RetryInterrupted.
+
+func handleOrDefault(h *netlink.Handle) *netlink.Handle {
+	if h == nil {
+		// A zero Handle behaves exactly like the package-level functions.
+		return &netlink.Handle{}
+	}
+	return h
+}
+
+// retryDump calls dump until it returns something other than
+// netlink.ErrDumpInterrupted, at most dumpAttempts times.
+func retryDump[T any](what string, dump func() ([]T, error)) ([]T, error) {
+	var err error
+	for range dumpAttempts {
+		var res []T
+		res, err = dump()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return res, err
+		}
+	}
+	return nil, fmt.Errorf("%s: dump interrupted %d times: %w", what, dumpAttempts, err)
+}
+
+// LinkList lists all links (ip link show).
+func LinkList(h *netlink.Handle) ([]netlink.Link, error) {
+	h = handleOrDefault(h)
+	return retryDump("list links", h.LinkList)
+}
+
+// LinkByName looks a link up by name. It is not a dump, except on old
+// kernels where the netlink package falls back to listing every link, so
+// it retries as well.
+func LinkByName(h *netlink.Handle, name string) (netlink.Link, error) {
+	h = handleOrDefault(h)
+	for range dumpAttempts {
+		l, err := h.LinkByName(name)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return l, err
+		}
+	}
+	return nil, fmt.Errorf("look up link %s: dump interrupted %d times: %w", name, dumpAttempts, netlink.ErrDumpInterrupted)
+}
+
+// AddrList lists the addresses of link (nil: all links) of the given family
+// (netlink.FAMILY_ALL, FAMILY_V4, FAMILY_V6).
+func AddrList(h *netlink.Handle, link netlink.Link, family int) ([]netlink.Addr, error) {
+	h = handleOrDefault(h)
+	return retryDump("list addresses", func() ([]netlink.Addr, error) { return h.AddrList(link, family) })
+}
+
+// RouteList lists the main-table routes of link (nil: all links) of the
+// given family.
+func RouteList(h *netlink.Handle, link netlink.Link, family int) ([]netlink.Route, error) {
+	h = handleOrDefault(h)
+	return retryDump("list routes", func() ([]netlink.Route, error) { return h.RouteList(link, family) })
+}
+
+// RouteListFiltered lists routes matching filter for the fields in
+// filterMask (netlink.RT_FILTER_*).
+func RouteListFiltered(h *netlink.Handle, family int, filter *netlink.Route, filterMask uint64) ([]netlink.Route, error) {
+	h = handleOrDefault(h)
+	return retryDump("list routes", func() ([]netlink.Route, error) { return h.RouteListFiltered(family, filter, filterMask) })
+}
+
+// NeighList lists the neighbour entries of the link with index linkIndex
+// (0: all links). Family unix.AF_BRIDGE lists forwarding database (FDB)
+// entries.
+func NeighList(h *netlink.Handle, linkIndex, family int) ([]netlink.Neigh, error) {
+	h = handleOrDefault(h)
+	return retryDump("list neighbours", func() ([]netlink.Neigh, error) { return h.NeighList(linkIndex, family) })
+}
+
+// ListOwnRoutes lists the main-table routes of both families that carry
+// [RouteProtocol]: the routes weft owns.
+func ListOwnRoutes(h *netlink.Handle) ([]netlink.Route, error) {
+	filter := &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: RouteProtocol}
+	return RouteListFiltered(h, netlink.FAMILY_ALL, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+}
+
+// SyncRoutes makes weft's routes in the main table (both families) match
+// desired. Every desired route gets Protocol = [RouteProtocol] (the caller
+// need not set it); its Table, if zero, is the main table. Routes are
+// identified by destination and metric: a missing one is added, one whose
+// attributes (gateway, device, onlink flag, scope, type, source, MTU) differ
+// is replaced, an identical one is left alone. When complete is true, routes
+// that carry RouteProtocol but are not desired are deleted; routes of any
+// other protocol are never touched, and adding a route whose destination a
+// foreign route already holds fails with EEXIST rather than replace it.
+//
+// It carries on past individual failures and returns them joined, with the
+// counts of what succeeded.
+func SyncRoutes(h *netlink.Handle, desired []netlink.Route, complete bool) (added, updated, removed int, err error) {
+	h = handleOrDefault(h)
+	want := make([]netlink.Route, len(desired))
+	for i, r := range desired {
+		r.Protocol = RouteProtocol
+		if r.Table == 0 {
+			r.Table = unix.RT_TABLE_MAIN
+		}
+		want[i] = r
+	}
+	current, err := ListOwnRoutes(h)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	d := DiffRoutes(current, want)
+	var errs []error
+	for _, r := range d.Add {
+		if err := h.RouteAdd(&r); err != nil {
+			errs = append(errs, fmt.Errorf("add route %s: %w", describeRoute(r), err))
+			continue
+		}
+		added++
+	}
+	for _, r := range d.Update {
+		if err := h.RouteReplace(&r); err != nil {
+			errs = append(errs, fmt.Errorf("replace route %s: %w", describeRoute(r), err))
+			continue
+		}
+		updated++
+	}
+	if complete {
+		for _, r := range d.Stale {
+			if err := h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, fmt.Errorf("delete route %s: %w", describeRoute(r), err))
+				continue
+			}
+			removed++
+		}
+	}
+	return added, updated, removed, errors.Join(errs...)
+}
+
+// DirectlyReachable reports whether ip is on a directly connected segment:
+// the kernel's route to it is a single route without a gateway. An address
+// the kernel has no route to at all is not directly reachable (false, nil).
+func DirectlyReachable(h *netlink.Handle, ip netip.Addr) (bool, error) {
+	idx, err := DirectLink(h, ip)
+	return idx > 0, err
+}
+
+// DirectLink returns the index of the link through which ip is directly
+// reachable (see [DirectlyReachable]), or 0 when it is not.
+func DirectLink(h *netlink.Handle, ip netip.Addr) (int, error) {
+	h = handleOrDefault(h)
+	if !ip.IsValid() {
+		return 0, fmt.Errorf("route to invalid address")
+	}
+	routes, err := h.RouteGet(net.IP(ip.Unmap().AsSlice()))
+	if err != nil {
+		if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("get route to %s: %w", ip, err)
+	}
+	if len(routes) != 1 || routes[0].Gw != nil || len(routes[0].MultiPath) > 0 || routes[0].Via != nil {
+		return 0, nil
+	}
+	return routes[0].LinkIndex, nil
+}
+
+func describeRoute(r netlink.Route) string {
+	s := "default"
+	if r.Dst != nil {
+		s = r.Dst.String()
+	}
+	if r.Gw != nil {
+		s += " via " + r.Gw.String()
+	}
+	if r.LinkIndex > 0 {
+		s += fmt.Sprintf(" dev #%d", r.LinkIndex)
+	}
+	return s
+}

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package backend
+
+import (
+	"net"
+	"net/netip"
+	"sort"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Kernel constants used by the portable route diff (the values are fixed by
+// the Linux ABI; golang.org/x/sys/unix defines them only on Linux).
+const (
+	rtTableMain     = 254 // RT_TABLE_MAIN
+	rtnUnicast      = 1   // RTN_UNICAST
+	rtnhFlagOnlink  = 0x4 // RTNH_F_ONLINK
+	ip6DefaultRoute = 1024
+)
+
+// RouteDiff is what it takes to turn one set of routes into another.
+type RouteDiff struct {
+	// Add holds desired routes with no current route of the same key.
+	Add []netlink.Route
+	// Update holds desired routes whose current route differs.
+	Update []netlink.Route
+	// Stale holds current routes that are not desired.
+	Stale []netlink.Route
+}
+
+// routeKey identifies a route in a table the way the kernel does for
+// replace and delete: destination, table, metric and TOS.
+type routeKey struct {
+	dst      netip.Prefix
+	table    int
+	priority int
+	tos      int
+}
+
+// routeAttrs are the attributes weft sets and compares; anything else the
+// kernel reports (cache info, offload flags, ...) is ignored.
+type routeAttrs struct {
+	gw        netip.Addr
+	linkIndex int
+	onlink    bool
+	scope     netlink.Scope
+	typ       int
+	src       netip.Addr
+	mtu       int
+}
+
+func ipAddr(ip net.IP) netip.Addr {
+	a, _ := netip.AddrFromSlice(ip)
+	return a.Unmap()
+}
+
+func routeDst(r netlink.Route) netip.Prefix {
+	if r.Dst == nil {
+		if r.Family == 10 { // AF_INET6
+			return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
+		return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	}
+	a := ipAddr(r.Dst.IP)
+	ones, _ := r.Dst.Mask.Size()
+	return netip.PrefixFrom(a, ones).Masked()
+}
+
+// keyOf normalises what the kernel fills in by itself: table 0 is the main
+// table, and an IPv6 route without a metric gets 1024.
+func keyOf(r netlink.Route) routeKey {
+	k := routeKey{dst: routeDst(r), table: r.Table, priority: r.Priority, tos: r.Tos}
+	if k.table == 0 {
+		k.table = rtTableMain
+	}
+	if k.priority == 0 && k.dst.Addr().Is6() {
+		k.priority = ip6DefaultRoute
+	}
+	return k
+}
+
+func attrsOf(r netlink.Route) routeAttrs {
+	a := routeAttrs{
+		gw:        ipAddr(r.Gw),
+		linkIndex: r.LinkIndex,
+		onlink:    r.Flags&rtnhFlagOnlink != 0,
+		scope:     r.Scope,
+		typ:       r.Type,
+		src:       ipAddr(r.Src),
+		mtu:       r.MTU,
+	}
+	if a.typ == 0 {
+		a.typ = rtnUnicast
+	}
+	return a
+}
+
+// DiffRoutes compares current routes (as listed from the kernel) with
+// desired ones. Routes are matched by destination, table, metric and TOS;
+// when desired holds the same key twice, the last one counts. It is pure:
+// the caller applies the result.
+func DiffRoutes(current, desired []netlink.Route) RouteDiff {
+	want := make(map[routeKey]netlink.Route, len(desired))
+	var order []routeKey
+	for _, r := range desired {
+		k := keyOf(r)
+		if _, dup := want[k]; !dup {
+			order = append(order, k)
+		}
+		want[k] = r
+	}
+	have := make(map[routeKey]netlink.Route, len(current))
+	var d RouteDiff
+	for _, r := range current {
+		k := keyOf(r)
+		if _, ok := want[k]; !ok {
+			d.Stale = append(d.Stale, r)
+			continue
+		}
+		have[k] = r
+	}
+	for _, k := range order {
+		r := want[k]
+		cur, ok := have[k]
+		switch {
+		case !ok:
+			d.Add = append(d.Add, r)
+		case attrsOf(cur) != attrsOf(r):
+			d.Update = append(d.Update, r)
+		}
+	}
+	sort.SliceStable(d.Stale, func(i, j int) bool {
+		return keyOf(d.Stale[i]).dst.String() < keyOf(d.Stale[j]).dst.String()
+	})
+	return d
+}
