@@ -3,52 +3,160 @@
 
 package membership
 
-// API CONTRACT (scaffolding written before the implementation; the
-// membership implementer owns this file and may extend it, but the daemon
-// codes against these names):
-//
-//	type Meta struct {            // JSON in memberlist NodeMeta, ≤ 512 bytes (checked, clear error)
-//	    NodeID     string
-//	    BootID     string         // random per process start: tells restarts apart
-//	    Subnet     netip.Prefix
-//	    IPv6Subnet netip.Prefix
-//	    PublicIP   netip.Addr
-//	    PublicIPv6 netip.Addr
-//	    Data       subnet.BackendData
-//	    Epoch      int64          // lease key CreateRevision
-//	    Version    uint64         // node data version
-//	}
-//
-//	type State string             // "alive", "suspect", "dead", "left"
-//
-//	type Member struct {
-//	    Name  string              // stable node identity (node name)
-//	    Addr  string              // gossip host:port
-//	    Meta  Meta                // last metadata seen (zero if none/undecodable)
-//	    State State
-//	    Since time.Time           // when State last changed
-//	}
-//
-//	type Config struct {
-//	    Name          string
-//	    BindAddr      string      // default "0.0.0.0:7950"
-//	    AdvertiseAddr string      // host:port, optional
-//	    Join          []string    // seeds
-//	    KeyFile       string      // optional gossip key file
-//	    ProbeInterval, ProbeTimeout, GossipInterval, PushPullInterval time.Duration
-//	    SuspicionMult int
-//	    Log           logrus.FieldLogger
-//	    OnChange      func()      // called (never concurrently) when any member's state or meta changes
-//	}
-//
-//	func New(cfg Config) (*Membership, error)   // starts nothing
-//	func (m *Membership) Run(ctx context.Context) error  // creates memberlist, joins, rejoin loop, key-file watch; blocks; leaves on ctx done
-//	func (m *Membership) SetMeta(meta Meta) error        // updates local meta and pushes it (UpdateNode)
-//	func (m *Membership) Join(addrs []string)            // adds seeds (e.g. gossip addrs from lease records); non-blocking
-//	func (m *Membership) Members() []Member              // all known members except self, sorted by name
-//	func (m *Membership) ReloadKeys() error              // re-read KeyFile (SIGHUP)
-//	func (m *Membership) LocalAddr() string              // advertised host:port
-//
-//	// Merge builds the desired peer set from the etcd view and gossip (DESIGN.md rules).
-//	func Merge(self string, view subnet.View, members []Member) []PeerView
-//	type PeerView struct { backend.Peer; State State; Since time.Time; Source string /* "etcd" or "gossip" */; Provisional bool }
+import (
+	"net/netip"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/subnet"
+)
+
+// MaxMetaSize is the largest encoded [Meta] memberlist accepts (its
+// MetaMaxSize). [Membership.SetMeta] refuses larger metadata with
+// [ErrMetaTooLarge] instead of letting memberlist panic.
+const MaxMetaSize = 512
+
+// Meta is the node metadata a member gossips, encoded as JSON in
+// memberlist's node meta (at most [MaxMetaSize] bytes).
+type Meta struct {
+	// NodeID is the node's UUID (the lease record's NodeID).
+	NodeID string `json:"id,omitempty"`
+	// BootID is random per [Membership.Run]: it tells a restarted node
+	// from the one before. SetMeta fills it in.
+	BootID string `json:"boot,omitempty"`
+	// Subnet and IPv6Subnet are the node's leased pod subnets.
+	Subnet     netip.Prefix `json:"subnet,omitzero"`
+	IPv6Subnet netip.Prefix `json:"subnet6,omitzero"`
+	// PublicIP and PublicIPv6 are the node's underlay addresses.
+	PublicIP   netip.Addr `json:"ip,omitzero"`
+	PublicIPv6 netip.Addr `json:"ip6,omitzero"`
+	// Data is the node's backend data.
+	Data subnet.BackendData `json:"data,omitzero"`
+	// Epoch is the CreateRevision of the node's lease key in etcd.
+	Epoch int64 `json:"epoch,omitempty"`
+	// Version is the node's data version.
+	Version uint64 `json:"version,omitempty"`
+}
+
+// Primary returns the subnet that names the lease the metadata belongs to:
+// the IPv4 subnet, or the IPv6 one for an IPv6-only node (as
+// [subnet.Lease.Primary]).
+func (m *Meta) Primary() netip.Prefix {
+	if m.Subnet.IsValid() {
+		return m.Subnet
+	}
+	return m.IPv6Subnet
+}
+
+// State is a member's gossip state.
+type State string
+
+// Member states. StateUnknown is used by [Merge] for a peer etcd knows
+// that gossip has not (yet) reported.
+const (
+	StateAlive   State = "alive"
+	StateSuspect State = "suspect"
+	StateDead    State = "dead"
+	StateLeft    State = "left"
+	StateUnknown State = "unknown"
+)
+
+// Member is another node as this node's gossip sees it.
+type Member struct {
+	// Name is the member name: the stable node identity (node name).
+	Name string
+	// Addr is the member's gossip address, host:port.
+	Addr string
+	// Meta is the last metadata seen (zero if none or undecodable).
+	Meta Meta
+	// State is the member's gossip state and Since when it last changed.
+	State State
+	Since time.Time
+}
+
+// Defaults of [Config].
+const (
+	DefaultBindAddr            = "0.0.0.0:7950"
+	DefaultPort                = 7950
+	DefaultProbeInterval       = 250 * time.Millisecond
+	DefaultProbeTimeout        = 100 * time.Millisecond
+	DefaultSuspicionMult       = 3
+	DefaultGossipInterval      = 50 * time.Millisecond
+	DefaultPushPullInterval    = 10 * time.Second
+	DefaultGossipToTheDeadTime = 30 * time.Second
+	DefaultDeadNodeReclaimTime = 500 * time.Millisecond
+	DefaultRejoinInterval      = 2 * time.Second
+	DefaultKeyCheckInterval    = 3 * time.Second
+)
+
+// Config configures a [Membership]. Zero durations and counts take the
+// defaults above.
+type Config struct {
+	// Name is the member name: the node name, stable across restarts.
+	Name string
+	// BindAddr is host:port to listen on (UDP and TCP), default
+	// "0.0.0.0:7950". Port 0 picks a free port (tests).
+	BindAddr string
+	// AdvertiseAddr is host:port announced to others, optional: by default
+	// memberlist advertises the bind address, or a private address of the
+	// host when bound to 0.0.0.0.
+	AdvertiseAddr string
+	// Join holds seed addresses (host:port, or host with the default
+	// port) joined at start and re-joined whenever no live member answers
+	// there.
+	Join []string
+	// KeyFile is the gossip key file: one base64 key (16, 24 or 32 bytes)
+	// per line, the first encrypts, all decrypt. Mode must be 0600 or
+	// stricter. Empty: gossip is not encrypted.
+	KeyFile string
+
+	// Failure detection and dissemination (see docs/membership.md).
+	ProbeInterval    time.Duration
+	ProbeTimeout     time.Duration
+	GossipInterval   time.Duration
+	PushPullInterval time.Duration
+	SuspicionMult    int
+	// GossipToTheDeadTime is how long memberlist keeps gossiping to a dead
+	// member (memberlist's default 30 s). Tests lower it.
+	GossipToTheDeadTime time.Duration
+	// DeadNodeReclaimTime is how long after a member's death its name may
+	// come back from another address (a restart on a new port).
+	DeadNodeReclaimTime time.Duration
+	// RejoinInterval is how often the rejoin loop runs.
+	RejoinInterval time.Duration
+	// KeyCheckInterval is how often KeyFile is checked for changes.
+	KeyCheckInterval time.Duration
+
+	// Log receives the membership's and memberlist's log lines.
+	Log logrus.FieldLogger
+	// OnChange is called when any member's state or metadata changes.
+	// Calls never run concurrently, and come from a goroutine of Run
+	// (never from inside memberlist), so OnChange may call Members.
+	OnChange func()
+}
+
+// PeerView is one peer of the merged view: the backend peer plus where its
+// data came from and its gossip state.
+type PeerView struct {
+	backend.Peer
+	// State is the peer's gossip state (StateUnknown if gossip has not
+	// reported it) and Since when it last changed.
+	State State
+	Since time.Time
+	// Source is SourceEtcd when the peer's data is its lease record, or
+	// SourceGossip when a member's metadata supplied it.
+	Source string
+	// Provisional is true when etcd's view does not (yet) confirm the
+	// peer's epoch: the data came from gossip for a subnet etcd's view
+	// does not hold, or holds at an older epoch. The next relist confirms
+	// or drops it.
+	Provisional bool
+}
+
+// Sources of a [PeerView]'s data.
+const (
+	SourceEtcd   = "etcd"
+	SourceGossip = "gossip"
+)
