@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package cni
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	vns "github.com/vishvananda/netns"
+
+	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/cni/ipam"
+)
+
+// Check implements CNI CHECK: the container interface, its addresses and
+// routes must match prevResult, prevResult's addresses must be the IPAM
+// record's, and the host veth must be on the bridge.
+func (p *Plugin) Check(args *skel.CmdArgs) error {
+	c, err := parseArgs(args)
+	if err != nil {
+		return err
+	}
+	if c.RawPrevResult == nil {
+		return cniErr(types.ErrInvalidNetworkConfig, "CHECK needs prevResult in the network config")
+	}
+	if err := version.ParsePrevResult(&c.PluginConf); err != nil {
+		return cniErr(types.ErrDecodingFailure, "decode prevResult: %v", err)
+	}
+	prev, err := current.NewResultFromResult(c.PrevResult)
+	if err != nil {
+		return cniErr(types.ErrDecodingFailure, "convert prevResult: %v", err)
+	}
+	sf, err := readSubnetFile(c)
+	if err != nil {
+		return err
+	}
+	fail := func(format string, a ...any) error { return cniErr(CodeCheckFailed, format, a...) }
+
+	st, err := ipam.Open(c.StoreDir())
+	if err != nil {
+		return cniErr(types.ErrIOFailure, "%v", err)
+	}
+	rec, ok, err := st.Get(args.ContainerID, args.IfName)
+	st.Close()
+	if err != nil {
+		return cniErr(types.ErrIOFailure, "%v", err)
+	}
+	if !ok {
+		return fail("no address record for container %s interface %s", args.ContainerID, args.IfName)
+	}
+	var recIPs, prevIPs []netip.Prefix
+	for _, a := range []struct {
+		ip   netip.Addr
+		pool netip.Prefix
+	}{{rec.IPv4, sf.Subnet}, {rec.IPv6, sf.IPv6Subnet}} {
+		if !a.ip.IsValid() {
+			continue
+		}
+		if !a.pool.IsValid() || !a.pool.Contains(a.ip) {
+			return fail("recorded address %s is outside the node's subnet %s", a.ip, a.pool.Masked())
+		}
+		recIPs = append(recIPs, netip.PrefixFrom(a.ip, a.pool.Bits()))
+	}
+	for _, ipc := range prev.IPs {
+		pfx, ok := prefixOf(&ipc.Address)
+		if !ok {
+			return fail("prevResult has a bad address %v", ipc.Address)
+		}
+		prevIPs = append(prevIPs, pfx)
+	}
+	sortPrefixes(recIPs)
+	sortPrefixes(prevIPs)
+	if !slices.Equal(recIPs, prevIPs) {
+		return fail("prevResult addresses %v differ from the recorded %v", prevIPs, recIPs)
+	}
+
+	// Host side.
+	hostName := HostVethName(args.ContainerID, args.IfName)
+	host, err := backend.LinkByName(nil, hostName)
+	if err != nil {
+		return fail("host veth %s: %v", hostName, err)
+	}
+	br, err := backend.LinkByName(nil, c.Bridge)
+	if err != nil {
+		return fail("bridge %s: %v", c.Bridge, err)
+	}
+	if host.Attrs().MasterIndex != br.Attrs().Index {
+		return fail("host veth %s is not attached to bridge %s", hostName, c.Bridge)
+	}
+	if host.Attrs().Flags&net.FlagUp == 0 {
+		return fail("host veth %s is down", hostName)
+	}
+
+	// Container side.
+	podNS, err := ns.GetNS(args.Netns)
+	if err != nil {
+		return cniErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %q: %v", args.Netns, err)
+	}
+	defer podNS.Close()
+	ch, err := netlink.NewHandleAt(vns.NsHandle(int(podNS.Fd())))
+	if err != nil {
+		return cniErr(CodeKernel, "netlink in %s: %v", args.Netns, err)
+	}
+	defer ch.Close()
+	l, err := backend.LinkByName(ch, args.IfName)
+	if err != nil {
+		return fail("interface %s in the container: %v", args.IfName, err)
+	}
+	if _, ok := l.(*netlink.Veth); !ok {
+		return fail("interface %s in the container is a %s, not a veth", args.IfName, l.Type())
+	}
+	if l.Attrs().Flags&net.FlagUp == 0 {
+		return fail("interface %s in the container is down", args.IfName)
+	}
+	for _, i := range prev.Interfaces {
+		if i.Name == args.IfName && i.Sandbox != "" && i.Mac != "" && !strings.EqualFold(i.Mac, l.Attrs().HardwareAddr.String()) {
+			return fail("interface %s has MAC %s, prevResult says %s", args.IfName, l.Attrs().HardwareAddr, i.Mac)
+		}
+	}
+	addrs, err := backend.AddrList(ch, l, netlink.FAMILY_ALL)
+	if err != nil {
+		return cniErr(CodeKernel, "list addresses of %s: %v", args.IfName, err)
+	}
+	for _, want := range recIPs {
+		found := false
+		for _, a := range addrs {
+			if got, ok := prefixOf(a.IPNet); ok && got == want {
+				found = true
+			}
+		}
+		if !found {
+			return fail("interface %s lacks address %s", args.IfName, want)
+		}
+	}
+	routes, err := backend.RouteList(ch, l, netlink.FAMILY_ALL)
+	if err != nil {
+		return cniErr(CodeKernel, "list routes of %s: %v", args.IfName, err)
+	}
+	for _, want := range prev.Routes {
+		found := false
+		for _, r := range routes {
+			if sameRoute(r, want) {
+				found = true
+			}
+		}
+		if !found {
+			return fail("the container lacks route %s via %s on %s", want.Dst.String(), want.GW, args.IfName)
+		}
+	}
+	return nil
+}
+
+func sameRoute(r netlink.Route, want *types.Route) bool {
+	wd, ok := prefixOf(&want.Dst)
+	if !ok {
+		return false
+	}
+	var rd netip.Prefix
+	if r.Dst == nil {
+		rd = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if r.Family == netlink.FAMILY_V6 {
+			rd = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
+	} else if rd, ok = prefixOf(r.Dst); !ok {
+		return false
+	}
+	if rd.Masked() != wd.Masked() {
+		return false
+	}
+	if want.GW == nil {
+		return true
+	}
+	return r.Gw != nil && r.Gw.Equal(want.GW)
+}
+
+func sortPrefixes(ps []netip.Prefix) {
+	slices.SortFunc(ps, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+}
+
+// GC implements CNI GC: every record and every weft host veth on the bridge
+// whose attachment is not listed in cni.dev/valid-attachments (or the older
+// cni.dev/attachments) is removed. It carries on past failures and reports
+// them all.
+func (p *Plugin) GC(args *skel.CmdArgs) error {
+	c, err := parseArgs(args)
+	if err != nil {
+		return err
+	}
+	validKey := map[string]bool{}
+	validVeth := map[string]bool{}
+	for _, a := range c.Attachments {
+		validKey[ipam.Key(a.ContainerID, a.IfName)] = true
+		validVeth[HostVethName(a.ContainerID, a.IfName)] = true
+	}
+	var errs []error
+	log := p.log().WithField("network", c.Name)
+
+	// Veths first: an address is released only once its veth is gone.
+	if br, err := backend.LinkByName(nil, c.Bridge); err == nil {
+		links, err := backend.LinkList(nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list links: %w", err))
+		}
+		for _, l := range links {
+			a := l.Attrs()
+			if _, ok := l.(*netlink.Veth); !ok || a.MasterIndex != br.Attrs().Index || !isHostVethName(a.Name) || validVeth[a.Name] {
+				continue
+			}
+			if err := netlink.LinkDel(l); err != nil && !errors.As(err, new(netlink.LinkNotFoundError)) {
+				errs = append(errs, fmt.Errorf("delete veth %s: %w", a.Name, err))
+				continue
+			}
+			log.WithField("veth", a.Name).WithField("attachment", a.Alias).Info("gc: removed stale veth")
+		}
+	} else if !errors.As(err, new(netlink.LinkNotFoundError)) {
+		errs = append(errs, fmt.Errorf("look up bridge %s: %w", c.Bridge, err))
+	}
+
+	st, err := ipam.Open(c.StoreDir())
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		recs, err := st.List()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, r := range recs {
+			if validKey[ipam.KeyOfName(r.Name)] {
+				continue
+			}
+			if err := st.Remove(r.Name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			log.WithField("record", r.Name).Info("gc: released stale address record")
+		}
+		st.Close()
+	}
+	if len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return cniErr(CodeGC, "gc: %d failures: %s", len(errs), strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// isHostVethName reports whether name has the form of a weft host veth.
+func isHostVethName(name string) bool {
+	if len(name) != len(HostVethPrefix)+8 || !strings.HasPrefix(name, HostVethPrefix) {
+		return false
+	}
+	for _, r := range name[len(HostVethPrefix):] {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+// Command weft is the weft CNI plugin. Container runtimes run it with a
+// network config naming "type": "weft"; see docs/cni.md.
+package main
+
+import (
+	"os"
+	"runtime"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/version"
+	"github.com/sirupsen/logrus"
+
+	"github.com/weftnet/weft/cni"
+)
+
+// version is stamped by the build (-ldflags -X main.buildVersion=...).
+var buildVersion = "dev"
+
+func init() {
+	// Namespace operations switch the thread they run on: keep main on one.
+	runtime.LockOSThread()
+}
+
+func main() {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	p := &cni.Plugin{Log: log.WithField("plugin", "weft")}
+	skel.PluginMainFuncs(p.Funcs(), version.All, "weft CNI plugin "+buildVersion)
+}

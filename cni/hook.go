@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+//go:build !cnitesthook
+
+package cni
+
+// testHook is a no-op in production builds; see hook_cnitesthook.go.
+func testHook(string) {}
+
+// traceStep is a no-op in production builds; see hook_cnitesthook.go.
+func traceStep(string) {}
