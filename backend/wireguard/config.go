@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package wireguard
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Device modes accepted in [Config.Mode].
+const (
+	// ModeAuto uses the kernel module when the kernel supports WireGuard
+	// and the embedded userspace device otherwise.
+	ModeAuto = "auto"
+	// ModeKernel requires kernel WireGuard; Setup fails without it.
+	ModeKernel = "kernel"
+	// ModeUserspace always runs the embedded userspace device.
+	ModeUserspace = "userspace"
+)
+
+// Defaults applied by [New].
+const (
+	DefaultName       = "weft-wg"
+	DefaultListenPort = 51820
+)
+
+// Overhead of WireGuard encapsulation in bytes: outer IP header, UDP header,
+// WireGuard data header (16) and authentication tag (16).
+const (
+	overheadIPv4 = 60
+	overheadIPv6 = 80
+)
+
+// maxIfNameLen is the longest Linux interface name (IFNAMSIZ - 1).
+const maxIfNameLen = 15
+
+// Config configures a [Backend].
+type Config struct {
+	// Name is the WireGuard interface name (default "weft-wg"). With the
+	// userspace device it also names the UAPI socket
+	// /var/run/wireguard/<Name>.sock, which is shared by all network
+	// namespaces of the host: nodes sharing a host need distinct names.
+	Name string
+	// ListenPort is the UDP port the device listens on (default 51820).
+	ListenPort int
+	// MTU of the WireGuard interface and the pod network; 0 derives it
+	// from the underlay interface (minus 60 bytes over IPv4, 80 over IPv6).
+	MTU int
+	// PersistentKeepalive, in seconds, sent to every peer (0: off).
+	PersistentKeepalive int
+	// PublicIP is this node's underlay address; its family decides the
+	// encapsulation overhead.
+	PublicIP netip.Addr
+	// Iface is the underlay interface name, used to derive the MTU. When
+	// empty the interface that carries PublicIP is used.
+	Iface string
+	// StateDir holds the private key file (created 0700 if missing).
+	StateDir string
+	// PSKFile, when set, names a file holding a base64 pre-shared key used
+	// with every peer. It must not be readable by group or others.
+	PSKFile string
+	// Mode is "auto" (default), "kernel" or "userspace".
+	Mode string
+	// DisableOffloads turns off the userspace device's TUN offloads (see
+	// the package documentation of the userspace device). It has no
+	// effect on a kernel device.
+	DisableOffloads bool
+	// Log receives the backend's logs; nil discards them.
+	Log logrus.FieldLogger
+}
+
+// withDefaults returns c with defaults applied, or an error if c is
+// invalid.
+func (c Config) withDefaults() (Config, error) {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.ListenPort == 0 {
+		c.ListenPort = DefaultListenPort
+	}
+	if c.Mode == "" {
+		c.Mode = ModeAuto
+	}
+	if c.Log == nil {
+		l := logrus.New()
+		l.Out = discard{}
+		c.Log = l
+	}
+	if len(c.Name) > maxIfNameLen {
+		return c, fmt.Errorf("interface name %q is longer than %d bytes", c.Name, maxIfNameLen)
+	}
+	for _, r := range c.Name {
+		if r == '/' || r == ' ' || r == ':' || r < 0x21 || r > 0x7e {
+			return c, fmt.Errorf("interface name %q contains %q", c.Name, r)
+		}
+	}
+	if c.ListenPort < 1 || c.ListenPort > 65535 {
+		return c, fmt.Errorf("listen port %d out of range 1-65535", c.ListenPort)
+	}
+	if c.MTU != 0 && (c.MTU < 1280 || c.MTU > 65535-overheadIPv6) {
+		return c, fmt.Errorf("mtu %d out of range 1280-%d", c.MTU, 65535-overheadIPv6)
+	}
+	if c.PersistentKeepalive < 0 || c.PersistentKeepalive > 65535 {
+		return c, fmt.Errorf("persistent keepalive %d out of range 0-65535", c.PersistentKeepalive)
+	}
+	if c.StateDir == "" {
+		return c, fmt.Errorf("state dir is required (it holds the private key)")
+	}
+	switch c.Mode {
+	case ModeAuto, ModeKernel, ModeUserspace:
+	default:
+		return c, fmt.Errorf("mode %q is not one of %s, %s, %s", c.Mode, ModeAuto, ModeKernel, ModeUserspace)
+	}
+	return c, nil
+}
+
+// podMTU derives the pod MTU from the underlay MTU and the family of the
+// public IP.
+func podMTU(underlayMTU int, publicIP netip.Addr) int {
+	if publicIP.Is6() && !publicIP.Is4In6() {
+		return underlayMTU - overheadIPv6
+	}
+	return underlayMTU - overheadIPv4
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

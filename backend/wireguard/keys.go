@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package wireguard
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// KeyFileName is the name of the private key file in the state dir. It holds
+// the key in the base64 form wg(8) uses, so `wg pubkey < wireguard.key`
+// prints the node's public key.
+const KeyFileName = "wireguard.key"
+
+// loadOrCreateKey returns the private key kept in stateDir, generating and
+// storing one (mode 0600, directory 0700) the first time. A key file that
+// group or others may read is refused rather than used: the key may have
+// leaked.
+func loadOrCreateKey(stateDir string) (wgtypes.Key, error) {
+	path := filepath.Join(stateDir, KeyFileName)
+	k, err := readSecretKey(path)
+	if err == nil {
+		return k, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return wgtypes.Key{}, fmt.Errorf("read private key: %w", err)
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return wgtypes.Key{}, fmt.Errorf("create state dir: %w", err)
+	}
+	k, err = wgtypes.GeneratePrivateKey()
+	if err != nil {
+		return wgtypes.Key{}, fmt.Errorf("generate private key: %w", err)
+	}
+	if err := writeSecretFile(path, []byte(k.String()+"\n")); err != nil {
+		return wgtypes.Key{}, fmt.Errorf("store private key: %w", err)
+	}
+	return k, nil
+}
+
+// readPSK reads the pre-shared key file, refusing a file that group or
+// others can access.
+func readPSK(path string) (wgtypes.Key, error) {
+	k, err := readSecretKey(path)
+	if err != nil {
+		return wgtypes.Key{}, fmt.Errorf("read pre-shared key: %w", err)
+	}
+	return k, nil
+}
+
+// readSecretKey reads a base64 WireGuard key from a file that must be a
+// regular file with no permission bits for group or others.
+func readSecretKey(path string) (wgtypes.Key, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return wgtypes.Key{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return wgtypes.Key{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return wgtypes.Key{}, fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return wgtypes.Key{}, fmt.Errorf("%s has mode %04o, want 0600: fix it with chmod 600 (and consider the key leaked)", path, perm)
+	}
+	buf := make([]byte, 256)
+	n, err := f.Read(buf)
+	if err != nil {
+		return wgtypes.Key{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	k, err := wgtypes.ParseKey(strings.TrimSpace(string(buf[:n])))
+	if err != nil {
+		return wgtypes.Key{}, fmt.Errorf("%s: not a base64 WireGuard key: %w", path, err)
+	}
+	return k, nil
+}
+
+// writeSecretFile writes data to path atomically with mode 0600.
+func writeSecretFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// randomHex returns 2n random hex characters.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b)
+}

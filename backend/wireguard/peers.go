@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package wireguard
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/weftnet/weft/backend"
+)
+
+// wantPeer is one WireGuard peer as the desired state describes it.
+type wantPeer struct {
+	name     string
+	key      wgtypes.Key
+	endpoint netip.AddrPort
+	// allowed is sorted and masked.
+	allowed []netip.Prefix
+	epoch   int64
+	version uint64
+}
+
+// desiredPeers turns the daemon's peer list into WireGuard peers keyed by
+// public key. Peers that cannot be served are reported in problems (keyed
+// by peer name). Two leases held by one key (a node holding an old and a
+// new lease for a while) become one WireGuard peer allowed both subnets,
+// with the endpoint of the newest lease; a subnet claimed by two keys goes
+// to the newer lease (higher epoch) and the other is reported.
+func desiredPeers(d backend.Desired, self wgtypes.Key, defaultPort int) (map[wgtypes.Key]*wantPeer, map[string]string) {
+	problems := map[string]string{}
+	want := map[wgtypes.Key]*wantPeer{}
+	// Newest first, so that the newest lease wins a contested subnet and
+	// sets the endpoint of a key seen twice.
+	peers := slices.Clone(d.Peers)
+	slices.SortStableFunc(peers, func(a, b backend.Peer) int {
+		if c := cmp.Compare(b.Epoch, a.Epoch); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.Version, a.Version); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+	owner := map[netip.Prefix]string{}
+	if d.Local.Subnet.IsValid() {
+		owner[d.Local.Subnet.Masked()] = "this node"
+	}
+	if d.Local.IPv6Subnet.IsValid() {
+		owner[d.Local.IPv6Subnet.Masked()] = "this node"
+	}
+	for _, p := range peers {
+		key, err := wgtypes.ParseKey(p.Data.WireGuardKey)
+		if err != nil {
+			problems[p.Name] = fmt.Sprintf("invalid wireguard public key %q", p.Data.WireGuardKey)
+			continue
+		}
+		if key == self {
+			problems[p.Name] = "peer has this node's wireguard public key"
+			continue
+		}
+		if !p.PublicIP.IsValid() {
+			problems[p.Name] = "peer has no public ip"
+			continue
+		}
+		port := p.Data.WireGuardPort
+		if port == 0 {
+			port = defaultPort
+		}
+		if port < 1 || port > 65535 {
+			problems[p.Name] = fmt.Sprintf("invalid wireguard port %d", port)
+			continue
+		}
+		var allowed []netip.Prefix
+		for _, s := range []netip.Prefix{p.Subnet, p.IPv6Subnet} {
+			if !s.IsValid() {
+				continue
+			}
+			s = s.Masked()
+			if o, taken := owner[s]; taken {
+				problems[p.Name] = fmt.Sprintf("subnet %s is also claimed by %s", s, o)
+				continue
+			}
+			owner[s] = p.Name
+			allowed = append(allowed, s)
+		}
+		if len(allowed) == 0 {
+			if _, reported := problems[p.Name]; !reported {
+				problems[p.Name] = "peer has no subnet"
+			}
+			continue
+		}
+		w, seen := want[key]
+		if !seen {
+			w = &wantPeer{
+				name:     p.Name,
+				key:      key,
+				endpoint: netip.AddrPortFrom(p.PublicIP.Unmap(), uint16(port)),
+				epoch:    p.Epoch,
+				version:  p.Version,
+			}
+			want[key] = w
+		}
+		w.allowed = append(w.allowed, allowed...)
+	}
+	for _, w := range want {
+		slices.SortFunc(w.allowed, comparePrefix)
+	}
+	return want, problems
+}
+
+// peerPlan is the set of wgctrl peer changes that converges a device.
+type peerPlan struct {
+	configs []wgtypes.PeerConfig
+	added   []wgtypes.Key
+	updated []wgtypes.Key
+	removed []wgtypes.Key
+}
+
+// planPeers compares the device's peers with the wanted ones and returns
+// per-peer changes: new peers are added, peers that differ are updated in
+// place (UpdateOnly), and peers not wanted are removed when complete is
+// true. Peers that already match produce no change, so their sessions are
+// untouched.
+//
+// An endpoint is written when the device has none for the peer, or when the
+// wanted endpoint differs both from the device's and from lastEndpoint (what
+// this backend last wrote for the key). An endpoint the device learned by
+// roaming (the peer's packets arrived from another address, e.g. through
+// NAT) is therefore kept until the peer publishes a new public IP or port.
+func planPeers(want map[wgtypes.Key]*wantPeer, have []wgtypes.Peer, lastEndpoint map[wgtypes.Key]netip.AddrPort,
+	psk wgtypes.Key, keepalive time.Duration, complete bool,
+) peerPlan {
+	var plan peerPlan
+	current := make(map[wgtypes.Key]*wgtypes.Peer, len(have))
+	for i := range have {
+		current[have[i].PublicKey] = &have[i]
+	}
+	for _, key := range sortedKeys(want) {
+		w := want[key]
+		cur, exists := current[key]
+		if !exists {
+			plan.configs = append(plan.configs, wgtypes.PeerConfig{
+				PublicKey:                   key,
+				PresharedKey:                &psk,
+				Endpoint:                    net.UDPAddrFromAddrPort(w.endpoint),
+				PersistentKeepaliveInterval: &keepalive,
+				ReplaceAllowedIPs:           true,
+				AllowedIPs:                  ipNets(w.allowed),
+			})
+			plan.added = append(plan.added, key)
+			continue
+		}
+		pc := wgtypes.PeerConfig{PublicKey: key, UpdateOnly: true}
+		changed := false
+		if cur.PresharedKey != psk {
+			pc.PresharedKey = &psk
+			changed = true
+		}
+		if cur.PersistentKeepaliveInterval != keepalive {
+			pc.PersistentKeepaliveInterval = &keepalive
+			changed = true
+		}
+		if curEP, ok := addrPort(cur.Endpoint); !ok || (curEP != w.endpoint && lastEndpoint[key] != w.endpoint) {
+			pc.Endpoint = net.UDPAddrFromAddrPort(w.endpoint)
+			changed = true
+		}
+		if !slices.Equal(prefixes(cur.AllowedIPs), w.allowed) {
+			pc.ReplaceAllowedIPs = true
+			pc.AllowedIPs = ipNets(w.allowed)
+			changed = true
+		}
+		if changed {
+			plan.configs = append(plan.configs, pc)
+			plan.updated = append(plan.updated, key)
+		}
+	}
+	if complete {
+		var stale []wgtypes.Key
+		for key := range current {
+			if _, ok := want[key]; !ok {
+				stale = append(stale, key)
+			}
+		}
+		slices.SortFunc(stale, compareKey)
+		for _, key := range stale {
+			plan.configs = append(plan.configs, wgtypes.PeerConfig{PublicKey: key, Remove: true})
+			plan.removed = append(plan.removed, key)
+		}
+	}
+	return plan
+}
+
+func sortedKeys[V any](m map[wgtypes.Key]V) []wgtypes.Key {
+	keys := make([]wgtypes.Key, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareKey)
+	return keys
+}
+
+func compareKey(a, b wgtypes.Key) int {
+	for i := range a {
+		if c := cmp.Compare(a[i], b[i]); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Bits(), b.Bits())
+}
+
+// addrPort converts a wgctrl endpoint; ok is false when there is none.
+func addrPort(u *net.UDPAddr) (netip.AddrPort, bool) {
+	if u == nil || u.IP == nil {
+		return netip.AddrPort{}, false
+	}
+	ap := u.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+}
+
+// prefixes converts wgctrl allowed IPs to sorted, masked prefixes.
+func prefixes(nets []net.IPNet) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(nets))
+	for _, n := range nets {
+		a, ok := netip.AddrFromSlice(n.IP)
+		if !ok {
+			continue
+		}
+		ones, bits := n.Mask.Size()
+		if a.Is4In6() {
+			a = a.Unmap()
+			if bits == 128 {
+				ones -= 96
+			}
+		}
+		out = append(out, netip.PrefixFrom(a, ones).Masked())
+	}
+	slices.SortFunc(out, comparePrefix)
+	return out
+}
+
+func ipNets(ps []netip.Prefix) []net.IPNet {
+	out := make([]net.IPNet, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
+	}
+	return out
+}

@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package wireguard
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/ipc"
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// userDevice is the embedded userspace WireGuard device: a TUN interface,
+// the library's device (crypto, timers, UDP sockets) and the UAPI socket
+// through which wgctrl and wg(8) configure it.
+//
+// Lifecycle:
+//
+//	startUserDevice ──► running ──► close (idempotent)
+//	                       │  UAPI socket deleted by someone:
+//	                       └► ensureUAPI re-opens it on the next Reconcile
+type userDevice struct {
+	name string
+	log  logrus.FieldLogger
+	dev  *device.Device
+	tun  tun.Device
+
+	// wg counts the UAPI accept loop and the connection handlers.
+	wg sync.WaitGroup
+
+	// mu guards the following.
+	mu       sync.Mutex
+	uapi     net.Listener
+	uapiDone chan struct{} // closed when the current accept loop exits
+	conns    map[net.Conn]struct{}
+	closed   bool
+}
+
+// startUserDevice creates the TUN interface and the device and opens the
+// UAPI socket. With offloads false the TUN is opened without a virtio
+// header (see createTUN).
+func startUserDevice(name string, mtu int, offloads bool, log logrus.FieldLogger) (*userDevice, error) {
+	td, err := createTUN(name, mtu, offloads)
+	if err != nil {
+		return nil, fmt.Errorf("create tun %s: %w", name, err)
+	}
+	u := &userDevice{
+		name:  name,
+		log:   log,
+		tun:   td,
+		conns: map[net.Conn]struct{}{},
+	}
+	u.dev = device.NewDevice(td, conn.NewDefaultBind(), deviceLogger(log))
+	if err := u.ensureUAPI(); err != nil {
+		u.dev.Close() // also closes the TUN
+		return nil, err
+	}
+	return u, nil
+}
+
+// createTUN opens the TUN interface. With offloads (the library's default)
+// the interface has a virtio-net header (IFF_VNET_HDR): the kernel hands the
+// device TCP/UDP segments of up to 64 KiB (TSO/USO) and the device writes
+// coalesced (GRO) packets back, which moves several times more traffic per
+// system call. Without offloads the TUN is opened without the header, so
+// the kernel segments everything and the device reads and writes one packet
+// per call; this is for kernels that reject coalesced writes. The
+// library's UDP sockets keep their own segmentation offload (UDP GSO/GRO),
+// which it probes per socket and turns off by itself when sends fail.
+func createTUN(name string, mtu int, offloads bool) (tun.Device, error) {
+	if offloads {
+		return tun.CreateTUN(name, mtu)
+	}
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUNSETIFF: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
+}
+
+// ensureUAPI opens the UAPI socket /var/run/wireguard/<name>.sock and
+// starts its accept loop, unless a loop is running. The loop ends when the
+// listener is closed, or when someone deletes the socket file (the
+// library watches it); the next call then opens a new socket.
+func (u *userDevice) ensureUAPI() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return errors.New("userspace device closed")
+	}
+	if u.uapiDone != nil {
+		select {
+		case <-u.uapiDone:
+			u.log.Warn("uapi socket went away; re-opening it")
+			u.uapi.Close()
+		default:
+			return nil
+		}
+	}
+	f, err := ipc.UAPIOpen(u.name)
+	if err != nil {
+		return fmt.Errorf("open uapi socket for %s: %w", u.name, err)
+	}
+	l, err := ipc.UAPIListen(u.name, f)
+	f.Close() // UAPIListen holds its own descriptor
+	if err != nil {
+		return fmt.Errorf("listen on uapi socket for %s: %w", u.name, err)
+	}
+	done := make(chan struct{})
+	u.uapi, u.uapiDone = l, done
+	u.wg.Add(1)
+	go u.acceptLoop(l, done)
+	return nil
+}
+
+func (u *userDevice) acceptLoop(l net.Listener, done chan struct{}) {
+	defer u.wg.Done()
+	defer close(done)
+	u.log.Debug("uapi accept loop started")
+	defer u.log.Debug("uapi accept loop stopped")
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		u.mu.Lock()
+		if u.closed {
+			u.mu.Unlock()
+			c.Close()
+			return
+		}
+		u.conns[c] = struct{}{}
+		u.wg.Add(1)
+		u.mu.Unlock()
+		go func() {
+			defer u.wg.Done()
+			u.dev.IpcHandle(c) // closes c when done
+			u.mu.Lock()
+			delete(u.conns, c)
+			u.mu.Unlock()
+		}()
+	}
+}
+
+// up brings the device's sockets up now rather than waiting for the TUN's
+// link-up event, so that handshakes can be sent at once.
+func (u *userDevice) up() error {
+	return u.dev.Up()
+}
+
+// initiateHandshakes sends a handshake initiation to each peer in keys.
+// After a restart the other nodes still hold sessions whose keys died with
+// the old process; a fresh handshake from this side replaces them at once,
+// where otherwise traffic towards this node would stall until the other
+// side's rekey timers fire. It returns how many initiations were sent.
+func (u *userDevice) initiateHandshakes(keys []wgtypes.Key) int {
+	n := 0
+	for _, k := range keys {
+		p := u.dev.LookupPeer(device.NoisePublicKey(k))
+		if p == nil {
+			continue
+		}
+		if err := p.SendHandshakeInitiation(false); err != nil {
+			u.log.WithError(err).WithField("key", k.String()).Debug("handshake initiation failed")
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// vnetHdr reports whether the TUN was opened with a virtio-net header
+// (offloads on).
+func (u *userDevice) vnetHdr() (bool, error) {
+	nt, ok := u.tun.(*tun.NativeTun)
+	if !ok {
+		return false, errors.New("not a native tun")
+	}
+	sc, err := nt.File().SyscallConn()
+	if err != nil {
+		return false, err
+	}
+	var flags uint16
+	var ierr error
+	err = sc.Control(func(fd uintptr) {
+		var ifr *unix.Ifreq
+		ifr, ierr = unix.NewIfreq(u.name)
+		if ierr != nil {
+			return
+		}
+		ierr = unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr)
+		flags = ifr.Uint16()
+	})
+	if err != nil {
+		return false, err
+	}
+	if ierr != nil {
+		return false, fmt.Errorf("TUNGETIFF: %w", ierr)
+	}
+	return flags&unix.IFF_VNET_HDR != 0, nil
+}
+
+// close removes the UAPI socket, waits for its handlers and closes the
+// device, which deletes the TUN interface and with it the interface's
+// addresses and routes. It is idempotent.
+func (u *userDevice) close() {
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return
+	}
+	u.closed = true
+	if u.uapi != nil {
+		u.uapi.Close() // unlinks the socket file
+	}
+	for c := range u.conns {
+		c.Close()
+	}
+	u.mu.Unlock()
+	u.wg.Wait()
+	u.dev.Close()
+}
+
+// deviceLogger adapts the library's printf-style logger: its verbose
+// messages go to debug; its errors go to warn at most once per
+// errorLogInterval, the rest to debug (some repeat per packet).
+func deviceLogger(log logrus.FieldLogger) *device.Logger {
+	var mu sync.Mutex
+	var last time.Time
+	return &device.Logger{
+		Verbosef: func(format string, args ...any) { log.Debugf(format, args...) },
+		Errorf: func(format string, args ...any) {
+			mu.Lock()
+			now := time.Now()
+			warn := now.Sub(last) >= errorLogInterval
+			if warn {
+				last = now
+			}
+			mu.Unlock()
+			if warn {
+				log.Warnf(format, args...)
+			} else {
+				log.Debugf(format, args...)
+			}
+		},
+	}
+}
+
+const errorLogInterval = 10 * time.Second
