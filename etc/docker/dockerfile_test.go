@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package docker
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const repoRoot = "../.."
+
+// instruction is one Dockerfile instruction with its stage index.
+type instruction struct {
+	stage int
+	op    string // upper case
+	args  []string
+	line  int
+}
+
+// parseDockerfile splits a Dockerfile into instructions (comments and
+// blank lines dropped; this Dockerfile uses no line continuations, which
+// the check reports).
+func parseDockerfile(text string) ([]instruction, error) {
+	var out []instruction
+	stage := -1
+	for i, l := range strings.Split(text, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if strings.HasSuffix(l, "\\") {
+			return nil, fmt.Errorf("line %d: line continuations are not supported by this check", i+1)
+		}
+		f := strings.Fields(l)
+		op := strings.ToUpper(f[0])
+		if op == "FROM" {
+			stage++
+		}
+		if stage < 0 && op != "ARG" {
+			return nil, fmt.Errorf("line %d: %s before the first FROM", i+1, op)
+		}
+		out = append(out, instruction{stage, op, f[1:], i + 1})
+	}
+	return out, nil
+}
+
+// madeBinaries returns the names of the binaries `make build` writes into
+// $(BIN), read from the Makefile's build recipe.
+func madeBinaries(makefile string) []string {
+	re := regexp.MustCompile(`-o \$\(BIN\)/(\S+)`)
+	var names []string
+	for _, m := range re.FindAllStringSubmatch(makefile, -1) {
+		names = append(names, m[1])
+	}
+	return names
+}
+
+// dockerfileProblems checks the Dockerfile's shape against what make build
+// produces and what the repository holds (root).
+func dockerfileProblems(text, makefile, root string) []string {
+	var bad []string
+	add := func(format string, a ...any) { bad = append(bad, fmt.Sprintf(format, a...)) }
+	ins, err := parseDockerfile(text)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var froms []instruction
+	for _, in := range ins {
+		if in.op == "FROM" {
+			froms = append(froms, in)
+		}
+	}
+	if len(froms) < 2 {
+		return []string{"want a multi-stage build (a build stage and a run-time stage)"}
+	}
+	// Build stage: named "build", Go toolchain, CGO off, runs make build.
+	b := froms[0]
+	if len(b.args) != 3 || !strings.EqualFold(b.args[1], "AS") || b.args[2] != "build" || !strings.HasPrefix(b.args[0], "golang:") {
+		add("line %d: the first stage must be `FROM golang:... AS build`", b.line)
+	}
+	var cgoOff, makeBuild bool
+	for _, in := range ins {
+		if in.stage != 0 {
+			continue
+		}
+		joined := strings.Join(in.args, " ")
+		if in.op == "ENV" && (joined == "CGO_ENABLED=0" || joined == "CGO_ENABLED 0") {
+			cgoOff = true
+		}
+		if in.op == "RUN" && strings.HasPrefix(joined, "make build") {
+			makeBuild = true
+		}
+	}
+	if !cgoOff {
+		add("the build stage must set ENV CGO_ENABLED=0 (static binaries)")
+	}
+	if !makeBuild {
+		add("the build stage must RUN make build")
+	}
+	// Run-time stage: a minimal base.
+	last := froms[len(froms)-1]
+	minimal := []string{"debian:bookworm-slim", "gcr.io/distroless/static-debian12", "gcr.io/distroless/static-debian12:nonroot"}
+	if !slices.Contains(minimal, last.args[0]) {
+		add("line %d: run-time base %q is not one of %v", last.line, last.args[0], minimal)
+	}
+	made := madeBinaries(makefile)
+	if len(made) == 0 {
+		add("no binaries found in the Makefile's build recipe")
+	}
+	var image []string
+	for _, in := range ins {
+		if in.stage != last.stage {
+			continue
+		}
+		switch in.op {
+		case "RUN":
+			add("line %d: the run-time stage runs nothing (RUN needs tools a minimal base lacks)", in.line)
+		case "COPY":
+			var from string
+			var args []string
+			for _, a := range in.args {
+				if v, ok := strings.CutPrefix(a, "--from="); ok {
+					from = v
+				} else if !strings.HasPrefix(a, "--") {
+					args = append(args, a)
+				}
+			}
+			if len(args) < 2 {
+				add("line %d: COPY needs a source and a destination", in.line)
+				continue
+			}
+			dst, srcs := args[len(args)-1], args[:len(args)-1]
+			if len(srcs) > 1 && !strings.HasSuffix(dst, "/") {
+				add("line %d: several sources need a destination directory ending in /", in.line)
+			}
+			for _, s := range srcs {
+				switch {
+				case from == "build":
+					if filepath.Dir(s) != "/src/bin" || !slices.Contains(made, filepath.Base(s)) {
+						add("line %d: %s is not a binary make build writes into /src/bin (%v)", in.line, s, made)
+					}
+				case from != "":
+					add("line %d: COPY --from=%s: only the build stage is expected", in.line, from)
+				default:
+					if _, err := os.Stat(filepath.Join(root, s)); err != nil {
+						add("line %d: %s is not in the repository", in.line, s)
+					}
+				}
+				if strings.HasSuffix(dst, "/") {
+					image = append(image, dst+filepath.Base(s))
+				} else {
+					image = append(image, dst)
+				}
+			}
+		}
+	}
+	var entry []string
+	for _, in := range ins {
+		if in.stage == last.stage && in.op == "ENTRYPOINT" {
+			entry = in.args
+		}
+	}
+	if len(entry) == 0 {
+		add("the run-time stage needs an ENTRYPOINT")
+	} else if e := strings.Trim(entry[0], `[]",`); !slices.Contains(image, e) {
+		add("ENTRYPOINT %s is not a file the image holds (%v)", e, image)
+	}
+	for _, want := range []string{"/usr/local/bin/weftd", "/usr/local/bin/weftctl", "/opt/weft/bin/weft", "/opt/weft/install-cni.sh"} {
+		if !slices.Contains(image, want) {
+			add("the image lacks %s", want)
+		}
+	}
+	return bad
+}
+
+func read(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestDockerfile checks the Dockerfile statically (no Docker engine here).
+func TestDockerfile(t *testing.T) {
+	df := read(t, "Dockerfile")
+	mk := read(t, filepath.Join(repoRoot, "Makefile"))
+	if p := dockerfileProblems(df, mk, repoRoot); len(p) > 0 {
+		t.Errorf("Dockerfile:\n%s", strings.Join(p, "\n"))
+	}
+	for _, tc := range []struct{ name, old, new, want string }{
+		{"cgo on", "ENV CGO_ENABLED=0", "ENV CGO_ENABLED=1", "CGO_ENABLED=0"},
+		{"no make build", "RUN make build", "RUN go build ./...", "RUN make build"},
+		{"binary make does not build", "/src/bin/weftctl ", "/src/bin/weftcli ", "/src/bin/weftcli is not a binary"},
+		{"missing script", "COPY etc/docker/install-cni.sh", "COPY etc/docker/install.sh", "etc/docker/install.sh is not in the repository"},
+		{"fat base", "FROM debian:bookworm-slim", "FROM ubuntu:24.04", `run-time base "ubuntu:24.04"`},
+		{"single stage", "FROM debian:bookworm-slim\n", "", "multi-stage"},
+	} {
+		t.Run("can fail/"+tc.name, func(t *testing.T) {
+			edited := strings.Replace(df, tc.old, tc.new, 1)
+			if edited == df {
+				t.Fatalf("edit %q did not apply", tc.old)
+			}
+			got := strings.Join(dockerfileProblems(edited, mk, repoRoot), "\n")
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("want a problem containing %q, got:\n%s", tc.want, got)
+			}
+		})
+	}
+}
+
+// requireTool returns the path of bin, installing Debian's pkg when it is
+// missing only as root with CI set; otherwise the test is skipped.
+func requireTool(t *testing.T, bin, pkg string) string {
+	t.Helper()
+	if p, err := exec.LookPath(bin); err == nil {
+		return p
+	}
+	if os.Geteuid() != 0 || os.Getenv("CI") == "" {
+		t.Skipf("%s not found: install Debian's %s package (apt-get install %s); tests install it themselves only as root with CI set", bin, pkg, pkg)
+	}
+	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "--no-install-recommends", pkg}} {
+		cmd := exec.Command("apt-get", args...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		t.Fatalf("%s still missing after installing %s", bin, pkg)
+	}
+	return p
+}
+
+// TestInstallScriptLint runs shellcheck on install-cni.sh as POSIX sh (the
+// image's /bin/sh is dash).
+func TestInstallScriptLint(t *testing.T) {
+	sc := requireTool(t, "shellcheck", "shellcheck")
+	out, err := exec.Command(sc, "--shell=sh", "--severity=style", "install-cni.sh").CombinedOutput()
+	if err != nil {
+		t.Errorf("shellcheck install-cni.sh: %v\n%s", err, out)
+	}
+	// The check can fail: a bashism in a sh script is reported.
+	bad := filepath.Join(t.TempDir(), "bad.sh")
+	if err := os.WriteFile(bad, []byte("#!/bin/sh\n[[ -n \"$1\" ]] && echo $1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command(sc, "--shell=sh", bad).Run(); err == nil {
+		t.Error("shellcheck accepted a script with a bashism and an unquoted variable")
+	}
+}

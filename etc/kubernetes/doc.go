@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+// Package kubernetes holds weft's Kubernetes manifest (weft.yaml: Namespace,
+// ConfigMap, DaemonSet), which is not Go code, and the test that keeps it from
+// rotting: every document is decoded strictly into the k8s.io/api types
+// (an unknown or misspelt field fails), and the essentials are asserted
+// against the code they depend on: weftd's flags and their validation, the
+// network config parser, the CNI plugin's config parser, the image the
+// Dockerfile builds, and the init container's install script, which the test
+// runs.
+package kubernetes
