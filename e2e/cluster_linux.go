@@ -1,0 +1,782 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Underlay addressing. Segment 0 is the underlay bridge; segment 1 sits
+// behind the router namespace.
+var (
+	underlayGW     = netip.MustParseAddr("198.18.0.1")
+	EtcdIP         = netip.MustParseAddr("198.18.0.2")
+	RouterIP       = netip.MustParseAddr("198.18.0.4")
+	OutsideIP      = netip.MustParseAddr("198.18.0.5")
+	underlayGW6    = netip.MustParseAddr("2001:2::1")
+	etcdIP6        = netip.MustParseAddr("2001:2::2")
+	routerIP6      = netip.MustParseAddr("2001:2::4")
+	OutsideIPv6    = netip.MustParseAddr("2001:2::5")
+	segment1GW     = netip.MustParseAddr("198.18.1.1")
+	segment1GW6    = netip.MustParseAddr("2001:2:0:1::1")
+	segmentPrefix  = []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("198.18.1.0/24")}
+	segmentPrefix6 = []netip.Prefix{netip.MustParsePrefix("2001:2::/64"), netip.MustParsePrefix("2001:2:0:1::/64")}
+)
+
+// Ports on the underlay.
+const (
+	EtcdClientPort = 2379
+	etcdPeerPort   = 2380
+	HTTPPort       = 9950
+	GossipPort     = 7950
+	// EtcdPrefix is the key prefix the cluster's daemons use.
+	EtcdPrefix = "/weft"
+)
+
+// Default pod networks.
+const (
+	DefaultNetwork     = "10.244.0.0/16"
+	DefaultIPv6Network = "fd10:244::/56"
+)
+
+// Options describe a cluster. The zero value is a three-node IPv4 VXLAN
+// cluster with no pods.
+type Options struct {
+	// Nodes is the number of nodes started by [New] (default 3; use
+	// [Cluster.AddNode] for more later). Negative: none.
+	Nodes int
+	// PodsPerNode pods are attached to every initial node.
+	PodsPerNode int
+	// Backend is vxlan (default), host-gw or wireguard.
+	Backend string
+	// DualStack adds an IPv6 pod network and IPv6 underlay addresses.
+	DualStack bool
+	// DirectRouting sets the VXLAN DirectRouting option.
+	DirectRouting bool
+	// NetworkConfig, when set, is written to etcd as is instead of the
+	// config built from Backend, DualStack and DirectRouting.
+	NetworkConfig string
+	// Segments gives the segment (0 or 1) of each initial node, by index
+	// (missing: 0). Any node on segment 1 creates the router namespace.
+	Segments []int
+	// Router creates the router namespace and the second segment even
+	// when no initial node uses it.
+	Router bool
+
+	// BinDir holds weftd, weftctl, weft and weft-etcd.
+	BinDir string
+	// Dir receives node state dirs, subnet files, logs and the etcd data
+	// (default: a new temporary directory, removed by Close).
+	Dir string
+	// NamePrefix starts every namespace name (default "wt<random>-").
+	NamePrefix string
+	// DeviceSuffix is appended to VXLAN and WireGuard device names
+	// (default: the random run ID). "-" keeps weftd's default VXLAN name.
+	DeviceSuffix string
+	// StateFile, when set, receives the cluster's [State] after every
+	// step, so that a half-built cluster can still be torn down.
+	StateFile string
+
+	// ResyncInterval is passed to weftd (0: weftd's default).
+	ResyncInterval time.Duration
+	// WeftdArgs are extra weftd flags for every node.
+	WeftdArgs []string
+	// NoDaemons builds the topology and etcd but starts no weftd; pods
+	// are then attached by the harness itself with static subnets.
+	NoDaemons bool
+	// HarnessPods attaches pods without the CNI plugin (bridge, veth and
+	// addresses made by the harness from the node's subnet file).
+	HarnessPods bool
+
+	// Logf receives progress lines (may be nil).
+	Logf func(format string, args ...any)
+}
+
+// Cluster is a running topology. Its methods are safe for concurrent use
+// unless noted.
+type Cluster struct {
+	opts Options
+	// ID is the random run ID carried by names.
+	ID string
+	// Dir holds the cluster's files.
+	Dir string
+	// BinDir holds the binaries run.
+	BinDir string
+
+	Underlay NS
+	Outside  NS
+	// Router is set when the second segment exists.
+	Router *NS
+	Etcd   *Etcd
+
+	ownDir bool
+
+	// mu guards the following.
+	mu    sync.Mutex
+	nodes []*Node
+	state State
+}
+
+// State is what a cluster created, in a form that survives the process
+// (the lab's state file). [Teardown] removes exactly this.
+type State struct {
+	ID         string      `json:"id"`
+	Dir        string      `json:"dir"`
+	OwnDir     bool        `json:"ownDir"`
+	Backend    string      `json:"backend"`
+	Namespaces []string    `json:"namespaces"`
+	Etcd       *Proc       `json:"etcd,omitempty"`
+	Nodes      []NodeState `json:"nodes"`
+	Pods       []PodState  `json:"pods"`
+	// WireGuardDevices are device names whose UAPI sockets in
+	// /var/run/wireguard belong to this cluster.
+	WireGuardDevices []string `json:"wireguardDevices"`
+	Underlay         string   `json:"underlay"`
+	Outside          string   `json:"outside"`
+	EtcdEndpoint     string   `json:"etcdEndpoint"`
+}
+
+// NodeState is a node's part of [State].
+type NodeState struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	IP        string `json:"ip"`
+	HTTPAddr  string `json:"httpAddr"`
+	Weftd     *Proc  `json:"weftd,omitempty"`
+}
+
+// PodState is a pod's part of [State].
+type PodState struct {
+	Name      string `json:"name"`
+	Node      string `json:"node"`
+	Namespace string `json:"namespace"`
+	IP        string `json:"ip,omitempty"`
+	IPv6      string `json:"ipv6,omitempty"`
+}
+
+func (c *Cluster) logf(format string, args ...any) {
+	if c.opts.Logf != nil {
+		c.opts.Logf(format, args...)
+	}
+}
+
+// New builds the topology described by opts: namespaces, bridge, veths,
+// etcd with the network config, the initial nodes (weftd started and
+// ready) and their pods. On error everything made so far is torn down.
+func New(ctx context.Context, opts Options) (*Cluster, error) {
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	if opts.Nodes < 0 {
+		opts.Nodes = 0
+	}
+	if opts.Backend == "" {
+		opts.Backend = "vxlan"
+	}
+	id, err := randomID()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{opts: opts, ID: id, BinDir: opts.BinDir}
+	if c.opts.NamePrefix == "" {
+		c.opts.NamePrefix = "wt" + id + "-"
+	}
+	if c.opts.DeviceSuffix == "" {
+		c.opts.DeviceSuffix = id
+	}
+	c.Dir = opts.Dir
+	if c.Dir == "" {
+		c.Dir, err = os.MkdirTemp("", "weft-e2e-"+id+"-")
+		if err != nil {
+			return nil, fmt.Errorf("create cluster dir: %w", err)
+		}
+		c.ownDir = true
+	} else if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create cluster dir: %w", err)
+	}
+	c.state = State{ID: id, Dir: c.Dir, OwnDir: c.ownDir, Backend: opts.Backend}
+	if err := c.build(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func randomID() (string, error) {
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random id: %w", err)
+	}
+	return hex.EncodeToString(b)[:5], nil
+}
+
+func (c *Cluster) needRouter() bool {
+	if c.opts.Router {
+		return true
+	}
+	for i := 0; i < c.opts.Nodes && i < len(c.opts.Segments); i++ {
+		if c.opts.Segments[i] == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Cluster) build(ctx context.Context) error {
+	start := time.Now()
+	c.logf("creating the underlay namespace and bridge")
+	if err := c.buildUnderlay(); err != nil {
+		return err
+	}
+	if err := c.buildOutside(); err != nil {
+		return err
+	}
+	c.logf("created the outside host namespace %s (%s)", c.Outside.Name, OutsideIP)
+	if c.needRouter() {
+		c.logf("creating the router namespace and the second segment 198.18.1.0/24")
+		if err := c.buildRouter(); err != nil {
+			return err
+		}
+	}
+	c.logf("starting etcd in %s on %s", c.Underlay.Name, c.EtcdEndpoint())
+	etcdStart := time.Now()
+	if err := c.startEtcd(ctx); err != nil {
+		return err
+	}
+	c.logf("etcd ready in %.2fs", time.Since(etcdStart).Seconds())
+	if err := c.Etcd.PutConfig(ctx, c.NetworkConfig()); err != nil {
+		return err
+	}
+	c.logf("network config written: %s", c.NetworkConfig())
+	var nodes []*Node
+	for i := 0; i < c.opts.Nodes; i++ {
+		seg := 0
+		if i < len(c.opts.Segments) {
+			seg = c.opts.Segments[i]
+		}
+		n, err := c.addNode(seg)
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, n)
+	}
+	if !c.opts.NoDaemons {
+		for _, n := range nodes {
+			c.logf("starting weftd on %s (%s)", n.Name, n.IP)
+			if err := n.Start(); err != nil {
+				return err
+			}
+		}
+		for _, n := range nodes {
+			if err := n.WaitReady(ctx, 60*time.Second); err != nil {
+				return err
+			}
+			sf, _ := n.SubnetFile()
+			if sf != nil {
+				c.logf("%s ready: subnet %s", n.Name, joinPrefixes(sf.Subnet, sf.IPv6Subnet))
+			}
+		}
+	} else {
+		for _, n := range nodes {
+			if err := n.writeStaticSubnetFile(); err != nil {
+				return err
+			}
+		}
+	}
+	for _, n := range nodes {
+		for j := 0; j < c.opts.PodsPerNode; j++ {
+			p, err := n.AddPod(ctx)
+			if err != nil {
+				return err
+			}
+			c.logf("pod %s on %s: %s", p.Name, n.Name, joinAddrs(p.IP, p.IPv6))
+		}
+	}
+	c.logf("cluster up in %.2fs", time.Since(start).Seconds())
+	return nil
+}
+
+func joinPrefixes(ps ...netip.Prefix) string {
+	var s []string
+	for _, p := range ps {
+		if p.IsValid() {
+			s = append(s, p.String())
+		}
+	}
+	return strings.Join(s, ", ")
+}
+
+func joinAddrs(as ...netip.Addr) string {
+	var s []string
+	for _, a := range as {
+		if a.IsValid() {
+			s = append(s, a.String())
+		}
+	}
+	return strings.Join(s, ", ")
+}
+
+// newNS creates a namespace named prefix+name and records it.
+func (c *Cluster) newNS(name string) (NS, error) {
+	full := c.opts.NamePrefix + name
+	n, err := createNS(full)
+	if err != nil {
+		return NS{}, err
+	}
+	c.mu.Lock()
+	c.state.Namespaces = append(c.state.Namespaces, full)
+	c.mu.Unlock()
+	c.saveState()
+	return n, nil
+}
+
+func addAddr(h *netlink.Handle, link netlink.Link, a netip.Addr, bits int) error {
+	addr := &netlink.Addr{IPNet: prefixIPNet(netip.PrefixFrom(a, bits))}
+	if a.Is6() {
+		addr.Flags = unix.IFA_F_NODAD
+	}
+	if err := h.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add %s/%d to %s: %w", a, bits, link.Attrs().Name, err)
+	}
+	return nil
+}
+
+func (c *Cluster) ipv6() bool { return c.opts.DualStack }
+
+func (c *Cluster) buildUnderlay() error {
+	var err error
+	if c.Underlay, err = c.newNS("underlay"); err != nil {
+		return err
+	}
+	c.state.Underlay = c.Underlay.Name
+	if c.ipv6() {
+		c.Underlay.Sysctl("net/ipv6/conf/all/accept_dad", "0")
+		c.Underlay.Sysctl("net/ipv6/conf/default/accept_dad", "0")
+	}
+	return c.Underlay.withHandle(func(h *netlink.Handle) error {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+		if err := h.LinkAdd(br); err != nil {
+			return fmt.Errorf("add underlay bridge: %w", err)
+		}
+		for _, a := range []netip.Addr{underlayGW, EtcdIP} {
+			if err := addAddr(h, br, a, 24); err != nil {
+				return err
+			}
+		}
+		if c.ipv6() {
+			for _, a := range []netip.Addr{underlayGW6, etcdIP6} {
+				if err := addAddr(h, br, a, 64); err != nil {
+					return err
+				}
+			}
+		}
+		return h.LinkSetUp(br)
+	})
+}
+
+// plugIn connects namespace ns to a bridge in namespace brNS with a veth
+// pair: portName on the bridge side, "eth0" (or ifName) inside ns,
+// addresses addrs, default route via gw (and gw6).
+func plugIn(brNS NS, bridge, portName string, ns NS, ifName string, addrs []netip.Prefix, gw, gw6 netip.Addr) error {
+	nsFd, err := nsFD(ns)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(nsFd)
+	err = brNS.withHandle(func(h *netlink.Handle) error {
+		br, err := h.LinkByName(bridge)
+		if err != nil {
+			return fmt.Errorf("find bridge %s in %s: %w", bridge, brNS.Name, err)
+		}
+		veth := &netlink.Veth{
+			LinkAttrs:     netlink.LinkAttrs{Name: portName, MasterIndex: br.Attrs().Index},
+			PeerName:      ifName,
+			PeerNamespace: netlink.NsFd(nsFd),
+		}
+		if err := h.LinkAdd(veth); err != nil {
+			return fmt.Errorf("add veth %s: %w", portName, err)
+		}
+		port, err := h.LinkByName(portName)
+		if err != nil {
+			return fmt.Errorf("find veth %s: %w", portName, err)
+		}
+		return h.LinkSetUp(port)
+	})
+	if err != nil {
+		return err
+	}
+	return ns.withHandle(func(h *netlink.Handle) error {
+		l, err := h.LinkByName(ifName)
+		if err != nil {
+			return fmt.Errorf("find %s in %s: %w", ifName, ns.Name, err)
+		}
+		for _, p := range addrs {
+			if err := addAddr(h, l, p.Addr(), p.Bits()); err != nil {
+				return err
+			}
+		}
+		if err := h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("set %s up: %w", ifName, err)
+		}
+		for _, g := range []netip.Addr{gw, gw6} {
+			if !g.IsValid() {
+				continue
+			}
+			r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: g.AsSlice()}
+			if g.Is6() {
+				r.Family = netlink.FAMILY_V6
+			}
+			if err := h.RouteAdd(r); err != nil {
+				return fmt.Errorf("add default route via %s in %s: %w", g, ns.Name, err)
+			}
+		}
+		return nil
+	})
+}
+
+func nsFD(ns NS) (int, error) {
+	fd, err := unix.Open(ns.Path(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", ns.Path(), err)
+	}
+	return fd, nil
+}
+
+func (c *Cluster) buildOutside() error {
+	var err error
+	if c.Outside, err = c.newNS("outside"); err != nil {
+		return err
+	}
+	c.state.Outside = c.Outside.Name
+	addrs := []netip.Prefix{netip.PrefixFrom(OutsideIP, 24)}
+	if c.ipv6() {
+		c.Outside.Sysctl("net/ipv6/conf/all/accept_dad", "0")
+		addrs = append(addrs, netip.PrefixFrom(OutsideIPv6, 64))
+	}
+	// The outside host has no route to any pod network: it only ever
+	// answers the address it sees, which must be a node's.
+	return plugIn(c.Underlay, "br0", "out-"+c.ID, c.Outside, "eth0", addrs, netip.Addr{}, netip.Addr{})
+}
+
+func (c *Cluster) buildRouter() error {
+	r, err := c.newNS("router")
+	if err != nil {
+		return err
+	}
+	c.Router = &r
+	if err := r.Sysctl("net/ipv4/ip_forward", "1"); err != nil {
+		return fmt.Errorf("enable forwarding in router: %w", err)
+	}
+	addrs := []netip.Prefix{netip.PrefixFrom(RouterIP, 24)}
+	if c.ipv6() {
+		r.Sysctl("net/ipv6/conf/all/accept_dad", "0")
+		r.Sysctl("net/ipv6/conf/default/accept_dad", "0")
+		if err := r.Sysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
+			return fmt.Errorf("enable IPv6 forwarding in router: %w", err)
+		}
+		addrs = append(addrs, netip.PrefixFrom(routerIP6, 64))
+	}
+	if err := plugIn(c.Underlay, "br0", "rtr-"+c.ID, r, "eth0", addrs, netip.Addr{}, netip.Addr{}); err != nil {
+		return err
+	}
+	// The underlay (etcd) and the outside host reach segment 1 through
+	// the router.
+	for _, ns := range []NS{c.Underlay, c.Outside} {
+		err := ns.withHandle(func(h *netlink.Handle) error {
+			if err := h.RouteAdd(&netlink.Route{Dst: prefixIPNet(segmentPrefix[1]), Gw: RouterIP.AsSlice()}); err != nil {
+				return fmt.Errorf("route to segment 1 in %s: %w", ns.Name, err)
+			}
+			if c.ipv6() {
+				if err := h.RouteAdd(&netlink.Route{Dst: prefixIPNet(segmentPrefix6[1]), Gw: routerIP6.AsSlice()}); err != nil {
+					return fmt.Errorf("IPv6 route to segment 1 in %s: %w", ns.Name, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return r.withHandle(func(h *netlink.Handle) error {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br1"}}
+		if err := h.LinkAdd(br); err != nil {
+			return fmt.Errorf("add segment bridge: %w", err)
+		}
+		if err := addAddr(h, br, segment1GW, 24); err != nil {
+			return err
+		}
+		if c.ipv6() {
+			if err := addAddr(h, br, segment1GW6, 64); err != nil {
+				return err
+			}
+		}
+		return h.LinkSetUp(br)
+	})
+}
+
+// EtcdEndpoint is the client URL of the cluster's etcd (reachable from
+// every namespace of the cluster, never from the root namespace).
+func (c *Cluster) EtcdEndpoint() string {
+	return fmt.Sprintf("http://%s:%d", EtcdIP, EtcdClientPort)
+}
+
+func (c *Cluster) startEtcd(ctx context.Context) error {
+	bin, err := checkBinary(c.BinDir, BinWeftEtcd)
+	if err != nil {
+		return err
+	}
+	c.Etcd = &Etcd{
+		NS:      c.Underlay,
+		Binary:  bin,
+		DataDir: filepath.Join(c.Dir, "etcd"),
+		LogFile: filepath.Join(c.Dir, "etcd.log"),
+		Endpoint: c.EtcdEndpoint(),
+		peerURL: fmt.Sprintf("http://%s:%d", EtcdIP, etcdPeerPort),
+		onStart: func(p *Proc) {
+			c.mu.Lock()
+			c.state.Etcd = p
+			c.mu.Unlock()
+			c.saveState()
+		},
+	}
+	c.state.EtcdEndpoint = c.EtcdEndpoint()
+	return c.Etcd.Start(ctx)
+}
+
+// NetworkConfig returns the network config JSON the cluster writes.
+func (c *Cluster) NetworkConfig() string {
+	if c.opts.NetworkConfig != "" {
+		return c.opts.NetworkConfig
+	}
+	cfg := map[string]any{"Network": DefaultNetwork}
+	if c.opts.DualStack {
+		cfg["IPv6Network"] = DefaultIPv6Network
+	}
+	be := map[string]any{"Type": c.opts.Backend}
+	if c.opts.DirectRouting {
+		be["DirectRouting"] = true
+	}
+	cfg["Backend"] = be
+	b, _ := json.Marshal(cfg)
+	return string(b)
+}
+
+// Backend is the backend type the cluster was built with.
+func (c *Cluster) Backend() string { return c.opts.Backend }
+
+// Nodes returns the cluster's nodes in order of creation.
+func (c *Cluster) Nodes() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*Node(nil), c.nodes...)
+}
+
+// Pods returns every pod of every node.
+func (c *Cluster) Pods() []*Pod {
+	var ps []*Pod
+	for _, n := range c.Nodes() {
+		ps = append(ps, n.Pods()...)
+	}
+	return ps
+}
+
+// AddNode creates a node namespace on the given segment (0 or 1) and
+// plugs it in; it does not start weftd (see [Node.Start]).
+func (c *Cluster) AddNode(segment int) (*Node, error) {
+	return c.addNode(segment)
+}
+
+func (c *Cluster) addNode(segment int) (*Node, error) {
+	if segment == 1 && c.Router == nil {
+		return nil, errors.New("segment 1 needs the router (Options.Router or Options.Segments)")
+	}
+	c.mu.Lock()
+	idx := len(c.nodes) + 1
+	c.mu.Unlock()
+	name := fmt.Sprintf("node%d", idx)
+	ns, err := c.newNS(name)
+	if err != nil {
+		return nil, err
+	}
+	seg := segmentPrefix[segment]
+	ip := seg.Addr().As4()
+	ip[3] = byte(10 + idx)
+	n := &Node{
+		c:       c,
+		Index:   idx,
+		Name:    name,
+		NS:      ns,
+		Segment: segment,
+		IP:      netip.AddrFrom4(ip),
+		Dir:     filepath.Join(c.Dir, name),
+	}
+	if c.ipv6() {
+		ip6 := segmentPrefix6[segment].Addr().As16()
+		ip6[15] = byte(10 + idx)
+		n.IPv6 = netip.AddrFrom16(ip6)
+		ns.Sysctl("net/ipv6/conf/all/accept_dad", "0")
+		ns.Sysctl("net/ipv6/conf/default/accept_dad", "0")
+	}
+	n.initPaths()
+	if err := os.MkdirAll(n.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create node dir: %w", err)
+	}
+	addrs := []netip.Prefix{netip.PrefixFrom(n.IP, 24)}
+	if n.IPv6.IsValid() {
+		addrs = append(addrs, netip.PrefixFrom(n.IPv6, 64))
+	}
+	brNS, bridge, gw, gw6 := c.Underlay, "br0", netip.Addr{}, netip.Addr{}
+	if segment == 1 {
+		brNS, bridge, gw = *c.Router, "br1", segment1GW
+		if c.ipv6() {
+			gw6 = segment1GW6
+		}
+	} else if c.Router != nil {
+		gw = RouterIP
+		if c.ipv6() {
+			gw6 = routerIP6
+		}
+	}
+	if err := plugIn(brNS, bridge, fmt.Sprintf("n%d-%s", idx, c.ID), ns, "eth0", addrs, gw, gw6); err != nil {
+		return nil, err
+	}
+	if segment == 1 {
+		// The etcd and outside addresses are on segment 0: reachable via
+		// the router through the default route.
+	} else if c.Router == nil {
+		// A default route makes the node look like a real host (weftd
+		// finds its interface from it); the underlay namespace is a dead
+		// end for anything that is not on the segment.
+		err := ns.withHandle(func(h *netlink.Handle) error {
+			l, err := h.LinkByName("eth0")
+			if err != nil {
+				return err
+			}
+			return h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: underlayGW.AsSlice()})
+		})
+		if err != nil {
+			return nil, fmt.Errorf("default route on %s: %w", name, err)
+		}
+	}
+	c.mu.Lock()
+	c.nodes = append(c.nodes, n)
+	c.state.Nodes = append(c.state.Nodes, NodeState{Name: name, Namespace: ns.Name, IP: n.IP.String(), HTTPAddr: n.HTTPAddr})
+	if c.opts.Backend == "wireguard" {
+		c.state.WireGuardDevices = append(c.state.WireGuardDevices, n.WireGuardDevice)
+	}
+	c.mu.Unlock()
+	c.saveState()
+	return n, nil
+}
+
+// State returns a copy of what the cluster created so far.
+func (c *Cluster) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.state
+	s.Namespaces = append([]string(nil), s.Namespaces...)
+	s.Nodes = append([]NodeState(nil), s.Nodes...)
+	s.Pods = append([]PodState(nil), s.Pods...)
+	s.WireGuardDevices = append([]string(nil), s.WireGuardDevices...)
+	return s
+}
+
+func (c *Cluster) saveState() {
+	if c.opts.StateFile == "" {
+		return
+	}
+	s := c.State()
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return
+	}
+	tmp := c.opts.StateFile + ".tmp"
+	if os.WriteFile(tmp, data, 0o644) == nil {
+		os.Rename(tmp, c.opts.StateFile)
+	}
+}
+
+func (c *Cluster) updateNodeProc(name string, p *Proc) {
+	c.mu.Lock()
+	for i := range c.state.Nodes {
+		if c.state.Nodes[i].Name == name {
+			c.state.Nodes[i].Weftd = p
+		}
+	}
+	c.mu.Unlock()
+	c.saveState()
+}
+
+// Close stops every process and removes every namespace, link and file the
+// cluster made (the directory only if New created it). It is idempotent.
+func (c *Cluster) Close() error {
+	return Teardown(c.State())
+}
+
+// Teardown removes what s records: it stops the weftd processes and etcd
+// (SIGTERM, then SIGKILL), deletes the namespaces in reverse order (their
+// links go with them), removes this cluster's WireGuard UAPI sockets, and
+// the directory when the cluster created it.
+func Teardown(s State) error {
+	var errs []error
+	var procs []*Proc
+	for _, n := range s.Nodes {
+		if n.Weftd != nil {
+			procs = append(procs, n.Weftd)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Stop(3 * time.Second)
+		}()
+	}
+	wg.Wait()
+	for _, p := range procs {
+		if p.Alive() {
+			errs = append(errs, fmt.Errorf("weftd pid %d still running", p.PID))
+		}
+	}
+	if s.Etcd != nil {
+		if err := s.Etcd.Stop(10 * time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("stop etcd: %w", err))
+		}
+	}
+	for i := len(s.Namespaces) - 1; i >= 0; i-- {
+		if err := deleteNS(s.Namespaces[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, d := range s.WireGuardDevices {
+		if d == "" {
+			continue
+		}
+		sock := filepath.Join("/var/run/wireguard", d+".sock")
+		if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove %s: %w", sock, err))
+		}
+	}
+	if s.OwnDir && s.Dir != "" {
+		if err := os.RemoveAll(s.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", s.Dir, err))
+		}
+	}
+	return errors.Join(errs...)
+}

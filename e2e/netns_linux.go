@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// NS is a named network namespace (a bind mount under /run/netns, as made
+// by `ip netns add`).
+type NS struct {
+	// Name is the namespace's name (`ip netns exec <Name> ...`).
+	Name string
+}
+
+// Path is the namespace's bind-mount path, as CNI_NETNS expects it.
+func (n NS) Path() string { return filepath.Join("/run/netns", n.Name) }
+
+// createNS makes a named namespace with its loopback up.
+func createNS(name string) (NS, error) {
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return NS{}, fmt.Errorf("ip netns add %s: %w: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	n := NS{Name: name}
+	err := n.withHandle(func(h *netlink.Handle) error {
+		lo, err := h.LinkByName("lo")
+		if err != nil {
+			return fmt.Errorf("find lo: %w", err)
+		}
+		return h.LinkSetUp(lo)
+	})
+	if err != nil {
+		deleteNS(name)
+		return NS{}, fmt.Errorf("namespace %s: %w", name, err)
+	}
+	return n, nil
+}
+
+// deleteNS removes a named namespace; a missing one is not an error.
+func deleteNS(name string) error {
+	if _, err := os.Stat(filepath.Join("/run/netns", name)); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns del %s: %w: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Exists reports whether the namespace's bind mount is present.
+func (n NS) Exists() bool {
+	_, err := os.Stat(n.Path())
+	return err == nil
+}
+
+// Handle opens a netlink handle in the namespace. Close it when done.
+func (n NS) Handle() (*netlink.Handle, error) {
+	fd, err := netns.GetFromName(n.Name)
+	if err != nil {
+		return nil, fmt.Errorf("open namespace %s: %w", n.Name, err)
+	}
+	defer fd.Close()
+	h, err := netlink.NewHandleAt(fd)
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle in %s: %w", n.Name, err)
+	}
+	return h, nil
+}
+
+func (n NS) withHandle(fn func(h *netlink.Handle) error) error {
+	h, err := n.Handle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return fn(h)
+}
+
+// Do runs fn on an OS thread switched into the namespace. Sockets created
+// by fn stay in the namespace after fn returns and may be used from any
+// goroutine. fn must not start goroutines that expect to be in the
+// namespace. If the thread cannot be switched back it is discarded.
+func (n NS) Do(fn func() error) error {
+	target, err := netns.GetFromName(n.Name)
+	if err != nil {
+		return fmt.Errorf("open namespace %s: %w", n.Name, err)
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("get current namespace: %w", err)
+			return // thread stays locked and dies with the goroutine
+		}
+		defer orig.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("enter namespace %s: %w", n.Name, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("leave namespace %s: %w", n.Name, err))
+			return // leave the thread locked: the runtime discards it
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// DialContext dials network/address from inside the namespace. It fits
+// http.Transport.DialContext and grpc.WithContextDialer.
+func (n NS) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	var c net.Conn
+	err := n.Do(func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network, address)
+		return err
+	})
+	return c, err
+}
+
+// Sysctl writes value to /proc/sys/<key> (key with slashes, e.g.
+// "net/ipv4/ip_forward") inside the namespace.
+func (n NS) Sysctl(key, value string) error {
+	return n.Do(func() error {
+		return os.WriteFile(filepath.Join("/proc/sys", key), []byte(value), 0o644)
+	})
+}
+
+// Command returns a command that runs argv inside the namespace with
+// `ip netns exec`.
+func (n NS) Command(ctx context.Context, argv ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Name}, argv...)...)
+}
+
+// Run runs argv inside the namespace and returns its combined output.
+func (n NS) Run(ctx context.Context, argv ...string) (string, error) {
+	out, err := n.Command(ctx, argv...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s in %s: %w: %s", strings.Join(argv, " "), n.Name, err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}

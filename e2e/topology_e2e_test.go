@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestTopology checks the harness itself, without weftd: underlay,
+// outside host, router, etcd, harness-attached pods, the traffic helpers
+// and the capture, and that Close leaves nothing behind.
+func TestTopology(t *testing.T) {
+	c := NewForTest(t, Options{Nodes: 3, PodsPerNode: 2, NoDaemons: true, DualStack: true, Segments: []int{0, 0, 1}})
+	nodes := c.Nodes()
+
+	t.Run("underlay", func(t *testing.T) {
+		for _, a := range nodes {
+			for _, b := range nodes {
+				if a == b {
+					continue
+				}
+				if _, err := Ping(a.NS, b.IP, 3*time.Second); err != nil {
+					t.Errorf("%s → %s: %v", a.Name, b.Name, err)
+				}
+				if a.Segment == b.Segment {
+					if _, err := Ping(a.NS, b.IPv6, 3*time.Second); err != nil {
+						t.Errorf("%s → %s over IPv6: %v", a.Name, b.Name, err)
+					}
+				}
+			}
+			if _, err := Ping(a.NS, OutsideIP, 3*time.Second); err != nil {
+				t.Errorf("%s → outside: %v", a.Name, err)
+			}
+		}
+	})
+
+	t.Run("etcd", func(t *testing.T) {
+		cli, err := c.Etcd.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := cli.Get(ctx, EtcdPrefix+"/config")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != c.NetworkConfig() {
+			t.Fatalf("config in etcd = %v, want %s", resp.Kvs, c.NetworkConfig())
+		}
+		// A node on the second segment reaches etcd through the router.
+		srv := netip.AddrPortFrom(EtcdIP, EtcdClientPort)
+		conn, err := nodes[2].NS.DialContext(ctx, "tcp", srv.String())
+		if err != nil {
+			t.Fatalf("node3 → etcd: %v", err)
+		}
+		conn.Close()
+	})
+
+	t.Run("pods", func(t *testing.T) {
+		for _, n := range nodes {
+			sf, err := n.SubnetFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range n.Pods() {
+				if !sf.Subnet.Contains(p.IP) || !sf.IPv6Subnet.Contains(p.IPv6) {
+					t.Errorf("pod %s addresses %s %s outside %s %s", p.Name, p.IP, p.IPv6, sf.Subnet, sf.IPv6Subnet)
+				}
+				if _, err := Ping(p.NS, sf.Subnet.Addr(), 3*time.Second); err != nil {
+					t.Errorf("pod %s → gateway: %v", p.Name, err)
+				}
+				if _, err := Ping(p.NS, sf.IPv6Subnet.Addr(), 3*time.Second); err != nil {
+					t.Errorf("pod %s → IPv6 gateway: %v", p.Name, err)
+				}
+			}
+		}
+	})
+
+	t.Run("tcp-udp-capture", func(t *testing.T) {
+		a, b := nodes[0], nodes[1]
+		cap, err := StartCapture(c.Underlay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tcp, err := ServeTCP(b.NS, netip.AddrPortFrom(b.IP, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tcp.Close()
+		udp, err := ServeUDP(b.NS, netip.AddrPortFrom(b.IP, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer udp.Close()
+		if err := TCPEcho(a.NS, tcp.Addr, []byte("hello tcp"), 3*time.Second); err != nil {
+			t.Error(err)
+		}
+		if err := UDPEcho(a.NS, udp.Addr, []byte("hello udp"), 3*time.Second); err != nil {
+			t.Error(err)
+		}
+		if got := udp.Peers(); len(got) == 0 || got[0] != a.IP {
+			t.Errorf("udp server saw %v, want %s", got, a.IP)
+		}
+		// Underlay MTU is 1500: exactly 1500 passes with DF, 1501 does not.
+		if err := UDPEchoDF(a.NS, udp.Addr, 1500, 3*time.Second); err != nil {
+			t.Errorf("DF 1500: %v", err)
+		}
+		if err := UDPEchoDF(a.NS, udp.Addr, 1501, 3*time.Second); !IsMsgSize(err) {
+			t.Errorf("DF 1501: got %v, want EMSGSIZE", err)
+		}
+		pkts := cap.Stop()
+		seen := false
+		for _, p := range pkts {
+			if p.Proto == 17 && p.Src == a.IP && p.Dst == b.IP && string(p.Payload) == "hello udp" {
+				seen = true
+			}
+		}
+		if !seen {
+			t.Errorf("capture of %d packets does not show the UDP datagram", len(pkts))
+			for _, p := range pkts {
+				t.Logf("  %s %q", p, p.Payload)
+			}
+		}
+	})
+
+	t.Run("stream", func(t *testing.T) {
+		s, err := StartStream(nodes[0].NS, nodes[1].IP, 10*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond) // the stream's duration, not a wait for a condition
+		r := s.Stop()
+		if r.Sent < 10 || r.Lost() != 0 {
+			t.Errorf("stream: %s", r)
+		}
+	})
+
+	t.Run("teardown", func(t *testing.T) {
+		s := c.State()
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, ns := range s.Namespaces {
+			if (NS{Name: ns}).Exists() {
+				t.Errorf("namespace %s left behind", ns)
+			}
+		}
+		if _, err := os.Stat(s.Dir); !os.IsNotExist(err) {
+			t.Errorf("dir %s left behind", s.Dir)
+		}
+		if s.Etcd.Alive() {
+			t.Errorf("etcd pid %d left running", s.Etcd.PID)
+		}
+	})
+}
