@@ -541,12 +541,12 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 		return err
 	}
 	c.Etcd = &Etcd{
-		NS:      c.Underlay,
-		Binary:  bin,
-		DataDir: filepath.Join(c.Dir, "etcd"),
-		LogFile: filepath.Join(c.Dir, "etcd.log"),
+		NS:       c.Underlay,
+		Binary:   bin,
+		DataDir:  filepath.Join(c.Dir, "etcd"),
+		LogFile:  filepath.Join(c.Dir, "etcd.log"),
 		Endpoint: c.EtcdEndpoint(),
-		peerURL: fmt.Sprintf("http://%s:%d", EtcdIP, etcdPeerPort),
+		peerURL:  fmt.Sprintf("http://%s:%d", EtcdIP, etcdPeerPort),
 		onStart: func(p *Proc) {
 			c.mu.Lock()
 			c.state.Etcd = p

@@ -10,22 +10,22 @@
 //
 // The topology (every name carries a random per-run suffix, shown as S):
 //
-//	                  underlay namespace wu-S
-//	  ┌──────────────────────────────────────────────────────────────┐
-//	  │ bridge ub-S  198.18.0.1/24, 198.18.0.2/24 (etcd: weft-etcd)  │
-//	  │              2001:2::1/64, 2001:2::2/64 (when IPv6 is on)     │
-//	  └──┬────────────┬────────────┬─────────────┬────────────┬──────┘
-//	     │ veth       │            │             │            │
-//	  ┌──┴─────┐  ┌───┴────┐  ┌────┴───┐  ┌──────┴─────┐ ┌────┴─────────┐
-//	  │ node1  │  │ node2  │  │ node3  │  │ outside    │ │ router       │
-//	  │ eth0   │  │ eth0   │  │ eth0   │  │ wo-S       │ │ wr-S         │
-//	  │ .11    │  │ .12    │  │ .13    │  │ 198.18.0.5 │ │ 198.18.0.4   │
-//	  │ weftd  │  │ weftd  │  │ weftd  │  │ (not a     │ │ 198.18.1.1   │
-//	  │ weft0  │  │ weft0  │  │ weft0  │  │  node)     │ │ bridge rb-S  │
-//	  └─┬───┬──┘  └─┬───┬──┘  └─┬───┬──┘  └────────────┘ └──┬───────────┘
-//	   pod pod     pod pod     pod pod                     nodes on the
-//	                                                       second segment
-//	                                                       198.18.1.(10+i)
+//	                underlay namespace wu-S
+//	┌──────────────────────────────────────────────────────────────┐
+//	│ bridge ub-S  198.18.0.1/24, 198.18.0.2/24 (etcd: weft-etcd)  │
+//	│              2001:2::1/64, 2001:2::2/64 (when IPv6 is on)     │
+//	└──┬────────────┬────────────┬─────────────┬────────────┬──────┘
+//	   │ veth       │            │             │            │
+//	┌──┴─────┐  ┌───┴────┐  ┌────┴───┐  ┌──────┴─────┐ ┌────┴─────────┐
+//	│ node1  │  │ node2  │  │ node3  │  │ outside    │ │ router       │
+//	│ eth0   │  │ eth0   │  │ eth0   │  │ wo-S       │ │ wr-S         │
+//	│ .11    │  │ .12    │  │ .13    │  │ 198.18.0.5 │ │ 198.18.0.4   │
+//	│ weftd  │  │ weftd  │  │ weftd  │  │ (not a     │ │ 198.18.1.1   │
+//	│ weft0  │  │ weft0  │  │ weft0  │  │  node)     │ │ bridge rb-S  │
+//	└─┬───┬──┘  └─┬───┬──┘  └─┬───┬──┘  └────────────┘ └──┬───────────┘
+//	 pod pod     pod pod     pod pod                     nodes on the
+//	                                                     second segment
+//	                                                     198.18.1.(10+i)
 //
 // Node i lives in namespace wn<i>-S with its underlay address 198.18.0.(10+i)
 // (or 198.18.1.(10+i) behind the router), runs `weftd` under

@@ -238,4 +238,3 @@ func (n *Node) attachByHarness(p *Pod, j int) error {
 		return h.LinkSetMTU(l, sf.MTU)
 	})
 }
-
