@@ -165,7 +165,14 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	res.Interfaces[0] = &current.Interface{Name: hostName, Mac: host.Attrs().HardwareAddr.String()}
 	res.Interfaces[1].Sandbox = args.Netns
 	res.DNS = c.DNS
-	err = types.PrintResult(res, c.CNIVersion)
+	out, err := res.GetAsVersion(c.CNIVersion)
+	if err != nil {
+		return cniErr(types.ErrIncompatibleCNIVersion, "convert result to %s: %v", c.CNIVersion, err)
+	}
+	if r, ok := out.(*current.Result); ok {
+		r.CNIVersion = c.CNIVersion // 1.0.0 and 1.1.0 share a type; Convert keeps the version
+	}
+	err = out.Print()
 	traceStep("result")
 	return err
 }
@@ -267,24 +274,18 @@ func (p *Plugin) ensureBridge(h *netlink.Handle, name string, mtu int, sf *subne
 // createVeth creates the veth pair: the host end named hostName, up,
 // enslaved to br, tagged with the attachment's alias; the other end named
 // ifname directly in the container's namespace (one request creates both).
-// A leftover host end of the same attachment (an ADD killed half-way) is
-// replaced.
+// An existing host end fails the ADD: its peer is in the pod.
 func (p *Plugin) createVeth(h *netlink.Handle, br netlink.Link, hostName, alias, ifname string, mtu int, hairpin bool, podNS ns.NetNS) (netlink.Link, error) {
-	var v *netlink.Veth
-	for attempt := 0; ; attempt++ {
-		v = &netlink.Veth{
-			LinkAttrs: netlink.LinkAttrs{
-				Name: hostName, MTU: mtu, TxQLen: -1, Flags: net.FlagUp,
-				MasterIndex: br.Attrs().Index, HardwareAddr: randomMAC(),
-			},
-			PeerName:      ifname,
-			PeerTxQLen:    -1,
-			PeerNamespace: netlink.NsFd(int(podNS.Fd())),
-		}
-		err := h.LinkAdd(v)
-		if err == nil {
-			break
-		}
+	v := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{
+			Name: hostName, MTU: mtu, TxQLen: -1, Flags: net.FlagUp,
+			MasterIndex: br.Attrs().Index, HardwareAddr: randomMAC(),
+		},
+		PeerName:      ifname,
+		PeerTxQLen:    -1,
+		PeerNamespace: netlink.NsFd(int(podNS.Fd())),
+	}
+	if err := h.LinkAdd(v); err != nil {
 		if !errors.Is(err, unix.EEXIST) {
 			// LinkAdd creates the pair, then enslaves it: undo half-made.
 			if l, lerr := backend.LinkByName(h, hostName); lerr == nil && l.Attrs().Alias == "" {
@@ -296,13 +297,12 @@ func (p *Plugin) createVeth(h *netlink.Handle, br netlink.Link, hostName, alias,
 		if lerr != nil {
 			return nil, cniErr(CodeIfExists, "interface %s already exists in the container's network namespace %s", ifname, podNS.Path())
 		}
-		if !ownedBy(old, alias) || attempt > 0 {
-			return nil, cniErr(CodeKernel, "host interface %s already exists and belongs to %q", hostName, old.Attrs().Alias)
+		if ownedBy(old, alias) {
+			// Its peer lives in the pod: an earlier ADD of this attachment
+			// (complete or interrupted) made it. The runtime must DEL first.
+			return nil, cniErr(CodeIfExists, "interface %s already exists for this container (host end %s): DEL it before adding it again", ifname, hostName)
 		}
-		p.log().WithField("veth", hostName).Info("removing leftover veth of an interrupted ADD")
-		if err := h.LinkDel(old); err != nil {
-			return nil, cniErr(CodeKernel, "remove leftover veth %s: %v", hostName, err)
-		}
+		return nil, cniErr(CodeKernel, "host interface %s already exists and belongs to %q", hostName, old.Attrs().Alias)
 	}
 	// The kernel ignores IFLA_IFALIAS when it creates a link: set it now.
 	if err := h.LinkSetAlias(v, alias); err != nil {
