@@ -40,7 +40,7 @@ var (
 	// pluginDir holds the production build of the plugin ("weft").
 	pluginDir string
 	// hookDir holds a build with the cnitesthook tag (sleep points).
-	hookDir string
+	hookDir  string
 	buildErr error
 )
 
