@@ -8,31 +8,33 @@
 // e2e), the benchmarks (build tag bench) and `weftctl lab` all use it; the
 // package itself carries no build tag.
 //
-// The topology (every name carries a random per-run suffix, shown as S):
+// The topology (namespace names start with a per-run prefix P, "wt<id>-"
+// in tests, "weftlab-" in the lab):
 //
-//	                underlay namespace wu-S
-//	┌──────────────────────────────────────────────────────────────┐
-//	│ bridge ub-S  198.18.0.1/24, 198.18.0.2/24 (etcd: weft-etcd)  │
-//	│              2001:2::1/64, 2001:2::2/64 (when IPv6 is on)     │
-//	└──┬────────────┬────────────┬─────────────┬────────────┬──────┘
+//	                  namespace P-underlay
+//	┌───────────────────────────────────────────────────────────────┐
+//	│ bridge br0  198.18.0.1/24, 198.18.0.2/24 (etcd: weft-etcd)    │
+//	│             2001:2::1/64, 2001:2::2/64 (dual-stack clusters)  │
+//	└──┬────────────┬────────────┬─────────────┬────────────┬───────┘
 //	   │ veth       │            │             │            │
 //	┌──┴─────┐  ┌───┴────┐  ┌────┴───┐  ┌──────┴─────┐ ┌────┴─────────┐
 //	│ node1  │  │ node2  │  │ node3  │  │ outside    │ │ router       │
-//	│ eth0   │  │ eth0   │  │ eth0   │  │ wo-S       │ │ wr-S         │
-//	│ .11    │  │ .12    │  │ .13    │  │ 198.18.0.5 │ │ 198.18.0.4   │
-//	│ weftd  │  │ weftd  │  │ weftd  │  │ (not a     │ │ 198.18.1.1   │
-//	│ weft0  │  │ weft0  │  │ weft0  │  │  node)     │ │ bridge rb-S  │
-//	└─┬───┬──┘  └─┬───┬──┘  └─┬───┬──┘  └────────────┘ └──┬───────────┘
-//	 pod pod     pod pod     pod pod                     nodes on the
-//	                                                     second segment
-//	                                                     198.18.1.(10+i)
+//	│ eth0   │  │ eth0   │  │ eth0   │  │ eth0       │ │ 198.18.0.4   │
+//	│ .0.11  │  │ .0.12  │  │ .0.13  │  │ 198.18.0.5 │ │ 198.18.1.1   │
+//	│ weftd  │  │ weftd  │  │ weftd  │  │ (not a     │ │ bridge br1   │
+//	│ weft0  │  │ weft0  │  │ weft0  │  │  node)     │ └──┬───────────┘
+//	└─┬───┬──┘  └─┬───┬──┘  └─┬───┬──┘  └────────────┘    │ veth
+//	 pod pod     pod pod     pod pod                    nodes on the
+//	                                                    second segment,
+//	                                                    198.18.1.(10+i)
 //
-// Node i lives in namespace wn<i>-S with its underlay address 198.18.0.(10+i)
-// (or 198.18.1.(10+i) behind the router), runs `weftd` under
-// `ip netns exec`, and owns its own state dir, subnet file, VXLAN and
-// WireGuard device names, HTTP address (<node IP>:9950) and gossip address
-// (<node IP>:7950). Pods are namespaces wp<i><j>-S attached to the node's
-// bridge by the weft CNI plugin, which runs inside the node namespace.
+// Node i lives in namespace P-node<i> with the underlay address
+// 198.18.0.(10+i) (198.18.1.(10+i) behind the router), runs weftd under
+// `ip netns exec`, and has its own state dir, subnet file, VXLAN and
+// WireGuard device names (unique per run), HTTP address (<node IP>:9950)
+// and gossip address (<node IP>:7950). Pods are namespaces
+// P-node<i>-pod<j> attached to the node's bridge by the weft CNI plugin,
+// which runs inside the node namespace.
 //
 // Nothing is ever created in the host's root network namespace. A [Cluster]
 // records what it made in a [State]; [Teardown] removes exactly that, so the

@@ -204,7 +204,7 @@ func (n *Node) Get(ctx context.Context, path string) (int, []byte, error) {
 	return resp.StatusCode, body, nil
 }
 
-// Status returns weftd's GET /status, decoded loosely (see [Status]).
+// Status returns weftd's GET /status.
 func (n *Node) Status(ctx context.Context) (*Status, error) {
 	code, body, err := n.Get(ctx, "/status")
 	if err != nil {
@@ -214,19 +214,51 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 		return nil, fmt.Errorf("GET /status on %s: HTTP %d: %s", n.Name, code, body)
 	}
 	var s Status
-	if err := json.Unmarshal(body, &s.Fields); err != nil {
+	if err := json.Unmarshal(body, &s); err != nil {
 		return nil, fmt.Errorf("decode /status of %s: %w: %s", n.Name, err, body)
 	}
 	s.Raw = body
 	return &s, nil
 }
 
-// Status is weftd's /status document. Fields holds it decoded as generic
-// JSON (so that the harness does not break when the daemon adds fields);
-// Raw is the body as received.
+// Status is the part of weftd's /status document (daemon.Status) the
+// harness reads. It is declared here, with the same JSON names, so that
+// the harness builds and decodes even while the daemon package changes;
+// Raw holds the whole body.
 type Status struct {
-	Raw    []byte
-	Fields map[string]any
+	Node  StatusNode   `json:"node"`
+	Peers []StatusPeer `json:"peers"`
+	Raw   []byte       `json:"-"`
+}
+
+// StatusNode is this node in [Status].
+type StatusNode struct {
+	Name           string             `json:"name"`
+	Subnet         netip.Prefix       `json:"subnet,omitzero"`
+	IPv6Subnet     netip.Prefix       `json:"ipv6Subnet,omitzero"`
+	PublicIP       netip.Addr         `json:"publicIP,omitzero"`
+	BackendType    string             `json:"backendType,omitempty"`
+	BackendData    subnet.BackendData `json:"backendData,omitzero"`
+	MTU            int                `json:"mtu,omitempty"`
+	Ready          bool               `json:"ready"`
+	NotReady       string             `json:"notReady,omitempty"`
+	Complete       bool               `json:"complete"`
+	EtcdReachable  bool               `json:"etcdReachable"`
+	ConfigError    string             `json:"configError,omitempty"`
+	PendingRestart []string           `json:"pendingRestart,omitempty"`
+	ReconcileError string             `json:"reconcileError,omitempty"`
+}
+
+// StatusPeer is a peer in [Status].
+type StatusPeer struct {
+	Name        string             `json:"name"`
+	Subnet      netip.Prefix       `json:"subnet,omitzero"`
+	IPv6Subnet  netip.Prefix       `json:"ipv6Subnet,omitzero"`
+	PublicIP    netip.Addr         `json:"publicIP,omitzero"`
+	BackendData subnet.BackendData `json:"backendData,omitzero"`
+	Epoch       int64              `json:"epoch"`
+	State       string             `json:"state"`
+	Problem     string             `json:"problem,omitempty"`
 }
 
 // WaitReady polls /readyz until it answers 200, weftd exits, or the

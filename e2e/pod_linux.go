@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/backend"
 )
 
 // Pod is a namespace attached to its node's bridge, by the weft CNI plugin
@@ -150,7 +152,7 @@ func (p *Pod) readAddrs() error {
 		if err != nil {
 			return fmt.Errorf("pod %s has no eth0: %w", p.Name, err)
 		}
-		addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
+		addrs, err := backend.AddrList(h, l, netlink.FAMILY_ALL)
 		if err != nil {
 			return fmt.Errorf("list addresses of pod %s: %w", p.Name, err)
 		}
