@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-// Package systemd holds weftd's systemd unit (weftd.service) and its example
-// environment file (weftd.env), which are not Go code, and the tests that keep
-// them right: systemd-analyze verify must accept the unit without a warning,
-// the unit must keep its hardening and the directories weftd writes, and the
-// environment file must list exactly weftd's flags with their defaults.
+// Package systemd holds weftd's systemd unit (weftd.service), its example
+// environment file (weftd.env) and the sysusers.d entry of the weft user
+// (weft.sysusers), which are not Go code, and the tests that keep them right:
+// systemd-analyze verify must accept the unit without a warning, the unit must
+// keep its hardening and the directories weftd writes, systemd-sysusers must
+// create the user the unit runs as, and the environment file must list
+// exactly weftd's flags with their defaults.
 package systemd

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,8 +179,9 @@ func TestUnitEssentials(t *testing.T) {
 		{"Service", "ExecStart", []string{execStart}},
 		{"Service", "EnvironmentFile", []string{"-/etc/weft/weftd.env"}},
 		{"Service", "Restart", []string{"always"}},
-		{"Service", "RestartSec", []string{"2s"}},
-		{"Service", "DynamicUser", []string{"yes"}},
+		{"Service", "RestartSec", []string{"5s"}},
+		{"Service", "User", []string{"weft"}},
+		{"Service", "Group", []string{"weft"}},
 		{"Service", "CapabilityBoundingSet", []string{"CAP_NET_ADMIN CAP_NET_RAW"}},
 		{"Service", "AmbientCapabilities", []string{"CAP_NET_ADMIN CAP_NET_RAW"}},
 		{"Service", "NoNewPrivileges", []string{"yes"}},
@@ -296,4 +298,42 @@ func TestEnvFile(t *testing.T) {
 			t.Errorf("%s:%d: %q is not a plain KEY=value line", envFile, i+1, s)
 		}
 	}
+}
+
+// TestSysusers creates the weft user from weft.sysusers in a temporary root
+// with systemd-sysusers, as a package install would, and checks the result.
+func TestSysusers(t *testing.T) {
+	tool := requireTool(t, "systemd-sysusers", "systemd")
+	create := func(t *testing.T, conf string) (string, error) {
+		root := t.TempDir()
+		if err := os.Mkdir(filepath.Join(root, "etc"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(root, "weft.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(tool, "--root="+root, path).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("%v: %s", err, out)
+		}
+		passwd, err := os.ReadFile(filepath.Join(root, "etc", "passwd"))
+		return string(passwd), err
+	}
+	passwd, err := create(t, readFile(t, "weft.sysusers"))
+	if err != nil {
+		t.Fatalf("systemd-sysusers weft.sysusers: %v", err)
+	}
+	user := parseUnit(t, readFile(t, unitFile))["Service"]["User"]
+	if len(user) != 1 || !strings.HasPrefix(passwd, user[0]+":") {
+		t.Errorf("weft.sysusers creates %q, but the unit runs as %v", passwd, user)
+	}
+	if !strings.Contains(passwd, ":/var/lib/weft:/usr/sbin/nologin") {
+		t.Errorf("the weft user should have home /var/lib/weft and no login shell: %q", passwd)
+	}
+	t.Run("can fail", func(t *testing.T) {
+		if _, err := create(t, "u weft - \"weft\" /var/lib/weft /usr/sbin/nologin trailing\n"); err == nil {
+			t.Error("systemd-sysusers accepted a line with trailing garbage")
+		}
+	})
 }
