@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package daemon
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/weftnet/weft/daemon/membership"
+)
+
+// metrics are weftd's Prometheus metrics, in a registry of their own (no
+// global registration, so several daemons can live in one test process).
+type metrics struct {
+	reg *prometheus.Registry
+
+	peers             prometheus.Gauge
+	reconciles        prometheus.Counter
+	reconcileErrors   prometheus.Counter
+	reconcileDuration prometheus.Histogram
+	changes           *prometheus.CounterVec
+	driftRepairs      prometheus.Counter
+	leaseRenewals     prometheus.Counter
+	leaseRecoveries   prometheus.Counter
+	leaseClaims       prometheus.Counter
+	members           *prometheus.GaugeVec
+	etcdReachable     prometheus.Gauge
+	ready             prometheus.Gauge
+	configErrors      prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	m.peers = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "weft_peers", Help: "Peers in the desired set handed to the backend.",
+	})
+	m.reconciles = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "weft_reconcile_total", Help: "Reconciles run (changes and periodic resyncs).",
+	})
+	m.reconcileErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "weft_reconcile_errors_total", Help: "Reconciles that returned an error.",
+	})
+	m.reconcileDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "weft_reconcile_duration_seconds",
+		Help:    "Time one backend reconcile took.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+	})
+	m.changes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_reconcile_changes_total", Help: "Kernel objects changed by reconciles, by operation.",
+	}, []string{"op"})
+	m.driftRepairs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "weft_drift_repairs_total", Help: "Reconciles that changed the kernel without any change of their input (drift repaired).",
+	})
+	m.leaseRenewals = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "weft_lease_renewals_total", Help: "Times the lease keep-alive was (re)established with etcd.",
+	})
+	m.leaseRecoveries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "weft_lease_recoveries_total", Help: "Lease recoveries: re-bound to a new etcd lease, or own key re-claimed after it was lost.",
+	})
+	m.leaseClaims = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "weft_lease_claims_total", Help: "Successful lease claims.",
+	})
+	m.members = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "weft_members", Help: "Gossip members (other nodes) by state.",
+	}, []string{"state"})
+	m.etcdReachable = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "weft_etcd_reachable", Help: "1 when the last etcd request succeeded, 0 otherwise.",
+	})
+	m.ready = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "weft_ready", Help: "1 once the subnet file is written and the first reconcile is done.",
+	})
+	m.configErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "weft_config_errors_total", Help: "Invalid network configs seen in etcd (the last good one stayed in force).",
+	})
+	for _, c := range []prometheus.Collector{
+		m.peers, m.reconciles, m.reconcileErrors, m.reconcileDuration, m.changes, m.driftRepairs,
+		m.leaseRenewals, m.leaseRecoveries, m.leaseClaims, m.members, m.etcdReachable, m.ready, m.configErrors,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		f(c)
+	}
+	for _, op := range []string{"added", "updated", "removed"} {
+		m.changes.WithLabelValues(op)
+	}
+	m.setMembers(nil)
+	return m
+}
+
+// setMembers sets the members-by-state gauge (every state, zeros too).
+func (m *metrics) setMembers(ms []membership.Member) {
+	counts := map[membership.State]int{
+		membership.StateAlive: 0, membership.StateSuspect: 0, membership.StateDead: 0, membership.StateLeft: 0,
+	}
+	for _, x := range ms {
+		counts[x.State]++
+	}
+	for s, n := range counts {
+		m.members.WithLabelValues(string(s)).Set(float64(n))
+	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
