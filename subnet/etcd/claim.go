@@ -1,0 +1,476 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftnet/weft/subnet"
+)
+
+// maxClaimAttempts bounds the transactions one Claim tries. Each failed
+// attempt returns a fresh list of all keys in the same round trip, so only
+// claimers that pick the same subnet at the same moment collide again.
+const maxClaimAttempts = 64
+
+// ttlSeconds converts a lease TTL to etcd's whole seconds (rounding up).
+func ttlSeconds(ttl time.Duration) int64 {
+	if ttl <= 0 {
+		ttl = DefaultLeaseTTL
+	}
+	return max(int64((ttl+time.Second-1)/time.Second), 1)
+}
+
+func (s *Store) grant(ctx context.Context, ttl int64) (clientv3.LeaseID, error) {
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.c.Grant(cctx, ttl)
+	if err != nil {
+		return 0, fmt.Errorf("grant etcd lease: %w", err)
+	}
+	s.mu.Lock()
+	s.ttls[resp.ID] = ttl
+	s.mu.Unlock()
+	return resp.ID, nil
+}
+
+// revoke revokes an etcd lease, best effort (it expires anyway).
+func (s *Store) revoke(ctx context.Context, id clientv3.LeaseID) {
+	if id == 0 {
+		return
+	}
+	cctx, cancel := s.cleanup(ctx)
+	defer cancel()
+	if _, err := s.c.Revoke(cctx, id); err != nil {
+		s.log.WithError(err).WithField("lease", fmt.Sprintf("%x", int64(id))).Debug("revoke etcd lease")
+	}
+	s.mu.Lock()
+	delete(s.ttls, id)
+	s.mu.Unlock()
+}
+
+func (s *Store) grantedTTL(id clientv3.LeaseID) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ttl, ok := s.ttls[id]
+	return ttl, ok
+}
+
+// claimPlan is one attempt of a claim: which subnet of each family to
+// take, and whether that is our own existing key.
+type claimPlan struct {
+	v4, v6      netip.Prefix
+	own4, own6  *entry   // our existing key for v4/v6, if we re-bind it
+	stale       []*entry // our keys that are no longer wanted
+	oldLeaseIDs []clientv3.LeaseID
+}
+
+// plan decides what to claim from snapshot sn.
+func (s *Store) plan(sn *snapshot, req *subnet.ClaimRequest, r *rand.Rand) (*claimPlan, error) {
+	name, id := req.Record.NodeName, req.Record.NodeID
+	var ours []*entry
+	for _, e := range sn.leases {
+		if !e.ok || e.val.NodeName != name {
+			continue
+		}
+		if e.val.NodeID != id {
+			return nil, fmt.Errorf("%w: node name %q has a live lease on %s held by node ID %s, but this node's ID is %s: "+
+				"two nodes share the name, or the node was reinstalled; if the other node is gone, remove its lease with "+
+				"'weftctl leases rm %s' or wait for it to expire",
+				subnet.ErrNodeConflict, name, e.subnet, e.val.NodeID, id, e.subnet)
+		}
+		ours = append(ours, e)
+	}
+	taken := make(map[netip.Prefix]bool, len(sn.leases))
+	for p := range sn.leases {
+		taken[p] = true
+	}
+	p := &claimPlan{}
+	var prev4, prev6 netip.Prefix
+	if req.Prev != nil {
+		prev4, prev6 = req.Prev.Subnet, req.Prev.IPv6Subnet
+	}
+	choose := func(sp subnet.Space, prev netip.Prefix) (netip.Prefix, *entry, error) {
+		if !sp.IsValid() {
+			return netip.Prefix{}, nil, nil
+		}
+		// Our own live key: prefer the one Prev names, then the oldest.
+		var own *entry
+		for _, e := range ours {
+			if !sp.Contains(e.subnet) {
+				continue
+			}
+			if own == nil || e.subnet == prev || (own.subnet != prev && e.kv.CreateRevision < own.kv.CreateRevision) {
+				own = e
+			}
+		}
+		if own != nil {
+			return own.subnet, own, nil
+		}
+		if prev.IsValid() && sp.Contains(prev) && !taken[prev] {
+			return prev, nil, nil
+		}
+		q, ok := sp.Pick(r, taken, sn.released)
+		if !ok {
+			return netip.Prefix{}, nil, sp.Exhausted()
+		}
+		return q, nil, nil
+	}
+	var err error
+	if p.v4, p.own4, err = choose(req.Config.IPv4Space(), prev4); err != nil {
+		return nil, err
+	}
+	if p.v6, p.own6, err = choose(req.Config.IPv6Space(), prev6); err != nil {
+		return nil, err
+	}
+	seen := map[clientv3.LeaseID]bool{}
+	for _, e := range ours {
+		if e != p.own4 && e != p.own6 {
+			p.stale = append(p.stale, e)
+		}
+		if id := clientv3.LeaseID(e.kv.Lease); id != 0 && !seen[id] {
+			seen[id] = true
+			p.oldLeaseIDs = append(p.oldLeaseIDs, id)
+		}
+	}
+	return p, nil
+}
+
+// Claim gets a lease for req.Record's node (see [subnet.Store.Claim]).
+//
+// It reads all lease keys and tombstones, then tries one transaction that
+// creates the chosen keys if they do not exist (or re-binds our own
+// existing keys, guarded by their ModRevision) on a new etcd lease. When
+// the transaction fails, its Else branch returns a fresh list and Claim
+// decides again.
+func (s *Store) Claim(ctx context.Context, req subnet.ClaimRequest) (*subnet.Lease, error) {
+	if req.Config == nil {
+		return nil, errors.New("claim: no network config")
+	}
+	if req.Record.NodeName == "" || req.Record.NodeID == "" {
+		return nil, errors.New("claim: the record needs a node name and a node ID")
+	}
+	if err := req.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	ttl := ttlSeconds(req.TTL)
+	r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+
+	sn, err := s.readAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	leaseID, err := s.grant(ctx, ttl)
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	granted := false
+	defer func() {
+		if !granted {
+			s.revoke(ctx, leaseID)
+		}
+	}()
+	for attempt := 1; attempt <= maxClaimAttempts; attempt++ {
+		p, err := s.plan(sn, &req, r)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := s.claimTxn(ctx, p, &req, leaseID)
+		if err != nil {
+			return nil, fmt.Errorf("claim: %w", err)
+		}
+		if !resp.Succeeded {
+			s.log.WithField("attempt", attempt).Debug("claim transaction lost a race, deciding again")
+			sn = s.snapshotFromTxn(resp)
+			continue
+		}
+		granted = true
+		for _, old := range p.oldLeaseIDs {
+			if old != leaseID {
+				s.revoke(ctx, old)
+			}
+		}
+		l := &subnet.Lease{
+			Subnet:      p.v4,
+			IPv6Subnet:  p.v6,
+			Record:      req.Record,
+			Epoch:       resp.Header.Revision,
+			ModRevision: resp.Header.Revision,
+			LeaseID:     int64(leaseID),
+			Expiry:      time.Now().Add(time.Duration(ttl) * time.Second),
+		}
+		own := p.own4
+		if !p.v4.IsValid() {
+			own = p.own6
+		}
+		if own != nil {
+			l.Epoch = own.kv.CreateRevision
+		}
+		s.log.WithFields(map[string]any{
+			"subnet": l.Subnet, "ipv6Subnet": l.IPv6Subnet, "epoch": l.Epoch, "renewed": own != nil, "attempts": attempt,
+		}).Info("lease acquired")
+		return l, nil
+	}
+	return nil, fmt.Errorf("claim: gave up after %d attempts that each lost a race for a subnet", maxClaimAttempts)
+}
+
+func (s *Store) claimTxn(ctx context.Context, p *claimPlan, req *subnet.ClaimRequest, leaseID clientv3.LeaseID) (*clientv3.TxnResponse, error) {
+	data, err := json.Marshal(value{Record: req.Record, Subnet: p.v4, IPv6Subnet: p.v6})
+	if err != nil {
+		return nil, fmt.Errorf("encode lease record: %w", err)
+	}
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	for _, t := range []struct {
+		p   netip.Prefix
+		own *entry
+	}{{p.v4, p.own4}, {p.v6, p.own6}} {
+		if !t.p.IsValid() {
+			continue
+		}
+		key := s.LeaseKey(t.p)
+		if t.own != nil {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", t.own.kv.ModRevision))
+		} else {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+		}
+		ops = append(ops, clientv3.OpPut(key, string(data), clientv3.WithLease(leaseID)),
+			clientv3.OpDelete(s.ReleasedKey(t.p)))
+	}
+	for _, e := range p.stale {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(e.key()), "=", e.kv.ModRevision))
+		ops = append(ops, clientv3.OpDelete(e.key()))
+	}
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	return s.c.Txn(cctx).If(cmps...).Then(ops...).Else(
+		clientv3.OpGet(s.LeasesPrefix(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.ReleasedPrefix(), clientv3.WithPrefix()),
+	).Commit()
+}
+
+// leaseKeys returns the keys of l's subnets, primary first.
+func (s *Store) leaseKeys(l *subnet.Lease) []string {
+	var keys []string
+	for _, p := range []netip.Prefix{l.Subnet, l.IPv6Subnet} {
+		if p.IsValid() {
+			keys = append(keys, s.LeaseKey(p))
+		}
+	}
+	return keys
+}
+
+// ownKeys reads l's keys and checks that each exists and carries l's node
+// name and ID. It returns the entries in the order of leaseKeys, the
+// revision read, or an error wrapping ErrLeaseLost.
+func (s *Store) ownKeys(ctx context.Context, l *subnet.Lease) ([]*entry, int64, error) {
+	keys := s.leaseKeys(l)
+	if len(keys) == 0 {
+		return nil, 0, errors.New("lease has no subnet")
+	}
+	ops := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		ops[i] = clientv3.OpGet(k)
+	}
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.c.Txn(cctx).Then(ops...).Commit()
+	if err != nil {
+		return nil, 0, fmt.Errorf("read own lease keys: %w", err)
+	}
+	out := make([]*entry, len(keys))
+	for i, r := range resp.Responses {
+		kvs := r.GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			return nil, 0, fmt.Errorf("%w: %s is no longer in etcd (expired, revoked or evicted)", subnet.ErrLeaseLost, keys[i])
+		}
+		e, ok := s.parseEntry(kvs[0])
+		if !ok || !e.ok {
+			return nil, 0, fmt.Errorf("%w: %s holds a record that does not parse", subnet.ErrLeaseLost, keys[i])
+		}
+		if e.val.NodeID != l.Record.NodeID || e.val.NodeName != l.Record.NodeName {
+			return nil, 0, fmt.Errorf("%w: %s is now held by node %q (ID %s)", subnet.ErrLeaseLost, keys[i], e.val.NodeName, e.val.NodeID)
+		}
+		out[i] = e
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// UpdateRecord replaces our record's data on all our keys, guarded by
+// their ModRevision after checking the node ID; the keys stay on their
+// etcd lease. It retries when the keys changed in between (our own
+// keepalive re-binding them) and fails with ErrLeaseLost when they are
+// gone or no longer ours.
+func (s *Store) UpdateRecord(ctx context.Context, l *subnet.Lease, rec subnet.Record) (*subnet.Lease, error) {
+	if rec.NodeName != l.Record.NodeName || rec.NodeID != l.Record.NodeID {
+		return nil, fmt.Errorf("update record: the new record is for node %q (ID %s), the lease for %q (ID %s)",
+			rec.NodeName, rec.NodeID, l.Record.NodeName, l.Record.NodeID)
+	}
+	data, err := json.Marshal(value{Record: rec, Subnet: l.Subnet, IPv6Subnet: l.IPv6Subnet})
+	if err != nil {
+		return nil, fmt.Errorf("encode lease record: %w", err)
+	}
+	for range 8 {
+		es, _, err := s.ownKeys(ctx, l)
+		if err != nil {
+			return nil, fmt.Errorf("update record: %w", err)
+		}
+		var cmps []clientv3.Cmp
+		var ops []clientv3.Op
+		for _, e := range es {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(e.key()), "=", e.kv.ModRevision))
+			ops = append(ops, clientv3.OpPut(e.key(), string(data), clientv3.WithIgnoreLease()))
+		}
+		cctx, cancel := s.call(ctx)
+		resp, err := s.c.Txn(cctx).If(cmps...).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("update record: %w", err)
+		}
+		if !resp.Succeeded {
+			continue
+		}
+		nl := *l
+		nl.Record = rec
+		nl.ModRevision = resp.Header.Revision
+		nl.LeaseID = es[0].kv.Lease
+		nl.Epoch = es[0].kv.CreateRevision
+		return &nl, nil
+	}
+	return nil, errors.New("update record: our keys kept changing; try again")
+}
+
+// Release deletes our lease keys (only if they are still ours) and writes
+// released/ tombstones for them, then revokes the etcd lease. Releasing a
+// lease that is already gone is not an error.
+func (s *Store) Release(ctx context.Context, l *subnet.Lease) error {
+	for range 8 {
+		es, _, err := s.ownKeys(ctx, l)
+		if isLost(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("release: %w", err)
+		}
+		ok, err := s.deleteWithTombstones(ctx, es, l.Record)
+		if err != nil {
+			return fmt.Errorf("release: %w", err)
+		}
+		if ok {
+			s.revoke(ctx, clientv3.LeaseID(es[0].kv.Lease))
+			s.log.WithFields(map[string]any{"subnet": l.Subnet, "ipv6Subnet": l.IPv6Subnet}).Info("lease released")
+			return nil
+		}
+	}
+	return errors.New("release: our keys kept changing; try again")
+}
+
+// deleteWithTombstones deletes the entries' keys, guarded by their
+// ModRevision, and writes a tombstone for each. It reports false when a
+// guard failed.
+func (s *Store) deleteWithTombstones(ctx context.Context, es []*entry, rec subnet.Record) (bool, error) {
+	tombLease, err := s.grant(ctx, ttlSeconds(s.releasedTTL))
+	if err != nil {
+		return false, err
+	}
+	data, err := json.Marshal(tombstone{NodeName: rec.NodeName, NodeID: rec.NodeID, ReleasedAt: time.Now().UTC()})
+	if err != nil {
+		return false, err
+	}
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	for _, e := range es {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(e.key()), "=", e.kv.ModRevision))
+		ops = append(ops, clientv3.OpDelete(e.key()),
+			clientv3.OpPut(s.ReleasedKey(e.subnet), string(data), clientv3.WithLease(tombLease)))
+	}
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.c.Txn(cctx).If(cmps...).Then(ops...).Commit()
+	if err != nil || !resp.Succeeded {
+		s.revoke(ctx, tombLease)
+	} else {
+		s.mu.Lock()
+		delete(s.ttls, tombLease)
+		s.mu.Unlock()
+	}
+	if err != nil {
+		return false, fmt.Errorf("delete lease keys: %w", err)
+	}
+	return resp.Succeeded, nil
+}
+
+// Evict removes the lease of a subnet (either of a dual-stack lease's
+// subnets; given as a CIDR or as a key name such as 10.244.3.0-24) or every
+// lease of a node name, writes released/ tombstones for the subnets, and
+// returns the evicted leases. The etcd lease is left to expire. A node
+// still alive notices (its KeepAlive returns ErrLeaseLost) and claims
+// again.
+func (s *Store) Evict(ctx context.Context, subnetOrNode string) ([]subnet.Lease, error) {
+	target, isSubnet := netip.Prefix{}, false
+	if p, err := netip.ParsePrefix(subnetOrNode); err == nil {
+		target, isSubnet = p.Masked(), true
+	} else if p, err := subnet.ParseKeyName(subnetOrNode); err == nil {
+		target, isSubnet = p, true
+	}
+	for range 8 {
+		sn, err := s.readAll(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("evict: %w", err)
+		}
+		var victims []subnet.Lease
+		for _, l := range leasesOf(sn.leases) {
+			if isSubnet && (l.Subnet == target || l.IPv6Subnet == target) || !isSubnet && l.Record.NodeName == subnetOrNode {
+				victims = append(victims, l)
+			}
+		}
+		// A key whose record does not parse can still be evicted by subnet.
+		if len(victims) == 0 && isSubnet {
+			if e := sn.leases[target]; e != nil && !e.ok {
+				ok, err := s.deleteWithTombstones(ctx, []*entry{e}, subnet.Record{})
+				if err != nil {
+					return nil, fmt.Errorf("evict: %w", err)
+				}
+				if ok {
+					return []subnet.Lease{{Subnet: target, Epoch: e.kv.CreateRevision, LeaseID: e.kv.Lease}}, nil
+				}
+				continue
+			}
+		}
+		if len(victims) == 0 {
+			what := "node"
+			if isSubnet {
+				what = "subnet"
+			}
+			return nil, fmt.Errorf("evict: no lease for %s %q (weftctl leases lists them)", what, subnetOrNode)
+		}
+		var es []*entry
+		for _, l := range victims {
+			for _, p := range []netip.Prefix{l.Subnet, l.IPv6Subnet} {
+				if e := sn.leases[p]; p.IsValid() && e != nil {
+					es = append(es, e)
+				}
+			}
+		}
+		ok, err := s.deleteWithTombstones(ctx, es, victims[0].Record)
+		if err != nil {
+			return nil, fmt.Errorf("evict: %w", err)
+		}
+		if ok {
+			for _, l := range victims {
+				s.log.WithFields(map[string]any{"subnet": l.Subnet, "ipv6Subnet": l.IPv6Subnet, "node": l.Record.NodeName}).Info("lease evicted")
+			}
+			return victims, nil
+		}
+	}
+	return nil, errors.New("evict: the leases kept changing; try again")
+}

@@ -1,0 +1,404 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+// Package etcd implements [subnet.Store] on etcd v3: the network config at
+// <prefix>/config, one key per leased subnet at <prefix>/leases/<subnet>
+// attached to an etcd lease, and released/ tombstones.
+//
+// Ownership rests on etcd transactions only:
+//
+//   - a claim creates a key only if it does not exist
+//     (CreateRevision == 0); a dual-stack claim creates both keys in one
+//     transaction, on one etcd lease;
+//   - a node touches an existing key only after reading it, checking that
+//     the record carries its node ID, and guarding the write with the
+//     ModRevision it read. No write ever overwrites another node's key.
+//
+// Each lease key holds the node's [subnet.Record] as JSON plus the subnets
+// of the lease (so that the IPv4 and IPv6 keys of a dual-stack lease name
+// each other). A key's CreateRevision is the lease's epoch.
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftnet/weft/subnet"
+)
+
+// Defaults of [Config].
+const (
+	DefaultPrefix      = "/weft"
+	DefaultCallTimeout = 10 * time.Second
+	DefaultReleasedTTL = time.Hour
+	DefaultLeaseTTL    = 24 * time.Hour
+)
+
+// Config configures a [Store].
+type Config struct {
+	// Client is the etcd client (see [NewClient]); the caller closes it.
+	Client *clientv3.Client
+	// Prefix is the key prefix (default /weft).
+	Prefix string
+	// Log receives the store's log lines (default: discarded).
+	Log logrus.FieldLogger
+	// CallTimeout bounds each etcd call (default 10 s).
+	CallTimeout time.Duration
+	// ReleasedTTL is how long a released/ tombstone lives (default 1 h).
+	ReleasedTTL time.Duration
+}
+
+// Store is the etcd lease store. It is safe for concurrent use.
+type Store struct {
+	c           *clientv3.Client
+	prefix      string
+	log         logrus.FieldLogger
+	callTimeout time.Duration
+	releasedTTL time.Duration
+
+	// mu guards the following.
+	mu sync.Mutex
+	// ttls remembers the TTL each etcd lease was granted with, so that a
+	// lease that must be replaced gets the same TTL.
+	ttls map[clientv3.LeaseID]int64
+}
+
+var _ subnet.Store = (*Store)(nil)
+
+// New returns a Store. It starts nothing and does not contact etcd.
+func New(cfg Config) *Store {
+	prefix := strings.TrimRight(cfg.Prefix, "/")
+	if cfg.Prefix == "" {
+		prefix = DefaultPrefix
+	}
+	log := cfg.Log
+	if log == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		log = l
+	}
+	s := &Store{
+		c:           cfg.Client,
+		prefix:      prefix,
+		log:         log.WithField("component", "subnet/etcd"),
+		callTimeout: cfg.CallTimeout,
+		releasedTTL: cfg.ReleasedTTL,
+		ttls:        map[clientv3.LeaseID]int64{},
+	}
+	if s.callTimeout <= 0 {
+		s.callTimeout = DefaultCallTimeout
+	}
+	if s.releasedTTL <= 0 {
+		s.releasedTTL = DefaultReleasedTTL
+	}
+	return s
+}
+
+// Prefix returns the store's key prefix, without a trailing slash.
+func (s *Store) Prefix() string { return s.prefix }
+
+// ConfigKey returns the key of the network config.
+func (s *Store) ConfigKey() string { return s.prefix + "/config" }
+
+// LeasesPrefix returns the prefix of the lease keys (ending in a slash).
+func (s *Store) LeasesPrefix() string { return s.prefix + "/leases/" }
+
+// ReleasedPrefix returns the prefix of the tombstones (ending in a slash).
+func (s *Store) ReleasedPrefix() string { return s.prefix + "/released/" }
+
+// LeaseKey returns the key of subnet p.
+func (s *Store) LeaseKey(p netip.Prefix) string { return s.LeasesPrefix() + subnet.KeyName(p) }
+
+// ReleasedKey returns the tombstone key of subnet p.
+func (s *Store) ReleasedKey(p netip.Prefix) string { return s.ReleasedPrefix() + subnet.KeyName(p) }
+
+// call derives the context of one etcd call.
+func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.callTimeout)
+}
+
+// cleanup derives a context for best-effort clean-up that must run even
+// when ctx was cancelled.
+func (s *Store) cleanup(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.callTimeout)
+}
+
+// value is what a lease key holds.
+type value struct {
+	subnet.Record
+	// Subnet and IPv6Subnet are the subnets of the lease this key belongs
+	// to (both set for a dual-stack lease).
+	Subnet     netip.Prefix `json:"subnet,omitzero"`
+	IPv6Subnet netip.Prefix `json:"ipv6Subnet,omitzero"`
+}
+
+// tombstone is what a released/ key holds.
+type tombstone struct {
+	NodeName   string    `json:"nodeName"`
+	NodeID     string    `json:"nodeID"`
+	ReleasedAt time.Time `json:"releasedAt"`
+}
+
+// entry is one lease key as read from etcd.
+type entry struct {
+	subnet netip.Prefix
+	kv     *mvccpb.KeyValue
+	val    value
+	// ok is false when the value does not parse: the key is then still
+	// taken, but belongs to no one we can name.
+	ok bool
+}
+
+func (e *entry) key() string { return string(e.kv.Key) }
+
+// snapshot is the lease keys and tombstones at one revision.
+type snapshot struct {
+	rev      int64
+	leases   map[netip.Prefix]*entry
+	released map[netip.Prefix]bool
+}
+
+func (s *Store) parseEntry(kv *mvccpb.KeyValue) (*entry, bool) {
+	name := strings.TrimPrefix(string(kv.Key), s.LeasesPrefix())
+	p, err := subnet.ParseKeyName(name)
+	if err != nil {
+		s.log.WithField("key", string(kv.Key)).Debug("ignoring key that names no subnet")
+		return nil, false
+	}
+	e := &entry{subnet: p, kv: kv}
+	if err := json.Unmarshal(kv.Value, &e.val); err != nil {
+		s.log.WithField("key", string(kv.Key)).WithError(err).Warn("lease record does not parse")
+	} else {
+		e.ok = true
+	}
+	return e, true
+}
+
+func (s *Store) snapshotOf(rev int64, leases, released []*mvccpb.KeyValue) *snapshot {
+	sn := &snapshot{rev: rev, leases: map[netip.Prefix]*entry{}, released: map[netip.Prefix]bool{}}
+	for _, kv := range leases {
+		if e, ok := s.parseEntry(kv); ok {
+			sn.leases[e.subnet] = e
+		}
+	}
+	for _, kv := range released {
+		if p, err := subnet.ParseKeyName(strings.TrimPrefix(string(kv.Key), s.ReleasedPrefix())); err == nil {
+			sn.released[p] = true
+		}
+	}
+	return sn
+}
+
+// readAll reads the lease keys and the tombstones at one revision.
+func (s *Store) readAll(ctx context.Context) (*snapshot, error) {
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.c.Txn(cctx).Then(
+		clientv3.OpGet(s.LeasesPrefix(), clientv3.WithPrefix()),
+		clientv3.OpGet(s.ReleasedPrefix(), clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("read leases from etcd: %w", err)
+	}
+	return s.snapshotFromTxn(resp), nil
+}
+
+// snapshotFromTxn builds a snapshot from a response whose (Then or Else)
+// branch was the two prefix Gets of readAll, last in the branch.
+func (s *Store) snapshotFromTxn(resp *clientv3.TxnResponse) *snapshot {
+	r := resp.Responses
+	leases := r[len(r)-2].GetResponseRange().Kvs
+	released := r[len(r)-1].GetResponseRange().Kvs
+	return s.snapshotOf(resp.Header.Revision, leases, released)
+}
+
+// leasesOf groups lease keys into leases: a dual-stack lease is its IPv4
+// key plus the IPv6 key that names it back. An IPv6 key whose IPv4 partner
+// is missing is shown as a lease of its own. Keys whose value does not
+// parse are left out. The result is sorted by primary subnet.
+func leasesOf(entries map[netip.Prefix]*entry) []subnet.Lease {
+	var out []subnet.Lease
+	for p, e := range entries {
+		if !e.ok {
+			continue
+		}
+		if p.Addr().Is6() {
+			if partner := entries[e.val.Subnet]; e.val.Subnet.IsValid() && partner != nil && partner.ok &&
+				partner.val.NodeID == e.val.NodeID && partner.val.IPv6Subnet == p {
+				continue // listed with its IPv4 key
+			}
+			out = append(out, leaseOf(e, nil))
+			continue
+		}
+		var six *entry
+		if q := e.val.IPv6Subnet; q.IsValid() {
+			if c := entries[q]; c != nil && c.ok && c.val.NodeID == e.val.NodeID && c.val.Subnet == p {
+				six = c
+			}
+		}
+		out = append(out, leaseOf(e, six))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].Primary(), out[j].Primary()
+		if a.Addr().Is4() != b.Addr().Is4() {
+			return a.Addr().Is4()
+		}
+		return a.Addr().Less(b.Addr())
+	})
+	return out
+}
+
+// leaseOf makes the lease of primary key e and, dual-stack, its IPv6 key.
+func leaseOf(e, six *entry) subnet.Lease {
+	l := subnet.Lease{
+		Record:      e.val.Record,
+		Epoch:       e.kv.CreateRevision,
+		ModRevision: e.kv.ModRevision,
+		LeaseID:     e.kv.Lease,
+	}
+	if e.subnet.Addr().Is4() {
+		l.Subnet = e.subnet
+		if six != nil {
+			l.IPv6Subnet = six.subnet
+		}
+	} else {
+		l.IPv6Subnet = e.subnet
+	}
+	return l
+}
+
+// GetConfig reads and validates the network config.
+func (s *Store) GetConfig(ctx context.Context) (*subnet.Config, error) {
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.c.Get(cctx, s.ConfigKey())
+	if err != nil {
+		return nil, fmt.Errorf("read network config from etcd: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, s.noConfig()
+	}
+	return s.parseConfig(resp.Kvs[0].Value)
+}
+
+func (s *Store) noConfig() error {
+	return fmt.Errorf("%w at %s: run weftctl config set --network <CIDR> (e.g. 10.244.0.0/16) to write one", subnet.ErrNoConfig, s.ConfigKey())
+}
+
+func (s *Store) parseConfig(data []byte) (*subnet.Config, error) {
+	c, err := subnet.ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("network config at %s is invalid: %w", s.ConfigKey(), err)
+	}
+	return c, nil
+}
+
+// PutConfig validates raw with [subnet.ParseConfig] and writes it to the
+// config key unchanged. An invalid config is not written.
+func (s *Store) PutConfig(ctx context.Context, raw []byte) error {
+	if _, err := subnet.ParseConfig(raw); err != nil {
+		return fmt.Errorf("invalid network config: %w", err)
+	}
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	if _, err := s.c.Put(cctx, s.ConfigKey(), string(raw)); err != nil {
+		return fmt.Errorf("write network config to %s: %w", s.ConfigKey(), err)
+	}
+	return nil
+}
+
+// GetConfigRaw returns the config key's value as stored (not validated),
+// or an error wrapping [subnet.ErrNoConfig].
+func (s *Store) GetConfigRaw(ctx context.Context) ([]byte, error) {
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.c.Get(cctx, s.ConfigKey())
+	if err != nil {
+		return nil, fmt.Errorf("read network config from etcd: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, s.noConfig()
+	}
+	return resp.Kvs[0].Value, nil
+}
+
+// List returns all leases (a complete view). Expiry is not filled in: see
+// [Store.FillExpiry].
+func (s *Store) List(ctx context.Context) (subnet.View, error) {
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.c.Get(cctx, s.LeasesPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return subnet.View{}, fmt.Errorf("list leases: %w", err)
+	}
+	sn := s.snapshotOf(resp.Header.Revision, resp.Kvs, nil)
+	return subnet.View{Leases: leasesOf(sn.leases), Complete: true, Revision: sn.rev}, nil
+}
+
+// FillExpiry sets the Expiry of each lease from etcd, with one TimeToLive
+// call per distinct etcd lease (not per key). Leases whose etcd lease is
+// gone get the zero Expiry.
+func (s *Store) FillExpiry(ctx context.Context, leases []subnet.Lease) error {
+	ttl := map[int64]time.Time{}
+	for i := range leases {
+		id := leases[i].LeaseID
+		if id == 0 {
+			continue
+		}
+		exp, ok := ttl[id]
+		if !ok {
+			cctx, cancel := s.call(ctx)
+			resp, err := s.c.TimeToLive(cctx, clientv3.LeaseID(id))
+			cancel()
+			if err != nil {
+				return fmt.Errorf("read TTL of etcd lease %x: %w", id, err)
+			}
+			if resp.TTL > 0 {
+				exp = time.Now().Add(time.Duration(resp.TTL) * time.Second)
+			}
+			ttl[id] = exp
+		}
+		leases[i].Expiry = exp
+	}
+	return nil
+}
+
+// sleep waits d or until ctx is done; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// backoff doubles a delay from min up to max.
+type backoff struct{ cur, min, max time.Duration }
+
+func newBackoff(min, max time.Duration) *backoff { return &backoff{cur: min, min: min, max: max} }
+
+func (b *backoff) next() time.Duration {
+	d := b.cur
+	b.cur = min(b.cur*2, b.max)
+	return d
+}
+
+func (b *backoff) reset() { b.cur = b.min }
+
+// isLost reports whether err means our lease is gone.
+func isLost(err error) bool { return errors.Is(err, subnet.ErrLeaseLost) }

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package etcd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftnet/weft/subnet"
+)
+
+// WatchLeases calls fn with a complete view of all leases after the initial
+// list and after every change, until ctx is done; then it returns nil.
+//
+// It lists the leases, then watches from the next revision (requiring a
+// leader, with progress notifications), advancing its revision with every
+// response. When the watch breaks (compaction, lost leader, closed
+// stream) it lists again and hands fn the new complete view, so a change
+// is never lost. Every view fn receives is complete (View.Complete is
+// true) and reflects one etcd revision. fn is never called concurrently;
+// it runs on WatchLeases' goroutine, so it should be quick.
+func (s *Store) WatchLeases(ctx context.Context, fn func(subnet.View)) error {
+	bo := newBackoff(250*time.Millisecond, 10*time.Second)
+	for {
+		err := s.watchLeasesOnce(ctx, fn, bo)
+		if ctx.Err() != nil {
+			return nil
+		}
+		d := bo.next()
+		s.log.WithError(err).WithField("retryIn", d.Seconds()).Info("lease watch interrupted, relisting")
+		if !sleep(ctx, d) {
+			return nil
+		}
+	}
+}
+
+func (s *Store) watchLeasesOnce(ctx context.Context, fn func(subnet.View), bo *backoff) error {
+	cctx, cancel := s.call(ctx)
+	resp, err := s.c.Get(cctx, s.LeasesPrefix(), clientv3.WithPrefix())
+	cancel()
+	if err != nil {
+		return fmt.Errorf("list leases: %w", err)
+	}
+	entries := map[string]*mvccpb.KeyValue{}
+	for _, kv := range resp.Kvs {
+		entries[string(kv.Key)] = kv
+	}
+	rev := resp.Header.Revision
+	view := func() subnet.View {
+		kvs := make([]*mvccpb.KeyValue, 0, len(entries))
+		for _, kv := range entries {
+			kvs = append(kvs, kv)
+		}
+		sn := s.snapshotOf(rev, kvs, nil)
+		return subnet.View{Leases: leasesOf(sn.leases), Complete: true, Revision: rev}
+	}
+	fn(view())
+
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer wcancel()
+	wch := s.c.Watch(wctx, s.LeasesPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+	for wr := range wch {
+		if err := wr.Err(); err != nil {
+			if errors.Is(err, rpctypes.ErrCompacted) {
+				return fmt.Errorf("watch from revision %d: compacted at %d", rev+1, wr.CompactRevision)
+			}
+			return fmt.Errorf("watch leases: %w", err)
+		}
+		bo.reset()
+		if wr.Header.Revision > rev {
+			rev = wr.Header.Revision
+		}
+		if len(wr.Events) == 0 {
+			continue // progress notification or creation
+		}
+		changed := false
+		for _, ev := range wr.Events {
+			key := string(ev.Kv.Key)
+			switch ev.Type {
+			case mvccpb.PUT:
+				old := entries[key]
+				changed = changed || old == nil || !bytes.Equal(old.Value, ev.Kv.Value) || old.CreateRevision != ev.Kv.CreateRevision ||
+					old.Lease != ev.Kv.Lease
+				entries[key] = ev.Kv
+			case mvccpb.DELETE:
+				if _, ok := entries[key]; ok {
+					changed = true
+					delete(entries, key)
+				}
+			}
+		}
+		if changed {
+			fn(view())
+		}
+	}
+	return errors.New("watch closed")
+}
+
+// WatchConfig calls fn with the current network config (or the error
+// saying why there is none usable), then with every change, until ctx is
+// done; then it returns nil. A deleted config is reported as an error
+// wrapping [subnet.ErrNoConfig], an invalid one with its validation error.
+// fn is never called concurrently, and not twice in a row for the same
+// stored value.
+func (s *Store) WatchConfig(ctx context.Context, fn func(*subnet.Config, error)) error {
+	bo := newBackoff(250*time.Millisecond, 10*time.Second)
+	var last *mvccpb.KeyValue
+	first, reported := true, false
+	deliver := func(kv *mvccpb.KeyValue) {
+		if !first && sameKV(last, kv) {
+			return
+		}
+		first = false
+		last = kv
+		if kv == nil {
+			fn(nil, s.noConfig())
+			return
+		}
+		fn(s.parseConfig(kv.Value))
+	}
+	for {
+		err := func() error {
+			cctx, cancel := s.call(ctx)
+			resp, err := s.c.Get(cctx, s.ConfigKey())
+			cancel()
+			if err != nil {
+				if first && !reported {
+					// The caller learns why there is no config yet.
+					reported = true
+					fn(nil, fmt.Errorf("read network config from etcd: %w", err))
+				}
+				return err
+			}
+			var kv *mvccpb.KeyValue
+			if len(resp.Kvs) > 0 {
+				kv = resp.Kvs[0]
+			}
+			deliver(kv)
+			wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+			defer wcancel()
+			for wr := range s.c.Watch(wctx, s.ConfigKey(), clientv3.WithRev(resp.Header.Revision+1)) {
+				if err := wr.Err(); err != nil {
+					return err
+				}
+				bo.reset()
+				for _, ev := range wr.Events {
+					if ev.Type == mvccpb.DELETE {
+						deliver(nil)
+					} else {
+						deliver(ev.Kv)
+					}
+				}
+			}
+			return errors.New("watch closed")
+		}()
+		if ctx.Err() != nil {
+			return nil
+		}
+		d := bo.next()
+		s.log.WithError(err).WithField("retryIn", d.Seconds()).Debug("config watch interrupted, reading again")
+		if !sleep(ctx, d) {
+			return nil
+		}
+	}
+}
+
+func sameKV(a, b *mvccpb.KeyValue) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.ModRevision == b.ModRevision
+}
