@@ -21,15 +21,16 @@ import (
 // [subnet.Store.KeepAlive]). It is the one goroutine that renews l; run
 // it once per lease.
 //
-//	         ┌──────────── etcd error: back off ───────────┐
-//	         ▼                                              │
-//	     ┌────────┐  keys ours, etcd lease alive   ┌──────┐ │
-//	 ───►│ verify │───────────────────────────────►│ hold │ │
-//	     └────────┘◄───────────────────────────────└──────┘ │
-//	       │  │  renewal stream closed, or own key          │
-//	       │  │  deleted / rewritten / moved (watch)        │
-//	       │  └─────────────────────────────────────────────┘
-//	       └── key gone or another node's ──► return ErrLeaseLost
+//	           etcd error: back off
+//	              ┌─────┐
+//	              ▼     │
+//	start ──► verify ───┴── keys ours, etcd lease alive ──► hold
+//	              ▲       (re-bound to a new one if not)      │
+//	              │                                           │
+//	              └─ renewal stream closed; own key deleted, ─┘
+//	                 rewritten or moved to another etcd lease
+//
+//	verify: key gone or another node's ──► return ErrLeaseLost
 //
 // verify reads our keys and checks their node ID. If their etcd lease is
 // still alive it is kept; otherwise a new etcd lease is granted and only
