@@ -5,10 +5,43 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/weftnet/weft/daemon"
 )
 
-// SCAFFOLD: replaced by the implementation.
 func cmdMembers(ctx context.Context, args []string) error {
-	return errors.New("not implemented yet")
+	fs, f := newStatusFlags("members")
+	if err := f.parse(fs, args); err != nil {
+		return err
+	}
+	st, _, err := fetchStatus(ctx, f.addr)
+	if err != nil {
+		return err
+	}
+	if f.output == "json" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st.Members)
+	}
+	return renderMembers(os.Stdout, st, time.Now())
+}
+
+// renderMembers prints the gossip members as the node sees them.
+func renderMembers(w io.Writer, st daemon.Status, now time.Time) error {
+	if len(st.Members) == 0 {
+		fmt.Fprintf(w, "node %s sees no gossip members (is gossip on? see --gossip-bind)\n", st.Node.Name)
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tSINCE\tADDRESS\tSUBNET")
+	for _, m := range st.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, orDash(m.State), since(m.Since, now), orDash(m.Addr), joinPrefixes(m.Subnet, m.IPv6Subnet))
+	}
+	return tw.Flush()
 }

@@ -5,10 +5,202 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/weftnet/weft/daemon"
 )
 
-// SCAFFOLD: replaced by the implementation.
+// defaultStatusAddr is weftd's default --http-addr.
+const defaultStatusAddr = "127.0.0.1:9950"
+
+// statusFlags are the flags of the commands that read weftd's /status.
+type statusFlags struct {
+	addr   string
+	output string
+}
+
+func newStatusFlags(name string) (*flag.FlagSet, *statusFlags) {
+	f := &statusFlags{}
+	fs := flag.NewFlagSet("weftctl "+name, flag.ContinueOnError)
+	def := defaultStatusAddr
+	if v, ok := os.LookupEnv("WEFTCTL_ADDR"); ok && v != "" {
+		def = v
+	}
+	fs.StringVar(&f.addr, "addr", def, "weftd HTTP address host:port or URL (env WEFTCTL_ADDR)")
+	fs.StringVar(&f.output, "o", "table", "output: table or json (the raw /status document)")
+	return fs, f
+}
+
+func (f *statusFlags) parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if f.output != "table" && f.output != "json" {
+		return fmt.Errorf("-o %q: want table or json", f.output)
+	}
+	return nil
+}
+
+// fetchStatus reads weftd's /status; raw is the document as served.
+func fetchStatus(ctx context.Context, addr string) (st daemon.Status, raw []byte, err error) {
+	u := addr
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	u = strings.TrimRight(u, "/") + "/status"
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return st, nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, nil, fmt.Errorf("is weftd running with --http-addr %s? %w", addr, err)
+	}
+	defer resp.Body.Close()
+	raw, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return st, nil, fmt.Errorf("read %s: %w", u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return st, nil, fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(raw)))
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return st, nil, fmt.Errorf("decode %s: %w", u, err)
+	}
+	return st, raw, nil
+}
+
 func cmdStatus(ctx context.Context, args []string) error {
-	return errors.New("not implemented yet")
+	fs, f := newStatusFlags("status")
+	if err := f.parse(fs, args); err != nil {
+		return err
+	}
+	st, raw, err := fetchStatus(ctx, f.addr)
+	if err != nil {
+		return err
+	}
+	if f.output == "json" {
+		_, err := os.Stdout.Write(raw)
+		return err
+	}
+	return renderStatus(os.Stdout, st, time.Now())
+}
+
+// renderStatus prints the node's summary and a peer table.
+func renderStatus(w io.Writer, st daemon.Status, now time.Time) error {
+	n := st.Node
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(k string, v any) { fmt.Fprintf(tw, "%s:\t%v\n", k, v) }
+	row("node", fmt.Sprintf("%s (%s)", n.Name, n.ID))
+	ready := "yes"
+	if !n.Ready {
+		ready = "no: " + n.NotReady
+	}
+	row("ready", ready)
+	row("subnet", joinPrefixes(n.Subnet, n.IPv6Subnet))
+	row("network", joinPrefixes(n.Network, n.IPv6Network))
+	row("public ip", joinAddrs(n.PublicIP, n.PublicIPv6)+" on "+orDash(n.Iface))
+	row("backend", fmt.Sprintf("%s %s, mtu %d", n.BackendType, backendData(n.BackendData.VTEPMAC, n.BackendData.WireGuardKey, n.BackendData.WireGuardPort), n.MTU))
+	row("lease", fmt.Sprintf("epoch %d, data version %d%s", n.Epoch, n.Version, expiry(n.LeaseExpiry, now)))
+	row("etcd", map[bool]string{true: "reachable", false: "UNREACHABLE"}[n.EtcdReachable])
+	if n.GossipAddr != "" {
+		row("gossip", n.GossipAddr)
+	}
+	if !n.Complete {
+		row("peer view", "incomplete (reconciles only add until a full list arrives)")
+	}
+	for _, p := range []struct{ k, v string }{
+		{"CONFIG ERROR", n.ConfigError}, {"RESTART NEEDED", strings.Join(n.PendingRestart, "; ")},
+		{"FORWARDING", n.ForwardingProblem}, {"MASQUERADE", n.MasqueradeProblem},
+		{"FORWARD DROP", n.ForwardDropWarning}, {"RECONCILE ERROR", n.ReconcileError},
+	} {
+		if p.v != "" {
+			row(p.k, p.v)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\n%d peer(s)\n", len(st.Peers))
+	if len(st.Peers) == 0 {
+		return nil
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSUBNET\tPUBLIC IP\tBACKEND DATA\tEPOCH\tVERSION\tSTATE\tSINCE\tSOURCE\tPROBLEM")
+	for _, p := range st.Peers {
+		src := p.Source
+		if p.Provisional {
+			src += " (provisional)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n",
+			p.Name, joinPrefixes(p.Subnet, p.IPv6Subnet), joinAddrs(p.PublicIP, p.PublicIPv6),
+			backendData(p.BackendData.VTEPMAC, p.BackendData.WireGuardKey, p.BackendData.WireGuardPort),
+			p.Epoch, p.Version, orDash(p.State), since(p.Since, now), orDash(src), orDash(p.Problem))
+	}
+	return tw.Flush()
+}
+
+func joinPrefixes(ps ...netip.Prefix) string {
+	var s []string
+	for _, p := range ps {
+		if p.IsValid() {
+			s = append(s, p.String())
+		}
+	}
+	return orDash(strings.Join(s, ","))
+}
+
+func joinAddrs(as ...netip.Addr) string {
+	var s []string
+	for _, a := range as {
+		if a.IsValid() {
+			s = append(s, a.String())
+		}
+	}
+	return orDash(strings.Join(s, ","))
+}
+
+func backendData(mac, key string, port int) string {
+	switch {
+	case mac != "":
+		return "vtep " + mac
+	case key != "":
+		return fmt.Sprintf("key %s port %d", key, port)
+	}
+	return "-"
+}
+
+func since(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return now.Sub(t).Round(time.Second).String() + " ago"
+}
+
+func expiry(t, now time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return ", expires in " + t.Sub(now).Round(time.Second).String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
