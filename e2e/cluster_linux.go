@@ -780,3 +780,30 @@ func Teardown(s State) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Weftctl runs weftctl with args in the underlay namespace, where etcd is
+// reachable, with --etcd-endpoints and --etcd-prefix set after the
+// subcommand words (args up to the first flag).
+func (c *Cluster) Weftctl(ctx context.Context, args ...string) (string, error) {
+	bin, err := checkBinary(c.BinDir, BinWeftctl)
+	if err != nil {
+		return "", err
+	}
+	i := 0
+	for i < len(args) && !strings.HasPrefix(args[i], "-") {
+		i++
+	}
+	conn := []string{"--etcd-endpoints", c.EtcdEndpoint(), "--etcd-prefix", EtcdPrefix}
+	argv := append([]string{bin}, args[:i]...)
+	argv = append(argv, conn...)
+	argv = append(argv, args[i:]...)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := c.Underlay.Command(ctx, argv...)
+	cmd.Env = cleanEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("weftctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
