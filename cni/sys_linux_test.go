@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -54,4 +55,9 @@ func removeNS(path string) error {
 		return err
 	}
 	return nil
+}
+
+// vethPair returns a veth pair name/name-peer (the kernel here has no dummy).
+func vethPair(name string) netlink.Link {
+	return &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, TxQLen: -1}, PeerName: name + "-peer", PeerTxQLen: -1}
 }
