@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 
@@ -47,7 +48,8 @@ type NS struct {
 
 // NewNS creates a network namespace named prefix-<random> and registers
 // its removal with t.Cleanup (it runs on success and on failure). The
-// calling thread's namespace is not changed. Loopback is brought up.
+// calling thread's namespace is not changed. Loopback is brought up, and
+// IPv6 duplicate address detection is off for links made in it later.
 func NewNS(t testing.TB, prefix string) *NS {
 	t.Helper()
 	name := prefix + "-" + Suffix(6)
@@ -68,6 +70,20 @@ func NewNS(t testing.TB, prefix string) *NS {
 		}
 		return nil
 	})
+	if err == nil {
+		// No duplicate address detection in test namespaces: every link
+		// made later gets usable IPv6 link-local addresses at once
+		// instead of after a second or two.
+		err = Do(h, func() error {
+			for _, p := range []string{"all", "default"} {
+				f := filepath.Join("/proc/sys/net/ipv6/conf", p, "accept_dad")
+				if err := os.WriteFile(f, []byte("0\n"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("disable DAD in %s: %w", name, err)
+				}
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

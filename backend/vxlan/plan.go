@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package vxlan
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/backend"
+)
+
+// This file turns a desired peer set into the kernel state it needs, and
+// compares that with what the kernel has. It is pure: no kernel calls, so
+// the decisions are unit-tested without root.
+
+const onlinkFlag = 0x4 // RTNH_F_ONLINK
+
+// vtepAddr is the VTEP address of a node: the network address of its
+// subnet.
+func vtepAddr(p netip.Prefix) netip.Addr { return p.Masked().Addr() }
+
+// plan is the kernel state a Desired maps to.
+type plan struct {
+	// addrs are the device's addresses (VTEP addresses as /32 and /128).
+	addrs []netip.Prefix
+	// neighs maps a peer's VTEP address to its VTEP MAC.
+	neighs map[netip.Addr]string
+	// fdb maps a peer's VTEP MAC to its underlay address.
+	fdb map[string]netip.Addr
+	// routes are the routes to install (Protocol set by SyncRoutes).
+	routes []netlink.Route
+	// problems maps a peer name to why it (or one of its subnets) is not
+	// served.
+	problems map[string]string
+	// warnings are errors that did not stop the plan (a failed route
+	// lookup for DirectRouting: the peer falls back to the tunnel).
+	warnings []error
+}
+
+// planInput is what buildPlan needs besides the desired state.
+type planInput struct {
+	// publicIP is this node's tunnel address; its family is the tunnel's.
+	publicIP netip.Addr
+	// vxIndex is the VXLAN device's link index.
+	vxIndex int
+	// directRouting enables direct routes to same-segment peers.
+	directRouting bool
+	// direct returns the index of the link through which addr is
+	// directly reachable, or 0. Only called when directRouting is set.
+	direct func(addr netip.Addr) (int, error)
+}
+
+func ipOf(a netip.Addr) net.IP { return net.IP(a.AsSlice()) }
+
+func ipNetOf(p netip.Prefix) *net.IPNet {
+	p = p.Masked()
+	return &net.IPNet{IP: ipOf(p.Addr()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// normMAC parses s as an Ethernet unicast MAC and returns its canonical
+// form.
+func normMAC(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("no VTEP MAC")
+	}
+	mac, err := net.ParseMAC(s)
+	if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
+		return "", fmt.Errorf("VTEP MAC %q is not a unicast Ethernet address", s)
+	}
+	return mac.String(), nil
+}
+
+// buildPlan maps d to the kernel state it needs. Peers are considered in
+// order of lease epoch, then name, so that a conflict (two peers claiming
+// overlapping subnets or one VTEP MAC) is decided the same way on every run:
+// the older claim is served, the other reported as a problem.
+func buildPlan(d backend.Desired, in planInput) plan {
+	p := plan{
+		neighs:   map[netip.Addr]string{},
+		fdb:      map[string]netip.Addr{},
+		problems: map[string]string{},
+	}
+	for _, s := range []netip.Prefix{d.Local.Subnet, d.Local.IPv6Subnet} {
+		if s.IsValid() {
+			a := vtepAddr(s)
+			p.addrs = append(p.addrs, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	peers := slices.Clone(d.Peers)
+	// The older claim wins a conflict; ties go by name.
+	slices.SortStableFunc(peers, func(a, b backend.Peer) int {
+		return cmp.Or(cmp.Compare(a.Epoch, b.Epoch), cmp.Compare(a.Name, b.Name))
+	})
+
+	// Subnets already taken (ours, then each accepted peer's).
+	var taken []netip.Prefix
+	owner := map[netip.Prefix]string{}
+	for _, s := range []netip.Prefix{d.Local.Subnet, d.Local.IPv6Subnet} {
+		if s.IsValid() {
+			taken = append(taken, s.Masked())
+			owner[s.Masked()] = "this node"
+		}
+	}
+	macOwner := map[string]string{}
+
+	for _, peer := range peers {
+		var problems []string
+		complain := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+		// The tunnel endpoint: the peer's public address of our family.
+		var endpoint netip.Addr
+		switch pub, pub6 := peer.PublicIP.Unmap(), peer.PublicIPv6.Unmap(); {
+		case in.publicIP.Is4() && pub.Is4():
+			endpoint = pub
+		case in.publicIP.Is6() && pub.Is6():
+			endpoint = pub
+		case in.publicIP.Is6() && pub6.Is6():
+			endpoint = pub6
+		}
+		mac, macErr := normMAC(peer.Data.VTEPMAC)
+		if macErr == nil {
+			if o, dup := macOwner[mac]; dup {
+				macErr = fmt.Errorf("VTEP MAC %s is also %s's", mac, o)
+			}
+		}
+		usedTunnel := false
+
+		for _, fam := range []struct {
+			subnet netip.Prefix
+			direct netip.Addr // the public address a direct route would use
+			v6     bool
+		}{
+			{peer.Subnet, peer.PublicIP.Unmap(), false},
+			{peer.IPv6Subnet, directV6(peer), true},
+		} {
+			if !fam.subnet.IsValid() {
+				continue
+			}
+			subnet := fam.subnet.Masked()
+			if subnet.Addr().Is6() != fam.v6 {
+				complain("subnet %s has the wrong address family", subnet)
+				continue
+			}
+			if o := overlapping(taken, subnet); o.IsValid() {
+				complain("subnet %s overlaps %s of %s", subnet, o, owner[o])
+				continue
+			}
+			if in.directRouting && fam.direct.IsValid() && fam.direct.Is6() == fam.v6 {
+				idx, err := in.direct(fam.direct)
+				if err != nil {
+					p.warnings = append(p.warnings, fmt.Errorf("peer %s: %w", peer.Name, err))
+				}
+				if idx > 0 {
+					p.routes = append(p.routes, netlink.Route{
+						Dst: ipNetOf(subnet), Gw: ipOf(fam.direct), LinkIndex: idx,
+					})
+					taken = append(taken, subnet)
+					owner[subnet] = peer.Name
+					continue
+				}
+			}
+			if !endpoint.IsValid() {
+				complain("no public %s address for the tunnel (peer has %s)", family(in.publicIP), peer.PublicIP)
+				continue
+			}
+			if macErr != nil {
+				complain("%v", macErr)
+				continue
+			}
+			vtep := vtepAddr(subnet)
+			p.neighs[vtep] = mac
+			p.fdb[mac] = endpoint
+			usedTunnel = true
+			p.routes = append(p.routes, netlink.Route{
+				Dst: ipNetOf(subnet), Gw: ipOf(vtep), LinkIndex: in.vxIndex, Flags: onlinkFlag,
+			})
+			taken = append(taken, subnet)
+			owner[subnet] = peer.Name
+		}
+		if usedTunnel {
+			macOwner[mac] = peer.Name
+		}
+		if !peer.Subnet.IsValid() && !peer.IPv6Subnet.IsValid() {
+			complain("no subnet")
+		}
+		if len(problems) > 0 {
+			p.problems[peer.Name] = joinProblems(problems)
+		}
+	}
+	return p
+}
+
+// directV6 is the address a direct route to the peer's IPv6 subnet uses.
+func directV6(peer backend.Peer) netip.Addr {
+	if peer.PublicIPv6.IsValid() {
+		return peer.PublicIPv6.Unmap()
+	}
+	if peer.PublicIP.Unmap().Is6() {
+		return peer.PublicIP
+	}
+	return netip.Addr{}
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+func overlapping(taken []netip.Prefix, p netip.Prefix) netip.Prefix {
+	for _, t := range taken {
+		if t.Overlaps(p) {
+			return t
+		}
+	}
+	return netip.Prefix{}
+}
+
+func joinProblems(ps []string) string {
+	s := ps[0]
+	for _, p := range ps[1:] {
+		s += "; " + p
+	}
+	return s
+}
+
+// neighEntry is a neighbour entry on the device.
+type neighEntry struct {
+	ip        netip.Addr
+	mac       string
+	permanent bool
+}
+
+// neighDiff is what it takes to make the device's neighbours match.
+type neighDiff struct {
+	add, update []neighEntry
+	// stale are permanent entries no peer needs (deleted when complete).
+	stale []neighEntry
+}
+
+func diffNeighs(current []neighEntry, want map[netip.Addr]string) neighDiff {
+	var d neighDiff
+	have := map[netip.Addr]neighEntry{}
+	for _, c := range current {
+		if _, ok := want[c.ip]; !ok {
+			// Only permanent entries are weft's kind; the kernel's
+			// own (incomplete, failed, multicast) come and go.
+			if c.permanent {
+				d.stale = append(d.stale, c)
+			}
+			continue
+		}
+		have[c.ip] = c
+	}
+	for _, ip := range sortedKeys(want, netip.Addr.Compare) {
+		w := neighEntry{ip: ip, mac: want[ip], permanent: true}
+		c, ok := have[ip]
+		switch {
+		case !ok:
+			d.add = append(d.add, w)
+		case c.mac != w.mac || !c.permanent:
+			d.update = append(d.update, w)
+		}
+	}
+	return d
+}
+
+// fdbEntry is a forwarding database entry on the device: frames for mac
+// go in UDP to dst.
+type fdbEntry struct {
+	mac       string
+	dst       netip.Addr
+	permanent bool
+}
+
+// fdbDiff is what it takes to make the device's FDB match.
+type fdbDiff struct {
+	// wrong are extra entries for a MAC a peer uses that point elsewhere:
+	// deleted before add/update, whether the view is complete or not.
+	wrong       []fdbEntry
+	add, update []fdbEntry
+	// stale are entries for MACs no peer uses (deleted when complete).
+	stale []fdbEntry
+}
+
+func diffFDB(current []fdbEntry, want map[string]netip.Addr) fdbDiff {
+	var d fdbDiff
+	byMAC := map[string][]fdbEntry{}
+	for _, c := range current {
+		if _, ok := want[c.mac]; !ok {
+			d.stale = append(d.stale, c)
+			continue
+		}
+		byMAC[c.mac] = append(byMAC[c.mac], c)
+	}
+	for _, mac := range sortedKeys(want, cmp.Compare[string]) {
+		w := fdbEntry{mac: mac, dst: want[mac], permanent: true}
+		cur := byMAC[mac]
+		good := slices.IndexFunc(cur, func(c fdbEntry) bool { return c.dst == w.dst && c.permanent })
+		switch {
+		case good >= 0:
+			// Keep the right one; remove other destinations (a MAC may
+			// carry several in the kernel, weft wants exactly one).
+			for i, c := range cur {
+				if i != good {
+					d.wrong = append(d.wrong, c)
+				}
+			}
+		case len(cur) == 0:
+			d.add = append(d.add, w)
+		case len(cur) == 1:
+			// One entry, wrong destination or not permanent: replace
+			// it in place (NLM_F_REPLACE), so there is no window
+			// without an entry.
+			d.update = append(d.update, w)
+		default:
+			d.wrong = append(d.wrong, cur...)
+			d.add = append(d.add, w)
+		}
+	}
+	return d
+}
+
+// addrDiff compares the device's addresses with the wanted ones.
+func diffAddrs(current, want []netip.Prefix) (add, stale []netip.Prefix) {
+	for _, w := range want {
+		if !slices.Contains(current, w) {
+			add = append(add, w)
+		}
+	}
+	for _, c := range current {
+		if !slices.Contains(want, c) {
+			stale = append(stale, c)
+		}
+	}
+	return add, stale
+}
+
+func sortedKeys[K comparable, V any](m map[K]V, cmp func(a, b K) int) []K {
+	ks := make([]K, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, cmp)
+	return ks
+}

@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package vxlan
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/subnet"
+)
+
+const (
+	macA = "02:00:00:00:00:0a"
+	macB = "02:00:00:00:00:0b"
+)
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func mustAddr(s string) netip.Addr     { return netip.MustParseAddr(s) }
+
+// planView is a plan rendered as sorted strings for comparison.
+type planView struct {
+	Addrs, Neighs, FDB, Routes []string
+	Problems                   map[string]string
+	Warnings                   int
+}
+
+func view(p plan) planView {
+	v := planView{Problems: p.problems, Warnings: len(p.warnings)}
+	for _, a := range p.addrs {
+		v.Addrs = append(v.Addrs, a.String())
+	}
+	for ip, mac := range p.neighs {
+		v.Neighs = append(v.Neighs, ip.String()+" "+mac)
+	}
+	for mac, dst := range p.fdb {
+		v.FDB = append(v.FDB, mac+" "+dst.String())
+	}
+	for _, r := range p.routes {
+		v.Routes = append(v.Routes, fmt.Sprintf("%s via %s dev %d onlink=%t", r.Dst, r.Gw, r.LinkIndex, r.Flags&onlinkFlag != 0))
+	}
+	for _, l := range [][]string{v.Addrs, v.Neighs, v.FDB, v.Routes} {
+		sort.Strings(l)
+	}
+	if len(v.Problems) == 0 {
+		v.Problems = nil
+	}
+	return v
+}
+
+func TestBuildPlan(t *testing.T) {
+	const vx, eth = 10, 2
+	local := backend.Local{Subnet: mustPrefix("10.244.1.0/24"), IPv6Subnet: mustPrefix("fd10:244:0:1::/64")}
+	peerA := backend.Peer{
+		Name: "a", Subnet: mustPrefix("10.244.2.0/24"), IPv6Subnet: mustPrefix("fd10:244:0:2::/64"),
+		PublicIP: mustAddr("198.18.0.2"), PublicIPv6: mustAddr("2001:2::2"),
+		Data: subnet.BackendData{VTEPMAC: "02:00:00:00:00:0A"},
+	}
+	peerB := backend.Peer{
+		Name: "b", Subnet: mustPrefix("10.244.3.0/24"),
+		PublicIP: mustAddr("198.18.1.3"),
+		Data:     subnet.BackendData{VTEPMAC: macB},
+	}
+	// Peer a is on our segment (both families), b is not.
+	direct := func(a netip.Addr) (int, error) {
+		switch a.String() {
+		case "198.18.0.2", "2001:2::2":
+			return eth, nil
+		}
+		return 0, nil
+	}
+	with := func(p backend.Peer, f func(*backend.Peer)) backend.Peer { f(&p); return p }
+	tunnelA := []string{
+		"10.244.2.0/24 via 10.244.2.0 dev 10 onlink=true",
+		"fd10:244:0:2::/64 via fd10:244:0:2:: dev 10 onlink=true",
+	}
+	tunnelB := "10.244.3.0/24 via 10.244.3.0 dev 10 onlink=true"
+	addrs := []string{"10.244.1.0/32", "fd10:244:0:1::/128"}
+
+	tests := []struct {
+		name   string
+		d      backend.Desired
+		in     planInput
+		want   planView
+		public netip.Addr
+	}{
+		{
+			name: "tunnel both families",
+			d:    backend.Desired{Local: local, Peers: []backend.Peer{peerB, peerA}},
+			want: planView{
+				Addrs:  addrs,
+				Neighs: []string{"10.244.2.0 " + macA, "10.244.3.0 " + macB, "fd10:244:0:2:: " + macA},
+				FDB:    []string{macA + " 198.18.0.2", macB + " 198.18.1.3"},
+				Routes: []string{tunnelA[0], tunnelB, tunnelA[1]},
+			},
+		},
+		{
+			name: "direct routing: same segment direct, other tunnel",
+			d:    backend.Desired{Local: local, Peers: []backend.Peer{peerA, peerB}},
+			in:   planInput{directRouting: true},
+			want: planView{
+				Addrs:  addrs,
+				Neighs: []string{"10.244.3.0 " + macB},
+				FDB:    []string{macB + " 198.18.1.3"},
+				Routes: []string{
+					"10.244.2.0/24 via 198.18.0.2 dev 2 onlink=false",
+					tunnelB,
+					"fd10:244:0:2::/64 via 2001:2::2 dev 2 onlink=false",
+				},
+			},
+		},
+		{
+			name: "direct routing: IPv6 subnet without public IPv6 uses the tunnel",
+			d: backend.Desired{Local: local, Peers: []backend.Peer{
+				with(peerA, func(p *backend.Peer) { p.PublicIPv6 = netip.Addr{} }),
+			}},
+			in: planInput{directRouting: true},
+			want: planView{
+				Addrs:  addrs,
+				Neighs: []string{"fd10:244:0:2:: " + macA},
+				FDB:    []string{macA + " 198.18.0.2"},
+				Routes: []string{
+					"10.244.2.0/24 via 198.18.0.2 dev 2 onlink=false",
+					tunnelA[1],
+				},
+			},
+		},
+		{
+			name: "direct routing: lookup error falls back to the tunnel",
+			d:    backend.Desired{Local: local, Peers: []backend.Peer{with(peerA, func(p *backend.Peer) { p.IPv6Subnet = netip.Prefix{} })}},
+			in: planInput{directRouting: true, direct: func(netip.Addr) (int, error) {
+				return 0, errors.New("boom")
+			}},
+			want: planView{
+				Addrs:    addrs,
+				Neighs:   []string{"10.244.2.0 " + macA},
+				FDB:      []string{macA + " 198.18.0.2"},
+				Routes:   tunnelA[:1],
+				Warnings: 1,
+			},
+		},
+		{
+			name: "problems",
+			d: backend.Desired{Local: local, Peers: []backend.Peer{
+				with(peerB, func(p *backend.Peer) { p.Name = "nomac"; p.Data.VTEPMAC = "" }),
+				with(peerB, func(p *backend.Peer) {
+					p.Name = "badmac"
+					p.Subnet = mustPrefix("10.244.4.0/24")
+					p.Data.VTEPMAC = "01:00:5e:00:00:01"
+				}),
+				with(peerB, func(p *backend.Peer) { p.Name = "mine"; p.Subnet = mustPrefix("10.244.1.128/25") }),
+				with(peerB, func(p *backend.Peer) { p.Name = "nosubnet"; p.Subnet = netip.Prefix{} }),
+				with(peerB, func(p *backend.Peer) {
+					p.Name = "v6only"
+					p.Subnet = mustPrefix("10.244.5.0/24")
+					p.PublicIP = mustAddr("2001:2::5")
+					p.Data.VTEPMAC = "02:00:00:00:00:05"
+				}),
+			}},
+			want: planView{
+				Addrs: addrs,
+				Problems: map[string]string{
+					"nomac":    "no VTEP MAC",
+					"badmac":   `VTEP MAC "01:00:5e:00:00:01" is not a unicast Ethernet address`,
+					"mine":     "subnet 10.244.1.128/25 overlaps 10.244.1.0/24 of this node",
+					"nosubnet": "no subnet",
+					"v6only":   "no public IPv4 address for the tunnel (peer has 2001:2::5)",
+				},
+			},
+		},
+		{
+			name: "older claim wins an overlap, duplicate MAC reported",
+			d: backend.Desired{Local: backend.Local{Subnet: local.Subnet}, Peers: []backend.Peer{
+				with(peerB, func(p *backend.Peer) { p.Name = "new"; p.Epoch = 9; p.Data.VTEPMAC = macA }),
+				with(peerB, func(p *backend.Peer) { p.Name = "old"; p.Epoch = 3 }),
+				with(peerB, func(p *backend.Peer) { p.Name = "twin"; p.Epoch = 4; p.Subnet = mustPrefix("10.244.6.0/24") }),
+			}},
+			want: planView{
+				Addrs:  addrs[:1],
+				Neighs: []string{"10.244.3.0 " + macB},
+				FDB:    []string{macB + " 198.18.1.3"},
+				Routes: []string{tunnelB},
+				Problems: map[string]string{
+					"new":  "subnet 10.244.3.0/24 overlaps 10.244.3.0/24 of old",
+					"twin": "VTEP MAC " + macB + " is also old's",
+				},
+			},
+		},
+		{
+			name:   "IPv6 underlay",
+			public: mustAddr("2001:2::1"),
+			d: backend.Desired{Local: local, Peers: []backend.Peer{
+				with(peerA, func(p *backend.Peer) { p.Subnet = netip.Prefix{} }),
+			}},
+			want: planView{
+				Addrs:  addrs,
+				Neighs: []string{"fd10:244:0:2:: " + macA},
+				FDB:    []string{macA + " 2001:2::2"},
+				Routes: tunnelA[1:],
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.in
+			in.vxIndex = vx
+			in.publicIP = mustAddr("198.18.0.1")
+			if tt.public.IsValid() {
+				in.publicIP = tt.public
+			}
+			if in.direct == nil {
+				in.direct = direct
+			}
+			if diff := cmp.Diff(tt.want, view(buildPlan(tt.d, in))); diff != "" {
+				t.Errorf("plan (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDiffNeighs(t *testing.T) {
+	ip1, ip2, ip3 := mustAddr("10.244.2.0"), mustAddr("10.244.3.0"), mustAddr("10.244.4.0")
+	tests := []struct {
+		name    string
+		current []neighEntry
+		want    map[netip.Addr]string
+		diff    neighDiff
+	}{
+		{"empty", nil, nil, neighDiff{}},
+		{"add", nil, map[netip.Addr]string{ip1: macA},
+			neighDiff{add: []neighEntry{{ip1, macA, true}}}},
+		{"correct left alone", []neighEntry{{ip1, macA, true}}, map[netip.Addr]string{ip1: macA}, neighDiff{}},
+		{"wrong MAC updated", []neighEntry{{ip1, macB, true}}, map[netip.Addr]string{ip1: macA},
+			neighDiff{update: []neighEntry{{ip1, macA, true}}}},
+		{"not permanent updated", []neighEntry{{ip1, macA, false}}, map[netip.Addr]string{ip1: macA},
+			neighDiff{update: []neighEntry{{ip1, macA, true}}}},
+		{"stale permanent removed, kernel's own ignored",
+			[]neighEntry{{ip1, macA, true}, {ip2, macB, true}, {ip3, "", false}}, map[netip.Addr]string{ip1: macA},
+			neighDiff{stale: []neighEntry{{ip2, macB, true}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := diffNeighs(tt.current, tt.want)
+			if diff := cmp.Diff(tt.diff, got, cmp.AllowUnexported(neighDiff{}, neighEntry{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDiffFDB(t *testing.T) {
+	d1, d2, d3 := mustAddr("198.18.0.2"), mustAddr("198.18.0.3"), mustAddr("198.18.0.4")
+	tests := []struct {
+		name    string
+		current []fdbEntry
+		want    map[string]netip.Addr
+		diff    fdbDiff
+	}{
+		{"empty", nil, nil, fdbDiff{}},
+		{"add", nil, map[string]netip.Addr{macA: d1}, fdbDiff{add: []fdbEntry{{macA, d1, true}}}},
+		{"correct left alone", []fdbEntry{{macA, d1, true}}, map[string]netip.Addr{macA: d1}, fdbDiff{}},
+		{"moved peer replaced in place", []fdbEntry{{macA, d2, true}}, map[string]netip.Addr{macA: d1},
+			fdbDiff{update: []fdbEntry{{macA, d1, true}}}},
+		{"not permanent replaced", []fdbEntry{{macA, d1, false}}, map[string]netip.Addr{macA: d1},
+			fdbDiff{update: []fdbEntry{{macA, d1, true}}}},
+		{"extra destination removed", []fdbEntry{{macA, d2, true}, {macA, d1, true}}, map[string]netip.Addr{macA: d1},
+			fdbDiff{wrong: []fdbEntry{{macA, d2, true}}}},
+		{"several wrong destinations", []fdbEntry{{macA, d2, true}, {macA, d3, true}}, map[string]netip.Addr{macA: d1},
+			fdbDiff{wrong: []fdbEntry{{macA, d2, true}, {macA, d3, true}}, add: []fdbEntry{{macA, d1, true}}}},
+		{"stale MAC", []fdbEntry{{macA, d1, true}, {macB, d2, true}, {"00:00:00:00:00:00", d3, true}}, map[string]netip.Addr{macA: d1},
+			fdbDiff{stale: []fdbEntry{{macB, d2, true}, {"00:00:00:00:00:00", d3, true}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := diffFDB(tt.current, tt.want)
+			if diff := cmp.Diff(tt.diff, got, cmp.AllowUnexported(fdbDiff{}, fdbEntry{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDiffAddrs(t *testing.T) {
+	a, b, c := mustPrefix("10.244.1.0/32"), mustPrefix("fd10:244:0:1::/128"), mustPrefix("10.244.1.0/24")
+	add, stale := diffAddrs([]netip.Prefix{c, b}, []netip.Prefix{a, b})
+	if diff := cmp.Diff([]netip.Prefix{a}, add, cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
+		t.Errorf("add (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]netip.Prefix{c}, stale, cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
+		t.Errorf("stale (-want +got):\n%s", diff)
+	}
+}
+
+func TestIncompatibility(t *testing.T) {
+	spec := deviceSpec{name: "weft.1", vni: 1, port: 8472, local: mustAddr("198.18.0.1"), parentIndex: 2}
+	good := func() *netlink.Vxlan {
+		return &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "weft.1", MTU: 1400}, VxlanId: 1, Port: 8472,
+			SrcAddr: net.ParseIP("198.18.0.1"), VtepDevIndex: 2}
+	}
+	tests := []struct {
+		name string
+		mod  func(*netlink.Vxlan)
+		want string
+	}{
+		{"compatible (MTU does not matter)", func(*netlink.Vxlan) {}, ""},
+		{"vni", func(v *netlink.Vxlan) { v.VxlanId = 7 }, "VNI is 7, want 1"},
+		{"port", func(v *netlink.Vxlan) { v.Port = 4789 }, "UDP port is 4789, want 8472"},
+		{"local", func(v *netlink.Vxlan) { v.SrcAddr = nil }, "local address is none, want 198.18.0.1"},
+		{"parent", func(v *netlink.Vxlan) { v.VtepDevIndex = 3 }, "parent link index is 3, want 2"},
+		{"learning", func(v *netlink.Vxlan) { v.Learning = true }, "learning is on, want off"},
+		{"external", func(v *netlink.Vxlan) { v.FlowBased = true }, "device is in external (flow-based) mode"},
+		{"group", func(v *netlink.Vxlan) { v.Group = net.ParseIP("239.1.1.1") }, "device has multicast group/remote 239.1.1.1, want none"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := good()
+			tt.mod(v)
+			if got := incompatibility(v, spec); got != tt.want {
+				t.Errorf("incompatibility = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := incompatibility(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "weft.1"}}, spec); !strings.Contains(got, "not vxlan") {
+		t.Errorf("bridge: %q", got)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	pub := mustAddr("198.18.0.1")
+	tests := []struct {
+		name    string
+		cfg     Config
+		want    Config
+		wantErr string
+	}{
+		{"defaults", Config{PublicIP: pub}, Config{Name: "weft.1", VNI: 1, Port: 8472, PublicIP: pub}, ""},
+		{"explicit", Config{Name: "vx0", VNI: 42, Port: 4789, MTU: 1400, PublicIP: pub},
+			Config{Name: "vx0", VNI: 42, Port: 4789, MTU: 1400, PublicIP: pub}, ""},
+		{"name from VNI", Config{VNI: 7, PublicIP: pub}, Config{Name: "weft.7", VNI: 7, Port: 8472, PublicIP: pub}, ""},
+		{"no public IP", Config{}, Config{}, "public IP"},
+		{"bad VNI", Config{VNI: 1 << 24, PublicIP: pub}, Config{}, "VNI 16777216 out of range"},
+		{"bad port", Config{Port: 70000, PublicIP: pub}, Config{}, "port 70000 out of range"},
+		{"bad MTU", Config{MTU: 100, PublicIP: pub}, Config{}, "MTU 100 out of range"},
+		{"long name", Config{Name: "weft-much-too-long", PublicIP: pub}, Config{}, "not a valid link name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.cfg.withDefaults()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got.Log = nil
+			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				t.Errorf("config (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if _, err := New(Config{}); err == nil {
+		t.Error("New accepted a config without public IP")
+	}
+}
+
+func TestMACPersistence(t *testing.T) {
+	dir := t.TempDir()
+	if mac, err := loadMAC(dir, "weft.1"); mac != nil || err != nil {
+		t.Fatalf("load from empty dir: %v, %v", mac, err)
+	}
+	mac := randomMAC()
+	if mac[0]&1 != 0 || mac[0]&2 == 0 {
+		t.Fatalf("random MAC %s is not locally administered unicast", mac)
+	}
+	if err := saveMAC(dir, "weft.1", mac); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadMAC(dir, "weft.1")
+	if err != nil || got.String() != mac.String() {
+		t.Fatalf("load = %v, %v; want %s", got, err, mac)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "vtep-mac-weft.1")); err != nil {
+		t.Fatalf("state file name: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vtep-mac-weft.2"), []byte("garbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadMAC(dir, "weft.2"); err == nil {
+		t.Error("garbage MAC file accepted")
+	}
+	if mac, err := loadMAC("", "weft.1"); mac != nil || err != nil {
+		t.Errorf("no state dir: %v, %v", mac, err)
+	}
+}
