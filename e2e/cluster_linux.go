@@ -83,10 +83,14 @@ type Options struct {
 	// Dir receives node state dirs, subnet files, logs and the etcd data
 	// (default: a new temporary directory, removed by Close).
 	Dir string
+	// RemoveDir makes teardown remove Dir even though the caller chose it
+	// (the lab's directory).
+	RemoveDir bool
 	// NamePrefix starts every namespace name (default "wt<random>-").
 	NamePrefix string
 	// DeviceSuffix is appended to VXLAN and WireGuard device names
-	// (default: the random run ID). "-" keeps weftd's default VXLAN name.
+	// (default: the random run ID). "-" keeps weftd's default VXLAN name
+	// and names WireGuard devices weftlab-wg<i> (the lab's naming).
 	DeviceSuffix string
 	// StateFile, when set, receives the cluster's [State] after every
 	// step, so that a half-built cluster can still be torn down.
@@ -146,6 +150,7 @@ type State struct {
 	// WireGuardDevices are device names whose UAPI sockets in
 	// /var/run/wireguard belong to this cluster.
 	WireGuardDevices []string `json:"wireguardDevices"`
+	Router           string   `json:"router,omitempty"`
 	Underlay         string   `json:"underlay"`
 	Outside          string   `json:"outside"`
 	EtcdEndpoint     string   `json:"etcdEndpoint"`
@@ -157,7 +162,10 @@ type NodeState struct {
 	Namespace string `json:"namespace"`
 	IP        string `json:"ip"`
 	HTTPAddr  string `json:"httpAddr"`
-	Weftd     *Proc  `json:"weftd,omitempty"`
+	// SubnetFile and LogFile are the node's subnet file and weftd log.
+	SubnetFile string `json:"subnetFile"`
+	LogFile    string `json:"logFile"`
+	Weftd      *Proc  `json:"weftd,omitempty"`
 }
 
 // PodState is a pod's part of [State].
@@ -208,6 +216,8 @@ func New(ctx context.Context, opts Options) (*Cluster, error) {
 		c.ownDir = true
 	} else if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create cluster dir: %w", err)
+	} else {
+		c.ownDir = opts.RemoveDir
 	}
 	c.state = State{ID: id, Dir: c.Dir, OwnDir: c.ownDir, Backend: opts.Backend}
 	if err := c.build(ctx); err != nil {
@@ -479,6 +489,7 @@ func (c *Cluster) buildRouter() error {
 		return err
 	}
 	c.Router = &r
+	c.state.Router = r.Name
 	if err := r.Sysctl("net/ipv4/ip_forward", "1"); err != nil {
 		return fmt.Errorf("enable forwarding in router: %w", err)
 	}
@@ -675,7 +686,7 @@ func (c *Cluster) addNode(segment int) (*Node, error) {
 	}
 	c.mu.Lock()
 	c.nodes = append(c.nodes, n)
-	c.state.Nodes = append(c.state.Nodes, NodeState{Name: name, Namespace: ns.Name, IP: n.IP.String(), HTTPAddr: n.HTTPAddr})
+	c.state.Nodes = append(c.state.Nodes, NodeState{Name: name, Namespace: ns.Name, IP: n.IP.String(), HTTPAddr: n.HTTPAddr, SubnetFile: n.SubnetFilePath, LogFile: n.LogFile})
 	if c.opts.Backend == "wireguard" {
 		c.state.WireGuardDevices = append(c.state.WireGuardDevices, n.WireGuardDevice)
 	}
@@ -806,4 +817,37 @@ func (c *Cluster) Weftctl(ctx context.Context, args ...string) (string, error) {
 		return string(out), fmt.Errorf("weftctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return string(out), nil
+}
+
+// LoadState reads a state file written through Options.StateFile.
+func LoadState(path string) (State, error) {
+	var s State
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return s, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Live lists what of s still exists: namespaces present, processes
+// running. An empty result means s is stale.
+func (s State) Live() []string {
+	var live []string
+	for _, ns := range s.Namespaces {
+		if (NS{Name: ns}).Exists() {
+			live = append(live, "namespace "+ns)
+		}
+	}
+	if s.Etcd.Alive() {
+		live = append(live, fmt.Sprintf("etcd (pid %d)", s.Etcd.PID))
+	}
+	for _, n := range s.Nodes {
+		if n.Weftd.Alive() {
+			live = append(live, fmt.Sprintf("weftd on %s (pid %d)", n.Name, n.Weftd.PID))
+		}
+	}
+	return live
 }

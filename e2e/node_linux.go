@@ -65,7 +65,7 @@ func (n *Node) initPaths() {
 	suffix := n.c.opts.DeviceSuffix
 	if suffix == "-" {
 		n.VXLANDevice = ""
-		n.WireGuardDevice = fmt.Sprintf("wg-%s", n.Name)
+		n.WireGuardDevice = fmt.Sprintf("weftlab-wg%d", n.Index)
 	} else {
 		n.VXLANDevice = fmt.Sprintf("vx%d-%s", n.Index, suffix)
 		n.WireGuardDevice = fmt.Sprintf("wg%d-%s", n.Index, suffix)

@@ -6,9 +6,386 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/weftnet/weft/e2e"
+	"github.com/weftnet/weft/subnet"
 )
 
-// SCAFFOLD: replaced by the implementation.
+const labUsage = `usage: weftctl lab up|down|status [flags]
+
+  up      build a local cluster in network namespaces: an underlay bridge,
+          etcd, N nodes running weftd, pods attached by the weft CNI plugin
+  down    remove everything 'lab up' made
+  status  show what runs
+
+The lab needs root. It never touches the host's root network namespace.
+`
+
+// defaultLabDir holds the lab's state file, logs, node state and etcd data.
+const defaultLabDir = "/run/weft-lab"
+
+// labPrefix starts the lab's namespace names.
+const labPrefix = "weftlab-"
+
 func cmdLab(ctx context.Context, args []string) error {
-	return errors.New("not implemented yet")
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, labUsage)
+		return errors.New("lab: no subcommand given")
+	}
+	switch args[0] {
+	case "up":
+		return labUp(ctx, args[1:])
+	case "down":
+		return labDown(args[1:])
+	case "status":
+		return labStatus(ctx, args[1:])
+	case "-h", "--help", "help":
+		fmt.Print(labUsage)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, labUsage)
+	return fmt.Errorf("lab: unknown subcommand %q", args[0])
+}
+
+func labDirFlag(fl *flag.FlagSet) *string {
+	def := defaultLabDir
+	if v := os.Getenv("WEFTCTL_LAB_DIR"); v != "" {
+		def = v
+	}
+	return fl.String("dir", def, "lab directory: state file, logs, node state, etcd data (env WEFTCTL_LAB_DIR)")
+}
+
+func stateFile(dir string) string { return filepath.Join(dir, "state.json") }
+
+func requireRoot() error {
+	if os.Geteuid() != 0 {
+		return errors.New("the lab needs root (network namespaces, veth, bridges): run it with sudo")
+	}
+	return nil
+}
+
+// defaultBinDir is $WEFT_BIN_DIR, else the directory of this weftctl.
+func defaultBinDir() string {
+	if d := os.Getenv(e2e.BinDirEnv); d != "" {
+		return d
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "bin"
+	}
+	return filepath.Dir(exe)
+}
+
+func labUp(ctx context.Context, args []string) error {
+	fl := flag.NewFlagSet("weftctl lab up", flag.ContinueOnError)
+	nodes := fl.Int("nodes", 3, "number of nodes (1-20)")
+	pods := fl.Int("pods", 2, "pods per node (0-20)")
+	backend := fl.String("backend", "vxlan", "backend: vxlan, wireguard or host-gw")
+	dualStack := fl.Bool("dual-stack", false, "add an IPv6 pod network ("+e2e.DefaultIPv6Network+") and IPv6 underlay addresses")
+	binDir := fl.String("bin-dir", defaultBinDir(), "directory with weftd, weft (CNI plugin) and weft-etcd (env "+e2e.BinDirEnv+")")
+	dir := labDirFlag(fl)
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fl.Args())
+	}
+	switch *backend {
+	case subnet.BackendVXLAN, subnet.BackendWireGuard, subnet.BackendHostGW:
+	default:
+		return fmt.Errorf("--backend %q: want vxlan, wireguard or host-gw", *backend)
+	}
+	if *nodes < 1 || *nodes > 20 {
+		return fmt.Errorf("--nodes %d: want 1 to 20", *nodes)
+	}
+	if *pods < 0 || *pods > 20 {
+		return fmt.Errorf("--pods %d: want 0 to 20", *pods)
+	}
+	if err := requireRoot(); err != nil {
+		return err
+	}
+	bins, err := filepath.Abs(*binDir)
+	if err != nil {
+		return err
+	}
+	for _, b := range []string{e2e.BinWeftd, e2e.BinCNI, e2e.BinWeftEtcd} {
+		if _, err := os.Stat(filepath.Join(bins, b)); err != nil {
+			return fmt.Errorf("%s is missing from %s: run 'make build' (or go build -o %s/%s ...), or point --bin-dir at the binaries", b, bins, bins, b)
+		}
+	}
+
+	sf := stateFile(*dir)
+	if old, err := e2e.LoadState(sf); err == nil {
+		if live := old.Live(); len(live) > 0 {
+			return fmt.Errorf("a lab is already up (%d namespaces and processes of it are live, state in %s): see 'weftctl lab status', or remove it first with 'make lab-down' (weftctl lab down)", len(live), sf)
+		}
+		fmt.Printf("==> a previous lab left a stale state file %s (nothing of it runs): removing it\n", sf)
+		if err := e2e.Teardown(old); err != nil {
+			return fmt.Errorf("remove the stale lab: %w", err)
+		}
+		os.Remove(sf)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read lab state: %w (remove %s if it is not a lab)", err, sf)
+	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return fmt.Errorf("create lab dir: %w", err)
+	}
+
+	start := time.Now()
+	step := func(format string, a ...any) {
+		fmt.Printf("==> [%5.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
+	}
+	step("building a %d-node %s lab (%d pods per node%s) in %s", *nodes, *backend, *pods, map[bool]string{true: ", dual-stack"}[*dualStack], *dir)
+	c, err := e2e.New(ctx, e2e.Options{
+		Nodes:        *nodes,
+		PodsPerNode:  *pods,
+		Backend:      *backend,
+		DualStack:    *dualStack,
+		BinDir:       bins,
+		Dir:          *dir,
+		RemoveDir:    true,
+		NamePrefix:   labPrefix,
+		DeviceSuffix: "-",
+		StateFile:    sf,
+		Logf:         step,
+	})
+	if err != nil {
+		// New has removed what it made.
+		return fmt.Errorf("lab up failed (everything it made is removed): %w", err)
+	}
+
+	fmt.Println()
+	printNodes(ctx, c)
+	fmt.Println()
+	step("measuring pod-to-pod reachability (ICMP echo from every pod to every pod)")
+	fmt.Println()
+	printMatrix(c.Pods(), false)
+	if *dualStack {
+		fmt.Println()
+		printMatrix(c.Pods(), true)
+	}
+	fmt.Println()
+	printExplore(c, bins)
+	return nil
+}
+
+func printNodes(ctx context.Context, c *e2e.Cluster) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tNAMESPACE\tSUBNET\tPUBLIC IP\tBACKEND\tMTU\tWEFTD PID")
+	for _, n := range c.Nodes() {
+		sub, mtu := "-", "-"
+		if f, err := n.SubnetFile(); err == nil {
+			sub = joinPrefixes(f.Subnet.Masked(), f.IPv6Subnet.Masked())
+			mtu = fmt.Sprint(f.MTU)
+		}
+		pid := "-"
+		if p := n.Proc(); p != nil {
+			pid = fmt.Sprint(p.PID)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.NS.Name, sub, n.IP, c.Backend(), mtu, pid)
+	}
+	w.Flush()
+	fmt.Println()
+	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "POD\tNAMESPACE\tNODE\tADDRESSES")
+	for _, p := range c.Pods() {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.Name, p.NS.Name, p.Node.Name, joinAddrs(p.IP, p.IPv6))
+	}
+	w.Flush()
+}
+
+// printMatrix pings every pod from every pod and prints the round-trip
+// times in milliseconds ("-" on the diagonal, "FAIL" for no reply).
+func printMatrix(pods []*e2e.Pod, v6 bool) {
+	cells := make([][]string, len(pods))
+	var wg sync.WaitGroup
+	for i, a := range pods {
+		cells[i] = make([]string, len(pods))
+		for j, b := range pods {
+			if i == j {
+				cells[i][j] = "-"
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d, err := e2e.Ping(a.NS, b.Addr(v6), 2*time.Second)
+				if err != nil {
+					cells[i][j] = "FAIL"
+					return
+				}
+				cells[i][j] = fmt.Sprintf("%.3f", d.Seconds()*1000)
+			}()
+		}
+	}
+	wg.Wait()
+	fam := "IPv4"
+	if v6 {
+		fam = "IPv6"
+	}
+	fmt.Printf("pod-to-pod round trip over %s, ms (row: from, column: to)\n", fam)
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(w, "\t")
+	for _, b := range pods {
+		fmt.Fprintf(w, "%s\t", b.Name)
+	}
+	fmt.Fprintln(w)
+	fails := 0
+	for i, a := range pods {
+		fmt.Fprintf(w, "%s\t", a.Name)
+		for j := range pods {
+			if cells[i][j] == "FAIL" {
+				fails++
+			}
+			fmt.Fprintf(w, "%s\t", cells[i][j])
+		}
+		fmt.Fprintln(w)
+	}
+	w.Flush()
+	if fails > 0 {
+		fmt.Printf("%d pairs did not answer: see the weftd logs\n", fails)
+	} else {
+		fmt.Printf("all %d pairs reachable\n", len(pods)*(len(pods)-1))
+	}
+}
+
+func printExplore(c *e2e.Cluster, bins string) {
+	nodes, pods := c.Nodes(), c.Pods()
+	n1 := nodes[0]
+	weftctl := filepath.Join(bins, "weftctl")
+	fmt.Println("The lab is up and keeps running. Explore it:")
+	fmt.Printf("  ip netns list | grep %s\n", labPrefix)
+	fmt.Printf("  ip netns exec %s ip route                 # routes to the other nodes' pod subnets\n", n1.NS.Name)
+	if c.Backend() == subnet.BackendVXLAN {
+		fmt.Printf("  ip netns exec %s bridge fdb show dev %s   # VXLAN forwarding entries\n", n1.NS.Name, n1.VXLANDeviceName())
+		fmt.Printf("  ip netns exec %s ip neigh show dev %s\n", n1.NS.Name, n1.VXLANDeviceName())
+	}
+	fmt.Printf("  ip netns exec %s nft list table inet weft  # masquerade rules\n", n1.NS.Name)
+	if len(pods) > 0 {
+		fmt.Printf("  ip netns exec %s ip addr show eth0\n", pods[0].NS.Name)
+	}
+	fmt.Printf("  ip netns exec %s %s leases --etcd-endpoints %s\n", c.Underlay.Name, weftctl, c.EtcdEndpoint())
+	fmt.Printf("  ip netns exec %s %s status --addr %s\n", n1.NS.Name, weftctl, n1.HTTPAddr)
+	fmt.Printf("  ip netns exec %s %s members --addr %s\n", n1.NS.Name, weftctl, n1.HTTPAddr)
+	fmt.Printf("  %s lab status\n", weftctl)
+	fmt.Printf("  logs: %s/<node>/weftd.log, %s/etcd.log\n", c.Dir, c.Dir)
+	fmt.Println()
+	fmt.Println("Remove it with: make lab-down   (or: weftctl lab down)")
+}
+
+func labDown(args []string) error {
+	fl := flag.NewFlagSet("weftctl lab down", flag.ContinueOnError)
+	dir := labDirFlag(fl)
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fl.Args())
+	}
+	sf := stateFile(*dir)
+	s, err := e2e.LoadState(sf)
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Printf("no lab is up (no state file %s): nothing to remove\n", sf)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := requireRoot(); err != nil {
+		return err
+	}
+	live := s.Live()
+	fmt.Printf("==> removing the lab in %s: %d namespaces, %d nodes, %d pods\n", s.Dir, len(s.Namespaces), len(s.Nodes), len(s.Pods))
+	if len(live) == 0 {
+		fmt.Println("    (nothing of it was running any more)")
+	}
+	if err := e2e.Teardown(s); err != nil {
+		return fmt.Errorf("lab down: %w (state kept in %s: run 'weftctl lab down' again)", err, sf)
+	}
+	os.Remove(sf)
+	fmt.Println("==> lab removed")
+	return nil
+}
+
+func labStatus(ctx context.Context, args []string) error {
+	fl := flag.NewFlagSet("weftctl lab status", flag.ContinueOnError)
+	dir := labDirFlag(fl)
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fl.Args())
+	}
+	sf := stateFile(*dir)
+	s, err := e2e.LoadState(sf)
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Printf("no lab is up (no state file %s): start one with 'make lab' (weftctl lab up)\n", sf)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("lab in %s, backend %s, etcd %s in namespace %s: %s\n", s.Dir, s.Backend, s.EtcdEndpoint, s.Underlay, alive(s.Etcd))
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tNAMESPACE\tPUBLIC IP\tSUBNET\tWEFTD\tREADY")
+	for _, n := range s.Nodes {
+		sub := "-"
+		if f, err := subnet.ReadSubnetFile(n.SubnetFile); err == nil {
+			sub = joinPrefixes(f.Subnet.Masked(), f.IPv6Subnet.Masked())
+		}
+		ready := "-"
+		if n.Weftd.Alive() {
+			ready = readyz(ctx, e2e.NS{Name: n.Namespace}, n.HTTPAddr)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Namespace, n.IP, sub, alive(n.Weftd), ready)
+	}
+	w.Flush()
+	fmt.Println()
+	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "POD\tNAMESPACE\tNODE\tADDRESSES")
+	for _, p := range s.Pods {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.Name, p.Namespace, p.Node, strings.TrimSpace(p.IP+" "+p.IPv6))
+	}
+	w.Flush()
+	return nil
+}
+
+func alive(p *e2e.Proc) string {
+	if p == nil {
+		return "not started"
+	}
+	if p.Alive() {
+		return fmt.Sprintf("running (pid %d)", p.PID)
+	}
+	return fmt.Sprintf("NOT RUNNING (was pid %d)", p.PID)
+}
+
+// readyz asks weftd's /readyz from inside the node's namespace.
+func readyz(ctx context.Context, ns e2e.NS, addr string) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cl := &http.Client{Transport: &http.Transport{DialContext: ns.DialContext, DisableKeepAlives: true}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
+	if err != nil {
+		return "?"
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return "unreachable"
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return "yes"
+	}
+	return fmt.Sprintf("no (HTTP %d)", resp.StatusCode)
 }
