@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,10 +170,10 @@ func labUp(ctx context.Context, args []string) error {
 	fmt.Println()
 	step("measuring pod-to-pod reachability (ICMP echo from every pod to every pod)")
 	fmt.Println()
-	printMatrix(c.Pods(), false)
+	printMatrix(podsOf(c.Pods()), false)
 	if *dualStack {
 		fmt.Println()
-		printMatrix(c.Pods(), true)
+		printMatrix(podsOf(c.Pods()), true)
 	}
 	fmt.Println()
 	printExplore(c, bins)
@@ -204,9 +205,29 @@ func printNodes(ctx context.Context, c *e2e.Cluster) {
 	w.Flush()
 }
 
+// labPod is a pod as the matrix needs it.
+type labPod struct {
+	name string
+	ns   e2e.NS
+	ip   [2]netip.Addr // IPv4, IPv6
+}
+
+func podsOf(ps []*e2e.Pod) []labPod {
+	var out []labPod
+	for _, p := range ps {
+		out = append(out, labPod{name: p.Name, ns: p.NS, ip: [2]netip.Addr{p.IP, p.IPv6}})
+	}
+	return out
+}
+
 // printMatrix pings every pod from every pod and prints the round-trip
-// times in milliseconds ("-" on the diagonal, "FAIL" for no reply).
-func printMatrix(pods []*e2e.Pod, v6 bool) {
+// times in milliseconds ("-" on the diagonal, "FAIL" for no reply). It
+// returns the number of pairs that did not answer.
+func printMatrix(pods []labPod, v6 bool) int {
+	fam := 0
+	if v6 {
+		fam = 1
+	}
 	cells := make([][]string, len(pods))
 	var wg sync.WaitGroup
 	for i, a := range pods {
@@ -219,7 +240,7 @@ func printMatrix(pods []*e2e.Pod, v6 bool) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				d, err := e2e.Ping(a.NS, b.Addr(v6), 2*time.Second)
+				d, err := e2e.Ping(a.ns, b.ip[fam], 2*time.Second)
 				if err != nil {
 					cells[i][j] = "FAIL"
 					return
@@ -229,20 +250,16 @@ func printMatrix(pods []*e2e.Pod, v6 bool) {
 		}
 	}
 	wg.Wait()
-	fam := "IPv4"
-	if v6 {
-		fam = "IPv6"
-	}
-	fmt.Printf("pod-to-pod round trip over %s, ms (row: from, column: to)\n", fam)
+	fmt.Printf("pod-to-pod round trip over %s, ms (row: from, column: to)\n", map[bool]string{false: "IPv4", true: "IPv6"}[v6])
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(w, "\t")
 	for _, b := range pods {
-		fmt.Fprintf(w, "%s\t", b.Name)
+		fmt.Fprintf(w, "%s\t", b.name)
 	}
 	fmt.Fprintln(w)
 	fails := 0
 	for i, a := range pods {
-		fmt.Fprintf(w, "%s\t", a.Name)
+		fmt.Fprintf(w, "%s\t", a.name)
 		for j := range pods {
 			if cells[i][j] == "FAIL" {
 				fails++
@@ -257,6 +274,7 @@ func printMatrix(pods []*e2e.Pod, v6 bool) {
 	} else {
 		fmt.Printf("all %d pairs reachable\n", len(pods)*(len(pods)-1))
 	}
+	return fails
 }
 
 func printExplore(c *e2e.Cluster, bins string) {
@@ -357,6 +375,24 @@ func labStatus(ctx context.Context, args []string) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.Name, p.Namespace, p.Node, strings.TrimSpace(p.IP+" "+p.IPv6))
 	}
 	w.Flush()
+	if os.Geteuid() != 0 || len(s.Pods) < 2 {
+		return nil
+	}
+	var pods []labPod
+	for _, p := range s.Pods {
+		lp := labPod{name: p.Name, ns: e2e.NS{Name: p.Namespace}}
+		lp.ip[0], _ = netip.ParseAddr(p.IP)
+		lp.ip[1], _ = netip.ParseAddr(p.IPv6)
+		if lp.ns.Exists() {
+			pods = append(pods, lp)
+		}
+	}
+	fmt.Println()
+	printMatrix(pods, false)
+	if pods[0].ip[1].IsValid() {
+		fmt.Println()
+		printMatrix(pods, true)
+	}
 	return nil
 }
 
