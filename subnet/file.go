@@ -39,7 +39,8 @@ func GatewayPrefix(subnet netip.Prefix) netip.Prefix {
 	return netip.PrefixFrom(subnet.Masked().Addr().Next(), subnet.Bits())
 }
 
-// Marshal renders the file in KEY=value lines.
+// Marshal renders the file in KEY=value lines. Unset (zero) prefixes and
+// MTU are left out.
 func (f *SubnetFile) Marshal() []byte {
 	var b bytes.Buffer
 	put := func(k string, p netip.Prefix) {
@@ -51,14 +52,21 @@ func (f *SubnetFile) Marshal() []byte {
 	put("WEFT_SUBNET", f.Subnet)
 	put("WEFT_IPV6_NETWORK", f.IPv6Network)
 	put("WEFT_IPV6_SUBNET", f.IPv6Subnet)
-	fmt.Fprintf(&b, "WEFT_MTU=%d\n", f.MTU)
+	if f.MTU != 0 {
+		fmt.Fprintf(&b, "WEFT_MTU=%d\n", f.MTU)
+	}
 	fmt.Fprintf(&b, "WEFT_IPMASQ=%t\n", f.IPMasq)
 	return b.Bytes()
 }
 
 // WriteSubnetFile writes f to path atomically (temporary file in the same
-// directory, fsync, rename), creating the directory if needed.
+// directory, fsync, rename), creating the directory if needed. It refuses
+// to write a file that [ParseSubnetFile] would reject.
 func WriteSubnetFile(path string, f *SubnetFile) error {
+	// Never install a file that the readers (the CNI plugin) reject.
+	if _, err := ParseSubnetFile(f.Marshal()); err != nil {
+		return fmt.Errorf("refusing to write an invalid subnet file: %w", err)
+	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create subnet file directory: %w", err)

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/subnet"
@@ -215,9 +216,7 @@ func (s *Store) Claim(ctx context.Context, req subnet.ClaimRequest) (*subnet.Lea
 		if own != nil {
 			l.Epoch = own.kv.CreateRevision
 		}
-		s.log.WithFields(map[string]any{
-			"subnet": l.Subnet, "ipv6Subnet": l.IPv6Subnet, "epoch": l.Epoch, "renewed": own != nil, "attempts": attempt,
-		}).Info("lease acquired")
+		s.log.WithFields(leaseFields(l)).WithFields(logrus.Fields{"epoch": l.Epoch, "renewed": own != nil, "attempts": attempt}).Info("lease acquired")
 		return l, nil
 	}
 	return nil, fmt.Errorf("claim: gave up after %d attempts that each lost a race for a subnet", maxClaimAttempts)
@@ -367,7 +366,7 @@ func (s *Store) Release(ctx context.Context, l *subnet.Lease) error {
 		}
 		if ok {
 			s.revoke(ctx, clientv3.LeaseID(es[0].kv.Lease))
-			s.log.WithFields(map[string]any{"subnet": l.Subnet, "ipv6Subnet": l.IPv6Subnet}).Info("lease released")
+			s.log.WithFields(leaseFields(l)).Info("lease released")
 			return nil
 		}
 	}
@@ -467,7 +466,7 @@ func (s *Store) Evict(ctx context.Context, subnetOrNode string) ([]subnet.Lease,
 		}
 		if ok {
 			for _, l := range victims {
-				s.log.WithFields(map[string]any{"subnet": l.Subnet, "ipv6Subnet": l.IPv6Subnet, "node": l.Record.NodeName}).Info("lease evicted")
+				s.log.WithFields(leaseFields(&l)).WithField("node", l.Record.NodeName).Info("lease evicted")
 			}
 			return victims, nil
 		}

@@ -67,8 +67,7 @@ func (s *Store) KeepAlive(ctx context.Context, l *subnet.Lease, onChange func(*s
 			onChange(&c)
 		}
 		if recovered {
-			s.log.WithFields(map[string]any{"subnet": cur.Subnet, "ipv6Subnet": cur.IPv6Subnet,
-				"lease": fmt.Sprintf("%x", cur.LeaseID)}).Info("lease renewal recovered")
+			s.log.WithFields(leaseFields(&cur)).Info("lease renewal recovered")
 		}
 		start := time.Now()
 		err = s.hold(ctx, &cur, rev)
@@ -156,8 +155,7 @@ func (s *Store) verify(ctx context.Context, l *subnet.Lease) (*subnet.Lease, int
 	nl.LeaseID = int64(newID)
 	nl.ModRevision = resp.Header.Revision
 	nl.Expiry = time.Now().Add(time.Duration(ttl) * time.Second)
-	s.log.WithFields(map[string]any{"subnet": l.Subnet, "ipv6Subnet": l.IPv6Subnet,
-		"lease": fmt.Sprintf("%x", int64(newID))}).Info("lease keys re-bound to a new etcd lease")
+	s.log.WithFields(leaseFields(&nl)).Info("lease keys re-bound to a new etcd lease")
 	return &nl, resp.Header.Revision, nil
 }
 
@@ -176,6 +174,9 @@ func (s *Store) hold(ctx context.Context, l *subnet.Lease, rev int64) error {
 	wchs := make([]clientv3.WatchChan, 2)
 	for i, k := range keys {
 		wchs[i] = s.c.Watch(hctx, k, clientv3.WithRev(rev+1))
+	}
+	if s.testHookHold != nil {
+		s.testHookHold()
 	}
 	check := func(wr clientv3.WatchResponse, ok bool) error {
 		if !ok {

@@ -73,6 +73,12 @@ type Store struct {
 	// ttls remembers the TTL each etcd lease was granted with, so that a
 	// lease that must be replaced gets the same TTL.
 	ttls map[clientv3.LeaseID]int64
+
+	// Test hooks, nil outside tests: testHookWatchListed runs in
+	// WatchLeases between the list at rev and the start of the watch;
+	// testHookHold runs when KeepAlive starts holding a lease.
+	testHookWatchListed func(rev int64)
+	testHookHold        func()
 }
 
 var _ subnet.Store = (*Store)(nil)
@@ -402,3 +408,15 @@ func (b *backoff) reset() { b.cur = b.min }
 
 // isLost reports whether err means our lease is gone.
 func isLost(err error) bool { return errors.Is(err, subnet.ErrLeaseLost) }
+
+// leaseFields returns log fields naming lease l.
+func leaseFields(l *subnet.Lease) logrus.Fields {
+	f := logrus.Fields{"lease": fmt.Sprintf("%x", l.LeaseID)}
+	if l.Subnet.IsValid() {
+		f["subnet"] = l.Subnet.String()
+	}
+	if l.IPv6Subnet.IsValid() {
+		f["ipv6Subnet"] = l.IPv6Subnet.String()
+	}
+	return f
+}

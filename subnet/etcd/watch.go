@@ -34,6 +34,12 @@ func (s *Store) WatchLeases(ctx context.Context, fn func(subnet.View)) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			// The relist reads the current revision, so relisting at once
+			// cannot loop on the compacted one.
+			s.log.WithError(err).Info("lease watch hit a compaction, relisting")
+			continue
+		}
 		d := bo.next()
 		s.log.WithError(err).WithField("retryIn", d.Seconds()).Info("lease watch interrupted, relisting")
 		if !sleep(ctx, d) {
@@ -63,6 +69,9 @@ func (s *Store) watchLeasesOnce(ctx context.Context, fn func(subnet.View), bo *b
 		return subnet.View{Leases: leasesOf(sn.leases), Complete: true, Revision: rev}
 	}
 	fn(view())
+	if s.testHookWatchListed != nil {
+		s.testHookWatchListed(rev)
+	}
 
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
@@ -70,7 +79,7 @@ func (s *Store) watchLeasesOnce(ctx context.Context, fn func(subnet.View), bo *b
 	for wr := range wch {
 		if err := wr.Err(); err != nil {
 			if errors.Is(err, rpctypes.ErrCompacted) {
-				return fmt.Errorf("watch from revision %d: compacted at %d", rev+1, wr.CompactRevision)
+				return fmt.Errorf("watch from revision %d: %w (compacted at %d)", rev+1, err, wr.CompactRevision)
 			}
 			return fmt.Errorf("watch leases: %w", err)
 		}
