@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package membership
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// ErrKeyFileMode is wrapped by the error for a gossip key file that group
+// or others may access.
+var ErrKeyFileMode = errors.New("gossip key file must be mode 0600")
+
+// readKeyFile reads a gossip key file: one base64 key of 16, 24 or 32
+// bytes per line (blank lines and # comments ignored), the first being
+// the one that encrypts. It refuses a file readable or writable by group
+// or others. stamp identifies the file's content and mode, to notice
+// changes. Errors never quote key material.
+func readKeyFile(path string) (keys [][]byte, stamp string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("open gossip key file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, "", fmt.Errorf("stat gossip key file: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, "", fmt.Errorf("%w: %s has mode %04o (chmod 600 %s)", ErrKeyFileMode, path, perm, path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return nil, "", fmt.Errorf("read gossip key file: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	stamp = fmt.Sprintf("%s %s", fi.Mode(), hex.EncodeToString(sum[:]))
+
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	line := 0
+	for sc.Scan() {
+		line++
+		s := strings.TrimSpace(sc.Text())
+		if s == "" || strings.HasPrefix(s, "#") {
+			continue
+		}
+		k, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, "", fmt.Errorf("gossip key file %s line %d: not base64", path, line)
+		}
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return nil, "", fmt.Errorf("gossip key file %s line %d: key is %d bytes, want 16, 24 or 32", path, line, n)
+		}
+		if !slices.ContainsFunc(keys, func(o []byte) bool { return bytes.Equal(o, k) }) {
+			keys = append(keys, k)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, "", fmt.Errorf("read gossip key file: %w", err)
+	}
+	if len(keys) == 0 {
+		return nil, "", fmt.Errorf("gossip key file %s holds no key", path)
+	}
+	return keys, stamp, nil
+}
+
+// keyID names a key in logs without revealing it: the first 8 hex digits
+// of its SHA-256.
+func keyID(k []byte) string {
+	sum := sha256.Sum256(k)
+	return hex.EncodeToString(sum[:4])
+}
+
+// ReloadKeys re-reads Config.KeyFile and makes the running member's keyring
+// match it: the first key encrypts, every key in the file decrypts, keys no
+// longer in the file are dropped. An invalid file changes nothing and
+// returns the reason. Without a KeyFile it does nothing. Before Run it only
+// checks the file. Run also calls it when the file changes.
+//
+// Rotating without downtime takes three reloads on every node, each step
+// finished everywhere before the next: add the new key as a second line;
+// move it to the first line; remove the old key.
+func (m *Membership) ReloadKeys() error {
+	if m.cfg.KeyFile == "" {
+		return nil
+	}
+	m.keyMu.Lock()
+	defer m.keyMu.Unlock()
+	keys, stamp, err := readKeyFile(m.cfg.KeyFile)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	ring := m.keyring
+	m.mu.Unlock()
+	if ring == nil {
+		return nil
+	}
+
+	// Primary first, so that no message is ever encrypted with a key
+	// about to go. Then drop old keys from the end of the ring (memberlist
+	// removes a key by shifting the slice its readers iterate; removing the
+	// last one shifts nothing) and add the new ones.
+	if err := ring.AddKey(keys[0]); err != nil {
+		return fmt.Errorf("install gossip key: %w", err)
+	}
+	if err := ring.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("use gossip key: %w", err)
+	}
+	current := slices.Clone(ring.GetKeys())
+	var removed, added []string
+	for i := len(current) - 1; i > 0; i-- {
+		k := current[i]
+		if !slices.ContainsFunc(keys, func(o []byte) bool { return bytes.Equal(o, k) }) {
+			if err := ring.RemoveKey(k); err != nil {
+				return fmt.Errorf("remove gossip key: %w", err)
+			}
+			removed = append(removed, keyID(k))
+		}
+	}
+	for _, k := range keys[1:] {
+		if !slices.ContainsFunc(current, func(o []byte) bool { return bytes.Equal(o, k) }) {
+			added = append(added, keyID(k))
+		}
+		if err := ring.AddKey(k); err != nil {
+			return fmt.Errorf("install gossip key: %w", err)
+		}
+	}
+	m.mu.Lock()
+	m.keyStamp = stamp
+	m.mu.Unlock()
+	m.log.WithFields(logrus.Fields{
+		"primary": keyID(keys[0]),
+		"keys":    len(keys),
+		"added":   added,
+		"removed": removed,
+	}).Info("gossip keys loaded")
+	return nil
+}
+
+// keyLoop reloads the keys when the key file's content or mode changes.
+func (m *Membership) keyLoop(ctx context.Context) {
+	m.log.Debug("key file watch started")
+	defer m.log.Debug("key file watch stopped")
+	t := time.NewTicker(m.cfg.KeyCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, stamp, err := readKeyFile(m.cfg.KeyFile)
+		m.mu.Lock()
+		same := stamp == m.keyStamp
+		m.mu.Unlock()
+		if err != nil {
+			if m.limiter.allow("key file") {
+				m.log.WithError(err).Error("gossip key file unusable; keeping the keys in use")
+			}
+			continue
+		}
+		if same {
+			continue
+		}
+		if err := m.ReloadKeys(); err != nil {
+			m.log.WithError(err).Error("gossip key reload failed; keeping the keys in use")
+		}
+	}
+}
