@@ -22,29 +22,29 @@ import (
 const KeyFileName = "wireguard.key"
 
 // loadOrCreateKey returns the private key kept in stateDir, generating and
-// storing one (mode 0600, directory 0700) the first time. A key file that
-// group or others may read is refused rather than used: the key may have
-// leaked.
-func loadOrCreateKey(stateDir string) (wgtypes.Key, error) {
+// storing one (mode 0600, directory 0700) the first time; created reports
+// that it did. A key file that group or others may read is refused rather
+// than used: the key may have leaked.
+func loadOrCreateKey(stateDir string) (k wgtypes.Key, created bool, err error) {
 	path := filepath.Join(stateDir, KeyFileName)
-	k, err := readSecretKey(path)
+	k, err = readSecretKey(path)
 	if err == nil {
-		return k, nil
+		return k, false, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return wgtypes.Key{}, fmt.Errorf("read private key: %w", err)
+		return wgtypes.Key{}, false, fmt.Errorf("read private key: %w", err)
 	}
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return wgtypes.Key{}, fmt.Errorf("create state dir: %w", err)
+		return wgtypes.Key{}, false, fmt.Errorf("create state dir: %w", err)
 	}
 	k, err = wgtypes.GeneratePrivateKey()
 	if err != nil {
-		return wgtypes.Key{}, fmt.Errorf("generate private key: %w", err)
+		return wgtypes.Key{}, false, fmt.Errorf("generate private key: %w", err)
 	}
 	if err := writeSecretFile(path, []byte(k.String()+"\n")); err != nil {
-		return wgtypes.Key{}, fmt.Errorf("store private key: %w", err)
+		return wgtypes.Key{}, false, fmt.Errorf("store private key: %w", err)
 	}
-	return k, nil
+	return k, true, nil
 }
 
 // readPSK reads the pre-shared key file, refusing a file that group or

@@ -16,9 +16,9 @@ import (
 
 func TestPrivateKeyCreatedOnceAndReused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
-	k1, err := loadOrCreateKey(dir)
-	if err != nil {
-		t.Fatal(err)
+	k1, created, err := loadOrCreateKey(dir)
+	if err != nil || !created {
+		t.Fatalf("first load: created %v, err %v", created, err)
 	}
 	fi, err := os.Stat(filepath.Join(dir, KeyFileName))
 	if err != nil {
@@ -34,9 +34,9 @@ func TestPrivateKeyCreatedOnceAndReused(t *testing.T) {
 	if perm := di.Mode().Perm(); perm != 0o700 {
 		t.Errorf("state dir mode %04o, want 0700", perm)
 	}
-	k2, err := loadOrCreateKey(dir)
-	if err != nil {
-		t.Fatal(err)
+	k2, created, err := loadOrCreateKey(dir)
+	if err != nil || created {
+		t.Fatalf("second load: created %v, err %v", created, err)
 	}
 	if k1 != k2 {
 		t.Fatal("second load generated a new key")
@@ -103,13 +103,13 @@ func TestSecretFilePermissions(t *testing.T) {
 	})
 	t.Run("leaked private key refused", func(t *testing.T) {
 		dir := t.TempDir()
-		if _, err := loadOrCreateKey(dir); err != nil {
+		if _, _, err := loadOrCreateKey(dir); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Chmod(filepath.Join(dir, KeyFileName), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := loadOrCreateKey(dir); err == nil || !strings.Contains(err.Error(), "want 0600") {
+		if _, _, err := loadOrCreateKey(dir); err == nil || !strings.Contains(err.Error(), "want 0600") {
 			t.Fatalf("loadOrCreateKey with a 0644 key: error = %v, want refusal", err)
 		}
 	})

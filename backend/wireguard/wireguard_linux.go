@@ -45,6 +45,9 @@ type Backend struct {
 	psk    wgtypes.Key
 	mtu    int
 	user   *userDevice // nil with a kernel device
+	// kick is true when the userspace device must initiate a handshake
+	// with each peer it adds (see Reconcile).
+	kick bool
 
 	// Owned by Reconcile (never concurrent).
 	lastEndpoint map[wgtypes.Key]netip.AddrPort
@@ -102,7 +105,8 @@ func (b *Backend) Setup(ctx context.Context) (backend.Attrs, error) {
 
 func (b *Backend) setupLocked() error {
 	var err error
-	if b.key, err = loadOrCreateKey(b.cfg.StateDir); err != nil {
+	var created bool
+	if b.key, created, err = loadOrCreateKey(b.cfg.StateDir); err != nil {
 		return err
 	}
 	b.pub = b.key.PublicKey()
@@ -141,6 +145,13 @@ func (b *Backend) setupLocked() error {
 		if link, err = backend.LinkByName(b.nl, b.cfg.Name); err != nil {
 			return fmt.Errorf("look up tun %s: %w", b.cfg.Name, err)
 		}
+		// Other nodes may hold sessions with this key from before a
+		// restart, whose keys died with the old process: they need a
+		// handshake from us. A new key has no sessions anywhere, and then
+		// initiating is not only useless but harmful: two nodes that add
+		// each other at the same moment and both initiate cross their
+		// handshakes, and both wait 5 s for a retry.
+		b.kick = !created
 		b.log.WithFields(logrus.Fields{"mtu": b.mtu, "offloads": !b.cfg.DisableOffloads}).Info("started userspace wireguard device")
 	}
 
@@ -246,8 +257,13 @@ func (b *Backend) configureDevice() error {
 
 // Reconcile converges the interface's addresses, the WireGuard peers and
 // the routes to peer subnets with d. Peers and routes not in d are removed
-// only when d.Complete. With the userspace device, every peer it adds gets
-// a handshake initiation at once.
+// only when d.Complete.
+//
+// A userspace device started with an existing key (weftd restarted) sends a
+// handshake initiation to every peer it adds. The other nodes still hold
+// sessions with the old process, whose keys are gone; until a new
+// handshake, everything they send this node is dropped, and they would not
+// initiate one themselves for up to about 15 s.
 func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Result, error) {
 	b.mu.Lock()
 	ready := b.setup && !b.closed
@@ -288,7 +304,7 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 	res.Updated += len(plan.updated)
 	res.Removed += len(plan.removed)
 
-	if b.user != nil && len(plan.added) > 0 {
+	if b.user != nil && b.kick && len(plan.added) > 0 {
 		if err := b.user.up(); err != nil {
 			return res, fmt.Errorf("bring userspace device up: %w", err)
 		}

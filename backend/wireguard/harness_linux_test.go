@@ -1,0 +1,598 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package wireguard
+
+// The privileged tests run each node's backend in a child process that lives
+// wholly inside the node's network namespace: the userspace device opens
+// its UDP sockets and TUN from goroutines on any thread, so a test process
+// that merely switches one thread would leak them into the root namespace.
+// The child is this test binary re-executed (see TestMain) and forked from a
+// thread switched into the node namespace, which the child inherits. It
+// takes JSON requests on stdin and answers on stdout.
+//
+// Topology (N nodes; addresses from the benchmarking range):
+//
+//	            underlay ns: bridge br0
+//	        ┌───────────┼─────────────┐
+//	   vn1 ─┘      vn2 ─┘        vn3 ─┘
+//	  eth0 198.18.0.1  eth0 198.18.0.2  eth0 198.18.0.3     (node ns i)
+//	  <wg> 10.244.1.0/32 fd10:244:0:1::/128  ...            (helper process)
+//	  pod0 10.244.1.1/24 ── eth0 10.244.1.2/24 (pod ns i)
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/backend/backendtest"
+)
+
+const helperEnv = "WEFT_WG_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "1" {
+		os.Exit(runHelper(os.Stdin, os.Stdout))
+	}
+	os.Exit(m.Run())
+}
+
+// helperRequest is one request to the child.
+type helperRequest struct {
+	Op      string          `json:"op"` // setup, reconcile, info, close
+	Config  *helperConfig   `json:"config,omitempty"`
+	Desired backend.Desired `json:"desired"`
+}
+
+// helperConfig is the JSON form of Config (without the logger).
+type helperConfig struct {
+	Name                string     `json:"name"`
+	ListenPort          int        `json:"listenPort"`
+	MTU                 int        `json:"mtu"`
+	PersistentKeepalive int        `json:"keepalive"`
+	PublicIP            netip.Addr `json:"publicIP"`
+	Iface               string     `json:"iface"`
+	StateDir            string     `json:"stateDir"`
+	PSKFile             string     `json:"pskFile"`
+	Mode                string     `json:"mode"`
+	DisableOffloads     bool       `json:"disableOffloads"`
+	// MemoryLimit, when set, is applied with debug.SetMemoryLimit as
+	// weftd does.
+	MemoryLimit int64 `json:"memoryLimit"`
+}
+
+type helperResponse struct {
+	Err     string         `json:"err,omitempty"`
+	Attrs   backend.Attrs  `json:"attrs"`
+	Result  backend.Result `json:"result"`
+	Kernel  bool           `json:"kernel"`
+	VnetHdr bool           `json:"vnetHdr"`
+}
+
+// runHelper is the child's main loop.
+func runHelper(in io.Reader, out io.Writer) int {
+	log := logrus.New()
+	log.Out = os.Stderr
+	log.Level = logrus.InfoLevel
+	if os.Getenv("WEFT_WG_TEST_DEBUG") == "1" {
+		log.Level = logrus.DebugLevel
+	}
+	enc := json.NewEncoder(out)
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var b *Backend
+	defer func() {
+		if b != nil {
+			b.Close()
+		}
+	}()
+	for sc.Scan() {
+		var req helperRequest
+		var resp helperResponse
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+			resp.Err = err.Error()
+			enc.Encode(resp)
+			continue
+		}
+		var err error
+		switch req.Op {
+		case "setup":
+			c := req.Config
+			if c.MemoryLimit > 0 {
+				debug.SetMemoryLimit(c.MemoryLimit)
+			}
+			b, err = New(Config{
+				Name: c.Name, ListenPort: c.ListenPort, MTU: c.MTU, PersistentKeepalive: c.PersistentKeepalive,
+				PublicIP: c.PublicIP, Iface: c.Iface, StateDir: c.StateDir, PSKFile: c.PSKFile, Mode: c.Mode,
+				DisableOffloads: c.DisableOffloads, Log: log.WithField("node", c.Name),
+			})
+			if err == nil {
+				resp.Attrs, err = b.Setup(context.Background())
+			}
+			if err == nil {
+				resp.Kernel = b.Kernel()
+				if b.user != nil {
+					resp.VnetHdr, err = b.user.vnetHdr()
+				}
+			}
+		case "reconcile":
+			if b == nil {
+				err = errors.New("not set up")
+				break
+			}
+			resp.Result, err = b.Reconcile(context.Background(), req.Desired)
+		case "close":
+			if b != nil {
+				err = b.Close()
+				b = nil
+			}
+			if err != nil {
+				resp.Err = err.Error()
+			}
+			enc.Encode(resp)
+			return 0
+		default:
+			err = fmt.Errorf("unknown op %q", req.Op)
+		}
+		if err != nil {
+			resp.Err = err.Error()
+		}
+		enc.Encode(resp)
+	}
+	return 0
+}
+
+// helper is a running child process serving one node's backend.
+type helper struct {
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	dec    *json.Decoder
+	stderr *lockedBuffer
+	exited chan struct{}
+	mu     sync.Mutex // serialises requests
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startHelper starts a child in ns. It is killed (by PID) at cleanup if
+// still running; its log is printed if the test failed.
+func startHelper(t testing.TB, ns *backendtest.NS, label string) *helper {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	h := &helper{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = h.stderr
+	if h.in, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.dec = json.NewDecoder(stdout)
+	// Forked from a thread inside ns, the child starts in ns.
+	if err := ns.Do(cmd.Start); err != nil {
+		t.Fatalf("start helper in %s: %v", ns.Name, err)
+	}
+	go func() {
+		cmd.Wait()
+		close(h.exited)
+	}()
+	t.Cleanup(func() {
+		h.kill()
+		if t.Failed() || os.Getenv("WEFT_WG_TEST_LOGS") == "1" {
+			t.Logf("helper %s log:\n%s", label, h.stderr.String())
+		}
+	})
+	return h
+}
+
+// call sends one request and waits (at most 20 s) for the answer.
+func (h *helper) call(req helperRequest) (helperResponse, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	raw, err := json.Marshal(req)
+	if err != nil {
+		return helperResponse{}, err
+	}
+	if _, err := h.in.Write(append(raw, '\n')); err != nil {
+		return helperResponse{}, fmt.Errorf("write to helper: %w", err)
+	}
+	type answer struct {
+		r   helperResponse
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		var r helperResponse
+		err := h.dec.Decode(&r)
+		ch <- answer{r, err}
+	}()
+	select {
+	case a := <-ch:
+		if a.err != nil {
+			return helperResponse{}, fmt.Errorf("read from helper: %w", a.err)
+		}
+		if a.r.Err != "" {
+			return a.r, errors.New(a.r.Err)
+		}
+		return a.r, nil
+	case <-time.After(20 * time.Second):
+		return helperResponse{}, fmt.Errorf("helper did not answer %s within 20s", req.Op)
+	}
+}
+
+// stop asks the child to close its backend and exit, and waits.
+func (h *helper) stop() error {
+	_, err := h.call(helperRequest{Op: "close"})
+	select {
+	case <-h.exited:
+	case <-time.After(10 * time.Second):
+		return errors.New("helper did not exit")
+	}
+	return err
+}
+
+// kill ends the child with SIGKILL (a crash) and waits for it.
+func (h *helper) kill() {
+	select {
+	case <-h.exited:
+		return
+	default:
+	}
+	h.cmd.Process.Kill()
+	<-h.exited
+}
+
+func (h *helper) pid() int { return h.cmd.Process.Pid }
+
+// testNode is one node of the test topology.
+type testNode struct {
+	idx       int
+	ns        *backendtest.NS
+	nl        *netlink.Handle
+	pod       *backendtest.NS
+	underlay  netip.Addr
+	subnet    netip.Prefix
+	subnet6   netip.Prefix
+	podIP     netip.Addr
+	podIP6    netip.Addr
+	cfg       helperConfig
+	h         *helper
+	attrs     backend.Attrs
+	epoch     int64
+	setupResp helperResponse
+	// life is the test that owns the node's helpers (the topology's
+	// test, so a helper restarted in a subtest outlives the subtest).
+	life testing.TB
+}
+
+type topology struct {
+	t        testing.TB
+	underlay *backendtest.NS
+	unl      *netlink.Handle
+	nodes    []*testNode
+	prefix   string
+}
+
+// newTopology builds the underlay bridge and n nodes, each with one pod.
+// Nothing runs yet: call start on each node.
+func newTopology(t testing.TB, n int) *topology {
+	t.Helper()
+	backendtest.SkipUnlessRoot(t)
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skipf("skipping: no /dev/net/tun (%v)", err)
+	}
+	tp := &topology{t: t, prefix: "wgt" + backendtest.Suffix(6)}
+	tp.underlay = backendtest.NewNS(t, "wgu")
+	tp.unl = tp.underlay.Netlink(t)
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+	if err := tp.unl.LinkAdd(br); err != nil {
+		t.Fatalf("create bridge: %v", err)
+	}
+	if err := tp.unl.LinkSetUp(br); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		tp.nodes = append(tp.nodes, tp.addNode(i))
+	}
+	return tp
+}
+
+func (tp *topology) addNode(i int) *testNode {
+	t := tp.t
+	t.Helper()
+	nd := &testNode{
+		idx:      i,
+		ns:       backendtest.NewNS(t, fmt.Sprintf("wgn%d", i)),
+		pod:      backendtest.NewNS(t, fmt.Sprintf("wgp%d", i)),
+		underlay: netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}),
+		subnet:   netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i)),
+		subnet6:  netip.MustParsePrefix(fmt.Sprintf("fd10:244:0:%x::/64", i)),
+		podIP:    netip.AddrFrom4([4]byte{10, 244, byte(i), 2}),
+		podIP6:   netip.MustParseAddr(fmt.Sprintf("fd10:244:0:%x::2", i)),
+		epoch:    int64(i),
+		life:     t,
+	}
+	nd.nl = nd.ns.Netlink(t)
+	pnl := nd.pod.Netlink(t)
+	// No duplicate address detection on the test links: a tentative
+	// link-local address delays neighbour discovery by seconds.
+	for _, ns := range []*backendtest.NS{nd.ns, nd.pod} {
+		must(t, ns.Do(func() error {
+			for _, k := range []string{"all", "default"} {
+				if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/accept_dad", []byte("0"), 0o644); err != nil {
+					return err
+				}
+			}
+			return nil
+		}), "disable dad")
+	}
+
+	// Underlay: veth eth0 (node) ── vnI (underlay ns, on br0).
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0", MTU: 1500}, PeerName: fmt.Sprintf("vn%d", i), PeerNamespace: netlink.NsFd(tp.underlay.Handle)}
+	must(t, nd.nl.LinkAdd(veth), "add underlay veth")
+	eth0 := mustLink(t, nd.nl, "eth0")
+	must(t, nd.nl.AddrAdd(eth0, addr(netip.PrefixFrom(nd.underlay, 24))), "address eth0")
+	must(t, nd.nl.LinkSetUp(eth0), "eth0 up")
+	vn := mustLink(t, tp.unl, fmt.Sprintf("vn%d", i))
+	must(t, tp.unl.LinkSetMaster(vn, mustLink(t, tp.unl, "br0")), "enslave")
+	must(t, tp.unl.LinkSetUp(vn), "vn up")
+
+	// Pod: veth pod0 (node) ── eth0 (pod ns).
+	pveth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "pod0"}, PeerName: "peth", PeerNamespace: netlink.NsFd(nd.pod.Handle)}
+	must(t, nd.nl.LinkAdd(pveth), "add pod veth")
+	pod0 := mustLink(t, nd.nl, "pod0")
+	gw4 := nd.subnet.Addr().Next()
+	gw6 := nd.subnet6.Addr().Next()
+	must(t, nd.nl.AddrAdd(pod0, addr(netip.PrefixFrom(gw4, 24))), "address pod0")
+	must(t, nd.nl.AddrAdd(pod0, addr(netip.PrefixFrom(gw6, 64))), "address6 pod0")
+	must(t, nd.nl.LinkSetUp(pod0), "pod0 up")
+	peth := mustLink(t, pnl, "peth")
+	must(t, pnl.AddrAdd(peth, addr(netip.PrefixFrom(nd.podIP, 24))), "address pod")
+	must(t, pnl.AddrAdd(peth, addr(netip.PrefixFrom(nd.podIP6, 64))), "address6 pod")
+	must(t, pnl.LinkSetUp(peth), "pod up")
+	must(t, pnl.RouteAdd(&netlink.Route{LinkIndex: peth.Attrs().Index, Gw: gw4.AsSlice()}), "pod default route")
+	must(t, pnl.RouteAdd(&netlink.Route{LinkIndex: peth.Attrs().Index, Gw: gw6.AsSlice()}), "pod default route6")
+	must(t, nd.ns.Do(func() error {
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
+			return err
+		}
+		return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644)
+	}), "enable forwarding")
+
+	nd.cfg = helperConfig{
+		Name:     fmt.Sprintf("%sn%d", tp.prefix, i),
+		PublicIP: nd.underlay,
+		Iface:    "eth0",
+		StateDir: filepath.Join(t.TempDir(), "state"),
+		Mode:     ModeUserspace,
+	}
+	sock := filepath.Join("/var/run/wireguard", nd.cfg.Name+".sock")
+	t.Cleanup(func() {
+		// Only our own socket, left behind by a killed helper.
+		os.Remove(sock)
+	})
+	return nd
+}
+
+// start runs the node's helper and sets its backend up.
+func (nd *testNode) start(t testing.TB) helperResponse {
+	t.Helper()
+	nd.h = startHelper(nd.life, nd.ns, nd.cfg.Name)
+	cfg := nd.cfg
+	r, err := nd.h.call(helperRequest{Op: "setup", Config: &cfg})
+	if err != nil {
+		t.Fatalf("node %d setup: %v", nd.idx, err)
+	}
+	nd.attrs = r.Attrs
+	nd.setupResp = r
+	return r
+}
+
+func (nd *testNode) peer() backend.Peer {
+	return backend.Peer{
+		Name:       fmt.Sprintf("node%d", nd.idx),
+		Subnet:     nd.subnet,
+		IPv6Subnet: nd.subnet6,
+		PublicIP:   nd.underlay,
+		Data:       nd.attrs.Data,
+		Epoch:      nd.epoch,
+	}
+}
+
+// desired is node nd's desired state with the given peers.
+func (nd *testNode) desired(complete bool, peers ...*testNode) backend.Desired {
+	d := backend.Desired{Local: backend.Local{Subnet: nd.subnet, IPv6Subnet: nd.subnet6}, Complete: complete}
+	for _, p := range peers {
+		if p != nd {
+			d.Peers = append(d.Peers, p.peer())
+		}
+	}
+	return d
+}
+
+func (nd *testNode) reconcile(t testing.TB, d backend.Desired) backend.Result {
+	t.Helper()
+	r, err := nd.h.call(helperRequest{Op: "reconcile", Desired: d})
+	if err != nil {
+		t.Fatalf("node %d reconcile: %v", nd.idx, err)
+	}
+	return r.Result
+}
+
+// reconcileAll gives every node the full, complete peer set.
+func (tp *topology) reconcileAll(t testing.TB) {
+	t.Helper()
+	for _, nd := range tp.nodes {
+		nd.reconcile(t, nd.desired(true, tp.nodes...))
+	}
+}
+
+func must(t testing.TB, err error, what string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func mustLink(t testing.TB, h *netlink.Handle, name string) netlink.Link {
+	t.Helper()
+	l, err := backend.LinkByName(h, name)
+	if err != nil {
+		t.Fatalf("link %s: %v", name, err)
+	}
+	return l
+}
+
+func addr(p netip.Prefix) *netlink.Addr {
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return a
+}
+
+// udpListener is a UDP socket in a namespace that counts what it receives.
+type udpListener struct {
+	conn *net.UDPConn
+	wg   sync.WaitGroup
+
+	// mu guards the following.
+	mu   sync.Mutex
+	seen map[string]time.Time // payload prefix (up to '|') -> first arrival
+	all  []arrival
+}
+
+type arrival struct {
+	tag string
+	seq int
+	at  time.Time
+}
+
+func listenUDP(t testing.TB, ns *backendtest.NS, ip netip.Addr) *udpListener {
+	t.Helper()
+	var c *net.UDPConn
+	must(t, ns.Do(func() error {
+		var err error
+		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+		return err
+	}), "listen udp")
+	l := &udpListener{conn: c, seen: map[string]time.Time{}}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			now := time.Now()
+			msg := string(buf[:n])
+			tag, rest, _ := strings.Cut(msg, "|")
+			seq, _ := strconv.Atoi(strings.SplitN(rest, "|", 2)[0])
+			l.mu.Lock()
+			if _, ok := l.seen[tag]; !ok {
+				l.seen[tag] = now
+			}
+			l.all = append(l.all, arrival{tag, seq, now})
+			l.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { c.Close(); l.wg.Wait() })
+	return l
+}
+
+func (l *udpListener) addr() netip.AddrPort { return l.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+func (l *udpListener) got(tag string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.seen[tag]
+	return ok
+}
+
+// arrivals returns the arrival times of packets with tag, in order.
+func (l *udpListener) arrivals(tag string) []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []time.Time
+	for _, a := range l.all {
+		if a.tag == tag {
+			out = append(out, a.at)
+		}
+	}
+	return out
+}
+
+// udpSender is a UDP socket in a namespace.
+func dialUDP(t testing.TB, ns *backendtest.NS, src netip.Addr, dst netip.AddrPort) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	must(t, ns.Do(func() error {
+		var err error
+		c, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(dst))
+		return err
+	}), "dial udp")
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// reach sends tagged datagrams from (ns, src) to l every 20 ms until one
+// arrives or timeout passes; it returns how long that took.
+func reach(t testing.TB, ns *backendtest.NS, src netip.Addr, l *udpListener, tag, payload string, timeout time.Duration) (time.Duration, bool) {
+	t.Helper()
+	c := dialUDP(t, ns, src, l.addr())
+	defer c.Close()
+	start := time.Now()
+	for seq := 0; time.Since(start) < timeout; seq++ {
+		c.Write([]byte(tag + "|" + strconv.Itoa(seq) + "|" + payload))
+		deadline := time.Now().Add(20 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if l.got(tag) {
+				return time.Since(start), true
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return time.Since(start), l.got(tag)
+}
