@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package hostgw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/backend"
+)
+
+// Config configures a host-gw [Backend].
+type Config struct {
+	// PublicIP is this node's underlay address. Required.
+	PublicIP netip.Addr
+	// Iface is the underlay link's name; empty: the link that holds
+	// PublicIP. Direct routes go out of it.
+	Iface string
+	// Log receives the backend's log lines; nil discards them.
+	Log logrus.FieldLogger
+}
+
+// Backend is the host-gw backend. Create it with [New], call
+// [Backend.Setup] once in the network namespace it is to program, then
+// [Backend.Reconcile] as often as needed (never concurrently with itself).
+type Backend struct {
+	cfg Config
+	log logrus.FieldLogger
+
+	// mu guards the following.
+	mu       sync.Mutex
+	h        *netlink.Handle
+	underlay netlink.Link
+	// problems are the last reported ones, to log changes only.
+	problems map[string]string
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New validates cfg and returns a backend. It touches nothing.
+func New(cfg Config) (*Backend, error) {
+	cfg.PublicIP = cfg.PublicIP.Unmap()
+	if !cfg.PublicIP.IsValid() || cfg.PublicIP.IsUnspecified() || cfg.PublicIP.IsMulticast() {
+		return nil, fmt.Errorf("host-gw config: public IP %q is not a unicast address", cfg.PublicIP)
+	}
+	if cfg.Log == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		cfg.Log = l
+	}
+	return &Backend{cfg: cfg, log: cfg.Log.WithField("component", "host-gw")}, nil
+}
+
+// Setup binds the backend to the network namespace of the calling thread
+// and finds the underlay interface. host-gw has no device and publishes no
+// data; the pod MTU is the underlay's.
+func (b *Backend) Setup(ctx context.Context) (backend.Attrs, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return backend.Attrs{}, err
+	}
+	if b.h == nil {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return backend.Attrs{}, fmt.Errorf("open netlink handle: %w", err)
+		}
+		b.h = h
+	}
+	l, err := b.findUnderlay()
+	if err != nil {
+		return backend.Attrs{}, err
+	}
+	b.underlay = l
+	b.log.WithFields(logrus.Fields{"iface": l.Attrs().Name, "mtu": l.Attrs().MTU}).Info("host-gw ready")
+	return backend.Attrs{MTU: l.Attrs().MTU}, nil
+}
+
+func (b *Backend) findUnderlay() (netlink.Link, error) {
+	if b.cfg.Iface != "" {
+		l, err := backend.LinkByName(b.h, b.cfg.Iface)
+		if err != nil {
+			return nil, fmt.Errorf("find underlay interface %s: %w", b.cfg.Iface, err)
+		}
+		return l, nil
+	}
+	addrs, err := backend.AddrList(b.h, nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == b.cfg.PublicIP {
+			l, err := b.h.LinkByIndex(a.LinkIndex)
+			if err != nil {
+				return nil, fmt.Errorf("find link of public IP %s: %w", b.cfg.PublicIP, err)
+			}
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("no interface has public IP %s (set the interface explicitly)", b.cfg.PublicIP)
+}
+
+// reach asks the kernel how it reaches a peer's public address.
+func (b *Backend) reach(ip netip.Addr) reachability {
+	idx, err := backend.DirectLink(b.h, ip)
+	if err != nil {
+		return reachability{reason: err.Error()}
+	}
+	if idx > 0 {
+		if idx == b.underlay.Attrs().Index {
+			return reachability{link: idx}
+		}
+		name := fmt.Sprintf("link #%d", idx)
+		if l, err := b.h.LinkByIndex(idx); err == nil {
+			name = l.Attrs().Name
+		}
+		return reachability{link: idx, reason: name}
+	}
+	routes, err := b.h.RouteGet(net.IP(ip.AsSlice()))
+	switch {
+	case errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH):
+		return reachability{reason: "no route to it"}
+	case err != nil:
+		return reachability{reason: err.Error()}
+	case len(routes) == 1 && routes[0].Gw != nil:
+		return reachability{reason: "the kernel routes it via " + routes[0].Gw.String()}
+	}
+	return reachability{reason: "the kernel has no single direct route to it"}
+}
+
+// Reconcile installs a direct route to every peer subnet whose peer is on
+// this node's segment, reports the others in Result.Problems (and logs
+// each problem when it appears, changes or clears), and deletes weft's
+// routes of departed peers when d.Complete.
+func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Result, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return backend.Result{}, errors.New("host-gw: Reconcile before Setup (or after Close)")
+	}
+	if err := ctx.Err(); err != nil {
+		return backend.Result{}, err
+	}
+	routes, problems := planRoutes(d, b.underlay.Attrs().Index, b.reach)
+	b.logProblemsLocked(problems)
+	res := backend.Result{Problems: problems}
+	var err error
+	res.Added, res.Updated, res.Removed, err = backend.SyncRoutes(b.h, routes, d.Complete)
+	return res, err
+}
+
+func (b *Backend) logProblemsLocked(problems map[string]string) {
+	for peer, why := range problems {
+		if b.problems[peer] != why {
+			b.log.WithFields(logrus.Fields{"peer": peer, "reason": why}).Error("peer not routed")
+		}
+	}
+	for peer := range b.problems {
+		if _, ok := problems[peer]; !ok {
+			b.log.WithField("peer", peer).Info("peer problem cleared")
+		}
+	}
+	b.problems = problems
+}
+
+// Close releases the netlink handle; the routes stay. It is idempotent.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h != nil {
+		b.h.Close()
+		b.h = nil
+	}
+	return nil
+}
