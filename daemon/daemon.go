@@ -182,9 +182,9 @@ func newDaemon(cfg *Config, log logrus.FieldLogger) (*daemon, error) {
 		joined:   map[string]bool{},
 		phase:    "starting",
 	}
-	d.log.WithFields(logrus.Fields{
+	d.log.WithFields(fields(logrus.Fields{
 		"nodeID": id, "iface": u.Iface, "publicIP": u.PublicIP, "publicIPv6": u.PublicIPv6,
-	}).Info("weftd starting")
+	})).Info("weftd starting")
 	return d, nil
 }
 
@@ -340,7 +340,7 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 	d.mu.Lock()
 	d.subnetFileWritten = true
 	d.mu.Unlock()
-	d.log.WithFields(logrus.Fields{"file": d.cfg.SubnetFile, "subnet": lease.Subnet, "ipv6Subnet": lease.IPv6Subnet, "mtu": attrs.MTU}).Info("subnet file written")
+	d.log.WithFields(fields(logrus.Fields{"file": d.cfg.SubnetFile, "subnet": lease.Subnet, "ipv6Subnet": lease.IPv6Subnet, "mtu": attrs.MTU})).Info("subnet file written")
 	d.applyMasquerade(nc, lease)
 
 	if ok, err := sd.SdNotify(false, sd.SdNotifyReady); err != nil {
@@ -616,7 +616,7 @@ func (d *daemon) onConfig(c *subnet.Config, err error) {
 		}
 		d.pendingRestart = nil
 		if c.SubnetMin != d.netCfg.SubnetMin || c.SubnetMax != d.netCfg.SubnetMax {
-			d.log.WithFields(logrus.Fields{"subnetMin": c.SubnetMin, "subnetMax": c.SubnetMax}).Info("network config updated (applies to future claims)")
+			d.log.WithFields(fields(logrus.Fields{"subnetMin": c.SubnetMin, "subnetMax": c.SubnetMax})).Info("network config updated (applies to future claims)")
 		}
 		d.netCfg = c
 	}
@@ -682,4 +682,22 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// fields drops zero addresses and prefixes from f, so logs do not show
+// "invalid IP" for what is simply not set.
+func fields(f logrus.Fields) logrus.Fields {
+	for k, v := range f {
+		switch x := v.(type) {
+		case netip.Addr:
+			if !x.IsValid() {
+				delete(f, k)
+			}
+		case netip.Prefix:
+			if !x.IsValid() {
+				delete(f, k)
+			}
+		}
+	}
+	return f
 }

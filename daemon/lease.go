@@ -125,7 +125,7 @@ func (d *daemon) adoptLease(ctx context.Context, l *subnet.Lease, confirmed bool
 	if err := d.state.saveLease(l); err != nil {
 		d.log.WithError(err).Warn("save lease")
 	}
-	d.log.WithFields(logrus.Fields{"subnet": l.Subnet, "ipv6Subnet": l.IPv6Subnet, "epoch": l.Epoch, "leaseID": l.LeaseID}).Info("lease acquired")
+	d.log.WithFields(fields(logrus.Fields{"subnet": l.Subnet, "ipv6Subnet": l.IPv6Subnet, "epoch": l.Epoch, "leaseID": l.LeaseID})).Info("lease acquired")
 	d.pushMeta()
 	d.trigger()
 }
@@ -148,7 +148,7 @@ func (d *daemon) updateRecord(ctx context.Context, l *subnet.Lease, rec subnet.R
 	if err := d.state.saveLease(nl); err != nil {
 		d.log.WithError(err).Warn("save lease")
 	}
-	d.log.WithFields(logrus.Fields{"version": rec.Version, "publicIP": rec.PublicIP}).Info("lease record updated with our data")
+	d.log.WithFields(fields(logrus.Fields{"version": rec.Version, "publicIP": rec.PublicIP})).Info("lease record updated with our data")
 	return nl, nil
 }
 

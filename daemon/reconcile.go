@@ -153,7 +153,7 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 }
 
 func peerFields(p backend.Peer) logrus.Fields {
-	return logrus.Fields{"peer": p.Name, "subnet": primaryOf(p), "publicIP": p.PublicIP, "epoch": p.Epoch, "version": p.Version}
+	return fields(logrus.Fields{"peer": p.Name, "subnet": primaryOf(p), "publicIP": p.PublicIP, "epoch": p.Epoch, "version": p.Version})
 }
 
 // saveSnapshot persists v when its leases differ from the saved ones.
