@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/backend/hostgw"
 	"github.com/weftnet/weft/backend/vxlan"
 	"github.com/weftnet/weft/backend/wireguard"
 	"github.com/weftnet/weft/subnet"
@@ -32,8 +33,11 @@ func newBackend(c *Config, nc *subnet.Config, u underlay, log logrus.FieldLogger
 			Log:           log.WithField("component", "vxlan"),
 		})
 	case subnet.BackendHostGW:
-		// HOSTGW: wired once backend/hostgw lands.
-		return nil, fmt.Errorf("the host-gw backend is not built into this weftd yet")
+		return hostgw.New(hostgw.Config{
+			PublicIP: u.PublicIP,
+			Iface:    u.Iface,
+			Log:      log.WithField("component", "host-gw"),
+		})
 	case subnet.BackendWireGuard:
 		return wireguard.New(wireguard.Config{
 			Name:                c.WireGuardDevice,
