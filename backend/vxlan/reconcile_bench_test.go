@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+//go:build bench
+
+package vxlan
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/subnet"
+)
+
+// TestBenchReconcile measures how long the VXLAN backend takes to program
+// 500 peers into an empty node (1500 kernel objects: neighbour, FDB entry,
+// route each), to apply one change among 500, and to find nothing to do
+// (the periodic resync). The reference is the same kernel operations done
+// by iproute2 in batch mode (`bridge -batch` for the FDB, `ip -batch` for
+// neighbours and routes) into an identical fresh namespace: the cost of
+// just writing the entries, with no reading or comparing. Each figure is
+// the median of 5 runs.
+func TestBenchReconcile(t *testing.T) {
+	backendtest.SkipUnlessRoot(t)
+	for _, tool := range []string{"ip", "bridge"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s (iproute2) not installed: it is the reference", tool)
+		}
+	}
+	const peers, runs = 500, 5
+	var fromEmpty, oneChange, noChange, refEmpty, refOne []time.Duration
+	for range runs {
+		_, b := benchNode(t)
+		d := benchDesired(peers)
+
+		start := time.Now()
+		res, err := b.Reconcile(context.Background(), d)
+		fromEmpty = append(fromEmpty, time.Since(start))
+		if err != nil || res.Added != 3*peers+1 {
+			t.Fatalf("from empty: %+v, %v; want %d added", res, err, 3*peers+1)
+		}
+
+		start = time.Now()
+		res, err = b.Reconcile(context.Background(), d)
+		noChange = append(noChange, time.Since(start))
+		if err != nil || res.Changed() {
+			t.Fatalf("no change: %+v, %v", res, err)
+		}
+
+		d.Peers[peers/2].PublicIP = netip.MustParseAddr("198.19.255.254")
+		start = time.Now()
+		res, err = b.Reconcile(context.Background(), d)
+		oneChange = append(oneChange, time.Since(start))
+		if err != nil || res.Updated != 1 || res.Added+res.Removed != 0 {
+			t.Fatalf("one change: %+v, %v; want 1 updated", res, err)
+		}
+		b.Close()
+
+		// Reference: the same entries written by iproute2 into a fresh
+		// node with the same device.
+		refNS, rb := benchNode(t)
+		rb.Close()
+		ipBatch, fdbBatch := iprouteBatch(benchDesired(peers), "weft.1")
+		refEmpty = append(refEmpty, runBatches(t, refNS, ipBatch, fdbBatch))
+		one := fmt.Sprintf("fdb replace %s dev weft.1 dst 198.19.255.254 self permanent\n", d.Peers[peers/2].Data.VTEPMAC)
+		refOne = append(refOne, runBatches(t, refNS, "", one))
+	}
+	ms := func(ds []time.Duration) float64 {
+		slices.Sort(ds)
+		return float64(ds[len(ds)/2].Microseconds()) / 1000
+	}
+	fmt.Printf("BENCH| vxlan reconcile, %d peers from empty (%d objects) | %.1f ms | ip+bridge -batch, same ops: %.1f ms | %.2fx\n",
+		peers, 3*peers+1, ms(fromEmpty), ms(refEmpty), ms(fromEmpty)/ms(refEmpty))
+	fmt.Printf("BENCH| vxlan reconcile, one change among %d peers | %.1f ms | bridge -batch, the one op: %.1f ms | %.2fx (weft re-reads all state: 5 netlink dumps)\n",
+		peers, ms(oneChange), ms(refOne), ms(oneChange)/ms(refOne))
+	fmt.Printf("BENCH| vxlan resync, nothing to do, %d peers | %.1f ms | reference: n/a | level-triggered check of %d objects\n",
+		peers, ms(noChange), 3*peers)
+}
+
+// benchNode makes a node namespace with an underlay link and a set-up
+// VXLAN backend.
+func benchNode(t *testing.T) (*backendtest.NS, *Backend) {
+	t.Helper()
+	ns := backendtest.NewNS(t, "wvb")
+	u := backendtest.NewNS(t, "wvbu")
+	backendtest.AddBridge(t, u, "seg0")
+	backendtest.Attach(t, u, "seg0", ns, "eth0", netip.MustParsePrefix("198.18.0.1/15"))
+	b, _, err := setupIn(ns, Config{PublicIP: netip.MustParseAddr("198.18.0.1"), Iface: "eth0", StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return ns, b
+}
+
+// benchDesired is a node (10.99.0.0/24) with n IPv4 peers.
+func benchDesired(n int) backend.Desired {
+	d := backend.Desired{Local: backend.Local{Subnet: netip.MustParsePrefix("10.99.0.0/24")}, Complete: true}
+	for i := range n {
+		d.Peers = append(d.Peers, backend.Peer{
+			Name:     fmt.Sprintf("peer%d", i),
+			Subnet:   netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(100 + i/256), byte(i % 256), 0}), 24),
+			PublicIP: netip.AddrFrom4([4]byte{198, 18, byte(1 + i/250), byte(2 + i%250)}),
+			Data:     subnet.BackendData{VTEPMAC: fmt.Sprintf("02:42:00:00:%02x:%02x", i/256, i%256)},
+		})
+	}
+	return d
+}
+
+// iprouteBatch renders what weft programs for d as iproute2 batch files.
+func iprouteBatch(d backend.Desired, dev string) (ip, fdb string) {
+	var ipb, fdbb strings.Builder
+	fmt.Fprintf(&ipb, "address add %s/32 dev %s\n", d.Local.Subnet.Addr(), dev)
+	for _, p := range d.Peers {
+		vtep := p.Subnet.Addr()
+		fmt.Fprintf(&ipb, "neigh replace %s lladdr %s dev %s nud permanent\n", vtep, p.Data.VTEPMAC, dev)
+		fmt.Fprintf(&fdbb, "fdb replace %s dev %s dst %s self permanent\n", p.Data.VTEPMAC, dev, p.PublicIP)
+	}
+	for _, p := range d.Peers {
+		fmt.Fprintf(&ipb, "route replace %s via %s dev %s onlink proto %d\n", p.Subnet, p.Subnet.Addr(), dev, backend.RouteProtocol)
+	}
+	return ipb.String(), fdbb.String()
+}
+
+// runBatches runs bridge -batch and ip -batch in ns and returns the time
+// both took, process starts included.
+func runBatches(t *testing.T, ns *backendtest.NS, ip, fdb string) time.Duration {
+	t.Helper()
+	dir := t.TempDir()
+	var total time.Duration
+	for _, b := range []struct{ tool, cmds string }{{"bridge", fdb}, {"ip", ip}} {
+		if b.cmds == "" {
+			continue
+		}
+		f := filepath.Join(dir, b.tool+".batch")
+		if err := os.WriteFile(f, []byte(b.cmds), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		out, err := exec.Command(b.tool, "-netns", ns.Name, "-batch", f).CombinedOutput()
+		total += time.Since(start)
+		if err != nil {
+			t.Fatalf("%s -batch: %v: %s", b.tool, err, out)
+		}
+	}
+	return total
+}
