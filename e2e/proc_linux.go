@@ -25,6 +25,10 @@ type Proc struct {
 	PID int `json:"pid"`
 	// Binary is the program's path, as found in /proc/<pid>/cmdline.
 	Binary string `json:"binary"`
+	// Args are the program's arguments (without the program).
+	Args []string `json:"args,omitempty"`
+	// Namespace is the network namespace it runs in.
+	Namespace string `json:"namespace,omitempty"`
 	// Log is the file receiving the process's stdout and stderr.
 	Log string `json:"log"`
 
@@ -50,12 +54,25 @@ func startProc(ns NS, binary string, args []string, env []string, logPath string
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", filepath.Base(binary), err)
 	}
-	p := &Proc{PID: cmd.Process.Pid, Binary: binary, Log: logPath, done: make(chan struct{})}
+	p := &Proc{PID: cmd.Process.Pid, Binary: binary, Args: args, Namespace: ns.Name, Log: logPath, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// Respawn starts the program of p again with the same arguments, in the
+// same namespace, logging to the same file, and returns the new process.
+// p must not be running.
+func (p *Proc) Respawn() (*Proc, error) {
+	if p.Alive() {
+		return nil, fmt.Errorf("pid %d (%s) is still running", p.PID, filepath.Base(p.Binary))
+	}
+	if p.Namespace == "" {
+		return nil, fmt.Errorf("no namespace recorded for %s", filepath.Base(p.Binary))
+	}
+	return startProc(NS{Name: p.Namespace}, p.Binary, p.Args, cleanEnv(), p.Log)
 }
 
 // cleanEnv is the environment for child processes: the caller's, minus

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,11 +24,15 @@ import (
 )
 
 const labUsage = `usage: weftctl lab up|down|status [flags]
+       weftctl lab stop|start|restart <node|etcd>
 
-  up      build a local cluster in network namespaces: an underlay bridge,
-          etcd, N nodes running weftd, pods attached by the weft CNI plugin
-  down    remove everything 'lab up' made
-  status  show what runs
+  up       build a local cluster in network namespaces: an underlay bridge,
+           etcd, N nodes running weftd, pods attached by the weft CNI plugin
+  down     remove everything 'lab up' made
+  status   show what runs, and measure pod-to-pod reachability
+  stop     stop a node's weftd (SIGTERM: its data plane stays) or etcd
+  start    start it again with the same flags
+  restart  stop, then start
 
 The lab needs root. It never touches the host's root network namespace.
 `
@@ -50,6 +55,8 @@ func cmdLab(ctx context.Context, args []string) error {
 		return labDown(args[1:])
 	case "status":
 		return labStatus(ctx, args[1:])
+	case "stop", "start", "restart":
+		return labProc(args[0], args[1:])
 	case "-h", "--help", "help":
 		fmt.Print(labUsage)
 		return nil
@@ -424,4 +431,82 @@ func readyz(ctx context.Context, ns e2e.NS, addr string) string {
 		return "yes"
 	}
 	return fmt.Sprintf("no (HTTP %d)", resp.StatusCode)
+}
+
+// labProc stops, starts or restarts one of the lab's processes (a node's
+// weftd, or etcd) and records the new PID in the state file.
+func labProc(verb string, args []string) error {
+	fl := flag.NewFlagSet("weftctl lab "+verb, flag.ContinueOnError)
+	dir := labDirFlag(fl)
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() != 1 {
+		return fmt.Errorf("usage: weftctl lab %s <node|etcd>", verb)
+	}
+	if err := requireRoot(); err != nil {
+		return err
+	}
+	name := fl.Arg(0)
+	sf := stateFile(*dir)
+	s, err := e2e.LoadState(sf)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no lab is up (no state file %s)", sf)
+	}
+	if err != nil {
+		return err
+	}
+	var slot **e2e.Proc
+	if name == "etcd" {
+		slot = &s.Etcd
+	} else {
+		var names []string
+		for i := range s.Nodes {
+			names = append(names, s.Nodes[i].Name)
+			if s.Nodes[i].Name == name {
+				slot = &s.Nodes[i].Weftd
+			}
+		}
+		if slot == nil {
+			return fmt.Errorf("no node %q in the lab (nodes: %s, or etcd)", name, strings.Join(names, ", "))
+		}
+	}
+	p := *slot
+	if p == nil {
+		return fmt.Errorf("%s was never started", name)
+	}
+	if verb == "stop" || verb == "restart" {
+		if !p.Alive() {
+			fmt.Printf("%s is not running\n", name)
+		} else if err := p.Stop(10 * time.Second); err != nil {
+			return fmt.Errorf("stop %s: %w", name, err)
+		} else {
+			fmt.Printf("stopped %s (pid %d)\n", name, p.PID)
+		}
+	}
+	if verb == "start" || verb == "restart" {
+		if p.Alive() {
+			fmt.Printf("%s is already running (pid %d)\n", name, p.PID)
+			return nil
+		}
+		np, err := p.Respawn()
+		if err != nil {
+			return fmt.Errorf("start %s: %w", name, err)
+		}
+		*slot = np
+		fmt.Printf("started %s (pid %d), log %s\n", name, np.PID, np.Log)
+	}
+	return writeState(sf, s)
+}
+
+func writeState(path string, s e2e.State) error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("write lab state: %w", err)
+	}
+	return os.Rename(tmp, path)
 }
