@@ -415,23 +415,13 @@ func (s *Store) deleteWithTombstones(ctx context.Context, es []*entry, rec subne
 // still alive notices (its KeepAlive returns ErrLeaseLost) and claims
 // again.
 func (s *Store) Evict(ctx context.Context, subnetOrNode string) ([]subnet.Lease, error) {
-	target, isSubnet := netip.Prefix{}, false
-	if p, err := netip.ParsePrefix(subnetOrNode); err == nil {
-		target, isSubnet = p.Masked(), true
-	} else if p, err := subnet.ParseKeyName(subnetOrNode); err == nil {
-		target, isSubnet = p, true
-	}
+	target, isSubnet := parseTarget(subnetOrNode)
 	for range 8 {
 		sn, err := s.readAll(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("evict: %w", err)
 		}
-		var victims []subnet.Lease
-		for _, l := range leasesOf(sn.leases) {
-			if isSubnet && (l.Subnet == target || l.IPv6Subnet == target) || !isSubnet && l.Record.NodeName == subnetOrNode {
-				victims = append(victims, l)
-			}
-		}
+		victims := MatchLeases(leasesOf(sn.leases), subnetOrNode)
 		// A key whose record does not parse can still be evicted by subnet.
 		if len(victims) == 0 && isSubnet {
 			if e := sn.leases[target]; e != nil && !e.ok {
@@ -472,4 +462,30 @@ func (s *Store) Evict(ctx context.Context, subnetOrNode string) ([]subnet.Lease,
 		}
 	}
 	return nil, errors.New("evict: the leases kept changing; try again")
+}
+
+// parseTarget reads an Evict argument as a subnet (CIDR or key name).
+func parseTarget(subnetOrNode string) (netip.Prefix, bool) {
+	if p, err := netip.ParsePrefix(subnetOrNode); err == nil {
+		return p.Masked(), true
+	}
+	if p, err := subnet.ParseKeyName(subnetOrNode); err == nil {
+		return p, true
+	}
+	return netip.Prefix{}, false
+}
+
+// MatchLeases returns the leases that subnetOrNode names, as [Store.Evict]
+// selects them: a subnet (CIDR such as 10.244.3.0/24, or key name such as
+// 10.244.3.0-24) names the lease holding it in either family; anything
+// else is a node name and names all leases of that node.
+func MatchLeases(leases []subnet.Lease, subnetOrNode string) []subnet.Lease {
+	target, isSubnet := parseTarget(subnetOrNode)
+	var out []subnet.Lease
+	for _, l := range leases {
+		if isSubnet && (l.Subnet == target || l.IPv6Subnet == target) || !isSubnet && l.Record.NodeName == subnetOrNode {
+			out = append(out, l)
+		}
+	}
+	return out
 }
