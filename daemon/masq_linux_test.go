@@ -50,6 +50,12 @@ func nftIn(t *testing.T, ns *backendtest.NS) *nftables.Conn {
 // with bAddr (and, if gw is valid, b's default route via gw).
 func vethInto(t *testing.T, a *backendtest.NS, aIf string, aAddr netip.Prefix, b *backendtest.NS, bAddr netip.Prefix, gw netip.Addr) {
 	t.Helper()
+	vethNamed(t, a, aIf, aAddr, b, "eth0", bAddr, gw)
+}
+
+// vethNamed is vethInto with b's end named bIf.
+func vethNamed(t *testing.T, a *backendtest.NS, aIf string, aAddr netip.Prefix, b *backendtest.NS, bIf string, bAddr netip.Prefix, gw netip.Addr) {
+	t.Helper()
 	ah, bh := a.Netlink(t), b.Netlink(t)
 	tmp := "t" + backendtest.Suffix(8)
 	if err := ah.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: aIf}, PeerName: tmp, PeerNamespace: netlink.NsFd(b.Handle)}); err != nil {
@@ -73,7 +79,7 @@ func vethInto(t *testing.T, a *backendtest.NS, aIf string, aAddr netip.Prefix, b
 		}
 	}
 	up(ah, aIf, "", aAddr)
-	up(bh, tmp, "eth0", bAddr)
+	up(bh, tmp, bIf, bAddr)
 	if gw.IsValid() {
 		if err := bh.RouteAdd(&netlink.Route{Gw: gw.AsSlice()}); err != nil {
 			t.Fatalf("default route in %s: %v", b.Name, err)
