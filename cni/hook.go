@@ -5,8 +5,13 @@
 
 package cni
 
+import "time"
+
 // testHook is a no-op in production builds; see hook_cnitesthook.go.
 func testHook(string) {}
 
 // traceStep is a no-op in production builds; see hook_cnitesthook.go.
 func traceStep(string) {}
+
+// traceDuration is a no-op in production builds; see hook_cnitesthook.go.
+func traceDuration(string, time.Duration) {}

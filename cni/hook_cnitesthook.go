@@ -8,6 +8,7 @@ package cni
 import (
 	"fmt"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -26,12 +27,25 @@ func testHook(point string) {
 	}
 }
 
-var lastStep = time.Now()
+var (
+	traceMu  sync.Mutex
+	lastStep = time.Now()
+)
 
+// traceStep records the time since the previous step of the main flow.
 func traceStep(step string) {
+	traceMu.Lock()
 	now := time.Now()
 	d := now.Sub(lastStep)
 	lastStep = now
+	traceMu.Unlock()
+	traceDuration(step, d)
+}
+
+// traceDuration records d for a step run beside the main flow.
+func traceDuration(step string, d time.Duration) {
+	traceMu.Lock()
+	defer traceMu.Unlock()
 	path := os.Getenv("WEFT_CNI_TEST_TRACE")
 	if path == "" {
 		return

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -107,53 +108,58 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	mtu := mtuFor(c, sf)
 	traceStep("subnet-file")
 
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
-		return cniErr(CodeKernel, "open netlink: %v", err)
+	// The address allocation (file I/O under a lock) runs while this
+	// goroutine does the kernel work that does not need the address:
+	// forwarding, bridge, veth pair.
+	type allocation struct {
+		rec     ipam.Record
+		created bool
+		err     error
 	}
-	defer h.Close()
-	if err := enableForwarding(sf); err != nil {
-		return cniErr(CodeKernel, "%v", err)
+	allocated := make(chan allocation, 1)
+	go func() {
+		start := time.Now()
+		var a allocation
+		st, err := ipam.Open(c.StoreDir())
+		if err == nil {
+			a.rec, a.created, a.err = st.Allocate(args.ContainerID, args.IfName, pools(sf))
+			st.Close()
+		} else {
+			a.err = err
+		}
+		traceDuration("ipam (parallel)", time.Since(start))
+		if a.err == nil {
+			testHook("AFTER_ALLOC")
+		}
+		allocated <- a
+	}()
+	host, err := p.prepareHost(c, sf, mtu, args, podNS)
+	a := <-allocated
+	traceStep("ipam wait")
+	if a.created && (err != nil || a.err != nil) {
+		p.release(c, args.ContainerID, args.IfName)
 	}
-	br, err := p.ensureBridge(h, c.Bridge, mtu, sf)
-	if err != nil {
-		return cniErr(CodeKernel, "%v", err)
-	}
-	traceStep("bridge")
-
-	st, err := ipam.Open(c.StoreDir())
-	if err != nil {
-		return cniErr(types.ErrIOFailure, "%v", err)
-	}
-	rec, created, err := st.Allocate(args.ContainerID, args.IfName, pools(sf))
-	st.Close()
-	if errors.Is(err, ipam.ErrExhausted) {
-		return cniErr(CodeNoAddress, "%v: delete pods or give the node a larger subnet", err)
-	}
-	if err != nil {
-		return cniErr(types.ErrIOFailure, "%v", err)
-	}
-	if created {
-		defer func() {
-			if err != nil {
-				p.release(c, args.ContainerID, args.IfName)
-			}
-		}()
-	}
-	traceStep("ipam")
-	testHook("AFTER_ALLOC")
-
-	hostName := HostVethName(args.ContainerID, args.IfName)
-	host, err := p.createVeth(h, br, hostName, VethAlias(args.ContainerID, args.IfName), args.IfName, mtu, c.HairpinMode, podNS)
 	if err != nil {
 		return err
 	}
+	h := host.h
+	defer h.Close()
+	if a.err != nil {
+		_ = h.LinkDel(host.veth)
+		if errors.Is(a.err, ipam.ErrExhausted) {
+			return cniErr(CodeNoAddress, "%v: delete pods or give the node a larger subnet", a.err)
+		}
+		return cniErr(types.ErrIOFailure, "%v", a.err)
+	}
+	rec := a.rec
 	defer func() {
 		if err != nil {
-			_ = h.LinkDel(host)
+			_ = h.LinkDel(host.veth)
+			if a.created {
+				p.release(c, args.ContainerID, args.IfName)
+			}
 		}
 	}()
-	traceStep("veth")
 	testHook("AFTER_VETH")
 
 	res, err := configureContainer(c, sf, rec, podNS, args.IfName)
@@ -162,7 +168,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}
 	traceStep("container")
 	res.CNIVersion = current.ImplementedSpecVersion
-	res.Interfaces[0] = &current.Interface{Name: hostName, Mac: host.Attrs().HardwareAddr.String()}
+	res.Interfaces[0] = &current.Interface{Name: host.veth.Attrs().Name, Mac: host.veth.Attrs().HardwareAddr.String()}
 	res.Interfaces[1].Sandbox = args.Netns
 	res.DNS = c.DNS
 	out, err := res.GetAsVersion(c.CNIVersion)
@@ -175,6 +181,41 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	err = out.Print()
 	traceStep("result")
 	return err
+}
+
+// hostSide is what prepareHost made in the node's namespace.
+type hostSide struct {
+	h    *netlink.Handle
+	veth netlink.Link
+}
+
+// prepareHost does ADD's work in the node's namespace: forwarding, the
+// bridge, and the veth pair with its far end in the pod. On error nothing
+// it created is left.
+func (p *Plugin) prepareHost(c *Config, sf *subnet.SubnetFile, mtu int, args *skel.CmdArgs, podNS ns.NetNS) (*hostSide, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, cniErr(CodeKernel, "open netlink: %v", err)
+	}
+	fail := func(err error) (*hostSide, error) {
+		h.Close()
+		return nil, err
+	}
+	if err := enableForwarding(sf); err != nil {
+		return fail(cniErr(CodeKernel, "%v", err))
+	}
+	br, err := p.ensureBridge(h, c.Bridge, mtu, sf)
+	if err != nil {
+		return fail(cniErr(CodeKernel, "%v", err))
+	}
+	traceStep("bridge")
+	hostName := HostVethName(args.ContainerID, args.IfName)
+	v, err := p.createVeth(h, br, hostName, VethAlias(args.ContainerID, args.IfName), args.IfName, mtu, c.HairpinMode, podNS)
+	if err != nil {
+		return fail(err)
+	}
+	traceStep("veth")
+	return &hostSide{h: h, veth: v}, nil
 }
 
 // enableForwarding turns on forwarding in the plugin's namespace for the

@@ -15,8 +15,8 @@
 //
 // The addresses are part of a record's file name, so finding the addresses
 // in use is a single directory read. A record is written to a temporary file,
-// synced and renamed into place, so a crash (SIGKILL, power loss) leaves the
-// record either complete or absent. A record whose name or content cannot be
+// synced and renamed into place, so a crash leaves the record either complete
+// or absent. A record whose name or content cannot be
 // read is ignored for lookups but its addresses stay reserved until a
 // release or GC removes it, so a damaged file never blocks a DEL.
 package ipam
@@ -353,8 +353,10 @@ func (s *Store) writeLast(name string, ip netip.Addr) {
 	}
 }
 
-// write stores r atomically: temporary file, fsync, rename, fsync of the
-// directory.
+// write stores r atomically: temporary file, fsync, rename. A process
+// killed at any point leaves the record complete or absent. The directory
+// is not synced: a rename lost to a power cut loses the record of a pod
+// that did not survive the power cut either.
 func (s *Store) write(r Record) error {
 	tmp, err := os.CreateTemp(s.dir, tmpPrefix)
 	if err != nil {
@@ -374,27 +376,12 @@ func (s *Store) write(r Record) error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("write ipam record: %w", err)
 	}
-	return s.syncDir()
+	return nil
 }
 
 func (s *Store) remove(name string) error {
 	if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove ipam record: %w", err)
-	}
-	return nil
-}
-
-func (s *Store) syncDir() error {
-	if !s.sync {
-		return nil
-	}
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return fmt.Errorf("sync ipam store: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync ipam store: %w", err)
 	}
 	return nil
 }
@@ -415,11 +402,6 @@ func (s *Store) Release(containerID, ifname string) (r Record, ok bool, err erro
 			return Record{}, false, err
 		}
 		r, ok = Record{ContainerID: containerID, IfName: ifname, IPv4: e.ipv4, IPv6: e.ipv6}, true
-	}
-	if ok {
-		if err := s.syncDir(); err != nil {
-			return r, ok, err
-		}
 	}
 	return r, ok, nil
 }
@@ -460,10 +442,7 @@ func (s *Store) Remove(name string) error {
 	if _, ok := parseName(name); !ok {
 		return fmt.Errorf("%q is not a record file name", name)
 	}
-	if err := s.remove(name); err != nil {
-		return err
-	}
-	return s.syncDir()
+	return s.remove(name)
 }
 
 // KeyOfName returns the attachment key of a record file name ([Key]), or

@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+//go:build bench && linux
+
+package cni_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/backend/backendtest"
+)
+
+// TestBenchCNI compares the weft plugin with the reference bridge +
+// host-local plugins (Debian's containernetworking-plugins) on the same
+// node namespace in the same run, interleaved, through libcni as a runtime
+// calls them: ADD and DEL latency (median, p95) and pods per second,
+// sequentially and with 2 workers. It also measures the kernel's own cost
+// of creating and deleting a veth pair into a pod namespace, and breaks
+// weft's ADD down into its steps.
+func TestBenchCNI(t *testing.T) {
+	backendtest.SkipUnlessRoot(t)
+	for _, p := range []string{"bridge", "host-local"} {
+		if _, err := os.Stat(filepath.Join(debianCNIDir, p)); err != nil {
+			t.Skipf("skipping: reference plugin %s/%s missing (apt-get install containernetworking-plugins)", debianCNIDir, p)
+		}
+	}
+	for _, dual := range []bool{false, true} {
+		name := "ipv4"
+		if dual {
+			name = "dual-stack"
+		}
+		t.Run(name, func(t *testing.T) { benchCNI(t, name, dual) })
+	}
+}
+
+func benchCNI(t *testing.T, variant string, dual bool) {
+	e := newEnv(t)
+	v4only := defaultSubnet
+	v4only.IPv6Network, v4only.IPv6Subnet = netip.Prefix{}, netip.Prefix{}
+	if !dual {
+		e.writeSubnet(v4only)
+	}
+	// Equivalent configs: IPv4 pod subnet /24, gateway on the bridge,
+	// default route, hairpin, MTU 1450, no masquerade (weftd does it with
+	// one nftables table; ipMasq in bridge would add per-pod iptables
+	// chains and double its cost). Debian's plugins accept at most 1.0.0.
+	weft := e.confList("1.0.0", e.weftConf(nil))
+	ref := e.confList("1.0.0", map[string]any{
+		"type": "bridge", "bridge": "rb" + backendtest.Suffix(6), "isGateway": true, "isDefaultGateway": true,
+		"ipMasq": false, "hairpinMode": true, "mtu": 1450,
+		"ipam": map[string]any{
+			"type": "host-local", "dataDir": filepath.Join(e.dir, "host-local"),
+			"ranges": func() [][]map[string]string {
+				r := [][]map[string]string{{{"subnet": "10.245.3.0/24", "gateway": "10.245.3.1"}}}
+				if dual {
+					r = append(r, []map[string]string{{"subnet": "fd10:245:0:3::/64", "gateway": "fd10:245:0:3::1"}})
+				}
+				return r
+			}(),
+		},
+	})
+	plugins := []struct {
+		name string
+		l    *libcni.NetworkConfigList
+	}{{"weft", weft}, {"bridge+host-local", ref}}
+
+	// Warm up: bridges exist, binaries are in the page cache.
+	pods := []*backendtest.NS{backendtest.NewNS(t, "weftbench"), backendtest.NewNS(t, "weftbench")}
+	for _, p := range plugins {
+		for i := range 3 {
+			cycle(t, e, p.l, fmt.Sprintf("warm-%d", i), pods[0])
+		}
+	}
+
+	// Sequential, interleaved: each round runs one ADD/DEL cycle of each
+	// plugin and one bare veth create/delete, in rotating order.
+	const rounds = 80
+	add := map[string][]time.Duration{}
+	del := map[string][]time.Duration{}
+	var vethAdd, vethDel, podVethDel []time.Duration
+	seqWall := map[string]time.Duration{}
+	for r := range rounds {
+		for k := range 3 {
+			switch (r + k) % 3 {
+			case 0, 1:
+				p := plugins[(r+k)%3]
+				a, d := cycle(t, e, p.l, fmt.Sprintf("seq-%d", r), pods[0])
+				add[p.name] = append(add[p.name], a)
+				del[p.name] = append(del[p.name], d)
+				seqWall[p.name] += a + d
+			case 2:
+				a, d := bareVeth(t, e, pods[1], false)
+				vethAdd = append(vethAdd, a)
+				vethDel = append(vethDel, d)
+				_, d = bareVeth(t, e, pods[1], dual)
+				podVethDel = append(podVethDel, d)
+			}
+		}
+	}
+
+	// Two workers, each on its own pod namespace; blocks of the two
+	// plugins alternate.
+	const perWorker, blocks = 15, 2
+	add2 := map[string][]time.Duration{}
+	del2 := map[string][]time.Duration{}
+	wall2 := map[string]time.Duration{}
+	for b := range blocks {
+		for i := range plugins {
+			p := plugins[(b+i)%2]
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			start := time.Now()
+			for w := range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for j := range perWorker {
+						a, d := cycle(t, e, p.l, fmt.Sprintf("par-%d-%d-%d", b, w, j), pods[w])
+						mu.Lock()
+						add2[p.name] = append(add2[p.name], a)
+						del2[p.name] = append(del2[p.name], d)
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			wall2[p.name] += time.Since(start)
+		}
+	}
+
+	refName := plugins[1].name
+	row := func(fig string, w, r float64, unit, note string) {
+		fmt.Printf("BENCH| %s, %s | %.1f %s | %s: %.1f %s | %s\n", fig, variant, w, unit, refName, r, unit, note)
+	}
+	ratio := func(r, w float64) string { return fmt.Sprintf("%.2fx", r/w) }
+	for _, m := range []struct {
+		what string
+		add  map[string][]time.Duration
+		del  map[string][]time.Duration
+	}{{"sequential", add, del}, {"2 workers", add2, del2}} {
+		wa, ra := quantile(m.add["weft"], 0.5), quantile(m.add[refName], 0.5)
+		row("CNI ADD median ("+m.what+")", ms(wa), ms(ra), "ms", "reference/weft "+ratio(ms(ra), ms(wa))+" (target >= 3x)")
+		row("CNI ADD p95 ("+m.what+")", ms(quantile(m.add["weft"], 0.95)), ms(quantile(m.add[refName], 0.95)), "ms", "reference/weft "+ratio(ms(quantile(m.add[refName], 0.95)), ms(quantile(m.add["weft"], 0.95))))
+		wd, rd := quantile(m.del["weft"], 0.5), quantile(m.del[refName], 0.5)
+		row("CNI DEL median ("+m.what+")", ms(wd), ms(rd), "ms", fmt.Sprintf("weft/bare veth delete %.2fx (target <= 1.25x); weft/delete of a veth configured like a pod %.2fx",
+			ms(wd)/ms(quantile(vethDel, 0.5)), ms(wd)/ms(quantile(podVethDel, 0.5))))
+		row("CNI DEL p95 ("+m.what+")", ms(quantile(m.del["weft"], 0.95)), ms(quantile(m.del[refName], 0.95)), "ms", "")
+	}
+	podsPerSec := func(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
+	row("pods/s ADD+DEL (sequential)", podsPerSec(rounds, seqWall["weft"]), podsPerSec(rounds, seqWall[refName]), "pods/s",
+		"weft/reference "+ratio(podsPerSec(rounds, seqWall["weft"]), podsPerSec(rounds, seqWall[refName])))
+	row("pods/s ADD+DEL (2 workers)", podsPerSec(2*perWorker*blocks, wall2["weft"]), podsPerSec(2*perWorker*blocks, wall2[refName]), "pods/s",
+		"weft/reference "+ratio(podsPerSec(2*perWorker*blocks, wall2["weft"]), podsPerSec(2*perWorker*blocks, wall2[refName])))
+	fmt.Printf("BENCH| bare veth create into a pod netns, median (kernel), %s | %.1f ms | - | netlink, same run, no process start\n", variant, ms(quantile(vethAdd, 0.5)))
+	fmt.Printf("BENCH| bare veth delete, median (kernel), %s | %.1f ms | - | p95 %.1f ms; a fresh pair, down, no addresses\n", variant, ms(quantile(vethDel, 0.5)), ms(quantile(vethDel, 0.95)))
+	fmt.Printf("BENCH| delete of a veth configured like a pod, median (kernel), %s | %.1f ms | - | p95 %.1f ms; up, pod addresses and routes: the floor of any DEL\n", variant, ms(quantile(podVethDel, 0.5)), ms(quantile(podVethDel, 0.95)))
+
+	breakdown(t, e, pods[0], variant)
+}
+
+// cycle runs one ADD and one DEL of container id in pod and returns their
+// latencies.
+func cycle(t *testing.T, e *testEnv, l *libcni.NetworkConfigList, id string, pod *backendtest.NS) (add, del time.Duration) {
+	t.Helper()
+	rt := runtimeConf(id, pod)
+	err := e.inNode(func() error {
+		start := time.Now()
+		if _, err := e.cni.AddNetworkList(context.Background(), l, rt); err != nil {
+			return fmt.Errorf("ADD %s: %w", l.Plugins[0].Network.Type, err)
+		}
+		add = time.Since(start)
+		start = time.Now()
+		if err := e.cni.DelNetworkList(context.Background(), l, rt); err != nil {
+			return fmt.Errorf("DEL %s: %w", l.Plugins[0].Network.Type, err)
+		}
+		del = time.Since(start)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return add, del
+}
+
+// bareVeth creates a veth pair with one end in pod and deletes it, the
+// kernel work every plugin must do, and returns both durations. When
+// configured, both ends are first brought up and the pod end gets an IPv4
+// and an IPv6 address and default routes, as a pod has (the create time then
+// covers only the pair).
+func bareVeth(t *testing.T, e *testEnv, pod *backendtest.NS, configured bool) (add, del time.Duration) {
+	t.Helper()
+	v := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{Name: "bv" + backendtest.Suffix(8), TxQLen: -1},
+		PeerName:  "eth0", PeerTxQLen: -1, PeerNamespace: netlink.NsFd(int(pod.Handle)),
+	}
+	start := time.Now()
+	if err := e.nl.LinkAdd(v); err != nil {
+		t.Fatalf("bare veth: %v", err)
+	}
+	add = time.Since(start)
+	if configured {
+		ph := pod.Netlink(t)
+		l, err := ph.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, step := range []error{
+			e.nl.LinkSetUp(v), ph.LinkSetUp(l),
+			ph.AddrAdd(l, &netlink.Addr{IPNet: ptr(mustIPNet("10.246.0.2/24"))}),
+			ph.AddrAdd(l, &netlink.Addr{IPNet: ptr(mustIPNet("fd10:246::2/64")), Flags: unix.IFA_F_NODAD}),
+			ph.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("10.246.0.1")}),
+			ph.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("fd10:246::1")}),
+		} {
+			if step != nil {
+				t.Fatalf("configure bare veth: %v", step)
+			}
+		}
+	}
+	start = time.Now()
+	if err := e.nl.LinkDel(v); err != nil {
+		t.Fatalf("bare veth delete: %v", err)
+	}
+	return add, time.Since(start)
+}
+
+// breakdown runs ADDs of the test-hook build directly (no libcni), which
+// append the time of each step to a trace file, and prints where the time
+// goes; "process start" is the wall time no step accounts for (fork, exec,
+// Go runtime and package init).
+func breakdown(t *testing.T, e *testEnv, pod *backendtest.NS, variant string) {
+	const n = 40
+	trace := filepath.Join(e.dir, "trace")
+	steps := map[string][]time.Duration{}
+	var order []string
+	var walls []time.Duration
+	for i := range n {
+		if err := os.Remove(trace); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		id := fmt.Sprintf("bd-%d", i)
+		env := append(cniEnv("ADD", id, "/run/netns/"+pod.Name, "eth0", hookDir), "WEFT_CNI_TEST_TRACE="+trace)
+		var wall time.Duration
+		if err := e.inNode(func() error {
+			cmd := exec.Command(filepath.Join(hookDir, "weft"))
+			cmd.Env = env
+			cmd.Stdin = strings.NewReader(string(e.weftJSON("1.0.0", nil)))
+			start := time.Now()
+			out, err := cmd.Output()
+			wall = time.Since(start)
+			if err != nil {
+				return fmt.Errorf("ADD: %v %s", err, out)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		walls = append(walls, wall)
+		f, err := os.Open(trace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum time.Duration
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			line := sc.Text()
+			i := strings.LastIndexByte(line, ' ')
+			if i < 0 {
+				continue
+			}
+			name, secs := line[:i], line[i+1:]
+			s, _ := strconv.ParseFloat(secs, 64)
+			d := time.Duration(s * float64(time.Second))
+			if !slices.Contains(order, name) {
+				order = append(order, name)
+			}
+			steps[name] = append(steps[name], d)
+			if !strings.HasSuffix(name, "(parallel)") {
+				sum += d
+			}
+		}
+		f.Close()
+		steps["process start"] = append(steps["process start"], wall-sum)
+		out, err := e.execPlugin(hookDir, cniEnv("DEL", id, "/run/netns/"+pod.Name, "eth0", hookDir), e.weftJSON("1.0.0", nil))
+		if err != nil {
+			t.Fatalf("DEL: %v %s", err, out)
+		}
+	}
+	desc := map[string]string{
+		"process start":   "fork/exec, Go runtime and package init (wall minus steps)",
+		"parse":           "decode the network config",
+		"subnet-file":     "open the netns, read the subnet file",
+		"bridge":          "forwarding sysctls, ensure bridge (1 get, 1 address dump)",
+		"ipam (parallel)": "flock, read the store, write the record (fsync); runs beside bridge+veth, not in the total",
+		"veth":            "create the pair into the pod, enslave, alias, hairpin",
+		"ipam wait":       "wait for the allocation after the veth is made",
+		"container":       "link up, addresses, default routes in the pod",
+		"result":          "print the result",
+	}
+	fmt.Printf("BENCH| weft ADD direct exec, median, %s | %.2f ms | - | %d runs of the test build without libcni; steps below are medians\n", variant, ms(quantile(walls, 0.5)), n)
+	for _, s := range append([]string{"process start"}, order...) {
+		fmt.Printf("BENCH| weft ADD step: %s, %s | %.2f ms | - | %s\n", s, variant, ms(quantile(steps[s], 0.5)), desc[s])
+	}
+}
+
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(q * float64(len(s)-1))
+	return s[i]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
