@@ -581,3 +581,161 @@ func TestRunLeaseLoss(t *testing.T) {
 		t.Errorf("weftd's last words do not say the pods must be recreated:\n%s", log)
 	}
 }
+
+func TestRunConfigChanges(t *testing.T) {
+	skipUnlessEtcd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	tn := newTestNode(t, testNetwork)
+	w := startWeftd(t, tn.ns, tn.env)
+	w.waitReady(t, 60*time.Second)
+	key := tn.store.ConfigKey()
+
+	// An invalid config: reported, last good one kept, still ready.
+	if _, err := tn.cli.Put(ctx, key, `{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","VNI":"seven"}}`); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 5*time.Second, "config error in /status", func() string {
+		if st := w.status(t); st.Node.ConfigError == "" {
+			return "no config error shown"
+		}
+		return ""
+	})
+	st := w.status(t)
+	if !st.Node.Ready || st.Node.Network != pfx("10.244.0.0/16") || len(st.Node.PendingRestart) != 0 {
+		t.Errorf("with a bad config: ready %t, network %s, pending %q", st.Node.Ready, st.Node.Network, st.Node.PendingRestart)
+	}
+	if code, _, _ := w.get("/readyz"); code != 200 {
+		t.Errorf("/readyz with a bad config in etcd = %d", code)
+	}
+	if _, m, _ := w.get("/metrics"); !strings.Contains(m, "weft_config_errors_total 1") {
+		t.Error("weft_config_errors_total is not 1")
+	}
+
+	// A valid config that needs a restart: said so, old network in force.
+	if _, err := tn.cli.Put(ctx, key, `{"Network":"10.245.0.0/16","Backend":{"Type":"vxlan","VNI":7}}`); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 5*time.Second, "restart needed in /status", func() string {
+		st := w.status(t)
+		if st.Node.ConfigError != "" {
+			return "config error still shown: " + st.Node.ConfigError
+		}
+		if len(st.Node.PendingRestart) != 1 || !strings.Contains(st.Node.PendingRestart[0], "Network: 10.244.0.0/16 → 10.245.0.0/16") {
+			return fmt.Sprintf("pending restart %q", st.Node.PendingRestart)
+		}
+		return ""
+	})
+	if st := w.status(t); st.Node.Network != pfx("10.244.0.0/16") {
+		t.Errorf("network in force changed to %s without a restart", st.Node.Network)
+	}
+	if !strings.Contains(w.logBuf.String(), "restart weftd on every node to apply: Network: 10.244.0.0/16 → 10.245.0.0/16") {
+		t.Error("log does not say to restart weftd on every node")
+	}
+
+	// Back to the config in force: nothing pending.
+	if err := tn.store.PutConfig(ctx, []byte(testNetwork)); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 5*time.Second, "pending restart cleared", func() string {
+		if p := w.status(t).Node.PendingRestart; len(p) != 0 {
+			return fmt.Sprintf("%q", p)
+		}
+		return ""
+	})
+	if gone, err := w.exited(); gone {
+		t.Fatalf("weftd exited: %v", err)
+	}
+}
+
+func TestRunTwoNodesGossip(t *testing.T) {
+	skipUnlessEtcd(t)
+	sfx := backendtest.Suffix(6)
+	prefix := "/weft-daemon-" + sfx
+	store, _ := testStore(t, prefix)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := store.PutConfig(ctx, []byte(testNetwork)); err != nil {
+		t.Fatal(err)
+	}
+	//	underlay ns: br-xxxx 198.18.0.254/24
+	//	  ├─ node A eth0 198.18.0.1/24
+	//	  └─ node B eth0 198.18.0.2/24
+	underlay := backendtest.NewNS(t, "weftd-ul")
+	backendtest.AddBridge(t, underlay, "br-"+sfx)
+	backendtest.SetupLink(t, underlay, "br-"+sfx, pfx("198.18.0.254/24"))
+	type node struct {
+		ns  *backendtest.NS
+		w   *weftdProc
+		env map[string]string
+	}
+	var nodes []*node
+	for i, name := range []string{"node-a", "node-b"} {
+		ns := backendtest.NewNS(t, "weftd-"+name[len(name)-1:])
+		ip := fmt.Sprintf("198.18.0.%d", i+1)
+		backendtest.Attach(t, underlay, "br-"+sfx, ns, "eth0", pfx(ip+"/24"))
+		backendtest.AddRoute(t, ns, netip.Prefix{}, addr("198.18.0.254"), "eth0")
+		dir := t.TempDir()
+		env := map[string]string{
+			"WEFTD_ETCD_ENDPOINTS":           testEtcd.endpoint(),
+			"WEFTD_ETCD_PREFIX":              prefix,
+			"WEFTD_NODE_NAME":                name,
+			"WEFTD_STATE_DIR":                filepath.Join(dir, "state"),
+			"WEFTD_SUBNET_FILE":              filepath.Join(dir, "subnet.env"),
+			"WEFTD_HTTP_ADDR":                testHTTPAddr,
+			"WEFTD_RESYNC_INTERVAL":          "1s",
+			"WEFTD_LOG_LEVEL":                "debug",
+			"WEFTD_GOSSIP_BIND":              ip + ":7950",
+			"WEFTD_GOSSIP_PUSHPULL_INTERVAL": "2s",
+			"WEFTD_LEASE_TTL":                "1m",
+		}
+		nodes = append(nodes, &node{ns: ns, env: env, w: startWeftd(t, ns, env)})
+	}
+	for _, n := range nodes {
+		n.w.waitReady(t, 60*time.Second)
+	}
+	a, b := nodes[0], nodes[1]
+	sa, sb := a.w.status(t), b.w.status(t)
+
+	// Each sees the other as a peer, alive by gossip.
+	for _, c := range []struct {
+		from *node
+		peer string
+	}{{a, "node-b"}, {b, "node-a"}} {
+		poll(t, 10*time.Second, c.peer+" alive in the status of its peer", func() string {
+			st := c.from.w.status(t)
+			if len(st.Peers) != 1 || st.Peers[0].Name != c.peer || st.Peers[0].State != "alive" {
+				return fmt.Sprintf("peers %+v", st.Peers)
+			}
+			if len(st.Members) != 1 || st.Members[0].Name != c.peer || st.Members[0].State != "alive" {
+				return fmt.Sprintf("members %+v", st.Members)
+			}
+			return ""
+		})
+	}
+
+	// Real packets over VXLAN between the nodes' subnet addresses; no NAT
+	// inside the cluster network.
+	if src := sourceSeen(t, b.ns, sb.Node.Subnet.Addr().String(), a.ns); src != sa.Node.Subnet.Addr().String() {
+		t.Errorf("node B saw source %s for node A's packet, want A's subnet address %s", src, sa.Node.Subnet.Addr())
+	}
+
+	// Kill A: B reports it dead, and keeps its route (only etcd removes it).
+	if err := a.w.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	took := poll(t, 10*time.Second, "node-a dead in node B's status", func() string {
+		st := b.w.status(t)
+		if len(st.Peers) != 1 || st.Peers[0].State != "dead" {
+			return fmt.Sprintf("peers %+v", st.Peers)
+		}
+		return ""
+	})
+	t.Logf("killed node seen dead after %s", took.Round(time.Millisecond))
+	if routeTo(t, b.ns.Netlink(t), sa.Node.Subnet) == nil {
+		t.Error("node B removed its route to the dead node A; only an etcd delete may")
+	}
+	if _, m, _ := b.w.get("/metrics"); !strings.Contains(m, `weft_members{state="dead"} 1`) {
+		t.Error(`weft_members{state="dead"} is not 1 on node B`)
+	}
+}
