@@ -38,17 +38,17 @@ import (
 const echoPort = 7777
 
 type tnode struct {
-	i                int
-	name             string
-	ns, pod          *backendtest.NS
-	pub, pub6        netip.Addr
-	subnet, subnet6  netip.Prefix
-	podIP, podIP6    netip.Addr
-	stateDir         string
-	b                *Backend
-	attrs            backend.Attrs
-	directRouting    bool
-	underlayIfaceMTU int
+	i               int
+	name            string
+	ns, pod         *backendtest.NS
+	pub, pub6       netip.Addr
+	subnet, subnet6 netip.Prefix
+	podIP, podIP6   netip.Addr
+	stateDir        string
+	b               *Backend
+	attrs           backend.Attrs
+	directRouting   bool
+	v6Underlay      bool
 }
 
 type cluster struct {
@@ -64,6 +64,8 @@ type clusterOpts struct {
 	// router namespace.
 	behindRouter  bool
 	directRouting bool
+	// v6Underlay runs the tunnels over the nodes' IPv6 addresses.
+	v6Underlay bool
 }
 
 type tWriter struct{ t testing.TB }
@@ -106,6 +108,7 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 			podIP6:        netip.MustParseAddr(fmt.Sprintf("fd10:244:0:%d::2", i)),
 			stateDir:      t.TempDir(),
 			directRouting: o.directRouting,
+			v6Underlay:    o.v6Underlay,
 		}
 		seg, net4, net6 := "seg0", 0, "0"
 		if o.behindRouter && i == o.nodes {
@@ -137,7 +140,7 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 // config is node n's backend config.
 func (c *cluster) config(n *tnode) Config {
 	return Config{
-		PublicIP:      n.pub,
+		PublicIP:      n.tunnelIP(),
 		Iface:         "eth0",
 		StateDir:      n.stateDir,
 		DirectRouting: n.directRouting,
@@ -170,12 +173,21 @@ func setupIn(ns *backendtest.NS, cfg Config) (b *Backend, attrs backend.Attrs, e
 	return b, attrs, err
 }
 
+// tunnelIP is the node's public IP: its IPv4 or, with v6Underlay, its IPv6
+// underlay address.
+func (n *tnode) tunnelIP() netip.Addr {
+	if n.v6Underlay {
+		return n.pub6
+	}
+	return n.pub
+}
+
 func (c *cluster) peer(n *tnode) backend.Peer {
 	return backend.Peer{
 		Name:       n.name,
 		Subnet:     n.subnet,
 		IPv6Subnet: n.subnet6,
-		PublicIP:   n.pub,
+		PublicIP:   n.tunnelIP(),
 		PublicIPv6: n.pub6,
 		Data:       n.attrs.Data,
 	}
@@ -304,7 +316,7 @@ func wantState(n *tnode, peers ...*tnode) kstate {
 	for _, p := range peers {
 		mac := p.attrs.Data.VTEPMAC
 		s.Neighs = append(s.Neighs, fmt.Sprintf("%s %s", p.subnet.Addr(), mac), fmt.Sprintf("%s %s", p.subnet6.Addr(), mac))
-		s.FDB = append(s.FDB, fmt.Sprintf("%s dst %s perm=true", mac, p.pub))
+		s.FDB = append(s.FDB, fmt.Sprintf("%s dst %s perm=true", mac, p.tunnelIP()))
 		s.Routes = append(s.Routes,
 			fmt.Sprintf("%s via %s dev %s onlink=true", p.subnet, p.subnet.Addr(), dev),
 			fmt.Sprintf("%s via %s dev %s onlink=true", p.subnet6, p.subnet6.Addr(), dev))

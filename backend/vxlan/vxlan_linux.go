@@ -368,6 +368,14 @@ func (b *Backend) checkDeviceLocked() error {
 		return fmt.Errorf("look up device %s: %w", b.cfg.Name, err)
 	}
 	b.log.WithField("device", b.cfg.Name).Warn("vxlan device missing or replaced since setup; re-creating it")
+	// The underlay may have been re-created too (which takes the VXLAN
+	// device with it): look it up again.
+	underlay, err := b.findUnderlay()
+	if err != nil {
+		return err
+	}
+	b.underlay = underlay
+	b.spec.parentIndex = underlay.Attrs().Index
 	return b.ensureDeviceLocked()
 }
 

@@ -90,6 +90,46 @@ func TestReachability(t *testing.T) {
 	})
 }
 
+// TestIPv6Underlay: tunnels over the nodes' IPv6 addresses carry both pod
+// families, with 70 bytes of overhead.
+func TestIPv6Underlay(t *testing.T) {
+	c := newCluster(t, clusterOpts{nodes: 2, v6Underlay: true})
+	c.up()
+	n1, n2 := c.nodes[0], c.nodes[1]
+	if n1.attrs.MTU != 1430 {
+		t.Errorf("MTU %d, want 1430 (1500 - 70)", n1.attrs.MTU)
+	}
+	if diff := cmp.Diff(wantState(n1, n2), c.state(n1)); diff != "" {
+		t.Errorf("node1 state (-want +got):\n%s", diff)
+	}
+	reach(t, n1.pod, n2.podIP, n2.podIP6)
+	reach(t, n2.pod, n1.podIP, n1.podIP6)
+}
+
+// TestUnderlayRecreated: when the underlay link is replaced (which takes
+// the VXLAN device with it), the next reconcile rebuilds everything on the
+// new link.
+func TestUnderlayRecreated(t *testing.T) {
+	c := newCluster(t, clusterOpts{nodes: 2})
+	c.up()
+	n1, n2 := c.nodes[0], c.nodes[1]
+	h := n1.ns.Netlink(t)
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkDel(eth0); err != nil {
+		t.Fatal(err)
+	}
+	backendtest.Attach(t, c.underlay, "seg0", n1.ns, "eth0", netip.PrefixFrom(n1.pub, 24), netip.PrefixFrom(n1.pub6, 64))
+	c.reconcile(n1, c.desired(n1, true))
+	if diff := cmp.Diff(wantState(n1, n2), c.state(n1)); diff != "" {
+		t.Errorf("node1 state (-want +got):\n%s", diff)
+	}
+	reach(t, n1.pod, n2.podIP, n2.podIP6)
+	reach(t, n2.pod, n1.podIP, n1.podIP6)
+}
+
 // watchEvents records netlink notifications about node n's VXLAN device,
 // the neighbour and FDB entries on it and weft's routes, until
 // the returned stop is called.
