@@ -151,10 +151,16 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 	if err := ctx.Err(); err != nil {
 		return backend.Result{}, err
 	}
+	// Look the underlay up again: it may have been re-created with a new
+	// index since Setup.
+	l, err := b.findUnderlay()
+	if err != nil {
+		return backend.Result{}, err
+	}
+	b.underlay = l
 	routes, problems := planRoutes(d, b.underlay.Attrs().Index, b.reach)
 	b.logProblemsLocked(problems)
 	res := backend.Result{Problems: problems}
-	var err error
 	res.Added, res.Updated, res.Removed, err = backend.SyncRoutes(b.h, routes, d.Complete)
 	return res, err
 }
