@@ -648,28 +648,34 @@ func TestRunConfigChanges(t *testing.T) {
 	}
 }
 
-func TestRunTwoNodesGossip(t *testing.T) {
-	skipUnlessEtcd(t)
+// twoNode is one of the nodes of startTwoNodes.
+type twoNode struct {
+	ns  *backendtest.NS
+	w   *weftdProc
+	env map[string]string
+}
+
+// startTwoNodes starts weftd on two nodes on one underlay segment:
+//
+//	underlay ns: br-xxxx 198.18.0.254/24
+//	  ├─ node A eth0 198.18.0.1/24
+//	  └─ node B eth0 198.18.0.2/24
+//
+// extra adds settings for node i.
+func startTwoNodes(t *testing.T, network string, extra func(i int) map[string]string) []*twoNode {
+	t.Helper()
 	sfx := backendtest.Suffix(6)
 	prefix := "/weft-daemon-" + sfx
 	store, _ := testStore(t, prefix)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := store.PutConfig(ctx, []byte(testNetwork)); err != nil {
+	if err := store.PutConfig(ctx, []byte(network)); err != nil {
 		t.Fatal(err)
 	}
-	//	underlay ns: br-xxxx 198.18.0.254/24
-	//	  ├─ node A eth0 198.18.0.1/24
-	//	  └─ node B eth0 198.18.0.2/24
 	underlay := backendtest.NewNS(t, "weftd-ul")
 	backendtest.AddBridge(t, underlay, "br-"+sfx)
 	backendtest.SetupLink(t, underlay, "br-"+sfx, pfx("198.18.0.254/24"))
-	type node struct {
-		ns  *backendtest.NS
-		w   *weftdProc
-		env map[string]string
-	}
-	var nodes []*node
+	var nodes []*twoNode
 	for i, name := range []string{"node-a", "node-b"} {
 		ns := backendtest.NewNS(t, "weftd-"+name[len(name)-1:])
 		ip := fmt.Sprintf("198.18.0.%d", i+1)
@@ -689,17 +695,28 @@ func TestRunTwoNodesGossip(t *testing.T) {
 			"WEFTD_GOSSIP_PUSHPULL_INTERVAL": "2s",
 			"WEFTD_LEASE_TTL":                "1m",
 		}
-		nodes = append(nodes, &node{ns: ns, env: env, w: startWeftd(t, ns, env)})
+		if extra != nil {
+			for k, v := range extra(i) {
+				env[k] = v
+			}
+		}
+		nodes = append(nodes, &twoNode{ns: ns, env: env, w: startWeftd(t, ns, env)})
 	}
 	for _, n := range nodes {
 		n.w.waitReady(t, 60*time.Second)
 	}
+	return nodes
+}
+
+func TestRunTwoNodesGossip(t *testing.T) {
+	skipUnlessEtcd(t)
+	nodes := startTwoNodes(t, testNetwork, nil)
 	a, b := nodes[0], nodes[1]
 	sa, sb := a.w.status(t), b.w.status(t)
 
 	// Each sees the other as a peer, alive by gossip.
 	for _, c := range []struct {
-		from *node
+		from *twoNode
 		peer string
 	}{{a, "node-b"}, {b, "node-a"}} {
 		poll(t, 10*time.Second, c.peer+" alive in the status of its peer", func() string {
@@ -737,5 +754,43 @@ func TestRunTwoNodesGossip(t *testing.T) {
 	}
 	if _, m, _ := b.w.get("/metrics"); !strings.Contains(m, `weft_members{state="dead"} 1`) {
 		t.Error(`weft_members{state="dead"} is not 1 on node B`)
+	}
+}
+
+func TestRunTwoNodesWireGuard(t *testing.T) {
+	skipUnlessEtcd(t)
+	// Userspace WireGuard: the UAPI sockets in /var/run/wireguard are
+	// shared by every namespace, so the device names are unique per run.
+	sfx := backendtest.Suffix(4)
+	devs := []string{"wgt" + sfx + "a", "wgt" + sfx + "b"}
+	t.Cleanup(func() {
+		for _, d := range devs {
+			// Only our own sockets, left behind if a weftd was killed.
+			os.Remove(filepath.Join("/var/run/wireguard", d+".sock"))
+		}
+	})
+	nodes := startTwoNodes(t, `{"Network":"10.244.0.0/16","Backend":{"Type":"wireguard"}}`, func(i int) map[string]string {
+		return map[string]string{"WEFTD_WIREGUARD_MODE": "userspace", "WEFTD_WIREGUARD_DEVICE": devs[i]}
+	})
+	a, b := nodes[0], nodes[1]
+	sa, sb := a.w.status(t), b.w.status(t)
+	for _, st := range []Status{sa, sb} {
+		if st.Node.BackendType != "wireguard" || st.Node.BackendData.WireGuardKey == "" || st.Node.BackendData.WireGuardPort != 51820 || st.Node.MTU != 1440 {
+			t.Errorf("node %s: backend %s data %+v mtu %d; want wireguard with a key, port 51820, MTU 1440", st.Node.Name, st.Node.BackendType, st.Node.BackendData, st.Node.MTU)
+		}
+	}
+	poll(t, 10*time.Second, "peers learned", func() string {
+		st := a.w.status(t)
+		if len(st.Peers) != 1 || st.Peers[0].BackendData.WireGuardKey != sb.Node.BackendData.WireGuardKey {
+			return fmt.Sprintf("node A peers %+v", st.Peers)
+		}
+		return ""
+	})
+	// Real packets through the tunnel, both ways, sources kept.
+	if src := sourceSeen(t, b.ns, sb.Node.Subnet.Addr().String(), a.ns); src != sa.Node.Subnet.Addr().String() {
+		t.Errorf("node B saw source %s, want node A's subnet address %s", src, sa.Node.Subnet.Addr())
+	}
+	if src := sourceSeen(t, a.ns, sa.Node.Subnet.Addr().String(), b.ns); src != sb.Node.Subnet.Addr().String() {
+		t.Errorf("node A saw source %s, want node B's subnet address %s", src, sb.Node.Subnet.Addr())
 	}
 }
