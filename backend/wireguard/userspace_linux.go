@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -113,13 +114,20 @@ func (u *userDevice) ensureUAPI() error {
 		return errors.New("userspace device closed")
 	}
 	if u.uapiDone != nil {
+		running := true
 		select {
 		case <-u.uapiDone:
-			u.log.Warn("uapi socket went away; re-opening it")
-			u.uapi.Close()
+			running = false
 		default:
+		}
+		// The loop notices a deleted socket asynchronously: look too.
+		if _, err := os.Stat(u.sockPath()); running && err == nil {
 			return nil
 		}
+		u.log.Warn("uapi socket went away; re-opening it")
+		// Close before re-opening: closing unlinks the socket path. The
+		// old loop ends by itself (counted in wg).
+		u.uapi.Close()
 	}
 	f, err := ipc.UAPIOpen(u.name)
 	if err != nil {
@@ -165,6 +173,15 @@ func (u *userDevice) acceptLoop(l net.Listener, done chan struct{}) {
 		}()
 	}
 }
+
+// sockPath is where ipc.UAPIOpen puts the device's socket.
+func (u *userDevice) sockPath() string {
+	return filepath.Join(uapiDir, u.name+".sock")
+}
+
+// uapiDir is the directory of userspace WireGuard control sockets, shared
+// by all network namespaces of a host.
+const uapiDir = "/var/run/wireguard"
 
 // up brings the device's sockets up now rather than waiting for the TUN's
 // link-up event, so that handshakes can be sent at once.

@@ -304,6 +304,26 @@ func TestMesh(t *testing.T) {
 		}
 	})
 
+	t.Run("uapi socket re-opened after deletion", func(t *testing.T) {
+		// Our own test device's socket, never another's.
+		sock := filepath.Join("/var/run/wireguard", n2.cfg.Name+".sock")
+		must(t, os.Remove(sock), "delete socket")
+		if _, err := wg.Device(n2.cfg.Name); err == nil {
+			t.Fatal("device still reachable without its socket")
+		}
+		n2.reconcile(t, n2.desired(true, tp.nodes...))
+		if _, err := os.Stat(sock); err != nil {
+			t.Fatalf("socket not re-created by reconcile: %v", err)
+		}
+		if !hasPeer(t, wg, n2, n1) {
+			t.Fatal("device not manageable through the new socket")
+		}
+		l := listenUDP(t, n1.pod, n1.podIP)
+		if d, ok := reach(t, n2.pod, n2.podIP, l, "uapi", "x", 5*time.Second); !ok {
+			t.Fatalf("pod2 -> pod1 broken after the socket was re-opened (%s)", d)
+		}
+	})
+
 	for _, mode := range []string{"graceful", "crash"} {
 		t.Run("restart "+mode, func(t *testing.T) {
 			testRestart(t, tp, wg, n1, n2, mode)
