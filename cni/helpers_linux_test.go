@@ -166,6 +166,34 @@ func (e *testEnv) confList(cniVersion string, plugins ...map[string]any) *libcni
 	return l
 }
 
+// exampleConfList loads etc/cni/10-weft.conflist with the weft entry
+// pointed at this environment's subnet file, data directory and bridge.
+func (e *testEnv) exampleConfList(t testing.TB) *libcni.NetworkConfigList {
+	t.Helper()
+	b, err := os.ReadFile("../etc/cni/10-weft.conflist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	plugins := raw["plugins"].([]any)
+	weft := plugins[0].(map[string]any)
+	for k, v := range e.weftConf(nil) {
+		weft[k] = v
+	}
+	raw["name"] = "weftnet" // the store directory the helpers inspect
+	if b, err = json.Marshal(raw); err != nil {
+		t.Fatal(err)
+	}
+	l, err := libcni.ConfListFromBytes(b)
+	if err != nil {
+		t.Fatalf("example conflist: %v", err)
+	}
+	return l
+}
+
 // inNode runs fn on a thread inside the node namespace; processes fn
 // starts (libcni execs the plugin from the calling thread) start there.
 func (e *testEnv) inNode(fn func() error) error {

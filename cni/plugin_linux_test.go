@@ -385,10 +385,9 @@ func TestChainingPortmap(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.writeSubnet(c.subnet)
-			// Debian's plugins (1.1.1) accept at most cniVersion 1.0.0.
-			l := e.confList("1.0.0", e.weftConf(nil), map[string]any{
-				"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true,
-			})
+			// The shipped conflist (cniVersion 1.0.0, the most Debian's
+			// plugins accept), pointed at this test's files.
+			l := e.exampleConfList(t)
 			pod := backendtest.NewNS(t, "weftcni-pod")
 			rt := runtimeConf("ctr-chain", pod)
 			rt.CapabilityArgs = map[string]any{"portMappings": []map[string]any{{"hostPort": 18080, "containerPort": 8080, "protocol": "tcp"}}}
