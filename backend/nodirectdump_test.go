@@ -31,9 +31,9 @@ var netlinkDumps = map[string]bool{
 
 const backendImport = "github.com/weftnet/weft/backend"
 
-// directDumps returns "file:line: call" for every call of a netlink dump
-// (netlink.LinkList(), h.RouteListFiltered(), ...) in src that does not go
-// through package backend's wrappers.
+// directDumps returns "file:line: expr" for every use of a netlink dump
+// (netlink.LinkList(), h.RouteListFiltered(...), f := h.NeighList) in src
+// that does not go through package backend's wrappers.
 func directDumps(fset *token.FileSet, name string, src any) ([]string, error) {
 	f, err := parser.ParseFile(fset, name, src, parser.SkipObjectResolution)
 	if err != nil {
@@ -54,19 +54,16 @@ func directDumps(fset *token.FileSet, name string, src any) ([]string, error) {
 		}
 	}
 	var found []string
+	// Any use counts, a call or a method value (f := h.LinkList).
 	ast.Inspect(f, func(n ast.Node) bool {
-		call, ok := n.(*ast.CallExpr)
-		if !ok {
-			return true
-		}
-		sel, ok := call.Fun.(*ast.SelectorExpr)
+		sel, ok := n.(*ast.SelectorExpr)
 		if !ok || !netlinkDumps[sel.Sel.Name] {
 			return true
 		}
 		if id, ok := sel.X.(*ast.Ident); ok && allowed[id.Name] {
 			return true
 		}
-		pos := fset.Position(call.Pos())
+		pos := fset.Position(sel.Pos())
 		found = append(found, fmt.Sprintf("%s:%d: %s", filepath.ToSlash(pos.Filename), pos.Line, exprString(sel)))
 		return true
 	})
@@ -99,6 +96,7 @@ func f(h *netlink.Handle, handle *netlink.Handle) {
 	h.RouteListFiltered(0, nil, 0)
 	handle.NeighList(0, 0)
 	s.handle().AddrList(nil, 0)
+	list := h.LinkList
 	nlb.LinkList(h)
 	h.LinkByName("x")
 	h.RouteAdd(nil)
@@ -113,6 +111,7 @@ func f(h *netlink.Handle, handle *netlink.Handle) {
 		"x.go:10: h.RouteListFiltered",
 		"x.go:11: handle.NeighList",
 		"x.go:12: s.handle().AddrList",
+		"x.go:13: h.LinkList",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("detector (-want +got):\n%s", diff)
