@@ -547,6 +547,11 @@ func (d *daemon) onView(v subnet.View) {
 	d.haveView = d.haveView || v.Complete
 	lease, leaseOK, data := d.lease, d.leaseOK, d.data
 	d.mu.Unlock()
+	if lease != nil && !leaseOK {
+		// Started from the saved lease, or re-claiming: etcd answers
+		// again, so the lease loop should retry now.
+		poke(d.lostc)
+	}
 	if lease != nil && leaseOK && v.Revision >= lease.ModRevision {
 		own, other := findOwn(v, lease.Primary(), d.nodeID)
 		switch {

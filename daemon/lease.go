@@ -192,6 +192,11 @@ func (d *daemon) leaseLoop(ctx context.Context) error {
 				return err
 			}
 			lease = l
+			// A poke from a view that arrived before the claim is stale.
+			select {
+			case <-d.lostc:
+			default:
+			}
 		}
 		kctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
@@ -279,9 +284,17 @@ func (d *daemon) reclaim(ctx context.Context, prev *subnet.Lease) (*subnet.Lease
 		if attempt == 0 || attempt%10 == 0 {
 			d.log.WithError(err).WithField("subnet", prev.Primary()).Warn("re-claim our subnet; retrying")
 		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
-			return nil, err
+		// Retry after the back-off, or at once when a lease view shows
+		// that etcd answers again (onView pokes lostc).
+		t := time.NewTimer(backoff(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-d.lostc:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 }
 
