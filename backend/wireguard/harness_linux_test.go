@@ -33,7 +33,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,6 +89,9 @@ type helperResponse struct {
 	Result  backend.Result `json:"result"`
 	Kernel  bool           `json:"kernel"`
 	VnetHdr bool           `json:"vnetHdr"`
+	// Leaked lists goroutines left after close that were not there
+	// before setup (close only).
+	Leaked string `json:"leaked,omitempty"`
 }
 
 // runHelper is the child's main loop.
@@ -101,6 +106,7 @@ func runHelper(in io.Reader, out io.Writer) int {
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	var b *Backend
+	before := goroutineSet()
 	defer func() {
 		if b != nil {
 			b.Close()
@@ -149,6 +155,7 @@ func runHelper(in io.Reader, out io.Writer) int {
 			if err != nil {
 				resp.Err = err.Error()
 			}
+			resp.Leaked = leakedGoroutines(before)
 			enc.Encode(resp)
 			return 0
 		default:
@@ -160,6 +167,47 @@ func runHelper(in io.Reader, out io.Writer) int {
 		enc.Encode(resp)
 	}
 	return 0
+}
+
+// goroutineSet returns the functions at the bottom of each goroutine's
+// stack, with counts.
+func goroutineSet() map[string]int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	set := map[string]int{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		lines := strings.Split(strings.TrimSpace(g), "\n")
+		// The goroutine's entry function is the last "func(...)" line.
+		for i := len(lines) - 1; i > 0; i-- {
+			l := strings.TrimSpace(lines[i])
+			if strings.HasPrefix(l, "created by ") {
+				set[l]++
+				break
+			}
+		}
+	}
+	return set
+}
+
+// leakedGoroutines waits up to 2 s for goroutines started since before to
+// end and describes those that did not.
+func leakedGoroutines(before map[string]int) string {
+	var leaked []string
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		leaked = leaked[:0]
+		for k, n := range goroutineSet() {
+			if n > before[k] && !strings.Contains(k, "encoding/json") {
+				leaked = append(leaked, fmt.Sprintf("%d× %s", n-before[k], k))
+			}
+		}
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	slices.Sort(leaked)
+	return strings.Join(leaked, "; ")
 }
 
 // helper is a running child process serving one node's backend.
@@ -260,15 +308,16 @@ func (h *helper) call(req helperRequest) (helperResponse, error) {
 	}
 }
 
-// stop asks the child to close its backend and exit, and waits.
-func (h *helper) stop() error {
-	_, err := h.call(helperRequest{Op: "close"})
+// stop asks the child to close its backend and exit, and waits. leaked
+// describes goroutines the backend left behind.
+func (h *helper) stop() (leaked string, err error) {
+	r, err := h.call(helperRequest{Op: "close"})
 	select {
 	case <-h.exited:
 	case <-time.After(10 * time.Second):
-		return errors.New("helper did not exit")
+		return r.Leaked, errors.New("helper did not exit")
 	}
-	return err
+	return r.Leaked, err
 }
 
 // kill ends the child with SIGKILL (a crash) and waits for it.

@@ -93,7 +93,7 @@ func TestBenchWireGuard(t *testing.T) {
 
 	// weft with TUN offloads off (same keys: the devices restart).
 	for _, nd := range tp.nodes {
-		if err := nd.h.stop(); err != nil {
+		if _, err := nd.h.stop(); err != nil {
 			t.Fatal(err)
 		}
 		nd.cfg.DisableOffloads = true

@@ -363,8 +363,12 @@ func testRestart(t *testing.T, tp *topology, wg *wgctrl.Client, nd, other *testN
 	down := time.Now()
 	switch mode {
 	case "graceful":
-		if err := nd.h.stop(); err != nil {
+		leaked, err := nd.h.stop()
+		if err != nil {
 			t.Fatalf("close: %v", err)
+		}
+		if leaked != "" {
+			t.Errorf("goroutines left after Close: %s", leaked)
 		}
 		if _, err := os.Stat(sock); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("uapi socket after Close: %v, want removed", err)
@@ -494,4 +498,33 @@ func equalMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// TestIPv6Underlay runs two nodes whose tunnels use IPv6 public addresses,
+// carrying both pod families.
+func TestIPv6Underlay(t *testing.T) {
+	tp := newTopology(t, 2)
+	for _, nd := range tp.nodes {
+		v6 := netip.MustParseAddr(fmt.Sprintf("2001:2::%x", nd.idx))
+		must(t, nd.nl.AddrAdd(mustLink(t, nd.nl, "eth0"), addr(netip.PrefixFrom(v6, 64))), "ipv6 underlay address")
+		nd.underlay = v6
+		nd.cfg.PublicIP = v6
+		if r := nd.start(t); r.Attrs.MTU != 1420 {
+			t.Errorf("node %d: pod mtu %d over an IPv6 underlay, want 1500-80", nd.idx, r.Attrs.MTU)
+		}
+	}
+	tp.reconcileAll(t)
+	wg, err := wgctrl.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wg.Close()
+	dev, err := wg.Device(tp.nodes[0].cfg.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dev.Peers) != 1 || dev.Peers[0].Endpoint.String() != "[2001:2::2]:51820" {
+		t.Fatalf("node 1 peers: %+v, want one with endpoint [2001:2::2]:51820", dev.Peers)
+	}
+	checkAllToAll(t, tp, "v6u", 5*time.Second)
 }
