@@ -80,7 +80,11 @@ func (b *Backend) Setup(ctx context.Context) (backend.Attrs, error) {
 			runtime.UnlockOSThread()
 			return backend.Attrs{}, fmt.Errorf("get network namespace: %w", err)
 		}
-		h, err := netlink.NewHandleAt(ns)
+		// NewHandle opens the handle's sockets in this thread's namespace
+		// directly; NewHandleAt would setns(2) into it first, which needs
+		// CAP_SYS_ADMIN, and weftd runs with CAP_NET_ADMIN and CAP_NET_RAW
+		// only (systemd unit, DaemonSet).
+		h, err := netlink.NewHandle()
 		runtime.UnlockOSThread()
 		if err != nil {
 			ns.Close()
