@@ -21,9 +21,27 @@ import (
 // (privileged tests create network namespaces and links).
 func SkipUnlessRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping privileged test: needs root (it builds network namespaces); run go test as root")
+	if !Privileged() {
+		t.Skip("skipping privileged test: " + unprivilegedReason())
 	}
+}
+
+// UnprivilegedEnv, when set to 1, makes every privileged test skip even as
+// root: `make test-unit` sets it so that the unit tier runs exactly what a
+// non-root `go test ./...` runs.
+const UnprivilegedEnv = "WEFT_TEST_UNPRIVILEGED"
+
+// Privileged reports whether privileged tests may run: as root, and not in
+// the unit tier (see [UnprivilegedEnv]).
+func Privileged() bool {
+	return os.Geteuid() == 0 && os.Getenv(UnprivilegedEnv) != "1"
+}
+
+func unprivilegedReason() string {
+	if os.Geteuid() != 0 {
+		return "needs root (it builds network namespaces); run go test as root"
+	}
+	return UnprivilegedEnv + "=1 (the unit tier); make test-priv runs it"
 }
 
 // Suffix returns n random hex characters, for names unique per run.
