@@ -87,6 +87,9 @@ func startWeftd(t *testing.T, ns *backendtest.NS, env map[string]string) *weftdP
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		p.stop()
+		if strings.Contains(p.logBuf.String(), "WARNING: DATA RACE") {
+			t.Error("the race detector reported a data race in weftd (see its log)")
+		}
 		if t.Failed() || os.Getenv("WEFT_TEST_WEFTD_LOG") == "1" {
 			t.Logf("weftd log:\n%s", p.logBuf.String())
 		}

@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/daemon"
+	"github.com/weftnet/weft/subnet"
+)
+
+func sampleStatus(now time.Time) daemon.Status {
+	return daemon.Status{
+		Node: daemon.NodeStatus{
+			Name: "node-a", ID: "3f0c", Subnet: netip.MustParsePrefix("10.244.1.0/24"), Network: netip.MustParsePrefix("10.244.0.0/16"),
+			Iface: "eth0", PublicIP: netip.MustParseAddr("198.18.0.1"), BackendType: "vxlan",
+			BackendData: subnet.BackendData{VTEPMAC: "02:00:00:00:00:01"}, MTU: 1450, Epoch: 7, Version: 2,
+			Ready: false, NotReady: "first reconcile not done yet", EtcdReachable: true, ConfigError: "Backend.VNI: want a number",
+		},
+		Peers: []daemon.PeerStatus{{
+			Name: "node-b", Subnet: netip.MustParsePrefix("10.244.2.0/24"), PublicIP: netip.MustParseAddr("198.18.0.2"),
+			BackendData: subnet.BackendData{VTEPMAC: "02:00:00:00:00:02"}, Epoch: 9, Version: 1, State: "dead",
+			Since: now.Add(-3 * time.Second), Source: "gossip", Provisional: true, Problem: "not on this L2 segment",
+		}},
+		Members: []daemon.MemberStatus{{Name: "node-b", Addr: "198.18.0.2:7950", State: "dead", Since: now.Add(-3 * time.Second), Subnet: netip.MustParsePrefix("10.244.2.0/24")}},
+	}
+}
+
+func TestRenderStatus(t *testing.T) {
+	now := time.Now()
+	var b bytes.Buffer
+	if err := renderStatus(&b, sampleStatus(now), now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"node-a (3f0c)", "no: first reconcile not done yet", "10.244.1.0/24", "198.18.0.1 on eth0", "vxlan vtep 02:00:00:00:00:01, mtu 1450",
+		"CONFIG ERROR:", "Backend.VNI", "1 peer(s)", "node-b", "gossip (provisional)", "dead", "3s ago", "not on this L2 segment",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestMembersCommand(t *testing.T) {
+	now := time.Now()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/status" {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(sampleStatus(now))
+	}))
+	defer srv.Close()
+	st, raw, err := fetchStatus(t.Context(), strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Node.Name != "node-a" || len(raw) == 0 {
+		t.Fatalf("fetched %+v", st.Node)
+	}
+	var b bytes.Buffer
+	if err := renderMembers(&b, st, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"NAME", "STATE", "SINCE", "ADDRESS", "SUBNET", "node-b", "dead", "198.18.0.2:7950", "10.244.2.0/24"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("members output lacks %q:\n%s", want, b.String())
+		}
+	}
+	if _, _, err := fetchStatus(t.Context(), "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "is weftd running") {
+		t.Errorf("unreachable weftd: err = %v", err)
+	}
+}
