@@ -17,8 +17,10 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/backend"
@@ -122,13 +124,16 @@ func newEnv(t testing.TB) *testEnv {
 	return e
 }
 
-// newCNI returns a libcni client with its own, empty result cache.
+// newCNI returns a libcni client with its own, empty result cache. The exec
+// is given explicitly: libcni fills in a nil one lazily, which races when
+// workers share the client.
 func (e *testEnv) newCNI() *libcni.CNIConfig {
 	cache, err := os.MkdirTemp(e.dir, "cache-")
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return libcni.NewCNIConfigWithCacheDir([]string{e.binDir, debianCNIDir}, cache, nil)
+	exec := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}
+	return libcni.NewCNIConfigWithCacheDir([]string{e.binDir, debianCNIDir}, cache, exec)
 }
 
 func (e *testEnv) writeSubnet(f subnet.SubnetFile) {
