@@ -139,8 +139,14 @@ func (s Space) Exhausted() error {
 	return fmt.Errorf("%w: all %s of %s%s are leased", ErrExhausted, plural(s.Size(), fmt.Sprintf("/%d subnet", s.Bits)), s.Network, bounds)
 }
 
-// enumerateLimit is the largest space Pick enumerates in full.
-const enumerateLimit = 1 << 16
+// Pick enumerates spaces of up to denseLimit subnets; it samples larger
+// ones first and enumerates them (up to enumerateLimit) only when sampling
+// finds them nearly full.
+const (
+	denseLimit     = 1 << 12
+	enumerateLimit = 1 << 20
+	samples        = 64
+)
 
 // Pick chooses a subnet of s at random among those not in taken. It avoids
 // subnets in avoid (released tombstones) while any other is free. It
@@ -152,6 +158,16 @@ func (s Space) Pick(r *rand.Rand, taken, avoid map[netip.Prefix]bool) (netip.Pre
 	size := s.Size()
 	if size == 0 {
 		return netip.Prefix{}, false
+	}
+	if size > denseLimit {
+		// Uniform among the free, non-avoided subnets, like the
+		// enumeration below, and cheap while the space is not nearly full.
+		for range samples {
+			p := s.Subnet(r.Uint64N(size))
+			if !taken[p] && !avoid[p] {
+				return p, true
+			}
+		}
 	}
 	if size <= enumerateLimit {
 		var free, avoided []netip.Prefix
@@ -173,17 +189,17 @@ func (s Space) Pick(r *rand.Rand, taken, avoid map[netip.Prefix]bool) (netip.Pre
 		}
 		return free[r.IntN(len(free))], true
 	}
-	// Too many to list: sample, then scan from a random start. The scan
-	// finds a free subnet within len(taken)+len(avoid)+1 steps whenever
-	// one exists that is neither taken nor avoided.
-	for range 128 {
-		p := s.Subnet(r.Uint64N(size))
-		if !taken[p] && !avoid[p] {
-			return p, true
-		}
-	}
+	// Too many to list: scan from a random start.
+	return s.scan(r.Uint64N(size), taken, avoid)
+}
+
+// scan looks for a free subnet from index start on, wrapping around. It
+// needs at most len(taken)+len(avoid)+1 steps to find one that is neither
+// taken nor avoided, if there is one; then at most len(taken)+1 steps for
+// one that is only not taken.
+func (s Space) scan(start uint64, taken, avoid map[netip.Prefix]bool) (netip.Prefix, bool) {
+	size := s.Size()
 	for _, skipAvoided := range []bool{true, false} {
-		start := r.Uint64N(size)
 		steps := uint64(len(taken)) + 1
 		if skipAvoided {
 			steps += uint64(len(avoid))

@@ -177,21 +177,43 @@ func TestPick(t *testing.T) {
 			t.Errorf("100 picks gave only %d distinct subnets", len(seen))
 		}
 	})
-	t.Run("huge space with scan fallback", func(t *testing.T) {
+	t.Run("large space samples", func(t *testing.T) {
 		s := mustConfig(t, `{"Network": "10.0.0.0/8", "SubnetLen": 30}`).IPv4Space()
-		// Take every subnet but a few around a random spot; sampling
-		// fails, the scan must still find them.
 		taken := map[netip.Prefix]bool{}
-		for i := uint64(0); i < 200000; i++ {
+		for i := uint64(0); i < 20000; i++ {
 			taken[s.Subnet(i)] = true
 		}
-		// Size is 2^22: most samples hit free ones. Make sure results are
-		// free and in the space.
 		for range 1000 {
 			p, ok := s.Pick(r, taken, nil)
 			if !ok || taken[p] || !s.Contains(p) {
 				t.Fatalf("Pick = %s, %v", p, ok)
 			}
+		}
+	})
+	t.Run("scan", func(t *testing.T) {
+		s := mustConfig(t, `{"Network": "10.244.0.0/16"}`).IPv4Space()
+		taken, avoid := map[netip.Prefix]bool{}, map[netip.Prefix]bool{}
+		for i := uint64(0); i < 256; i++ {
+			switch {
+			case i == 7:
+				avoid[s.Subnet(i)] = true
+			case i == 3:
+			default:
+				taken[s.Subnet(i)] = true
+			}
+		}
+		for _, start := range []uint64{0, 4, 200, 255} {
+			if p, ok := s.scan(start, taken, avoid); !ok || p != s.Subnet(3) {
+				t.Errorf("scan from %d = %s, %v; want the free subnet %s", start, p, ok, s.Subnet(3))
+			}
+		}
+		taken[s.Subnet(3)] = true
+		if p, ok := s.scan(100, taken, avoid); !ok || p != s.Subnet(7) {
+			t.Errorf("scan = %s, %v; want the avoided subnet once nothing else is free", p, ok)
+		}
+		taken[s.Subnet(7)] = true
+		if p, ok := s.scan(100, taken, avoid); ok {
+			t.Errorf("scan of a full space = %s", p)
 		}
 	})
 }

@@ -190,6 +190,7 @@ func (s *Store) Claim(ctx context.Context, req subnet.ClaimRequest) (*subnet.Lea
 			return nil, fmt.Errorf("claim: %w", err)
 		}
 		if !resp.Succeeded {
+			s.claimConflicts.Add(1)
 			s.log.WithField("attempt", attempt).Debug("claim transaction lost a race, deciding again")
 			sn = s.snapshotFromTxn(resp)
 			continue

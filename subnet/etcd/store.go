@@ -29,6 +29,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -73,6 +74,9 @@ type Store struct {
 	// ttls remembers the TTL each etcd lease was granted with, so that a
 	// lease that must be replaced gets the same TTL.
 	ttls map[clientv3.LeaseID]int64
+
+	// claimConflicts counts claim transactions that lost a race.
+	claimConflicts atomic.Int64
 
 	// Test hooks, nil outside tests: testHookWatchListed runs in
 	// WatchLeases between the list at rev and the start of the watch;

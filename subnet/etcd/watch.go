@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -55,18 +57,16 @@ func (s *Store) watchLeasesOnce(ctx context.Context, fn func(subnet.View), bo *b
 	if err != nil {
 		return fmt.Errorf("list leases: %w", err)
 	}
-	entries := map[string]*mvccpb.KeyValue{}
+	// Parsed once per change, not once per view.
+	entries := map[netip.Prefix]*entry{}
 	for _, kv := range resp.Kvs {
-		entries[string(kv.Key)] = kv
+		if e, ok := s.parseEntry(kv); ok {
+			entries[e.subnet] = e
+		}
 	}
 	rev := resp.Header.Revision
 	view := func() subnet.View {
-		kvs := make([]*mvccpb.KeyValue, 0, len(entries))
-		for _, kv := range entries {
-			kvs = append(kvs, kv)
-		}
-		sn := s.snapshotOf(rev, kvs, nil)
-		return subnet.View{Leases: leasesOf(sn.leases), Complete: true, Revision: rev}
+		return subnet.View{Leases: leasesOf(entries), Complete: true, Revision: rev}
 	}
 	fn(view())
 	if s.testHookWatchListed != nil {
@@ -92,17 +92,20 @@ func (s *Store) watchLeasesOnce(ctx context.Context, fn func(subnet.View), bo *b
 		}
 		changed := false
 		for _, ev := range wr.Events {
-			key := string(ev.Kv.Key)
 			switch ev.Type {
 			case mvccpb.PUT:
-				old := entries[key]
-				changed = changed || old == nil || !bytes.Equal(old.Value, ev.Kv.Value) || old.CreateRevision != ev.Kv.CreateRevision ||
-					old.Lease != ev.Kv.Lease
-				entries[key] = ev.Kv
+				e, ok := s.parseEntry(ev.Kv)
+				if !ok {
+					continue
+				}
+				old := entries[e.subnet]
+				changed = changed || old == nil || !bytes.Equal(old.kv.Value, ev.Kv.Value) ||
+					old.kv.CreateRevision != ev.Kv.CreateRevision || old.kv.Lease != ev.Kv.Lease
+				entries[e.subnet] = e
 			case mvccpb.DELETE:
-				if _, ok := entries[key]; ok {
+				if p, ok := s.leaseKeySubnet(string(ev.Kv.Key)); ok && entries[p] != nil {
 					changed = true
-					delete(entries, key)
+					delete(entries, p)
 				}
 			}
 		}
@@ -186,4 +189,13 @@ func sameKV(a, b *mvccpb.KeyValue) bool {
 		return a == b
 	}
 	return a.ModRevision == b.ModRevision
+}
+
+// leaseKeySubnet returns the subnet a full lease key names.
+func (s *Store) leaseKeySubnet(key string) (netip.Prefix, bool) {
+	if !strings.HasPrefix(key, s.LeasesPrefix()) {
+		return netip.Prefix{}, false
+	}
+	p, err := subnet.ParseKeyName(strings.TrimPrefix(key, s.LeasesPrefix()))
+	return p, err == nil
 }
