@@ -537,3 +537,36 @@ func sorted(s []string) []string {
 	}
 	return out
 }
+
+// TestOlderVersions runs ADD, CHECK (from 0.4.0, where it exists) and DEL
+// at the versions runtimes still send.
+func TestOlderVersions(t *testing.T) {
+	e := newEnv(t)
+	for _, v := range []string{"0.3.1", "0.4.0", "1.0.0"} {
+		t.Run(v, func(t *testing.T) {
+			l := e.confList(v, e.weftConf(nil))
+			pod := backendtest.NewNS(t, "weftcni-pod")
+			rt := runtimeConf("ctr-"+v, pod)
+			raw, err := e.addRaw(l, rt)
+			if err != nil {
+				t.Fatalf("ADD: %v", err)
+			}
+			res, err := current.NewResultFromResult(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if raw.Version() != v || len(res.IPs) != 2 || len(res.Interfaces) != 2 {
+				t.Errorf("result version %s, IPs %v, %d interfaces", raw.Version(), addrsOf(res), len(res.Interfaces))
+			}
+			if v != "0.3.1" {
+				if err := e.check(l, rt); err != nil {
+					t.Errorf("CHECK: %v", err)
+				}
+			}
+			if err := e.del(l, rt); err != nil {
+				t.Errorf("DEL: %v", err)
+			}
+		})
+	}
+	e.assertClean()
+}

@@ -10,14 +10,14 @@ import (
 	"runtime"
 
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/version"
+	cniversion "github.com/containernetworking/cni/pkg/version"
 	"github.com/sirupsen/logrus"
 
 	"github.com/weftnet/weft/cni"
 )
 
-// version is stamped by the build (-ldflags -X main.buildVersion=...).
-var buildVersion = "dev"
+// version is stamped by the build (make: -ldflags -X main.version=...).
+var version = "dev"
 
 func init() {
 	// Namespace operations switch the thread they run on: keep main on one.
@@ -28,5 +28,5 @@ func main() {
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
 	p := &cni.Plugin{Log: log.WithField("plugin", "weft")}
-	skel.PluginMainFuncs(p.Funcs(), version.All, "weft CNI plugin "+buildVersion)
+	skel.PluginMainFuncs(p.Funcs(), cniversion.All, "weft CNI plugin "+version)
 }
