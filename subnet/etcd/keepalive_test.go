@@ -98,6 +98,7 @@ func TestKeepAliveRevoked(t *testing.T) {
 	if len(after) != 6 {
 		t.Errorf("%d lease keys, want 6", len(after))
 	}
+	checkNoStoreGoroutines(t)
 }
 
 func TestKeepAliveRebindsOwnKey(t *testing.T) {
@@ -145,6 +146,7 @@ func TestKeepAliveRebindsOwnKey(t *testing.T) {
 	if err := k.stop(); err != nil {
 		t.Errorf("KeepAlive returned %v after cancel, want nil", err)
 	}
+	checkNoStoreGoroutines(t)
 }
 
 func TestKeepAliveNeverOverwritesOthers(t *testing.T) {
@@ -246,4 +248,5 @@ func TestKeepAliveEtcdRestart(t *testing.T) {
 	if err := k.stop(); err != nil {
 		t.Errorf("KeepAlive returned %v, want nil after cancel", err)
 	}
+	checkNoStoreGoroutines(t)
 }

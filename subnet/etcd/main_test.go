@@ -4,11 +4,13 @@
 package etcd
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -172,4 +174,27 @@ func (k *keepAliveRun) lastChange() (subnet.Lease, int) {
 		return subnet.Lease{}, 0
 	}
 	return k.changes[len(k.changes)-1], len(k.changes)
+}
+
+func subnetClaim(cfg *subnet.Config, name string) subnet.ClaimRequest {
+	return subnet.ClaimRequest{Config: cfg, Record: record(name), TTL: time.Hour}
+}
+
+// checkNoStoreGoroutines fails the test if a goroutine is still running a
+// Store method once everything was stopped (a leaked KeepAlive or watch).
+func checkNoStoreGoroutines(t *testing.T) {
+	t.Helper()
+	var stacks []byte
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		buf := make([]byte, 4<<20)
+		stacks = buf[:runtime.Stack(buf, true)]
+		if !bytes.Contains(stacks, []byte("weft/subnet/etcd.(*Store)")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines still run Store code after stop:\n%s", stacks)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

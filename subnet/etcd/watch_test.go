@@ -144,6 +144,7 @@ func TestWatchLeases(t *testing.T) {
 		t.Errorf("view after release: %v", summary(v))
 	}
 	stop()
+	checkNoStoreGoroutines(t)
 	// Every view was complete, revisions never went backwards, and a
 	// dual-stack lease was never seen half (one family only).
 	r.mu.Lock()
@@ -235,6 +236,7 @@ func TestWatchLeasesCompaction(t *testing.T) {
 		t.Errorf("view after the resync: %v", summary(v))
 	}
 	stop()
+	checkNoStoreGoroutines(t)
 }
 
 func TestWatchConfig(t *testing.T) {
@@ -291,6 +293,7 @@ func TestWatchConfig(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("WatchConfig returned %v", err)
 	}
+	checkNoStoreGoroutines(t)
 	want := []call{{err: "none"}, {network: "10.244.0.0/16"}, {network: "10.245.0.0/16"}, {err: "invalid"}, {err: "none"}}
 	if diff := cmp.Diff(want, calls, cmp.AllowUnexported(call{})); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)

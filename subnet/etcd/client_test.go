@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package etcd
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/subnet/etcd/etcdtest"
+)
+
+// testPKI writes a CA, a server certificate for 127.0.0.1 and a client
+// certificate into dir and returns their file names.
+type testPKI struct {
+	ca, serverCert, serverKey, clientCert, clientKey string
+}
+
+func newTestPKI(t *testing.T, dir string) testPKI {
+	t.Helper()
+	key := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	write := func(name, typ string, der []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	writeKey := func(name string, k *ecdsa.PrivateKey) string {
+		der, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return write(name, "EC PRIVATE KEY", der)
+	}
+	now := time.Now()
+	caKey := key()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "weft test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) ([]byte, *ecdsa.PrivateKey) {
+		k := key()
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der, k
+	}
+	sDER, sKey := leaf(2, "etcd", x509.ExtKeyUsageServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)})
+	cDER, cKey := leaf(3, "weftd", x509.ExtKeyUsageClientAuth, nil)
+	return testPKI{
+		ca:         write("ca.pem", "CERTIFICATE", caDER),
+		serverCert: write("server.pem", "CERTIFICATE", sDER),
+		serverKey:  writeKey("server-key.pem", sKey),
+		clientCert: write("client.pem", "CERTIFICATE", cDER),
+		clientKey:  writeKey("client-key.pem", cKey),
+	}
+}
+
+// TestClientMutualTLS talks to an etcd that requires client certificates.
+func TestClientMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	pki := newTestPKI(t, dir)
+	srv, err := etcdtest.StartConfig(filepath.Join(dir, "data"), &etcdtest.TLSConfig{
+		CertFile: pki.serverCert, KeyFile: pki.serverKey, ClientCAFile: pki.ca,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	if !strings.HasPrefix(srv.Endpoint(), "https://") {
+		t.Fatalf("endpoint %s", srv.Endpoint())
+	}
+
+	c, err := NewClient(ClientConfig{Endpoints: []string{srv.Endpoint()}, CAFile: pki.ca, CertFile: pki.clientCert, KeyFile: pki.clientKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{Client: c, Prefix: "/weft"})
+	if err := s.PutConfig(ctxT(t, 10*time.Second), []byte(`{"Network": "10.244.0.0/16"}`)); err != nil {
+		t.Errorf("PutConfig over mutual TLS: %v", err)
+	}
+	if _, err := s.GetConfig(ctxT(t, 10*time.Second)); err != nil {
+		t.Errorf("GetConfig over mutual TLS: %v", err)
+	}
+	c.Close()
+
+	// Without a client certificate the server refuses.
+	c, err = NewClient(ClientConfig{Endpoints: []string{srv.Endpoint()}, CAFile: pki.ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := New(Config{Client: c, CallTimeout: 3 * time.Second}).GetConfig(ctxT(t, 10*time.Second)); err == nil {
+		t.Error("GetConfig without a client certificate succeeded")
+	}
+}
+
+// TestClientAuth talks to an etcd with authentication turned on.
+func TestClientAuth(t *testing.T) {
+	srv, err := etcdtest.Start(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	admin, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 20*time.Second)
+	for _, step := range []func() error{
+		func() error { _, err := admin.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := admin.UserAdd(ctx, "weft", "s3cret"); return err },
+		func() error { _, err := admin.RoleAdd(ctx, "weft"); return err },
+		func() error {
+			_, err := admin.RoleGrantPermission(ctx, "weft", "/weft/", "/weft0", 2 /* readwrite */)
+			return err
+		},
+		func() error { _, err := admin.UserGrantRole(ctx, "weft", "weft"); return err },
+		func() error { _, err := admin.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("set up etcd auth: %v", err)
+		}
+	}
+	admin.Close()
+
+	c, err := NewClient(ClientConfig{Endpoints: []string{srv.Endpoint()}, Username: "weft", Password: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := New(Config{Client: c})
+	cfg := mustParse(t, `{"Network": "10.244.0.0/16"}`)
+	if _, err := s.Claim(ctx, subnetClaim(cfg, "a")); err != nil {
+		t.Errorf("Claim as an authenticated user: %v", err)
+	}
+	// Outside its prefix the user may not write.
+	if _, err := New(Config{Client: c, Prefix: "/other"}).Claim(ctx, subnetClaim(cfg, "b")); err == nil {
+		t.Error("Claim outside the user's permission succeeded")
+	}
+	if c, err := NewClient(ClientConfig{Endpoints: []string{srv.Endpoint()}, Username: "weft", Password: "wrong"}); err == nil {
+		c.Close()
+		t.Error("NewClient with a wrong password succeeded")
+	} else if !strings.Contains(err.Error(), "authentication failed") {
+		t.Errorf("wrong password: %v", err)
+	}
+}
