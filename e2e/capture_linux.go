@@ -76,14 +76,29 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 func (c *Capture) loop() {
 	defer c.wg.Done()
 	buf := make([]byte, 65536)
+	var stopAt time.Time
 	for {
-		select {
-		case <-c.done:
-			return
-		default:
+		if stopAt.IsZero() {
+			select {
+			case <-c.done:
+				stopAt = time.Now()
+			default:
+			}
+		} else if time.Since(stopAt) > 500*time.Millisecond {
+			return // traffic never pauses: stop anyway
 		}
 		n, _, err := unix.Recvfrom(c.fd, buf, 0)
-		if err != nil || n < 14 {
+		if err != nil {
+			// A timeout means the queue is drained: stop now if asked to.
+			// Packets queued before Stop are always read first.
+			select {
+			case <-c.done:
+				return
+			default:
+			}
+			continue
+		}
+		if n < 14 {
 			continue
 		}
 		p, ok := decodeEthernet(buf[:n])
@@ -96,7 +111,8 @@ func (c *Capture) loop() {
 	}
 }
 
-// Stop ends the capture and returns every IP packet seen.
+// Stop ends the capture, after reading every packet already queued, and
+// returns every IP packet seen.
 func (c *Capture) Stop() []Packet {
 	close(c.done)
 	c.wg.Wait()

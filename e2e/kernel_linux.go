@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -248,4 +249,83 @@ func (p *Pod) SetPodMTU(mtu int) error {
 		}
 		return h.LinkSetMTU(l, mtu)
 	})
+}
+
+// SetUnderlayUp sets the node's underlay link (eth0) up or down, cutting
+// the node off the underlay (gossip partitions) without touching weftd.
+func (n *Node) SetUnderlayUp(up bool) error {
+	return n.NS.withHandle(func(h *netlink.Handle) error {
+		l, err := h.LinkByName("eth0")
+		if err != nil {
+			return fmt.Errorf("find eth0 on %s: %w", n.Name, err)
+		}
+		if up {
+			err = h.LinkSetUp(l)
+		} else {
+			err = h.LinkSetDown(l)
+		}
+		if err != nil {
+			return fmt.Errorf("set eth0 on %s up=%t: %w", n.Name, up, err)
+		}
+		if up {
+			// Bringing a link up drops its default route: put it back.
+			if gw := n.defaultGateway(); gw.IsValid() {
+				r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw.AsSlice()}
+				if err := h.RouteReplace(r); err != nil {
+					return fmt.Errorf("restore default route on %s: %w", n.Name, err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// defaultGateway is the IPv4 default gateway the harness gave the node.
+func (n *Node) defaultGateway() netip.Addr {
+	switch {
+	case n.Segment == 1:
+		return segment1GW
+	case n.c.Router != nil:
+		return RouterIP
+	default:
+		return underlayGW
+	}
+}
+
+// ChangeIP moves the node to a new IPv4 underlay address on its segment
+// (the old one is removed). weftd is not restarted; its next Start uses
+// the new address for --public-ip, --http-addr and --gossip-bind. It
+// must not run concurrently with the node's other methods.
+func (n *Node) ChangeIP(ip netip.Addr) error {
+	if !segmentPrefix[n.Segment].Contains(ip) {
+		return fmt.Errorf("%s is not on segment %s", ip, segmentPrefix[n.Segment])
+	}
+	err := n.NS.withHandle(func(h *netlink.Handle) error {
+		l, err := h.LinkByName("eth0")
+		if err != nil {
+			return fmt.Errorf("find eth0 on %s: %w", n.Name, err)
+		}
+		if err := addAddr(h, l, ip, 24); err != nil {
+			return err
+		}
+		old := &netlink.Addr{IPNet: prefixIPNet(netip.PrefixFrom(n.IP, 24))}
+		if err := h.AddrDel(l, old); err != nil {
+			return fmt.Errorf("remove %s from %s: %w", n.IP, n.Name, err)
+		}
+		// Removing the primary address also removes the routes through
+		// it; put the default route back.
+		r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: n.defaultGateway().AsSlice()}
+		if err := h.RouteReplace(r); err != nil {
+			return fmt.Errorf("restore default route on %s: %w", n.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.IP = ip
+	n.HTTPAddr = net.JoinHostPort(ip.String(), strconv.Itoa(HTTPPort))
+	n.mu.Unlock()
+	return nil
 }
