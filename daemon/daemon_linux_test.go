@@ -90,6 +90,9 @@ func startWeftd(t *testing.T, ns *backendtest.NS, env map[string]string) *weftdP
 		if strings.Contains(p.logBuf.String(), "WARNING: DATA RACE") {
 			t.Error("the race detector reported a data race in weftd (see its log)")
 		}
+		if p.exitedCleanly() && strings.Contains(p.logBuf.String(), "GOROUTINE LEAK") {
+			t.Error("goroutines of weftd outlived Run (see its log)")
+		}
 		if t.Failed() || os.Getenv("WEFT_TEST_WEFTD_LOG") == "1" {
 			t.Logf("weftd log:\n%s", p.logBuf.String())
 		}
@@ -113,6 +116,17 @@ func (p *weftdProc) stop() time.Duration {
 		<-p.done
 	}
 	return time.Since(start)
+}
+
+// exitedCleanly reports whether weftd ended by returning from Run (not
+// killed by a signal), so that its goroutine-leak check ran.
+func (p *weftdProc) exitedCleanly() bool {
+	st := p.cmd.ProcessState
+	if st == nil {
+		return false
+	}
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	return ok && ws.Exited()
 }
 
 func (p *weftdProc) exited() (bool, error) {

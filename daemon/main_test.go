@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -63,7 +65,25 @@ func runChild() int {
 	cfg.Log = log
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := Run(ctx, cfg); err != nil {
+	err = Run(ctx, cfg)
+	// Goroutine-leak check: once Run has returned, no goroutine running
+	// weft's code may remain. The parent test fails on the marker below.
+	var leaked []string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		leaked = weftGoroutines()
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if waited := 5*time.Second - time.Until(deadline); waited > 200*time.Millisecond && len(leaked) == 0 {
+		fmt.Fprintf(os.Stderr, "goroutines of weft took %s to end after Run returned\n", waited.Round(time.Millisecond))
+	}
+	if len(leaked) > 0 {
+		fmt.Fprintf(os.Stderr, "GOROUTINE LEAK: %d goroutines of weft outlived Run:\n%s\n", len(leaked), strings.Join(leaked, "\n\n"))
+	}
+	if err != nil {
 		log.WithError(err).Error("weftd failed")
 		return 1
 	}
@@ -127,4 +147,18 @@ func (u *unixEtcd) stop() {
 		u.e.Close()
 		u.e = nil
 	}
+}
+
+// weftGoroutines returns the stacks of goroutines, other than the calling
+// one, that run weft's code or were started by it.
+func weftGoroutines() []string {
+	buf := make([]byte, 4<<20)
+	all := strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n")
+	var out []string
+	for _, g := range all[1:] { // all[0] is the calling goroutine
+		if strings.Contains(g, "github.com/weftnet/weft/") {
+			out = append(out, g)
+		}
+	}
+	return out
 }
