@@ -540,6 +540,9 @@ func testJoin(t *testing.T, c *Cluster) {
 		}()
 	}
 	wg.Wait()
+	if t.Failed() {
+		diagnoseJoin(t, c, n4, p4)
+	}
 	t.Logf("%s: start → ready %.0f ms, pod attached %.0f ms later, reachable from every pod %.0f ms after ready",
 		n4.Name, ready.Sub(started).Seconds()*1000, attached.Sub(ready).Seconds()*1000, worst.Seconds()*1000)
 	allToAll(t, c.Pods(), true)
@@ -597,5 +600,34 @@ func testLeaseRemoved(t *testing.T, c *Cluster) {
 			continue
 		}
 		t.Logf("%s: routes, neighbour and FDB entry of %s gone %.0f ms after the eviction", n.Name, gone.Name, time.Since(start).Seconds()*1000)
+	}
+}
+
+// diagnoseJoin logs what a failed join check needs: whether the new pod
+// answers its own node, what the peers' kernels hold for the new subnet,
+// and whether the pods reach it now.
+func diagnoseJoin(t *testing.T, c *Cluster, n4 *Node, p4 *Pod) {
+	t.Helper()
+	if d, err := Ping(n4.NS, p4.IP, time.Second); err != nil {
+		t.Logf("diagnosis: %s → its own pod %s: %v", n4.Name, p4.Name, err)
+	} else {
+		t.Logf("diagnosis: %s → its own pod %s: %s", n4.Name, p4.Name, d)
+	}
+	sub, _ := n4.Subnet()
+	for _, n := range c.Nodes() {
+		k, err := n.Kernel()
+		if err != nil {
+			t.Logf("diagnosis: %s: %v", n.Name, err)
+			continue
+		}
+		r, ok := k.RouteTo(sub)
+		t.Logf("diagnosis: %s: route to %s: %v (%t); neighbours %v; fdb %v", n.Name, sub, r, ok, k.Neighbours, k.FDB)
+	}
+	for _, p := range c.Pods() {
+		if p.Node == n4 {
+			continue
+		}
+		_, err := Ping(p.NS, p4.IP, 2*time.Second)
+		t.Logf("diagnosis: now %s → %s: %v", p.Name, p4.Name, err)
 	}
 }
