@@ -153,31 +153,76 @@ func parseBackend(raw json.RawMessage, b *BackendConfig) error {
 	return nil
 }
 
-// decodeObject decodes data as one JSON object and nothing after it.
+// decodeObject decodes data as one JSON object and nothing after it. A key
+// given twice is an error (encoding/json would keep the last silently).
 func decodeObject(data []byte, what string) (map[string]json.RawMessage, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	var obj map[string]json.RawMessage
-	if err := dec.Decode(&obj); err != nil {
+	syntax := func(err error) error {
+		// Offsets of the streaming decoder are relative to the value it
+		// was reading; the whole document's check gives the absolute one.
+		var v any
+		if werr := json.Unmarshal(data, &v); werr != nil {
+			err = werr
+		}
 		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &se):
-			return nil, fmt.Errorf("%s is not valid JSON: %w (at byte %d)", what, err, se.Offset)
-		case errors.As(err, &te):
-			return nil, fmt.Errorf("%s must be a JSON object, not a JSON %s", what, te.Value)
-		case errors.Is(err, io.ErrUnexpectedEOF):
-			return nil, fmt.Errorf("%s is not valid JSON: unexpected end of input", what)
+			return fmt.Errorf("%s is not valid JSON: %w (at byte %d)", what, err, se.Offset)
+		case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+			return fmt.Errorf("%s is not valid JSON: unexpected end of input", what)
 		}
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	if obj == nil {
-		return nil, fmt.Errorf("%s must be a JSON object, not null", what)
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, syntax(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, fmt.Errorf("%s must be a JSON object, not %s", what, jsonKind(tok))
+	}
+	obj := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, syntax(err)
+		}
+		key := tok.(string) // inside an object, Token returns keys as strings
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, syntax(err)
+		}
+		if _, dup := obj[key]; dup {
+			return nil, fmt.Errorf("%s has the key %q twice", what, key)
+		}
+		obj[key] = raw
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, syntax(err)
 	}
 	end := dec.InputOffset()
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%s has data after its JSON object, which ends at byte %d", what, end)
 	}
 	return obj, nil
+}
+
+// jsonKind names the kind of JSON value a first token starts.
+func jsonKind(tok json.Token) string {
+	switch t := tok.(type) {
+	case nil:
+		return "null"
+	case json.Delim:
+		if t == '[' {
+			return "a JSON array"
+		}
+	case string:
+		return "a JSON string"
+	case float64, json.Number:
+		return "a JSON number"
+	case bool:
+		return "a JSON boolean"
+	}
+	return fmt.Sprintf("%v", tok)
 }
 
 // checkKeys rejects keys not in known, suggesting the right spelling when

@@ -91,7 +91,9 @@ func TestParseConfigInvalid(t *testing.T) {
 	}{
 		{"empty", ``, `network config is empty`},
 		{"not JSON", `{"Network": }`, `network config is not valid JSON: invalid character '}' looking for beginning of value (at byte 13)`},
-		{"truncated", `{"Network": "10.244.0.0/16"`, `network config is not valid JSON: unexpected end of input`},
+		{"truncated", `{"Network": "10.244.0.0/16"`, `network config is not valid JSON: unexpected end of JSON input (at byte 27)`},
+		{"duplicate key", `{"Network": "10.244.0.0/16", "Network": "10.245.0.0/16"}`, `network config has the key "Network" twice`},
+		{"duplicate backend key", `{"Network": "10.244.0.0/16", "Backend": {"VNI": 1, "VNI": 2}}`, `Backend has the key "VNI" twice`},
 		{"array", `[1]`, `network config must be a JSON object, not a JSON array`},
 		{"null", `null`, `network config must be a JSON object, not null`},
 		{"trailing data", `{"Network": "10.244.0.0/16"} {}`, `network config has data after its JSON object, which ends at byte 28`},
