@@ -140,6 +140,8 @@ type daemon struct {
 	pendingRestart    []string
 	forwardingProblem string
 	masqProblem       string
+	masqCfg           masqConfig
+	masqOn            bool // masquerade rules installed: repaired on resync
 	forwardDropWarn   string
 	etcdReachable     bool
 }

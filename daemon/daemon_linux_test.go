@@ -391,6 +391,18 @@ func TestRunVXLANWithEtcd(t *testing.T) {
 		return ""
 	})
 
+	// Masquerade table removed by hand → re-installed at the next resync.
+	if err := removeMasq(nftIn(t, node)); err != nil {
+		t.Fatal(err)
+	}
+	took = poll(t, 3*time.Second, "masquerade repair", func() string {
+		if !masqIntact(nftIn(t, node), masqConfig{Network: pfx("10.244.0.0/16"), Subnet: mine}) {
+			return "weft's table not back"
+		}
+		return ""
+	})
+	t.Logf("deleted masquerade table re-installed after %s", took.Round(time.Millisecond))
+
 	if err := store.Release(ctx, peer); err != nil {
 		t.Fatal(err)
 	}

@@ -262,6 +262,38 @@ func forwardDropAdvice(chains []string, mc masqConfig) string {
 		strings.Join(chains, ", "), strings.Join(fixes, "; "))
 }
 
+// masqIntact reports whether weft's table holds exactly the rules for mc.
+func masqIntact(c *nftables.Conn, mc masqConfig) bool {
+	t := masqTableRef()
+	post, err := c.GetRules(t, &nftables.Chain{Name: postroutingChn, Table: t})
+	if err != nil {
+		return false
+	}
+	fwd, err := c.GetRules(t, &nftables.Chain{Name: forwardChn, Table: t})
+	return err == nil && len(post) == len(masqRules(mc)) && len(fwd) == len(forwardRules(mc))
+}
+
+// repairMasquerade re-installs weft's table when it is gone or changed
+// (someone ran nft flush ruleset); it reports whether it had to.
+func (d *daemon) repairMasquerade() bool {
+	d.mu.Lock()
+	mc, ok := d.masqCfg, d.masqOn
+	d.mu.Unlock()
+	if !ok {
+		return false
+	}
+	conn, err := nftables.New()
+	if err != nil || masqIntact(conn, mc) {
+		return false
+	}
+	if err := applyMasq(conn, mc); err != nil {
+		d.log.WithError(err).Error("re-install masquerade rules")
+		return false
+	}
+	d.log.WithField("table", "inet "+masqTable).Warn("masquerade table was missing or changed; re-installed (drift repaired)")
+	return true
+}
+
 // applyMasquerade installs (or, with --ip-masq=false, removes) weft's
 // table in the current network namespace and checks for forward-drop
 // policies. Problems are logged and shown in /status; they are not fatal.
@@ -289,6 +321,7 @@ func (d *daemon) applyMasquerade(nc *subnet.Config, l *subnet.Lease) {
 	if err != nil {
 		d.masqProblem = err.Error()
 	}
+	d.masqCfg, d.masqOn = mc, d.cfg.IPMasq && err == nil
 	d.forwardDropWarn = warn
 	d.mu.Unlock()
 	switch {

@@ -150,6 +150,9 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	if complete {
 		d.saveSnapshot(foldGossip(base, peers))
 	}
+	if reason == "resync" && d.repairMasquerade() {
+		m.driftRepairs.Inc()
+	}
 }
 
 func peerFields(p backend.Peer) logrus.Fields {
