@@ -443,13 +443,15 @@ func testRestartEtcdDown(t *testing.T, c *Cluster) {
 			}
 		}
 	}()
+	restartStart := time.Now()
 	restartErr := n2.Restart(ctx)
+	restartTook := time.Since(restartStart)
 	waitStream(s, s.sent.Load()+100)
 	r := s.Stop()
 	if restartErr != nil {
 		t.Fatal(restartErr)
 	}
-	t.Logf("%s restarted with etcd down; stream %s → %s: %s", n2.Name, n3.Name, n2.Name, r)
+	t.Logf("%s restarted with etcd down, ready in %.2fs; stream %s → %s: %s", n2.Name, restartTook.Seconds(), n3.Name, n2.Name, r)
 	if r.Lost() != 0 {
 		t.Errorf("packets lost: %s", r)
 	}
@@ -478,6 +480,8 @@ func testRestartEtcdDown(t *testing.T, c *Cluster) {
 		t.Fatal(err)
 	}
 	etcdBack = true
+	backAt := time.Now()
+	defer func() { t.Logf("etcd back: %s sees it after %.2fs", n2.Name, time.Since(backAt).Seconds()) }()
 	err = Eventually(30*time.Second, 100*time.Millisecond, func() error {
 		st, err := n2.Status(ctx)
 		if err != nil {
