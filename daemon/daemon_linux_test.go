@@ -219,7 +219,7 @@ func skipUnlessEtcd(t *testing.T) {
 	t.Helper()
 	backendtest.SkipUnlessRoot(t)
 	if testEtcd == nil {
-		t.Skip("no embedded etcd (TestMain starts it only as root)")
+		t.Skip("no embedded etcd (TestMain starts it only for privileged runs)")
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/weftnet/weft/backend/backendtest"
 )
 
 // childEnv, when set to 1, makes the test binary act as weftd: it reads
@@ -27,14 +29,15 @@ import (
 // the daemon stays there).
 const childEnv = "WEFT_DAEMON_TEST_CHILD"
 
-// testEtcd is the embedded etcd of the privileged tests, or nil.
+// testEtcd is the embedded etcd of the privileged tests, or nil (not
+// root, or WEFT_TEST_UNPRIVILEGED=1).
 var testEtcd *unixEtcd
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		os.Exit(runChild())
 	}
-	if os.Geteuid() == 0 {
+	if backendtest.Privileged() {
 		e, err := startUnixEtcd()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "embedded etcd:", err)
