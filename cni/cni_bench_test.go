@@ -107,10 +107,10 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 				del[p.name] = append(del[p.name], d)
 				seqWall[p.name] += a + d
 			case 2:
-				a, d := bareVeth(t, e, pods[1], false)
+				a, d := bareVeth(t, e, pods[1], false, false)
 				vethAdd = append(vethAdd, a)
 				vethDel = append(vethDel, d)
-				_, d = bareVeth(t, e, pods[1], dual)
+				_, d = bareVeth(t, e, pods[1], true, dual)
 				podVethDel = append(podVethDel, d)
 			}
 		}
@@ -203,9 +203,9 @@ func cycle(t *testing.T, e *testEnv, l *libcni.NetworkConfigList, id string, pod
 // bareVeth creates a veth pair with one end in pod and deletes it, the
 // kernel work every plugin must do, and returns both durations. When
 // configured, both ends are first brought up and the pod end gets an IPv4
-// and an IPv6 address and default routes, as a pod has (the create time then
-// covers only the pair).
-func bareVeth(t *testing.T, e *testEnv, pod *backendtest.NS, configured bool) (add, del time.Duration) {
+// address and default route (and with ipv6 an IPv6 address and default
+// route too), as a pod has; the create time covers only the pair.
+func bareVeth(t *testing.T, e *testEnv, pod *backendtest.NS, configured, ipv6 bool) (add, del time.Duration) {
 	t.Helper()
 	v := &netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{Name: "bv" + backendtest.Suffix(8), TxQLen: -1},
@@ -222,15 +222,26 @@ func bareVeth(t *testing.T, e *testEnv, pod *backendtest.NS, configured bool) (a
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, step := range []error{
-			e.nl.LinkSetUp(v), ph.LinkSetUp(l),
-			ph.AddrAdd(l, &netlink.Addr{IPNet: ptr(mustIPNet("10.246.0.2/24"))}),
-			ph.AddrAdd(l, &netlink.Addr{IPNet: ptr(mustIPNet("fd10:246::2/64")), Flags: unix.IFA_F_NODAD}),
-			ph.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("10.246.0.1")}),
-			ph.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("fd10:246::1")}),
-		} {
-			if step != nil {
-				t.Fatalf("configure bare veth: %v", step)
+		steps := []func() error{
+			func() error { return e.nl.LinkSetUp(v) },
+			func() error { return ph.LinkSetUp(l) },
+			func() error { return ph.AddrAdd(l, &netlink.Addr{IPNet: ptr(mustIPNet("10.246.0.2/24"))}) },
+			func() error {
+				return ph.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("10.246.0.1")})
+			},
+		}
+		if ipv6 {
+			steps = append(steps,
+				func() error {
+					return ph.AddrAdd(l, &netlink.Addr{IPNet: ptr(mustIPNet("fd10:246::2/64")), Flags: unix.IFA_F_NODAD})
+				},
+				func() error {
+					return ph.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP("fd10:246::1")})
+				})
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				t.Fatalf("configure bare veth: %v", err)
 			}
 		}
 	}
