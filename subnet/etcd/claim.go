@@ -170,6 +170,12 @@ func (s *Store) Claim(ctx context.Context, req subnet.ClaimRequest) (*subnet.Lea
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
+	// Decide before granting: a refused claim (name conflict, exhausted
+	// network) costs no etcd lease.
+	p, err := s.plan(sn, &req, r)
+	if err != nil {
+		return nil, err
+	}
 	leaseID, err := s.grant(ctx, ttl)
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
@@ -181,9 +187,10 @@ func (s *Store) Claim(ctx context.Context, req subnet.ClaimRequest) (*subnet.Lea
 		}
 	}()
 	for attempt := 1; attempt <= maxClaimAttempts; attempt++ {
-		p, err := s.plan(sn, &req, r)
-		if err != nil {
-			return nil, err
+		if attempt > 1 {
+			if p, err = s.plan(sn, &req, r); err != nil {
+				return nil, err
+			}
 		}
 		resp, err := s.claimTxn(ctx, p, &req, leaseID)
 		if err != nil {
