@@ -570,3 +570,65 @@ func TestOlderVersions(t *testing.T) {
 	}
 	e.assertClean()
 }
+
+// TestOptions runs an IPv6-only node with every optional key changed:
+// mtu, hairpinMode false, isDefaultGateway false (a route to the cluster
+// network instead of a default route).
+func TestOptions(t *testing.T) {
+	e := newEnv(t)
+	sf := defaultSubnet
+	sf.Network, sf.Subnet = netip.Prefix{}, netip.Prefix{}
+	e.writeSubnet(sf)
+	l := e.confList("1.1.0", e.weftConf(map[string]any{"mtu": 1300, "hairpinMode": false, "isDefaultGateway": false}))
+	pod := backendtest.NewNS(t, "weftcni-pod")
+	rt := runtimeConf("ctr-opts", pod)
+	res, err := e.add(l, rt)
+	if err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	if diff := cmp.Diff([]string{"fd10:244:0:3::2/64"}, addrsOf(res)); diff != "" {
+		t.Errorf("addresses (-want +got):\n%s", diff)
+	}
+	wantRoutes := []*types.Route{{Dst: mustIPNet("fd10:244::/56"), GW: net.ParseIP("fd10:244:0:3::1")}}
+	if diff := cmp.Diff(wantRoutes, res.Routes, cmp.Comparer(func(a, b net.IP) bool { return a.Equal(b) })); diff != "" {
+		t.Errorf("routes (-want +got):\n%s", diff)
+	}
+	podNL := pod.Netlink(t)
+	eth0, err := backend.LinkByName(podNL, "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := backend.RouteList(podNL, eth0, netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			t.Errorf("default route present with isDefaultGateway false: %v", r)
+		}
+	}
+	br, err := backend.LinkByName(e.nl, e.bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := backend.LinkByName(e.nl, cni.HostVethName(rt.ContainerID, "eth0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mtu := range map[string]int{"pod": eth0.Attrs().MTU, "bridge": br.Attrs().MTU, "host veth": host.Attrs().MTU} {
+		if mtu != 1300 {
+			t.Errorf("%s MTU %d, want 1300 (the mtu key)", name, mtu)
+		}
+	}
+	if pi, err := e.nl.LinkGetProtinfo(host); err != nil || pi.Hairpin {
+		t.Errorf("hairpin %v (%v), want off", pi.Hairpin, err)
+	}
+	exchange(t, pod, e.node, "fd10:244:0:3::1")
+	if err := e.check(l, rt); err != nil {
+		t.Errorf("CHECK: %v", err)
+	}
+	if err := e.del(l, rt); err != nil {
+		t.Errorf("DEL: %v", err)
+	}
+	e.assertClean()
+}
