@@ -98,7 +98,6 @@ type daemon struct {
 	store  subnet.Store
 	be     backend.Backend
 	gossip gossip // nil when gossip is off
-	attrs  backend.Attrs
 
 	kick    chan struct{} // reconcile trigger (debounced)
 	lostc   chan struct{} // our lease key is gone: re-claim
@@ -109,8 +108,10 @@ type daemon struct {
 
 	// mu guards the fields below.
 	mu sync.Mutex
-	// data is this node's own data with its version.
-	data ownData
+	// data is this node's own data with its version; attrs what the
+	// backend's Setup reported.
+	data  ownData
+	attrs backend.Attrs
 	// netCfg is the network config in force.
 	netCfg *subnet.Config
 	// lease is our lease; leaseOK is true once etcd confirmed it in this
@@ -268,7 +269,9 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 	if err != nil {
 		return fmt.Errorf("set up %s backend: %w", nc.Backend.Type, err)
 	}
+	d.mu.Lock()
 	d.attrs = attrs
+	d.mu.Unlock()
 
 	// 3. Own data and its version.
 	gaddr, err := d.gossipAdvertise()

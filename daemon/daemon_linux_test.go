@@ -760,6 +760,11 @@ func TestRunTwoNodesGossip(t *testing.T) {
 		})
 	}
 
+	if os.Getenv("WEFT_TEST_WEFTD_LOG") == "1" {
+		_, body, _ := a.w.get("/status")
+		t.Logf("node A /status:\n%s", body)
+	}
+
 	// Real packets over VXLAN between the nodes' subnet addresses; no NAT
 	// inside the cluster network.
 	if src := sourceSeen(t, b.ns, sb.Node.Subnet.Addr().String(), a.ns); src != sa.Node.Subnet.Addr().String() {
