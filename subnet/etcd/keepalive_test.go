@@ -199,6 +199,9 @@ func TestKeepAliveEtcdRestart(t *testing.T) {
 	st, held := holding(t, s)
 	k := runKeepAlive(t, st, a)
 	waitHold(t, held)
+	// A watcher rides out the outage too.
+	w, stopWatch := runWatch(t, sibling(t, s))
+	waitView(t, s, w)
 
 	stopping := time.Now()
 	server.Stop()
@@ -237,6 +240,14 @@ func TestKeepAliveEtcdRestart(t *testing.T) {
 	if n := len(modRevs(t, s)); n != 1 {
 		t.Errorf("%d lease keys, want 1", n)
 	}
+	// The watcher sees a change made after the restart.
+	if _, err := s.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("b"), TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if v := waitView(t, s, w); len(v.Leases) != 2 {
+		t.Errorf("view after the restart: %v", summary(v))
+	}
+	stopWatch()
 	// The outage outlasted the TTL, so renewal broke and KeepAlive
 	// recovered, reporting the lease etcd holds.
 	l, n := k.lastChange()
