@@ -32,6 +32,7 @@ const (
 	manifestFile      = "weft.yaml"
 	dockerfile        = "../docker/Dockerfile"
 	exampleNetConfig  = "../network-config.json"
+	exampleConflist   = "../cni/10-weft.conflist"
 	namespace         = "weft-system"
 	conflistKey       = "10-weft.conflist"
 	netConfigKey      = "network-config.json"
@@ -232,7 +233,7 @@ func imageFiles(dockerfileText string) []string {
 
 // problems checks the essentials of the decoded manifest. Every problem
 // found is returned; none means the manifest is right.
-func problems(m *manifest, dockerfileText string, exampleConfig []byte) []string {
+func problems(m *manifest, dockerfileText string, exampleConfig, exampleCNI []byte) []string {
 	var bad []string
 	add := func(format string, a ...any) { bad = append(bad, fmt.Sprintf(format, a...)) }
 
@@ -308,6 +309,16 @@ func problems(m *manifest, dockerfileText string, exampleConfig []byte) []string
 		if _, err := cni.ParseConfig(b); err != nil {
 			add("ConfigMap %s: weft entry: %v", conflistKey, err)
 		}
+	}
+	// The DaemonSet installs the same conflist as the repository's example
+	// (which the CNI plugin's tests run through libcni).
+	var got, want any
+	if err := json.Unmarshal([]byte(cm.Data[conflistKey]), &got); err != nil {
+		add("ConfigMap %s: %v", conflistKey, err)
+	} else if err := json.Unmarshal(exampleCNI, &want); err != nil {
+		add("%s: %v", exampleConflist, err)
+	} else if diff := cmp.Diff(want, got); diff != "" {
+		add("ConfigMap %s differs from %s (-example +ConfigMap):\n%s", conflistKey, exampleConflist, diff)
 	}
 	if cm.Data[etcdEndpointsKey] == "" {
 		add("ConfigMap key %s is empty", etcdEndpointsKey)
@@ -503,7 +514,7 @@ func TestManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := problems(m, string(readFile(t, dockerfile)), readFile(t, exampleNetConfig)); len(p) > 0 {
+	if p := problems(m, string(readFile(t, dockerfile)), readFile(t, exampleNetConfig), readFile(t, exampleConflist)); len(p) > 0 {
 		t.Errorf("%s:\n%s", manifestFile, strings.Join(p, "\n"))
 	}
 }
@@ -528,6 +539,7 @@ func TestManifestChecksCanFail(t *testing.T) {
 		{"state not mounted", "              mountPath: /var/lib/weft\n", "              mountPath: /var/lib/weft2\n", "host path /var/lib/weft must be mounted"},
 		{"bad network config", `"Network": "10.244.0.0/16",`, `"Network": "10.244.0.0/33",`, "ConfigMap network-config.json"},
 		{"conflist without weft", `"type": "weft"`, `"type": "bridge"`, "the first plugin must be weft"},
+		{"conflist unlike the example", `"cniVersion": "1.0.0",`, `"cniVersion": "0.4.0",`, "differs from ../cni/10-weft.conflist"},
 		{"init copies elsewhere", "              value: /host/opt/cni/bin", "              value: /host/opt/cni/bin2", "WEFT_CNI_BIN_DIR"},
 		{"no tolerations", "        - operator: Exists\n", "        - operator: Exists\n          key: foo\n", "tolerations must include"},
 	} {
@@ -541,7 +553,7 @@ func TestManifestChecksCanFail(t *testing.T) {
 			if err != nil {
 				got = err.Error()
 			} else {
-				got = strings.Join(problems(m, df, readFile(t, exampleNetConfig)), "\n")
+				got = strings.Join(problems(m, df, readFile(t, exampleNetConfig), readFile(t, exampleConflist)), "\n")
 			}
 			if !strings.Contains(got, tc.want) {
 				t.Errorf("want a problem containing %q, got:\n%s", tc.want, got)
@@ -553,7 +565,7 @@ func TestManifestChecksCanFail(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := strings.Join(problems(m, strings.ReplaceAll(df, "install-cni.sh", "install.sh"), readFile(t, exampleNetConfig)), "\n")
+		got := strings.Join(problems(m, strings.ReplaceAll(df, "install-cni.sh", "install.sh"), readFile(t, exampleNetConfig), readFile(t, exampleConflist)), "\n")
 		if !strings.Contains(got, installScriptPath+" is not in the image") {
 			t.Errorf("missing script not reported:\n%s", got)
 		}
