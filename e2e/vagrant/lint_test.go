@@ -362,3 +362,46 @@ func TestCheckUsesNodeCommands(t *testing.T) {
 		t.Errorf("nodeCommands = %v", got)
 	}
 }
+
+// unitPathProblems checks that the provisioning script installs weft where
+// the systemd unit expects it: the binary at ExecStart's path, the
+// environment file at EnvironmentFile's path.
+func unitPathProblems(unit, script string) []string {
+	var bad []string
+	for _, l := range strings.Split(unit, "\n") {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "ExecStart":
+			if dir := filepath.Dir(v) + "/"; !strings.Contains(script, `"$src/bin/weftd" "$src/bin/weftctl" `+dir) {
+				bad = append(bad, fmt.Sprintf("the unit runs %s, but weft.sh does not install weftd into %s", v, dir))
+			}
+		case "EnvironmentFile":
+			if p := strings.TrimPrefix(v, "-"); !strings.Contains(script, "} >"+p) {
+				bad = append(bad, fmt.Sprintf("the unit reads %s, but weft.sh does not write it", p))
+			}
+		}
+	}
+	return bad
+}
+
+func TestProvisionMatchesUnit(t *testing.T) {
+	unit, err := os.ReadFile("../../etc/systemd/weftd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile("provision/weft.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad := unitPathProblems(string(unit), string(script)); len(bad) > 0 {
+		t.Error(strings.Join(bad, "\n"))
+	}
+	moved := strings.Replace(string(unit), "ExecStart=/usr/local/bin/weftd", "ExecStart=/usr/bin/weftd", 1)
+	moved = strings.Replace(moved, "EnvironmentFile=-/etc/weft/weftd.env", "EnvironmentFile=-/etc/default/weftd", 1)
+	if bad := unitPathProblems(moved, string(script)); len(bad) != 2 {
+		t.Errorf("moved paths not reported: %q", bad)
+	}
+}
