@@ -580,3 +580,38 @@ func TestNewClientErrors(t *testing.T) {
 		t.Errorf("List through two endpoints, one dead: %v", err)
 	}
 }
+
+// TestGarbageRecord: a lease key whose value does not parse still counts
+// as taken, is left out of views, and can be evicted by its subnet.
+func TestGarbageRecord(t *testing.T) {
+	s := newStore(t)
+	cfg := mustParse(t, `{"Network": "10.244.0.0/29", "SubnetLen": 30}`)
+	bad := cfg.IPv4Space().Subnet(0)
+	if _, err := s.c.Put(ctxT(t, 10*time.Second), s.LeaseKey(bad), "not json"); err != nil {
+		t.Fatal(err)
+	}
+	// A stray key that names no subnet is ignored.
+	if _, err := s.c.Put(ctxT(t, 10*time.Second), s.LeasesPrefix()+"README", "x"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		l, err := s.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("a")})
+		if err != nil || l.Subnet == bad {
+			t.Fatalf("claim: %+v, %v; want the subnet without garbage", l, err)
+		}
+	}
+	if _, err := s.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("b")}); !errors.Is(err, subnet.ErrExhausted) {
+		t.Fatalf("claim b: %v, want ErrExhausted (the garbage key holds the other subnet)", err)
+	}
+	view, err := s.List(ctxT(t, 10*time.Second))
+	if err != nil || len(view.Leases) != 1 {
+		t.Fatalf("List: %+v, %v", view, err)
+	}
+	ev, err := s.Evict(ctxT(t, 10*time.Second), bad.String())
+	if err != nil || len(ev) != 1 || ev[0].Subnet != bad {
+		t.Fatalf("evict the garbage: %+v, %v", ev, err)
+	}
+	if l, err := s.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("b")}); err != nil || l.Subnet != bad {
+		t.Errorf("claim b after the eviction: %+v, %v", l, err)
+	}
+}

@@ -74,6 +74,9 @@ type Store struct {
 	// ttls remembers the TTL each etcd lease was granted with, so that a
 	// lease that must be replaced gets the same TTL.
 	ttls map[clientv3.LeaseID]int64
+	// warned holds the ModRevision of each lease key whose record did not
+	// parse and was logged, so that each bad version is logged once.
+	warned map[string]int64
 
 	// claimConflicts counts claim transactions that lost a race.
 	claimConflicts atomic.Int64
@@ -106,6 +109,7 @@ func New(cfg Config) *Store {
 		callTimeout: cfg.CallTimeout,
 		releasedTTL: cfg.ReleasedTTL,
 		ttls:        map[clientv3.LeaseID]int64{},
+		warned:      map[string]int64{},
 	}
 	if s.callTimeout <= 0 {
 		s.callTimeout = DefaultCallTimeout
@@ -189,7 +193,18 @@ func (s *Store) parseEntry(kv *mvccpb.KeyValue) (*entry, bool) {
 	}
 	e := &entry{subnet: p, kv: kv}
 	if err := json.Unmarshal(kv.Value, &e.val); err != nil {
-		s.log.WithField("key", string(kv.Key)).WithError(err).Warn("lease record does not parse")
+		s.mu.Lock()
+		first := s.warned[string(kv.Key)] != kv.ModRevision
+		if first {
+			if len(s.warned) > 10000 {
+				clear(s.warned)
+			}
+			s.warned[string(kv.Key)] = kv.ModRevision
+		}
+		s.mu.Unlock()
+		if first {
+			s.log.WithField("key", string(kv.Key)).WithError(err).Warn("lease record does not parse; the subnet counts as taken")
+		}
 	} else {
 		e.ok = true
 	}
