@@ -209,7 +209,8 @@ func normaliseAddr(addr string) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
-// BootID returns this member's boot ID, which SetMeta puts in Meta.
+// BootID returns the boot ID New generated, which SetMeta puts in Meta
+// when the caller gives none.
 func (m *Membership) BootID() string { return m.bootID }
 
 // LocalAddr returns the advertised gossip address host:port, or "" before
@@ -220,12 +221,15 @@ func (m *Membership) LocalAddr() string {
 	return m.localAddr
 }
 
-// SetMeta sets this node's metadata (BootID is filled in) and, while Run
+// SetMeta sets this node's metadata (an empty BootID is filled in with
+// [Membership.BootID]) and, while Run
 // is running, announces it. Metadata whose JSON encoding exceeds
 // [MaxMetaSize] bytes is refused with an error wrapping [ErrMetaTooLarge]
 // and the previous metadata stays in force.
 func (m *Membership) SetMeta(meta Meta) error {
-	meta.BootID = m.bootID
+	if meta.BootID == "" {
+		meta.BootID = m.bootID
+	}
 	b, err := json.Marshal(wireMeta{Meta: meta})
 	if err != nil {
 		return fmt.Errorf("encode gossip metadata: %w", err)
@@ -316,6 +320,12 @@ func (m *Membership) Run(ctx context.Context) error {
 		m.mu.Unlock()
 	}
 
+	if m.advHost == "" {
+		if a, _ := netip.ParseAddr(m.bindHost); a.Is6() && a.IsUnspecified() {
+			// memberlist would advertise "::" itself.
+			return fmt.Errorf("gossip bound to [::] needs an advertise address")
+		}
+	}
 	tr, err := newTransport(m.bindHost, m.bindPort, logger)
 	if err != nil {
 		return err
