@@ -457,7 +457,7 @@ func (d *daemon) loadConfig(ctx context.Context) (*subnet.Config, bool, error) {
 			}
 			deadline = time.Now().Add(startWait)
 		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
+		if err := sleep(ctx, min(backoff(attempt), max(time.Until(deadline), 100*time.Millisecond))); err != nil {
 			return nil, false, err
 		}
 	}

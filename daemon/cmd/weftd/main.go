@@ -33,6 +33,10 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "weftd:", err)
 		return 2
 	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "weftd: invalid configuration:", err)
+		return 2
+	}
 	log, err := daemon.NewLogger(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "weftd:", err)
