@@ -300,9 +300,27 @@ func TestRunVXLANWithEtcd(t *testing.T) {
 	tn := newTestNode(t, testNetwork)
 	node, nh, store, env, network := tn.ns, tn.nl, tn.store, tn.env, testNetwork
 
-	w := startWeftd(t, node, env)
+	// systemd readiness: a notify socket of our own; READY=1 must come
+	// once the subnet file is written.
+	notifyPath := filepath.Join(t.TempDir(), "notify.sock")
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+	firstEnv := map[string]string{"NOTIFY_SOCKET": notifyPath}
+	for k, v := range env {
+		firstEnv[k] = v
+	}
+	w := startWeftd(t, node, firstEnv)
 	took := w.waitReady(t, 60*time.Second)
 	t.Logf("weftd ready %s after start", took.Round(time.Millisecond))
+	_ = notify.SetReadDeadline(time.Now().Add(5 * time.Second))
+	msg := make([]byte, 256)
+	n, _, err := notify.ReadFromUnix(msg)
+	if err != nil || string(msg[:n]) != "READY=1" {
+		t.Errorf("systemd notification = %q, %v; want READY=1", msg[:n], err)
+	}
 
 	// Subnet file, /status and the lease in etcd agree.
 	sf, err := subnet.ReadSubnetFile(env["WEFTD_SUBNET_FILE"])
@@ -333,7 +351,9 @@ func TestRunVXLANWithEtcd(t *testing.T) {
 		t.Errorf("epoch in /status %d, in etcd %d", st.Node.Epoch, view.Leases[0].Epoch)
 	}
 	_, metrics, _ := w.get("/metrics")
-	for _, m := range []string{"weft_reconcile_total", "weft_peers 0", "weft_etcd_reachable 1", "weft_ready 1", `weft_members{state="alive"}`} {
+	for _, m := range []string{"weft_reconcile_total", "weft_peers 0", "weft_etcd_reachable 1", "weft_ready 1", `weft_members{state="alive"}`,
+		"go_gc_gomemlimit_bytes 1.34217728e+08", // --memory-limit's default, 128MiB
+	} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %q", m)
 		}
