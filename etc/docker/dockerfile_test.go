@@ -4,6 +4,7 @@
 package docker
 
 import (
+	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
@@ -257,4 +258,68 @@ func TestInstallScriptLint(t *testing.T) {
 	if err := exec.Command(sc, "--shell=sh", bad).Run(); err == nil {
 		t.Error("shellcheck accepted a script with a bashism and an unquoted variable")
 	}
+}
+
+// dynamicParts returns why the ELF file at path is not a static
+// executable: a program interpreter or needed shared libraries.
+func dynamicParts(path string) ([]string, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var why []string
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			why = append(why, "has a program interpreter")
+		}
+	}
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range libs {
+		why = append(why, "needs "+l)
+	}
+	return why, nil
+}
+
+// TestBinariesStatic checks that the binaries make build wrote (the ones
+// the image copies onto a base without Go's C dependencies) are static.
+// It needs them built: make sets WEFT_BIN_DIR (make test-priv, make e2e).
+func TestBinariesStatic(t *testing.T) {
+	dir := os.Getenv("WEFT_BIN_DIR")
+	if dir == "" {
+		t.Skip("WEFT_BIN_DIR not set: run make build, then WEFT_BIN_DIR=./bin go test ./etc/docker/ (make test-priv does)")
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(repoRoot, dir)
+	}
+	names := madeBinaries(read(t, filepath.Join(repoRoot, "Makefile")))
+	for _, name := range names {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Skipf("%s is not built yet (WEFT_BIN_DIR=%s): run make build", name, dir)
+		}
+	}
+	for _, name := range names {
+		why, err := dynamicParts(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if len(why) > 0 {
+			t.Errorf("%s is not static: %s", name, strings.Join(why, ", "))
+		}
+	}
+	// The check can fail: the test binary itself, built with cgo where a
+	// C toolchain exists, or any dynamic system binary.
+	for _, p := range []string{"/bin/sh", "/usr/bin/env"} {
+		if why, err := dynamicParts(p); err == nil {
+			if len(why) == 0 {
+				t.Errorf("%s reported static; the check cannot see dynamic binaries", p)
+			}
+			return
+		}
+	}
+	t.Log("no dynamic system binary found to prove the check")
 }
