@@ -70,7 +70,7 @@ func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 		// declared it dead, a fresh announcement is accepted: ask the
 		// rejoin loop to push our state to every live member.
 		if m.limiter.allow("self conflict") {
-			m.log.WithField("old_addr", other.Address()).Info("other members still know this node at a previous address; re-announcing")
+			m.log.WithField("other_addr", other.Address()).Info("other members hold this node's name at another address (this node's previous run, or another node with the same name); re-announcing")
 		}
 		m.mu.Lock()
 		m.reannounce = true

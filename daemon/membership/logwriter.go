@@ -95,6 +95,9 @@ func (w *logWriter) line(line string) {
 		m.observeSuspicion(sm[1], true)
 	}
 
+	if strings.HasPrefix(msg, "Conflicting address for") {
+		level = "DEBUG" // the conflict delegate logs it, with context
+	}
 	switch level {
 	case "DEBUG", "INFO":
 		log.Debug(msg)

@@ -774,3 +774,24 @@ func TestNoFalseDeadUnderLoad(t *testing.T) {
 	t.Logf("10 s under load (%d spinners on %d CPUs): no member declared dead; %d suspicions raised and refuted",
 		len(spinners), runtime.NumCPU(), suspicions)
 }
+
+// TestDuplicateNameRefused starts a second live member under a name
+// already in use: it is refused while the first lives, and the log names
+// both addresses.
+func TestDuplicateNameRefused(t *testing.T) {
+	nodes := cluster(t, "dup", 2, nil)
+	cfg := testConfig("dup1")
+	cfg.Join = []string{nodes[0].m.LocalAddr()}
+	twin := start(t, cfg)
+	waitFor(t, 5*time.Second, "conflict warning", func() bool {
+		return len(nodes[0].log.grep("two gossip members claim one name", "member=dup1",
+			"addr=\""+nodes[1].m.LocalAddr(), "other_addr=\""+twin.m.LocalAddr())) > 0
+	})
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if mb, _ := nodes[0].member("dup1"); mb.Addr != nodes[1].m.LocalAddr() || mb.State != StateAlive {
+			t.Fatalf("dup0 sees dup1 as %+v; want the first one, alive", mb)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
