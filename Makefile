@@ -35,6 +35,7 @@ test: lint ## the README's test command: lint, unit tests (-race), then as root 
 
 test-unit: ## tier 1: unit tests with -race; privileged tests skip (WEFT_TEST_UNPRIVILEGED=1)
 	WEFT_TEST_UNPRIVILEGED=1 $(GO) test -race -count=1 -timeout 20m ./...
+	WEFT_TEST_UNPRIVILEGED=1 $(GO) test -count=1 -run '^$$' -bench . -benchtime=1x ./...  # benchmarks compile and run once
 
 test-priv: build ## tier 2 (root): every package's tests, privileged ones included
 	@[ "$(IS_ROOT)" = yes ] || { echo "test-priv needs root"; exit 1; }
