@@ -7,7 +7,10 @@ package e2e
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	"net/netip"
 	"strings"
 	"sync"
@@ -626,6 +629,20 @@ func diagnoseJoin(t *testing.T, c *Cluster, n4 *Node, p4 *Pod) {
 		}
 		r, ok := k.RouteTo(sub)
 		t.Logf("diagnosis: %s: route to %s: %v (%t); neighbours %v; fdb %v", n.Name, sub, r, ok, k.Neighbours, k.FDB)
+		h, err := n.NS.Handle()
+		if err != nil {
+			continue
+		}
+		flows, err := h.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+		h.Close()
+		for _, f := range flows {
+			if str := f.String(); strings.Contains(str, p4.IP.String()) {
+				t.Logf("diagnosis: %s conntrack: %s", n.Name, str)
+			}
+		}
+		if err != nil {
+			t.Logf("diagnosis: %s conntrack: %v", n.Name, err)
+		}
 	}
 	for _, p := range c.Pods() {
 		if p.Node == n4 {
