@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,6 +31,9 @@ func RequireRoot(tb TB) {
 	tb.Helper()
 	if os.Geteuid() != 0 {
 		tb.Skipf("skipping %s: needs root (network namespaces, veth, bridge, raw sockets); run the e2e tier as root", tb.Name())
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		tb.Skipf("skipping %s: needs the ip command (iproute2) to run processes in namespaces", tb.Name())
 	}
 }
 
