@@ -499,8 +499,8 @@ func (d *daemon) reloadLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-d.cfg.Reload:
-			if d.gossip == nil {
-				d.log.Info("reload: gossip is off, nothing to reload")
+			if d.gossip == nil || d.cfg.GossipKeyFile == "" {
+				d.log.Info("reload: no gossip key file, nothing to reload")
 				continue
 			}
 			if err := d.gossip.ReloadKeys(); err != nil {

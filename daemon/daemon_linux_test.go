@@ -6,6 +6,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -682,6 +683,17 @@ func TestRunConfigChanges(t *testing.T) {
 		t.Error("log does not say to restart weftd on every node")
 	}
 
+	// SIGHUP reloads (here: nothing to reload) and does not stop weftd.
+	if err := w.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 5*time.Second, "SIGHUP handled", func() string {
+		if !strings.Contains(w.logBuf.String(), "reload: no gossip key file") {
+			return "no reload logged"
+		}
+		return ""
+	})
+
 	// Back to the config in force: nothing pending.
 	if err := tn.store.PutConfig(ctx, []byte(testNetwork)); err != nil {
 		t.Fatal(err)
@@ -759,7 +771,14 @@ func startTwoNodes(t *testing.T, network string, extra func(i int) map[string]st
 
 func TestRunTwoNodesGossip(t *testing.T) {
 	skipUnlessEtcd(t)
-	nodes := startTwoNodes(t, testNetwork, nil)
+	// Encrypted gossip: one key file (0600) shared by both nodes.
+	keyFile := filepath.Join(t.TempDir(), "gossip.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes := startTwoNodes(t, testNetwork, func(int) map[string]string {
+		return map[string]string{"WEFTD_GOSSIP_KEY_FILE": keyFile}
+	})
 	a, b := nodes[0], nodes[1]
 	sa, sb := a.w.status(t), b.w.status(t)
 
@@ -789,6 +808,20 @@ func TestRunTwoNodesGossip(t *testing.T) {
 	// inside the cluster network.
 	if src := sourceSeen(t, b.ns, sb.Node.Subnet.Addr().String(), a.ns); src != sa.Node.Subnet.Addr().String() {
 		t.Errorf("node B saw source %s for node A's packet, want A's subnet address %s", src, sa.Node.Subnet.Addr())
+	}
+
+	// SIGHUP re-reads the gossip key file.
+	if err := b.w.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 5*time.Second, "gossip keys reloaded on SIGHUP", func() string {
+		if !strings.Contains(b.w.logBuf.String(), "gossip keys reloaded") {
+			return "not logged"
+		}
+		return ""
+	})
+	if !strings.Contains(a.w.logBuf.String(), "encrypted=true") {
+		t.Error("node A's gossip is not encrypted with --gossip-key-file")
 	}
 
 	// Kill A: B reports it dead, and keeps its route (only etcd removes it).

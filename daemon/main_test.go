@@ -68,6 +68,10 @@ func runChild() int {
 	cfg.Log = log
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	cfg.Reload = hup
 	err = Run(ctx, cfg)
 	// Goroutine-leak check: once Run has returned, no goroutine running
 	// weft's code may remain. The parent test fails on the marker below.
