@@ -881,3 +881,49 @@ func TestRunTwoNodesWireGuard(t *testing.T) {
 		t.Errorf("node A saw source %s, want node B's subnet address %s", src, sb.Node.Subnet.Addr())
 	}
 }
+
+func TestRunDualStack(t *testing.T) {
+	skipUnlessEtcd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	network := `{"Network":"10.244.0.0/16","IPv6Network":"fd10:244::/56","Backend":{"Type":"vxlan","VNI":7}}`
+	tn := newTestNode(t, network)
+	w := startWeftd(t, tn.ns, tn.env)
+	w.waitReady(t, 60*time.Second)
+
+	sf, err := subnet.ReadSubnetFile(tn.env["WEFTD_SUBNET_FILE"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := w.status(t)
+	if sf.IPv6Network != pfx("fd10:244::/56") || sf.IPv6Subnet.Bits() != 64 || st.Node.IPv6Subnet != sf.IPv6Subnet.Masked() || st.Node.Subnet != sf.Subnet.Masked() {
+		t.Errorf("subnet file %+v, /status subnets %s %s", sf, st.Node.Subnet, st.Node.IPv6Subnet)
+	}
+	var fwd []byte
+	if err := tn.ns.Do(func() (err error) { fwd, err = os.ReadFile("/proc/sys/net/ipv6/conf/all/forwarding"); return err }); err != nil || strings.TrimSpace(string(fwd)) != "1" {
+		t.Errorf("IPv6 forwarding in the node namespace = %q, %v", fwd, err)
+	}
+	peer, err := tn.store.Claim(ctx, subnet.ClaimRequest{
+		Config: mustConfig(t, network),
+		Record: subnet.Record{NodeName: "node-b", NodeID: uuid.NewString(), PublicIP: addr("198.18.0.2"), BackendType: "vxlan",
+			BackendData: subnet.BackendData{VTEPMAC: "02:42:00:00:00:02"}, Version: 1},
+		TTL: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !peer.IPv6Subnet.IsValid() {
+		t.Fatalf("dual-stack claim without an IPv6 subnet: %+v", peer)
+	}
+	poll(t, 5*time.Second, "routes to both subnets of the peer", func() string {
+		for _, p := range []netip.Prefix{peer.Subnet, peer.IPv6Subnet} {
+			if routeTo(t, tn.nl, p) == nil {
+				return "no route to " + p.String()
+			}
+		}
+		return ""
+	})
+	if st := w.status(t); len(st.Peers) != 1 || st.Peers[0].IPv6Subnet != peer.IPv6Subnet {
+		t.Errorf("/status peers = %+v", st.Peers)
+	}
+}
