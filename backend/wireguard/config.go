@@ -64,9 +64,14 @@ type Config struct {
 	PSKFile string
 	// Mode is "auto" (default), "kernel" or "userspace".
 	Mode string
-	// DisableOffloads turns off the userspace device's TUN offloads (see
-	// the package documentation of the userspace device). It has no
-	// effect on a kernel device.
+	// DisableOffloads opens the userspace device's TUN interface without
+	// offloads: no virtio-net header, so the kernel segments every TCP/UDP
+	// stream and the device reads and writes one packet per system call
+	// (several times slower). It is for kernels that reject the coalesced
+	// packets the device writes with offloads on. The device's UDP sockets
+	// keep their segmentation offload, which the library probes and turns
+	// off by itself when the kernel refuses it. No effect on a kernel
+	// device.
 	DisableOffloads bool
 	// Log receives the backend's logs; nil discards them.
 	Log logrus.FieldLogger

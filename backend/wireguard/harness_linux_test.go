@@ -98,6 +98,7 @@ type helperResponse struct {
 func runHelper(in io.Reader, out io.Writer) int {
 	log := logrus.New()
 	log.Out = os.Stderr
+	log.Formatter = &logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "15:04:05.000000"}
 	log.Level = logrus.InfoLevel
 	if os.Getenv("WEFT_WG_TEST_DEBUG") == "1" {
 		log.Level = logrus.DebugLevel

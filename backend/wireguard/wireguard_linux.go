@@ -31,7 +31,7 @@ var _ backend.Backend = (*Backend)(nil)
 // userspace device opens its sockets there, from goroutines on any thread:
 // the whole process must live in that namespace). Reconcile is not safe
 // for concurrent use (the daemon calls it from one loop). Close is
-// idempotent and may be called at any time.
+// idempotent; a Reconcile that runs concurrently with it fails.
 type Backend struct {
 	cfg Config
 	log logrus.FieldLogger
@@ -45,8 +45,9 @@ type Backend struct {
 	psk    wgtypes.Key
 	mtu    int
 	user   *userDevice // nil with a kernel device
-	// kick is true when the userspace device must initiate a handshake
-	// with each peer it adds (see Reconcile).
+	// kick is true while the userspace device must initiate a handshake
+	// with each peer it adds (see Reconcile). Owned by Reconcile after
+	// Setup.
 	kick bool
 
 	// Owned by Reconcile (never concurrent).
@@ -150,7 +151,8 @@ func (b *Backend) setupLocked() error {
 		// handshake from us. A new key has no sessions anywhere, and then
 		// initiating is not only useless but harmful: two nodes that add
 		// each other at the same moment and both initiate cross their
-		// handshakes, and both wait 5 s for a retry.
+		// handshakes, and both wait 5 s for a retry. Reconcile clears it
+		// after the first complete view.
 		b.kick = !created
 		b.log.WithFields(logrus.Fields{"mtu": b.mtu, "offloads": !b.cfg.DisableOffloads}).Info("started userspace wireguard device")
 	}
@@ -260,10 +262,14 @@ func (b *Backend) configureDevice() error {
 // only when d.Complete.
 //
 // A userspace device started with an existing key (weftd restarted) sends a
-// handshake initiation to every peer it adds. The other nodes still hold
-// sessions with the old process, whose keys are gone; until a new
-// handshake, everything they send this node is dropped, and they would not
-// initiate one themselves for up to about 15 s.
+// handshake initiation to every peer it adds, up to and including the first
+// reconcile with a complete view. The other nodes still hold sessions with
+// the old process, whose keys are gone; until a new handshake, everything
+// they send this node is dropped, and they would not initiate one
+// themselves for up to about 15 s. Peers added later are nodes that joined
+// since: they hold no session with this node, and initiating towards them
+// could only cross a handshake they start themselves (both sides then wait
+// 5 s for a retry).
 func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Result, error) {
 	b.mu.Lock()
 	ready := b.setup && !b.closed
@@ -310,6 +316,9 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 		}
 		n := b.user.initiateHandshakes(plan.added)
 		b.log.WithField("peers", n).Debug("handshakes initiated with new peers")
+	}
+	if d.Complete {
+		b.kick = false
 	}
 
 	var routes []netlink.Route

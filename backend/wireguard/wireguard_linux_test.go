@@ -257,6 +257,8 @@ func TestMesh(t *testing.T) {
 			case f.ethertype == 0x86dd && (f.proto == 58 || f.proto == 0) && (f.src.IsLinkLocalUnicast() || f.src.IsUnspecified()):
 				// IPv6 neighbour discovery and MLD (behind a hop-by-hop
 				// header) of the underlay veths.
+			case f.ethertype == 0x0800 && f.proto == 2 && f.dst.IsMulticast():
+				// IGMP reports of the underlay veths.
 			default:
 				t.Fatalf("unexpected cleartext frame on the underlay: %s", f)
 			}
@@ -329,6 +331,45 @@ func TestMesh(t *testing.T) {
 			testRestart(t, tp, wg, n1, n2, mode)
 		})
 	}
+
+	t.Run("node joins later", func(t *testing.T) {
+		n4 := tp.addNode(4)
+		n4.cfg.PSKFile = pskFile
+		tp.nodes = append(tp.nodes, n4)
+		n4.start(t)
+		for _, nd := range tp.nodes {
+			res := nd.reconcile(t, nd.desired(true, tp.nodes...))
+			if nd != n4 && (res.Added != 3 || res.Removed != 0 || res.Updated != 0) { // peer + 2 routes
+				t.Errorf("node %d adding node 4: %+v, want 3 added", nd.idx, res)
+			}
+		}
+		checkAllToAll(t, tp, "join", 5*time.Second)
+	})
+
+	t.Run("peer endpoint changed", func(t *testing.T) {
+		moved := netip.MustParseAddr("198.18.0.102")
+		must(t, n2.nl.AddrAdd(mustLink(t, n2.nl, "eth0"), addr(netip.PrefixFrom(moved, 24))), "second address")
+		n2.underlay = moved
+		res := n1.reconcile(t, n1.desired(true, tp.nodes...))
+		if res.Updated != 1 || res.Added != 0 || res.Removed != 0 {
+			t.Fatalf("node 1 after node 2 moved: %+v, want 1 updated", res)
+		}
+		dev, err := wg.Device(n1.cfg.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(dev.Peers, func(p wgtypes.Peer) bool { return p.PublicKey.String() == n2.attrs.Data.WireGuardKey })
+		if i < 0 || dev.Peers[i].Endpoint.String() != "198.18.0.102:51820" {
+			t.Fatalf("node 1's peer node 2: %+v, want endpoint 198.18.0.102:51820", dev.Peers)
+		}
+		l := listenUDP(t, n2.pod, n2.podIP)
+		if d, ok := reach(t, n1.pod, n1.podIP, l, "moved", "x", 5*time.Second); !ok {
+			t.Fatalf("pod1 -> pod2 broken after node 2's endpoint changed (%s)", d)
+		}
+		if res := n1.reconcile(t, n1.desired(true, tp.nodes...)); res.Changed() {
+			t.Errorf("reconcile after the move changed %+v", res)
+		}
+	})
 }
 
 // testRestart restarts nd's helper while a one-way flow runs from other's
