@@ -295,7 +295,7 @@ func printExplore(c *e2e.Cluster, bins string) {
 		fmt.Printf("  ip netns exec %s bridge fdb show dev %s   # VXLAN forwarding entries\n", n1.NS.Name, n1.VXLANDeviceName())
 		fmt.Printf("  ip netns exec %s ip neigh show dev %s\n", n1.NS.Name, n1.VXLANDeviceName())
 	}
-	fmt.Printf("  ip netns exec %s nft list table inet weft  # masquerade rules\n", n1.NS.Name)
+	fmt.Printf("  ip netns exec %s nft list table inet weft  # masquerade rules (needs the nft tool)\n", n1.NS.Name)
 	if len(pods) > 0 {
 		fmt.Printf("  ip netns exec %s ip addr show eth0\n", pods[0].NS.Name)
 	}
@@ -444,9 +444,6 @@ func labProc(verb string, args []string) error {
 	if fl.NArg() != 1 {
 		return fmt.Errorf("usage: weftctl lab %s <node|etcd>", verb)
 	}
-	if err := requireRoot(); err != nil {
-		return err
-	}
 	name := fl.Arg(0)
 	sf := stateFile(*dir)
 	s, err := e2e.LoadState(sf)
@@ -454,6 +451,9 @@ func labProc(verb string, args []string) error {
 		return fmt.Errorf("no lab is up (no state file %s)", sf)
 	}
 	if err != nil {
+		return err
+	}
+	if err := requireRoot(); err != nil {
 		return err
 	}
 	var slot **e2e.Proc
