@@ -212,8 +212,16 @@ func (d *daemon) leaseLoop(ctx context.Context) error {
 		case <-d.updatec:
 			cancel()
 			<-done
+			// Compare with (and guard the write by) our record as the
+			// store last showed it, not our copy of the lease.
 			d.mu.Lock()
 			cur, want := d.lease, d.record(d.data)
+			if d.haveView {
+				if own, _ := findOwn(d.view, cur.Primary(), d.nodeID); own != nil && own.ModRevision >= cur.ModRevision {
+					c := *own
+					cur = &c
+				}
+			}
 			d.mu.Unlock()
 			if !recordMatches(cur.Record, want) {
 				_, err = d.updateRecord(ctx, cur, want)
