@@ -217,3 +217,44 @@ func TestLeaseRecordUpdatedWithOurData(t *testing.T) {
 		t.Errorf("subnet changed to %s", l.Subnet)
 	}
 }
+
+func TestOnConfig(t *testing.T) {
+	h := newLeaseHarness(t)
+	d := h.d
+	inForce := d.netCfg
+	parse := func(js string) *subnet.Config {
+		c, err := subnet.ParseConfig([]byte(js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	state := func() (string, []string, *subnet.Config) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.cfgErr, d.pendingRestart, d.netCfg
+	}
+
+	d.onConfig(nil, errors.New("Backend.VNI: want a number"))
+	if e, p, c := state(); e != "Backend.VNI: want a number" || p != nil || c != inForce {
+		t.Errorf("bad config: error %q, pending %q, config changed %t", e, p, c != inForce)
+	}
+	d.onConfig(nil, subnet.ErrNoConfig)
+	if e, _, c := state(); !strings.Contains(e, "deleted") || c != inForce {
+		t.Errorf("deleted config: error %q, config changed %t", e, c != inForce)
+	}
+
+	d.onConfig(parse(`{"Network":"10.245.0.0/16","Backend":{"Type":"vxlan"}}`), nil)
+	if e, p, c := state(); e != "" || len(p) != 1 || !strings.Contains(p[0], "Network: 10.244.0.0/16 → 10.245.0.0/16") || c != inForce {
+		t.Errorf("network change: error %q, pending %q, config changed %t", e, p, c != inForce)
+	}
+	if saved, err := d.state.config(); err != nil || saved.Network != pfx("10.245.0.0/16") {
+		t.Errorf("the newest valid config is not saved: %+v, %v", saved, err)
+	}
+
+	live := parse(`{"Network":"10.244.0.0/16","SubnetMin":"10.244.10.0","Backend":{"Type":"vxlan"}}`)
+	d.onConfig(live, nil)
+	if e, p, c := state(); e != "" || p != nil || c != live {
+		t.Errorf("live change: error %q, pending %q, applied %t", e, p, c == live)
+	}
+}
