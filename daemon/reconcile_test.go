@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package daemon
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/subnet"
+)
+
+// recordingBackend records what it is asked to converge to and answers
+// with a preset result.
+type recordingBackend struct {
+	mu     sync.Mutex
+	calls  []backend.Desired
+	result backend.Result
+	err    error
+}
+
+func (b *recordingBackend) Setup(context.Context) (backend.Attrs, error) {
+	return backend.Attrs{MTU: 1450}, nil
+}
+func (b *recordingBackend) Close() error { return nil }
+
+func (b *recordingBackend) Reconcile(_ context.Context, d backend.Desired) (backend.Result, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls = append(b.calls, d)
+	return b.result, b.err
+}
+
+func (b *recordingBackend) last() backend.Desired {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls[len(b.calls)-1]
+}
+
+func TestReconcileOnce(t *testing.T) {
+	h := newLeaseHarness(t)
+	d := h.d
+	be := &recordingBackend{}
+	d.be = be
+	own := lease("node-a", "id-a", "10.244.1.0/24", "198.18.0.1", 10, 1)
+	d.lease = &own
+	d.subnetFileWritten = true
+	ctx := context.Background()
+
+	// No view yet, no snapshot: an incomplete, add-only desired state.
+	d.reconcileOnce(ctx, "change")
+	if got := be.last(); got.Complete || len(got.Peers) != 0 || got.Local.Subnet != own.Subnet {
+		t.Errorf("before any view: %+v", got)
+	}
+	if d.notReady() != "" {
+		t.Errorf("not ready after the first reconcile: %s", d.notReady())
+	}
+
+	// A complete view: peers handed over, snapshot saved.
+	d.onView(subnet.View{Complete: true, Revision: 20, Leases: []subnet.Lease{own,
+		lease("node-b", "id-b", "10.244.2.0/24", "198.18.0.2", 11, 1)}})
+	d.reconcileOnce(ctx, "change")
+	got := be.last()
+	if !got.Complete || len(got.Peers) != 1 || got.Peers[0].Name != "node-b" {
+		t.Errorf("with a view: %+v", got)
+	}
+	snap, err := d.state.snapshot()
+	if err != nil || snap == nil || len(snap.Leases) != 2 {
+		t.Errorf("snapshot after a complete view: %+v, %v", snap, err)
+	}
+	if st := d.status(); len(st.Peers) != 1 || st.Peers[0].Name != "node-b" || st.Peers[0].Source != "etcd" || !st.Node.Complete {
+		t.Errorf("status: %+v", st)
+	}
+
+	// Same input, but the backend had to change the kernel: drift.
+	be.mu.Lock()
+	be.result = backend.Result{Added: 2, Problems: map[string]string{"node-b": "not on this L2 segment"}}
+	be.mu.Unlock()
+	d.reconcileOnce(ctx, "resync")
+	if n := counterValue(d.metrics.driftRepairs); n != 1 {
+		t.Errorf("drift repairs = %v, want 1", n)
+	}
+	if st := d.status(); st.Peers[0].Problem != "not on this L2 segment" {
+		t.Errorf("backend problem not shown: %+v", st.Peers[0])
+	}
+
+	// A backend error is counted and shown.
+	be.mu.Lock()
+	be.result, be.err = backend.Result{}, errors.New("netlink: no buffer space")
+	be.mu.Unlock()
+	d.reconcileOnce(ctx, "resync")
+	if n := counterValue(d.metrics.reconcileErrors); n != 1 {
+		t.Errorf("reconcile errors = %v, want 1", n)
+	}
+	if st := d.status(); st.Node.ReconcileError == "" || !st.Node.Ready {
+		t.Errorf("after a failed resync: reconcileError %q, ready %t (readiness stays once reached)", st.Node.ReconcileError, st.Node.Ready)
+	}
+	if n := counterValue(d.metrics.reconciles); n != 4 {
+		t.Errorf("reconciles = %v, want 4", n)
+	}
+}
+
+func TestReconcileFromSnapshot(t *testing.T) {
+	h := newLeaseHarness(t)
+	d := h.d
+	be := &recordingBackend{}
+	d.be = be
+	own := lease("node-a", "id-a", "10.244.1.0/24", "198.18.0.1", 10, 1)
+	d.lease = &own
+	d.snapshot = &subnet.View{Complete: true, Leases: []subnet.Lease{lease("node-c", "id-c", "10.244.3.0/24", "198.18.0.3", 12, 1)}}
+	d.reconcileOnce(context.Background(), "change")
+	if got := be.last(); !got.Complete || len(got.Peers) != 1 || got.Peers[0].Name != "node-c" {
+		t.Errorf("from the saved snapshot: %+v", got)
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
