@@ -572,42 +572,55 @@ func testLeaseRemoved(t *testing.T, c *Cluster) {
 		t.Fatalf("weftctl leases rm: %v", err)
 	}
 	t.Logf("weftctl leases rm: %s", strings.TrimSpace(out))
+	start := time.Now()
+	var wg sync.WaitGroup
 	for _, n := range nodes {
 		if n == gone {
 			continue
 		}
-		start := time.Now()
-		err := Eventually(10*time.Second, 20*time.Millisecond, func() error {
-			k, err := n.Kernel()
-			if err != nil {
-				return err
-			}
-			var left []string
-			if r, ok := k.RouteTo(sub); ok {
-				left = append(left, "route "+r.String())
-			}
-			if sub6.IsValid() {
-				if r, ok := k.RouteTo(sub6); ok {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := Eventually(10*time.Second, 20*time.Millisecond, func() error {
+				k, err := n.Kernel()
+				if err != nil {
+					return err
+				}
+				var left []string
+				if r, ok := k.RouteTo(sub); ok {
 					left = append(left, "route "+r.String())
 				}
+				if sub6.IsValid() {
+					if r, ok := k.RouteTo(sub6); ok {
+						left = append(left, "route "+r.String())
+					}
+				}
+				if _, ok := k.Neighbour(sub.Addr()); ok {
+					left = append(left, "neighbour "+sub.Addr().String())
+				}
+				if _, ok := k.FDBFor(mac); ok {
+					left = append(left, "fdb "+mac)
+				}
+				if len(left) > 0 {
+					return fmt.Errorf("%s still has %s", n.Name, strings.Join(left, ", "))
+				}
+				return nil
+			})
+			if err != nil {
+				st, _ := n.Status(ctx)
+				var peers []string
+				if st != nil {
+					for _, p := range st.Peers {
+						peers = append(peers, p.Name+"("+p.State+")")
+					}
+				}
+				t.Errorf("%v; its /status lists peers %v", err, peers)
+				return
 			}
-			if _, ok := k.Neighbour(sub.Addr()); ok {
-				left = append(left, "neighbour "+sub.Addr().String())
-			}
-			if _, ok := k.FDBFor(mac); ok {
-				left = append(left, "fdb "+mac)
-			}
-			if len(left) > 0 {
-				return fmt.Errorf("%s still has %s", n.Name, strings.Join(left, ", "))
-			}
-			return nil
-		})
-		if err != nil {
-			t.Error(err)
-			continue
-		}
-		t.Logf("%s: routes, neighbour and FDB entry of %s gone %.0f ms after the eviction", n.Name, gone.Name, time.Since(start).Seconds()*1000)
+			t.Logf("%s: routes, neighbour and FDB entry of %s gone %.0f ms after the eviction", n.Name, gone.Name, time.Since(start).Seconds()*1000)
+		}()
 	}
+	wg.Wait()
 }
 
 // diagnoseJoin logs what a failed join check needs: whether the new pod
