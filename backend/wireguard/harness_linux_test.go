@@ -61,7 +61,7 @@ func TestMain(m *testing.M) {
 
 // helperRequest is one request to the child.
 type helperRequest struct {
-	Op      string          `json:"op"` // setup, reconcile, info, close
+	Op      string          `json:"op"` // setup, reconcile, freeosmemory, close
 	Config  *helperConfig   `json:"config,omitempty"`
 	Desired backend.Desired `json:"desired"`
 }
@@ -148,6 +148,8 @@ func runHelper(in io.Reader, out io.Writer) int {
 				break
 			}
 			resp.Result, err = b.Reconcile(context.Background(), req.Desired)
+		case "freeosmemory":
+			debug.FreeOSMemory()
 		case "close":
 			if b != nil {
 				err = b.Close()
