@@ -128,12 +128,12 @@ func (b *Backend) setupLocked() error {
 
 	var link netlink.Link
 	if b.kernel {
-		var created bool
-		link, created, err = ensureKernelLink(b.nl, b.cfg.Name, b.mtu)
+		var made bool
+		link, made, err = ensureKernelLink(b.nl, b.cfg.Name, b.mtu)
 		if err != nil {
 			return err
 		}
-		b.log.WithFields(logrus.Fields{"created": created, "mtu": b.mtu}).Info("using kernel wireguard device")
+		b.log.WithFields(logrus.Fields{"created": made, "mtu": b.mtu}).Info("using kernel wireguard device")
 	} else {
 		if l, lerr := backend.LinkByName(b.nl, b.cfg.Name); lerr == nil {
 			return fmt.Errorf("link %s already exists (type %s): another process owns it, or a kernel device is left from an earlier run (use mode %s or delete it)",
