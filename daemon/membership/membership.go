@@ -78,7 +78,8 @@ type Membership struct {
 	keyStamp  string                 // what the key file looked like when last read
 	localAddr string
 	meta      Meta
-	metaBytes []byte // wireMeta of meta
+	metaBytes []byte // wireMeta of meta and leaving
+	leaving   bool   // Run is leaving the cluster
 	members   map[string]*Member
 	addrs     map[string]*knownAddr
 	// reannounce is set when other members hold this node at an older
@@ -239,6 +240,9 @@ func (m *Membership) SetMeta(meta Meta) error {
 		return fmt.Errorf("%w: %d bytes encoded, the limit is %d", ErrMetaTooLarge, n, MaxMetaSize)
 	}
 	m.mu.Lock()
+	if m.leaving {
+		b, _ = json.Marshal(wireMeta{Meta: meta, Leaving: true})
+	}
 	m.meta, m.metaBytes = meta, b
 	ml := m.ml
 	m.mu.Unlock()
@@ -373,8 +377,9 @@ func (m *Membership) Run(ctx context.Context) error {
 	m.mu.Lock()
 	m.ml, m.localAddr = ml, local
 	delete(m.addrs, local)
+	boot := m.meta.BootID
 	m.mu.Unlock()
-	m.log.WithFields(logrus.Fields{"addr": local, "encrypted": ring != nil, "boot": m.bootID}).Info("gossip member started")
+	m.log.WithFields(logrus.Fields{"addr": local, "encrypted": ring != nil, "boot": boot}).Info("gossip member started")
 
 	var wg sync.WaitGroup
 	loopCtx, stopLoops := context.WithCancel(context.Background())
@@ -395,6 +400,7 @@ func (m *Membership) Run(ctx context.Context) error {
 		// Announce that we are leaving, so that others record "left"
 		// rather than "dead" (memberlist's leave event does not say).
 		m.mu.Lock()
+		m.leaving = true
 		m.metaBytes, _ = json.Marshal(wireMeta{Meta: m.meta, Leaving: true})
 		m.mu.Unlock()
 		if err := ml.UpdateNode(updateTimeout); err != nil {
