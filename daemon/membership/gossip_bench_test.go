@@ -7,6 +7,8 @@ package membership
 
 import (
 	"fmt"
+	"os/exec"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -103,4 +105,66 @@ func TestBenchGossip(t *testing.T) {
 		trials, msecs(median(mt)), msecs(median(md)), median(md).Seconds()/median(mt).Seconds())
 	fmt.Printf("BENCH| gossip metadata change reaches all, max (3 members, %d changes) | %s | memberlist DefaultLANConfig: %s | %.1fx faster\n",
 		trials, msecs(mt[len(mt)-1]), msecs(md[len(md)-1]), md[len(md)-1].Seconds()/mt[len(mt)-1].Seconds())
+}
+
+// startLoad runs 2 CPU-bound processes per CPU until the test ends.
+func startLoad(t *testing.T) int {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("needs sh to generate load")
+	}
+	var spinners []*exec.Cmd
+	t.Cleanup(func() {
+		for _, c := range spinners {
+			c.Process.Kill()
+			c.Wait()
+		}
+	})
+	for range 2 * runtime.NumCPU() {
+		c := exec.Command(sh, "-c", "while :; do :; done")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		spinners = append(spinners, c)
+	}
+	return len(spinners)
+}
+
+// TestBenchGossipUnderLoad keeps every CPU busy (2 spinning processes per
+// CPU) and measures, with the tuned timings, false "dead" verdicts in a
+// healthy 3-member cluster over 20 s, then failure detection time.
+func TestBenchGossipUnderLoad(t *testing.T) {
+	nodes := cluster(t, "ld", 3, nil)
+	n := startLoad(t)
+	suspicions, deaths := 0, 0
+	prev := map[string]State{}
+	end := time.Now().Add(20 * time.Second)
+	for time.Now().Before(end) {
+		for _, o := range nodes {
+			for _, mb := range o.m.Members() {
+				key := o.name + ">" + mb.Name
+				if mb.State != prev[key] {
+					switch mb.State {
+					case StateSuspect:
+						suspicions++
+					case StateDead:
+						deaths++
+						t.Errorf("%s declared %s dead under load", o.name, mb.Name)
+					}
+				}
+				prev[key] = mb.State
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, o := range nodes {
+		o.shutdown(t)
+	}
+	fmt.Printf("BENCH| gossip false deaths under load, 20 s (3 members, %d spinners on %d CPUs) | %d (%d suspicions) | requirement: 0 | tuned timings\n",
+		n, runtime.NumCPU(), deaths, suspicions)
+
+	times := benchDetection(t, "lk", 10, nil)
+	t.Logf("detection under load: %v", times)
+	fmt.Printf("BENCH| gossip failure detection under load, median (3 members, 10 kills) | %s | requirement: 1.5 s | max %s\n",
+		secs(median(times)), secs(times[len(times)-1]))
 }

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -725,54 +724,6 @@ func TestSetMetaKeepsCallersBootID(t *testing.T) {
 			t.Errorf("SetMeta(BootID %q): BootID %q, want %q", tc.give, m.meta.BootID, tc.want)
 		}
 	}
-}
-
-// TestNoFalseDeadUnderLoad keeps every CPU busy with twice as many
-// spinning processes as CPUs for 10 s and checks that no member of a
-// healthy 3-member cluster is ever declared dead with the tuned timings.
-func TestNoFalseDeadUnderLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("loads the machine for 10 s")
-	}
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skip("needs sh to generate load")
-	}
-	nodes := cluster(t, "load", 3, nil)
-	var spinners []*exec.Cmd
-	t.Cleanup(func() {
-		for _, c := range spinners {
-			c.Process.Kill()
-			c.Wait()
-		}
-	})
-	for range 2 * runtime.NumCPU() {
-		c := exec.Command(sh, "-c", "while :; do :; done")
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		spinners = append(spinners, c)
-	}
-	suspicions := 0
-	prev := map[string]State{}
-	end := time.Now().Add(10 * time.Second)
-	for time.Now().Before(end) {
-		for _, o := range nodes {
-			for _, mb := range o.m.Members() {
-				key := o.name + ">" + mb.Name
-				if mb.State == StateSuspect && prev[key] != StateSuspect {
-					suspicions++
-				}
-				prev[key] = mb.State
-				if mb.State == StateDead {
-					t.Fatalf("%s declared %s dead under load", o.name, mb.Name)
-				}
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Logf("10 s under load (%d spinners on %d CPUs): no member declared dead; %d suspicions raised and refuted",
-		len(spinners), runtime.NumCPU(), suspicions)
 }
 
 // TestDuplicateNameRefused starts a second live member under a name

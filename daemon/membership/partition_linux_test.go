@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/weftnet/weft/backend/backendtest"
 )
 
 const helperEnv = "WEFT_MEMBERSHIP_HELPER"
@@ -98,9 +100,7 @@ func (n *nsMember) state(name string) State {
 
 func skipUnlessRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces); run the privileged tier as root")
-	}
+	backendtest.SkipUnlessRoot(t)
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs the ip command (iproute2)")
 	}
