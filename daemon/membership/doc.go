@@ -38,12 +38,15 @@
 //	  ├───────────────────────┴──► dead ──rejoin/join──► alive
 //	  └──leave message──────────► left ──rejoin/join──► alive
 //
-// memberlist reports joins, leaves (dead or left) and metadata updates
-// through its EventDelegate. It has no event for suspicion, and reading
-// its node table from outside is a data race, so suspicion is taken from
-// this node's own failure detector: memberlist's "suspect has failed" log
-// line for a probe of ours that got no ack, and the node state copied into
-// each completed probe (PingDelegate), which also clears it. A suspicion
-// raised by another member and refuted before we probe that node may
-// therefore go unseen here.
+// memberlist reports joins, leaves and metadata updates through its
+// EventDelegate. It has no event for suspicion, reading its node table
+// from outside is a data race, and the Node.State its callbacks receive is
+// never set (memberlist keeps the state in a field that shadows it). So
+// suspicion is taken from this node's own failure detector: memberlist's
+// "suspect has failed" log line for a probe of ours that got no ack; an
+// answered probe (PingDelegate) or a join or update clears it. A suspicion
+// raised by another member and refuted before we probe that node goes
+// unseen here. A leave event does not say whether the member left or was
+// declared dead: a member that stops cleanly first announces a leaving
+// flag in its metadata, which tells.
 package membership
