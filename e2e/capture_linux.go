@@ -37,6 +37,10 @@ type Packet struct {
 	// Inner is the encapsulated packet when this one is VXLAN (UDP to a
 	// port given to [Packet.DecodeVXLAN]).
 	Inner *Packet
+	// Ifindex is the interface the frame was seen on, and Outgoing
+	// whether it was leaving through it (captures only).
+	Ifindex  int
+	Outgoing bool
 }
 
 func (p Packet) String() string {
@@ -87,7 +91,7 @@ func (c *Capture) loop() {
 		} else if time.Since(stopAt) > 500*time.Millisecond {
 			return // traffic never pauses: stop anyway
 		}
-		n, _, err := unix.Recvfrom(c.fd, buf, 0)
+		n, from, err := unix.Recvfrom(c.fd, buf, 0)
 		if err != nil {
 			// A timeout means the queue is drained: stop now if asked to.
 			// Packets queued before Stop are always read first.
@@ -104,6 +108,10 @@ func (c *Capture) loop() {
 		p, ok := decodeEthernet(buf[:n])
 		if !ok {
 			continue
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok {
+			p.Ifindex = ll.Ifindex
+			p.Outgoing = ll.Pkttype == unix.PACKET_OUTGOING
 		}
 		c.mu.Lock()
 		c.packets = append(c.packets, p)
