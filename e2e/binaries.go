@@ -12,12 +12,16 @@ import (
 	"strings"
 )
 
-// Names of the binaries the library runs, and the packages they are built
-// from.
+// Names of the binaries the library runs (binPackages maps them to the
+// packages they are built from).
 const (
-	BinWeftd    = "weftd"
-	BinWeftctl  = "weftctl"
-	BinCNI      = "weft"
+	// BinWeftd is the node daemon.
+	BinWeftd = "weftd"
+	// BinWeftctl is the operator tool.
+	BinWeftctl = "weftctl"
+	// BinCNI is the CNI plugin.
+	BinCNI = "weft"
+	// BinWeftEtcd is the test etcd server (e2e/cmd/weft-etcd).
 	BinWeftEtcd = "weft-etcd"
 )
 

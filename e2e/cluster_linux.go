@@ -21,36 +21,49 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Underlay addressing. Segment 0 is the underlay bridge; segment 1 sits
+// Well-known underlay addresses of every cluster.
+var (
+	// EtcdIP is where etcd listens (on the underlay bridge).
+	EtcdIP = netip.MustParseAddr("198.18.0.2")
+	// RouterIP is the router's address on segment 0 (when it exists).
+	RouterIP = netip.MustParseAddr("198.18.0.4")
+	// OutsideIP and OutsideIPv6 are the outside host's addresses: a host
+	// on the underlay that is not a node.
+	OutsideIP   = netip.MustParseAddr("198.18.0.5")
+	OutsideIPv6 = netip.MustParseAddr("2001:2::5")
+)
+
+// Underlay addressing: segment 0 is the underlay bridge, segment 1 sits
 // behind the router namespace.
 var (
 	underlayGW     = netip.MustParseAddr("198.18.0.1")
-	EtcdIP         = netip.MustParseAddr("198.18.0.2")
-	RouterIP       = netip.MustParseAddr("198.18.0.4")
-	OutsideIP      = netip.MustParseAddr("198.18.0.5")
 	underlayGW6    = netip.MustParseAddr("2001:2::1")
 	etcdIP6        = netip.MustParseAddr("2001:2::2")
 	routerIP6      = netip.MustParseAddr("2001:2::4")
-	OutsideIPv6    = netip.MustParseAddr("2001:2::5")
 	segment1GW     = netip.MustParseAddr("198.18.1.1")
 	segment1GW6    = netip.MustParseAddr("2001:2:0:1::1")
 	segmentPrefix  = []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("198.18.1.0/24")}
 	segmentPrefix6 = []netip.Prefix{netip.MustParsePrefix("2001:2::/64"), netip.MustParsePrefix("2001:2:0:1::/64")}
 )
 
-// Ports on the underlay.
+// Ports on the underlay, and the etcd key prefix.
 const (
+	// EtcdClientPort is etcd's client port on [EtcdIP].
 	EtcdClientPort = 2379
 	etcdPeerPort   = 2380
-	HTTPPort       = 9950
-	GossipPort     = 7950
+	// HTTPPort is weftd's --http-addr port on each node's underlay IP.
+	HTTPPort = 9950
+	// GossipPort is weftd's --gossip-bind port on each node's underlay IP.
+	GossipPort = 7950
 	// EtcdPrefix is the key prefix the cluster's daemons use.
 	EtcdPrefix = "/weft"
 )
 
-// Default pod networks.
+// Default pod networks of the network config the cluster writes.
 const (
-	DefaultNetwork     = "10.244.0.0/16"
+	// DefaultNetwork is the IPv4 cluster network.
+	DefaultNetwork = "10.244.0.0/16"
+	// DefaultIPv6Network is the IPv6 cluster network (dual-stack).
 	DefaultIPv6Network = "fd10:244::/56"
 )
 
@@ -122,11 +135,14 @@ type Cluster struct {
 	// BinDir holds the binaries run.
 	BinDir string
 
+	// Underlay holds the underlay bridge and etcd; Outside is a host on
+	// the underlay that is not a node.
 	Underlay NS
 	Outside  NS
 	// Router is set when the second segment exists.
 	Router *NS
-	Etcd   *Etcd
+	// Etcd is the cluster's etcd process.
+	Etcd *Etcd
 
 	ownDir bool
 
@@ -139,21 +155,28 @@ type Cluster struct {
 // State is what a cluster created, in a form that survives the process
 // (the lab's state file). [Teardown] removes exactly this.
 type State struct {
-	ID         string      `json:"id"`
-	Dir        string      `json:"dir"`
-	OwnDir     bool        `json:"ownDir"`
-	Backend    string      `json:"backend"`
-	Namespaces []string    `json:"namespaces"`
-	Etcd       *Proc       `json:"etcd,omitempty"`
-	Nodes      []NodeState `json:"nodes"`
-	Pods       []PodState  `json:"pods"`
+	// ID is the run ID; Dir the cluster's directory, removed by Teardown
+	// when OwnDir is set.
+	ID     string `json:"id"`
+	Dir    string `json:"dir"`
+	OwnDir bool   `json:"ownDir"`
+	// Backend is the backend type of the network config.
+	Backend string `json:"backend"`
+	// Namespaces are all namespaces created, in order of creation.
+	Namespaces []string `json:"namespaces"`
+	// Etcd is the etcd process; Nodes and Pods what was made of them.
+	Etcd  *Proc       `json:"etcd,omitempty"`
+	Nodes []NodeState `json:"nodes"`
+	Pods  []PodState  `json:"pods"`
 	// WireGuardDevices are device names whose UAPI sockets in
 	// /var/run/wireguard belong to this cluster.
 	WireGuardDevices []string `json:"wireguardDevices"`
-	Router           string   `json:"router,omitempty"`
-	Underlay         string   `json:"underlay"`
-	Outside          string   `json:"outside"`
-	EtcdEndpoint     string   `json:"etcdEndpoint"`
+	// Router, Underlay and Outside name those namespaces.
+	Router   string `json:"router,omitempty"`
+	Underlay string `json:"underlay"`
+	Outside  string `json:"outside"`
+	// EtcdEndpoint is etcd's client URL (from the cluster's namespaces).
+	EtcdEndpoint string `json:"etcdEndpoint"`
 }
 
 // NodeState is a node's part of [State].
@@ -734,7 +757,8 @@ func (c *Cluster) updateNodeProc(name string, p *Proc) {
 }
 
 // Close stops every process and removes every namespace, link and file the
-// cluster made (the directory only if New created it). It is idempotent.
+// cluster made (the directory only if New created it or Options.RemoveDir
+// is set). It is idempotent.
 func (c *Cluster) Close() error {
 	return Teardown(c.State())
 }

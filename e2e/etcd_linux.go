@@ -21,10 +21,14 @@ import (
 // Etcd is the cluster's etcd: a weft-etcd process in the underlay
 // namespace. Its data survives Stop and Start.
 type Etcd struct {
-	NS       NS
-	Binary   string
-	DataDir  string
-	LogFile  string
+	// NS is the namespace etcd runs in (the underlay).
+	NS NS
+	// Binary is the weft-etcd program.
+	Binary string
+	// DataDir holds etcd's data; LogFile receives its output.
+	DataDir string
+	LogFile string
+	// Endpoint is the client URL.
 	Endpoint string
 	peerURL  string
 	onStart  func(*Proc)
