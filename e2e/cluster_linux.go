@@ -244,8 +244,10 @@ func New(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c.state = State{ID: id, Dir: c.Dir, OwnDir: c.ownDir, Backend: opts.Backend}
 	if err := c.build(ctx); err != nil {
+		// The logs go with the directory: keep their ends in the error.
+		logs := c.Logs(30)
 		c.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w\nlogs before teardown:\n%s", err, logs)
 	}
 	return c, nil
 }

@@ -117,6 +117,9 @@ func (c *Cluster) Logs(lines int) string {
 		fmt.Fprintf(&b, "----- etcd (%s) -----\n%s\n", c.Etcd.LogFile, tail(data, lines))
 	}
 	for _, n := range c.Nodes() {
+		if n.Proc() == nil {
+			continue // weftd never started here
+		}
 		fmt.Fprintf(&b, "----- weftd on %s (%s) -----\n%s\n", n.Name, n.LogFile, n.LogTail(lines))
 	}
 	return b.String()
