@@ -108,7 +108,8 @@ func (r *recorder) calls(name string) []call {
 // decodes what it configured.
 func evalVagrantfile(t *testing.T, ruby, path string, env ...string) (*recorder, error) {
 	t.Helper()
-	cmd := exec.Command(ruby, "testdata/vagrant_stub.rb", path)
+	// Evaluated as if it were the Vagrantfile here, wherever its text is.
+	cmd := exec.Command(ruby, "testdata/vagrant_stub.rb", path, "Vagrantfile")
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "WEFT_") }), env...)
 	out, err := cmd.Output()
 	if err != nil {
@@ -264,12 +265,10 @@ func TestVagrantfileShape(t *testing.T) {
 			if edited == string(orig) {
 				t.Fatalf("edit %q did not apply", tc.old)
 			}
-			// Beside the original, so that relative paths and __dir__ hold.
-			path := filepath.Join(".", ".Vagrantfile.edited")
+			path := filepath.Join(t.TempDir(), "Vagrantfile")
 			if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			defer os.Remove(path)
 			cfg, err := evalVagrantfile(t, ruby, path)
 			if err != nil {
 				t.Fatal(err)

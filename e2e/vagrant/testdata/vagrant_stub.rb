@@ -1,4 +1,5 @@
-# vagrant_stub.rb VAGRANTFILE: evaluates a Vagrantfile against a stand-in for
+# vagrant_stub.rb VAGRANTFILE [AS]: evaluates a Vagrantfile (as if it were
+# the file AS, for __dir__ and error messages) against a stand-in for
 # Vagrant's configuration API and prints, as JSON, every setting and call it
 # made, so that a test can check the machines, networks and provisioners
 # without Vagrant. Each recorder is {"attrs": {name: value},
@@ -46,5 +47,7 @@ module Vagrant
 end
 
 $configs = []
-load File.expand_path(ARGV.fetch(0))
+path = File.expand_path(ARGV.fetch(0))
+as = File.expand_path(ARGV.fetch(1, path))
+eval(File.read(path), TOPLEVEL_BINDING, as)
 puts JSON.pretty_generate($configs)
