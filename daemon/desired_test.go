@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -304,5 +305,27 @@ func waitFor(t *testing.T, within time.Duration, cond func() bool) {
 			t.Fatalf("condition not met within %s", within)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDropDeleted(t *testing.T) {
+	view := subnet.View{Complete: true, Revision: 100, Leases: []subnet.Lease{
+		lease("b", "id-b", "10.244.2.0/24", "198.18.0.2", 50, 1),
+	}}
+	member := func(name, sn string, epoch int64, state membership.State) membership.Member {
+		return membership.Member{Name: name, Addr: "x:7950", State: state, Meta: membership.Meta{
+			NodeID: "id-" + name, Subnet: pfx(sn), PublicIP: addr("198.18.0.9"), Epoch: epoch, Version: 1}}
+	}
+	members := []membership.Member{
+		member("b", "10.244.2.0/24", 50, membership.StateAlive),
+		member("c", "10.244.3.0/24", 60, membership.StateLeft),   // evicted: epoch 60 < revision 100
+		member("d", "10.244.4.0/24", 120, membership.StateAlive), // claimed after the view: provisional
+	}
+	var got []string
+	for _, p := range dropDeleted(membership.Merge("a", view, members), view) {
+		got = append(got, fmt.Sprintf("%s provisional=%t", p.Name, p.Provisional))
+	}
+	if diff := cmp.Diff([]string{"b provisional=false", "d provisional=true"}, got); diff != "" {
+		t.Errorf("peers (-want +got):\n%s", diff)
 	}
 }

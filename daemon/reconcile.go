@@ -81,7 +81,7 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	if d.gossip != nil {
 		members = d.gossip.Members()
 	}
-	peers := membership.Merge(d.nodeName, base, members)
+	peers := dropDeleted(membership.Merge(d.nodeName, base, members), base)
 	desired := buildDesired(lease, d.nodeName, peers, complete)
 
 	res, err := d.be.Reconcile(ctx, desired)
