@@ -4,11 +4,13 @@
 package wireguard
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +46,7 @@ type userDevice struct {
 	uapi     net.Listener
 	uapiDone chan struct{} // closed when the current accept loop exits
 	conns    map[net.Conn]struct{}
+	timers   map[*time.Timer]struct{} // pending initiateLater calls
 	closed   bool
 }
 
@@ -56,10 +59,11 @@ func startUserDevice(name string, mtu int, offloads bool, log logrus.FieldLogger
 		return nil, fmt.Errorf("create tun %s: %w", name, err)
 	}
 	u := &userDevice{
-		name:  name,
-		log:   log,
-		tun:   td,
-		conns: map[net.Conn]struct{}{},
+		name:   name,
+		log:    log,
+		tun:    td,
+		conns:  map[net.Conn]struct{}{},
+		timers: map[*time.Timer]struct{}{},
 	}
 	u.dev = device.NewDevice(td, conn.NewDefaultBind(), deviceLogger(log))
 	if err := u.ensureUAPI(); err != nil {
@@ -210,6 +214,72 @@ func (u *userDevice) initiateHandshakes(keys []wgtypes.Key) int {
 	return n
 }
 
+// initiateLater sends a handshake initiation, after the delay, to each
+// peer in keys that has not completed a handshake by then (see
+// Backend.Reconcile for why). The pending call is cancelled by close.
+func (u *userDevice) initiateLater(keys []wgtypes.Key, after time.Duration) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return
+	}
+	u.wg.Add(1)
+	var t *time.Timer
+	t = time.AfterFunc(after, func() {
+		defer u.wg.Done()
+		u.mu.Lock()
+		delete(u.timers, t)
+		closed := u.closed
+		u.mu.Unlock()
+		if closed {
+			return
+		}
+		silent, err := u.withoutHandshake(keys)
+		if err != nil {
+			u.log.WithError(err).Debug("read peer handshake times")
+			return
+		}
+		if n := u.initiateHandshakes(silent); n > 0 {
+			u.log.WithField("peers", n).Debug("handshakes initiated with silent new peers")
+		}
+	})
+	u.timers[t] = struct{}{}
+}
+
+// withoutHandshake returns the keys whose peers exist and have never
+// completed a handshake.
+func (u *userDevice) withoutHandshake(keys []wgtypes.Key) ([]wgtypes.Key, error) {
+	cfg, err := u.dev.IpcGet()
+	if err != nil {
+		return nil, err
+	}
+	done := map[wgtypes.Key]bool{}
+	var cur wgtypes.Key
+	for line := range strings.SplitSeq(cfg, "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "public_key":
+			b, err := hex.DecodeString(v)
+			if err != nil || len(b) != wgtypes.KeyLen {
+				return nil, fmt.Errorf("bad public_key %q in device state", v)
+			}
+			cur = wgtypes.Key(b)
+			done[cur] = false
+		case "last_handshake_time_sec", "last_handshake_time_nsec":
+			if v != "0" {
+				done[cur] = true
+			}
+		}
+	}
+	var out []wgtypes.Key
+	for _, k := range keys {
+		if hs, exists := done[k]; exists && !hs {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
 // vnetHdr reports whether the TUN was opened with a virtio-net header
 // (offloads on).
 func (u *userDevice) vnetHdr() (bool, error) {
@@ -256,6 +326,11 @@ func (u *userDevice) close() {
 	}
 	for c := range u.conns {
 		c.Close()
+	}
+	for t := range u.timers {
+		if t.Stop() {
+			u.wg.Done() // its function will not run
+		}
 	}
 	u.mu.Unlock()
 	u.wg.Wait()

@@ -24,6 +24,10 @@ import (
 
 var _ backend.Backend = (*Backend)(nil)
 
+// silentPeerDelay is how long after adding a peer (outside start-up) the
+// userspace device waits for a handshake before initiating one itself.
+const silentPeerDelay = time.Second
+
 // Backend is the WireGuard backend. Create it with [New]; see the package
 // documentation for the kernel state it owns.
 //
@@ -45,10 +49,10 @@ type Backend struct {
 	psk    wgtypes.Key
 	mtu    int
 	user   *userDevice // nil with a kernel device
-	// kick is true while the userspace device must initiate a handshake
-	// with each peer it adds (see Reconcile). Owned by Reconcile after
-	// Setup.
-	kick bool
+	// restarted is true when the userspace device started with an
+	// existing key; starting is true until the first complete reconcile.
+	// See Reconcile. starting is owned by Reconcile after Setup.
+	restarted, starting bool
 
 	// Owned by Reconcile (never concurrent).
 	lastEndpoint map[wgtypes.Key]netip.AddrPort
@@ -146,14 +150,7 @@ func (b *Backend) setupLocked() error {
 		if link, err = backend.LinkByName(b.nl, b.cfg.Name); err != nil {
 			return fmt.Errorf("look up tun %s: %w", b.cfg.Name, err)
 		}
-		// Other nodes may hold sessions with this key from before a
-		// restart, whose keys died with the old process: they need a
-		// handshake from us. A new key has no sessions anywhere, and then
-		// initiating is not only useless but harmful: two nodes that add
-		// each other at the same moment and both initiate cross their
-		// handshakes, and both wait 5 s for a retry. Reconcile clears it
-		// after the first complete view.
-		b.kick = !created
+		b.restarted, b.starting = !created, true
 		b.log.WithFields(logrus.Fields{"mtu": b.mtu, "offloads": !b.cfg.DisableOffloads}).Info("started userspace wireguard device")
 	}
 
@@ -261,15 +258,25 @@ func (b *Backend) configureDevice() error {
 // the routes to peer subnets with d. Peers and routes not in d are removed
 // only when d.Complete.
 //
-// A userspace device started with an existing key (weftd restarted) sends a
-// handshake initiation to every peer it adds, up to and including the first
-// reconcile with a complete view. The other nodes still hold sessions with
-// the old process, whose keys are gone; until a new handshake, everything
-// they send this node is dropped, and they would not initiate one
-// themselves for up to about 15 s. Peers added later are nodes that joined
-// since: they hold no session with this node, and initiating towards them
-// could only cross a handshake they start themselves (both sides then wait
-// 5 s for a retry).
+// The userspace device initiates handshakes itself where the other side
+// cannot know that it must. A peer that holds a session with this node
+// whose keys this device does not have (the device restarted, or it dropped
+// the peer and added it again) keeps encrypting with them; everything it
+// sends is dropped here, and it would not start a new handshake for up to
+// about 15 s. So:
+//
+//   - Started with an existing key (weftd restarted), the device sends a
+//     handshake initiation at once to every peer it adds, up to and
+//     including the first reconcile with a complete view.
+//   - Started with a new key, it sends none then: no node can hold a
+//     session with that key, and a node that does not know this one yet
+//     would drop the initiation, after which this side would wait 5 s
+//     (WireGuard's rekey timeout) before initiating for its own traffic.
+//   - Afterwards, each peer added gets an initiation silentPeerDelay later
+//     if no handshake with it has happened by then. The delay lets a peer
+//     that has traffic for this node (a node that just joined) start the
+//     handshake itself: two initiations crossing each other fail on both
+//     sides, and both wait 5 s for a retry.
 func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Result, error) {
 	b.mu.Lock()
 	ready := b.setup && !b.closed
@@ -310,15 +317,20 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 	res.Updated += len(plan.updated)
 	res.Removed += len(plan.removed)
 
-	if b.user != nil && b.kick && len(plan.added) > 0 {
-		if err := b.user.up(); err != nil {
-			return res, fmt.Errorf("bring userspace device up: %w", err)
+	if b.user != nil && len(plan.added) > 0 {
+		switch {
+		case b.starting && b.restarted:
+			if err := b.user.up(); err != nil {
+				return res, fmt.Errorf("bring userspace device up: %w", err)
+			}
+			n := b.user.initiateHandshakes(plan.added)
+			b.log.WithField("peers", n).Debug("handshakes initiated with peers after restart")
+		case !b.starting:
+			b.user.initiateLater(plan.added, silentPeerDelay)
 		}
-		n := b.user.initiateHandshakes(plan.added)
-		b.log.WithField("peers", n).Debug("handshakes initiated with new peers")
 	}
 	if d.Complete {
-		b.kick = false
+		b.starting = false
 	}
 
 	var routes []netlink.Route

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -267,6 +268,36 @@ func TestMesh(t *testing.T) {
 			t.Fatalf("saw %d wireguard frames for %d datagrams sent: the capture missed the traffic", wgFrames, sent)
 		}
 		t.Logf("captured %d frames, %d wireguard UDP, %d datagrams sent, marker never in the clear", len(frames), wgFrames, sent)
+	})
+
+	t.Run("drift repaired", func(t *testing.T) {
+		// Someone deletes a route, the device address and a peer.
+		link := mustLink(t, n1.nl, n1.cfg.Name)
+		must(t, n1.nl.RouteDel(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(n2.subnet), Scope: netlink.SCOPE_LINK, Protocol: backend.RouteProtocol}), "delete route")
+		must(t, n1.nl.AddrDel(link, addr(netip.PrefixFrom(n1.subnet.Addr(), 32))), "delete address")
+		k3, err := wgtypes.ParseKey(n3.attrs.Data.WireGuardKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(t, wg.ConfigureDevice(n1.cfg.Name, wgtypes.Config{Peers: []wgtypes.PeerConfig{{PublicKey: k3, Remove: true}}}), "remove peer")
+		res := n1.reconcile(t, n1.desired(true, tp.nodes...))
+		// The route, the address, the peer, and the route to node 3's IPv4
+		// subnet: the kernel drops a device's IPv4 routes with its last
+		// IPv4 address.
+		if res.Added != 4 || res.Updated != 0 || res.Removed != 0 {
+			t.Errorf("repair: %+v, want 4 added", res)
+		}
+		// Node 3 still holds a session with node 1 whose keys went with
+		// the removed peer: one-way traffic from it resumes only once
+		// node 1 initiates a handshake (silentPeerDelay), not after
+		// node 3's own timers (about 15 s).
+		l := listenUDP(t, n1.pod, n1.podIP)
+		d, ok := reach(t, n3.pod, n3.podIP, l, "drift-in", "x", 5*time.Second)
+		if !ok || d > silentPeerDelay+time.Second {
+			t.Fatalf("pod3 -> pod1 after node 1 re-added node 3: %s (arrived %v), want within %s", d, ok, silentPeerDelay+time.Second)
+		}
+		t.Logf("pod3 -> pod1 back %s after node 1 re-added node 3", d.Round(time.Millisecond))
+		checkAllToAll(t, tp, "drift", 5*time.Second)
 	})
 
 	t.Run("partial view removes nothing", func(t *testing.T) {
@@ -568,4 +599,39 @@ func TestIPv6Underlay(t *testing.T) {
 		t.Fatalf("node 1 peers: %+v, want one with endpoint [2001:2::2]:51820", dev.Peers)
 	}
 	checkAllToAll(t, tp, "v6u", 5*time.Second)
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func TestSetupRefusesForeignLink(t *testing.T) {
+	backendtest.SkipUnlessRoot(t)
+	ns := backendtest.NewNS(t, "wgl")
+	nl := ns.Netlink(t)
+	name := "wgl" + backendtest.Suffix(6)
+	must(t, nl.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}), "bridge link")
+	t.Run("userspace", func(t *testing.T) {
+		err := ns.Do(func() error {
+			b, err := New(Config{Name: name, Mode: ModeUserspace, MTU: 1420, StateDir: t.TempDir()})
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			_, err = b.Setup(context.Background())
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), "already exists (type bridge)") {
+			t.Fatalf("Setup over an existing bridge link: %v, want a clear refusal", err)
+		}
+	})
+	t.Run("kernel", func(t *testing.T) {
+		_, _, err := ensureKernelLink(nl, name, 1420)
+		if err == nil || !strings.Contains(err.Error(), "is a bridge link, not a kernel wireguard link") {
+			t.Fatalf("ensureKernelLink over a bridge link: %v, want a clear refusal", err)
+		}
+	})
+	if _, err := backend.LinkByName(nl, name); err != nil {
+		t.Fatalf("the foreign link was touched: %v", err)
+	}
 }
