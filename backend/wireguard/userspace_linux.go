@@ -38,7 +38,8 @@ type userDevice struct {
 	dev  *device.Device
 	tun  tun.Device
 
-	// wg counts the UAPI accept loop and the connection handlers.
+	// wg counts the UAPI accept loops, the connection handlers and the
+	// pending initiateLater timers.
 	wg sync.WaitGroup
 
 	// mu guards the following.

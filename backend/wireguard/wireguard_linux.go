@@ -312,7 +312,7 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 			return res, fmt.Errorf("configure wireguard peers on %s: %w", b.cfg.Name, err)
 		}
 	}
-	b.recordPeers(plan, want, dev.Peers)
+	b.recordPeers(plan, want)
 	res.Added += len(plan.added)
 	res.Updated += len(plan.updated)
 	res.Removed += len(plan.removed)
@@ -357,7 +357,7 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 }
 
 // recordPeers logs peer changes and remembers the endpoints written.
-func (b *Backend) recordPeers(plan peerPlan, want map[wgtypes.Key]*wantPeer, had []wgtypes.Peer) {
+func (b *Backend) recordPeers(plan peerPlan, want map[wgtypes.Key]*wantPeer) {
 	for _, pc := range plan.configs {
 		if pc.Endpoint != nil {
 			if ep, ok := addrPort(pc.Endpoint); ok {
