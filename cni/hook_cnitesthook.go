@@ -8,6 +8,7 @@ package cni
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -20,6 +21,8 @@ import (
 //	                                        test can SIGKILL the plugin there
 //	WEFT_CNI_TEST_TRACE=<file>              append "step seconds" lines with
 //	                                        the time each step of ADD took
+//	WEFT_CNI_TEST_T0=<unix ns>              with TRACE: also trace "exec",
+//	                                        the time from T0 to package init
 
 func testHook(point string) {
 	if d, err := time.ParseDuration(os.Getenv("WEFT_CNI_TEST_SLEEP_" + point)); err == nil {
@@ -31,6 +34,16 @@ var (
 	traceMu  sync.Mutex
 	lastStep = time.Now()
 )
+
+// WEFT_CNI_TEST_T0=<unix nanoseconds>, set by the parent just before it
+// starts the plugin, makes the first step "exec" the time from there to
+// this package's initialisation: fork, exec, Go runtime start, the init of
+// the packages this one imports.
+func init() {
+	if t0, err := strconv.ParseInt(os.Getenv("WEFT_CNI_TEST_T0"), 10, 64); err == nil {
+		traceDuration("exec", lastStep.Sub(time.Unix(0, t0)))
+	}
+}
 
 // traceStep records the time since the previous step of the main flow.
 func traceStep(step string) {

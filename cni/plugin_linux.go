@@ -17,10 +17,8 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
-	vns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
@@ -96,11 +94,11 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	traceStep("parse")
-	podNS, err := ns.GetNS(args.Netns)
+	podNS, err := openNetNS(args.Netns)
 	if err != nil {
 		return cniErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %q: %v", args.Netns, err)
 	}
-	defer podNS.Close()
+	defer unix.Close(podNS)
 	sf, err := readSubnetFile(c)
 	if err != nil {
 		return err
@@ -116,22 +114,32 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		created bool
 		err     error
 	}
+	// The record's fsync happens after the lock is released (concurrent
+	// ADDs do not queue behind the disk) and beside the container's
+	// configuration; ADD succeeds only once it is done.
 	allocated := make(chan allocation, 1)
+	synced := make(chan error, 1)
 	go func() {
 		start := time.Now()
 		var a allocation
 		st, err := ipam.Open(c.StoreDir())
-		if err == nil {
-			a.rec, a.created, a.err = st.Allocate(args.ContainerID, args.IfName, pools(sf))
-			st.Close()
-		} else {
+		if err != nil {
 			a.err = err
+			allocated <- a
+			synced <- nil
+			return
 		}
+		st.DeferSync()
+		a.rec, a.created, a.err = st.Allocate(args.ContainerID, args.IfName, pools(sf))
+		st.Close()
 		traceDuration("ipam (parallel)", time.Since(start))
 		if a.err == nil {
 			testHook("AFTER_ALLOC")
 		}
 		allocated <- a
+		start = time.Now()
+		synced <- st.SyncWritten()
+		traceDuration("ipam fsync (parallel)", time.Since(start))
 	}()
 	host, err := p.prepareHost(c, sf, mtu, args, podNS)
 	a := <-allocated
@@ -142,10 +150,9 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
-	h := host.h
-	defer h.Close()
+	defer host.close()
 	if a.err != nil {
-		_ = h.LinkDel(host.veth)
+		host.deleteVeth()
 		if errors.Is(a.err, ipam.ErrExhausted) {
 			return cniErr(CodeNoAddress, "%v: delete pods or give the node a larger subnet", a.err)
 		}
@@ -154,7 +161,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	rec := a.rec
 	defer func() {
 		if err != nil {
-			_ = h.LinkDel(host.veth)
+			host.deleteVeth()
 			if a.created {
 				p.release(c, args.ContainerID, args.IfName)
 			}
@@ -162,13 +169,16 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}()
 	testHook("AFTER_VETH")
 
-	res, err := configureContainer(c, sf, rec, podNS, args.IfName)
+	res, err := configureContainer(c, sf, rec, host, args.Netns, args.IfName)
+	if serr := <-synced; err == nil && serr != nil {
+		err = cniErr(types.ErrIOFailure, "%v", serr)
+	}
 	if err != nil {
 		return err
 	}
 	traceStep("container")
 	res.CNIVersion = current.ImplementedSpecVersion
-	res.Interfaces[0] = &current.Interface{Name: host.veth.Attrs().Name, Mac: host.veth.Attrs().HardwareAddr.String()}
+	res.Interfaces[0] = &current.Interface{Name: host.veth, Mac: host.mac.String()}
 	res.Interfaces[1].Sandbox = args.Netns
 	res.DNS = c.DNS
 	out, err := res.GetAsVersion(c.CNIVersion)
@@ -183,22 +193,64 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	return err
 }
 
+// openNetNS opens a network namespace file (CNI_NETNS) and checks that it
+// is one.
+func openNetNS(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open: %w", err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("statfs: %w", err)
+	}
+	// nsfs; procfs for /proc/<pid>/ns/net on kernels before 3.19.
+	if st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s is not a network namespace", path)
+	}
+	return fd, nil
+}
+
 // hostSide is what prepareHost made in the node's namespace.
 type hostSide struct {
-	h    *netlink.Handle
-	veth netlink.Link
+	h      *netlink.Handle // for the bridge (its lookups go through backend)
+	rt     *rtnl           // for the veth
+	veth   string
+	mac    net.HardwareAddr
+	peer   net.HardwareAddr
+	podNS  int   // fd of the pod's namespace
+	peerIx int32 // the pod end's ifindex, 0 if the kernel did not say
+}
+
+func (hs *hostSide) close() {
+	hs.h.Close()
+	hs.rt.close()
+}
+
+// deleteVeth removes the pair made by createVeth (best effort: ADD is
+// failing already).
+func (hs *hostSide) deleteVeth() {
+	_ = hs.h.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hs.veth}})
 }
 
 // prepareHost does ADD's work in the node's namespace: forwarding, the
 // bridge, and the veth pair with its far end in the pod. On error nothing
 // it created is left.
-func (p *Plugin) prepareHost(c *Config, sf *subnet.SubnetFile, mtu int, args *skel.CmdArgs, podNS ns.NetNS) (*hostSide, error) {
+func (p *Plugin) prepareHost(c *Config, sf *subnet.SubnetFile, mtu int, args *skel.CmdArgs, podNS int) (*hostSide, error) {
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, cniErr(CodeKernel, "open netlink: %v", err)
 	}
-	fail := func(err error) (*hostSide, error) {
+	rt, err := openRtnl()
+	if err != nil {
 		h.Close()
+		return nil, cniErr(CodeKernel, "%v", err)
+	}
+	hs := &hostSide{h: h, rt: rt, podNS: podNS}
+	fail := func(err error) (*hostSide, error) {
+		hs.close()
 		return nil, err
 	}
 	if err := enableForwarding(sf); err != nil {
@@ -209,35 +261,45 @@ func (p *Plugin) prepareHost(c *Config, sf *subnet.SubnetFile, mtu int, args *sk
 		return fail(cniErr(CodeKernel, "%v", err))
 	}
 	traceStep("bridge")
-	hostName := HostVethName(args.ContainerID, args.IfName)
-	v, err := p.createVeth(h, br, hostName, VethAlias(args.ContainerID, args.IfName), args.IfName, mtu, c.HairpinMode, podNS)
-	if err != nil {
+	if err := p.createVeth(hs, br, args, mtu, c.HairpinMode); err != nil {
 		return fail(err)
 	}
 	traceStep("veth")
-	return &hostSide{h: h, veth: v}, nil
+	return hs, nil
 }
 
 // enableForwarding turns on forwarding in the plugin's namespace for the
 // families the node uses (writes only when it is off).
 func enableForwarding(sf *subnet.SubnetFile) error {
-	var paths []string
-	if sf.Subnet.IsValid() {
-		paths = append(paths, "/proc/sys/net/ipv4/ip_forward")
-	}
-	if sf.IPv6Subnet.IsValid() {
-		paths = append(paths, "/proc/sys/net/ipv6/conf/all/forwarding")
-	}
-	for _, path := range paths {
-		b, err := os.ReadFile(path)
-		if err == nil && strings.TrimSpace(string(b)) == "1" {
+	for _, f := range []struct {
+		on   bool
+		path string
+	}{
+		{sf.Subnet.IsValid(), "/proc/sys/net/ipv4/ip_forward"},
+		{sf.IPv6Subnet.IsValid(), "/proc/sys/net/ipv6/conf/all/forwarding"},
+	} {
+		if !f.on || sysctlIsOne(f.path) {
 			continue
 		}
-		if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+		if err := os.WriteFile(f.path, []byte("1"), 0o644); err != nil {
 			return fmt.Errorf("enable forwarding: %w", err)
 		}
 	}
 	return nil
+}
+
+// sysctlIsOne reports whether the sysctl file at path reads "1". Plain
+// system calls: this runs on every ADD, and os.File registers every file
+// with the poller first.
+func sysctlIsOne(path string) bool {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var b [8]byte
+	n, err := unix.Read(fd, b[:])
+	return err == nil && n > 0 && strings.TrimSpace(string(b[:n])) == "1"
 }
 
 // ensureBridge creates the bridge if missing, and makes sure it is up, has
@@ -312,52 +374,41 @@ func (p *Plugin) ensureBridge(h *netlink.Handle, name string, mtu int, sf *subne
 	return l, nil
 }
 
-// createVeth creates the veth pair: the host end named hostName, up,
-// enslaved to br, tagged with the attachment's alias; the other end named
-// ifname directly in the container's namespace (one request creates both).
-// An existing host end fails the ADD: its peer is in the pod.
-func (p *Plugin) createVeth(h *netlink.Handle, br netlink.Link, hostName, alias, ifname string, mtu int, hairpin bool, podNS ns.NetNS) (netlink.Link, error) {
-	v := &netlink.Veth{
-		LinkAttrs: netlink.LinkAttrs{
-			Name: hostName, MTU: mtu, TxQLen: -1, Flags: net.FlagUp,
-			MasterIndex: br.Attrs().Index, HardwareAddr: randomMAC(),
-		},
-		PeerName:      ifname,
-		PeerTxQLen:    -1,
-		PeerNamespace: netlink.NsFd(int(podNS.Fd())),
-	}
-	if err := h.LinkAdd(v); err != nil {
+// createVeth creates the veth pair: the host end named after the
+// attachment, up, enslaved to br, tagged with the attachment's alias,
+// hairpin as configured; the other end named ifname directly in the
+// container's namespace. An existing host end fails the ADD: its peer
+// is in the pod.
+func (p *Plugin) createVeth(hs *hostSide, br netlink.Link, args *skel.CmdArgs, mtu int, hairpin bool) error {
+	hs.veth = HostVethName(args.ContainerID, args.IfName)
+	hs.mac, hs.peer = randomMAC(), randomMAC()
+	alias := VethAlias(args.ContainerID, args.IfName)
+	peerIx, err := hs.rt.createVeth(vethSpec{
+		name: hs.veth, mac: hs.mac, mtu: mtu, master: br.Attrs().Index,
+		peerName: args.IfName, peerMAC: hs.peer, peerNS: hs.podNS,
+	})
+	if err != nil {
 		if !errors.Is(err, unix.EEXIST) {
-			// LinkAdd creates the pair, then enslaves it: undo half-made.
-			if l, lerr := backend.LinkByName(h, hostName); lerr == nil && l.Attrs().Alias == "" {
-				_ = h.LinkDel(l)
-			}
-			return nil, cniErr(CodeKernel, "create veth %s: %v", hostName, err)
+			// One request: the kernel made the whole pair or nothing.
+			return cniErr(CodeKernel, "%v", err)
 		}
-		old, lerr := backend.LinkByName(h, hostName)
+		old, lerr := backend.LinkByName(hs.h, hs.veth)
 		if lerr != nil {
-			return nil, cniErr(CodeIfExists, "interface %s already exists in the container's network namespace %s", ifname, podNS.Path())
+			return cniErr(CodeIfExists, "interface %s already exists in the container's network namespace %s", args.IfName, args.Netns)
 		}
 		if ownedBy(old, alias) {
 			// Its peer lives in the pod: an earlier ADD of this attachment
 			// (complete or interrupted) made it. The runtime must DEL first.
-			return nil, cniErr(CodeIfExists, "interface %s already exists for this container (host end %s): DEL it before adding it again", ifname, hostName)
+			return cniErr(CodeIfExists, "interface %s already exists for this container (host end %s): DEL it before adding it again", args.IfName, hs.veth)
 		}
-		return nil, cniErr(CodeKernel, "host interface %s already exists and belongs to %q", hostName, old.Attrs().Alias)
+		return cniErr(CodeKernel, "host interface %s already exists and belongs to %q", hs.veth, old.Attrs().Alias)
 	}
-	// The kernel ignores IFLA_IFALIAS when it creates a link: set it now.
-	if err := h.LinkSetAlias(v, alias); err != nil {
-		_ = h.LinkDel(v)
-		return nil, cniErr(CodeKernel, "set alias of %s: %v", hostName, err)
+	hs.peerIx = peerIx
+	if err := hs.rt.setPort(hs.veth, alias, hairpin); err != nil {
+		hs.deleteVeth()
+		return cniErr(CodeKernel, "%v", err)
 	}
-	if !hairpin {
-		return v, nil
-	}
-	if err := h.LinkSetHairpin(v, true); err != nil {
-		_ = h.LinkDel(v)
-		return nil, cniErr(CodeKernel, "set hairpin on %s: %v", hostName, err)
-	}
-	return v, nil
+	return nil
 }
 
 // ownedBy reports whether host veth l belongs to the attachment with alias:
@@ -367,23 +418,25 @@ func ownedBy(l netlink.Link, alias string) bool {
 }
 
 // configureContainer brings the container end up with its addresses and
-// routes, and returns a result whose Interfaces[1] is that end
+// routes, in one batch on a socket opened in the pod's
+// namespace, and returns a result whose Interfaces[1] is that end
 // (Interfaces[0] is left for the caller).
-func configureContainer(c *Config, sf *subnet.SubnetFile, rec ipam.Record, podNS ns.NetNS, ifname string) (*current.Result, error) {
-	ch, err := netlink.NewHandleAt(vns.NsHandle(int(podNS.Fd())))
+func configureContainer(c *Config, sf *subnet.SubnetFile, rec ipam.Record, hs *hostSide, netnsPath, ifname string) (*current.Result, error) {
+	rt, err := openRtnlIn(hs.podNS)
 	if err != nil {
-		return nil, cniErr(CodeKernel, "netlink in %s: %v", podNS.Path(), err)
+		return nil, cniErr(CodeKernel, "netlink in %s: %v", netnsPath, err)
 	}
-	defer ch.Close()
-	l, err := backend.LinkByName(ch, ifname)
-	if err != nil {
-		return nil, cniErr(CodeKernel, "look up %s in the container: %v", ifname, err)
+	defer rt.close()
+	idx := hs.peerIx
+	if idx == 0 {
+		if idx, err = rt.linkIndex(ifname); err != nil {
+			return nil, cniErr(CodeKernel, "look up %s in the container: %v", ifname, err)
+		}
 	}
-	if err := ch.LinkSetUp(l); err != nil {
-		return nil, cniErr(CodeKernel, "set %s up: %v", ifname, err)
-	}
-	res := &current.Result{Interfaces: []*current.Interface{nil, {Name: ifname, Mac: l.Attrs().HardwareAddr.String()}}}
-	idx := 1
+	res := &current.Result{Interfaces: []*current.Interface{nil, {Name: ifname, Mac: hs.peer.String()}}}
+	ifc := 1
+	bt := rt.batch()
+	bt.setUp(idx, "set "+ifname+" up")
 	for _, fam := range []struct {
 		ip      netip.Addr
 		pool    netip.Prefix
@@ -398,14 +451,8 @@ func configureContainer(c *Config, sf *subnet.SubnetFile, rec ipam.Record, podNS
 		}
 		addr := netip.PrefixFrom(fam.ip, fam.pool.Bits())
 		gw := ipam.Gateway(fam.pool)
-		a := &netlink.Addr{IPNet: ipNet(addr)}
-		if fam.ip.Is6() {
-			a.Flags = unix.IFA_F_NODAD
-		}
-		if err := ch.AddrAdd(l, a); err != nil {
-			return nil, cniErr(CodeKernel, "add address %s to %s: %v", addr, ifname, err)
-		}
-		res.IPs = append(res.IPs, &current.IPConfig{Interface: &idx, Address: *ipNet(addr), Gateway: gw.AsSlice()})
+		bt.addAddr(idx, addr, fmt.Sprintf("add address %s to %s", addr, ifname))
+		res.IPs = append(res.IPs, &current.IPConfig{Interface: &ifc, Address: *ipNet(addr), Gateway: gw.AsSlice()})
 		dst := fam.def
 		if !c.IsDefaultGateway {
 			if !fam.network.IsValid() || fam.network.Bits() >= fam.pool.Bits() {
@@ -413,11 +460,13 @@ func configureContainer(c *Config, sf *subnet.SubnetFile, rec ipam.Record, podNS
 			}
 			dst = fam.network.Masked()
 		}
-		r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: ipNet(dst), Gw: gw.AsSlice()}
-		if err := ch.RouteAdd(r); err != nil {
-			return nil, cniErr(CodeKernel, "add route %s via %s in the container: %v", dst, gw, err)
-		}
+		bt.addRoute(idx, dst, gw, fmt.Sprintf("add route %s via %s in the container", dst, gw))
 		res.Routes = append(res.Routes, &types.Route{Dst: *ipNet(dst), GW: gw.AsSlice()})
+	}
+	// The kernel runs the messages in order: each route comes after the
+	// address that makes its gateway reachable.
+	if err := bt.exec(); err != nil {
+		return nil, cniErr(CodeKernel, "%v", err)
 	}
 	return res, nil
 }

@@ -108,6 +108,20 @@ func TestAddCheckDel(t *testing.T) {
 	if pi, err := e.nl.LinkGetProtinfo(host); err != nil || !pi.Hairpin {
 		t.Errorf("hairpin on %s: %v %v", host.Attrs().Name, pi.Hairpin, err)
 	}
+	// Both ends up, with the MTU, the alias DEL and GC go by, and the MAC
+	// addresses the result reports.
+	if a := host.Attrs(); a.Alias != cni.VethAlias("ctr-one", "eth0") || a.MTU != 1450 || a.Flags&net.FlagUp == 0 {
+		t.Errorf("host veth %s: alias %q, mtu %d, flags %v; want alias %q, mtu 1450, up", a.Name, a.Alias, a.MTU, a.Flags, cni.VethAlias("ctr-one", "eth0"))
+	}
+	if eth0.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("pod eth0 is down")
+	}
+	if got, want := res1.Interfaces[0].Mac, host.Attrs().HardwareAddr.String(); got != want {
+		t.Errorf("result host MAC %s, kernel %s", got, want)
+	}
+	if got, want := res1.Interfaces[1].Mac, eth0.Attrs().HardwareAddr.String(); got != want {
+		t.Errorf("result pod MAC %s, kernel %s", got, want)
+	}
 	for _, f := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
 		var b []byte
 		if err := e.inNode(func() (err error) { b, err = os.ReadFile(f); return err }); err != nil || strings.TrimSpace(string(b)) != "1" {

@@ -143,6 +143,10 @@ type Store struct {
 	dir  string
 	lock *os.File
 	sync bool
+	// deferSync: write leaves the record's fsync to SyncWritten, which
+	// may run after Close (outside the lock).
+	deferSync bool
+	written   *os.File // the record written last, not yet synced
 }
 
 // Open creates dir if needed and takes its exclusive lock, blocking until
@@ -168,7 +172,8 @@ func Open(dir string) (*Store, error) {
 	return &Store{dir: dir, lock: f, sync: true}, nil
 }
 
-// Close releases the lock.
+// Close releases the lock. A record written with [Store.DeferSync] still
+// needs [Store.SyncWritten].
 func (s *Store) Close() error {
 	if s.lock == nil {
 		return nil
@@ -176,6 +181,37 @@ func (s *Store) Close() error {
 	err := s.lock.Close() // closing the last descriptor drops the flock
 	s.lock = nil
 	return err
+}
+
+// DeferSync makes the next record written be renamed into place without
+// waiting for its fsync; [Store.SyncWritten] does the fsync, typically
+// after [Store.Close] so that other processes do not wait for the disk
+// under the lock. The record is visible to them as soon as it is renamed.
+//
+// This weakens nothing the store relies on: a record's name alone carries
+// its key and addresses, which is all allocation, release and GC read. A
+// power cut before the fsync can leave the record empty (or, as with an
+// fsync before the rename, absent: the directory is never synced), and an
+// empty record still reserves its addresses until DEL or GC removes it.
+// A killed process loses nothing: the data is in the page cache.
+func (s *Store) DeferSync() { s.deferSync = true }
+
+// SyncWritten flushes the record written under [Store.DeferSync] to disk.
+// It is a no-op when there is none.
+func (s *Store) SyncWritten() error {
+	f := s.written
+	if f == nil {
+		return nil
+	}
+	s.written = nil
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync ipam record: %w", err)
+	}
+	return nil
 }
 
 // scan lists the record entries, removing temporary files left by a crashed
@@ -356,21 +392,26 @@ func (s *Store) writeLast(name string, ip netip.Addr) {
 // write stores r atomically: temporary file, fsync, rename. A process
 // killed at any point leaves the record complete or absent. The directory
 // is not synced: a rename lost to a power cut loses the record of a pod
-// that did not survive the power cut either.
+// that did not survive the power cut either. With deferSync the fsync is
+// left to SyncWritten.
 func (s *Store) write(r Record) error {
 	tmp, err := os.CreateTemp(s.dir, tmpPrefix)
 	if err != nil {
 		return fmt.Errorf("create ipam record: %w", err)
 	}
 	_, err = tmp.Write(r.Marshal())
-	if err == nil && s.sync {
+	if err == nil && s.sync && !s.deferSync {
 		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), filepath.Join(s.dir, r.FileName()))
+	}
+	if err == nil && s.sync && s.deferSync {
+		s.written = tmp // SyncWritten syncs and closes it
+		return nil
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		os.Remove(tmp.Name())

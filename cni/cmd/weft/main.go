@@ -7,7 +7,6 @@ package main
 
 import (
 	"os"
-	"runtime"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	cniversion "github.com/containernetworking/cni/pkg/version"
@@ -18,11 +17,6 @@ import (
 
 // version is stamped by the build (make: -ldflags -X main.version=...).
 var version = "dev"
-
-func init() {
-	// Namespace operations switch the thread they run on: keep main on one.
-	runtime.LockOSThread()
-}
 
 func main() {
 	log := logrus.New()
