@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestHarnessWireGuard checks what the harness owes the WireGuard tests:
+// per-run device names, so that userspace UAPI sockets (shared by every
+// namespace in /var/run/wireguard) never collide, pods that talk, and no
+// socket left behind after teardown, even after a SIGKILL. The WireGuard
+// scenarios themselves live with the backend's tests.
+func TestHarnessWireGuard(t *testing.T) {
+	RequireRoot(t)
+	c := NewForTest(t, Options{Nodes: 2, PodsPerNode: 1, Backend: "wireguard"})
+	nodes := c.Nodes()
+	if nodes[0].WireGuardDevice == nodes[1].WireGuardDevice {
+		t.Fatalf("both nodes use WireGuard device %s", nodes[0].WireGuardDevice)
+	}
+	for _, n := range nodes {
+		if len(n.WireGuardDevice) > 15 {
+			t.Errorf("device name %q is longer than 15 characters", n.WireGuardDevice)
+		}
+	}
+	allToAll(t, c.Pods(), false)
+	if t.Failed() {
+		return // keep the logs for the cleanup to print
+	}
+
+	// A killed weftd cannot remove its socket; teardown must.
+	if err := nodes[0].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	var socks []string
+	for _, n := range nodes {
+		socks = append(socks, filepath.Join("/var/run/wireguard", n.WireGuardDevice+".sock"))
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range socks {
+		if _, err := os.Stat(s); !os.IsNotExist(err) {
+			t.Errorf("%s left after teardown (%v)", s, err)
+		}
+	}
+}
