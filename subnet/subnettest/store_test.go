@@ -89,7 +89,10 @@ func TestStore(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
-		last := views[len(views)-1]
+		var last subnet.View
+		if len(views) > 0 {
+			last = views[len(views)-1]
+		}
 		mu.Unlock()
 		if len(last.Leases) == 1 && last.Leases[0].Record.NodeName == "x" {
 			break
