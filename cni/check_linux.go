@@ -15,9 +15,9 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
-	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	vns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/cni/ipam"
@@ -103,12 +103,12 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	}
 
 	// Container side.
-	podNS, err := ns.GetNS(args.Netns)
+	podNS, err := openNetNS(args.Netns)
 	if err != nil {
 		return cniErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %q: %v", args.Netns, err)
 	}
-	defer podNS.Close()
-	ch, err := netlink.NewHandleAt(vns.NsHandle(int(podNS.Fd())))
+	defer unix.Close(podNS)
+	ch, err := netlink.NewHandleAt(vns.NsHandle(podNS), unix.NETLINK_ROUTE)
 	if err != nil {
 		return cniErr(CodeKernel, "netlink in %s: %v", args.Netns, err)
 	}

@@ -4,10 +4,10 @@
 package cni
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -555,8 +555,13 @@ func (p *Plugin) Status(args *skel.CmdArgs) error {
 }
 
 func randomMAC() net.HardwareAddr {
+	// math/rand/v2's generator is seeded by the runtime: unique enough
+	// for a MAC, and cheaper to start than crypto/rand.
 	m := make(net.HardwareAddr, 6)
-	_, _ = rand.Read(m)
+	v := rand.Uint64()
+	for i := range m {
+		m[i] = byte(v >> (8 * i))
+	}
 	m[0] = m[0]&^1 | 2 // unicast, locally administered
 	return m
 }
