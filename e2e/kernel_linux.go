@@ -292,8 +292,8 @@ func (n *Node) defaultGateway() netip.Addr {
 	}
 }
 
-// ChangeIP moves the node to a new IPv4 underlay address on its segment
-// (the old one is removed). weftd is not restarted; its next Start uses
+// ChangeIP moves the node to a new IPv4 underlay address on its segment:
+// the old address goes, then the new one comes with the default route. weftd is not restarted; its next Start uses
 // the new address for --public-ip, --http-addr and --gossip-bind. It
 // must not run concurrently with the node's other methods.
 func (n *Node) ChangeIP(ip netip.Addr) error {
@@ -305,15 +305,16 @@ func (n *Node) ChangeIP(ip netip.Addr) error {
 		if err != nil {
 			return fmt.Errorf("find eth0 on %s: %w", n.Name, err)
 		}
-		if err := addAddr(h, l, ip, 24); err != nil {
-			return err
-		}
+		// Remove the old address first: deleting a primary address also
+		// deletes the secondaries of its subnet (unless
+		// promote_secondaries is set) and the routes through it.
 		old := &netlink.Addr{IPNet: prefixIPNet(netip.PrefixFrom(n.IP, 24))}
 		if err := h.AddrDel(l, old); err != nil {
 			return fmt.Errorf("remove %s from %s: %w", n.IP, n.Name, err)
 		}
-		// Removing the primary address also removes the routes through
-		// it; put the default route back.
+		if err := addAddr(h, l, ip, 24); err != nil {
+			return err
+		}
 		r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: n.defaultGateway().AsSlice()}
 		if err := h.RouteReplace(r); err != nil {
 			return fmt.Errorf("restore default route on %s: %w", n.Name, err)
@@ -327,5 +328,15 @@ func (n *Node) ChangeIP(ip netip.Addr) error {
 	n.IP = ip
 	n.HTTPAddr = net.JoinHostPort(ip.String(), strconv.Itoa(HTTPPort))
 	n.mu.Unlock()
+	c := n.c
+	c.mu.Lock()
+	for i := range c.state.Nodes {
+		if c.state.Nodes[i].Name == n.Name {
+			c.state.Nodes[i].IP = ip.String()
+			c.state.Nodes[i].HTTPAddr = n.HTTPAddr
+		}
+	}
+	c.mu.Unlock()
+	c.saveState()
 	return nil
 }

@@ -144,6 +144,36 @@ func TestTopology(t *testing.T) {
 		}
 	})
 
+	t.Run("change-ip", func(t *testing.T) {
+		n := nodes[0]
+		newIP := netip.MustParseAddr("198.18.0.61")
+		if err := n.ChangeIP(newIP); err != nil {
+			t.Fatal(err)
+		}
+		if n.IP != newIP || n.HTTPAddr != "198.18.0.61:9950" {
+			t.Errorf("after ChangeIP: IP %s, HTTPAddr %s", n.IP, n.HTTPAddr)
+		}
+		if _, err := Ping(nodes[1].NS, newIP, 3*time.Second); err != nil {
+			t.Errorf("%s → new address %s: %v", nodes[1].Name, newIP, err)
+		}
+		// The default route is back: the router's segment is reachable.
+		if _, err := Ping(n.NS, nodes[2].IP, 3*time.Second); err != nil {
+			t.Errorf("%s → %s behind the router: %v", n.Name, nodes[2].Name, err)
+		}
+		if err := n.SetUnderlayUp(false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Ping(nodes[1].NS, newIP, 500*time.Millisecond); err == nil {
+			t.Errorf("%s answers with its underlay link down", n.Name)
+		}
+		if err := n.SetUnderlayUp(true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Ping(n.NS, nodes[2].IP, 3*time.Second); err != nil {
+			t.Errorf("link up again: %s → %s behind the router: %v", n.Name, nodes[2].Name, err)
+		}
+	})
+
 	t.Run("teardown", func(t *testing.T) {
 		s := c.State()
 		if err := c.Close(); err != nil {
