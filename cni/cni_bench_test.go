@@ -92,7 +92,7 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 
 	// Sequential, interleaved: each round runs one ADD/DEL cycle of each
 	// plugin and one bare veth create/delete, in rotating order.
-	const rounds = 80
+	const rounds = 120
 	add := map[string][]time.Duration{}
 	del := map[string][]time.Duration{}
 	var vethAdd, vethDel, podVethDel []time.Duration
@@ -107,10 +107,10 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 				del[p.name] = append(del[p.name], d)
 				seqWall[p.name] += a + d
 			case 2:
-				a, d := bareVeth(t, e, pods[1], false, false)
+				a, d := bareVeth(t, e.nl, pods[1], false, false)
 				vethAdd = append(vethAdd, a)
 				vethDel = append(vethDel, d)
-				_, d = bareVeth(t, e, pods[1], true, dual)
+				_, d = bareVeth(t, e.nl, pods[1], true, dual)
 				podVethDel = append(podVethDel, d)
 			}
 		}
@@ -118,7 +118,7 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 
 	// Two workers, each on its own pod namespace; blocks of the two
 	// plugins alternate.
-	const perWorker, blocks = 15, 2
+	const perWorker, blocks = 25, 2
 	add2 := map[string][]time.Duration{}
 	del2 := map[string][]time.Duration{}
 	wall2 := map[string]time.Duration{}
@@ -146,22 +146,46 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 		}
 	}
 
+	// The kernel's delete with two workers too: veth deletes contend for
+	// the same kernel lock whoever issues them, so the 2-worker DEL is also
+	// compared with bare deletes run two at a time.
+	var podVethDel2 []time.Duration
+	{
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for w := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				nl := e.node.Netlink(t)
+				for range perWorker {
+					_, d := bareVeth(t, nl, pods[w], true, dual)
+					mu.Lock()
+					podVethDel2 = append(podVethDel2, d)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+
 	refName := plugins[1].name
 	row := func(fig string, w, r float64, unit, note string) {
 		fmt.Printf("BENCH| %s, %s | %.1f %s | %s: %.1f %s | %s\n", fig, variant, w, unit, refName, r, unit, note)
 	}
 	ratio := func(r, w float64) string { return fmt.Sprintf("%.2fx", r/w) }
 	for _, m := range []struct {
-		what string
-		add  map[string][]time.Duration
-		del  map[string][]time.Duration
-	}{{"sequential", add, del}, {"2 workers", add2, del2}} {
+		what    string
+		add     map[string][]time.Duration
+		del     map[string][]time.Duration
+		kernDel []time.Duration // deletes of pod-like veths, same concurrency
+	}{{"sequential", add, del, podVethDel}, {"2 workers", add2, del2, podVethDel2}} {
 		wa, ra := quantile(m.add["weft"], 0.5), quantile(m.add[refName], 0.5)
 		row("CNI ADD median ("+m.what+")", ms(wa), ms(ra), "ms", "reference/weft "+ratio(ms(ra), ms(wa))+" (target >= 3x)")
 		row("CNI ADD p95 ("+m.what+")", ms(quantile(m.add["weft"], 0.95)), ms(quantile(m.add[refName], 0.95)), "ms", "reference/weft "+ratio(ms(quantile(m.add[refName], 0.95)), ms(quantile(m.add["weft"], 0.95))))
 		wd, rd := quantile(m.del["weft"], 0.5), quantile(m.del[refName], 0.5)
-		row("CNI DEL median ("+m.what+")", ms(wd), ms(rd), "ms", fmt.Sprintf("weft/bare veth delete %.2fx (target <= 1.25x); weft/delete of a veth configured like a pod %.2fx",
-			ms(wd)/ms(quantile(vethDel, 0.5)), ms(wd)/ms(quantile(podVethDel, 0.5))))
+		row("CNI DEL median ("+m.what+")", ms(wd), ms(rd), "ms", fmt.Sprintf("weft/bare veth delete %.2fx (target <= 1.25x); weft/delete of a veth configured like a pod, %s %.2fx",
+			ms(wd)/ms(quantile(vethDel, 0.5)), m.what, ms(wd)/ms(quantile(m.kernDel, 0.5))))
 		row("CNI DEL p95 ("+m.what+")", ms(quantile(m.del["weft"], 0.95)), ms(quantile(m.del[refName], 0.95)), "ms", "")
 	}
 	podsPerSec := func(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
@@ -172,6 +196,7 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 	fmt.Printf("BENCH| bare veth create into a pod netns, median (kernel), %s | %.1f ms | - | netlink, same run, no process start\n", variant, ms(quantile(vethAdd, 0.5)))
 	fmt.Printf("BENCH| bare veth delete, median (kernel), %s | %.1f ms | - | p95 %.1f ms; a fresh pair, down, no addresses\n", variant, ms(quantile(vethDel, 0.5)), ms(quantile(vethDel, 0.95)))
 	fmt.Printf("BENCH| delete of a veth configured like a pod, median (kernel), %s | %.1f ms | - | p95 %.1f ms; up, pod addresses and routes: the floor of any DEL\n", variant, ms(quantile(podVethDel, 0.5)), ms(quantile(podVethDel, 0.95)))
+	fmt.Printf("BENCH| delete of a veth configured like a pod, 2 workers, median (kernel), %s | %.1f ms | - | p95 %.1f ms; two deletes at a time, as in the 2-worker DELs\n", variant, ms(quantile(podVethDel2, 0.5)), ms(quantile(podVethDel2, 0.95)))
 
 	breakdown(t, e, pods[0], variant)
 }
@@ -205,14 +230,14 @@ func cycle(t *testing.T, e *testEnv, l *libcni.NetworkConfigList, id string, pod
 // configured, both ends are first brought up and the pod end gets an IPv4
 // address and default route (and with ipv6 an IPv6 address and default
 // route too), as a pod has; the create time covers only the pair.
-func bareVeth(t *testing.T, e *testEnv, pod *backendtest.NS, configured, ipv6 bool) (add, del time.Duration) {
+func bareVeth(t *testing.T, nl *netlink.Handle, pod *backendtest.NS, configured, ipv6 bool) (add, del time.Duration) {
 	t.Helper()
 	v := &netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{Name: "bv" + backendtest.Suffix(8), TxQLen: -1},
 		PeerName:  "eth0", PeerTxQLen: -1, PeerNamespace: netlink.NsFd(int(pod.Handle)),
 	}
 	start := time.Now()
-	if err := e.nl.LinkAdd(v); err != nil {
+	if err := nl.LinkAdd(v); err != nil {
 		t.Fatalf("bare veth: %v", err)
 	}
 	add = time.Since(start)
@@ -223,7 +248,7 @@ func bareVeth(t *testing.T, e *testEnv, pod *backendtest.NS, configured, ipv6 bo
 			t.Fatal(err)
 		}
 		steps := []func() error{
-			func() error { return e.nl.LinkSetUp(v) },
+			func() error { return nl.LinkSetUp(v) },
 			func() error { return ph.LinkSetUp(l) },
 			func() error { return ph.AddrAdd(l, &netlink.Addr{IPNet: ptr(mustIPNet("10.246.0.2/24"))}) },
 			func() error {
@@ -246,7 +271,7 @@ func bareVeth(t *testing.T, e *testEnv, pod *backendtest.NS, configured, ipv6 bo
 		}
 	}
 	start = time.Now()
-	if err := e.nl.LinkDel(v); err != nil {
+	if err := nl.LinkDel(v); err != nil {
 		t.Fatalf("bare veth delete: %v", err)
 	}
 	return add, time.Since(start)
@@ -271,9 +296,9 @@ func breakdown(t *testing.T, e *testEnv, pod *backendtest.NS, variant string) {
 		var wall time.Duration
 		if err := e.inNode(func() error {
 			cmd := exec.Command(filepath.Join(hookDir, "weft"))
-			cmd.Env = env
 			cmd.Stdin = strings.NewReader(string(e.weftJSON("1.0.0", nil)))
 			start := time.Now()
+			cmd.Env = append(env, fmt.Sprintf("WEFT_CNI_TEST_T0=%d", start.UnixNano()))
 			out, err := cmd.Output()
 			wall = time.Since(start)
 			if err != nil {
@@ -308,27 +333,69 @@ func breakdown(t *testing.T, e *testEnv, pod *backendtest.NS, variant string) {
 			}
 		}
 		f.Close()
-		steps["process start"] = append(steps["process start"], wall-sum)
+		steps["exit"] = append(steps["exit"], wall-sum)
 		out, err := e.execPlugin(hookDir, cniEnv("DEL", id, "/run/netns/"+pod.Name, "eth0", hookDir), e.weftJSON("1.0.0", nil))
 		if err != nil {
 			t.Fatalf("DEL: %v %s", err, out)
 		}
 	}
 	desc := map[string]string{
-		"process start":   "fork/exec, Go runtime and package init (wall minus steps)",
-		"parse":           "decode the network config",
-		"subnet-file":     "open the netns, read the subnet file",
-		"bridge":          "forwarding sysctls, ensure bridge (1 get, 1 address dump)",
-		"ipam (parallel)": "flock, read the store, write the record (fsync); runs beside bridge+veth, not in the total",
-		"veth":            "create the pair into the pod, enslave, alias, hairpin",
-		"ipam wait":       "wait for the allocation after the veth is made",
-		"container":       "link up, addresses, default routes in the pod",
-		"result":          "print the result",
+		"exec":                  "fork, exec, Go runtime start and package init, until the plugin's package initialises",
+		"exit":                  "the rest of the wall time: skel's netns check after ADD, process exit, the parent's wait",
+		"parse":                 "decode the network config",
+		"subnet-file":           "open the netns, read the subnet file",
+		"bridge":                "open two netlink sockets, read the forwarding sysctls (written only when off), ensure the bridge (1 get, 1 address dump)",
+		"ipam (parallel)":       "flock, read the store, write and rename the record, unlock; runs beside bridge+veth, not in the total",
+		"ipam fsync (parallel)": "fsync of the new record after the unlock; runs beside the pod's configuration, not in the total",
+		"veth":                  "one request creates the pair up, on the bridge, its peer in the pod; one sets alias and hairpin",
+		"ipam wait":             "wait for the allocation after the veth is made",
+		"pod socket":            "open a netlink socket in the pod's namespace (setns there and back)",
+		"container":             "one batch in the pod: link up, addresses, default routes; then wait for the fsync",
+		"result":                "print the result",
 	}
 	fmt.Printf("BENCH| weft ADD direct exec, median, %s | %.2f ms | - | %d runs of the test build without libcni; steps below are medians\n", variant, ms(quantile(walls, 0.5)), n)
-	for _, s := range append([]string{"process start"}, order...) {
+	fmt.Printf("BENCH| empty static Go program, run to exit, median, %s | %.2f ms | - | the per-process floor of any Go plugin (weft: 1 process per ADD, bridge+host-local: 2)\n", variant, ms(emptyGoFloor(t, e)))
+	for _, s := range append(order, "exit") {
 		fmt.Printf("BENCH| weft ADD step: %s, %s | %.2f ms | - | %s\n", s, variant, ms(quantile(steps[s], 0.5)), desc[s])
 	}
+}
+
+// emptyGoFloor builds a static Go program that does nothing and returns
+// the median wall time of running it from the node namespace: what any Go
+// plugin pays per process before its own work (weft runs one process per
+// ADD, bridge + host-local two).
+func emptyGoFloor(t *testing.T, e *testEnv) time.Duration {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"go.mod":  "module empty\n\ngo 1.26\n",
+		"main.go": "package main\n\nfunc main() {}\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "empty")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the empty program: %v\n%s", err, out)
+	}
+	var walls []time.Duration
+	if err := e.inNode(func() error {
+		for range 60 {
+			cmd := exec.Command(bin)
+			start := time.Now()
+			if err := cmd.Run(); err != nil {
+				return err
+			}
+			walls = append(walls, time.Since(start))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return quantile(walls, 0.5)
 }
 
 func quantile(ds []time.Duration, q float64) time.Duration {

@@ -169,7 +169,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}()
 	testHook("AFTER_VETH")
 
-	res, err := configureContainer(c, sf, rec, host, args.Netns, args.IfName)
+	res, err := configureContainer(c, sf, rec, host, args.IfName)
 	if serr := <-synced; err == nil && serr != nil {
 		err = cniErr(types.ErrIOFailure, "%v", serr)
 	}
@@ -221,12 +221,16 @@ type hostSide struct {
 	mac    net.HardwareAddr
 	peer   net.HardwareAddr
 	podNS  int   // fd of the pod's namespace
-	peerIx int32 // the pod end's ifindex, 0 if the kernel did not say
+	peerIx int32 // the pod end's ifindex
+	podRt  *rtnl // netlink socket in the pod's namespace
 }
 
 func (hs *hostSide) close() {
 	hs.h.Close()
 	hs.rt.close()
+	if hs.podRt != nil {
+		hs.podRt.close()
+	}
 }
 
 // deleteVeth removes the pair made by createVeth (best effort: ADD is
@@ -265,6 +269,19 @@ func (p *Plugin) prepareHost(c *Config, sf *subnet.SubnetFile, mtu int, args *sk
 		return fail(err)
 	}
 	traceStep("veth")
+	// The pod side's socket and the peer's index need no address: get them
+	// while the allocation may still run.
+	if hs.podRt, err = openRtnlIn(podNS); err != nil {
+		hs.deleteVeth()
+		return fail(cniErr(CodeKernel, "netlink in %s: %v", args.Netns, err))
+	}
+	if hs.peerIx == 0 { // kernels before 6.3 do not echo the new link
+		if hs.peerIx, err = hs.podRt.linkIndex(args.IfName); err != nil {
+			hs.deleteVeth()
+			return fail(cniErr(CodeKernel, "look up %s in the container: %v", args.IfName, err))
+		}
+	}
+	traceStep("pod socket")
 	return hs, nil
 }
 
@@ -418,21 +435,11 @@ func ownedBy(l netlink.Link, alias string) bool {
 }
 
 // configureContainer brings the container end up with its addresses and
-// routes, in one batch on a socket opened in the pod's
+// routes, in one batch on the socket prepareHost opened in the pod's
 // namespace, and returns a result whose Interfaces[1] is that end
 // (Interfaces[0] is left for the caller).
-func configureContainer(c *Config, sf *subnet.SubnetFile, rec ipam.Record, hs *hostSide, netnsPath, ifname string) (*current.Result, error) {
-	rt, err := openRtnlIn(hs.podNS)
-	if err != nil {
-		return nil, cniErr(CodeKernel, "netlink in %s: %v", netnsPath, err)
-	}
-	defer rt.close()
-	idx := hs.peerIx
-	if idx == 0 {
-		if idx, err = rt.linkIndex(ifname); err != nil {
-			return nil, cniErr(CodeKernel, "look up %s in the container: %v", ifname, err)
-		}
-	}
+func configureContainer(c *Config, sf *subnet.SubnetFile, rec ipam.Record, hs *hostSide, ifname string) (*current.Result, error) {
+	rt, idx := hs.podRt, hs.peerIx
 	res := &current.Result{Interfaces: []*current.Interface{nil, {Name: ifname, Mac: hs.peer.String()}}}
 	ifc := 1
 	bt := rt.batch()
