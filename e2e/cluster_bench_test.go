@@ -197,17 +197,17 @@ func TestBenchJoin(t *testing.T) {
 			t.Fatal(err)
 		}
 		tRoutes := time.Since(start)
-		ready = append(ready, ms(tReady))
-		routes = append(routes, ms(tRoutes))
-		propagate = append(propagate, ms(tRoutes-tReady))
-		t.Logf("%s: ready %.0f ms, routes on all %d peers %.0f ms", n.Name, ms(tReady), len(peers), ms(tRoutes))
+		ready = append(ready, msOf(tReady))
+		routes = append(routes, msOf(tRoutes))
+		propagate = append(propagate, msOf(tRoutes-tReady))
+		t.Logf("%s: ready %.0f ms, routes on all %d peers %.0f ms", n.Name, msOf(tReady), len(peers), msOf(tRoutes))
 	}
 	benchRow("join: weftd start → ready (median of 5)", fmt.Sprintf("%.0f ms (max %.0f)", median(ready), slices.Max(ready)), flannelReadyRef, "node joins a running cluster of 3–7")
 	benchRow("join: weftd start → route on every peer (median of 5)", fmt.Sprintf("%.0f ms (max %.0f)", median(routes), slices.Max(routes)), flannelRoutesRef,
 		fmt.Sprintf("ready → routes everywhere: median %.0f ms", median(propagate)))
 }
 
-func ms(d time.Duration) float64 { return d.Seconds() * 1000 }
+func msOf(d time.Duration) float64 { return d.Seconds() * 1000 }
 
 // TestBenchRSS: weftd resident memory in a 3-node cluster, then with 500
 // simulated peers (lease records claimed straight in etcd through the lease
