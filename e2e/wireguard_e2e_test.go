@@ -1,0 +1,877 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
+	"golang.zx2c4.com/wireguard/wgctrl"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/subnet"
+)
+
+// wgPort is the listen port of every node's device (the config's default).
+const wgPort = subnet.DefaultListenPort
+
+// wgMTU is the pod and device MTU over an IPv4 underlay with MTU 1500.
+const wgMTU = 1500 - 60
+
+// TestWireGuard runs the WireGuard scenarios (issue 5) on one shared
+// dual-stack cluster of three nodes with two pods each, every weftd
+// running the embedded userspace device (this kernel has no WireGuard
+// module). The subtests run in order and build on each other: the restarts
+// touch node1, a fourth node joins, then node3's lease is removed.
+//
+//	                  underlay br0 198.18.0.0/24 (etcd .2)
+//	    ┌──────────────────────┬──────────────────────┬──────────────────────┐
+//	node1 .11               node2 .12              node3 .13              node4 .14 (joins)
+//	wg1-<id> ◄── UDP 51820 ──► wg2-<id> ◄── UDP ──► wg3-<id>              wg4-<id>
+//	2 pods                   2 pods                 2 pods                 1 pod
+//
+// Every device's UAPI socket is /var/run/wireguard/wg<i>-<id>.sock, which
+// the test reads with wgctrl (and wg, when installed).
+func TestWireGuard(t *testing.T) {
+	RequireRoot(t)
+	// Registered before the cluster, so it runs after the cluster's own
+	// teardown: nothing of it may be left.
+	var c *Cluster
+	t.Cleanup(func() {
+		if c != nil {
+			checkNothingLeft(t, c.State())
+		}
+	})
+	c = NewForTest(t, Options{Nodes: 3, PodsPerNode: 2, Backend: "wireguard", DualStack: true})
+
+	t.Run("pods-all-to-all", func(t *testing.T) {
+		for _, v6 := range []bool{false, true} {
+			t.Run(family(v6), func(t *testing.T) {
+				allToAll(t, c.Pods(), v6)
+			})
+		}
+	})
+
+	t.Run("devices-peers-routes", func(t *testing.T) {
+		testWGDevices(t, c)
+	})
+
+	t.Run("wg-show", func(t *testing.T) {
+		testWGShow(t, c)
+	})
+
+	t.Run("encryption-is-real", func(t *testing.T) {
+		testWGEncryption(t, c)
+	})
+
+	t.Run("restart", func(t *testing.T) {
+		for _, tc := range []struct {
+			name  string
+			crash bool
+		}{
+			{"graceful", false},
+			{"crash", true},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				testWGRestart(t, c, tc.crash)
+			})
+		}
+	})
+
+	t.Run("node-joins", func(t *testing.T) {
+		testWGJoin(t, c)
+	})
+
+	t.Run("lease-removed", func(t *testing.T) {
+		testWGLeaseRemoved(t, c)
+	})
+}
+
+// checkNothingLeft fails the test if any namespace, weftd or UAPI socket
+// of s survived the teardown.
+func checkNothingLeft(t *testing.T, s State) {
+	t.Helper()
+	for _, ns := range s.Namespaces {
+		if (NS{Name: ns}).Exists() {
+			t.Errorf("namespace %s left after teardown", ns)
+		}
+	}
+	for _, n := range s.Nodes {
+		if n.Weftd.Alive() {
+			t.Errorf("weftd of %s (pid %d) still running after teardown", n.Name, n.Weftd.PID)
+		}
+	}
+	for _, d := range s.WireGuardDevices {
+		sock := uapiSocket(d)
+		if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left after teardown (%v)", sock, err)
+		}
+	}
+}
+
+func uapiSocket(dev string) string { return filepath.Join("/var/run/wireguard", dev+".sock") }
+
+// wgPeer is one peer of a device as the tests compare it.
+type wgPeer struct {
+	Key        string
+	Endpoint   string
+	AllowedIPs []string
+}
+
+// viewOf turns a device's peers into a sorted list of [wgPeer].
+func viewOf(d *wgtypes.Device) []wgPeer {
+	var v []wgPeer
+	for _, p := range d.Peers {
+		wp := wgPeer{Key: p.PublicKey.String()}
+		if p.Endpoint != nil {
+			wp.Endpoint = p.Endpoint.String()
+		}
+		for _, a := range p.AllowedIPs {
+			wp.AllowedIPs = append(wp.AllowedIPs, ipNetPrefix(&a).String())
+		}
+		slices.Sort(wp.AllowedIPs)
+		v = append(v, wp)
+	}
+	slices.SortFunc(v, func(a, b wgPeer) int { return strings.Compare(a.Key, b.Key) })
+	return v
+}
+
+// wgDevice reads the node's device with wgctrl from a thread inside the
+// node's namespace (where a kernel device would be; a userspace device is
+// found through its socket from anywhere).
+func wgDevice(n *Node) (*wgtypes.Device, error) {
+	var d *wgtypes.Device
+	err := n.NS.Do(func() error {
+		cl, err := wgctrl.New()
+		if err != nil {
+			return fmt.Errorf("wgctrl: %w", err)
+		}
+		defer cl.Close()
+		d, err = cl.Device(n.WireGuardDevice)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("wireguard device %s on %s: %w", n.WireGuardDevice, n.Name, err)
+	}
+	return d, nil
+}
+
+// wgDeviceHere reads a device with wgctrl from the test's own namespace.
+func wgDeviceHere(name string) (*wgtypes.Device, error) {
+	cl, err := wgctrl.New()
+	if err != nil {
+		return nil, fmt.Errorf("wgctrl: %w", err)
+	}
+	defer cl.Close()
+	d, err := cl.Device(name)
+	if err != nil {
+		return nil, fmt.Errorf("wireguard device %s from the test's namespace: %w", name, err)
+	}
+	return d, nil
+}
+
+// statuses fetches /status of every node.
+func statuses(ctx context.Context, nodes []*Node) (map[*Node]*Status, error) {
+	m := map[*Node]*Status{}
+	for _, n := range nodes {
+		st, err := n.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		m[n] = st
+	}
+	return m, nil
+}
+
+// expectedPeers is what self's device must hold: one peer per other node
+// of sts, at its public IP and published port, allowed its subnets.
+func expectedPeers(self *Node, sts map[*Node]*Status) []wgPeer {
+	var v []wgPeer
+	for n, st := range sts {
+		if n == self {
+			continue
+		}
+		p := wgPeer{
+			Key:      st.Node.BackendData.WireGuardKey,
+			Endpoint: netip.AddrPortFrom(st.Node.PublicIP, uint16(st.Node.BackendData.WireGuardPort)).String(),
+		}
+		for _, s := range []netip.Prefix{st.Node.Subnet, st.Node.IPv6Subnet} {
+			if s.IsValid() {
+				p.AllowedIPs = append(p.AllowedIPs, s.Masked().String())
+			}
+		}
+		slices.Sort(p.AllowedIPs)
+		v = append(v, p)
+	}
+	slices.SortFunc(v, func(a, b wgPeer) int { return strings.Compare(a.Key, b.Key) })
+	return v
+}
+
+// checkPeers compares every node's device with what the statuses of nodes
+// say it must hold, and checks the routes to the peers' subnets.
+func checkPeers(nodes []*Node, sts map[*Node]*Status) error {
+	var errs []error
+	for _, n := range nodes {
+		d, err := wgDevice(n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if diff := cmp.Diff(expectedPeers(n, sts), viewOf(d)); diff != "" {
+			errs = append(errs, fmt.Errorf("%s: peers of %s (-want +got):\n%s", n.Name, n.WireGuardDevice, diff))
+		}
+		k, err := n.Kernel()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for m, st := range sts {
+			if m == n {
+				continue
+			}
+			for _, s := range []netip.Prefix{st.Node.Subnet, st.Node.IPv6Subnet} {
+				if !s.IsValid() {
+					continue
+				}
+				r, ok := k.RouteTo(s)
+				if !ok || r.Dev != n.WireGuardDevice {
+					errs = append(errs, fmt.Errorf("%s: route to %s (%s) = %v (%t), want dev %s", n.Name, s.Masked(), m.Name, r, ok, n.WireGuardDevice))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func testWGDevices(t *testing.T, c *Cluster) {
+	nodes := c.Nodes()
+	sts, err := statuses(t.Context(), nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, statErr := os.Stat("/sys/module/wireguard")
+	kernelWG := statErr == nil
+	for _, n := range nodes {
+		st := sts[n]
+		if st.Node.BackendType != subnet.BackendWireGuard {
+			t.Errorf("%s: backend type %q", n.Name, st.Node.BackendType)
+		}
+		if st.Node.BackendData.WireGuardPort != wgPort {
+			t.Errorf("%s publishes port %d, want %d", n.Name, st.Node.BackendData.WireGuardPort, wgPort)
+		}
+		d, err := wgDevice(n)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if !kernelWG && d.Type != wgtypes.Userspace {
+			t.Errorf("%s: device type %s on a kernel without WireGuard, want userspace", n.Name, d.Type)
+		}
+		if got := d.PublicKey.String(); got != st.Node.BackendData.WireGuardKey {
+			t.Errorf("%s: device key %s, published %s", n.Name, got, st.Node.BackendData.WireGuardKey)
+		}
+		if d.ListenPort != wgPort {
+			t.Errorf("%s: device listens on %d, want %d", n.Name, d.ListenPort, wgPort)
+		}
+		// The same device, read from the test's own namespace: wgctrl
+		// finds a userspace device by its socket from anywhere.
+		if d.Type == wgtypes.Userspace {
+			here, err := wgDeviceHere(n.WireGuardDevice)
+			if err != nil {
+				t.Error(err)
+			} else if here.PublicKey != d.PublicKey || !cmp.Equal(viewOf(here), viewOf(d)) {
+				t.Errorf("%s: wgctrl in the node's namespace and in the test's disagree: %v vs %v", n.Name, viewOf(d), viewOf(here))
+			}
+		}
+		checkWGLink(t, n, st)
+		t.Logf("%s: %s %s key %s, port %d, %d peers", n.Name, d.Type, d.Name, d.PublicKey, d.ListenPort, len(d.Peers))
+	}
+	if err := checkPeers(nodes, sts); err != nil {
+		t.Error(err)
+	}
+}
+
+// checkWGLink checks the device's link: the subnets' network addresses as
+// host routes' worth of prefix (/32, /128), up, and the derived MTU.
+func checkWGLink(t *testing.T, n *Node, st *Status) {
+	t.Helper()
+	h, err := n.NS.Handle()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer h.Close()
+	l, err := h.LinkByName(n.WireGuardDevice)
+	if err != nil {
+		t.Errorf("%s: no link %s: %v", n.Name, n.WireGuardDevice, err)
+		return
+	}
+	if l.Attrs().MTU != wgMTU {
+		t.Errorf("%s: %s MTU %d, want %d (underlay 1500 − 60)", n.Name, n.WireGuardDevice, l.Attrs().MTU, wgMTU)
+	}
+	if l.Attrs().Flags&(1<<0) == 0 { // net.FlagUp
+		t.Errorf("%s: %s is down", n.Name, n.WireGuardDevice)
+	}
+	addrs, err := backend.AddrList(h, l, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	var got []string
+	for _, a := range addrs {
+		p := ipNetPrefix(a.IPNet)
+		if p.Addr().IsLinkLocalUnicast() {
+			continue
+		}
+		got = append(got, p.String())
+	}
+	want := []string{netip.PrefixFrom(st.Node.Subnet.Masked().Addr(), 32).String()}
+	if st.Node.IPv6Subnet.IsValid() {
+		want = append(want, netip.PrefixFrom(st.Node.IPv6Subnet.Masked().Addr(), 128).String())
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("%s: addresses of %s (-want +got):\n%s", n.Name, n.WireGuardDevice, diff)
+	}
+	sf, err := n.SubnetFile()
+	if err != nil {
+		t.Error(err)
+	} else if sf.MTU != wgMTU {
+		t.Errorf("%s: WEFT_MTU=%d, want %d", n.Name, sf.MTU, wgMTU)
+	}
+}
+
+func testWGShow(t *testing.T, c *Cluster) {
+	if _, err := exec.LookPath("wg"); err != nil {
+		t.Skip("wg not installed (Debian package wireguard-tools): skipping the wg show check; wgctrl checked the same peers in devices-peers-routes")
+	}
+	ctx := t.Context()
+	nodes := c.Nodes()
+	sts, err := statuses(ctx, nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		want := expectedPeers(n, sts)
+		// The human form: one "peer: <key>" line per peer.
+		out, err := n.NS.Run(ctx, "wg", "show", n.WireGuardDevice)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		var keys, wantKeys []string
+		for _, line := range strings.Split(out, "\n") {
+			if k, ok := strings.CutPrefix(strings.TrimSpace(line), "peer: "); ok {
+				keys = append(keys, k)
+			}
+		}
+		for _, p := range want {
+			wantKeys = append(wantKeys, p.Key)
+		}
+		slices.Sort(keys)
+		if diff := cmp.Diff(wantKeys, keys); diff != "" {
+			t.Errorf("%s: wg show %s peers (-want +got):\n%s\n%s", n.Name, n.WireGuardDevice, diff, out)
+		}
+		// The machine form, for endpoints and allowed IPs. Its first
+		// line carries the private key: never log it.
+		out, err = n.NS.Run(ctx, "wg", "show", n.WireGuardDevice, "dump")
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if f := strings.Split(lines[0], "\t"); len(f) < 3 || f[1] != sts[n].Node.BackendData.WireGuardKey || f[2] != fmt.Sprint(wgPort) {
+			t.Errorf("%s: wg show dump interface line has public key or port other than %s, %d", n.Name, sts[n].Node.BackendData.WireGuardKey, wgPort)
+		}
+		var got []wgPeer
+		for _, line := range lines[1:] {
+			f := strings.Split(line, "\t")
+			if len(f) < 4 {
+				t.Errorf("%s: wg show dump line %q", n.Name, line)
+				continue
+			}
+			p := wgPeer{Key: f[0], Endpoint: f[2]}
+			if f[3] != "(none)" {
+				p.AllowedIPs = strings.Split(f[3], ",")
+			}
+			slices.Sort(p.AllowedIPs)
+			got = append(got, p)
+		}
+		slices.SortFunc(got, func(a, b wgPeer) int { return strings.Compare(a.Key, b.Key) })
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: wg show %s dump peers (-want +got):\n%s", n.Name, n.WireGuardDevice, diff)
+		}
+		t.Logf("%s: wg show %s: %d peers as expected", n.Name, n.WireGuardDevice, len(got))
+	}
+}
+
+// isWGData reports whether a UDP payload is a WireGuard transport data
+// message (type 4, three zero bytes, receiver index, counter, then at least
+// the 16-byte authentication tag).
+func isWGData(b []byte) bool {
+	return len(b) >= 32 && b[0] == 4 && b[1] == 0 && b[2] == 0 && b[3] == 0
+}
+
+func testWGEncryption(t *testing.T, c *Cluster) {
+	n1, n2 := c.Nodes()[0], c.Nodes()[1]
+	a, b := n1.Pods()[0], n2.Pods()[0]
+	for _, v6 := range []bool{false, true} {
+		t.Run(family(v6), func(t *testing.T) {
+			udp, err := ServeUDP(b.NS, netip.AddrPortFrom(b.Addr(v6), 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer udp.Close()
+			tcp, err := ServeTCP(b.NS, netip.AddrPortFrom(b.Addr(v6), 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tcp.Close()
+			wire, err := StartCapture(c.Underlay)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The same traffic seen inside node1 (pod bridge and veths) is
+			// in the clear: proof that the capture and the search work.
+			inner, err := StartCapture(n1.NS)
+			if err != nil {
+				wire.Stop()
+				t.Fatal(err)
+			}
+			marker := []byte(fmt.Sprintf("weft-wg-secret-%s-%s", family(v6), c.ID))
+			udpErr := UDPEcho(a.NS, udp.Addr, marker, 5*time.Second)
+			tcpErr := TCPEcho(a.NS, tcp.Addr, bytes.Repeat(marker, 200), 5*time.Second)
+			pkts, inside := wire.Stop(), inner.Stop()
+			if err := errors.Join(udpErr, tcpErr); err != nil {
+				t.Fatal(err)
+			}
+			var plain int
+			for _, p := range inside {
+				if bytes.Contains(p.Payload, marker) {
+					plain++
+				}
+			}
+			if plain < 4 { // UDP request and reply, TCP data both ways
+				t.Errorf("capture inside %s saw the marker in %d packets, want ≥ 4: the search cannot be trusted", n1.Name, plain)
+			}
+			var wgPkts, data, gossip, leaks int
+			for _, p := range pkts {
+				leak := ""
+				switch {
+				case inPodNetwork(p.Src) || inPodNetwork(p.Dst):
+					leak = "pod address in the clear"
+				case bytes.Contains(p.Payload, marker):
+					leak = "payload in the clear"
+				}
+				if leak != "" {
+					if leaks++; leaks <= 10 {
+						t.Errorf("%s on the underlay: %s", leak, p)
+					}
+					continue
+				}
+				if !(p.Src == n1.IP && p.Dst == n2.IP || p.Src == n2.IP && p.Dst == n1.IP) {
+					continue // etcd, the test's HTTP, other nodes
+				}
+				switch {
+				case p.Proto == 17 && p.SrcPort == wgPort && p.DstPort == wgPort:
+					wgPkts++
+					if isWGData(p.Payload) {
+						data++
+					}
+				case p.SrcPort == GossipPort || p.DstPort == GossipPort:
+					gossip++
+				default:
+					if leaks++; leaks <= 10 {
+						t.Errorf("unexpected packet between the nodes: %s", p)
+					}
+				}
+			}
+			if data < 4 {
+				t.Errorf("saw %d WireGuard data messages (UDP %d ↔ %d) between %s and %s, want ≥ 4 (%d packets captured)", data, wgPort, wgPort, n1.IP, n2.IP, len(pkts))
+			}
+			t.Logf("underlay: %d packets, %d WireGuard (%d data messages), %d gossip, %d leaks; inside %s: marker in the clear in %d packets",
+				len(pkts), wgPkts, data, gossip, leaks, n1.Name, plain)
+		})
+	}
+}
+
+// streamLastReply is when s last got a reply (zero before the first).
+func streamLastReply(s *Stream) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastRx
+}
+
+// replyAfter waits until s gets a reply after t0 and returns when it came
+// (polled every millisecond: the first reply after t0, give or take one).
+func replyAfter(s *Stream, t0 time.Time, timeout time.Duration) (time.Time, bool) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if at := streamLastReply(s); at.After(t0) {
+			return at, true
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, false
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitReadyClose polls /readyz every 5 ms (tighter than WaitReady) and
+// returns when it first answered 200.
+func waitReadyClose(ctx context.Context, n *Node, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		code, _, err := n.Get(ctx, "/readyz")
+		if err == nil && code == http.StatusOK {
+			return time.Now(), nil
+		}
+		if !n.Running() {
+			return time.Time{}, fmt.Errorf("weftd on %s exited before ready; log:\n%s", n.Name, n.LogTail(30))
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("weftd on %s not ready after %s (%v, HTTP %d); log:\n%s", n.Name, timeout, err, code, n.LogTail(30))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func testWGRestart(t *testing.T, c *Cluster, crash bool) {
+	ctx := t.Context()
+	nodes := c.Nodes()
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	before, err := n1.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := before.Node.BackendData.WireGuardKey
+	// One stream into the restarting node from node2, and one out of it
+	// to node3. They use different peers on purpose: node1 sends nothing
+	// of its own to node2, so the stream from node2 is the case that
+	// stays dark without a fresh handshake from node1 (node2 keeps
+	// encrypting with the old process's session).
+	in, err := StartStream(n2.Pods()[0].NS, n1.Pods()[0].IP, 5*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := StartStream(n1.Pods()[1].NS, n3.Pods()[1].IP, 5*time.Millisecond)
+	if err != nil {
+		in.Stop()
+		t.Fatal(err)
+	}
+	stopStreams := func() (StreamResult, StreamResult) { return in.Stop(), out.Stop() }
+	if _, ok := replyAfter(in, time.Time{}, 5*time.Second); !ok {
+		stopStreams()
+		t.Fatalf("stream %s → %s gets no replies before the restart", n2.Name, n1.Name)
+	}
+	if _, ok := replyAfter(out, time.Time{}, 5*time.Second); !ok {
+		stopStreams()
+		t.Fatalf("stream %s → %s gets no replies before the restart", n1.Name, n3.Name)
+	}
+	stopAt := time.Now()
+	if crash {
+		err = n1.Kill()
+	} else {
+		err = n1.Stop()
+	}
+	if err != nil {
+		stopStreams()
+		t.Fatal(err)
+	}
+	if err := n1.Start(); err != nil {
+		stopStreams()
+		t.Fatal(err)
+	}
+	readyAt, err := waitReadyClose(ctx, n1, 30*time.Second)
+	if err != nil {
+		stopStreams()
+		t.Fatal(err)
+	}
+	// Both at once, and longer than the 1 s allowed, to report the real
+	// figures.
+	var inBack, outBack time.Time
+	var inOK, outOK bool
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); inBack, inOK = replyAfter(in, readyAt, 5*time.Second) }()
+	go func() { defer wg.Done(); outBack, outOK = replyAfter(out, readyAt, 5*time.Second) }()
+	wg.Wait()
+	waitStream(in, in.sent.Load()+50)
+	ri, ro := stopStreams()
+	t.Logf("stop → ready %.0f ms; first reply after ready: %s → %s %s, %s → %s %s; into %s: %s; out of %s: %s",
+		readyAt.Sub(stopAt).Seconds()*1000,
+		n2.Name, n1.Name, sinceReady(inBack, readyAt, inOK), n1.Name, n3.Name, sinceReady(outBack, readyAt, outOK),
+		n1.Name, ri, n1.Name, ro)
+	for _, f := range []struct {
+		name string
+		at   time.Time
+		ok   bool
+	}{{n2.Name + " → " + n1.Name, inBack, inOK}, {n1.Name + " → " + n3.Name, outBack, outOK}} {
+		if !f.ok || f.at.Sub(readyAt) > time.Second {
+			t.Errorf("traffic %s not back within 1 s of the new weftd being ready (%s)", f.name, sinceReady(f.at, readyAt, f.ok))
+		}
+	}
+
+	after, err := n1.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after.Node.BackendData.WireGuardKey; got != key || got == "" {
+		t.Errorf("public key changed across the restart: %s → %s", key, got)
+	}
+	if after.Node.Subnet != before.Node.Subnet || after.Node.IPv6Subnet != before.Node.IPv6Subnet {
+		t.Errorf("subnets changed across the restart: %s %s → %s %s", before.Node.Subnet, before.Node.IPv6Subnet, after.Node.Subnet, after.Node.IPv6Subnet)
+	}
+	d, err := wgDevice(n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.PublicKey.String() != key {
+		t.Errorf("device key after the restart %s, want %s", d.PublicKey, key)
+	}
+	sts, err := statuses(ctx, nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkPeers(nodes, sts); err != nil {
+		t.Error(err)
+	}
+}
+
+func sinceReady(at, ready time.Time, ok bool) string {
+	if !ok {
+		return "none within 5 s"
+	}
+	d := at.Sub(ready)
+	if d < 0 {
+		return fmt.Sprintf("%.0f ms before ready was seen", -d.Seconds()*1000)
+	}
+	return fmt.Sprintf("%.0f ms", d.Seconds()*1000)
+}
+
+// logWGState logs every node's peers with their last handshakes (for a
+// failed check).
+func logWGState(t *testing.T, nodes []*Node) {
+	t.Helper()
+	for _, n := range nodes {
+		d, err := wgDevice(n)
+		if err != nil {
+			t.Logf("diagnosis: %v", err)
+			continue
+		}
+		for _, p := range d.Peers {
+			t.Logf("diagnosis: %s peer %s endpoint %v allowed %v last handshake %s rx %d tx %d",
+				n.Name, p.PublicKey, p.Endpoint, p.AllowedIPs, p.LastHandshakeTime.Format(time.RFC3339Nano), p.ReceiveBytes, p.TransmitBytes)
+		}
+	}
+}
+
+func testWGJoin(t *testing.T, c *Cluster) {
+	ctx := t.Context()
+	n4, err := c.AddNode(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n4.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	ready, err := waitReadyClose(ctx, n4, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p4, err := n4.AddPod(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attached := time.Now()
+	// Every pod reaches the new pod within 1 s of its node being ready;
+	// the pod's attachment (CNI ADD) is not weftd's time and is added.
+	budget := time.Second + attached.Sub(ready)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var worst time.Duration
+	for _, p := range c.Pods() {
+		if p.Node == n4 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := Ping(p.NS, p4.IP, time.Until(ready.Add(budget))); err != nil {
+				t.Errorf("%s → %s not within %s of %s being ready: %v", p.Name, p4.Name, budget.Round(time.Millisecond), n4.Name, err)
+				return
+			}
+			mu.Lock()
+			worst = max(worst, time.Since(ready))
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	t.Logf("%s: start → ready %.0f ms, pod attached %.0f ms later, reachable from every pod %.0f ms after ready",
+		n4.Name, ready.Sub(started).Seconds()*1000, attached.Sub(ready).Seconds()*1000, worst.Seconds()*1000)
+	if t.Failed() {
+		logWGState(t, c.Nodes())
+	}
+	// Both families, both directions, everyone.
+	for _, v6 := range []bool{false, true} {
+		allToAll(t, c.Pods(), v6)
+	}
+	sts, err := statuses(ctx, c.Nodes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkPeers(c.Nodes(), sts); err != nil {
+		t.Error(err)
+	}
+}
+
+func testWGLeaseRemoved(t *testing.T, c *Cluster) {
+	ctx := t.Context()
+	nodes := c.Nodes()
+	gone := nodes[2]
+	var rest []*Node
+	for _, n := range nodes {
+		if n != gone {
+			rest = append(rest, n)
+		}
+	}
+	st, err := gone.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := st.Node.BackendData.WireGuardKey
+	subs := []netip.Prefix{st.Node.Subnet.Masked(), st.Node.IPv6Subnet.Masked()}
+	// The other peers' sessions must survive the removal: a device whose
+	// peers were replaced as a whole would have to handshake again.
+	handshakes := map[string]time.Time{}
+	for _, n := range rest {
+		d, err := wgDevice(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range d.Peers {
+			if p.PublicKey.String() != key && !p.LastHandshakeTime.IsZero() {
+				handshakes[n.Name+" "+p.PublicKey.String()] = p.LastHandshakeTime
+			}
+		}
+	}
+	if err := gone.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// A stopped node keeps its lease, so the others keep its peer (it may
+	// come back); only the lease's removal takes it away.
+	for _, n := range rest {
+		d, err := wgDevice(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(d.Peers, func(p wgtypes.Peer) bool { return p.PublicKey.String() == key }) {
+			t.Logf("%s dropped the peer of %s when it stopped, before its lease was removed", n.Name, gone.Name)
+		}
+	}
+	if _, err := os.Stat(uapiSocket(gone.WireGuardDevice)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("weftd on %s stopped but left %s (%v)", gone.Name, uapiSocket(gone.WireGuardDevice), err)
+	}
+	out, err := c.Weftctl(ctx, "leases", "rm", "--yes", gone.Name)
+	if err != nil {
+		t.Fatalf("weftctl leases rm: %v", err)
+	}
+	t.Logf("weftctl leases rm: %s", strings.TrimSpace(out))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, n := range rest {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := Eventually(10*time.Second, 20*time.Millisecond, func() error {
+				d, err := wgDevice(n)
+				if err != nil {
+					return err
+				}
+				var left []string
+				for _, p := range d.Peers {
+					if p.PublicKey.String() == key {
+						left = append(left, "peer "+key)
+					}
+				}
+				k, err := n.Kernel()
+				if err != nil {
+					return err
+				}
+				for _, s := range subs {
+					if r, ok := k.RouteTo(s); s.IsValid() && ok {
+						left = append(left, "route "+r.String())
+					}
+				}
+				if len(left) > 0 {
+					return fmt.Errorf("%s still has %s", n.Name, strings.Join(left, ", "))
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			t.Logf("%s: peer and routes of %s gone %.0f ms after the lease was removed", n.Name, gone.Name, time.Since(start).Seconds()*1000)
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		logWGState(t, rest)
+		return
+	}
+	// The remaining peers are exactly the remaining nodes, untouched.
+	sts, err := statuses(ctx, rest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkPeers(rest, sts); err != nil {
+		t.Error(err)
+	}
+	kept := 0
+	for _, n := range rest {
+		d, err := wgDevice(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range d.Peers {
+			was, ok := handshakes[n.Name+" "+p.PublicKey.String()]
+			if ok && !p.LastHandshakeTime.Equal(was) {
+				t.Errorf("%s: peer %s handshook again during the removal (last handshake %s, was %s): were the peers replaced?",
+					n.Name, p.PublicKey, p.LastHandshakeTime.Format(time.RFC3339Nano), was.Format(time.RFC3339Nano))
+			} else if ok {
+				kept++
+			}
+		}
+	}
+	// Every remaining pair talked in node-joins: each of the 3 nodes has 2
+	// remaining peers with a session.
+	if want := len(rest) * (len(rest) - 1); kept != want {
+		t.Errorf("%d remaining peers kept their session across the removal, want %d", kept, want)
+	}
+	var pods []*Pod
+	for _, n := range rest {
+		pods = append(pods, n.Pods()...)
+	}
+	allToAll(t, pods, false)
+}
