@@ -350,8 +350,10 @@ func breakdown(t *testing.T, e *testEnv, pod *backendtest.NS, variant string) {
 		"veth":                  "one request creates the pair up, on the bridge, its peer in the pod; one sets alias and hairpin",
 		"ipam wait":             "wait for the allocation after the veth is made",
 		"pod socket":            "open a netlink socket in the pod's namespace (setns there and back)",
-		"container":             "one batch in the pod: link up, addresses, default routes; then wait for the fsync",
-		"result":                "print the result",
+		"container":             "one batch in the pod: link up, addresses, default routes",
+		"result":                "build and encode the result",
+		"fsync wait":            "wait for the record's fsync (if still running), then print the result",
+		"cleanup":               "close the sockets and the pod's namespace",
 	}
 	fmt.Printf("BENCH| weft ADD direct exec, median, %s | %.2f ms | - | %d runs of the test build without libcni; steps below are medians\n", variant, ms(quantile(walls, 0.5)), n)
 	fmt.Printf("BENCH| empty static Go program, run to exit, median, %s | %.2f ms | - | the per-process floor of any Go plugin (weft: 1 process per ADD, bridge+host-local: 2)\n", variant, ms(emptyGoFloor(t, e)))

@@ -4,6 +4,7 @@
 package cni
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -89,6 +90,7 @@ func mtuFor(c *Config, f *subnet.SubnetFile) int {
 
 // Add implements CNI ADD.
 func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
+	defer traceStep("cleanup")
 	c, err := parseArgs(args)
 	if err != nil {
 		return err
@@ -170,13 +172,12 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	testHook("AFTER_VETH")
 
 	res, err := configureContainer(c, sf, rec, host, args.IfName)
-	if serr := <-synced; err == nil && serr != nil {
-		err = cniErr(types.ErrIOFailure, "%v", serr)
-	}
 	if err != nil {
 		return err
 	}
 	traceStep("container")
+	// Encode the result while the record's fsync may still run; print it
+	// only once the record is on disk.
 	res.CNIVersion = current.ImplementedSpecVersion
 	res.Interfaces[0] = &current.Interface{Name: host.veth, Mac: host.mac.String()}
 	res.Interfaces[1].Sandbox = args.Netns
@@ -188,8 +189,16 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if r, ok := out.(*current.Result); ok {
 		r.CNIVersion = c.CNIVersion // 1.0.0 and 1.1.0 share a type; Convert keeps the version
 	}
-	err = out.Print()
+	var buf bytes.Buffer
+	if err := out.PrintTo(&buf); err != nil {
+		return cniErr(types.ErrInternal, "encode result: %v", err)
+	}
 	traceStep("result")
+	if err := <-synced; err != nil {
+		return cniErr(types.ErrIOFailure, "%v", err)
+	}
+	traceStep("fsync wait")
+	_, err = os.Stdout.Write(buf.Bytes())
 	return err
 }
 
