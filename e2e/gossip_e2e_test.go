@@ -36,19 +36,19 @@ import (
 // Bounds of the gossip scenarios (issue 6). They are generous on purpose:
 // the machine is shared and noisy; the measured figures are logged.
 const (
-	// deadBound: a killed (or cut off) member must be reported dead by
+	// gossipDeadBound: a killed (or cut off) member must be reported dead by
 	// every other node within this time.
-	deadBound = 5 * time.Second
-	// healBound: a member whose link returns after a long partition must
+	gossipDeadBound = 5 * time.Second
+	// gossipHealBound: a member whose link returns after a long partition must
 	// be alive again everywhere within this time.
-	healBound = 10 * time.Second
-	// killTrials is the number of SIGKILL trials.
-	killTrials = 5
-	// splitFor is how long a node is cut off: longer than memberlist's
+	gossipHealBound = 10 * time.Second
+	// gossipKillTrials is the number of SIGKILL trials.
+	gossipKillTrials = 5
+	// gossipSplitFor is how long a node is cut off: longer than memberlist's
 	// GossipToTheDeadTime (30 s), after which nobody gossips to it.
-	splitFor = 45 * time.Second
-	// etcdOutage is how long etcd is stopped.
-	etcdOutage = 60 * time.Second
+	gossipSplitFor = 45 * time.Second
+	// gossipEtcdOutage is how long etcd is stopped.
+	gossipEtcdOutage = 60 * time.Second
 )
 
 // TestGossip runs the gossip membership scenarios on one shared cluster of
@@ -71,8 +71,8 @@ func TestGossip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeKeyFile(t, n, key1)
-		n.ExtraArgs = []string{"--gossip-key-file", keyFile(n)}
+		writeGossipKeyFile(t, n, key1)
+		n.ExtraArgs = []string{"--gossip-key-file", gossipKeyFile(n)}
 		if err := n.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -86,29 +86,29 @@ func TestGossip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := waitAllAlive(ctx, nodes, 15*time.Second); err != nil {
+	if err := waitGossipAlive(ctx, nodes, 15*time.Second); err != nil {
 		t.Fatalf("gossip never converged: %v", err)
 	}
 
 	t.Run("sigkill-marked-dead", func(t *testing.T) {
-		testKillDetection(t, nodes)
+		testGossipKill(t, nodes)
 	})
 	t.Run("split-longer-than-gossip-to-the-dead", func(t *testing.T) {
-		testSplit(t, nodes)
+		testGossipSplit(t, nodes)
 	})
 	// key is the key in force after the rotation.
 	key := key1
 	t.Run("key-rotation", func(t *testing.T) {
-		key = testKeyRotation(t, nodes, key1)
+		key = testGossipKeyRotation(t, nodes, key1)
 	})
 	t.Run("wrong-key-rejected", func(t *testing.T) {
 		if key == key1 {
 			t.Skip("the key rotation did not finish: no old key to try")
 		}
-		testWrongKey(t, c, nodes, key1)
+		testGossipWrongKey(t, c, nodes, key1)
 	})
 	t.Run("etcd-outage-with-readdressed-node", func(t *testing.T) {
-		testEtcdOutage(t, c, nodes)
+		testGossipEtcdOutage(t, c, nodes)
 	})
 }
 
@@ -124,7 +124,7 @@ type gossipStatus struct {
 		Version       uint64       `json:"version"`
 		EtcdReachable bool         `json:"etcdReachable"`
 	} `json:"node"`
-	Peers   []gossipPeer `json:"peers"`
+	Peers   []gossipPeerStatus `json:"peers"`
 	Members []struct {
 		Name  string    `json:"name"`
 		Addr  string    `json:"addr"`
@@ -133,7 +133,7 @@ type gossipStatus struct {
 	} `json:"members"`
 }
 
-type gossipPeer struct {
+type gossipPeerStatus struct {
 	Name        string             `json:"name"`
 	Subnet      netip.Prefix       `json:"subnet"`
 	PublicIP    netip.Addr         `json:"publicIP"`
@@ -159,13 +159,13 @@ func getGossipStatus(ctx context.Context, n *Node) (*gossipStatus, error) {
 }
 
 // peer returns the peer called name in g.
-func (g *gossipStatus) peer(name string) (gossipPeer, bool) {
+func (g *gossipStatus) peer(name string) (gossipPeerStatus, bool) {
 	for _, p := range g.Peers {
 		if p.Name == name {
 			return p, true
 		}
 	}
-	return gossipPeer{}, false
+	return gossipPeerStatus{}, false
 }
 
 // memberState returns the gossip state of member name in g ("" if absent).
@@ -187,9 +187,9 @@ func (g *gossipStatus) peerStates() string {
 	return strings.Join(s, " ")
 }
 
-// checkPeerState returns nil when observer's /status shows peer target in
+// checkGossipPeerState returns nil when observer's /status shows peer target in
 // state want.
-func checkPeerState(ctx context.Context, observer, target *Node, want string) error {
+func checkGossipPeerState(ctx context.Context, observer, target *Node, want string) error {
 	g, err := getGossipStatus(ctx, observer)
 	if err != nil {
 		return err
@@ -204,15 +204,15 @@ func checkPeerState(ctx context.Context, observer, target *Node, want string) er
 	return nil
 }
 
-// waitAllAlive waits until every node of nodes shows every other one alive.
-func waitAllAlive(ctx context.Context, nodes []*Node, timeout time.Duration) error {
+// waitGossipAlive waits until every node of nodes shows every other one alive.
+func waitGossipAlive(ctx context.Context, nodes []*Node, timeout time.Duration) error {
 	return Eventually(timeout, 50*time.Millisecond, func() error {
 		for _, o := range nodes {
 			for _, n := range nodes {
 				if o == n {
 					continue
 				}
-				if err := checkPeerState(ctx, o, n, "alive"); err != nil {
+				if err := checkGossipPeerState(ctx, o, n, "alive"); err != nil {
 					return err
 				}
 			}
@@ -221,11 +221,11 @@ func waitAllAlive(ctx context.Context, nodes []*Node, timeout time.Duration) err
 	})
 }
 
-// waitObservers polls, in parallel, every observer's view of target until
+// waitGossipObservers polls, in parallel, every observer's view of target until
 // it is in state want, and returns how long each took from start (measured
 // by the poll, so at most one poll interval late). A failure to get there
 // within timeout is an error for that observer.
-func waitObservers(ctx context.Context, observers []*Node, target *Node, want string, start time.Time, timeout time.Duration) (map[string]time.Duration, error) {
+func waitGossipObservers(ctx context.Context, observers []*Node, target *Node, want string, start time.Time, timeout time.Duration) (map[string]time.Duration, error) {
 	var mu sync.Mutex
 	took := map[string]time.Duration{}
 	var errs []error
@@ -235,7 +235,7 @@ func waitObservers(ctx context.Context, observers []*Node, target *Node, want st
 		go func() {
 			defer wg.Done()
 			err := Eventually(time.Until(start.Add(timeout)), 20*time.Millisecond, func() error {
-				return checkPeerState(ctx, o, target, want)
+				return checkGossipPeerState(ctx, o, target, want)
 			})
 			mu.Lock()
 			defer mu.Unlock()
@@ -250,7 +250,7 @@ func waitObservers(ctx context.Context, observers []*Node, target *Node, want st
 	return took, errors.Join(errs...)
 }
 
-func others(nodes []*Node, n *Node) []*Node {
+func gossipOthers(nodes []*Node, n *Node) []*Node {
 	var o []*Node
 	for _, m := range nodes {
 		if m != n {
@@ -260,7 +260,7 @@ func others(nodes []*Node, n *Node) []*Node {
 	return o
 }
 
-func maxDuration(m map[string]time.Duration) time.Duration {
+func gossipMaxDuration(m map[string]time.Duration) time.Duration {
 	var d time.Duration
 	for _, v := range m {
 		d = max(d, v)
@@ -268,17 +268,17 @@ func maxDuration(m map[string]time.Duration) time.Duration {
 	return d
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", d.Seconds()*1000) }
+func gossipMS(d time.Duration) string { return fmt.Sprintf("%.0f ms", d.Seconds()*1000) }
 
-// peerIdentity is what a node needs to keep for a peer: its subnet and
+// gossipPeerID is what a node needs to keep for a peer: its subnet and
 // VTEP MAC.
-type peerIdentity struct {
+type gossipPeerID struct {
 	name   string
 	subnet netip.Prefix
 	mac    string
 }
 
-func identity(ctx context.Context, t *testing.T, n *Node) peerIdentity {
+func gossipIdentity(ctx context.Context, t *testing.T, n *Node) gossipPeerID {
 	t.Helper()
 	g, err := getGossipStatus(ctx, n)
 	if err != nil {
@@ -288,13 +288,13 @@ func identity(ctx context.Context, t *testing.T, n *Node) peerIdentity {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return peerIdentity{name: n.Name, subnet: g.Node.Subnet.Masked(), mac: st.Node.BackendData.VTEPMAC}
+	return gossipPeerID{name: n.Name, subnet: g.Node.Subnet.Masked(), mac: st.Node.BackendData.VTEPMAC}
 }
 
-// checkRoutesKept returns an error unless every observer still has the
+// checkGossipRoutesKept returns an error unless every observer still has the
 // route to p's subnet and the FDB entry for its VTEP MAC (pointing at
 // dst when dst is valid).
-func checkRoutesKept(observers []*Node, p peerIdentity, dst netip.Addr) error {
+func checkGossipRoutesKept(observers []*Node, p gossipPeerID, dst netip.Addr) error {
 	var errs []error
 	for _, o := range observers {
 		k, err := o.Kernel()
@@ -316,29 +316,29 @@ func checkRoutesKept(observers []*Node, p peerIdentity, dst netip.Addr) error {
 	return errors.Join(errs...)
 }
 
-// testKillDetection kills a node's weftd with SIGKILL, killTrials times
+// testGossipKill kills a node's weftd with SIGKILL, gossipKillTrials times
 // (a different node each time, restarted in between), and measures how
 // long the other nodes take to report it dead in /status.
-func testKillDetection(t *testing.T, nodes []*Node) {
+func testGossipKill(t *testing.T, nodes []*Node) {
 	ctx := t.Context()
 	var worst []time.Duration
 	var rejoins []time.Duration
-	for i := range killTrials {
+	for i := range gossipKillTrials {
 		victim := nodes[i%len(nodes)]
-		obs := others(nodes, victim)
-		if err := waitAllAlive(ctx, nodes, 15*time.Second); err != nil {
+		obs := gossipOthers(nodes, victim)
+		if err := waitGossipAlive(ctx, nodes, 15*time.Second); err != nil {
 			t.Fatalf("trial %d: not all alive before the kill: %v", i+1, err)
 		}
-		id := identity(ctx, t, victim)
+		id := gossipIdentity(ctx, t, victim)
 		start := time.Now()
 		if err := victim.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		took, err := waitObservers(ctx, obs, victim, "dead", start, deadBound)
+		took, err := waitGossipObservers(ctx, obs, victim, "dead", start, gossipDeadBound)
 		if err != nil {
-			t.Errorf("trial %d: SIGKILL of weftd on %s not reported dead by every node within %s: %v", i+1, victim.Name, deadBound, err)
+			t.Errorf("trial %d: SIGKILL of weftd on %s not reported dead by every node within %s: %v", i+1, victim.Name, gossipDeadBound, err)
 		}
-		w := maxDuration(took)
+		w := gossipMaxDuration(took)
 		if err == nil {
 			worst = append(worst, w)
 		}
@@ -348,27 +348,27 @@ func testKillDetection(t *testing.T, nodes []*Node) {
 		for _, o := range obs {
 			if g, err := getGossipStatus(ctx, o); err == nil {
 				if p, ok := g.peer(victim.Name); ok && !p.Since.IsZero() {
-					since = append(since, fmt.Sprintf("%s %s", o.Name, ms(p.Since.Sub(start))))
+					since = append(since, fmt.Sprintf("%s %s", o.Name, gossipMS(p.Since.Sub(start))))
 				}
 			}
 		}
 		t.Logf("trial %d: %s killed; dead in /status of every other node after %s (%v); state change recorded at: %s",
-			i+1, victim.Name, ms(w), took, strings.Join(since, ", "))
+			i+1, victim.Name, gossipMS(w), took, strings.Join(since, ", "))
 		// /metrics counts it among the dead members.
 		for _, o := range obs {
-			if err := checkMemberMetrics(ctx, o, map[string]float64{"alive": float64(len(obs) - 1), "dead": 1}); err != nil {
+			if err := checkGossipMetrics(ctx, o, map[string]float64{"alive": float64(len(obs) - 1), "dead": 1}); err != nil {
 				t.Errorf("trial %d: %v", i+1, err)
 			}
 		}
 		// Dead is not removed: the victim's routes, FDB entries and its
 		// peer entry stay, and the survivors still see each other alive.
-		if err := checkRoutesKept(obs, id, victim.IP); err != nil {
+		if err := checkGossipRoutesKept(obs, id, victim.IP); err != nil {
 			t.Errorf("trial %d: dead must not remove routes: %v", i+1, err)
 		}
 		for _, o := range obs {
 			for _, p := range obs {
 				if o != p {
-					if err := checkPeerState(ctx, o, p, "alive"); err != nil {
+					if err := checkGossipPeerState(ctx, o, p, "alive"); err != nil {
 						t.Errorf("trial %d: false death: %v", i+1, err)
 					}
 				}
@@ -381,7 +381,7 @@ func testKillDetection(t *testing.T, nodes []*Node) {
 		if err := victim.WaitReady(ctx, 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := waitObservers(ctx, obs, victim, "alive", restart, 15*time.Second); err != nil {
+		if _, err := waitGossipObservers(ctx, obs, victim, "alive", restart, 15*time.Second); err != nil {
 			t.Fatalf("trial %d: %s not alive again after its restart: %v", i+1, victim.Name, err)
 		}
 		rejoins = append(rejoins, time.Since(restart))
@@ -391,17 +391,17 @@ func testKillDetection(t *testing.T, nodes []*Node) {
 		slices.Sort(rejoins)
 		var s []string
 		for _, d := range worst {
-			s = append(s, ms(d))
+			s = append(s, gossipMS(d))
 		}
 		t.Logf("killed weftd reported dead by every other node: median %s, max %s over %d trials (sorted: %s; bound %s)",
-			ms(worst[len(worst)/2]), ms(worst[len(worst)-1]), len(worst), strings.Join(s, ", "), deadBound)
+			gossipMS(worst[len(worst)/2]), gossipMS(worst[len(worst)-1]), len(worst), strings.Join(s, ", "), gossipDeadBound)
 		t.Logf("restarted weftd (same address) alive again everywhere, from start: median %s, max %s",
-			ms(rejoins[len(rejoins)/2]), ms(rejoins[len(rejoins)-1]))
+			gossipMS(rejoins[len(rejoins)/2]), gossipMS(rejoins[len(rejoins)-1]))
 	}
 }
 
-// checkMemberMetrics checks weft_members{state=...} in n's /metrics.
-func checkMemberMetrics(ctx context.Context, n *Node, want map[string]float64) error {
+// checkGossipMetrics checks weft_members{state=...} in n's /metrics.
+func checkGossipMetrics(ctx context.Context, n *Node, want map[string]float64) error {
 	code, body, err := n.Get(ctx, "/metrics")
 	if err != nil {
 		return err
@@ -432,17 +432,17 @@ func checkMemberMetrics(ctx context.Context, n *Node, want map[string]float64) e
 	return nil
 }
 
-// testSplit cuts node3 off the underlay for longer than
+// testGossipSplit cuts node3 off the underlay for longer than
 // GossipToTheDeadTime, checks that it is marked dead but keeps its routes,
 // and measures how long after the link returns it is alive again.
-func testSplit(t *testing.T, nodes []*Node) {
+func testGossipSplit(t *testing.T, nodes []*Node) {
 	ctx := t.Context()
 	victim := nodes[2]
-	obs := others(nodes, victim)
-	if err := waitAllAlive(ctx, nodes, 15*time.Second); err != nil {
+	obs := gossipOthers(nodes, victim)
+	if err := waitGossipAlive(ctx, nodes, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	id := identity(ctx, t, victim)
+	id := gossipIdentity(ctx, t, victim)
 	start := time.Now()
 	if err := victim.SetUnderlayUp(false); err != nil {
 		t.Fatal(err)
@@ -455,25 +455,25 @@ func testSplit(t *testing.T, nodes []*Node) {
 			}
 		}
 	}()
-	took, err := waitObservers(ctx, obs, victim, "dead", start, deadBound)
+	took, err := waitGossipObservers(ctx, obs, victim, "dead", start, gossipDeadBound)
 	if err != nil {
-		t.Fatalf("%s cut off, not reported dead by every node within %s: %v", victim.Name, deadBound, err)
+		t.Fatalf("%s cut off, not reported dead by every node within %s: %v", victim.Name, gossipDeadBound, err)
 	}
-	t.Logf("%s cut off: dead in /status of every other node after %s (%v)", victim.Name, ms(maxDuration(took)), took)
+	t.Logf("%s cut off: dead in /status of every other node after %s (%v)", victim.Name, gossipMS(gossipMaxDuration(took)), took)
 	// Hold the partition, checking all along that the verdict stays
 	// (no flapping back to alive) and that the routes stay.
 	checks := 0
-	for time.Since(start) < splitFor {
+	for time.Since(start) < gossipSplitFor {
 		for _, o := range obs {
-			if err := checkPeerState(ctx, o, victim, "dead"); err != nil {
+			if err := checkGossipPeerState(ctx, o, victim, "dead"); err != nil {
 				t.Errorf("%s into the partition: %v", time.Since(start).Round(time.Second), err)
 			}
 		}
-		if err := checkRoutesKept(obs, id, victim.IP); err != nil {
+		if err := checkGossipRoutesKept(obs, id, victim.IP); err != nil {
 			t.Errorf("%s into the partition: %v", time.Since(start).Round(time.Second), err)
 		}
 		checks++
-		time.Sleep(min(time.Second, max(0, splitFor-time.Since(start))))
+		time.Sleep(min(time.Second, max(0, gossipSplitFor-time.Since(start))))
 	}
 	// What the cut-off node thinks (its HTTP listener is on its own,
 	// downed, link; the kernel still answers local addresses).
@@ -487,21 +487,21 @@ func testSplit(t *testing.T, nodes []*Node) {
 	}
 	restored = true
 	back := time.Now()
-	took, err = waitObservers(ctx, obs, victim, "alive", back, healBound)
+	took, err = waitGossipObservers(ctx, obs, victim, "alive", back, gossipHealBound)
 	if err != nil {
-		t.Fatalf("%s's link back after %s: not alive again everywhere within %s: %v", victim.Name, splitFor, healBound, err)
+		t.Fatalf("%s's link back after %s: not alive again everywhere within %s: %v", victim.Name, gossipSplitFor, gossipHealBound, err)
 	}
 	var mine error
 	for _, o := range obs {
-		mine = errors.Join(mine, Eventually(time.Until(back.Add(healBound)), 20*time.Millisecond, func() error {
-			return checkPeerState(ctx, victim, o, "alive")
+		mine = errors.Join(mine, Eventually(time.Until(back.Add(gossipHealBound)), 20*time.Millisecond, func() error {
+			return checkGossipPeerState(ctx, victim, o, "alive")
 		}))
 	}
 	if mine != nil {
-		t.Errorf("%s's own view not healed within %s: %v", victim.Name, healBound, mine)
+		t.Errorf("%s's own view not healed within %s: %v", victim.Name, gossipHealBound, mine)
 	}
 	t.Logf("link back after %s cut off (%d checks during the partition): %s alive again in every other node's /status after %s (%v), and sees them alive after %s",
-		time.Duration(splitFor), checks, victim.Name, ms(maxDuration(took)), took, ms(time.Since(back)))
+		time.Duration(gossipSplitFor), checks, victim.Name, gossipMS(gossipMaxDuration(took)), took, gossipMS(time.Since(back)))
 	// Traffic to and from the healed node.
 	for _, o := range obs {
 		if _, err := Ping(o.Pods()[0].NS, victim.Pods()[0].IP, 5*time.Second); err != nil {
@@ -535,24 +535,24 @@ func gossipKeyID(t *testing.T, key string) string {
 	return hex.EncodeToString(sum[:4])
 }
 
-func keyFile(n *Node) string { return filepath.Join(n.Dir, "gossip.key") }
+func gossipKeyFile(n *Node) string { return filepath.Join(n.Dir, "gossip.key") }
 
-// writeKeyFile replaces the node's key file (mode 0600) with keys, one a
+// writeGossipKeyFile replaces the node's key file (mode 0600) with keys, one a
 // line, in one rename.
-func writeKeyFile(t *testing.T, n *Node, keys ...string) {
+func writeGossipKeyFile(t *testing.T, n *Node, keys ...string) {
 	t.Helper()
-	tmp := keyFile(n) + ".tmp"
+	tmp := gossipKeyFile(n) + ".tmp"
 	if err := os.WriteFile(tmp, []byte(strings.Join(keys, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(tmp, keyFile(n)); err != nil {
+	if err := os.Rename(tmp, gossipKeyFile(n)); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// logLines returns the JSON log entries of weftd on n written after
+// gossipLogLines returns the JSON log entries of weftd on n written after
 // offset bytes whose msg is msg.
-func logLines(n *Node, offset int64, msg string) []map[string]any {
+func gossipLogLines(n *Node, offset int64, msg string) []map[string]any {
 	data, _ := os.ReadFile(n.LogFile)
 	if int64(len(data)) < offset {
 		return nil
@@ -573,9 +573,9 @@ func logLines(n *Node, offset int64, msg string) []map[string]any {
 	return out
 }
 
-// memberSince returns, for each ordered pair of nodes, when the observer
+// gossipMemberSince returns, for each ordered pair of nodes, when the observer
 // last saw the member change state, and fails unless all are alive.
-func memberSince(ctx context.Context, nodes []*Node) (map[string]time.Time, error) {
+func gossipMemberSince(ctx context.Context, nodes []*Node) (map[string]time.Time, error) {
 	since := map[string]time.Time{}
 	for _, o := range nodes {
 		g, err := getGossipStatus(ctx, o)
@@ -596,17 +596,17 @@ func memberSince(ctx context.Context, nodes []*Node) (map[string]time.Time, erro
 	return since, nil
 }
 
-// testKeyRotation rotates the gossip key of the running cluster from old
+// testGossipKeyRotation rotates the gossip key of the running cluster from old
 // to a new key in the three documented steps (add second, move first,
 // remove old), on every node, with SIGHUP for steps 1 and 3 and the file
 // watch for step 2. After each step every node must have loaded the keys
 // it was given, and every member must have stayed alive all along (no
 // state change since before the rotation). It returns the new key.
-func testKeyRotation(t *testing.T, nodes []*Node, old string) string {
+func testGossipKeyRotation(t *testing.T, nodes []*Node, old string) string {
 	ctx := t.Context()
 	fresh := newGossipKey(t)
 	oldID, newID := gossipKeyID(t, old), gossipKeyID(t, fresh)
-	before, err := memberSince(ctx, nodes)
+	before, err := gossipMemberSince(ctx, nodes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -635,7 +635,7 @@ func testKeyRotation(t *testing.T, nodes []*Node, old string) string {
 		// One node at a time, as an operator would: the cluster runs
 		// with mixed key files in between.
 		for _, n := range nodes {
-			writeKeyFile(t, n, st.keys...)
+			writeGossipKeyFile(t, n, st.keys...)
 			if st.sighup {
 				if err := n.Proc().Signal(syscall.SIGHUP); err != nil {
 					t.Fatal(err)
@@ -645,7 +645,7 @@ func testKeyRotation(t *testing.T, nodes []*Node, old string) string {
 		// The file watch checks every 3 s.
 		for _, n := range nodes {
 			err := Eventually(10*time.Second, 50*time.Millisecond, func() error {
-				for _, e := range logLines(n, offsets[n.Name], "gossip keys loaded") {
+				for _, e := range gossipLogLines(n, offsets[n.Name], "gossip keys loaded") {
 					if e["primary"] == st.primary && e["keys"] == float64(st.nkeys) {
 						return nil
 					}
@@ -664,7 +664,7 @@ func testKeyRotation(t *testing.T, nodes []*Node, old string) string {
 		err := func() error {
 			until := time.Now().Add(2 * time.Second)
 			for time.Now().Before(until) {
-				now, err := memberSince(ctx, nodes)
+				now, err := gossipMemberSince(ctx, nodes)
 				if err != nil {
 					return err
 				}
@@ -680,7 +680,7 @@ func testKeyRotation(t *testing.T, nodes []*Node, old string) string {
 		if err != nil {
 			t.Errorf("%s: %v", st.name, err)
 		}
-		t.Logf("%s: every node loaded its keys within %s (%s), everyone stayed alive", st.name, ms(loaded), map[bool]string{true: "SIGHUP", false: "file watch"}[st.sighup])
+		t.Logf("%s: every node loaded its keys within %s (%s), everyone stayed alive", st.name, gossipMS(loaded), map[bool]string{true: "SIGHUP", false: "file watch"}[st.sighup])
 	}
 	r := s.Stop()
 	t.Logf("pod traffic %s → %s through the rotation: %s", a.Name, b.Name, r)
@@ -693,7 +693,7 @@ func testKeyRotation(t *testing.T, nodes []*Node, old string) string {
 	if err := n.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitAllAlive(ctx, nodes, 15*time.Second); err != nil {
+	if err := waitGossipAlive(ctx, nodes, 15*time.Second); err != nil {
 		t.Errorf("after the rotation, a restarted member is not alive everywhere: %v", err)
 	}
 	if t.Failed() {
@@ -702,11 +702,11 @@ func testKeyRotation(t *testing.T, nodes []*Node, old string) string {
 	return fresh
 }
 
-// testWrongKey starts a fourth node whose key file holds only the key
+// testGossipWrongKey starts a fourth node whose key file holds only the key
 // the cluster rotated away from, then the same node with no key at all:
 // both must be refused (never alive in the others' /status), with the
 // documented log line on the nodes it tried to talk to.
-func testWrongKey(t *testing.T, c *Cluster, nodes []*Node, oldKey string) {
+func testGossipWrongKey(t *testing.T, c *Cluster, nodes []*Node, oldKey string) {
 	ctx := t.Context()
 	n4, err := c.AddNode(0)
 	if err != nil {
@@ -722,14 +722,14 @@ func testWrongKey(t *testing.T, c *Cluster, nodes []*Node, oldKey string) {
 			t.Logf("weftctl leases rm: %s", strings.TrimSpace(out))
 		}
 	}()
-	writeKeyFile(t, n4, oldKey)
+	writeGossipKeyFile(t, n4, oldKey)
 	cases := []struct {
 		name string
 		args []string
 		// reasons the receivers may log.
 		reason string
 	}{
-		{"old key", []string{"--gossip-key-file", keyFile(n4)}, "sender uses a gossip key this node does not have"},
+		{"old key", []string{"--gossip-key-file", gossipKeyFile(n4)}, "sender uses a gossip key this node does not have"},
 		{"no key", nil, "sender has no gossip key configured"},
 	}
 	for _, tc := range cases {
@@ -765,10 +765,10 @@ func testWrongKey(t *testing.T, c *Cluster, nodes []*Node, oldKey string) {
 					if p, ok := g.peer(n4.Name); ok && p.State == "alive" || g.memberState(n4.Name) == "alive" {
 						t.Fatalf("%s, with the %s, is alive in %s's /status (peers: %s)", n4.Name, tc.name, n.Name, g.peerStates())
 					}
-					for _, e := range logLines(n, offsets[n.Name], "gossip message rejected: wrong or missing gossip key") {
+					for _, e := range gossipLogLines(n, offsets[n.Name], "gossip message rejected: wrong or missing gossip key") {
 						if strings.Contains(fmt.Sprint(e["from"]), n4.IP.String()) {
 							if !logged[n.Name] {
-								t.Logf("%s logged after %s: reason=%q from=%v", n.Name, ms(time.Since(start)), e["reason"], e["from"])
+								t.Logf("%s logged after %s: reason=%q from=%v", n.Name, gossipMS(time.Since(start)), e["reason"], e["from"])
 							}
 							logged[n.Name] = true
 						}
@@ -786,26 +786,26 @@ func testWrongKey(t *testing.T, c *Cluster, nodes []*Node, oldKey string) {
 			}
 			reasons := map[string]bool{}
 			for _, n := range nodes {
-				for _, e := range logLines(n, offsets[n.Name], "gossip message rejected: wrong or missing gossip key") {
+				for _, e := range gossipLogLines(n, offsets[n.Name], "gossip message rejected: wrong or missing gossip key") {
 					reasons[fmt.Sprint(e["reason"])] = true
 				}
 			}
 			if !reasons[tc.reason] {
 				t.Errorf("rejection reasons logged %v, want %q among them", slices.Collect(maps.Keys(reasons)), tc.reason)
 			}
-			if j := logLines(n4, own, "gossip join rejected: wrong or missing gossip key"); len(j) > 0 {
+			if j := gossipLogLines(n4, own, "gossip join rejected: wrong or missing gossip key"); len(j) > 0 {
 				t.Logf("%s itself logged: gossip join rejected (reason=%q)", n4.Name, j[0]["reason"])
 			}
 			// The cluster itself is unaffected.
-			if err := waitAllAlive(ctx, nodes, 5*time.Second); err != nil {
+			if err := waitGossipAlive(ctx, nodes, 5*time.Second); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 }
 
-// leasesByNode lists the leases in etcd by node name.
-func leasesByNode(ctx context.Context, c *Cluster) (map[string]subnet.Lease, *clientv3.Client, error) {
+// gossipLeasesByNode lists the leases in etcd by node name.
+func gossipLeasesByNode(ctx context.Context, c *Cluster) (map[string]subnet.Lease, *clientv3.Client, error) {
 	cli, err := c.Etcd.Client()
 	if err != nil {
 		return nil, nil, err
@@ -825,16 +825,16 @@ func leasesByNode(ctx context.Context, c *Cluster) (map[string]subnet.Lease, *cl
 	return m, cli, nil
 }
 
-// testEtcdOutage stops etcd for etcdOutage with pod traffic between node1
+// testGossipEtcdOutage stops etcd for gossipEtcdOutage with pod traffic between node1
 // and node2 the whole time (no packet may be lost). During the outage
 // node3 restarts on a new underlay address; the others must learn it by
 // gossip alone and traffic to its pod must resume. When etcd is back no
 // subnet may have changed, every lease must be alive, and node3's record
 // must carry its new address.
-func testEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
+func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	ctx := t.Context()
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	before, cli, err := leasesByNode(ctx, c)
+	before, cli, err := gossipLeasesByNode(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -844,7 +844,7 @@ func testEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 			t.Fatalf("no lease for %s in etcd before the outage: %v", n.Name, before)
 		}
 	}
-	id3 := identity(ctx, t, n3)
+	id3 := gossipIdentity(ctx, t, n3)
 	p1, p2, p3 := n1.Pods()[0], n2.Pods()[0], n3.Pods()[0]
 	var streams []*Stream
 	stopAll := func() []StreamResult {
@@ -863,7 +863,7 @@ func testEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 		}
 		streams = append(streams, s)
 	}
-	waitStreamSent(streams[0], 20)
+	gossipWaitStream(streams[0], 20)
 
 	start := time.Now()
 	if err := c.Etcd.Stop(); err != nil {
@@ -902,7 +902,7 @@ func testEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 		t.Fatal(err)
 	}
 	ready := time.Now()
-	t.Logf("%s restarted on %s (was %s), ready %s after its start (%s after etcd stopped)", n3.Name, newIP, oldIP, ms(ready.Sub(started)), ms(ready.Sub(start)))
+	t.Logf("%s restarted on %s (was %s), ready %s after its start (%s after etcd stopped)", n3.Name, newIP, oldIP, gossipMS(ready.Sub(started)), gossipMS(ready.Sub(start)))
 	g3, err := getGossipStatus(ctx, n3)
 	if err != nil {
 		t.Fatal(err)
@@ -929,7 +929,7 @@ func testEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 				if !ok || p.PublicIP != newIP || p.State != "alive" || p.Source != "gossip" {
 					return fmt.Errorf("%s sees %s as %+v, want alive at %s from gossip", o.Name, n3.Name, p, newIP)
 				}
-				return checkRoutesKept([]*Node{o}, id3, newIP)
+				return checkGossipRoutesKept([]*Node{o}, id3, newIP)
 			})
 			if err != nil {
 				t.Error(err)
@@ -954,19 +954,19 @@ func testEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	resumed := time.Since(ready)
 	var learned []string
 	learn.Range(func(k, v any) bool {
-		learned = append(learned, fmt.Sprintf("%s %s", k, ms(v.(time.Duration))))
+		learned = append(learned, fmt.Sprintf("%s %s", k, gossipMS(v.(time.Duration))))
 		return true
 	})
 	slices.Sort(learned)
 	t.Logf("new address of %s alive in the others' /status and FDB, after its ready: %s (%s after its start); pod traffic both ways %s after its ready",
-		n3.Name, strings.Join(learned, ", "), ms(ready.Sub(started)+maxLearn(&learn)), ms(resumed))
+		n3.Name, strings.Join(learned, ", "), gossipMS(ready.Sub(started)+gossipMaxLearn(&learn)), gossipMS(resumed))
 
 	// Hold the outage, checking that nothing regresses. weftd probes etcd
 	// every min(resync interval, 5 s) with a 2 s timeout: /status may say
 	// reachable for that long after the stop.
 	const probeLag = 10 * time.Second
 	unreachable := map[string]time.Duration{}
-	for time.Since(start) < etcdOutage {
+	for time.Since(start) < gossipEtcdOutage {
 		for _, o := range []*Node{n1, n2} {
 			g, err := getGossipStatus(ctx, o)
 			if err != nil {
@@ -983,7 +983,7 @@ func testEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 				t.Errorf("%s into the outage, %s sees %s as %+v", time.Since(start).Round(time.Second), o.Name, n3.Name, p)
 			}
 		}
-		time.Sleep(min(time.Second, max(0, etcdOutage-time.Since(start))))
+		time.Sleep(min(time.Second, max(0, gossipEtcdOutage-time.Since(start))))
 	}
 	t.Logf("etcd reported unreachable in /status after: %v", unreachable)
 	if err := c.Etcd.Start(ctx); err != nil {
@@ -1006,7 +1006,7 @@ func testEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 				return fmt.Errorf("%s does not see etcd yet", n.Name)
 			}
 		}
-		m, cli, err := leasesByNode(ctx, c)
+		m, cli, err := gossipLeasesByNode(ctx, c)
 		if err != nil {
 			return err
 		}
@@ -1025,8 +1025,8 @@ func testEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 		t.Fatal(err)
 	}
 	t.Logf("etcd back: every node reaches it and %s's record carries %s (version %d → %d, gossip address %s) %s after etcd started",
-		n3.Name, newIP, before[n3.Name].Record.Version, after[n3.Name].Record.Version, after[n3.Name].Record.GossipAddr, ms(time.Since(back)))
-	if want := netipAddrPort(newIP, GossipPort); after[n3.Name].Record.GossipAddr != want {
+		n3.Name, newIP, before[n3.Name].Record.Version, after[n3.Name].Record.Version, after[n3.Name].Record.GossipAddr, gossipMS(time.Since(back)))
+	if want := gossipAddrPort(newIP, GossipPort); after[n3.Name].Record.GossipAddr != want {
 		t.Errorf("%s's record has gossip address %q, want %q", n3.Name, after[n3.Name].Record.GossipAddr, want)
 	}
 	if after[n3.Name].Record.Version <= before[n3.Name].Record.Version {
@@ -1077,13 +1077,13 @@ func testEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 			if p, ok := g.peer(n3.Name); !ok || p.PublicIP != newIP || p.Provisional {
 				return fmt.Errorf("%s sees %s as %+v after etcd returned", o.Name, n3.Name, p)
 			}
-			return checkRoutesKept([]*Node{o}, id3, newIP)
+			return checkGossipRoutesKept([]*Node{o}, id3, newIP)
 		})
 		if err != nil {
 			t.Error(err)
 		}
 	}
-	waitStreamSent(streams[0], streams[0].sent.Load()+50)
+	gossipWaitStream(streams[0], streams[0].sent.Load()+50)
 	r := stopAll()
 	t.Logf("pod traffic over the whole outage: %s → %s: %s; %s → %s: %s; %s → %s (re-addressed): %s",
 		p1.Name, p2.Name, r[0], p2.Name, p1.Name, r[1], p1.Name, p3.Name, r[2])
@@ -1092,19 +1092,19 @@ func testEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	}
 }
 
-func netipAddrPort(ip netip.Addr, port int) string {
+func gossipAddrPort(ip netip.Addr, port int) string {
 	return netip.AddrPortFrom(ip, uint16(port)).String()
 }
 
-// waitStreamSent waits (at most 10 s) until s has sent n echoes.
-func waitStreamSent(s *Stream, n int64) {
+// gossipWaitStream waits (at most 10 s) until s has sent n echoes.
+func gossipWaitStream(s *Stream, n int64) {
 	deadline := time.Now().Add(10 * time.Second)
 	for s.sent.Load() < n && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-func maxLearn(m *sync.Map) time.Duration {
+func gossipMaxLearn(m *sync.Map) time.Duration {
 	var d time.Duration
 	m.Range(func(_, v any) bool {
 		d = max(d, v.(time.Duration))
