@@ -829,12 +829,12 @@ func gossipLeasesByNode(ctx context.Context, c *Cluster) (map[string]subnet.Leas
 	return m, cli, nil
 }
 
-// testGossipEtcdOutage stops etcd for gossipEtcdOutage with pod traffic between node1
-// and node2 the whole time (no packet may be lost). During the outage
-// node3 restarts on a new underlay address; the others must learn it by
-// gossip alone and traffic to its pod must resume. When etcd is back no
-// subnet may have changed, every lease must be alive, and node3's record
-// must carry its new address.
+// testGossipEtcdOutage stops etcd for gossipEtcdOutage with pod traffic
+// between node1 and node2 the whole time (no packet may be lost). During
+// the outage node3's weftd is killed and restarted on a new underlay
+// address; the others must learn it by gossip alone and traffic to its pod
+// must resume. When etcd is back no subnet may have changed, every lease
+// must be alive, and node3's record must carry its new address.
 func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	ctx := t.Context()
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
@@ -883,10 +883,13 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	}()
 	t.Logf("etcd stopped")
 
-	// node3 restarts on a new address while etcd is down.
+	// node3 crashes and comes back on a new address while etcd is down.
+	// SIGKILL, not a clean stop: the others keep a dead entry for the
+	// name at the old address, which they must let go of (memberlist's
+	// reclaim time) for the new one.
 	oldIP := n3.IP
 	newIP := netip.AddrFrom4([4]byte{198, 18, 0, byte(50 + n3.Index)})
-	if err := n3.Stop(); err != nil {
+	if err := n3.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	// Keep the new address when the old (primary) one goes: without
