@@ -364,7 +364,8 @@ func breakdown(t *testing.T, e *testEnv, pod *backendtest.NS, variant string) {
 	desc := map[string]string{
 		"exec":                  "fork, exec, Go runtime start and package init, until the plugin's package initialises",
 		"exit":                  "the rest of the wall time: skel's netns check after ADD, process exit, the parent's wait",
-		"parse":                 "decode the network config",
+		"skel":                  "main and skel: read the environment and stdin, check the config's version",
+		"parse":                 "decode and check the network config",
 		"subnet-file":           "open the netns, read the subnet file",
 		"bridge":                "open two netlink sockets, read the forwarding sysctls (written only when off), ensure the bridge (1 get, 1 address dump)",
 		"ipam (parallel)":       "flock, read the store, write and rename the record, unlock; runs beside bridge+veth, not in the total",

@@ -90,6 +90,7 @@ func mtuFor(c *Config, f *subnet.SubnetFile) int {
 
 // Add implements CNI ADD.
 func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
+	traceStep("skel")
 	defer traceStep("cleanup")
 	c, err := parseArgs(args)
 	if err != nil {
