@@ -4,6 +4,7 @@
 package wireguard
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"net"
@@ -258,4 +259,21 @@ func ipNets(ps []netip.Prefix) []net.IPNet {
 		out = append(out, net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
 	}
 	return out
+}
+
+// splitInitiators divides peers added at a first start (new key) by who
+// starts the first handshake: this node, at once, with the peers whose
+// public key sorts after its own (now); the peer with the others (later),
+// which this node covers with an initiation of its own if the peer's does
+// not come. One initiator per pair keeps the first packets of both sides
+// from starting initiations that cross.
+func splitInitiators(self wgtypes.Key, added []wgtypes.Key) (now, later []wgtypes.Key) {
+	for _, k := range added {
+		if bytes.Compare(self[:], k[:]) < 0 {
+			now = append(now, k)
+		} else {
+			later = append(later, k)
+		}
+	}
+	return now, later
 }

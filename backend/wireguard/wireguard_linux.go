@@ -268,15 +268,24 @@ func (b *Backend) configureDevice() error {
 //   - Started with an existing key (weftd restarted), the device sends a
 //     handshake initiation at once to every peer it adds, up to and
 //     including the first reconcile with a complete view.
-//   - Started with a new key, it sends none then: no node can hold a
-//     session with that key, and a node that does not know this one yet
-//     would drop the initiation, after which this side would wait 5 s
-//     (WireGuard's rekey timeout) before initiating for its own traffic.
+//   - Started with a new key, it picks one initiator per pair by key
+//     order (splitInitiators): it initiates at once with each peer whose
+//     public key sorts after its own, and gives the others
+//     silentPeerDelay to do so before initiating itself. Without this,
+//     the first packets of two pods on two fresh nodes that talk to each
+//     other at the same moment make both nodes initiate: initiations that
+//     cross each other can leave the pair without a working session for
+//     5 s or more (4 of 19 three-node cluster starts in the e2e tests,
+//     pods pinging all-to-all). The delayed side covers an initiation
+//     that was dropped
+//     because the peer did not know this node yet (this side then waits
+//     up to 5 s, WireGuard's rekey timeout, before initiating again).
 //   - Afterwards, each peer added gets an initiation silentPeerDelay later
-//     if no handshake with it has happened by then. The delay lets a peer
-//     that has traffic for this node (a node that just joined) start the
-//     handshake itself: two initiations crossing each other fail on both
-//     sides, and both wait 5 s for a retry.
+//     if no handshake with it has happened by then. The delay lets a node
+//     that just joined configure its peers and start the handshake itself
+//     (an initiation it receives before that is dropped, and this side
+//     could not initiate again for 5 s), and keeps this side from
+//     crossing an initiation from a peer that has traffic for it.
 func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Result, error) {
 	b.mu.Lock()
 	ready := b.setup && !b.closed
@@ -318,15 +327,24 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 	res.Removed += len(plan.removed)
 
 	if b.user != nil && len(plan.added) > 0 {
+		var now, later []wgtypes.Key
 		switch {
 		case b.starting && b.restarted:
+			now = plan.added
+		case b.starting:
+			now, later = splitInitiators(b.pub, plan.added)
+		default:
+			later = plan.added
+		}
+		if len(now) > 0 {
 			if err := b.user.up(); err != nil {
 				return res, fmt.Errorf("bring userspace device up: %w", err)
 			}
-			n := b.user.initiateHandshakes(plan.added)
-			b.log.WithField("peers", n).Debug("handshakes initiated with peers after restart")
-		case !b.starting:
-			b.user.initiateLater(plan.added, silentPeerDelay)
+			n := b.user.initiateHandshakes(now)
+			b.log.WithField("peers", n).Debug("handshakes initiated with added peers")
+		}
+		if len(later) > 0 {
+			b.user.initiateLater(later, silentPeerDelay)
 		}
 	}
 	if d.Complete {
