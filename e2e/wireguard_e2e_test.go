@@ -27,6 +27,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/backend/wireguard"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -40,7 +41,8 @@ const wgMTU = 1500 - 60
 // dual-stack cluster of three nodes with two pods each, every weftd
 // running the embedded userspace device (this kernel has no WireGuard
 // module). The subtests run in order and build on each other: the restarts
-// touch node1, a fourth node joins, then node3's lease is removed.
+// touch node1, a fourth node joins, node3's lease is removed, and a fifth
+// node starts with --wireguard-mode kernel, then userspace.
 //
 //	                  underlay br0 198.18.0.0/24 (etcd .2)
 //	    ┌──────────────────────┬──────────────────────┬──────────────────────┐
@@ -102,6 +104,10 @@ func TestWireGuard(t *testing.T) {
 
 	t.Run("lease-removed", func(t *testing.T) {
 		testWGLeaseRemoved(t, c)
+	})
+
+	t.Run("mode-override", func(t *testing.T) {
+		testWGModeOverride(t, c)
 	})
 }
 
@@ -874,4 +880,124 @@ func testWGLeaseRemoved(t *testing.T, c *Cluster) {
 		pods = append(pods, n.Pods()...)
 	}
 	allToAll(t, pods, false)
+}
+
+// runningNodes returns the nodes whose weftd runs.
+func runningNodes(c *Cluster) []*Node {
+	var ns []*Node
+	for _, n := range c.Nodes() {
+		if n.Running() {
+			ns = append(ns, n)
+		}
+	}
+	return ns
+}
+
+// testWGModeOverride starts a new node with --wireguard-mode kernel, then
+// userspace, and checks that weftd does what the flag says whatever the
+// kernel offers (the probe's answer, from inside the node's namespace).
+func testWGModeOverride(t *testing.T, c *Cluster) {
+	ctx := t.Context()
+	n, err := c.AddNode(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kernelOK bool
+	err = n.NS.Do(func() error {
+		var err error
+		kernelOK, err = wireguard.KernelSupported()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kernel WireGuard support (probe in %s): %t", n.Name, kernelOK)
+
+	t.Run("kernel", func(t *testing.T) {
+		n.ExtraArgs = []string{"--wireguard-mode", "kernel"}
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if kernelOK {
+			if _, err := waitReadyClose(ctx, n, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			d, err := wgDevice(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Type != wgtypes.LinuxKernel {
+				t.Errorf("--wireguard-mode kernel made a %s device", d.Type)
+			}
+			if err := n.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			// The kernel device outlives weftd: remove it for the
+			// userspace run.
+			err = n.NS.withHandle(func(h *netlink.Handle) error {
+				l, err := h.LinkByName(n.WireGuardDevice)
+				if err != nil {
+					return err
+				}
+				return h.LinkDel(l)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		if err := Eventually(30*time.Second, 20*time.Millisecond, func() error {
+			if n.Running() {
+				return fmt.Errorf("weftd on %s still runs with --wireguard-mode kernel and no kernel support", n.Name)
+			}
+			return nil
+		}); err != nil {
+			n.Stop()
+			t.Fatalf("%v; log:\n%s", err, n.LogTail(20))
+		}
+		if log := n.LogTail(20); !strings.Contains(log, "no wireguard support") {
+			t.Errorf("weftd on %s exited without saying why; log:\n%s", n.Name, log)
+		}
+		if _, err := os.Stat(uapiSocket(n.WireGuardDevice)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a failed kernel-mode start left %s (%v)", uapiSocket(n.WireGuardDevice), err)
+		}
+	})
+
+	t.Run("userspace", func(t *testing.T) {
+		n.ExtraArgs = []string{"--wireguard-mode", "userspace"}
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := waitReadyClose(ctx, n, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		d, err := wgDevice(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Type != wgtypes.Userspace {
+			t.Errorf("--wireguard-mode userspace made a %s device", d.Type)
+		}
+		nodes := runningNodes(c)
+		err = Eventually(5*time.Second, 50*time.Millisecond, func() error {
+			sts, err := statuses(ctx, nodes)
+			if err != nil {
+				return err
+			}
+			return checkPeers(nodes, sts)
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		// Its node address reaches a pod on every other node through the
+		// tunnel (the device's own address is the source).
+		for _, m := range nodes {
+			if m == n {
+				continue
+			}
+			if _, err := Ping(n.NS, m.Pods()[0].IP, 5*time.Second); err != nil {
+				t.Errorf("%s → %s: %v", n.Name, m.Pods()[0].Name, err)
+			}
+		}
+	})
 }
