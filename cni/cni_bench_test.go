@@ -141,6 +141,30 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 	add2 := map[string][]time.Duration{}
 	del2 := map[string][]time.Duration{}
 	wall2 := map[string]time.Duration{}
+	// The kernel's delete with two workers too, in a block after each
+	// round of plugin blocks: veth deletes contend for the same kernel
+	// lock whoever issues them, so the 2-worker DELs are also compared
+	// with pod-like veths deleted two at a time.
+	var podVethDel2 []time.Duration
+	kernelBlock := func() {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for w := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				nl := e.node.Netlink(t)
+				defer nl.Close()
+				for range perWorker {
+					_, d := bareVeth(t, nl, pods[w], true, dual, kernBridge)
+					mu.Lock()
+					podVethDel2 = append(podVethDel2, d)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+	}
 	for b := range blocks {
 		for i := range plugins {
 			p := plugins[(b+i)%2]
@@ -163,29 +187,7 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 			wg.Wait()
 			wall2[p.name] += time.Since(start)
 		}
-	}
-
-	// The kernel's delete with two workers too: veth deletes contend for
-	// the same kernel lock whoever issues them, so the 2-worker DEL is also
-	// compared with bare deletes run two at a time.
-	var podVethDel2 []time.Duration
-	{
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for w := range 2 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				nl := e.node.Netlink(t)
-				for range perWorker {
-					_, d := bareVeth(t, nl, pods[w], true, dual, kernBridge)
-					mu.Lock()
-					podVethDel2 = append(podVethDel2, d)
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
+		kernelBlock()
 	}
 
 	refName := plugins[1].name
