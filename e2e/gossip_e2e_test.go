@@ -357,6 +357,13 @@ func testGossipKill(t *testing.T, nodes []*Node) {
 		}
 		t.Logf("trial %d: %s killed; dead in /status of every other node after %s (%v); state change recorded at: %s",
 			i+1, victim.Name, gossipMS(w), took, strings.Join(since, ", "))
+		// weftctl members (run on the node, against its weftd) shows
+		// it dead too: once, in both output formats.
+		if i == 0 {
+			if err := checkGossipWeftctlMembers(ctx, obs[0], victim.Name, "dead"); err != nil {
+				t.Errorf("trial %d: %v", i+1, err)
+			}
+		}
 		// /metrics counts it among the dead members.
 		for _, o := range obs {
 			if err := checkGossipMetrics(ctx, o, map[string]float64{"alive": float64(len(obs) - 1), "dead": 1}); err != nil {
@@ -401,6 +408,48 @@ func testGossipKill(t *testing.T, nodes []*Node) {
 		t.Logf("restarted weftd (same address) alive again everywhere, from start: median %s, max %s",
 			gossipMS(rejoins[len(rejoins)/2]), gossipMS(rejoins[len(rejoins)-1]))
 	}
+}
+
+// checkGossipWeftctlMembers runs `weftctl members` on node o against its
+// weftd, as JSON and as a table, and checks that member is in state want.
+func checkGossipWeftctlMembers(ctx context.Context, o *Node, member, want string) error {
+	bin, err := checkBinary(o.c.BinDir, BinWeftctl)
+	if err != nil {
+		return err
+	}
+	run := func(args ...string) (string, error) {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		cmd := o.NS.Command(cctx, append([]string{bin, "members", "--addr", o.HTTPAddr}, args...)...)
+		cmd.Env = cleanEnv()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("weftctl members %s on %s: %w: %s", strings.Join(args, " "), o.Name, err, out)
+		}
+		return string(out), nil
+	}
+	out, err := run("-o", "json")
+	if err != nil {
+		return err
+	}
+	var members []map[string]any
+	if err := json.Unmarshal([]byte(out), &members); err != nil {
+		return fmt.Errorf("weftctl members -o json on %s: %w: %s", o.Name, err, out)
+	}
+	i := slices.IndexFunc(members, func(m map[string]any) bool { return m["name"] == member })
+	if i < 0 || members[i]["state"] != want {
+		return fmt.Errorf("weftctl members -o json on %s: want %s %s, got %s", o.Name, member, want, out)
+	}
+	out, err = run()
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == member && f[1] == want {
+			return nil
+		}
+	}
+	return fmt.Errorf("weftctl members on %s: no row %q in state %q:\n%s", o.Name, member, want, out)
 }
 
 // checkGossipMetrics checks weft_members{state=...} in n's /metrics.
