@@ -705,8 +705,14 @@ func testWGJoin(t *testing.T, c *Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Seen inside the new node, for the diagnosis of a failure.
+	capture, err := StartCapture(n4.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p4, err := n4.AddPod(ctx)
 	if err != nil {
+		capture.Stop()
 		t.Fatal(err)
 	}
 	attached := time.Now()
@@ -735,8 +741,26 @@ func testWGJoin(t *testing.T, c *Cluster) {
 	wg.Wait()
 	t.Logf("%s: start → ready %.0f ms, pod attached %.0f ms later, reachable from every pod %.0f ms after ready",
 		n4.Name, ready.Sub(started).Seconds()*1000, attached.Sub(ready).Seconds()*1000, worst.Seconds()*1000)
+	pkts := capture.Stop()
 	if t.Failed() {
 		logWGState(t, c.Nodes())
+		names := map[int]string{}
+		if h, err := n4.NS.Handle(); err == nil {
+			links, _ := backend.LinkList(h)
+			for _, l := range links {
+				names[l.Attrs().Index] = l.Attrs().Name
+			}
+			h.Close()
+		}
+		for _, p := range pkts {
+			if p.Src == p4.IP || p.Dst == p4.IP {
+				dir := "in "
+				if p.Outgoing {
+					dir = "out"
+				}
+				t.Logf("diagnosis: %s capture %s %-12s %s", n4.Name, dir, names[p.Ifindex], p)
+			}
+		}
 	}
 	// Both families, both directions, everyone.
 	for _, v6 := range []bool{false, true} {
