@@ -599,6 +599,13 @@ func (d *daemon) onConfig(c *subnet.Config, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err != nil {
+		var invalid *subnet.ConfigError
+		if !errors.As(err, &invalid) && !errors.Is(err, subnet.ErrNoConfig) {
+			// etcd did not answer: nothing is wrong with the config in
+			// force, and the etcd probe reports the outage.
+			d.log.WithError(err).Debug("cannot read the network config from etcd; keeping the one in force")
+			return
+		}
 		reason := err.Error()
 		if errors.Is(err, subnet.ErrNoConfig) {
 			reason = "the network config was deleted from etcd"

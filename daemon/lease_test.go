@@ -6,6 +6,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -235,8 +236,15 @@ func TestOnConfig(t *testing.T) {
 		return d.cfgErr, d.pendingRestart, d.netCfg
 	}
 
-	d.onConfig(nil, errors.New("Backend.VNI: want a number"))
-	if e, p, c := state(); e != "Backend.VNI: want a number" || p != nil || c != inForce {
+	// etcd not answering is no config error: the config in force stays
+	// and nothing is reported against it.
+	d.onConfig(nil, fmt.Errorf("read network config from etcd: %w", context.DeadlineExceeded))
+	if e, p, c := state(); e != "" || p != nil || c != inForce {
+		t.Errorf("read failure: error %q, pending %q, config changed %t", e, p, c != inForce)
+	}
+	bad := &subnet.ConfigError{Key: "/weft/config", Err: errors.New("Backend.VNI: want a number")}
+	d.onConfig(nil, bad)
+	if e, p, c := state(); e != bad.Error() || p != nil || c != inForce {
 		t.Errorf("bad config: error %q, pending %q, config changed %t", e, p, c != inForce)
 	}
 	d.onConfig(nil, subnet.ErrNoConfig)

@@ -6,6 +6,7 @@ package subnet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -23,6 +24,22 @@ var (
 	// ErrLeaseLost: our lease key is gone or no longer ours.
 	ErrLeaseLost = errors.New("lease lost")
 )
+
+// ConfigError is returned for a network config that exists in the store but
+// fails validation, as opposed to one that could not be read.
+type ConfigError struct {
+	// Key is where the config was read.
+	Key string
+	// Err is the validation error.
+	Err error
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("network config at %s is invalid: %v", e.Key, e.Err)
+}
+
+// Unwrap returns the validation error.
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 // ClaimRequest asks the store for a lease.
 type ClaimRequest struct {

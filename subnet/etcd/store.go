@@ -325,7 +325,7 @@ func (s *Store) noConfig() error {
 func (s *Store) parseConfig(data []byte) (*subnet.Config, error) {
 	c, err := subnet.ParseConfig(data)
 	if err != nil {
-		return nil, fmt.Errorf("network config at %s is invalid: %w", s.ConfigKey(), err)
+		return nil, &subnet.ConfigError{Key: s.ConfigKey(), Err: err}
 	}
 	return c, nil
 }
