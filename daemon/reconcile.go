@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -152,6 +153,18 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	}
 	if reason == "resync" && d.repairMasquerade() {
 		m.driftRepairs.Inc()
+	}
+	if reason == "resync" {
+		d.mu.Lock()
+		wg := d.netCfg != nil && d.netCfg.Backend.Type == subnet.BackendWireGuard
+		d.mu.Unlock()
+		if wg {
+			// The userspace WireGuard device's buffer pools keep what a
+			// burst of traffic made them grow (up to --memory-limit)
+			// until the garbage collector runs, which an idle process
+			// rarely does: hand it back once per resync.
+			debug.FreeOSMemory()
+		}
 	}
 }
 
