@@ -197,19 +197,3 @@ func gossipAddrs(v subnet.View, nodeID string) []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
-
-// dropDeleted removes provisional peers whose subnet the view lacks although
-// the view is at least as new as their epoch: etcd issued that lease and
-// has since deleted it (an eviction or an expiry), so the member's gossip
-// metadata must not bring the peer back. Provisional peers with an epoch
-// newer than the view (claimed while this node's watch lagged) stay until
-// the next relist decides.
-func dropDeleted(peers []membership.PeerView, view subnet.View) []membership.PeerView {
-	held := make(map[netip.Prefix]bool, len(view.Leases))
-	for _, l := range view.Leases {
-		held[l.Primary().Masked()] = true
-	}
-	return slices.DeleteFunc(peers, func(p membership.PeerView) bool {
-		return p.Provisional && !held[primaryOf(p.Peer).Masked()] && p.Epoch <= view.Revision
-	})
-}

@@ -82,7 +82,7 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	if d.gossip != nil {
 		members = d.gossip.Members()
 	}
-	peers := dropDeleted(membership.Merge(d.nodeName, base, members), base)
+	peers := membership.Merge(d.nodeName, base, members)
 	desired := buildDesired(lease, d.nodeName, peers, complete)
 
 	res, err := d.be.Reconcile(ctx, desired)

@@ -23,8 +23,9 @@ import (
 //     than the record supplies the peer's public addresses and backend
 //     data (Source "gossip"). Metadata of an older epoch is ignored.
 //   - A member whose Meta names a subnet with a newer epoch than the
-//     lease's, or a subnet the view does not hold, becomes the peer for
-//     that subnet provisionally. Its newer epoch also supersedes an older
+//     lease's, or a subnet the view does not hold with an epoch newer than
+//     the view's revision (an older one was deleted from etcd since),
+//     becomes the peer for that subnet provisionally. Its newer epoch also supersedes an older
 //     lease held under the member's name (same node ID), since a node holds
 //     one lease at a time. Subnets held by self's leases are never taken
 //     from gossip.
@@ -79,9 +80,15 @@ func Merge(self string, view subnet.View, members []Member) []PeerView {
 		}
 		if l, ok := leases[p]; ok {
 			cands = slices.DeleteFunc(slices.Clone(cands), func(m *Member) bool { return m.Meta.Epoch <= l.Epoch })
-			if len(cands) == 0 {
-				continue
-			}
+		} else if view.Revision > 0 {
+			// etcd issued these epochs before the view's revision and
+			// the view no longer holds the subnet: the lease was
+			// deleted (evicted or expired), and gossip must not bring
+			// it back.
+			cands = slices.DeleteFunc(slices.Clone(cands), func(m *Member) bool { return m.Meta.Epoch <= view.Revision })
+		}
+		if len(cands) == 0 {
+			continue
 		}
 		provisionals[p] = bestClaim(cands)
 	}
