@@ -23,7 +23,7 @@ build: ## build weftd, weftctl, the weft CNI plugin and weft-etcd (lab/e2e) into
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft ./cni/cmd/weft
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft-etcd ./e2e/cmd/weft-etcd
 
-test: lint ## the README's test command: lint, unit tests (-race), then as root the privileged and e2e tiers
+test: lint check-tidy ## the README's test command: lint, go.mod tidiness, unit tests (-race), then as root the privileged and e2e tiers
 	@$(MAKE) --no-print-directory test-unit
 	@if [ "$(IS_ROOT)" = yes ]; then \
 		$(MAKE) --no-print-directory test-priv && $(MAKE) --no-print-directory e2e && \
