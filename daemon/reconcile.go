@@ -141,11 +141,7 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	for _, p := range diff.Removed {
 		d.log.WithFields(peerFields(p)).Info("peer removed")
 	}
-	for name, why := range res.Problems {
-		if prevProblems[name] != why {
-			d.log.WithFields(logrus.Fields{"peer": name, "problem": why}).Error("backend cannot serve peer")
-		}
-	}
+	logProblems(d.log, prevProblems, res.Problems)
 	log.WithFields(logrus.Fields{"added": res.Added, "updated": res.Updated, "removed": res.Removed, "seconds": took.Seconds()}).Debug("reconciled")
 
 	if complete {
@@ -164,6 +160,23 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 			// until the garbage collector runs, which an idle process
 			// rarely does: hand it back once per resync.
 			debug.FreeOSMemory()
+		}
+	}
+}
+
+// logProblems logs a peer the backend cannot serve when its problem appears
+// or changes, and when it clears: once, not on every reconcile. Backends
+// only report problems (backend.Result.Problems); this is the one place
+// that logs them.
+func logProblems(log logrus.FieldLogger, prev, cur map[string]string) {
+	for name, why := range cur {
+		if prev[name] != why {
+			log.WithFields(logrus.Fields{"peer": name, "problem": why}).Error("backend cannot serve peer")
+		}
+	}
+	for name := range prev {
+		if _, ok := cur[name]; !ok {
+			log.WithField("peer", name).Info("peer problem cleared")
 		}
 	}
 }

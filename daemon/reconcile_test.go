@@ -4,13 +4,16 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/sirupsen/logrus"
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/subnet"
@@ -126,4 +129,42 @@ func counterValue(c prometheus.Counter) float64 {
 		return -1
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestLogProblems: a backend problem is logged when it appears or changes
+// and when it clears, not on every reconcile.
+func TestLogProblems(t *testing.T) {
+	var buf bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&buf)
+	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
+	steps := []struct {
+		name string
+		prev map[string]string
+		cur  map[string]string
+		want []string // substrings of the lines logged, in any order
+	}{
+		{"appears", nil, map[string]string{"n3": "not on this node's L2 segment"}, []string{`msg="backend cannot serve peer" peer=n3 problem="not on this node's L2 segment"`}},
+		{"unchanged", map[string]string{"n3": "x"}, map[string]string{"n3": "x"}, nil},
+		{"changes", map[string]string{"n3": "x"}, map[string]string{"n3": "y"}, []string{`peer=n3 problem=y`}},
+		{"clears", map[string]string{"n3": "y"}, nil, []string{`msg="peer problem cleared" peer=n3`}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			buf.Reset()
+			logProblems(log, s.prev, s.cur)
+			lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+			if buf.Len() == 0 {
+				lines = nil
+			}
+			if len(lines) != len(s.want) {
+				t.Fatalf("logged %d lines, want %d:\n%s", len(lines), len(s.want), buf.String())
+			}
+			for i, w := range s.want {
+				if !strings.Contains(lines[i], w) {
+					t.Errorf("line %q does not contain %q", lines[i], w)
+				}
+			}
+		})
+	}
 }

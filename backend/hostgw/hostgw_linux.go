@@ -41,8 +41,6 @@ type Backend struct {
 	mu       sync.Mutex
 	h        *netlink.Handle
 	underlay netlink.Link
-	// problems are the last reported ones, to log changes only.
-	problems map[string]string
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -159,24 +157,9 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 	}
 	b.underlay = l
 	routes, problems := planRoutes(d, b.underlay.Attrs().Index, b.reach)
-	b.logProblemsLocked(problems)
 	res := backend.Result{Problems: problems}
 	res.Added, res.Updated, res.Removed, err = backend.SyncRoutes(b.h, routes, d.Complete)
 	return res, err
-}
-
-func (b *Backend) logProblemsLocked(problems map[string]string) {
-	for peer, why := range problems {
-		if b.problems[peer] != why {
-			b.log.WithFields(logrus.Fields{"peer": peer, "reason": why}).Error("peer not routed")
-		}
-	}
-	for peer := range b.problems {
-		if _, ok := problems[peer]; !ok {
-			b.log.WithField("peer", peer).Info("peer problem cleared")
-		}
-	}
-	b.problems = problems
 }
 
 // Close releases the netlink handle; the routes stay. It is idempotent.

@@ -40,8 +40,6 @@ type Backend struct {
 	devIndex int
 	mac      net.HardwareAddr
 	mtu      int
-	// problems are the last reported ones, to log changes only.
-	problems map[string]string
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -306,7 +304,6 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 	for _, w := range p.warnings {
 		b.log.WithError(w).Warn("direct routing check failed; using the tunnel")
 	}
-	b.logProblemsLocked(p.problems)
 	res := backend.Result{Problems: p.problems}
 	var errs []error
 	step := func(f func(*backend.Result) error) {
@@ -337,22 +334,6 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 		step(func(r *backend.Result) error { return b.deleteNeighsLocked(nd.stale, r) })
 	}
 	return res, errors.Join(errs...)
-}
-
-// logProblemsLocked logs a peer's problem when it appears or changes, and
-// when it clears, rather than on every reconcile.
-func (b *Backend) logProblemsLocked(problems map[string]string) {
-	for peer, why := range problems {
-		if b.problems[peer] != why {
-			b.log.WithFields(logrus.Fields{"peer": peer, "reason": why}).Error("peer not served")
-		}
-	}
-	for peer := range b.problems {
-		if _, ok := problems[peer]; !ok {
-			b.log.WithField("peer", peer).Info("peer problem cleared")
-		}
-	}
-	b.problems = problems
 }
 
 // checkDeviceLocked re-creates the device if it vanished or was replaced
