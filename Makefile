@@ -14,7 +14,7 @@ export WEFT_BIN_DIR := $(BIN)
 .PHONY: help build test test-unit test-priv e2e bench lab lab-down lint check-tidy e2e-vagrant clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build weftd, weftctl, the weft CNI plugin and weft-etcd (lab/e2e) into ./bin
 	@mkdir -p $(BIN)
