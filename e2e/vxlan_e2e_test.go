@@ -7,17 +7,15 @@ package e2e
 
 import (
 	"context"
-
 	"fmt"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
-	"github.com/weftnet/weft/backend"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // resync is the --resync-interval of the shared VXLAN cluster: short, so
@@ -414,9 +412,7 @@ func testRestartUnderTraffic(t *testing.T, c *Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after.Node.Subnet != before.Node.Subnet || after.Node.IPv6Subnet != before.Node.IPv6Subnet {
-		t.Errorf("subnet changed across the restart: %s %s → %s %s", before.Node.Subnet, before.Node.IPv6Subnet, after.Node.Subnet, after.Node.IPv6Subnet)
-	}
+	checkSubnetsKept(t, before, after, "across the restart")
 	if macAfter := vtepMAC(t, n1); macAfter != macBefore || after.Node.BackendData.VTEPMAC != before.Node.BackendData.VTEPMAC {
 		t.Errorf("VTEP MAC changed across the restart: %s (published %s) → %s (published %s)", macBefore, before.Node.BackendData.VTEPMAC, macAfter, after.Node.BackendData.VTEPMAC)
 	}
@@ -466,9 +462,7 @@ func testRestartEtcdDown(t *testing.T, c *Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after.Node.Subnet != before.Node.Subnet {
-		t.Errorf("subnet changed while etcd was down: %s → %s", before.Node.Subnet, after.Node.Subnet)
-	}
+	checkSubnetsKept(t, before, after, "while etcd was down")
 	if after.Node.EtcdReachable {
 		t.Errorf("%s claims etcd is reachable while it is stopped", n2.Name)
 	}
@@ -521,65 +515,7 @@ func testJoin(t *testing.T, c *Cluster) {
 		t.Fatal(err)
 	}
 	ready := time.Now()
-	capture, err := StartCapture(n4.NS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p4, err := n4.AddPod(ctx)
-	if err != nil {
-		capture.Stop()
-		t.Fatal(err)
-	}
-	attached := time.Now()
-	// Every pod must reach the new pod within 1 s of its node being
-	// ready. The pod attachment (CNI ADD) is not weftd's time and is
-	// added to the budget.
-	budget := time.Second + attached.Sub(ready)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var worst time.Duration
-	for _, p := range c.Pods() {
-		if p.Node == n4 {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := Ping(p.NS, p4.IP, time.Until(ready.Add(budget))); err != nil {
-				t.Errorf("%s → %s not within %s of %s being ready: %v", p.Name, p4.Name, budget.Round(time.Millisecond), n4.Name, err)
-				return
-			}
-			d := time.Since(ready)
-			mu.Lock()
-			worst = max(worst, d)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	pkts := capture.Stop()
-	if t.Failed() {
-		diagnoseJoin(t, c, n4, p4)
-		names := map[int]string{}
-		if h, err := n4.NS.Handle(); err == nil {
-			links, _ := backend.LinkList(h)
-			for _, l := range links {
-				names[l.Attrs().Index] = l.Attrs().Name
-			}
-			h.Close()
-		}
-		for _, p := range pkts {
-			if p.Src == p4.IP || p.Dst == p4.IP {
-				dir := "in "
-				if p.Outgoing {
-					dir = "out"
-				}
-				t.Logf("diagnosis: %s capture %s %-12s %s", n4.Name, dir, names[p.Ifindex], p)
-			}
-		}
-	}
-	t.Logf("%s: start → ready %.0f ms, pod attached %.0f ms later, reachable from every pod %.0f ms after ready",
-		n4.Name, ready.Sub(started).Seconds()*1000, attached.Sub(ready).Seconds()*1000, worst.Seconds()*1000)
-	allToAll(t, c.Pods(), true)
+	checkJoinReach(t, c, n4, started, ready, func(p4 *Pod) { diagnoseJoin(t, c, n4, p4) })
 }
 
 func testLeaseRemoved(t *testing.T, c *Cluster) {
@@ -594,60 +530,34 @@ func testLeaseRemoved(t *testing.T, c *Cluster) {
 	if err := gone.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := c.Weftctl(ctx, "leases", "rm", "--yes", gone.Name)
-	if err != nil {
-		t.Fatalf("weftctl leases rm: %v", err)
-	}
-	t.Logf("weftctl leases rm: %s", strings.TrimSpace(out))
-	start := time.Now()
-	var wg sync.WaitGroup
+	var rest []*Node
 	for _, n := range nodes {
-		if n == gone {
-			continue
+		if n != gone {
+			rest = append(rest, n)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := Eventually(10*time.Second, 20*time.Millisecond, func() error {
-				k, err := n.Kernel()
-				if err != nil {
-					return err
-				}
-				var left []string
-				if r, ok := k.RouteTo(sub); ok {
-					left = append(left, "route "+r.String())
-				}
-				if sub6.IsValid() {
-					if r, ok := k.RouteTo(sub6); ok {
-						left = append(left, "route "+r.String())
-					}
-				}
-				if _, ok := k.Neighbour(sub.Addr()); ok {
-					left = append(left, "neighbour "+sub.Addr().String())
-				}
-				if _, ok := k.FDBFor(mac); ok {
-					left = append(left, "fdb "+mac)
-				}
-				if len(left) > 0 {
-					return fmt.Errorf("%s still has %s", n.Name, strings.Join(left, ", "))
-				}
-				return nil
-			})
-			if err != nil {
-				st, _ := n.Status(ctx)
-				var peers []string
-				if st != nil {
-					for _, p := range st.Peers {
-						peers = append(peers, p.Name+"("+p.State+")")
-					}
-				}
-				t.Errorf("%v; its /status lists peers %v", err, peers)
-				return
-			}
-			t.Logf("%s: routes, neighbour and FDB entry of %s gone %.0f ms after the eviction", n.Name, gone.Name, time.Since(start).Seconds()*1000)
-		}()
 	}
-	wg.Wait()
+	removeLeaseAndWait(t, c, gone, rest, "routes, neighbour and FDB entry", func(n *Node) ([]string, error) {
+		k, err := n.Kernel()
+		if err != nil {
+			return nil, err
+		}
+		var left []string
+		if r, ok := k.RouteTo(sub); ok {
+			left = append(left, "route "+r.String())
+		}
+		if sub6.IsValid() {
+			if r, ok := k.RouteTo(sub6); ok {
+				left = append(left, "route "+r.String())
+			}
+		}
+		if _, ok := k.Neighbour(sub.Addr()); ok {
+			left = append(left, "neighbour "+sub.Addr().String())
+		}
+		if _, ok := k.FDBFor(mac); ok {
+			left = append(left, "fdb "+mac)
+		}
+		return left, nil
+	})
 }
 
 // diagnoseJoin logs what a failed join check needs: whether the new pod

@@ -644,9 +644,7 @@ func testWGRestart(t *testing.T, c *Cluster, crash bool) {
 	if got := after.Node.BackendData.WireGuardKey; got != key || got == "" {
 		t.Errorf("public key changed across the restart: %s → %s", key, got)
 	}
-	if after.Node.Subnet != before.Node.Subnet || after.Node.IPv6Subnet != before.Node.IPv6Subnet {
-		t.Errorf("subnets changed across the restart: %s %s → %s %s", before.Node.Subnet, before.Node.IPv6Subnet, after.Node.Subnet, after.Node.IPv6Subnet)
-	}
+	checkSubnetsKept(t, before, after, "across the restart")
 	d, err := wgDevice(n1)
 	if err != nil {
 		t.Fatal(err)
@@ -705,67 +703,7 @@ func testWGJoin(t *testing.T, c *Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Seen inside the new node, for the diagnosis of a failure.
-	capture, err := StartCapture(n4.NS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p4, err := n4.AddPod(ctx)
-	if err != nil {
-		capture.Stop()
-		t.Fatal(err)
-	}
-	attached := time.Now()
-	// Every pod reaches the new pod within 1 s of its node being ready;
-	// the pod's attachment (CNI ADD) is not weftd's time and is added.
-	budget := time.Second + attached.Sub(ready)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var worst time.Duration
-	for _, p := range c.Pods() {
-		if p.Node == n4 {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := Ping(p.NS, p4.IP, time.Until(ready.Add(budget))); err != nil {
-				t.Errorf("%s → %s not within %s of %s being ready: %v", p.Name, p4.Name, budget.Round(time.Millisecond), n4.Name, err)
-				return
-			}
-			mu.Lock()
-			worst = max(worst, time.Since(ready))
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	t.Logf("%s: start → ready %.0f ms, pod attached %.0f ms later, reachable from every pod %.0f ms after ready",
-		n4.Name, ready.Sub(started).Seconds()*1000, attached.Sub(ready).Seconds()*1000, worst.Seconds()*1000)
-	pkts := capture.Stop()
-	if t.Failed() {
-		logWGState(t, c.Nodes())
-		names := map[int]string{}
-		if h, err := n4.NS.Handle(); err == nil {
-			links, _ := backend.LinkList(h)
-			for _, l := range links {
-				names[l.Attrs().Index] = l.Attrs().Name
-			}
-			h.Close()
-		}
-		for _, p := range pkts {
-			if p.Src == p4.IP || p.Dst == p4.IP {
-				dir := "in "
-				if p.Outgoing {
-					dir = "out"
-				}
-				t.Logf("diagnosis: %s capture %s %-12s %s", n4.Name, dir, names[p.Ifindex], p)
-			}
-		}
-	}
-	// Both families, both directions, everyone.
-	for _, v6 := range []bool{false, true} {
-		allToAll(t, c.Pods(), v6)
-	}
+	checkJoinReach(t, c, n4, started, ready, func(*Pod) { logWGState(t, c.Nodes()) })
 	sts, err := statuses(ctx, c.Nodes())
 	if err != nil {
 		t.Fatal(err)
@@ -822,50 +760,28 @@ func testWGLeaseRemoved(t *testing.T, c *Cluster) {
 	if _, err := os.Stat(uapiSocket(gone.WireGuardDevice)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("weftd on %s stopped but left %s (%v)", gone.Name, uapiSocket(gone.WireGuardDevice), err)
 	}
-	out, err := c.Weftctl(ctx, "leases", "rm", "--yes", gone.Name)
-	if err != nil {
-		t.Fatalf("weftctl leases rm: %v", err)
-	}
-	t.Logf("weftctl leases rm: %s", strings.TrimSpace(out))
-	start := time.Now()
-	var wg sync.WaitGroup
-	for _, n := range rest {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := Eventually(10*time.Second, 20*time.Millisecond, func() error {
-				d, err := wgDevice(n)
-				if err != nil {
-					return err
-				}
-				var left []string
-				for _, p := range d.Peers {
-					if p.PublicKey.String() == key {
-						left = append(left, "peer "+key)
-					}
-				}
-				k, err := n.Kernel()
-				if err != nil {
-					return err
-				}
-				for _, s := range subs {
-					if r, ok := k.RouteTo(s); s.IsValid() && ok {
-						left = append(left, "route "+r.String())
-					}
-				}
-				if len(left) > 0 {
-					return fmt.Errorf("%s still has %s", n.Name, strings.Join(left, ", "))
-				}
-				return nil
-			})
-			if err != nil {
-				t.Error(err)
-				return
+	removeLeaseAndWait(t, c, gone, rest, "peer and routes", func(n *Node) ([]string, error) {
+		d, err := wgDevice(n)
+		if err != nil {
+			return nil, err
+		}
+		var left []string
+		for _, p := range d.Peers {
+			if p.PublicKey.String() == key {
+				left = append(left, "peer "+key)
 			}
-			t.Logf("%s: peer and routes of %s gone %.0f ms after the lease was removed", n.Name, gone.Name, time.Since(start).Seconds()*1000)
-		}()
-	}
-	wg.Wait()
+		}
+		k, err := n.Kernel()
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range subs {
+			if r, ok := k.RouteTo(s); s.IsValid() && ok {
+				left = append(left, "route "+r.String())
+			}
+		}
+		return left, nil
+	})
 	if t.Failed() {
 		logWGState(t, rest)
 		return
