@@ -5,7 +5,8 @@
 // network namespaces of their own: [SkipUnlessRoot], [NewNS] (a named
 // namespace removed at cleanup, with a netlink handle into it) and [Do]
 // (run a function on a thread switched into a namespace, restoring the
-// thread's namespace afterwards).
+// thread's namespace afterwards). [RequireTool] finds a command a test needs,
+// installing its Debian package only in CI.
 //
 // Tests never touch the root network namespace: everything they create
 // lives in namespaces made here, so removing those namespaces removes it.

@@ -14,32 +14,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-)
 
-// requireTool returns the path of bin. When it is missing it installs the
-// Debian package pkg, but only as root with CI set; otherwise the test is
-// skipped with a message that says how to get the tool.
-func requireTool(t *testing.T, bin, pkg string) string {
-	t.Helper()
-	if p, err := exec.LookPath(bin); err == nil {
-		return p
-	}
-	if os.Geteuid() != 0 || os.Getenv("CI") == "" {
-		t.Skipf("%s not found: install Debian's %s package (apt-get install %s); tests install it themselves only as root with CI set", bin, pkg, pkg)
-	}
-	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "--no-install-recommends", pkg}} {
-		cmd := exec.Command("apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		t.Fatalf("%s still missing after installing %s", bin, pkg)
-	}
-	return p
-}
+	"github.com/weftnet/weft/backend/backendtest"
+)
 
 // scripts returns the shell scripts of the setup.
 func scripts(t *testing.T) []string {
@@ -59,7 +36,7 @@ func scripts(t *testing.T) []string {
 }
 
 func TestVagrantfileSyntax(t *testing.T) {
-	ruby := requireTool(t, "ruby", "ruby")
+	ruby := backendtest.RequireTool(t, "ruby", "ruby")
 	if out, err := exec.Command(ruby, "-c", "Vagrantfile").CombinedOutput(); err != nil {
 		t.Errorf("ruby -c Vagrantfile: %v\n%s", err, out)
 	}
@@ -221,7 +198,7 @@ func shapeProblems(cfg *recorder, repo string) []string {
 }
 
 func TestVagrantfileShape(t *testing.T) {
-	ruby := requireTool(t, "ruby", "ruby")
+	ruby := backendtest.RequireTool(t, "ruby", "ruby")
 	repo, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +258,7 @@ func TestVagrantfileShape(t *testing.T) {
 }
 
 func TestShellcheck(t *testing.T) {
-	sc := requireTool(t, "shellcheck", "shellcheck")
+	sc := backendtest.RequireTool(t, "shellcheck", "shellcheck")
 	for _, s := range scripts(t) {
 		t.Run(s, func(t *testing.T) {
 			if out, err := exec.Command(sc, "--severity=style", "--external-sources", s).CombinedOutput(); err != nil {

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/weftnet/weft/backend/backendtest"
 )
 
 const repoRoot = "../.."
@@ -218,34 +220,10 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
-// requireTool returns the path of bin, installing Debian's pkg when it is
-// missing only as root with CI set; otherwise the test is skipped.
-func requireTool(t *testing.T, bin, pkg string) string {
-	t.Helper()
-	if p, err := exec.LookPath(bin); err == nil {
-		return p
-	}
-	if os.Geteuid() != 0 || os.Getenv("CI") == "" {
-		t.Skipf("%s not found: install Debian's %s package (apt-get install %s); tests install it themselves only as root with CI set", bin, pkg, pkg)
-	}
-	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "--no-install-recommends", pkg}} {
-		cmd := exec.Command("apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		t.Fatalf("%s still missing after installing %s", bin, pkg)
-	}
-	return p
-}
-
 // TestInstallScriptLint runs shellcheck on install-cni.sh as POSIX sh (the
 // image's /bin/sh is dash).
 func TestInstallScriptLint(t *testing.T) {
-	sc := requireTool(t, "shellcheck", "shellcheck")
+	sc := backendtest.RequireTool(t, "shellcheck", "shellcheck")
 	out, err := exec.Command(sc, "--shell=sh", "--severity=style", "install-cni.sh").CombinedOutput()
 	if err != nil {
 		t.Errorf("shellcheck install-cni.sh: %v\n%s", err, out)

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weftnet/weft/backend/backendtest"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/weftnet/weft/daemon"
@@ -28,39 +30,6 @@ const (
 	// execStart is where the unit expects the weftd binary.
 	execStart = "/usr/local/bin/weftd"
 )
-
-// requireTool returns the path of bin. When it is missing it installs the
-// Debian package pkg, but only as root in CI (CI set); otherwise it skips the
-// test with a message that says how to get the tool.
-func requireTool(t *testing.T, bin, pkg string) string {
-	t.Helper()
-	if p, err := exec.LookPath(bin); err == nil {
-		return p
-	}
-	if os.Geteuid() != 0 || os.Getenv("CI") == "" {
-		t.Skipf("%s not found: install Debian's %s package (apt-get install %s); tests install it themselves only as root with CI set", bin, pkg, pkg)
-	}
-	for _, args := range [][]string{
-		{"apt-get", "install", "-y", "-qq", "--no-install-recommends", pkg},
-		{"apt-get", "update", "-qq"},
-		{"apt-get", "install", "-y", "-qq", "--no-install-recommends", pkg},
-	} {
-		cmd := exec.Command(args[0], args[1:]...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		out, err := cmd.CombinedOutput()
-		if err == nil && args[1] == "install" {
-			break
-		}
-		if err != nil {
-			t.Logf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		t.Fatalf("%s still missing after installing Debian's %s package", bin, pkg)
-	}
-	return p
-}
 
 // unitProblems runs systemd-analyze verify on the unit text (saved as
 // weftd.service in a temporary directory) and returns every output line
@@ -135,7 +104,7 @@ func exposure(t *testing.T, analyze, unit string) float64 {
 // TestSecurityExposure keeps the unit's sandboxing from eroding: systemd's
 // own offline review must score it at most maxExposure.
 func TestSecurityExposure(t *testing.T) {
-	analyze := requireTool(t, "systemd-analyze", "systemd")
+	analyze := backendtest.RequireTool(t, "systemd-analyze", "systemd")
 	unit := readFile(t, unitFile)
 	if got := exposure(t, analyze, unit); got > maxExposure {
 		t.Errorf("systemd-analyze security: exposure %.1f, want at most %.1f", got, maxExposure)
@@ -168,7 +137,7 @@ func readFile(t *testing.T, name string) string {
 // TestVerify runs systemd-analyze verify on weftd.service and fails on any
 // warning about the unit.
 func TestVerify(t *testing.T) {
-	analyze := requireTool(t, "systemd-analyze", "systemd")
+	analyze := backendtest.RequireTool(t, "systemd-analyze", "systemd")
 	unit := readFile(t, unitFile)
 	if !strings.Contains(unit, "ExecStart="+execStart+"\n") {
 		t.Fatalf("%s: ExecStart must be %s", unitFile, execStart)
@@ -365,7 +334,7 @@ func TestEnvFile(t *testing.T) {
 // TestSysusers creates the weft user from weft.sysusers in a temporary root
 // with systemd-sysusers, as a package install would, and checks the result.
 func TestSysusers(t *testing.T) {
-	tool := requireTool(t, "systemd-sysusers", "systemd")
+	tool := backendtest.RequireTool(t, "systemd-sysusers", "systemd")
 	create := func(t *testing.T, conf string) (string, error) {
 		root := t.TempDir()
 		if err := os.Mkdir(filepath.Join(root, "etc"), 0o755); err != nil {
