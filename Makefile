@@ -67,6 +67,7 @@ lint: ## gofmt and go vet (for every build tag in use)
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e,bench ./...
+	$(GO) vet ./cni/testdata/skelfloor
 
 check-tidy: ## fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy -diff

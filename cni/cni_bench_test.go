@@ -22,10 +22,13 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/version"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/cni"
 )
 
 // TestBenchCNI compares the weft plugin with the reference bridge +
@@ -77,10 +80,25 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 			}(),
 		},
 	})
+	// The floor: the smallest plugin built on skel (no kernel or file
+	// work), run the same way, plus the kernel requests of one pod sent
+	// from this warm process (cni.KernelAdd). No Go plugin on skel can
+	// beat their sum here.
+	floorDir := filepath.Join(e.dir, "floor-bin")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(floorDir, "skelfloor"), "./testdata/skelfloor")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build testdata/skelfloor: %v\n%s", err, out)
+	}
+	floorCNI := libcni.NewCNIConfigWithCacheDir([]string{floorDir}, filepath.Join(e.dir, "floor-cache"),
+		&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}})
+	floor := e.confList("1.0.0", map[string]any{"type": "skelfloor", "dualStack": dual})
+
 	plugins := []struct {
 		name string
+		cni  *libcni.CNIConfig
 		l    *libcni.NetworkConfigList
-	}{{"weft", weft}, {"bridge+host-local", ref}}
+	}{{"weft", e.cni, weft}, {"bridge+host-local", e.cni, ref}, {"skel floor", floorCNI, floor}}
 
 	// The kernel-only deletes use a veth set up as a pod's would be,
 	// including its host end on a bridge (with the gateway addresses):
@@ -105,33 +123,40 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 	pods := []*backendtest.NS{backendtest.NewNS(t, "weftbench"), backendtest.NewNS(t, "weftbench")}
 	for _, p := range plugins {
 		for i := range 3 {
-			cycle(t, e, p.l, fmt.Sprintf("warm-%d", i), pods[0])
+			cycle(t, e, p.cni, p.l, fmt.Sprintf("warm-%d", i), pods[0])
 		}
+	}
+	podAddrs := []netip.Prefix{netip.MustParsePrefix("10.246.0.2/24")}
+	podGWs := []netip.Addr{netip.MustParseAddr("10.246.0.1")}
+	if dual {
+		podAddrs = append(podAddrs, netip.MustParsePrefix("fd10:246::2/64"))
+		podGWs = append(podGWs, netip.MustParseAddr("fd10:246::1"))
 	}
 
 	// Sequential, interleaved: each round runs one ADD/DEL cycle of each
-	// plugin and one bare veth create/delete, in rotating order.
+	// plugin, one bare veth create/delete, and the kernel half of the
+	// floor, in rotating order.
 	const rounds = 120
 	add := map[string][]time.Duration{}
 	del := map[string][]time.Duration{}
-	var vethAdd, vethDel, podVethDel []time.Duration
+	var vethAdd, vethDel, podVethDel, kernelAdd []time.Duration
 	seqWall := map[string]time.Duration{}
 	for r := range rounds {
-		for k := range 3 {
-			switch (r + k) % 3 {
-			case 0, 1:
-				p := plugins[(r+k)%3]
-				a, d := cycle(t, e, p.l, fmt.Sprintf("seq-%d", r), pods[0])
+		for k := range len(plugins) + 1 {
+			if i := (r + k) % (len(plugins) + 1); i < len(plugins) {
+				p := plugins[i]
+				a, d := cycle(t, e, p.cni, p.l, fmt.Sprintf("seq-%d", r), pods[0])
 				add[p.name] = append(add[p.name], a)
 				del[p.name] = append(del[p.name], d)
 				seqWall[p.name] += a + d
-			case 2:
-				a, d := bareVeth(t, e.nl, pods[1], false, false, nil)
-				vethAdd = append(vethAdd, a)
-				vethDel = append(vethDel, d)
-				_, d = bareVeth(t, e.nl, pods[1], true, dual, kernBridge)
-				podVethDel = append(podVethDel, d)
+				continue
 			}
+			a, d := bareVeth(t, e.nl, pods[1], false, false, nil)
+			vethAdd = append(vethAdd, a)
+			vethDel = append(vethDel, d)
+			_, d = bareVeth(t, e.nl, pods[1], true, dual, kernBridge)
+			podVethDel = append(podVethDel, d)
+			kernelAdd = append(kernelAdd, kernelFloorAdd(t, e, kernBridge.Name, pods[1], podAddrs, podGWs))
 		}
 	}
 
@@ -166,7 +191,7 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 		wg.Wait()
 	}
 	for b := range blocks {
-		for i := range plugins {
+		for i := range 2 { // weft and the reference
 			p := plugins[(b+i)%2]
 			var mu sync.Mutex
 			var wg sync.WaitGroup
@@ -176,7 +201,7 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 				go func() {
 					defer wg.Done()
 					for j := range perWorker {
-						a, d := cycle(t, e, p.l, fmt.Sprintf("par-%d-%d-%d", b, w, j), pods[w])
+						a, d := cycle(t, e, p.cni, p.l, fmt.Sprintf("par-%d-%d-%d", b, w, j), pods[w])
 						mu.Lock()
 						add2[p.name] = append(add2[p.name], a)
 						del2[p.name] = append(del2[p.name], d)
@@ -209,6 +234,13 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 			ms(wd)/ms(quantile(vethDel, 0.5)), m.what, ms(wd)/ms(quantile(m.kernDel, 0.5))))
 		row("CNI DEL p95 ("+m.what+")", ms(quantile(m.del["weft"], 0.95)), ms(quantile(m.del[refName], 0.95)), "ms", "")
 	}
+	// The floor of an ADD and what it allows.
+	wa, ra := ms(quantile(add["weft"], 0.5)), ms(quantile(add[refName], 0.5))
+	sk, kn := ms(quantile(add["skel floor"], 0.5)), ms(quantile(kernelAdd, 0.5))
+	fl := sk + kn
+	fmt.Printf("BENCH| CNI ADD floor: skel plugin doing nothing, via libcni (sequential), %s | %.1f ms | - | testdata/skelfloor: process start, Go runtime, skel, JSON in and out\n", variant, sk)
+	fmt.Printf("BENCH| CNI ADD floor: kernel work of one pod from a warm process (sequential), %s | %.1f ms | - | bridge lookup, veth pair on the bridge into the pod, hairpin, pod socket, up+address+route\n", variant, kn)
+	row("CNI ADD floor: the two above (sequential)", fl, ra, "ms", fmt.Sprintf("reference/floor %.2fx: the most any Go plugin on skel can reach here (target 3x); weft/floor %.2fx", ra/fl, wa/fl))
 	podsPerSec := func(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
 	row("pods/s ADD+DEL (sequential)", podsPerSec(rounds, seqWall["weft"]), podsPerSec(rounds, seqWall[refName]), "pods/s",
 		"weft/reference "+ratio(podsPerSec(rounds, seqWall["weft"]), podsPerSec(rounds, seqWall[refName])))
@@ -222,19 +254,19 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 	breakdown(t, e, pods[0], variant)
 }
 
-// cycle runs one ADD and one DEL of container id in pod and returns their
-// latencies.
-func cycle(t *testing.T, e *testEnv, l *libcni.NetworkConfigList, id string, pod *backendtest.NS) (add, del time.Duration) {
+// cycle runs one ADD and one DEL of container id in pod through c and
+// returns their latencies.
+func cycle(t *testing.T, e *testEnv, c *libcni.CNIConfig, l *libcni.NetworkConfigList, id string, pod *backendtest.NS) (add, del time.Duration) {
 	t.Helper()
 	rt := runtimeConf(id, pod)
 	err := e.inNode(func() error {
 		start := time.Now()
-		if _, err := e.cni.AddNetworkList(context.Background(), l, rt); err != nil {
+		if _, err := c.AddNetworkList(context.Background(), l, rt); err != nil {
 			return fmt.Errorf("ADD %s: %w", l.Plugins[0].Network.Type, err)
 		}
 		add = time.Since(start)
 		start = time.Now()
-		if err := e.cni.DelNetworkList(context.Background(), l, rt); err != nil {
+		if err := c.DelNetworkList(context.Background(), l, rt); err != nil {
 			return fmt.Errorf("DEL %s: %w", l.Plugins[0].Network.Type, err)
 		}
 		del = time.Since(start)
@@ -299,6 +331,26 @@ func bareVeth(t *testing.T, nl *netlink.Handle, pod *backendtest.NS, configured,
 		t.Fatalf("bare veth delete: %v", err)
 	}
 	return add, time.Since(start)
+}
+
+// kernelFloorAdd times cni.KernelAdd from the node's namespace for a pod
+// end "eth0" in pod on bridge, then deletes the pair (not timed).
+func kernelFloorAdd(t *testing.T, e *testEnv, bridge string, pod *backendtest.NS, addrs []netip.Prefix, gws []netip.Addr) time.Duration {
+	t.Helper()
+	host := "kf" + backendtest.Suffix(8)
+	var d time.Duration
+	err := e.inNode(func() error {
+		var err error
+		d, err = cni.KernelAdd(bridge, host, "eth0", int(pod.Handle), 1450, addrs, gws)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("kernel floor ADD: %v", err)
+	}
+	if err := e.nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: host}}); err != nil {
+		t.Fatalf("delete the kernel floor's veth: %v", err)
+	}
+	return d
 }
 
 // breakdown runs ADDs of the test-hook build directly (no libcni), which
