@@ -382,12 +382,37 @@ func (s *Store) readLast(name string) netip.Addr {
 }
 
 // writeLast records ip as the last one handed out. The pointer only spreads
-// allocations; losing or tearing it is harmless, so it is written in place.
+// allocations; losing or tearing it is harmless, so it is written in place,
+// padded with spaces to a fixed width instead of truncated first: ext4
+// starts writing back a file truncated to zero when it is closed, which
+// cost every ADD about 0.1 ms of CPU time.
 func (s *Store) writeLast(name string, ip netip.Addr) {
-	if ip.IsValid() {
-		_ = os.WriteFile(filepath.Join(s.dir, name), []byte(ip.String()+"\n"), 0o600)
+	if !ip.IsValid() {
+		return
 	}
+	fd, err := unix.Open(filepath.Join(s.dir, name), unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return
+	}
+	var b [lastWidth]byte
+	n := copy(b[:], ip.String())
+	for i := n; i < len(b)-1; i++ {
+		b[i] = ' '
+	}
+	b[len(b)-1] = '\n'
+	_, _ = unix.Pwrite(fd, b[:], 0)
+	// A longer file (damaged, or written by something else) would keep
+	// its tail; cut it to the width, never to zero.
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil && st.Size > lastWidth {
+		_ = unix.Ftruncate(fd, lastWidth)
+	}
+	unix.Close(fd)
 }
+
+// lastWidth is the size of a round-robin pointer file: the longest IPv6
+// address in text (39 characters), padding, a newline.
+const lastWidth = 48
 
 // write stores r atomically: temporary file, fsync, rename. A process
 // killed at any point leaves the record complete or absent. The directory

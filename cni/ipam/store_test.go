@@ -184,6 +184,45 @@ func TestDamagedFiles(t *testing.T) {
 	}
 }
 
+// TestRoundRobinPointer checks the pointer file through damage: a short or
+// an overlong pointer only restarts the round robin, and the next
+// allocation leaves a pointer that reads back as its address.
+func TestRoundRobinPointer(t *testing.T) {
+	for name, damage := range map[string]string{
+		"short":    "10.2",
+		"overlong": "10.244.3.200" + strings.Repeat(" x", 60) + "\n",
+		"garbage":  strings.Repeat("\xff", 100),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := open(t, dir)
+			p := Pools{V4: netip.MustParsePrefix("10.244.3.1/24"), V6: v6}
+			alloc(t, s, "a", p)
+			if err := os.WriteFile(filepath.Join(dir, "last4"), []byte(damage), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := alloc(t, s, "b", p)
+			if got := s.readLast("last4"); got != r.IPv4 {
+				t.Errorf("pointer reads %v after allocating %s", got, r.IPv4)
+			}
+			if got := s.readLast("last6"); got != r.IPv6 {
+				t.Errorf("IPv6 pointer reads %v after allocating %s", got, r.IPv6)
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "last4"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) != lastWidth {
+				t.Errorf("pointer file is %d bytes, want %d: %q", len(b), lastWidth, b)
+			}
+			// The round robin goes on from there.
+			if r2 := alloc(t, s, "c", p); r2.IPv4 != r.IPv4.Next() {
+				t.Errorf("next allocation %s, want %s", r2.IPv4, r.IPv4.Next())
+			}
+		})
+	}
+}
+
 // TestConcurrentStores allocates from many goroutines, each with its own
 // Open (the flock serialises them as it does separate processes).
 func TestConcurrentStores(t *testing.T) {
