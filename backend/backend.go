@@ -4,7 +4,8 @@
 // Package backend defines the [Backend] interface through which weftd
 // programs the kernel's data plane, the [Peer] model it is given, and kernel
 // helpers shared by the backends (netlink dumps that retry when interrupted,
-// weft's route protocol, route reconciliation).
+// weft's route protocol, route and device address reconciliation, the
+// underlay link lookup).
 //
 // Backends are level-triggered: [Backend.Reconcile] receives the complete
 // desired state and converges the kernel to it. Implementations live in
@@ -50,6 +51,20 @@ type Local struct {
 	// network address on their device (/32, /128).
 	Subnet     netip.Prefix
 	IPv6Subnet netip.Prefix
+}
+
+// DeviceAddrs returns the network address of each of l's subnets as a /32
+// or /128: the addresses a backend that carries node-originated traffic
+// puts on its device.
+func (l Local) DeviceAddrs() []netip.Prefix {
+	var addrs []netip.Prefix
+	for _, s := range []netip.Prefix{l.Subnet, l.IPv6Subnet} {
+		if s.IsValid() {
+			a := s.Masked().Addr()
+			addrs = append(addrs, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return addrs
 }
 
 // Desired is the complete state a backend converges the kernel to.

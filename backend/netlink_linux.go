@@ -159,16 +159,92 @@ func SyncRoutes(h *netlink.Handle, desired []netlink.Route, complete bool) (adde
 	return added, updated, removed, errors.Join(errs...)
 }
 
-// DirectlyReachable reports whether ip is on a directly connected segment:
-// the kernel's route to it is a single route without a gateway. An address
-// the kernel has no route to at all is not directly reachable (false, nil).
-func DirectlyReachable(h *netlink.Handle, ip netip.Addr) (bool, error) {
-	idx, err := DirectLink(h, ip)
-	return idx > 0, err
+// UnderlayLink returns the node's underlay link: the one named iface or,
+// when iface is empty, the one that holds publicIP.
+func UnderlayLink(h *netlink.Handle, iface string, publicIP netip.Addr) (netlink.Link, error) {
+	h = handleOrDefault(h)
+	if iface != "" {
+		l, err := LinkByName(h, iface)
+		if err != nil {
+			return nil, fmt.Errorf("find underlay interface %s: %w", iface, err)
+		}
+		return l, nil
+	}
+	if !publicIP.IsValid() {
+		return nil, errors.New("find underlay interface: neither its name nor the public IP is configured")
+	}
+	publicIP = publicIP.Unmap()
+	addrs, err := AddrList(h, nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs {
+		if ipAddr(a.IP) == publicIP {
+			l, err := h.LinkByIndex(a.LinkIndex)
+			if err != nil {
+				return nil, fmt.Errorf("find link of public IP %s: %w", publicIP, err)
+			}
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("no interface has public IP %s (set the interface explicitly)", publicIP)
+}
+
+// SyncAddrs makes link's global addresses (link-local ones are left alone)
+// match want and returns what it added and removed. IPv6 addresses are
+// added without duplicate address detection, so they are usable at once.
+// Addresses not in want are removed only when removeStale is true.
+//
+// It carries on past individual failures and returns them joined.
+func SyncAddrs(h *netlink.Handle, link netlink.Link, want []netip.Prefix, removeStale bool) (added, removed []netip.Prefix, err error) {
+	h = handleOrDefault(h)
+	list, err := AddrList(h, link, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
+	}
+	var current []netip.Prefix
+	for _, a := range list {
+		ip := ipAddr(a.IP)
+		if !ip.IsValid() || ip.IsLinkLocalUnicast() {
+			continue
+		}
+		ones, _ := a.Mask.Size()
+		current = append(current, netip.PrefixFrom(ip, ones))
+	}
+	add, stale := diffAddrs(current, want)
+	var errs []error
+	for _, p := range add {
+		a := &netlink.Addr{IPNet: prefixIPNet(p)}
+		if p.Addr().Is6() {
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if err := h.AddrAdd(link, a); err != nil && !errors.Is(err, unix.EEXIST) {
+			errs = append(errs, fmt.Errorf("add address %s to %s: %w", p, link.Attrs().Name, err))
+			continue
+		}
+		added = append(added, p)
+	}
+	if removeStale {
+		for _, p := range stale {
+			if err := h.AddrDel(link, &netlink.Addr{IPNet: prefixIPNet(p)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				errs = append(errs, fmt.Errorf("delete address %s from %s: %w", p, link.Attrs().Name, err))
+				continue
+			}
+			removed = append(removed, p)
+		}
+	}
+	return added, removed, errors.Join(errs...)
+}
+
+func prefixIPNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 // DirectLink returns the index of the link through which ip is directly
-// reachable (see [DirectlyReachable]), or 0 when it is not.
+// reachable, or 0 when it is not. ip is directly reachable when it is on a
+// directly connected segment: the kernel's route to it is a single route
+// without a gateway. An address the kernel has no route to at all is not
+// directly reachable (0, nil).
 func DirectLink(h *netlink.Handle, ip netip.Addr) (int, error) {
 	h = handleOrDefault(h)
 	if !ip.IsValid() {

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -146,7 +149,7 @@ func TestSyncRoutes(t *testing.T) {
 	})
 }
 
-func TestDirectlyReachable(t *testing.T) {
+func TestDirectLink(t *testing.T) {
 	backendtest.SkipUnlessRoot(t)
 	ns := backendtest.NewNS(t, "wdr")
 	h := ns.Netlink(t)
@@ -167,19 +170,107 @@ func TestDirectlyReachable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.addr, func(t *testing.T) {
-			got, err := backend.DirectlyReachable(h, netip.MustParseAddr(tt.addr))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Errorf("DirectlyReachable(%s) = %t, want %t", tt.addr, got, tt.want)
-			}
 			idx, err := backend.DirectLink(h, netip.MustParseAddr(tt.addr))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (idx == la.Attrs().Index) != tt.want {
+			if (idx > 0) != tt.want || (idx == la.Attrs().Index) != tt.want {
 				t.Errorf("DirectLink(%s) = %d, want link %d: %t", tt.addr, idx, la.Attrs().Index, tt.want)
+			}
+		})
+	}
+}
+
+func TestUnderlayLink(t *testing.T) {
+	backendtest.SkipUnlessRoot(t)
+	ns := backendtest.NewNS(t, "wul")
+	h := ns.Netlink(t)
+	und0 := linkPair(t, h, "und0", "und1", "198.18.0.1/24", "2001:2::1/64").Attrs().Index
+	und1, err := h.LinkByName("und1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		iface   string
+		ip      string
+		want    int // link index, unless wantErr
+		wantErr string
+	}{
+		{"by name", "und1", "", und1.Attrs().Index, ""},
+		{"by IPv4", "", "198.18.0.1", und0, ""},
+		{"by IPv6", "", "2001:2::1", und0, ""},
+		{"name wins", "und1", "198.18.0.1", und1.Attrs().Index, ""},
+		{"no such name", "nope0", "", 0, "find underlay interface nope0"},
+		{"no link holds the IP", "", "198.18.0.9", 0, "no interface has public IP 198.18.0.9"},
+		{"nothing configured", "", "", 0, "neither its name nor the public IP"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ip netip.Addr
+			if tt.ip != "" {
+				ip = netip.MustParseAddr(tt.ip)
+			}
+			l, err := backend.UnderlayLink(h, tt.iface, ip)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Attrs().Index != tt.want {
+				t.Errorf("link %s (#%d), want #%d", l.Attrs().Name, l.Attrs().Index, tt.want)
+			}
+		})
+	}
+}
+
+func TestSyncAddrs(t *testing.T) {
+	backendtest.SkipUnlessRoot(t)
+	ns := backendtest.NewNS(t, "wsa")
+	h := ns.Netlink(t)
+	la := linkPair(t, h, "dev0", "dev1", "10.244.1.5/24")
+	pfx := netip.MustParsePrefix
+	addrs := func() []string {
+		t.Helper()
+		list, err := backend.AddrList(h, la, netlink.FAMILY_ALL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, a := range list {
+			if !a.IP.IsLinkLocalUnicast() {
+				out = append(out, a.IPNet.String())
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := []netip.Prefix{pfx("10.244.1.0/32"), pfx("fd10:244:0:1::/128")}
+	steps := []struct {
+		name           string
+		removeStale    bool
+		added, removed int
+		have           []string
+	}{
+		{"add, keep stale", false, 2, 0, []string{"10.244.1.0/32", "10.244.1.5/24", "fd10:244:0:1::/128"}},
+		{"remove stale", true, 0, 1, []string{"10.244.1.0/32", "fd10:244:0:1::/128"}},
+		{"idempotent", true, 0, 0, []string{"10.244.1.0/32", "fd10:244:0:1::/128"}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			added, removed, err := backend.SyncAddrs(h, la, want, s.removeStale)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(added) != s.added || len(removed) != s.removed {
+				t.Errorf("added %v, removed %v; want %d added, %d removed", added, removed, s.added, s.removed)
+			}
+			if diff := cmp.Diff(s.have, addrs()); diff != "" {
+				t.Errorf("addresses (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ package backend
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 
 	"github.com/vishvananda/netlink"
@@ -135,4 +136,19 @@ func DiffRoutes(current, desired []netlink.Route) RouteDiff {
 		return keyOf(d.Stale[i]).dst.String() < keyOf(d.Stale[j]).dst.String()
 	})
 	return d
+}
+
+// diffAddrs compares a device's addresses with the wanted ones.
+func diffAddrs(current, want []netip.Prefix) (add, stale []netip.Prefix) {
+	for _, w := range want {
+		if !slices.Contains(current, w) {
+			add = append(add, w)
+		}
+	}
+	for _, c := range current {
+		if !slices.Contains(want, c) {
+			stale = append(stale, c)
+		}
+	}
+	return add, stale
 }

@@ -150,3 +150,25 @@ func TestRouteKeyNormalisation(t *testing.T) {
 		})
 	}
 }
+
+func TestDiffAddrs(t *testing.T) {
+	a, b, c := netip.MustParsePrefix("10.244.1.0/32"), netip.MustParsePrefix("fd10:244:0:1::/128"), netip.MustParsePrefix("10.244.1.0/24")
+	add, stale := diffAddrs([]netip.Prefix{c, b}, []netip.Prefix{a, b})
+	if diff := cmp.Diff([]netip.Prefix{a}, add, cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
+		t.Errorf("add (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]netip.Prefix{c}, stale, cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
+		t.Errorf("stale (-want +got):\n%s", diff)
+	}
+}
+
+func TestDeviceAddrs(t *testing.T) {
+	l := Local{Subnet: netip.MustParsePrefix("10.244.1.0/24"), IPv6Subnet: netip.MustParsePrefix("fd10:244:0:1::5/64")}
+	want := []netip.Prefix{netip.MustParsePrefix("10.244.1.0/32"), netip.MustParsePrefix("fd10:244:0:1::/128")}
+	if diff := cmp.Diff(want, l.DeviceAddrs(), cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if got := (Local{}).DeviceAddrs(); len(got) != 0 {
+		t.Errorf("no subnets: %v, want none", got)
+	}
+}

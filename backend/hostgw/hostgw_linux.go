@@ -75,37 +75,13 @@ func (b *Backend) Setup(ctx context.Context) (backend.Attrs, error) {
 		}
 		b.h = h
 	}
-	l, err := b.findUnderlay()
+	l, err := backend.UnderlayLink(b.h, b.cfg.Iface, b.cfg.PublicIP)
 	if err != nil {
 		return backend.Attrs{}, err
 	}
 	b.underlay = l
 	b.log.WithFields(logrus.Fields{"iface": l.Attrs().Name, "mtu": l.Attrs().MTU}).Info("host-gw ready")
 	return backend.Attrs{MTU: l.Attrs().MTU}, nil
-}
-
-func (b *Backend) findUnderlay() (netlink.Link, error) {
-	if b.cfg.Iface != "" {
-		l, err := backend.LinkByName(b.h, b.cfg.Iface)
-		if err != nil {
-			return nil, fmt.Errorf("find underlay interface %s: %w", b.cfg.Iface, err)
-		}
-		return l, nil
-	}
-	addrs, err := backend.AddrList(b.h, nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, err
-	}
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == b.cfg.PublicIP {
-			l, err := b.h.LinkByIndex(a.LinkIndex)
-			if err != nil {
-				return nil, fmt.Errorf("find link of public IP %s: %w", b.cfg.PublicIP, err)
-			}
-			return l, nil
-		}
-	}
-	return nil, fmt.Errorf("no interface has public IP %s (set the interface explicitly)", b.cfg.PublicIP)
 }
 
 // reach asks the kernel how it reaches a peer's public address.
@@ -151,7 +127,7 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 	}
 	// Look the underlay up again: it may have been re-created with a new
 	// index since Setup.
-	l, err := b.findUnderlay()
+	l, err := backend.UnderlayLink(b.h, b.cfg.Iface, b.cfg.PublicIP)
 	if err != nil {
 		return backend.Result{}, err
 	}

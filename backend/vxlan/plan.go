@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 
@@ -87,12 +88,7 @@ func buildPlan(d backend.Desired, in planInput) plan {
 		fdb:      map[string]netip.Addr{},
 		problems: map[string]string{},
 	}
-	for _, s := range []netip.Prefix{d.Local.Subnet, d.Local.IPv6Subnet} {
-		if s.IsValid() {
-			a := vtepAddr(s)
-			p.addrs = append(p.addrs, netip.PrefixFrom(a, a.BitLen()))
-		}
-	}
+	p.addrs = d.Local.DeviceAddrs()
 	peers := slices.Clone(d.Peers)
 	// The older claim wins a conflict; ties go by name.
 	slices.SortStableFunc(peers, func(a, b backend.Peer) int {
@@ -191,7 +187,7 @@ func buildPlan(d backend.Desired, in planInput) plan {
 			complain("no subnet")
 		}
 		if len(problems) > 0 {
-			p.problems[peer.Name] = joinProblems(problems)
+			p.problems[peer.Name] = strings.Join(problems, "; ")
 		}
 	}
 	return p
@@ -222,14 +218,6 @@ func overlapping(taken []netip.Prefix, p netip.Prefix) netip.Prefix {
 		}
 	}
 	return netip.Prefix{}
-}
-
-func joinProblems(ps []string) string {
-	s := ps[0]
-	for _, p := range ps[1:] {
-		s += "; " + p
-	}
-	return s
 }
 
 // neighEntry is a neighbour entry on the device.
@@ -327,21 +315,6 @@ func diffFDB(current []fdbEntry, want map[string]netip.Addr) fdbDiff {
 		}
 	}
 	return d
-}
-
-// addrDiff compares the device's addresses with the wanted ones.
-func diffAddrs(current, want []netip.Prefix) (add, stale []netip.Prefix) {
-	for _, w := range want {
-		if !slices.Contains(current, w) {
-			add = append(add, w)
-		}
-	}
-	for _, c := range current {
-		if !slices.Contains(want, c) {
-			stale = append(stale, c)
-		}
-	}
-	return add, stale
 }
 
 func sortedKeys[K comparable, V any](m map[K]V, cmp func(a, b K) int) []K {

@@ -291,17 +291,6 @@ func TestDiffFDB(t *testing.T) {
 	}
 }
 
-func TestDiffAddrs(t *testing.T) {
-	a, b, c := mustPrefix("10.244.1.0/32"), mustPrefix("fd10:244:0:1::/128"), mustPrefix("10.244.1.0/24")
-	add, stale := diffAddrs([]netip.Prefix{c, b}, []netip.Prefix{a, b})
-	if diff := cmp.Diff([]netip.Prefix{a}, add, cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
-		t.Errorf("add (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]netip.Prefix{c}, stale, cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
-		t.Errorf("stale (-want +got):\n%s", diff)
-	}
-}
-
 func TestIncompatibility(t *testing.T) {
 	spec := deviceSpec{name: "weft.1", vni: 1, port: 8472, local: mustAddr("198.18.0.1"), parentIndex: 2}
 	good := func() *netlink.Vxlan {

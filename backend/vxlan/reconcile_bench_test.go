@@ -32,11 +32,9 @@ import (
 // the median of 5 runs.
 func TestBenchReconcile(t *testing.T) {
 	backendtest.SkipUnlessRoot(t)
-	for _, tool := range []string{"ip", "bridge"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s (iproute2) not installed: it is the reference", tool)
-		}
-	}
+	// iproute2 is the reference.
+	backendtest.RequireTool(t, "ip", "iproute2")
+	backendtest.RequireTool(t, "bridge", "iproute2")
 	const peers, runs = 500, 5
 	var fromEmpty, oneChange, noChange, refEmpty, refOne []time.Duration
 	for range runs {

@@ -90,7 +90,7 @@ func (b *Backend) Setup(ctx context.Context) (backend.Attrs, error) {
 		}
 		b.h, b.ns = h, ns
 	}
-	underlay, err := b.findUnderlay()
+	underlay, err := backend.UnderlayLink(b.h, b.cfg.Iface, b.cfg.PublicIP)
 	if err != nil {
 		return backend.Attrs{}, err
 	}
@@ -115,32 +115,6 @@ func (b *Backend) Setup(ctx context.Context) (backend.Attrs, error) {
 
 func (b *Backend) dataLocked() subnet.BackendData {
 	return subnet.BackendData{VTEPMAC: b.mac.String()}
-}
-
-// findUnderlay returns the link named by Iface, or the one holding
-// PublicIP.
-func (b *Backend) findUnderlay() (netlink.Link, error) {
-	if b.cfg.Iface != "" {
-		l, err := backend.LinkByName(b.h, b.cfg.Iface)
-		if err != nil {
-			return nil, fmt.Errorf("find underlay interface %s: %w", b.cfg.Iface, err)
-		}
-		return l, nil
-	}
-	addrs, err := backend.AddrList(b.h, nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, err
-	}
-	for _, a := range addrs {
-		if addrOf(a.IP) == b.cfg.PublicIP {
-			l, err := b.h.LinkByIndex(a.LinkIndex)
-			if err != nil {
-				return nil, fmt.Errorf("find link of public IP %s: %w", b.cfg.PublicIP, err)
-			}
-			return l, nil
-		}
-	}
-	return nil, fmt.Errorf("no interface has public IP %s (set the interface explicitly)", b.cfg.PublicIP)
 }
 
 // ensureDeviceLocked makes sure the device exists as b.spec describes,
@@ -355,7 +329,7 @@ func (b *Backend) checkDeviceLocked() error {
 	b.log.WithField("device", b.cfg.Name).Warn("vxlan device missing or replaced since setup; re-creating it")
 	// The underlay may have been re-created too (which takes the VXLAN
 	// device with it): look it up again.
-	underlay, err := b.findUnderlay()
+	underlay, err := backend.UnderlayLink(b.h, b.cfg.Iface, b.cfg.PublicIP)
 	if err != nil {
 		return err
 	}
@@ -369,44 +343,13 @@ func (b *Backend) devLink() netlink.Link {
 }
 
 func (b *Backend) syncAddrsLocked(want []netip.Prefix, complete bool, r *backend.Result) error {
-	list, err := backend.AddrList(b.h, b.devLink(), netlink.FAMILY_ALL)
-	if err != nil {
-		return fmt.Errorf("list addresses of %s: %w", b.cfg.Name, err)
+	added, removed, err := backend.SyncAddrs(b.h, b.devLink(), want, complete)
+	r.Added += len(added)
+	r.Removed += len(removed)
+	if len(added)+len(removed) > 0 {
+		b.log.WithFields(logrus.Fields{"added": added, "removed": removed}).Debug("synced device addresses")
 	}
-	var current []netip.Prefix
-	for _, a := range list {
-		ip := addrOf(a.IP)
-		if !ip.IsValid() || ip.IsLinkLocalUnicast() {
-			continue
-		}
-		ones, _ := a.Mask.Size()
-		current = append(current, netip.PrefixFrom(ip, ones))
-	}
-	add, stale := diffAddrs(current, want)
-	var errs []error
-	for _, p := range add {
-		a := &netlink.Addr{IPNet: ipNetOf(p)}
-		if p.Addr().Is6() {
-			a.Flags = unix.IFA_F_NODAD
-		}
-		if err := b.h.AddrAdd(b.devLink(), a); err != nil && !errors.Is(err, unix.EEXIST) {
-			errs = append(errs, fmt.Errorf("add address %s to %s: %w", p, b.cfg.Name, err))
-			continue
-		}
-		r.Added++
-		b.log.WithField("address", p).Debug("added address")
-	}
-	if complete {
-		for _, p := range stale {
-			if err := b.h.AddrDel(b.devLink(), &netlink.Addr{IPNet: &net.IPNet{IP: ipOf(p.Addr()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-				errs = append(errs, fmt.Errorf("delete address %s from %s: %w", p, b.cfg.Name, err))
-				continue
-			}
-			r.Removed++
-			b.log.WithField("address", p).Debug("removed stale address")
-		}
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 func (b *Backend) applyNeighsLocked(want map[netip.Addr]string, r *backend.Result) (neighDiff, error) {

@@ -360,7 +360,6 @@ type testNode struct {
 type topology struct {
 	t        testing.TB
 	underlay *backendtest.NS
-	unl      *netlink.Handle
 	nodes    []*testNode
 	prefix   string
 }
@@ -375,14 +374,7 @@ func newTopology(t testing.TB, n int) *topology {
 	}
 	tp := &topology{t: t, prefix: "wgt" + backendtest.Suffix(6)}
 	tp.underlay = backendtest.NewNS(t, "wgu")
-	tp.unl = tp.underlay.Netlink(t)
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
-	if err := tp.unl.LinkAdd(br); err != nil {
-		t.Fatalf("create bridge: %v", err)
-	}
-	if err := tp.unl.LinkSetUp(br); err != nil {
-		t.Fatal(err)
-	}
+	backendtest.AddBridge(t, tp.underlay, "br0")
 	for i := 1; i <= n; i++ {
 		tp.nodes = append(tp.nodes, tp.addNode(i))
 	}
@@ -405,7 +397,6 @@ func (tp *topology) addNode(i int) *testNode {
 		life:     t,
 	}
 	nd.nl = nd.ns.Netlink(t)
-	pnl := nd.pod.Netlink(t)
 	// No duplicate address detection on the test links: a tentative
 	// link-local address delays neighbour discovery by seconds.
 	for _, ns := range []*backendtest.NS{nd.ns, nd.pod} {
@@ -419,37 +410,20 @@ func (tp *topology) addNode(i int) *testNode {
 		}), "disable dad")
 	}
 
-	// Underlay: veth eth0 (node) ── vnI (underlay ns, on br0).
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0", MTU: 1500}, PeerName: fmt.Sprintf("vn%d", i), PeerNamespace: netlink.NsFd(tp.underlay.Handle)}
-	must(t, nd.nl.LinkAdd(veth), "add underlay veth")
-	eth0 := mustLink(t, nd.nl, "eth0")
-	must(t, nd.nl.AddrAdd(eth0, addr(netip.PrefixFrom(nd.underlay, 24))), "address eth0")
-	must(t, nd.nl.LinkSetUp(eth0), "eth0 up")
-	vn := mustLink(t, tp.unl, fmt.Sprintf("vn%d", i))
-	must(t, tp.unl.LinkSetMaster(vn, mustLink(t, tp.unl, "br0")), "enslave")
-	must(t, tp.unl.LinkSetUp(vn), "vn up")
+	// Underlay: veth eth0 (node) ── underlay ns, on br0.
+	backendtest.Attach(t, tp.underlay, "br0", nd.ns, "eth0", netip.PrefixFrom(nd.underlay, 24))
 
-	// Pod: veth pod0 (node) ── eth0 (pod ns).
+	// Pod: veth pod0 (node) ── peth (pod ns). Not backendtest.AddPod: the
+	// pod namespace must exist, with DAD off, before its link does.
 	pveth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "pod0"}, PeerName: "peth", PeerNamespace: netlink.NsFd(nd.pod.Handle)}
 	must(t, nd.nl.LinkAdd(pveth), "add pod veth")
-	pod0 := mustLink(t, nd.nl, "pod0")
 	gw4 := nd.subnet.Addr().Next()
 	gw6 := nd.subnet6.Addr().Next()
-	must(t, nd.nl.AddrAdd(pod0, addr(netip.PrefixFrom(gw4, 24))), "address pod0")
-	must(t, nd.nl.AddrAdd(pod0, addr(netip.PrefixFrom(gw6, 64))), "address6 pod0")
-	must(t, nd.nl.LinkSetUp(pod0), "pod0 up")
-	peth := mustLink(t, pnl, "peth")
-	must(t, pnl.AddrAdd(peth, addr(netip.PrefixFrom(nd.podIP, 24))), "address pod")
-	must(t, pnl.AddrAdd(peth, addr(netip.PrefixFrom(nd.podIP6, 64))), "address6 pod")
-	must(t, pnl.LinkSetUp(peth), "pod up")
-	must(t, pnl.RouteAdd(&netlink.Route{LinkIndex: peth.Attrs().Index, Gw: gw4.AsSlice()}), "pod default route")
-	must(t, pnl.RouteAdd(&netlink.Route{LinkIndex: peth.Attrs().Index, Gw: gw6.AsSlice()}), "pod default route6")
-	must(t, nd.ns.Do(func() error {
-		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
-			return err
-		}
-		return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644)
-	}), "enable forwarding")
+	backendtest.SetupLink(t, nd.ns, "pod0", netip.PrefixFrom(gw4, 24), netip.PrefixFrom(gw6, 64))
+	backendtest.SetupLink(t, nd.pod, "peth", netip.PrefixFrom(nd.podIP, 24), netip.PrefixFrom(nd.podIP6, 64))
+	backendtest.AddRoute(t, nd.pod, netip.Prefix{}, gw4, "peth")
+	backendtest.AddRoute(t, nd.pod, netip.Prefix{}, gw6, "peth")
+	backendtest.EnableForwarding(t, nd.ns)
 
 	nd.cfg = helperConfig{
 		Name:     fmt.Sprintf("%sn%d", tp.prefix, i),

@@ -14,7 +14,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -193,7 +192,7 @@ func (b *Backend) deviceMTU() (int, error) {
 	if b.cfg.MTU != 0 {
 		return b.cfg.MTU, nil
 	}
-	l, err := b.underlayLink()
+	l, err := backend.UnderlayLink(b.nl, b.cfg.Iface, b.cfg.PublicIP)
 	if err != nil {
 		return 0, fmt.Errorf("derive mtu (set MTU to skip): %w", err)
 	}
@@ -202,33 +201,6 @@ func (b *Backend) deviceMTU() (int, error) {
 		return 0, fmt.Errorf("underlay %s mtu %d leaves %d for pods, below the minimum 1280", l.Attrs().Name, l.Attrs().MTU, mtu)
 	}
 	return mtu, nil
-}
-
-func (b *Backend) underlayLink() (netlink.Link, error) {
-	if b.cfg.Iface != "" {
-		l, err := backend.LinkByName(b.nl, b.cfg.Iface)
-		if err != nil {
-			return nil, fmt.Errorf("look up underlay interface %s: %w", b.cfg.Iface, err)
-		}
-		return l, nil
-	}
-	if !b.cfg.PublicIP.IsValid() {
-		return nil, errors.New("neither underlay interface nor public ip configured")
-	}
-	addrs, err := backend.AddrList(b.nl, nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, err
-	}
-	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == b.cfg.PublicIP.Unmap() {
-			l, err := b.nl.LinkByIndex(a.LinkIndex)
-			if err != nil {
-				return nil, fmt.Errorf("look up link #%d of %s: %w", a.LinkIndex, b.cfg.PublicIP, err)
-			}
-			return l, nil
-		}
-	}
-	return nil, fmt.Errorf("no interface carries public ip %s", b.cfg.PublicIP)
 }
 
 // configureDevice sets the private key and listen port where they differ,
@@ -299,9 +271,17 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 		return res, err
 	}
 
-	added, removed, err := b.syncAddrs(link, d.Local)
-	res.Added += added
-	res.Removed += removed
+	// The local subnets are known even while the peer view is not
+	// complete: other addresses go at once.
+	added, removed, err := backend.SyncAddrs(b.nl, link, d.Local.DeviceAddrs(), true)
+	for _, p := range added {
+		b.log.WithField("address", p.String()).Info("device address added")
+	}
+	for _, p := range removed {
+		b.log.WithField("address", p.String()).Info("stale device address removed")
+	}
+	res.Added += len(added)
+	res.Removed += len(removed)
 	if err != nil {
 		return res, err
 	}
@@ -439,63 +419,6 @@ func (b *Backend) ensureLink() (netlink.Link, error) {
 		}
 	}
 	return link, nil
-}
-
-// syncAddrs puts the network address of each local subnet on the interface
-// (/32, /128) and removes any other global address from it.
-func (b *Backend) syncAddrs(link netlink.Link, local backend.Local) (added, removed int, err error) {
-	var want []netip.Prefix
-	for _, s := range []netip.Prefix{local.Subnet, local.IPv6Subnet} {
-		if s.IsValid() {
-			a := s.Masked().Addr()
-			want = append(want, netip.PrefixFrom(a, a.BitLen()))
-		}
-	}
-	have, err := backend.AddrList(b.nl, link, netlink.FAMILY_ALL)
-	if err != nil {
-		return 0, 0, fmt.Errorf("list addresses of %s: %w", b.cfg.Name, err)
-	}
-	present := map[netip.Prefix]bool{}
-	for _, a := range have {
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok {
-			continue
-		}
-		ip = ip.Unmap()
-		ones, _ := a.Mask.Size()
-		p := netip.PrefixFrom(ip, ones)
-		if ip.IsLinkLocalUnicast() {
-			continue
-		}
-		present[p] = true
-	}
-	var errs []error
-	for _, p := range want {
-		if present[p] {
-			delete(present, p)
-			continue
-		}
-		addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
-		if p.Addr().Is6() {
-			addr.Flags = unix.IFA_F_NODAD // usable at once
-		}
-		if err := b.nl.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
-			errs = append(errs, fmt.Errorf("add address %s to %s: %w", p, b.cfg.Name, err))
-			continue
-		}
-		b.log.WithField("address", p.String()).Info("device address added")
-		added++
-	}
-	for p := range present {
-		addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
-		if err := b.nl.AddrDel(link, addr); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-			errs = append(errs, fmt.Errorf("remove address %s from %s: %w", p, b.cfg.Name, err))
-			continue
-		}
-		b.log.WithField("address", p.String()).Info("stale device address removed")
-		removed++
-	}
-	return added, removed, errors.Join(errs...)
 }
 
 // Close releases the backend. A kernel device is left in place with its

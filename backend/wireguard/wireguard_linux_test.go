@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -201,8 +201,8 @@ func TestMesh(t *testing.T) {
 						time.Duration(nd.cfg.PersistentKeepalive)*time.Second)
 				}
 			}
-			if !equalMaps(got, want) {
-				t.Errorf("node %d peers:\n got %v\nwant %v", nd.idx, got, want)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("node %d peers (-want +got):\n%s", nd.idx, diff)
 			}
 		}
 	})
@@ -273,7 +273,7 @@ func TestMesh(t *testing.T) {
 	t.Run("drift repaired", func(t *testing.T) {
 		// Someone deletes a route, the device address and a peer.
 		link := mustLink(t, n1.nl, n1.cfg.Name)
-		must(t, n1.nl.RouteDel(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(n2.subnet), Scope: netlink.SCOPE_LINK, Protocol: backend.RouteProtocol}), "delete route")
+		must(t, n1.nl.RouteDel(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: backendtest.IPNet(n2.subnet), Scope: netlink.SCOPE_LINK, Protocol: backend.RouteProtocol}), "delete route")
 		must(t, n1.nl.AddrDel(link, addr(netip.PrefixFrom(n1.subnet.Addr(), 32))), "delete address")
 		k3, err := wgtypes.ParseKey(n3.attrs.Data.WireGuardKey)
 		if err != nil {
@@ -560,18 +560,6 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // TestIPv6Underlay runs two nodes whose tunnels use IPv6 public addresses,
 // carrying both pod families.
 func TestIPv6Underlay(t *testing.T) {
@@ -599,10 +587,6 @@ func TestIPv6Underlay(t *testing.T) {
 		t.Fatalf("node 1 peers: %+v, want one with endpoint [2001:2::2]:51820", dev.Peers)
 	}
 	checkAllToAll(t, tp, "v6u", 5*time.Second)
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 func TestSetupRefusesForeignLink(t *testing.T) {
