@@ -5,8 +5,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -88,7 +86,6 @@ type daemon struct {
 	log      logrus.FieldLogger
 	nodeName string
 	nodeID   string
-	bootID   string
 	under    underlay
 	state    *stateDir
 	metrics  *metrics
@@ -112,8 +109,10 @@ type daemon struct {
 	// backend's Setup reported.
 	data  ownData
 	attrs backend.Attrs
-	// netCfg is the network config in force.
-	netCfg *subnet.Config
+	// netCfg is the network config in force; savedCfg the one last
+	// written to the state dir (or read from it).
+	netCfg   *subnet.Config
+	savedCfg *subnet.Config
 	// lease is our lease; leaseOK is true once etcd confirmed it in this
 	// run (false while started from the saved lease with etcd away).
 	lease   *subnet.Lease
@@ -168,14 +167,11 @@ func newDaemon(cfg *Config, log logrus.FieldLogger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	boot := make([]byte, 8)
-	_, _ = rand.Read(boot)
 	d := &daemon{
 		cfg:      cfg,
 		log:      log.WithField("node", name),
 		nodeName: name,
 		nodeID:   id,
-		bootID:   hex.EncodeToString(boot),
 		under:    u,
 		state:    st,
 		metrics:  newMetrics(),
@@ -359,8 +355,10 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 	d.started.Store(true)
 	d.heartbeat.Store(time.Now().UnixNano())
 	if d.gossip != nil {
-		g.Go(func() error { return d.gossip.Run(ctx) })
+		// An offline start took the saved lease without adopting it:
+		// publish it before Run, so that gossip starts with it.
 		d.pushMeta()
+		g.Go(func() error { return d.gossip.Run(ctx) })
 		if snap != nil {
 			d.joinFrom(*snap)
 		}
@@ -413,6 +411,9 @@ func (d *daemon) loadConfig(ctx context.Context) (*subnet.Config, bool, error) {
 	if serr != nil {
 		d.log.WithError(serr).Warn("ignoring the saved network config")
 	}
+	d.mu.Lock()
+	d.savedCfg = saved
+	d.mu.Unlock()
 	deadline := time.Now().Add(startWait)
 	var waitedFor string
 	for attempt := 0; ; attempt++ {
@@ -431,9 +432,9 @@ func (d *daemon) loadConfig(ctx context.Context) (*subnet.Config, bool, error) {
 			c, err := d.store.GetConfig(cctx)
 			cancel()
 			if err == nil {
-				if err := d.state.saveConfig(c); err != nil {
-					d.log.WithError(err).Warn("save network config")
-				}
+				d.mu.Lock()
+				d.saveConfigLocked(c)
+				d.mu.Unlock()
 				return c, true, nil
 			}
 			if ctx.Err() != nil {
@@ -530,13 +531,9 @@ func (d *daemon) retry(ctx context.Context, what string, fn func(context.Context
 }
 
 // trigger asks for a (debounced) reconcile. It never blocks.
-func (d *daemon) trigger() {
-	select {
-	case d.kick <- struct{}{}:
-	default:
-	}
-}
+func (d *daemon) trigger() { poke(d.kick) }
 
+// poke signals c (buffered, capacity 1) without blocking.
 func poke(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
@@ -637,9 +634,21 @@ func (d *daemon) onConfig(c *subnet.Config, err error) {
 		}
 		d.netCfg = c
 	}
+	d.saveConfigLocked(c)
+}
+
+// saveConfigLocked writes c to the state dir unless it is the one saved
+// there already (start-up reads the config from etcd, then the config
+// watch delivers the same one again).
+func (d *daemon) saveConfigLocked(c *subnet.Config) {
+	if d.savedCfg != nil && *d.savedCfg == *c {
+		return
+	}
 	if err := d.state.saveConfig(c); err != nil {
 		d.log.WithError(err).Warn("save network config")
+		return
 	}
+	d.savedCfg = c
 }
 
 // record returns this node's lease record for data.
@@ -670,7 +679,7 @@ func (d *daemon) pushMeta() {
 		return
 	}
 	err := d.gossip.SetMeta(membership.Meta{
-		NodeID: d.nodeID, BootID: d.bootID,
+		NodeID: d.nodeID,
 		Subnet: l.Subnet, IPv6Subnet: l.IPv6Subnet,
 		PublicIP: data.PublicIP, PublicIPv6: data.PublicIPv6,
 		Data: data.BackendData, Epoch: l.Epoch, Version: data.Version,

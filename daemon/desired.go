@@ -168,9 +168,9 @@ func foldGossip(base subnet.View, peers []membership.PeerView) subnet.View {
 	return out
 }
 
-// findOwn returns our lease in v (same primary subnet and node ID).
-// found is false when the subnet is absent; other is the node holding it
-// when that is not us.
+// findOwn returns our lease in v (same primary subnet and node ID), or
+// else the record of the node holding that subnet; both are nil when the
+// subnet is absent.
 func findOwn(v subnet.View, primary netip.Prefix, nodeID string) (own *subnet.Lease, other *subnet.Record) {
 	for i := range v.Leases {
 		l := &v.Leases[i]

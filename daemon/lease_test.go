@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -264,5 +266,17 @@ func TestOnConfig(t *testing.T) {
 	d.onConfig(live, nil)
 	if e, p, c := state(); e != "" || p != nil || c != live {
 		t.Errorf("live change: error %q, pending %q, applied %t", e, p, c == live)
+	}
+	if saved, err := d.state.config(); err != nil || saved.SubnetMin != addr("10.244.10.0") {
+		t.Errorf("the live change is not saved: %+v, %v", saved, err)
+	}
+	// The same config again (as the watch's first delivery after start-up
+	// repeats what start read) is not written again.
+	if err := os.Remove(d.state.path(configFile)); err != nil {
+		t.Fatal(err)
+	}
+	d.onConfig(parse(`{"Network":"10.244.0.0/16","SubnetMin":"10.244.10.0","Backend":{"Type":"vxlan"}}`), nil)
+	if _, err := os.Stat(d.state.path(configFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("an unchanged config was written again (stat: %v)", err)
 	}
 }

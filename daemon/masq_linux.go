@@ -262,7 +262,9 @@ func forwardDropAdvice(chains []string, mc masqConfig) string {
 		strings.Join(chains, ", "), strings.Join(fixes, "; "))
 }
 
-// masqIntact reports whether weft's table holds exactly the rules for mc.
+// masqIntact reports whether weft's table has both chains with as many
+// rules as mc gives (a flushed table or a deleted rule shows; a rule
+// edited in place does not).
 func masqIntact(c *nftables.Conn, mc masqConfig) bool {
 	t := masqTableRef()
 	post, err := c.GetRules(t, &nftables.Chain{Name: postroutingChn, Table: t})

@@ -6,6 +6,7 @@ package daemon
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/weftnet/weft/daemon/membership"
 )
@@ -32,56 +33,49 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
-	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
-	m.peers = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := promauto.With(m.reg)
+	m.peers = f.NewGauge(prometheus.GaugeOpts{
 		Name: "weft_peers", Help: "Peers in the desired set handed to the backend.",
 	})
-	m.reconciles = prometheus.NewCounter(prometheus.CounterOpts{
+	m.reconciles = f.NewCounter(prometheus.CounterOpts{
 		Name: "weft_reconcile_total", Help: "Reconciles run (changes and periodic resyncs).",
 	})
-	m.reconcileErrors = prometheus.NewCounter(prometheus.CounterOpts{
+	m.reconcileErrors = f.NewCounter(prometheus.CounterOpts{
 		Name: "weft_reconcile_errors_total", Help: "Reconciles that returned an error.",
 	})
-	m.reconcileDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+	m.reconcileDuration = f.NewHistogram(prometheus.HistogramOpts{
 		Name:    "weft_reconcile_duration_seconds",
 		Help:    "Time one backend reconcile took.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 	})
-	m.changes = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.changes = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "weft_reconcile_changes_total", Help: "Kernel objects changed by reconciles, by operation.",
 	}, []string{"op"})
-	m.driftRepairs = prometheus.NewCounter(prometheus.CounterOpts{
+	m.driftRepairs = f.NewCounter(prometheus.CounterOpts{
 		Name: "weft_drift_repairs_total", Help: "Reconciles that changed the kernel without any change of their input (drift repaired).",
 	})
-	m.leaseRenewals = prometheus.NewCounter(prometheus.CounterOpts{
+	m.leaseRenewals = f.NewCounter(prometheus.CounterOpts{
 		Name: "weft_lease_renewals_total", Help: "Times the lease keep-alive was (re)established with etcd.",
 	})
-	m.leaseRecoveries = prometheus.NewCounter(prometheus.CounterOpts{
+	m.leaseRecoveries = f.NewCounter(prometheus.CounterOpts{
 		Name: "weft_lease_recoveries_total", Help: "Lease recoveries: re-bound to a new etcd lease, or own key re-claimed after it was lost.",
 	})
-	m.leaseClaims = prometheus.NewCounter(prometheus.CounterOpts{
+	m.leaseClaims = f.NewCounter(prometheus.CounterOpts{
 		Name: "weft_lease_claims_total", Help: "Successful lease claims.",
 	})
-	m.members = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.members = f.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "weft_members", Help: "Gossip members (other nodes) by state.",
 	}, []string{"state"})
-	m.etcdReachable = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.etcdReachable = f.NewGauge(prometheus.GaugeOpts{
 		Name: "weft_etcd_reachable", Help: "1 when the last etcd request succeeded, 0 otherwise.",
 	})
-	m.ready = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.ready = f.NewGauge(prometheus.GaugeOpts{
 		Name: "weft_ready", Help: "1 once the subnet file is written and the first reconcile is done.",
 	})
-	m.configErrors = prometheus.NewCounter(prometheus.CounterOpts{
+	m.configErrors = f.NewCounter(prometheus.CounterOpts{
 		Name: "weft_config_errors_total", Help: "Invalid network configs seen in etcd (the last good one stayed in force).",
 	})
-	for _, c := range []prometheus.Collector{
-		m.peers, m.reconciles, m.reconcileErrors, m.reconcileDuration, m.changes, m.driftRepairs,
-		m.leaseRenewals, m.leaseRecoveries, m.leaseClaims, m.members, m.etcdReachable, m.ready, m.configErrors,
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
-		f(c)
-	}
 	for _, op := range []string{"added", "updated", "removed"} {
 		m.changes.WithLabelValues(op)
 	}

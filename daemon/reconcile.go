@@ -147,10 +147,10 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	if complete {
 		d.saveSnapshot(foldGossip(base, peers))
 	}
-	if reason == "resync" && d.repairMasquerade() {
-		m.driftRepairs.Inc()
-	}
 	if reason == "resync" {
+		if d.repairMasquerade() {
+			m.driftRepairs.Inc()
+		}
 		d.mu.Lock()
 		wg := d.netCfg != nil && d.netCfg.Backend.Type == subnet.BackendWireGuard
 		d.mu.Unlock()

@@ -43,10 +43,7 @@ func (d *daemon) status() Status {
 		n.Subnet, n.IPv6Subnet, n.Epoch, n.LeaseExpiry = l.Subnet, l.IPv6Subnet, l.Epoch, l.Expiry
 	}
 	st := Status{Node: n, Peers: []PeerStatus{}, Members: []MemberStatus{}}
-	for _, p := range d.peers {
-		if p.Name == d.nodeName {
-			continue
-		}
+	for _, p := range d.peers { // Merge leaves this node out
 		st.Peers = append(st.Peers, PeerStatus{
 			Name: p.Name, Subnet: p.Subnet, IPv6Subnet: p.IPv6Subnet,
 			PublicIP: p.PublicIP, PublicIPv6: p.PublicIPv6, BackendData: p.Data,
