@@ -9,8 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -121,9 +122,8 @@ func parseBackend(raw json.RawMessage, b *BackendConfig) error {
 	}
 	// Keys of another backend type are errors even when their value is the
 	// zero value: they show a config written for another backend.
-	keys := sortedKeys(obj)
-	for _, k := range keys {
-		if k != "Type" && !contains(allowed, k) {
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		if k != "Type" && !slices.Contains(allowed, k) {
 			return fmt.Errorf("Backend.%s is not valid for backend type %s", k, typ)
 		}
 	}
@@ -228,8 +228,8 @@ func jsonKind(tok json.Token) string {
 // checkKeys rejects keys not in known, suggesting the right spelling when
 // only the case differs.
 func checkKeys(obj map[string]json.RawMessage, known []string, path string) error {
-	for _, k := range sortedKeys(obj) {
-		if contains(known, k) {
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		if slices.Contains(known, k) {
 			continue
 		}
 		for _, want := range known {
@@ -272,9 +272,6 @@ func decodePrefix(obj map[string]json.RawMessage, key string, dst *netip.Prefix)
 	if err != nil {
 		return fmt.Errorf("%s %q is not a valid CIDR (want an address and a prefix length, such as 10.244.0.0/16 or fd10:244::/56)", key, s)
 	}
-	if p.Addr().Zone() != "" {
-		return fmt.Errorf("%s %q must not have an IPv6 zone", key, s)
-	}
 	*dst = p
 	return nil
 }
@@ -299,24 +296,6 @@ func decodeAddr(obj map[string]json.RawMessage, key string, dst *netip.Addr) err
 
 func unknownBackendError(t string) error {
 	return fmt.Errorf("unknown backend type %q (want %s, %s or %s)", t, BackendVXLAN, BackendWireGuard, BackendHostGW)
-}
-
-func sortedKeys(m map[string]json.RawMessage) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // SetDefaults fills unset fields with their defaults: SubnetLen 24 (when
@@ -417,9 +396,6 @@ func (c *Config) Validate() error {
 
 func checkNetwork(key string, p netip.Prefix, v6 bool) error {
 	a := p.Addr()
-	if a.Zone() != "" {
-		return fmt.Errorf("%s %s must not have an IPv6 zone", key, p)
-	}
 	switch {
 	case !v6 && a.Is6():
 		return fmt.Errorf("Network %s is an IPv6 network: put it in IPv6Network", p)
@@ -501,7 +477,7 @@ func (b *BackendConfig) validate(ipv6 bool) error {
 		{"ListenPort", b.ListenPort != 0},
 		{"PersistentKeepalive", b.PersistentKeepalive != 0},
 	} {
-		if f.set && !contains(allowed, f.key) {
+		if f.set && !slices.Contains(allowed, f.key) {
 			return fmt.Errorf("Backend.%s is not valid for backend type %s", f.key, b.Type)
 		}
 	}

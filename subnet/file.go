@@ -64,7 +64,8 @@ func (f *SubnetFile) Marshal() []byte {
 // to write a file that [ParseSubnetFile] would reject.
 func WriteSubnetFile(path string, f *SubnetFile) error {
 	// Never install a file that the readers (the CNI plugin) reject.
-	if _, err := ParseSubnetFile(f.Marshal()); err != nil {
+	data := f.Marshal()
+	if _, err := ParseSubnetFile(data); err != nil {
 		return fmt.Errorf("refusing to write an invalid subnet file: %w", err)
 	}
 	dir := filepath.Dir(path)
@@ -76,7 +77,7 @@ func WriteSubnetFile(path string, f *SubnetFile) error {
 		return fmt.Errorf("create temporary subnet file: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(f.Marshal()); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write subnet file: %w", err)
 	}

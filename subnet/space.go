@@ -4,7 +4,9 @@
 package subnet
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -227,7 +229,7 @@ func ParseKeyName(name string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("lease key %q is not <address>-<prefix length>", name)
 	}
 	p, err := netip.ParsePrefix(name[:i] + "/" + name[i+1:])
-	if err != nil || p.Masked() != p || p.Addr().Zone() != "" {
+	if err != nil || p.Masked() != p {
 		return netip.Prefix{}, fmt.Errorf("lease key %q does not name a subnet", name)
 	}
 	return p, nil
@@ -238,20 +240,13 @@ type u128 struct{ hi, lo uint64 }
 
 func toU128(a netip.Addr) u128 {
 	b := a.As16()
-	var u u128
-	for i := 0; i < 8; i++ {
-		u.hi = u.hi<<8 | uint64(b[i])
-		u.lo = u.lo<<8 | uint64(b[i+8])
-	}
-	return u
+	return u128{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:])}
 }
 
 func (u u128) addr(v4 bool) netip.Addr {
 	var b [16]byte
-	for i := 0; i < 8; i++ {
-		b[7-i] = byte(u.hi >> (8 * i))
-		b[15-i] = byte(u.lo >> (8 * i))
-	}
+	binary.BigEndian.PutUint64(b[:8], u.hi)
+	binary.BigEndian.PutUint64(b[8:], u.lo)
 	a := netip.AddrFrom16(b)
 	if v4 {
 		return a.Unmap()
@@ -260,21 +255,15 @@ func (u u128) addr(v4 bool) netip.Addr {
 }
 
 func (u u128) add(v u128) u128 {
-	lo := u.lo + v.lo
-	carry := uint64(0)
-	if lo < u.lo {
-		carry = 1
-	}
-	return u128{hi: u.hi + v.hi + carry, lo: lo}
+	lo, carry := bits.Add64(u.lo, v.lo, 0)
+	hi, _ := bits.Add64(u.hi, v.hi, carry)
+	return u128{hi: hi, lo: lo}
 }
 
 func (u u128) sub(v u128) u128 {
-	lo := u.lo - v.lo
-	borrow := uint64(0)
-	if u.lo < v.lo {
-		borrow = 1
-	}
-	return u128{hi: u.hi - v.hi - borrow, lo: lo}
+	lo, borrow := bits.Sub64(u.lo, v.lo, 0)
+	hi, _ := bits.Sub64(u.hi, v.hi, borrow)
+	return u128{hi: hi, lo: lo}
 }
 
 func (u u128) shl(n int) u128 {

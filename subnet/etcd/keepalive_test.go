@@ -52,7 +52,7 @@ func TestKeepAliveRevoked(t *testing.T) {
 	cfg := mustParse(t, `{"Network": "10.244.0.0/16", "IPv6Network": "fd10:244::/56"}`)
 	var ls []*subnet.Lease
 	for _, name := range []string{"a", "b", "c"} {
-		l, err := s.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record(name), TTL: time.Hour})
+		l, err := s.Claim(ctxT(t, 10*time.Second), subnetClaim(cfg, name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,16 +101,24 @@ func TestKeepAliveRevoked(t *testing.T) {
 	checkNoStoreGoroutines(t)
 }
 
-func TestKeepAliveRebindsOwnKey(t *testing.T) {
-	s := newStore(t)
-	cfg := mustParse(t, `{"Network": "10.244.0.0/16"}`)
-	a, err := s.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("a"), TTL: time.Hour})
+// claimAndHold claims req's lease and runs its KeepAlive from a sibling
+// store until that holds the lease.
+func claimAndHold(t *testing.T, s *Store, req subnet.ClaimRequest) (*subnet.Lease, *keepAliveRun, chan struct{}) {
+	t.Helper()
+	a, err := s.Claim(ctxT(t, 10*time.Second), req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st, held := holding(t, s)
 	k := runKeepAlive(t, st, a)
 	waitHold(t, held)
+	return a, k, held
+}
+
+func TestKeepAliveRebindsOwnKey(t *testing.T) {
+	s := newStore(t)
+	cfg := mustParse(t, `{"Network": "10.244.0.0/16"}`)
+	a, k, held := claimAndHold(t, s, subnetClaim(cfg, "a"))
 
 	// Our key loses its etcd lease (written back without one, as a
 	// restore from backup might): KeepAlive re-binds it to a new lease.
@@ -152,13 +160,7 @@ func TestKeepAliveRebindsOwnKey(t *testing.T) {
 func TestKeepAliveNeverOverwritesOthers(t *testing.T) {
 	s := newStore(t)
 	cfg := mustParse(t, `{"Network": "10.244.0.0/16"}`)
-	a, err := s.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("a"), TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, held := holding(t, s)
-	k := runKeepAlive(t, st, a)
-	waitHold(t, held)
+	a, k, _ := claimAndHold(t, s, subnetClaim(cfg, "a"))
 
 	// An operator evicts a, and another node claims the subnet at once.
 	if _, err := s.Evict(ctxT(t, 10*time.Second), "a"); err != nil {
@@ -192,13 +194,7 @@ func TestKeepAliveEtcdRestart(t *testing.T) {
 	// A short TTL, so that the outage outlasts it and the test can wait
 	// out several TTLs after the restart.
 	const ttl = 4 * time.Second
-	a, err := s.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("a"), TTL: ttl})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, held := holding(t, s)
-	k := runKeepAlive(t, st, a)
-	waitHold(t, held)
+	a, k, _ := claimAndHold(t, s, subnet.ClaimRequest{Config: cfg, Record: record("a"), TTL: ttl})
 	// A watcher rides out the outage too.
 	w, stopWatch := runWatch(t, sibling(t, s))
 	waitView(t, s, w)
@@ -241,7 +237,7 @@ func TestKeepAliveEtcdRestart(t *testing.T) {
 		t.Errorf("%d lease keys, want 1", n)
 	}
 	// The watcher sees a change made after the restart.
-	if _, err := s.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("b"), TTL: time.Hour}); err != nil {
+	if _, err := s.Claim(ctxT(t, 10*time.Second), subnetClaim(cfg, "b")); err != nil {
 		t.Fatal(err)
 	}
 	if v := waitView(t, s, w); len(v.Leases) != 2 {

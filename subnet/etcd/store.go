@@ -26,7 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -275,13 +275,8 @@ func leasesOf(entries map[netip.Prefix]*entry) []subnet.Lease {
 		}
 		out = append(out, leaseOf(e, six))
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i].Primary(), out[j].Primary()
-		if a.Addr().Is4() != b.Addr().Is4() {
-			return a.Addr().Is4()
-		}
-		return a.Addr().Less(b.Addr())
-	})
+	// Addr.Compare puts IPv4 before IPv6.
+	slices.SortFunc(out, func(a, b subnet.Lease) int { return a.Primary().Addr().Compare(b.Primary().Addr()) })
 	return out
 }
 
@@ -306,16 +301,11 @@ func leaseOf(e, six *entry) subnet.Lease {
 
 // GetConfig reads and validates the network config.
 func (s *Store) GetConfig(ctx context.Context) (*subnet.Config, error) {
-	cctx, cancel := s.call(ctx)
-	defer cancel()
-	resp, err := s.c.Get(cctx, s.ConfigKey())
+	raw, err := s.GetConfigRaw(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read network config from etcd: %w", err)
+		return nil, err
 	}
-	if len(resp.Kvs) == 0 {
-		return nil, s.noConfig()
-	}
-	return s.parseConfig(resp.Kvs[0].Value)
+	return s.parseConfig(raw)
 }
 
 func (s *Store) noConfig() error {

@@ -58,12 +58,7 @@ func (s *Store) watchLeasesOnce(ctx context.Context, fn func(subnet.View), bo *b
 		return fmt.Errorf("list leases: %w", err)
 	}
 	// Parsed once per change, not once per view.
-	entries := map[netip.Prefix]*entry{}
-	for _, kv := range resp.Kvs {
-		if e, ok := s.parseEntry(kv); ok {
-			entries[e.subnet] = e
-		}
-	}
+	entries := s.snapshotOf(resp.Header.Revision, resp.Kvs, nil).leases
 	rev := resp.Header.Revision
 	view := func() subnet.View {
 		return subnet.View{Leases: leasesOf(entries), Complete: true, Revision: rev}

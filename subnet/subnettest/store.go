@@ -17,7 +17,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -139,26 +139,24 @@ func (s *Store) configLocked() (*subnet.Config, error) {
 // WatchConfig calls fn with the config now and after every SetConfig,
 // until ctx is done.
 func (s *Store) WatchConfig(ctx context.Context, fn func(*subnet.Config, error)) error {
+	s.mu.Lock()
+	c, err := s.configLocked()
+	ch := s.changed
+	s.mu.Unlock()
+	fn(c, err)
 	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+		}
 		s.mu.Lock()
-		c, err := s.configLocked()
-		ch := s.changed
+		nc, nerr := s.configLocked()
+		ch = s.changed
 		s.mu.Unlock()
-		fn(c, err)
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-ch:
-			}
-			s.mu.Lock()
-			nc, nerr := s.configLocked()
-			ch = s.changed
-			s.mu.Unlock()
-			if !sameConfig(c, err, nc, nerr) {
-				c, err = nc, nerr
-				fn(c, err)
-			}
+		if !sameConfig(c, err, nc, nerr) {
+			c, err = nc, nerr
+			fn(c, err)
 		}
 	}
 }
@@ -323,13 +321,8 @@ func (s *Store) viewLocked() subnet.View {
 	for _, l := range s.leases {
 		v.Leases = append(v.Leases, l)
 	}
-	sort.Slice(v.Leases, func(i, j int) bool {
-		a, b := v.Leases[i].Primary(), v.Leases[j].Primary()
-		if a.Addr().Is4() != b.Addr().Is4() {
-			return a.Addr().Is4()
-		}
-		return a.Addr().Less(b.Addr())
-	})
+	// Addr.Compare puts IPv4 before IPv6.
+	slices.SortFunc(v.Leases, func(a, b subnet.Lease) int { return a.Primary().Addr().Compare(b.Primary().Addr()) })
 	return v
 }
 

@@ -143,13 +143,6 @@ func (s *Server) Restart() error {
 	return s.start()
 }
 
-// Running reports whether the server is started.
-func (s *Server) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.e != nil
-}
-
 // Client returns a new client of the server (plain HTTP servers only;
 // for TLS build one with the project's client code). The caller closes
 // it.
