@@ -416,21 +416,19 @@ func breakdown(t *testing.T, e *testEnv, pod *backendtest.NS, variant string) {
 		}
 	}
 	desc := map[string]string{
-		"exec":                  "fork, exec, Go runtime start and package init, until the plugin's package initialises",
-		"exit":                  "the rest of the wall time: skel's netns check after ADD, process exit, the parent's wait",
-		"skel":                  "main and skel: read the environment and stdin, check the config's version",
-		"parse":                 "decode and check the network config",
-		"subnet-file":           "open the netns, read the subnet file",
-		"bridge":                "open two netlink sockets, read the forwarding sysctls (written only when off), ensure the bridge (1 get, 1 address dump)",
-		"ipam (parallel)":       "flock, read the store, write and rename the record, unlock; runs beside bridge+veth, not in the total",
-		"ipam fsync (parallel)": "fsync of the new record after the unlock; runs beside the pod's configuration, not in the total",
-		"veth":                  "one request creates the pair up, on the bridge, its peer in the pod; one sets alias and hairpin",
-		"ipam wait":             "wait for the allocation after the veth is made",
-		"pod socket":            "open a netlink socket in the pod's namespace (setns there and back)",
-		"container":             "one batch in the pod: link up, addresses, default routes",
-		"result":                "build and encode the result",
-		"fsync wait":            "wait for the record's fsync (if still running), then print the result",
-		"cleanup":               "close the sockets and the pod's namespace",
+		"exec":            "fork, exec, Go runtime start and package init, until the plugin's package initialises",
+		"exit":            "the rest of the wall time: skel's netns check after ADD, process exit, the parent's wait",
+		"skel":            "main and skel: read the environment and stdin, check the config's version",
+		"parse":           "decode and check the network config",
+		"subnet-file":     "open the netns, read the subnet file",
+		"bridge":          "open two netlink sockets, read the forwarding sysctls (written only when off), ensure the bridge (1 get, 1 address dump)",
+		"ipam (parallel)": "flock, read the store, write and rename the record, unlock; runs beside bridge+veth, not in the total",
+		"veth":            "one request creates the pair up, on the bridge, its peer in the pod; one sets alias and hairpin",
+		"ipam wait":       "wait for the allocation after the veth is made",
+		"pod socket":      "open a netlink socket in the pod's namespace (setns there and back)",
+		"container":       "one batch in the pod: link up, addresses, default routes",
+		"result":          "build, encode and print the result",
+		"cleanup":         "close the sockets and the pod's namespace",
 	}
 	fmt.Printf("BENCH| weft ADD direct exec, median, %s | %.2f ms | - | %d runs of the test build without libcni; steps below are medians\n", variant, ms(quantile(walls, 0.5)), n)
 	fmt.Printf("BENCH| empty static Go program, run to exit, median, %s | %.2f ms | - | the per-process floor of any Go plugin (weft: 1 process per ADD, bridge+host-local: 2)\n", variant, ms(emptyGoFloor(t, e)))

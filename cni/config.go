@@ -11,10 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/utils"
 
 	"github.com/weftnet/weft/subnet"
 )
@@ -56,8 +56,6 @@ func (e *ConfigError) Error() string {
 	}
 	return fmt.Sprintf("invalid network config: key %q: %s", e.Key, e.Msg)
 }
-
-var netNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
 
 // ParseConfig decodes a network configuration as the runtime passes it on
 // stdin. Unknown keys are ignored; a known key of the wrong type or with a
@@ -119,7 +117,9 @@ func (c *Config) validate() error {
 	if c.Name == "" {
 		return &ConfigError{Key: "name", Msg: "missing"}
 	}
-	if !netNameRE.MatchString(c.Name) || len(c.Name) > 200 {
+	// skel already compiled the CNI library's name pattern; compiling our
+	// own copy would cost every plugin process at start-up.
+	if utils.ValidateNetworkName(c.Name) != nil || len(c.Name) > 200 {
 		return &ConfigError{Key: "name", Msg: fmt.Sprintf("%q is not a valid network name (letters, digits, _ . -)", c.Name)}
 	}
 	if !filepath.IsAbs(c.SubnetFile) {
@@ -159,7 +159,7 @@ func ValidIfName(name string) error {
 		return fmt.Errorf("interface name %q is longer than 15 bytes", name)
 	case name == "." || name == "..":
 		return fmt.Errorf("interface name %q is not allowed", name)
-	case strings.ContainsAny(name, "/: \t\n\x00"):
+	case strings.ContainsAny(name, "/: \t\n\v\f\r\x00"): // the kernel's isspace, and NUL
 		return fmt.Errorf("interface name %q contains '/', ':' or white space", name)
 	}
 	return nil

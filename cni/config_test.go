@@ -5,6 +5,7 @@ package cni
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -53,6 +54,7 @@ func TestParseConfig(t *testing.T) {
 		{"gateway number", `{"name":"n","isDefaultGateway":1}`, nil, `key "isDefaultGateway": want true or false`},
 		{"bridge long", `{"name":"n","bridge":"abcdefghijklmnop"}`, nil, `key "bridge": interface name "abcdefghijklmnop" is longer than 15 bytes`},
 		{"bridge slash", `{"name":"n","bridge":"a/b"}`, nil, `key "bridge"`},
+		{"bridge carriage return", `{"name":"n","bridge":"br\r"}`, nil, `key "bridge"`},
 		{"bridge like a veth", `{"name":"n","bridge":"weft0123abcd"}`, nil, `key "bridge"`},
 		{"dataDir relative", `{"name":"n","dataDir":"data"}`, nil, `key "dataDir": "data" is not an absolute path`},
 		{"subnetFile number", `{"name":"n","subnetFile":3}`, nil, `key "subnetFile": want a string`},
@@ -103,7 +105,9 @@ func TestHostVethName(t *testing.T) {
 }
 
 // FuzzParseConfig feeds arbitrary documents to ParseConfig: it must never
-// panic, and whatever it accepts must be valid.
+// panic, and whatever it accepts must be safe to use: the store directory
+// directly below dataDir, a bridge name the kernel takes and GC never
+// mistakes for a pod's veth.
 func FuzzParseConfig(f *testing.F) {
 	for _, s := range []string{
 		`{"cniVersion":"1.1.0","name":"weftnet","type":"weft"}`,
@@ -124,10 +128,10 @@ func FuzzParseConfig(f *testing.F) {
 			}
 			return
 		}
-		if err := c.validate(); err != nil {
-			t.Fatalf("accepted an invalid config: %v", err)
+		if d := filepath.Dir(c.StoreDir()); d != filepath.Clean(c.DataDir) {
+			t.Fatalf("accepted name %q: the store directory %s is not directly below dataDir %s", c.Name, c.StoreDir(), c.DataDir)
 		}
-		if ValidIfName(c.Bridge) != nil || c.StoreDir() == "" {
+		if ValidIfName(c.Bridge) != nil || isHostVethName(c.Bridge) {
 			t.Fatalf("accepted bridge %q", c.Bridge)
 		}
 	})

@@ -4,7 +4,6 @@
 package cni
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -117,11 +116,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		created bool
 		err     error
 	}
-	// The record's fsync happens after the lock is released (concurrent
-	// ADDs do not queue behind the disk) and beside the container's
-	// configuration; ADD succeeds only once it is done.
 	allocated := make(chan allocation, 1)
-	synced := make(chan error, 1)
 	go func() {
 		start := time.Now()
 		var a allocation
@@ -129,10 +124,8 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		if err != nil {
 			a.err = err
 			allocated <- a
-			synced <- nil
 			return
 		}
-		st.DeferSync()
 		a.rec, a.created, a.err = st.Allocate(args.ContainerID, args.IfName, pools(sf))
 		st.Close()
 		traceDuration("ipam (parallel)", time.Since(start))
@@ -140,9 +133,6 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 			testHook("AFTER_ALLOC")
 		}
 		allocated <- a
-		start = time.Now()
-		synced <- st.SyncWritten()
-		traceDuration("ipam fsync (parallel)", time.Since(start))
 	}()
 	host, err := p.prepareHost(c, sf, mtu, args, podNS)
 	a := <-allocated
@@ -177,8 +167,6 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	traceStep("container")
-	// Encode the result while the record's fsync may still run; print it
-	// only once the record is on disk.
 	res.CNIVersion = current.ImplementedSpecVersion
 	res.Interfaces[0] = &current.Interface{Name: host.veth, Mac: host.mac.String()}
 	res.Interfaces[1].Sandbox = args.Netns
@@ -190,17 +178,11 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if r, ok := out.(*current.Result); ok {
 		r.CNIVersion = c.CNIVersion // 1.0.0 and 1.1.0 share a type; Convert keeps the version
 	}
-	var buf bytes.Buffer
-	if err := out.PrintTo(&buf); err != nil {
-		return cniErr(types.ErrInternal, "encode result: %v", err)
+	if err := out.Print(); err != nil {
+		return cniErr(types.ErrInternal, "print result: %v", err)
 	}
 	traceStep("result")
-	if err := <-synced; err != nil {
-		return cniErr(types.ErrIOFailure, "%v", err)
-	}
-	traceStep("fsync wait")
-	_, err = os.Stdout.Write(buf.Bytes())
-	return err
+	return nil
 }
 
 // openNetNS opens a network namespace file (CNI_NETNS) and checks that it
@@ -491,14 +473,20 @@ func configureContainer(c *Config, sf *subnet.SubnetFile, rec ipam.Record, hs *h
 // release deletes the IPAM record of an attachment, logging a failure (the
 // caller is already returning an error).
 func (p *Plugin) release(c *Config, containerID, ifname string) {
-	st, err := ipam.Open(c.StoreDir())
-	if err == nil {
-		_, _, err = st.Release(containerID, ifname)
-		st.Close()
-	}
-	if err != nil {
+	if err := releaseRecord(c, containerID, ifname); err != nil {
 		p.log().WithError(err).WithField("container", containerID).Warn("release address after a failed ADD")
 	}
+}
+
+// releaseRecord deletes the IPAM record of an attachment; none is no error.
+func releaseRecord(c *Config, containerID, ifname string) error {
+	st, err := ipam.Open(c.StoreDir())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	_, _, err = st.Release(containerID, ifname)
+	return err
 }
 
 // Del implements CNI DEL: remove the host veth (which removes its peer in
@@ -513,12 +501,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err := deleteHostVeth(args.ContainerID, args.IfName); err != nil {
 		errs = append(errs, err.Error())
 	}
-	st, err := ipam.Open(c.StoreDir())
-	if err == nil {
-		_, _, err = st.Release(args.ContainerID, args.IfName)
-		st.Close()
-	}
-	if err != nil {
+	if err := releaseRecord(c, args.ContainerID, args.IfName); err != nil {
 		errs = append(errs, err.Error())
 	}
 	if len(errs) > 0 {

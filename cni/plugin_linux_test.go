@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -383,7 +385,7 @@ func TestChainingPortmap(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(debianCNIDir, "portmap")); err != nil {
 		t.Skipf("skipping: %s/portmap missing (apt-get install containernetworking-plugins iptables)", debianCNIDir)
 	}
-	if _, err := lookPath("iptables"); err != nil {
+	if _, err := exec.LookPath("iptables"); err != nil {
 		t.Skip("skipping: portmap needs iptables (apt-get install iptables)")
 	}
 	v4only := defaultSubnet
@@ -496,7 +498,7 @@ func TestGCAndStatus(t *testing.T) {
 		t.Errorf("%d records after GC, want 2", n)
 	}
 	wantLinks := []string{cni.HostVethName(rts[0].ContainerID, "eth0"), cni.HostVethName(rts[1].ContainerID, "eth0")}
-	if diff := cmp.Diff(sorted(wantLinks), e.links()); diff != "" {
+	if diff := cmp.Diff(slices.Sorted(slices.Values(wantLinks)), e.links()); diff != "" {
 		t.Errorf("links after GC (-want +got):\n%s", diff)
 	}
 	if err := e.check(l, rts[0]); err != nil {
@@ -538,18 +540,6 @@ func TestGCAndStatus(t *testing.T) {
 	bad := e.confList("1.1.0", e.weftConf(map[string]any{"dataDir": blocker}))
 	err = e.inNode(func() error { return e.cni.GetStatusNetworkList(ctx, bad) })
 	assertCode(t, err, types.ErrPluginNotAvailable, "data directory")
-}
-
-func sorted(s []string) []string {
-	out := append([]string(nil), s...)
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
 }
 
 // TestOlderVersions runs ADD, CHECK (from 0.4.0, where it exists) and DEL

@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/cni/ipam"
 )
 
 // This file is a minimal rtnetlink client for ADD's writes. The netlink
@@ -387,7 +389,7 @@ func (bt *batch) addAddr(index int32, p netip.Prefix, what string) {
 	bt.attr(unix.IFA_LOCAL, ip)
 	bt.attr(unix.IFA_ADDRESS, ip)
 	if p.Addr().Is4() && p.Bits() < 31 {
-		bt.attr(unix.IFA_BROADCAST, lastAddrOf(p).AsSlice())
+		bt.attr(unix.IFA_BROADCAST, ipam.LastAddr(p).AsSlice())
 	}
 	bt.end(m)
 }
@@ -413,14 +415,4 @@ func (bt *batch) addRoute(index int32, dst netip.Prefix, gw netip.Addr, what str
 	bt.attr(unix.RTA_GATEWAY, gw.AsSlice())
 	bt.attrU32(unix.RTA_OIF, uint32(index))
 	bt.end(m)
-}
-
-// lastAddrOf returns the highest address of p (the IPv4 broadcast).
-func lastAddrOf(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 1 << (7 - i%8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }

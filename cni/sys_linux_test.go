@@ -6,7 +6,6 @@ package cni_test
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"runtime"
 	"testing"
 
@@ -16,8 +15,6 @@ import (
 
 	"github.com/weftnet/weft/backend/backendtest"
 )
-
-func lookPath(name string) (string, error) { return exec.LookPath(name) }
 
 // removablePodNS creates a named network namespace that the test may remove
 // itself with removeNS; it is removed at cleanup if still there. It returns

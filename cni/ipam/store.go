@@ -14,11 +14,15 @@
 //	.tmp-*                             temporary files; leftovers are removed
 //
 // The addresses are part of a record's file name, so finding the addresses
-// in use is a single directory read. A record is written to a temporary file,
-// synced and renamed into place, so a crash leaves the record either complete
-// or absent. A record whose name or content cannot be
-// read is ignored for lookups but its addresses stay reserved until a
-// release or GC removes it, so a damaged file never blocks a DEL.
+// in use is a single directory read, and allocation, release and GC read
+// nothing else: the record's content (its container ID and interface) is
+// for people. A record is written to a temporary file and renamed into
+// place, so a killed plugin leaves it either complete or absent. Records
+// are not fsynced: a power cut ends every pod on the node, and a record it
+// leaves empty still reserves its addresses until DEL or GC removes it. A
+// record whose name or content cannot be read is ignored for lookups but
+// its addresses stay reserved until a release or GC removes it, so a
+// damaged file never blocks a DEL.
 package ipam
 
 import (
@@ -142,11 +146,6 @@ func (r Record) Marshal() []byte {
 type Store struct {
 	dir  string
 	lock *os.File
-	sync bool
-	// deferSync: write leaves the record's fsync to SyncWritten, which
-	// may run after Close (outside the lock).
-	deferSync bool
-	written   *os.File // the record written last, not yet synced
 }
 
 // Open creates dir if needed and takes its exclusive lock, blocking until
@@ -169,11 +168,10 @@ func Open(dir string) (*Store, error) {
 		f.Close()
 		return nil, fmt.Errorf("lock ipam store %s: %w", dir, err)
 	}
-	return &Store{dir: dir, lock: f, sync: true}, nil
+	return &Store{dir: dir, lock: f}, nil
 }
 
-// Close releases the lock. A record written with [Store.DeferSync] still
-// needs [Store.SyncWritten].
+// Close releases the lock.
 func (s *Store) Close() error {
 	if s.lock == nil {
 		return nil
@@ -181,37 +179,6 @@ func (s *Store) Close() error {
 	err := s.lock.Close() // closing the last descriptor drops the flock
 	s.lock = nil
 	return err
-}
-
-// DeferSync makes the next record written be renamed into place without
-// waiting for its fsync; [Store.SyncWritten] does the fsync, typically
-// after [Store.Close] so that other processes do not wait for the disk
-// under the lock. The record is visible to them as soon as it is renamed.
-//
-// This weakens nothing the store relies on: a record's name alone carries
-// its key and addresses, which is all allocation, release and GC read. A
-// power cut before the fsync can leave the record empty (or, as with an
-// fsync before the rename, absent: the directory is never synced), and an
-// empty record still reserves its addresses until DEL or GC removes it.
-// A killed process loses nothing: the data is in the page cache.
-func (s *Store) DeferSync() { s.deferSync = true }
-
-// SyncWritten flushes the record written under [Store.DeferSync] to disk.
-// It is a no-op when there is none.
-func (s *Store) SyncWritten() error {
-	f := s.written
-	if f == nil {
-		return nil
-	}
-	s.written = nil
-	err := f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync ipam record: %w", err)
-	}
-	return nil
 }
 
 // scan lists the record entries, removing temporary files left by a crashed
@@ -328,11 +295,12 @@ func Gateway(pool netip.Prefix) netip.Addr {
 // Reserved reports whether ip is never handed out from pool: the network
 // address, the gateway and, for IPv4, the broadcast address.
 func Reserved(ip netip.Addr, pool netip.Prefix) bool {
-	return ip == pool.Masked().Addr() || ip == Gateway(pool) || (ip.Is4() && ip == lastAddr(pool))
+	return ip == pool.Masked().Addr() || ip == Gateway(pool) || (ip.Is4() && ip == LastAddr(pool))
 }
 
-// lastAddr returns the highest address of p.
-func lastAddr(p netip.Prefix) netip.Addr {
+// LastAddr returns the highest address of p (for IPv4, the broadcast
+// address).
+func LastAddr(p netip.Prefix) netip.Addr {
 	b := p.Masked().Addr().AsSlice()
 	for i := p.Bits(); i < len(b)*8; i++ {
 		b[i/8] |= 1 << (7 - i%8)
@@ -348,7 +316,7 @@ const maxProbe = 1 << 16
 // pick returns the first free address of pool after the last one handed out.
 func (s *Store) pick(pool netip.Prefix, lastFile string, used map[netip.Addr]bool) (netip.Addr, error) {
 	first := pool.Masked().Addr()
-	last := lastAddr(pool)
+	last := LastAddr(pool)
 	start := s.readLast(lastFile)
 	if !pool.Contains(start) {
 		start = first
@@ -414,29 +382,19 @@ func (s *Store) writeLast(name string, ip netip.Addr) {
 // address in text (39 characters), padding, a newline.
 const lastWidth = 48
 
-// write stores r atomically: temporary file, fsync, rename. A process
-// killed at any point leaves the record complete or absent. The directory
-// is not synced: a rename lost to a power cut loses the record of a pod
-// that did not survive the power cut either. With deferSync the fsync is
-// left to SyncWritten.
+// write stores r atomically: temporary file, then rename. A process killed
+// at any point leaves the record complete or absent.
 func (s *Store) write(r Record) error {
 	tmp, err := os.CreateTemp(s.dir, tmpPrefix)
 	if err != nil {
 		return fmt.Errorf("create ipam record: %w", err)
 	}
 	_, err = tmp.Write(r.Marshal())
-	if err == nil && s.sync && !s.deferSync {
-		err = tmp.Sync()
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), filepath.Join(s.dir, r.FileName()))
-	}
-	if err == nil && s.sync && s.deferSync {
-		s.written = tmp // SyncWritten syncs and closes it
-		return nil
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
 	}
 	if err != nil {
 		os.Remove(tmp.Name())

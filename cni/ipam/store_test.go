@@ -22,7 +22,6 @@ func open(t *testing.T, dir string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.sync = false // tests do not need power-loss safety
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -241,7 +240,6 @@ func TestConcurrentStores(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				s.sync = false
 				id := fmt.Sprintf("w%d-%d", w, i)
 				r, _, err := s.Allocate(id, "eth0", p)
 				s.Close()
@@ -311,16 +309,15 @@ func FuzzIPAMRecord(f *testing.F) {
 	})
 }
 
-// TestDeferSync writes a record whose fsync is left for after the lock: it
-// is in place (visible to the next holder of the lock) before SyncWritten,
-// and SyncWritten then succeeds once and is a no-op after.
-func TestDeferSync(t *testing.T) {
+// TestRecordHandedOver writes a record and releases the lock: the next
+// holder sees it, does not hand its address out again, and its file holds
+// the record.
+func TestRecordHandedOver(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.DeferSync()
 	p := Pools{V4: netip.MustParsePrefix("10.244.3.1/24")}
 	r, created, err := s.Allocate("ctr-a", "eth0", p)
 	if err != nil || !created {
@@ -332,21 +329,12 @@ func TestDeferSync(t *testing.T) {
 	other := open(t, dir)
 	got, ok, err := other.Get("ctr-a", "eth0")
 	if err != nil || !ok || got != r {
-		t.Fatalf("record before the deferred sync: %+v %v %v, want %+v", got, ok, err, r)
+		t.Fatalf("record seen by the next holder: %+v %v %v, want %+v", got, ok, err, r)
 	}
 	if r2 := alloc(t, other, "ctr-b", p); r2.IPv4 == r.IPv4 {
 		t.Fatalf("address %s handed out twice", r.IPv4)
 	}
 	other.Close()
-	if s.written == nil {
-		t.Fatal("no record pending its sync")
-	}
-	if err := s.SyncWritten(); err != nil {
-		t.Fatalf("SyncWritten: %v", err)
-	}
-	if err := s.SyncWritten(); err != nil {
-		t.Fatalf("second SyncWritten: %v", err)
-	}
 	data, err := os.ReadFile(filepath.Join(dir, r.FileName()))
 	if err != nil {
 		t.Fatal(err)
