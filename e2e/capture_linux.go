@@ -130,13 +130,6 @@ func (c *Capture) Stop() []Packet {
 	return c.packets
 }
 
-// Packets returns the packets seen so far.
-func (c *Capture) Packets() []Packet {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]Packet(nil), c.packets...)
-}
-
 func decodeEthernet(b []byte) (Packet, bool) {
 	etype := binary.BigEndian.Uint16(b[12:14])
 	b = b[14:]
@@ -234,18 +227,4 @@ func (p *Packet) VNI() int {
 		return -1
 	}
 	return int(p.Payload[4])<<16 | int(p.Payload[5])<<8 | int(p.Payload[6])
-}
-
-// waitFor polls cond every 20 ms until it returns true or timeout passes.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

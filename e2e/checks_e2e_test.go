@@ -6,6 +6,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/daemon"
 )
 
 // Checks shared by the backend tests (VXLAN, WireGuard): what a backend
@@ -128,14 +130,11 @@ func removeLeaseAndWait(t *testing.T, c *Cluster, gone *Node, rest []*Node, what
 				return nil
 			})
 			if err != nil {
-				st, _ := n.Status(ctx)
-				var peers []string
-				if st != nil {
-					for _, p := range st.Peers {
-						peers = append(peers, p.Name+"("+p.State+")")
-					}
+				peers := "unknown"
+				if st, err := n.Status(ctx); err == nil {
+					peers = peerStates(st)
 				}
-				t.Errorf("%v; its /status lists peers %v", err, peers)
+				t.Errorf("%v; its /status lists peers [%s]", err, peers)
 				return
 			}
 			t.Logf("%s: %s of %s gone %.0f ms after the lease was removed", n.Name, what, gone.Name, time.Since(start).Seconds()*1000)
@@ -146,9 +145,41 @@ func removeLeaseAndWait(t *testing.T, c *Cluster, gone *Node, rest []*Node, what
 
 // checkSubnetsKept fails the test if the node's IPv4 or IPv6 subnet differs
 // between two of its statuses; when says between which events.
-func checkSubnetsKept(t *testing.T, before, after *Status, when string) {
+func checkSubnetsKept(t *testing.T, before, after *daemon.Status, when string) {
 	t.Helper()
 	if after.Node.Subnet != before.Node.Subnet || after.Node.IPv6Subnet != before.Node.IPv6Subnet {
 		t.Errorf("subnets changed %s: %s %s → %s %s", when, before.Node.Subnet, before.Node.IPv6Subnet, after.Node.Subnet, after.Node.IPv6Subnet)
 	}
+}
+
+// peerStates renders st's peers for messages: name(state) separated by spaces.
+func peerStates(st *daemon.Status) string {
+	var s []string
+	for _, p := range st.Peers {
+		s = append(s, p.Name+"("+p.State+")")
+	}
+	return strings.Join(s, " ")
+}
+
+// waitStream waits (at most 10 s) until s has sent n echoes.
+func waitStream(s *Stream, n int64) {
+	deadline := time.Now().Add(10 * time.Second)
+	for s.sent.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stopEtcd stops the cluster's etcd and registers a cleanup that starts it
+// again unless the test did (Start is a no-op on a running etcd).
+func stopEtcd(t *testing.T, c *Cluster) error {
+	t.Helper()
+	if err := c.Etcd.Stop(); err != nil {
+		return err
+	}
+	t.Cleanup(func() {
+		if err := c.Etcd.Start(context.Background()); err != nil {
+			t.Errorf("restart etcd: %v", err)
+		}
+	})
+	return nil
 }

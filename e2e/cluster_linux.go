@@ -144,8 +144,6 @@ type Cluster struct {
 	// Etcd is the cluster's etcd process.
 	Etcd *Etcd
 
-	ownDir bool
-
 	// mu guards the following.
 	mu    sync.Mutex
 	nodes []*Node
@@ -231,18 +229,17 @@ func New(ctx context.Context, opts Options) (*Cluster, error) {
 		c.opts.DeviceSuffix = id
 	}
 	c.Dir = opts.Dir
+	ownDir := opts.RemoveDir
 	if c.Dir == "" {
 		c.Dir, err = os.MkdirTemp("", "weft-e2e-"+id+"-")
 		if err != nil {
 			return nil, fmt.Errorf("create cluster dir: %w", err)
 		}
-		c.ownDir = true
+		ownDir = true
 	} else if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create cluster dir: %w", err)
-	} else {
-		c.ownDir = opts.RemoveDir
 	}
-	c.state = State{ID: id, Dir: c.Dir, OwnDir: c.ownDir, Backend: opts.Backend}
+	c.state = State{ID: id, Dir: c.Dir, OwnDir: ownDir, Backend: opts.Backend}
 	if err := c.build(ctx); err != nil {
 		// The logs go with the directory: keep their ends in the error.
 		logs := c.Logs(30)
@@ -304,7 +301,7 @@ func (c *Cluster) build(ctx context.Context) error {
 		if i < len(c.opts.Segments) {
 			seg = c.opts.Segments[i]
 		}
-		n, err := c.addNode(seg)
+		n, err := c.AddNode(seg)
 		if err != nil {
 			return err
 		}
@@ -634,10 +631,6 @@ func (c *Cluster) Pods() []*Pod {
 // AddNode creates a node namespace on the given segment (0 or 1) and
 // plugs it in; it does not start weftd (see [Node.Start]).
 func (c *Cluster) AddNode(segment int) (*Node, error) {
-	return c.addNode(segment)
-}
-
-func (c *Cluster) addNode(segment int) (*Node, error) {
 	if segment == 1 && c.Router == nil {
 		return nil, errors.New("segment 1 needs the router (Options.Router or Options.Segments)")
 	}
@@ -676,38 +669,21 @@ func (c *Cluster) addNode(segment int) (*Node, error) {
 	if n.IPv6.IsValid() {
 		addrs = append(addrs, netip.PrefixFrom(n.IPv6, 64))
 	}
-	brNS, bridge, gw, gw6 := c.Underlay, "br0", netip.Addr{}, netip.Addr{}
+	// A default route makes the node look like a real host (weftd finds
+	// its interface from it). Through the router, segment 1 reaches etcd
+	// and the outside host on segment 0; without a router, the underlay
+	// namespace is a dead end for anything that is not on the segment.
+	brNS, bridge, gw, gw6 := c.Underlay, "br0", n.defaultGateway(), netip.Addr{}
 	if segment == 1 {
-		brNS, bridge, gw = *c.Router, "br1", segment1GW
+		brNS, bridge = *c.Router, "br1"
 		if c.ipv6() {
 			gw6 = segment1GW6
 		}
-	} else if c.Router != nil {
-		gw = RouterIP
-		if c.ipv6() {
-			gw6 = routerIP6
-		}
+	} else if c.Router != nil && c.ipv6() {
+		gw6 = routerIP6
 	}
 	if err := plugIn(brNS, bridge, fmt.Sprintf("n%d-%s", idx, c.ID), ns, "eth0", addrs, gw, gw6); err != nil {
 		return nil, err
-	}
-	if segment == 1 {
-		// The etcd and outside addresses are on segment 0: reachable via
-		// the router through the default route.
-	} else if c.Router == nil {
-		// A default route makes the node look like a real host (weftd
-		// finds its interface from it); the underlay namespace is a dead
-		// end for anything that is not on the segment.
-		err := ns.withHandle(func(h *netlink.Handle) error {
-			l, err := h.LinkByName("eth0")
-			if err != nil {
-				return err
-			}
-			return h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: underlayGW.AsSlice()})
-		})
-		if err != nil {
-			return nil, fmt.Errorf("default route on %s: %w", name, err)
-		}
 	}
 	c.mu.Lock()
 	c.nodes = append(c.nodes, n)
@@ -805,7 +781,7 @@ func Teardown(s State) error {
 		if d == "" {
 			continue
 		}
-		sock := filepath.Join("/var/run/wireguard", d+".sock")
+		sock := uapiSocket(d)
 		if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove %s: %w", sock, err))
 		}
@@ -817,6 +793,9 @@ func Teardown(s State) error {
 	}
 	return errors.Join(errs...)
 }
+
+// uapiSocket is the UAPI socket of the userspace WireGuard device dev.
+func uapiSocket(dev string) string { return filepath.Join("/var/run/wireguard", dev+".sock") }
 
 // Weftctl runs weftctl with args in the underlay namespace, where etcd is
 // reachable, with --etcd-endpoints and --etcd-prefix set after the

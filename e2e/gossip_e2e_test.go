@@ -29,6 +29,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/daemon"
 	"github.com/weftnet/weft/subnet"
 	subnetetcd "github.com/weftnet/weft/subnet/etcd"
 )
@@ -115,65 +116,18 @@ func TestGossip(t *testing.T) {
 	})
 }
 
-// gossipStatus is the part of weftd's /status (daemon.Status) these tests
-// read; the library's [Status] does not carry the gossip fields.
-type gossipStatus struct {
-	Node struct {
-		Name          string       `json:"name"`
-		Subnet        netip.Prefix `json:"subnet"`
-		PublicIP      netip.Addr   `json:"publicIP"`
-		GossipAddr    string       `json:"gossipAddr"`
-		Epoch         int64        `json:"epoch"`
-		Version       uint64       `json:"version"`
-		EtcdReachable bool         `json:"etcdReachable"`
-	} `json:"node"`
-	Peers   []gossipPeerStatus `json:"peers"`
-	Members []struct {
-		Name  string    `json:"name"`
-		Addr  string    `json:"addr"`
-		State string    `json:"state"`
-		Since time.Time `json:"since"`
-	} `json:"members"`
-}
-
-type gossipPeerStatus struct {
-	Name        string             `json:"name"`
-	Subnet      netip.Prefix       `json:"subnet"`
-	PublicIP    netip.Addr         `json:"publicIP"`
-	BackendData subnet.BackendData `json:"backendData"`
-	Epoch       int64              `json:"epoch"`
-	Version     uint64             `json:"version"`
-	State       string             `json:"state"`
-	Since       time.Time          `json:"since"`
-	Source      string             `json:"source"`
-	Provisional bool               `json:"provisional"`
-}
-
-func getGossipStatus(ctx context.Context, n *Node) (*gossipStatus, error) {
-	st, err := n.Status(ctx)
-	if err != nil {
-		return nil, err
+// statusPeer returns the peer called name in st.
+func statusPeer(st *daemon.Status, name string) (daemon.PeerStatus, bool) {
+	i := slices.IndexFunc(st.Peers, func(p daemon.PeerStatus) bool { return p.Name == name })
+	if i < 0 {
+		return daemon.PeerStatus{}, false
 	}
-	var g gossipStatus
-	if err := json.Unmarshal(st.Raw, &g); err != nil {
-		return nil, fmt.Errorf("decode /status of %s: %w", n.Name, err)
-	}
-	return &g, nil
+	return st.Peers[i], true
 }
 
-// peer returns the peer called name in g.
-func (g *gossipStatus) peer(name string) (gossipPeerStatus, bool) {
-	for _, p := range g.Peers {
-		if p.Name == name {
-			return p, true
-		}
-	}
-	return gossipPeerStatus{}, false
-}
-
-// memberState returns the gossip state of member name in g ("" if absent).
-func (g *gossipStatus) memberState(name string) string {
-	for _, m := range g.Members {
+// memberState returns the gossip state of member name in st ("" if absent).
+func memberState(st *daemon.Status, name string) string {
+	for _, m := range st.Members {
 		if m.Name == name {
 			return m.State
 		}
@@ -181,25 +135,16 @@ func (g *gossipStatus) memberState(name string) string {
 	return ""
 }
 
-// peerStates renders g's peers for messages: name(state).
-func (g *gossipStatus) peerStates() string {
-	var s []string
-	for _, p := range g.Peers {
-		s = append(s, fmt.Sprintf("%s(%s)", p.Name, p.State))
-	}
-	return strings.Join(s, " ")
-}
-
 // checkGossipPeerState returns nil when observer's /status shows peer target in
 // state want.
 func checkGossipPeerState(ctx context.Context, observer, target *Node, want string) error {
-	g, err := getGossipStatus(ctx, observer)
+	g, err := observer.Status(ctx)
 	if err != nil {
 		return err
 	}
-	p, ok := g.peer(target.Name)
+	p, ok := statusPeer(g, target.Name)
 	if !ok {
-		return fmt.Errorf("%s lists no peer %s (peers: %s)", observer.Name, target.Name, g.peerStates())
+		return fmt.Errorf("%s lists no peer %s (peers: %s)", observer.Name, target.Name, peerStates(g))
 	}
 	if p.State != want {
 		return fmt.Errorf("%s sees %s %s, want %s", observer.Name, target.Name, p.State, want)
@@ -283,15 +228,11 @@ type gossipPeerID struct {
 
 func gossipIdentity(ctx context.Context, t *testing.T, n *Node) gossipPeerID {
 	t.Helper()
-	g, err := getGossipStatus(ctx, n)
-	if err != nil {
-		t.Fatal(err)
-	}
 	st, err := n.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return gossipPeerID{name: n.Name, subnet: g.Node.Subnet.Masked(), mac: st.Node.BackendData.VTEPMAC}
+	return gossipPeerID{name: n.Name, subnet: st.Node.Subnet.Masked(), mac: st.Node.BackendData.VTEPMAC}
 }
 
 // checkGossipRoutesKept returns an error unless every observer still has the
@@ -349,8 +290,8 @@ func testGossipKill(t *testing.T, nodes []*Node) {
 		// tell detection from polling.
 		var since []string
 		for _, o := range obs {
-			if g, err := getGossipStatus(ctx, o); err == nil {
-				if p, ok := g.peer(victim.Name); ok && !p.Since.IsZero() {
+			if g, err := o.Status(ctx); err == nil {
+				if p, ok := statusPeer(g, victim.Name); ok && !p.Since.IsZero() {
 					since = append(since, fmt.Sprintf("%s %s", o.Name, gossipMS(p.Since.Sub(start))))
 				}
 			}
@@ -529,8 +470,8 @@ func testGossipSplit(t *testing.T, nodes []*Node) {
 	}
 	// What the cut-off node thinks (its HTTP listener is on its own,
 	// downed, link; the kernel still answers local addresses).
-	if g, err := getGossipStatus(ctx, victim); err == nil {
-		t.Logf("%s after %s alone sees: %s", victim.Name, time.Since(start).Round(time.Second), g.peerStates())
+	if g, err := victim.Status(ctx); err == nil {
+		t.Logf("%s after %s alone sees: %s", victim.Name, time.Since(start).Round(time.Second), peerStates(g))
 	} else {
 		t.Logf("%s's /status not reachable while cut off: %v", victim.Name, err)
 	}
@@ -630,7 +571,7 @@ func gossipLogLines(n *Node, offset int64, msg string) []map[string]any {
 func gossipMemberSince(ctx context.Context, nodes []*Node) (map[string]time.Time, error) {
 	since := map[string]time.Time{}
 	for _, o := range nodes {
-		g, err := getGossipStatus(ctx, o)
+		g, err := o.Status(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -638,9 +579,9 @@ func gossipMemberSince(ctx context.Context, nodes []*Node) (map[string]time.Time
 			if n == o {
 				continue
 			}
-			p, ok := g.peer(n.Name)
+			p, ok := statusPeer(g, n.Name)
 			if !ok || p.State != "alive" {
-				return nil, fmt.Errorf("%s sees %s as %q (peers: %s)", o.Name, n.Name, p.State, g.peerStates())
+				return nil, fmt.Errorf("%s sees %s as %q (peers: %s)", o.Name, n.Name, p.State, peerStates(g))
 			}
 			since[o.Name+"→"+n.Name] = p.Since
 		}
@@ -811,12 +752,12 @@ func testGossipWrongKey(t *testing.T, c *Cluster, nodes []*Node, wrongKey string
 			logged := map[string]bool{}
 			for time.Since(start) < 20*time.Second {
 				for _, n := range nodes {
-					g, err := getGossipStatus(ctx, n)
+					g, err := n.Status(ctx)
 					if err != nil {
 						t.Fatal(err)
 					}
-					if p, ok := g.peer(n4.Name); ok && p.State == "alive" || g.memberState(n4.Name) == "alive" {
-						t.Fatalf("%s, with the %s, is alive in %s's /status (peers: %s)", n4.Name, tc.name, n.Name, g.peerStates())
+					if p, ok := statusPeer(g, n4.Name); ok && p.State == "alive" || memberState(g, n4.Name) == "alive" {
+						t.Fatalf("%s, with the %s, is alive in %s's /status (peers: %s)", n4.Name, tc.name, n.Name, peerStates(g))
 					}
 					for _, e := range gossipLogLines(n, offsets[n.Name], "gossip message rejected: wrong or missing gossip key") {
 						if strings.Contains(fmt.Sprint(e["from"]), n4.IP.String()) {
@@ -916,20 +857,12 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 		}
 		streams = append(streams, s)
 	}
-	gossipWaitStream(streams[0], 20)
+	waitStream(streams[0], 20)
 
 	start := time.Now()
-	if err := c.Etcd.Stop(); err != nil {
+	if err := stopEtcd(t, c); err != nil {
 		t.Fatal(err)
 	}
-	etcdBack := false
-	defer func() {
-		if !etcdBack {
-			if err := c.Etcd.Start(context.Background()); err != nil {
-				t.Errorf("restart etcd: %v", err)
-			}
-		}
-	}()
 	t.Logf("etcd stopped")
 
 	// node3 crashes and comes back on a new address while etcd is down.
@@ -939,12 +872,6 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	oldIP := n3.IP
 	newIP := netip.AddrFrom4([4]byte{198, 18, 0, byte(50 + n3.Index)})
 	if err := n3.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	// Keep the new address when the old (primary) one goes: without
-	// promote_secondaries the kernel deletes the secondaries of the same
-	// subnet with the primary (Node.ChangeIP adds first, then deletes).
-	if err := n3.NS.Sysctl("net/ipv4/conf/eth0/promote_secondaries", "1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := n3.ChangeIP(newIP); err != nil {
@@ -959,7 +886,7 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	}
 	ready := time.Now()
 	t.Logf("%s restarted on %s (was %s), ready %s after its start (%s after etcd stopped)", n3.Name, newIP, oldIP, gossipMS(ready.Sub(started)), gossipMS(ready.Sub(start)))
-	g3, err := getGossipStatus(ctx, n3)
+	g3, err := n3.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -977,11 +904,11 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 		go func() {
 			defer wg.Done()
 			err := Eventually(15*time.Second, 20*time.Millisecond, func() error {
-				g, err := getGossipStatus(ctx, o)
+				g, err := o.Status(ctx)
 				if err != nil {
 					return err
 				}
-				p, ok := g.peer(n3.Name)
+				p, ok := statusPeer(g, n3.Name)
 				if !ok || p.PublicIP != newIP || p.State != "alive" || p.Source != "gossip" {
 					return fmt.Errorf("%s sees %s as %+v, want alive at %s from gossip", o.Name, n3.Name, p, newIP)
 				}
@@ -1024,7 +951,7 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	unreachable := map[string]time.Duration{}
 	for time.Since(start) < gossipEtcdOutage {
 		for _, o := range []*Node{n1, n2} {
-			g, err := getGossipStatus(ctx, o)
+			g, err := o.Status(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1035,7 +962,7 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 			} else if time.Since(start) > probeLag {
 				t.Errorf("%s claims etcd is reachable %s after it stopped", o.Name, time.Since(start).Round(time.Second))
 			}
-			if p, ok := g.peer(n3.Name); !ok || p.PublicIP != newIP || p.State != "alive" {
+			if p, ok := statusPeer(g, n3.Name); !ok || p.PublicIP != newIP || p.State != "alive" {
 				t.Errorf("%s into the outage, %s sees %s as %+v", time.Since(start).Round(time.Second), o.Name, n3.Name, p)
 			}
 		}
@@ -1045,7 +972,6 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	if err := c.Etcd.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	etcdBack = true
 	back := time.Now()
 	t.Logf("etcd started again after %s", time.Since(start).Round(time.Second))
 
@@ -1060,7 +986,7 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 			if _, ok := reached[n.Name]; ok {
 				continue
 			}
-			g, err := getGossipStatus(ctx, n)
+			g, err := n.Status(ctx)
 			if err != nil {
 				return err
 			}
@@ -1138,11 +1064,11 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	// etcd again, still at the new address.
 	for _, o := range []*Node{n1, n2} {
 		err := Eventually(30*time.Second, 100*time.Millisecond, func() error {
-			g, err := getGossipStatus(ctx, o)
+			g, err := o.Status(ctx)
 			if err != nil {
 				return err
 			}
-			if p, ok := g.peer(n3.Name); !ok || p.PublicIP != newIP || p.Provisional {
+			if p, ok := statusPeer(g, n3.Name); !ok || p.PublicIP != newIP || p.Provisional {
 				return fmt.Errorf("%s sees %s as %+v after etcd returned", o.Name, n3.Name, p)
 			}
 			return checkGossipRoutesKept([]*Node{o}, id3, newIP)
@@ -1151,7 +1077,7 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 			t.Error(err)
 		}
 	}
-	gossipWaitStream(streams[0], streams[0].sent.Load()+50)
+	waitStream(streams[0], streams[0].sent.Load()+50)
 	r := stopAll()
 	t.Logf("pod traffic over the whole outage: %s → %s: %s; %s → %s: %s; %s → %s (re-addressed): %s",
 		p1.Name, p2.Name, r[0], p2.Name, p1.Name, r[1], p1.Name, p3.Name, r[2])
@@ -1162,14 +1088,6 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 
 func gossipAddrPort(ip netip.Addr, port int) string {
 	return netip.AddrPortFrom(ip, uint16(port)).String()
-}
-
-// gossipWaitStream waits (at most 10 s) until s has sent n echoes.
-func gossipWaitStream(s *Stream, n int64) {
-	deadline := time.Now().Add(10 * time.Second)
-	for s.sent.Load() < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func gossipMaxLearn(m *sync.Map) time.Duration {

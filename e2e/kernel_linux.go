@@ -33,11 +33,9 @@ type Kernel struct {
 
 // KernelRoute is one route: destination, gateway and output device.
 type KernelRoute struct {
-	Dst  netip.Prefix
-	Gw   netip.Addr
-	Dev  string
-	raw  netlink.Route
-	link int
+	Dst netip.Prefix
+	Gw  netip.Addr
+	Dev string
 }
 
 // KernelNeigh is a neighbour entry: IP → MAC.
@@ -109,7 +107,7 @@ func (n *Node) Kernel() (*Kernel, error) {
 		return nil, err
 	}
 	for _, r := range routes {
-		kr := KernelRoute{Dev: names[r.LinkIndex], raw: r, link: r.LinkIndex}
+		kr := KernelRoute{Dev: names[r.LinkIndex]}
 		if r.Dst != nil {
 			kr.Dst = ipNetPrefix(r.Dst)
 		}
@@ -293,9 +291,10 @@ func (n *Node) defaultGateway() netip.Addr {
 }
 
 // ChangeIP moves the node to a new IPv4 underlay address on its segment:
-// the old address goes, then the new one comes with the default route. weftd is not restarted; its next Start uses
-// the new address for --public-ip, --http-addr and --gossip-bind. It
-// must not run concurrently with the node's other methods.
+// the old address goes, then the new one comes with the default route.
+// weftd is not restarted; its next Start uses the new address for
+// --public-ip, --http-addr and --gossip-bind. It must not run concurrently
+// with the node's other methods.
 func (n *Node) ChangeIP(ip netip.Addr) error {
 	if !segmentPrefix[n.Segment].Contains(ip) {
 		return fmt.Errorf("%s is not on segment %s", ip, segmentPrefix[n.Segment])

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftnet/weft/daemon"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -205,7 +206,7 @@ func (n *Node) Get(ctx context.Context, path string) (int, []byte, error) {
 }
 
 // Status returns weftd's GET /status.
-func (n *Node) Status(ctx context.Context) (*Status, error) {
+func (n *Node) Status(ctx context.Context) (*daemon.Status, error) {
 	code, body, err := n.Get(ctx, "/status")
 	if err != nil {
 		return nil, err
@@ -213,52 +214,11 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	if code != http.StatusOK {
 		return nil, fmt.Errorf("GET /status on %s: HTTP %d: %s", n.Name, code, body)
 	}
-	var s Status
+	var s daemon.Status
 	if err := json.Unmarshal(body, &s); err != nil {
 		return nil, fmt.Errorf("decode /status of %s: %w: %s", n.Name, err, body)
 	}
-	s.Raw = body
 	return &s, nil
-}
-
-// Status is the part of weftd's /status document (daemon.Status) the
-// harness reads. It is declared here, with the same JSON names, so that
-// the harness builds and decodes even while the daemon package changes;
-// Raw holds the whole body.
-type Status struct {
-	Node  StatusNode   `json:"node"`
-	Peers []StatusPeer `json:"peers"`
-	Raw   []byte       `json:"-"`
-}
-
-// StatusNode is this node in [Status].
-type StatusNode struct {
-	Name           string             `json:"name"`
-	Subnet         netip.Prefix       `json:"subnet,omitzero"`
-	IPv6Subnet     netip.Prefix       `json:"ipv6Subnet,omitzero"`
-	PublicIP       netip.Addr         `json:"publicIP,omitzero"`
-	BackendType    string             `json:"backendType,omitempty"`
-	BackendData    subnet.BackendData `json:"backendData,omitzero"`
-	MTU            int                `json:"mtu,omitempty"`
-	Ready          bool               `json:"ready"`
-	NotReady       string             `json:"notReady,omitempty"`
-	Complete       bool               `json:"complete"`
-	EtcdReachable  bool               `json:"etcdReachable"`
-	ConfigError    string             `json:"configError,omitempty"`
-	PendingRestart []string           `json:"pendingRestart,omitempty"`
-	ReconcileError string             `json:"reconcileError,omitempty"`
-}
-
-// StatusPeer is a peer in [Status].
-type StatusPeer struct {
-	Name        string             `json:"name"`
-	Subnet      netip.Prefix       `json:"subnet,omitzero"`
-	IPv6Subnet  netip.Prefix       `json:"ipv6Subnet,omitzero"`
-	PublicIP    netip.Addr         `json:"publicIP,omitzero"`
-	BackendData subnet.BackendData `json:"backendData,omitzero"`
-	Epoch       int64              `json:"epoch"`
-	State       string             `json:"state"`
-	Problem     string             `json:"problem,omitempty"`
 }
 
 // WaitReady polls /readyz until it answers 200, weftd exits, or the

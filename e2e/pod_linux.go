@@ -211,22 +211,22 @@ func (n *Node) attachByHarness(p *Pod, j int) error {
 	if err != nil {
 		return err
 	}
+	// The j-th address after the gateway (the subnet file's address).
+	podAddr := func(gw netip.Prefix) netip.Prefix {
+		a := gw.Addr()
+		for range j {
+			a = a.Next()
+		}
+		return netip.PrefixFrom(a, gw.Bits())
+	}
 	var addrs []netip.Prefix
 	var gw, gw6 netip.Addr
 	if sf.Subnet.IsValid() {
-		a := sf.Subnet.Addr()
-		for range j {
-			a = a.Next()
-		}
-		addrs = append(addrs, netip.PrefixFrom(a, sf.Subnet.Bits()))
+		addrs = append(addrs, podAddr(sf.Subnet))
 		gw = sf.Subnet.Addr()
 	}
 	if sf.IPv6Subnet.IsValid() {
-		a := sf.IPv6Subnet.Addr()
-		for range j {
-			a = a.Next()
-		}
-		addrs = append(addrs, netip.PrefixFrom(a, sf.IPv6Subnet.Bits()))
+		addrs = append(addrs, podAddr(sf.IPv6Subnet))
 		gw6 = sf.IPv6Subnet.Addr()
 	}
 	if err := plugIn(n.NS, "weft0", fmt.Sprintf("hv%d", j), p.NS, "eth0", addrs, gw, gw6); err != nil {

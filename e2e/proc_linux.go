@@ -76,7 +76,7 @@ func (p *Proc) Respawn() (*Proc, error) {
 }
 
 // cleanEnv is the environment for child processes: the caller's, minus
-// ETCD_* and WEFTD_* variables that would turn into flags.
+// ETCD_*, WEFTD_* and WEFTCTL_* variables that would turn into flags.
 func cleanEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {

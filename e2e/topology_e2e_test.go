@@ -179,16 +179,11 @@ func TestTopology(t *testing.T) {
 		if err := c.Close(); err != nil {
 			t.Fatal(err)
 		}
-		for _, ns := range s.Namespaces {
-			if (NS{Name: ns}).Exists() {
-				t.Errorf("namespace %s left behind", ns)
-			}
+		for _, l := range s.Live() {
+			t.Errorf("%s left behind", l)
 		}
 		if _, err := os.Stat(s.Dir); !os.IsNotExist(err) {
 			t.Errorf("dir %s left behind", s.Dir)
-		}
-		if s.Etcd.Alive() {
-			t.Errorf("etcd pid %d left running", s.Etcd.PID)
 		}
 	})
 }

@@ -15,7 +15,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/net/icmp"
@@ -443,7 +442,7 @@ func udpRoundTrip(c net.Conn, dst netip.AddrPort, payload []byte, timeout time.D
 	return fmt.Errorf("udp echo %s: no reply within %s (last error: %v)", dst, timeout, lastErr)
 }
 
-// ipHeaderLen is the IP plus UDP header size for a family.
+// udpOverhead is the IP plus UDP header size for a family.
 func udpOverhead(v6 bool) int {
 	if v6 {
 		return 40 + 8
@@ -462,6 +461,17 @@ func UDPEchoDF(ns NS, dst netip.AddrPort, size int, timeout time.Duration) error
 	for i := range payload {
 		payload[i] = byte(i)
 	}
+	c, err := dialDF(ns, dst)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return udpRoundTrip(c, dst, payload, timeout)
+}
+
+// dialDF opens a UDP socket in ns connected to dst with the don't-fragment
+// bit set (path MTU discovery "do").
+func dialDF(ns NS, dst netip.AddrPort) (*net.UDPConn, error) {
 	var c *net.UDPConn
 	err := ns.Do(func() error {
 		var err error
@@ -469,35 +479,27 @@ func UDPEchoDF(ns NS, dst netip.AddrPort, size int, timeout time.Duration) error
 		if err != nil {
 			return err
 		}
-		return setDF(c, v6)
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		err = rc.Control(func(fd uintptr) {
+			if dst.Addr().Is6() {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DO)
+			} else {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
+			}
+		})
+		return errors.Join(err, serr)
 	})
 	if err != nil {
 		if c != nil {
 			c.Close()
 		}
-		return fmt.Errorf("udp DF socket to %s in %s: %w", dst, ns.Name, err)
+		return nil, fmt.Errorf("udp DF socket to %s in %s: %w", dst, ns.Name, err)
 	}
-	defer c.Close()
-	return udpRoundTrip(c, dst, payload, timeout)
-}
-
-func setDF(c *net.UDPConn, v6 bool) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		if v6 {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DO)
-		} else {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
-		}
-	})
-	if err != nil {
-		return err
-	}
-	return serr
+	return c, nil
 }
 
 // FragNeeded sends one DF UDP packet of exactly size bytes (IP header
@@ -521,17 +523,9 @@ func FragNeeded(ns NS, dst netip.AddrPort, size int, timeout time.Duration) (mtu
 	}
 	buf := make([]byte, 65536)
 	for time.Now().Before(deadline) {
-		var c *net.UDPConn
-		err := ns.Do(func() error {
-			var err error
-			c, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
-			if err != nil {
-				return err
-			}
-			return setDF(c, v6)
-		})
+		c, err := dialDF(ns, dst)
 		if err != nil {
-			return 0, netip.Addr{}, fmt.Errorf("udp DF socket in %s: %w", ns.Name, err)
+			return 0, netip.Addr{}, err
 		}
 		_, werr := c.Write(payload)
 		c.Close()
@@ -554,7 +548,7 @@ func FragNeeded(ns NS, dst netip.AddrPort, size int, timeout time.Duration) (mtu
 				// RFC 1191: next-hop MTU in the low 16 bits of the
 				// "unused" word, which x/net/icmp leaves in the raw
 				// message.
-				if len(buf) >= 8 {
+				if n >= 8 {
 					return int(binary.BigEndian.Uint16(buf[6:8])), srcAddr.Unmap(), nil
 				}
 			case v6 && m.Type == ipv6.ICMPTypePacketTooBig:
@@ -569,5 +563,5 @@ func FragNeeded(ns NS, dst netip.AddrPort, size int, timeout time.Duration) (mtu
 
 // IsMsgSize reports whether err says a packet was too big (EMSGSIZE).
 func IsMsgSize(err error) bool {
-	return errors.Is(err, unix.EMSGSIZE) || errors.Is(err, syscall.EMSGSIZE)
+	return errors.Is(err, unix.EMSGSIZE)
 }

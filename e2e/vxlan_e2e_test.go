@@ -6,7 +6,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -418,11 +417,6 @@ func testRestartUnderTraffic(t *testing.T, c *Cluster) {
 	}
 }
 
-// waitStream waits until the stream has sent n echoes (bounded).
-func waitStream(s *Stream, n int64) {
-	waitFor(10*time.Second, func() bool { return s.sent.Load() >= n })
-}
-
 func testRestartEtcdDown(t *testing.T, c *Cluster) {
 	ctx := t.Context()
 	n2, n3 := c.Nodes()[1], c.Nodes()[2]
@@ -434,18 +428,10 @@ func testRestartEtcdDown(t *testing.T, c *Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Etcd.Stop(); err != nil {
+	if err := stopEtcd(t, c); err != nil {
 		s.Stop()
 		t.Fatal(err)
 	}
-	etcdBack := false
-	defer func() {
-		if !etcdBack {
-			if err := c.Etcd.Start(context.Background()); err != nil {
-				t.Errorf("restart etcd: %v", err)
-			}
-		}
-	}()
 	restartStart := time.Now()
 	restartErr := n2.Restart(ctx)
 	restartTook := time.Since(restartStart)
@@ -480,7 +466,6 @@ func testRestartEtcdDown(t *testing.T, c *Cluster) {
 	if err := c.Etcd.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	etcdBack = true
 	backAt := time.Now()
 	defer func() { t.Logf("etcd back: %s sees it after %.2fs", n2.Name, time.Since(backAt).Seconds()) }()
 	err = Eventually(30*time.Second, 100*time.Millisecond, func() error {

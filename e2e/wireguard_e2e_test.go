@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/backend/wireguard"
+	"github.com/weftnet/weft/daemon"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -111,19 +111,12 @@ func TestWireGuard(t *testing.T) {
 	})
 }
 
-// checkNothingLeft fails the test if any namespace, weftd or UAPI socket
-// of s survived the teardown.
+// checkNothingLeft fails the test if any namespace, process or UAPI
+// socket of s survived the teardown.
 func checkNothingLeft(t *testing.T, s State) {
 	t.Helper()
-	for _, ns := range s.Namespaces {
-		if (NS{Name: ns}).Exists() {
-			t.Errorf("namespace %s left after teardown", ns)
-		}
-	}
-	for _, n := range s.Nodes {
-		if n.Weftd.Alive() {
-			t.Errorf("weftd of %s (pid %d) still running after teardown", n.Name, n.Weftd.PID)
-		}
+	for _, l := range s.Live() {
+		t.Errorf("%s left after teardown", l)
 	}
 	for _, d := range s.WireGuardDevices {
 		sock := uapiSocket(d)
@@ -132,8 +125,6 @@ func checkNothingLeft(t *testing.T, s State) {
 		}
 	}
 }
-
-func uapiSocket(dev string) string { return filepath.Join("/var/run/wireguard", dev+".sock") }
 
 // wgPeer is one peer of a device as the tests compare it.
 type wgPeer struct {
@@ -195,8 +186,8 @@ func wgDeviceHere(name string) (*wgtypes.Device, error) {
 }
 
 // statuses fetches /status of every node.
-func statuses(ctx context.Context, nodes []*Node) (map[*Node]*Status, error) {
-	m := map[*Node]*Status{}
+func statuses(ctx context.Context, nodes []*Node) (map[*Node]*daemon.Status, error) {
+	m := map[*Node]*daemon.Status{}
 	for _, n := range nodes {
 		st, err := n.Status(ctx)
 		if err != nil {
@@ -209,7 +200,7 @@ func statuses(ctx context.Context, nodes []*Node) (map[*Node]*Status, error) {
 
 // expectedPeers is what self's device must hold: one peer per other node
 // of sts, at its public IP and published port, allowed its subnets.
-func expectedPeers(self *Node, sts map[*Node]*Status) []wgPeer {
+func expectedPeers(self *Node, sts map[*Node]*daemon.Status) []wgPeer {
 	var v []wgPeer
 	for n, st := range sts {
 		if n == self {
@@ -233,7 +224,7 @@ func expectedPeers(self *Node, sts map[*Node]*Status) []wgPeer {
 
 // checkPeers compares every node's device with what the statuses of nodes
 // say it must hold, and checks the routes to the peers' subnets.
-func checkPeers(nodes []*Node, sts map[*Node]*Status) error {
+func checkPeers(nodes []*Node, sts map[*Node]*daemon.Status) error {
 	var errs []error
 	for _, n := range nodes {
 		d, err := wgDevice(n)
@@ -317,7 +308,7 @@ func testWGDevices(t *testing.T, c *Cluster) {
 
 // checkWGLink checks the device's link: the subnets' network addresses as
 // host routes' worth of prefix (/32, /128), up, and the derived MTU.
-func checkWGLink(t *testing.T, n *Node, st *Status) {
+func checkWGLink(t *testing.T, n *Node, st *daemon.Status) {
 	t.Helper()
 	h, err := n.NS.Handle()
 	if err != nil {

@@ -7,7 +7,6 @@ package e2e
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -39,7 +38,7 @@ func TestHarnessWireGuard(t *testing.T) {
 	}
 	var socks []string
 	for _, n := range nodes {
-		socks = append(socks, filepath.Join("/var/run/wireguard", n.WireGuardDevice+".sock"))
+		socks = append(socks, uapiSocket(n.WireGuardDevice))
 	}
 	if err := c.Close(); err != nil {
 		t.Fatal(err)

@@ -116,15 +116,6 @@ func stripComments(doc string) string {
 	return b.String()
 }
 
-func readManifest(t *testing.T) []byte {
-	t.Helper()
-	b, err := os.ReadFile(manifestFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // env returns the container's environment as name → value, with the
 // downward API fields replaced by sample values.
 func env(c *corev1.Container, cms map[string]*corev1.ConfigMap) (map[string]string, []string) {
@@ -510,7 +501,7 @@ func readFile(t *testing.T, name string) []byte {
 
 // TestManifest decodes weft.yaml strictly and checks its essentials.
 func TestManifest(t *testing.T) {
-	m, err := decodeManifest(readManifest(t))
+	m, err := decodeManifest(readFile(t, manifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -522,7 +513,7 @@ func TestManifest(t *testing.T) {
 // TestManifestChecksCanFail feeds broken manifests and expects each break
 // to be reported.
 func TestManifestChecksCanFail(t *testing.T) {
-	orig := string(readManifest(t))
+	orig := string(readFile(t, manifestFile))
 	df := string(readFile(t, dockerfile))
 	for _, tc := range []struct {
 		name, old, new, want string
@@ -582,7 +573,7 @@ func TestInstallCNI(t *testing.T) {
 	if err != nil {
 		t.Skip("no sh")
 	}
-	m, err := decodeManifest(readManifest(t))
+	m, err := decodeManifest(readFile(t, manifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ package kubernetes
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -48,7 +47,7 @@ func TestContainerPrivileges(t *testing.T) {
 	if err != nil {
 		t.Skip("setpriv (util-linux) not found")
 	}
-	m, err := decodeManifest(readManifest(t))
+	m, err := decodeManifest(readFile(t, manifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,13 +101,7 @@ func TestContainerPrivileges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var raw struct {
-			Node map[string]any `json:"node"`
-		}
-		if err := json.Unmarshal(s.Raw, &raw); err != nil {
-			t.Fatal(err)
-		}
-		if p, _ := raw.Node["forwardingProblem"].(string); !strings.Contains(p, "ip_forward") {
+		if p := s.Node.ForwardingProblem; !strings.Contains(p, "ip_forward") {
 			t.Errorf("%s: weftd with a read-only /proc/sys should report a forwarding problem, /status has %q", n.Name, p)
 		}
 		// The pod the harness attached through the CNI plugin turned
