@@ -14,7 +14,10 @@ package backend
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/weftnet/weft/subnet"
 )
@@ -117,4 +120,21 @@ type Backend interface {
 	Reconcile(ctx context.Context, d Desired) (Result, error)
 	// Close releases resources without tearing down the data plane.
 	Close() error
+}
+
+// ValidIfName checks a Linux interface name as the kernel does: 1 to 15
+// bytes, not "." or "..", without '/', ':', white space (the kernel's
+// isspace) or NUL.
+func ValidIfName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty interface name")
+	case len(name) > 15:
+		return fmt.Errorf("interface name %q is longer than 15 bytes", name)
+	case name == "." || name == "..":
+		return fmt.Errorf("interface name %q is not allowed", name)
+	case strings.ContainsAny(name, "/: \t\n\v\f\r\x00"):
+		return fmt.Errorf("interface name %q contains '/', ':' or white space", name)
+	}
+	return nil
 }

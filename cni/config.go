@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/utils"
 
+	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -128,7 +128,7 @@ func (c *Config) validate() error {
 	if !filepath.IsAbs(c.DataDir) {
 		return &ConfigError{Key: "dataDir", Msg: fmt.Sprintf("%q is not an absolute path", c.DataDir)}
 	}
-	if err := ValidIfName(c.Bridge); err != nil {
+	if err := backend.ValidIfName(c.Bridge); err != nil {
 		return &ConfigError{Key: "bridge", Msg: err.Error()}
 	}
 	if strings.HasPrefix(c.Bridge, HostVethPrefix) && len(c.Bridge) == len(HostVethPrefix)+8 {
@@ -148,21 +148,6 @@ func (c *Config) validate() error {
 // StoreDir returns the directory of the network's IPAM store.
 func (c *Config) StoreDir() string {
 	return filepath.Join(c.DataDir, c.Name)
-}
-
-// ValidIfName checks a Linux interface name.
-func ValidIfName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("empty interface name")
-	case len(name) > 15:
-		return fmt.Errorf("interface name %q is longer than 15 bytes", name)
-	case name == "." || name == "..":
-		return fmt.Errorf("interface name %q is not allowed", name)
-	case strings.ContainsAny(name, "/: \t\n\v\f\r\x00"): // the kernel's isspace, and NUL
-		return fmt.Errorf("interface name %q contains '/', ':' or white space", name)
-	}
-	return nil
 }
 
 // HostVethName returns the name of the host end of the veth of the

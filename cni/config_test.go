@@ -12,6 +12,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/weftnet/weft/backend"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -85,7 +87,7 @@ func TestHostVethName(t *testing.T) {
 	for _, id := range []string{"a", "b", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"} {
 		for _, ifn := range []string{"eth0", "eth1", "net1"} {
 			n := HostVethName(id, ifn)
-			if len(n) != 12 || !isHostVethName(n) || ValidIfName(n) != nil {
+			if len(n) != 12 || !isHostVethName(n) || backend.ValidIfName(n) != nil {
 				t.Errorf("HostVethName(%q, %q) = %q: not a valid weft veth name", id, ifn, n)
 			}
 			if o, ok := seen[n]; ok {
@@ -131,7 +133,7 @@ func FuzzParseConfig(f *testing.F) {
 		if d := filepath.Dir(c.StoreDir()); d != filepath.Clean(c.DataDir) {
 			t.Fatalf("accepted name %q: the store directory %s is not directly below dataDir %s", c.Name, c.StoreDir(), c.DataDir)
 		}
-		if ValidIfName(c.Bridge) != nil || isHostVethName(c.Bridge) {
+		if backend.ValidIfName(c.Bridge) != nil || isHostVethName(c.Bridge) {
 			t.Fatalf("accepted bridge %q", c.Bridge)
 		}
 	})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -260,10 +261,10 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("--log-format: %q is not text or json", c.LogFormat)
 	}
-	if c.VXLANDevice != "" && !validIfName(c.VXLANDevice) {
+	if c.VXLANDevice != "" && backend.ValidIfName(c.VXLANDevice) != nil {
 		bad("--vxlan-device: %q is not a valid interface name (1-15 characters, no '/' or spaces)", c.VXLANDevice)
 	}
-	if !validIfName(c.WireGuardDevice) {
+	if backend.ValidIfName(c.WireGuardDevice) != nil {
 		bad("--wireguard-device: %q is not a valid interface name (1-15 characters, no '/' or spaces)", c.WireGuardDevice)
 	}
 	switch c.WireGuardMode {
@@ -330,13 +331,6 @@ func validNodeName(s string) bool {
 		}
 	}
 	return true
-}
-
-func validIfName(s string) bool {
-	if s == "" || len(s) > 15 || s == "." || s == ".." {
-		return false
-	}
-	return !strings.ContainsAny(s, "/: \t\n")
 }
 
 // NewLogger builds the logrus logger described by --log-level and

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/weftnet/weft/backend"
 )
 
 // Defaults of the network config's VXLAN settings.
@@ -86,7 +88,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535) {
 		errs = append(errs, fmt.Errorf("MTU %d out of range 576-65535", c.MTU))
 	}
-	if len(c.Name) > 15 || strings.ContainsAny(c.Name, "/ \t\n:") {
+	if backend.ValidIfName(c.Name) != nil {
 		errs = append(errs, fmt.Errorf("device name %q is not a valid link name (at most 15 characters, no '/', ':' or spaces)", c.Name))
 	}
 	if !c.PublicIP.IsValid() || c.PublicIP.IsUnspecified() || c.PublicIP.IsMulticast() {
