@@ -277,7 +277,7 @@ func (d *daemon) reclaim(ctx context.Context, prev *subnet.Lease) (*subnet.Lease
 				if serr := d.state.saveLease(l); serr != nil {
 					d.log.WithError(serr).Warn("save lease")
 				}
-				return nil, subnetTakenError(prev, "", l)
+				return nil, subnetTakenError(prev, d.holderOf(ctx, prev), l)
 			}
 			d.metrics.leaseRecoveries.Inc()
 			d.adoptLease(ctx, l, true)
@@ -304,6 +304,22 @@ func (d *daemon) reclaim(ctx context.Context, prev *subnet.Lease) (*subnet.Lease
 		}
 		t.Stop()
 	}
+}
+
+// holderOf names the node that now holds prev's subnet, asking etcd for a
+// fresh list: the watch may not have shown the new holder yet. It returns ""
+// when etcd does not answer or the subnet is free again.
+func (d *daemon) holderOf(ctx context.Context, prev *subnet.Lease) string {
+	cctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+	defer cancel()
+	v, err := d.store.List(cctx)
+	if err != nil {
+		return ""
+	}
+	if _, other := findOwn(v, prev.Primary(), d.nodeID); other != nil {
+		return other.NodeName
+	}
+	return ""
 }
 
 func subnetTakenError(prev *subnet.Lease, holder string, got *subnet.Lease) error {
