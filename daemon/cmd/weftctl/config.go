@@ -137,6 +137,8 @@ func configSet(ctx context.Context, args []string, cio *cmdIO) error {
 	switch {
 	case file != "" && len(dataFlags) > 0:
 		return fmt.Errorf("config set: give either -f or flags such as %s, not both", dataFlags[0])
+	case file != "" && argsChecked(ctx) != nil:
+		return errArgsOK // the file is read when the command runs
 	case file == "-":
 		data, err := cio.readAll()
 		if err != nil {
@@ -187,6 +189,9 @@ func configSet(ctx context.Context, args []string, cio *cmdIO) error {
 			return fmt.Errorf("invalid network config: %s", flagWords(err.Error()))
 		}
 		return fmt.Errorf("invalid network config in %s: %w", file, err)
+	}
+	if err := argsChecked(ctx); err != nil {
+		return err
 	}
 	if dryRun {
 		_, err := cio.out.Write(raw)
@@ -250,6 +255,9 @@ func configGet(ctx context.Context, args []string, cio *cmdIO) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("config get: unexpected arguments %q", fs.Args())
+	}
+	if err := argsChecked(ctx); err != nil {
+		return err
 	}
 	st, closeStore, err := conn.store(ctx)
 	if err != nil {

@@ -52,11 +52,11 @@ func cmdLab(ctx context.Context, args []string) error {
 	case "up":
 		return labUp(ctx, args[1:])
 	case "down":
-		return labDown(args[1:])
+		return labDown(ctx, args[1:])
 	case "status":
 		return labStatus(ctx, args[1:])
 	case "stop", "start", "restart":
-		return labProc(args[0], args[1:])
+		return labProc(ctx, args[0], args[1:])
 	case "-h", "--help", "help":
 		fmt.Print(labUsage)
 		return nil
@@ -118,6 +118,9 @@ func labUp(ctx context.Context, args []string) error {
 	}
 	if *pods < 0 || *pods > 20 {
 		return fmt.Errorf("--pods %d: want 0 to 20", *pods)
+	}
+	if err := argsChecked(ctx); err != nil {
+		return err
 	}
 	if err := requireRoot(); err != nil {
 		return err
@@ -308,7 +311,7 @@ func printExplore(c *e2e.Cluster, bins string) {
 	fmt.Println("Remove it with: make lab-down   (or: weftctl lab down)")
 }
 
-func labDown(args []string) error {
+func labDown(ctx context.Context, args []string) error {
 	fl := flag.NewFlagSet("weftctl lab down", flag.ContinueOnError)
 	dir := labDirFlag(fl)
 	if err := fl.Parse(args); err != nil {
@@ -316,6 +319,9 @@ func labDown(args []string) error {
 	}
 	if fl.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fl.Args())
+	}
+	if err := argsChecked(ctx); err != nil {
+		return err
 	}
 	sf := stateFile(*dir)
 	s, err := e2e.LoadState(sf)
@@ -350,6 +356,9 @@ func labStatus(ctx context.Context, args []string) error {
 	}
 	if fl.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fl.Args())
+	}
+	if err := argsChecked(ctx); err != nil {
+		return err
 	}
 	sf := stateFile(*dir)
 	s, err := e2e.LoadState(sf)
@@ -435,7 +444,7 @@ func readyz(ctx context.Context, ns e2e.NS, addr string) string {
 
 // labProc stops, starts or restarts one of the lab's processes (a node's
 // weftd, or etcd) and records the new PID in the state file.
-func labProc(verb string, args []string) error {
+func labProc(ctx context.Context, verb string, args []string) error {
 	fl := flag.NewFlagSet("weftctl lab "+verb, flag.ContinueOnError)
 	dir := labDirFlag(fl)
 	if err := fl.Parse(args); err != nil {
@@ -443,6 +452,9 @@ func labProc(verb string, args []string) error {
 	}
 	if fl.NArg() != 1 {
 		return fmt.Errorf("usage: weftctl lab %s <node|etcd>", verb)
+	}
+	if err := argsChecked(ctx); err != nil {
+		return err
 	}
 	name := fl.Arg(0)
 	sf := stateFile(*dir)

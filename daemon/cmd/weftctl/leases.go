@@ -62,6 +62,9 @@ func leasesList(ctx context.Context, args []string, cio *cmdIO) error {
 	if *output != "table" && *output != "json" {
 		return fmt.Errorf("leases: -o %q: want table or json", *output)
 	}
+	if err := argsChecked(ctx); err != nil {
+		return err
+	}
 	st, closeStore, err := conn.store(ctx)
 	if err != nil {
 		return err
@@ -183,6 +186,9 @@ func leasesRm(ctx context.Context, args []string, cio *cmdIO) error {
 	}
 	if len(pos) != 1 {
 		return errors.New("leases rm: give exactly one subnet (10.244.3.0/24) or node name; weftctl leases lists them")
+	}
+	if err := argsChecked(ctx); err != nil {
+		return err
 	}
 	target := pos[0]
 	if !*yes && !cio.tty {

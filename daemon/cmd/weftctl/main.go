@@ -71,3 +71,20 @@ func run(ctx context.Context, args []string) error {
 	fmt.Fprint(os.Stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
 }
+
+// argsOnlyKey marks a context in which a command stops once its arguments
+// are parsed and checked, before it reads a file, connects or changes
+// anything: a test runs every command line of the docs this way.
+type argsOnlyKey struct{}
+
+// errArgsOK is what a command returns in an arguments-only context once
+// its arguments passed every check.
+var errArgsOK = errors.New("arguments parsed and checked")
+
+// argsChecked returns errArgsOK in an arguments-only context, else nil.
+func argsChecked(ctx context.Context) error {
+	if ctx.Value(argsOnlyKey{}) != nil {
+		return errArgsOK
+	}
+	return nil
+}

@@ -20,6 +20,9 @@ func cmdMembers(ctx context.Context, args []string) error {
 	if err := f.parse(fs, args); err != nil {
 		return err
 	}
+	if err := argsChecked(ctx); err != nil {
+		return err
+	}
 	st, _, err := fetchStatus(ctx, f.addr)
 	if err != nil {
 		return err

@@ -89,6 +89,9 @@ func cmdStatus(ctx context.Context, args []string) error {
 	if err := f.parse(fs, args); err != nil {
 		return err
 	}
+	if err := argsChecked(ctx); err != nil {
+		return err
+	}
 	st, raw, err := fetchStatus(ctx, f.addr)
 	if err != nil {
 		return err
