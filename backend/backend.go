@@ -122,6 +122,14 @@ type Backend interface {
 	Close() error
 }
 
+// MemoryReleaser is implemented by a backend that holds memory only a
+// garbage collection gives back (the userspace WireGuard device's buffer
+// pools, which keep what a burst of traffic made them grow). weftd calls
+// ReleaseMemory at every resync, from its reconcile loop.
+type MemoryReleaser interface {
+	ReleaseMemory()
+}
+
 // ValidIfName checks a Linux interface name as the kernel does: 1 to 15
 // bytes, not "." or "..", without '/', ':', white space (the kernel's
 // isspace) or NUL.

@@ -5,7 +5,6 @@ package daemon
 
 import (
 	"context"
-	"runtime/debug"
 	"slices"
 	"time"
 
@@ -151,15 +150,8 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 		if d.repairMasquerade() {
 			m.driftRepairs.Inc()
 		}
-		d.mu.Lock()
-		wg := d.netCfg != nil && d.netCfg.Backend.Type == subnet.BackendWireGuard
-		d.mu.Unlock()
-		if wg {
-			// The userspace WireGuard device's buffer pools keep what a
-			// burst of traffic made them grow (up to --memory-limit)
-			// until the garbage collector runs, which an idle process
-			// rarely does: hand it back once per resync.
-			debug.FreeOSMemory()
+		if r, ok := d.be.(backend.MemoryReleaser); ok {
+			r.ReleaseMemory()
 		}
 	}
 }

@@ -22,16 +22,23 @@ import (
 // recordingBackend records what it is asked to converge to and answers
 // with a preset result.
 type recordingBackend struct {
-	mu     sync.Mutex
-	calls  []backend.Desired
-	result backend.Result
-	err    error
+	mu       sync.Mutex
+	calls    []backend.Desired
+	result   backend.Result
+	err      error
+	released int // ReleaseMemory calls
 }
 
 func (b *recordingBackend) Setup(context.Context) (backend.Attrs, error) {
 	return backend.Attrs{MTU: 1450}, nil
 }
 func (b *recordingBackend) Close() error { return nil }
+
+func (b *recordingBackend) ReleaseMemory() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.released++
+}
 
 func (b *recordingBackend) Reconcile(_ context.Context, d backend.Desired) (backend.Result, error) {
 	b.mu.Lock()
@@ -46,13 +53,20 @@ func (b *recordingBackend) last() backend.Desired {
 	return b.calls[len(b.calls)-1]
 }
 
-func TestReconcileOnce(t *testing.T) {
-	h := newLeaseHarness(t)
-	d := h.d
+// newReconcileDaemon returns a daemon (no loops running) that holds
+// 10.244.1.0/24 and reconciles with a recordingBackend.
+func newReconcileDaemon(t *testing.T) (*daemon, *recordingBackend, subnet.Lease) {
+	t.Helper()
+	d := newLeaseHarness(t).d
 	be := &recordingBackend{}
 	d.be = be
 	own := lease("node-a", "id-a", "10.244.1.0/24", "198.18.0.1", 10, 1)
 	d.lease = &own
+	return d, be, own
+}
+
+func TestReconcileOnce(t *testing.T) {
+	d, be, own := newReconcileDaemon(t)
 	d.subnetFileWritten = true
 	ctx := context.Background()
 
@@ -104,18 +118,21 @@ func TestReconcileOnce(t *testing.T) {
 	if st := d.status(); st.Node.ReconcileError == "" || !st.Node.Ready {
 		t.Errorf("after a failed resync: reconcileError %q, ready %t (readiness stays once reached)", st.Node.ReconcileError, st.Node.Ready)
 	}
+	// Memory is handed back at each resync (the failed one too), not on
+	// changes.
+	be.mu.Lock()
+	released := be.released
+	be.mu.Unlock()
+	if released != 2 {
+		t.Errorf("ReleaseMemory called %d times, want 2 (once per resync)", released)
+	}
 	if n := counterValue(d.metrics.reconciles); n != 4 {
 		t.Errorf("reconciles = %v, want 4", n)
 	}
 }
 
 func TestReconcileFromSnapshot(t *testing.T) {
-	h := newLeaseHarness(t)
-	d := h.d
-	be := &recordingBackend{}
-	d.be = be
-	own := lease("node-a", "id-a", "10.244.1.0/24", "198.18.0.1", 10, 1)
-	d.lease = &own
+	d, be, _ := newReconcileDaemon(t)
 	d.snapshot = &subnet.View{Complete: true, Leases: []subnet.Lease{lease("node-c", "id-c", "10.244.3.0/24", "198.18.0.3", 12, 1)}}
 	d.reconcileOnce(context.Background(), "change")
 	if got := be.last(); !got.Complete || len(got.Peers) != 1 || got.Peers[0].Name != "node-c" {
@@ -142,7 +159,7 @@ func TestLogProblems(t *testing.T) {
 		name string
 		prev map[string]string
 		cur  map[string]string
-		want []string // substrings of the lines logged, in any order
+		want []string // substrings of the lines logged, in order
 	}{
 		{"appears", nil, map[string]string{"n3": "not on this node's L2 segment"}, []string{`msg="backend cannot serve peer" peer=n3 problem="not on this node's L2 segment"`}},
 		{"unchanged", map[string]string{"n3": "x"}, map[string]string{"n3": "x"}, nil},
