@@ -113,9 +113,9 @@ func (b *Backend) reach(ip netip.Addr) reachability {
 }
 
 // Reconcile installs a direct route to every peer subnet whose peer is on
-// this node's segment, reports the others in Result.Problems (and logs
-// each problem when it appears, changes or clears), and deletes weft's
-// routes of departed peers when d.Complete.
+// this node's segment, reports the others in Result.Problems on every
+// call (weftd logs them when they change), and deletes weft's routes of
+// departed peers when d.Complete.
 func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Result, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

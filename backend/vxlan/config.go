@@ -88,8 +88,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535) {
 		errs = append(errs, fmt.Errorf("MTU %d out of range 576-65535", c.MTU))
 	}
-	if backend.ValidIfName(c.Name) != nil {
-		errs = append(errs, fmt.Errorf("device name %q is not a valid link name (at most 15 characters, no '/', ':' or spaces)", c.Name))
+	if err := backend.ValidIfName(c.Name); err != nil {
+		errs = append(errs, fmt.Errorf("device name: %w", err))
 	}
 	if !c.PublicIP.IsValid() || c.PublicIP.IsUnspecified() || c.PublicIP.IsMulticast() {
 		errs = append(errs, fmt.Errorf("public IP %q is not a unicast address", c.PublicIP))

@@ -341,7 +341,7 @@ func TestConfig(t *testing.T) {
 		{"bad VNI", Config{VNI: 1 << 24, PublicIP: pub}, Config{}, "VNI 16777216 out of range"},
 		{"bad port", Config{Port: 70000, PublicIP: pub}, Config{}, "port 70000 out of range"},
 		{"bad MTU", Config{MTU: 100, PublicIP: pub}, Config{}, "MTU 100 out of range"},
-		{"long name", Config{Name: "weft-much-too-long", PublicIP: pub}, Config{}, "not a valid link name"},
+		{"long name", Config{Name: "weft-much-too-long", PublicIP: pub}, Config{}, "device name: interface name \"weft-much-too-long\" is longer than 15 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/weftnet/weft/backend"
 )
 
 // Device modes accepted in [Config.Mode].
@@ -33,9 +35,6 @@ const (
 	overheadIPv4 = 60
 	overheadIPv6 = 80
 )
-
-// maxIfNameLen is the longest Linux interface name (IFNAMSIZ - 1).
-const maxIfNameLen = 15
 
 // Config configures a [Backend].
 type Config struct {
@@ -94,11 +93,12 @@ func (c Config) withDefaults() (Config, error) {
 		l.Out = discard{}
 		c.Log = l
 	}
-	if len(c.Name) > maxIfNameLen {
-		return c, fmt.Errorf("interface name %q is longer than %d bytes", c.Name, maxIfNameLen)
+	if err := backend.ValidIfName(c.Name); err != nil {
+		return c, err
 	}
+	// It also names the UAPI socket file: printable ASCII only.
 	for _, r := range c.Name {
-		if r == '/' || r == ' ' || r == ':' || r < 0x21 || r > 0x7e {
+		if r < 0x21 || r > 0x7e {
 			return c, fmt.Errorf("interface name %q contains %q", c.Name, r)
 		}
 	}

@@ -28,6 +28,8 @@ func TestConfigInvalid(t *testing.T) {
 		{"no state dir", Config{}, "state dir"},
 		{"long name", Config{StateDir: "d", Name: "weft-wg-far-too-long"}, "longer than 15"},
 		{"slash in name", Config{StateDir: "d", Name: "a/b"}, "contains"},
+		{"dot-dot name", Config{StateDir: "d", Name: ".."}, "not allowed"},
+		{"non-ASCII name", Config{StateDir: "d", Name: "wg-\u00e9"}, "contains"},
 		{"port", Config{StateDir: "d", ListenPort: 70000}, "listen port"},
 		{"mtu low", Config{StateDir: "d", MTU: 1000}, "mtu"},
 		{"keepalive", Config{StateDir: "d", PersistentKeepalive: -1}, "keepalive"},
