@@ -72,11 +72,12 @@ type View struct {
 // All methods are safe for concurrent use. Every call honours ctx.
 type Store interface {
 	// GetConfig reads and validates the network config. It returns an error
-	// wrapping ErrNoConfig when there is none, and a validation error
-	// (with the reason) when it is invalid.
+	// wrapping ErrNoConfig when there is none, and a *ConfigError (with
+	// the reason) when it is invalid; any other error means the store did
+	// not answer.
 	GetConfig(ctx context.Context) (*Config, error)
-	// WatchConfig calls fn with each new config (or its validation error)
-	// until ctx is done. It calls fn once with the current config first.
+	// WatchConfig calls fn with each new config (or the error GetConfig
+	// would return) until ctx is done. It calls fn once with the current config first.
 	WatchConfig(ctx context.Context, fn func(*Config, error)) error
 
 	// Claim gets a lease for req.Record's node: the node's existing live

@@ -62,14 +62,14 @@ func (s *Store) wait() <-chan struct{} {
 }
 
 // SetConfig sets the network config (c is validated as GetConfig would
-// report it; an invalid one is reported with its error).
+// report it; an invalid one is reported as a [*subnet.ConfigError]).
 func (s *Store) SetConfig(c *subnet.Config) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c == nil {
 		s.cfg, s.cfgErr = nil, nil
 	} else if err := c.Validate(); err != nil {
-		s.cfg, s.cfgErr = nil, fmt.Errorf("network config is invalid: %w", err)
+		s.cfg, s.cfgErr = nil, &subnet.ConfigError{Key: "the test store", Err: err}
 	} else {
 		cc := *c
 		cc.SetDefaults()

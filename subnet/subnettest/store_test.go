@@ -30,6 +30,11 @@ func TestStore(t *testing.T) {
 	if _, err := s.GetConfig(ctx); !errors.Is(err, subnet.ErrNoConfig) {
 		t.Fatalf("GetConfig on a new store: %v", err)
 	}
+	// An invalid config is a ConfigError, as the etcd store reports it.
+	s.SetConfig(&subnet.Config{})
+	if _, err := s.GetConfig(ctx); !errors.As(err, new(*subnet.ConfigError)) {
+		t.Fatalf("GetConfig of an invalid config: %v, want a *subnet.ConfigError", err)
+	}
 	cfg := mustConfig(t, `{"Network": "10.244.0.0/29", "SubnetLen": 30, "IPv6Network": "fd10:244::/63"}`)
 	s.SetConfig(cfg)
 
