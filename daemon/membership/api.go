@@ -24,7 +24,7 @@ type Meta struct {
 	// NodeID is the node's UUID (the lease record's NodeID).
 	NodeID string `json:"id,omitempty"`
 	// BootID is random per process start: it tells a restarted node from
-	// the one before. SetMeta fills it in when empty.
+	// the one before. SetMeta fills it in.
 	BootID string `json:"boot,omitempty"`
 	// Subnet and IPv6Subnet are the node's leased pod subnets.
 	Subnet     netip.Prefix `json:"subnet,omitzero"`

@@ -210,8 +210,7 @@ func normaliseAddr(addr string) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }
 
-// BootID returns the boot ID New generated, which SetMeta puts in Meta
-// when the caller gives none.
+// BootID returns the boot ID New generated, which SetMeta puts in Meta.
 func (m *Membership) BootID() string { return m.bootID }
 
 // LocalAddr returns the advertised gossip address host:port, or "" before
@@ -222,15 +221,12 @@ func (m *Membership) LocalAddr() string {
 	return m.localAddr
 }
 
-// SetMeta sets this node's metadata (an empty BootID is filled in with
-// [Membership.BootID]) and, while Run
+// SetMeta sets this node's metadata (BootID is filled in) and, while Run
 // is running, announces it. Metadata whose JSON encoding exceeds
 // [MaxMetaSize] bytes is refused with an error wrapping [ErrMetaTooLarge]
 // and the previous metadata stays in force.
 func (m *Membership) SetMeta(meta Meta) error {
-	if meta.BootID == "" {
-		meta.BootID = m.bootID
-	}
+	meta.BootID = m.bootID
 	b, err := json.Marshal(wireMeta{Meta: meta})
 	if err != nil {
 		return fmt.Errorf("encode gossip metadata: %w", err)
@@ -377,9 +373,8 @@ func (m *Membership) Run(ctx context.Context) error {
 	m.mu.Lock()
 	m.ml, m.localAddr = ml, local
 	delete(m.addrs, local)
-	boot := m.meta.BootID
 	m.mu.Unlock()
-	m.log.WithFields(logrus.Fields{"addr": local, "encrypted": ring != nil, "boot": boot}).Info("gossip member started")
+	m.log.WithFields(logrus.Fields{"addr": local, "encrypted": ring != nil, "boot": m.bootID}).Info("gossip member started")
 
 	var wg sync.WaitGroup
 	loopCtx, stopLoops := context.WithCancel(context.Background())

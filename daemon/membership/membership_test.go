@@ -708,20 +708,22 @@ func TestPartitionHealedByRejoin(t *testing.T) {
 	}
 }
 
-func TestSetMetaKeepsCallersBootID(t *testing.T) {
+// TestSetMetaFillsBootID: the boot ID in the metadata is always the one
+// New generated.
+func TestSetMetaFillsBootID(t *testing.T) {
 	m, err := New(testConfig("boot"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ give, want string }{
-		{"", m.BootID()},
-		{"daemon-boot", "daemon-boot"},
-	} {
-		if err := m.SetMeta(Meta{BootID: tc.give, Epoch: 1}); err != nil {
+	if m.BootID() == "" {
+		t.Fatal("New generated no boot ID")
+	}
+	for _, give := range []string{"", "other-boot"} {
+		if err := m.SetMeta(Meta{BootID: give, Epoch: 1}); err != nil {
 			t.Fatal(err)
 		}
-		if m.meta.BootID != tc.want {
-			t.Errorf("SetMeta(BootID %q): BootID %q, want %q", tc.give, m.meta.BootID, tc.want)
+		if m.meta.BootID != m.BootID() {
+			t.Errorf("SetMeta(BootID %q): BootID %q, want %q", give, m.meta.BootID, m.BootID())
 		}
 	}
 }
