@@ -35,9 +35,10 @@ import (
 // host-local plugins (Debian's containernetworking-plugins) on the same
 // node namespace in the same run, interleaved, through libcni as a runtime
 // calls them: ADD and DEL latency (median, p95) and pods per second,
-// sequentially and with 2 workers. It also measures the kernel's own cost
-// of creating and deleting a veth pair into a pod namespace, and breaks
-// weft's ADD down into its steps.
+// sequentially and with 2 workers. It also measures the floor of an ADD (a
+// no-op skel plugin through libcni plus cni.KernelAdd), the kernel's own
+// cost of creating and deleting a veth pair into a pod namespace, an empty
+// Go program's run, and breaks weft's ADD down into its steps.
 func TestBenchCNI(t *testing.T) {
 	backendtest.SkipUnlessRoot(t)
 	for _, p := range []string{"bridge", "host-local"} {
@@ -355,8 +356,9 @@ func kernelFloorAdd(t *testing.T, e *testEnv, bridge string, pod *backendtest.NS
 
 // breakdown runs ADDs of the test-hook build directly (no libcni), which
 // append the time of each step to a trace file, and prints where the time
-// goes; "process start" is the wall time no step accounts for (fork, exec,
-// Go runtime and package init).
+// goes: "exec" (fork, exec, Go runtime and package init) is timed from the
+// parent's start (WEFT_CNI_TEST_T0), "exit" is the wall time no step
+// accounts for (skel's checks after ADD, process exit, the parent's wait).
 func breakdown(t *testing.T, e *testEnv, pod *backendtest.NS, variant string) {
 	const n = 40
 	trace := filepath.Join(e.dir, "trace")

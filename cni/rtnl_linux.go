@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -235,37 +236,27 @@ func ackError(m syscall.NetlinkMessage) error {
 	if m.Header.Flags&unix.NLM_F_CAPPED == 0 && len(m.Data) >= 4+unix.SizeofNlMsghdr {
 		off = 4 + int(binary.NativeEndian.Uint32(m.Data[4:]))
 	}
-	for off+4 <= len(m.Data) {
-		l := int(binary.NativeEndian.Uint16(m.Data[off:]))
-		typ := binary.NativeEndian.Uint16(m.Data[off+2:])
-		if l < 4 || off+l > len(m.Data) {
-			break
-		}
-		if typ == unix.NLMSGERR_ATTR_MSG {
-			msg := string(m.Data[off+4 : off+l])
-			for len(msg) > 0 && msg[len(msg)-1] == 0 {
-				msg = msg[:len(msg)-1]
-			}
-			if msg != "" {
+	if off <= len(m.Data) {
+		if v, ok := findAttr(m.Data[off:], unix.NLMSGERR_ATTR_MSG); ok {
+			if msg := strings.TrimRight(string(v), "\x00"); msg != "" {
 				return fmt.Errorf("%w (%s)", errno, msg)
 			}
 		}
-		off += (l + 3) &^ 3
 	}
 	return errno
 }
 
-// ifinfoAttr returns the value of attribute typ in an RTM_NEWLINK payload.
-func ifinfoAttr(data []byte, typ uint16) ([]byte, bool) {
-	off := unix.SizeofIfInfomsg
-	for off+4 <= len(data) {
-		l := int(binary.NativeEndian.Uint16(data[off:]))
-		t := binary.NativeEndian.Uint16(data[off+2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
-		if l < 4 || off+l > len(data) {
+// findAttr returns the value of the first attribute of type typ (flags
+// ignored) in b, a sequence of netlink attributes.
+func findAttr(b []byte, typ uint16) ([]byte, bool) {
+	for off := 0; off+4 <= len(b); {
+		l := int(binary.NativeEndian.Uint16(b[off:]))
+		t := binary.NativeEndian.Uint16(b[off+2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
+		if l < 4 || off+l > len(b) {
 			return nil, false
 		}
 		if t == typ {
-			return data[off+4 : off+l], true
+			return b[off+4 : off+l], true
 		}
 		off += (l + 3) &^ 3
 	}
@@ -316,8 +307,10 @@ func (r *rtnl) createVeth(s vethSpec) (peerIndex int32, err error) {
 	if err := bt.exec(); err != nil {
 		return 0, err
 	}
-	if b, ok := ifinfoAttr(bt.echo[createSeq], unix.IFLA_LINK); ok && len(b) == 4 {
-		return int32(binary.NativeEndian.Uint32(b)), nil
+	if d := bt.echo[createSeq]; len(d) > unix.SizeofIfInfomsg {
+		if b, ok := findAttr(d[unix.SizeofIfInfomsg:], unix.IFLA_LINK); ok && len(b) == 4 {
+			return int32(binary.NativeEndian.Uint32(b)), nil
+		}
 	}
 	return 0, nil
 }

@@ -6,6 +6,7 @@ package cni
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"syscall"
@@ -104,6 +105,9 @@ func TestRtnlVeth(t *testing.T) {
 	if err != nil {
 		t.Fatalf("linkIndex: %v", err)
 	}
+	if echoed == 0 && echoesNewLinks(t) {
+		t.Errorf("no peer index from the echo of the new link (Linux 6.3 and later echo it)")
+	}
 	if echoed != 0 && echoed != looked {
 		t.Errorf("echoed peer index %d, eth0 has %d", echoed, looked)
 	}
@@ -142,4 +146,18 @@ func TestRtnlVeth(t *testing.T) {
 	if err := nl.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "weftt0"}}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// echoesNewLinks reports whether the running kernel echoes a link it
+// creates with NLM_F_ECHO (Linux 6.3 and later).
+func echoesNewLinks(t *testing.T) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); err != nil {
+		t.Fatalf("kernel release %q: %v", u.Release[:], err)
+	}
+	return major > 6 || major == 6 && minor >= 3
 }
