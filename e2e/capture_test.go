@@ -62,6 +62,8 @@ func TestDecode(t *testing.T) {
 	pod16, pod26 := netip.MustParseAddr("fd10:244:0:1::2"), netip.MustParseAddr("fd10:244:0:2::2")
 	inner4 := ether(0x0800, ipv4UDP(pod1, pod2, 40000, 7, []byte("hello")))
 	inner6 := ether(0x86dd, ipv6UDP(pod16, pod26, 40000, 7, []byte("hello6")))
+	vx1, vx42 := append(vxlanHeader(1), inner4...), append(vxlanHeader(42), inner6...)
+	const port = 8472 // the VXLAN port the decoder is given
 
 	type summary struct {
 		Src, Dst         netip.Addr
@@ -75,39 +77,34 @@ func TestDecode(t *testing.T) {
 	cases := []struct {
 		name  string
 		frame []byte
-		port  int
 		want  summary
 		ok    bool
 	}{
 		{
 			name:  "plain udp",
 			frame: ether(0x0800, ipv4UDP(pod1, pod2, 40000, 7, []byte("bare"))),
-			port:  8472,
 			ok:    true,
 			want:  summary{Src: pod1, Dst: pod2, Proto: 17, DPort: 7, Payload: "bare"},
 		},
 		{
 			name:  "vxlan carrying ipv4",
-			frame: ether(0x0800, ipv4UDP(node1, node2, 51000, 8472, append(vxlanHeader(1), inner4...))),
-			port:  8472,
+			frame: ether(0x0800, ipv4UDP(node1, node2, 51000, port, vx1)),
 			ok:    true,
-			want: summary{Src: node1, Dst: node2, Proto: 17, DPort: 8472, Payload: string(append(vxlanHeader(1), inner4...)),
+			want: summary{Src: node1, Dst: node2, Proto: 17, DPort: port, Payload: string(vx1),
 				VXLAN: true, VNI: 1, InnerSrc: pod1, InnerD: pod2, InnerPayload: "hello"},
 		},
 		{
 			name:  "vxlan carrying ipv6",
-			frame: ether(0x0800, ipv4UDP(node1, node2, 51000, 8472, append(vxlanHeader(42), inner6...))),
-			port:  8472,
+			frame: ether(0x0800, ipv4UDP(node1, node2, 51000, port, vx42)),
 			ok:    true,
-			want: summary{Src: node1, Dst: node2, Proto: 17, DPort: 8472, Payload: string(append(vxlanHeader(42), inner6...)),
+			want: summary{Src: node1, Dst: node2, Proto: 17, DPort: port, Payload: string(vx42),
 				VXLAN: true, VNI: 42, InnerSrc: pod16, InnerD: pod26, InnerPayload: "hello6"},
 		},
 		{
 			name:  "udp to another port is not vxlan",
-			frame: ether(0x0800, ipv4UDP(node1, node2, 51000, 4789, append(vxlanHeader(1), inner4...))),
-			port:  8472,
+			frame: ether(0x0800, ipv4UDP(node1, node2, 51000, 4789, vx1)),
 			ok:    true,
-			want:  summary{Src: node1, Dst: node2, Proto: 17, DPort: 4789, Payload: string(append(vxlanHeader(1), inner4...))},
+			want:  summary{Src: node1, Dst: node2, Proto: 17, DPort: 4789, Payload: string(vx1)},
 		},
 		{
 			name:  "arp is not ip",
@@ -130,7 +127,7 @@ func TestDecode(t *testing.T) {
 				return
 			}
 			got := summary{Src: p.Src, Dst: p.Dst, Proto: p.Proto, DPort: p.DstPort, Payload: string(p.Payload)}
-			got.VXLAN = p.DecodeVXLAN(tc.port)
+			got.VXLAN = p.DecodeVXLAN(port)
 			if got.VXLAN {
 				got.VNI = p.VNI()
 			}

@@ -27,8 +27,8 @@ import (
 // pod's attachment, CNI ADD, is not weftd's time and is added to the
 // budget). On a failure it calls diagnose with the new pod, then logs what
 // a capture inside n4 saw of the new pod's packets. Last, it checks all
-// pods reach each other over both families. It returns the new pod.
-func checkJoinReach(t *testing.T, c *Cluster, n4 *Node, started, ready time.Time, diagnose func(p4 *Pod)) *Pod {
+// pods reach each other over both families.
+func checkJoinReach(t *testing.T, c *Cluster, n4 *Node, started, ready time.Time, diagnose func(p4 *Pod)) {
 	t.Helper()
 	capture, err := StartCapture(n4.NS)
 	if err != nil {
@@ -73,7 +73,6 @@ func checkJoinReach(t *testing.T, c *Cluster, n4 *Node, started, ready time.Time
 	for _, v6 := range []bool{false, true} {
 		allToAll(t, c.Pods(), v6)
 	}
-	return p4
 }
 
 // logCapture logs the packets of a capture inside n that come from or go
@@ -182,4 +181,15 @@ func stopEtcd(t *testing.T, c *Cluster) error {
 		}
 	})
 	return nil
+}
+
+// nodesExcept returns nodes without n.
+func nodesExcept(nodes []*Node, n *Node) []*Node {
+	var o []*Node
+	for _, m := range nodes {
+		if m != n {
+			o = append(o, m)
+		}
+	}
+	return o
 }

@@ -723,11 +723,13 @@ func (c *Cluster) saveState() {
 	}
 }
 
-func (c *Cluster) updateNodeProc(name string, p *Proc) {
+// updateNode applies update to the [NodeState] of the node called name
+// and saves the state.
+func (c *Cluster) updateNode(name string, update func(*NodeState)) {
 	c.mu.Lock()
 	for i := range c.state.Nodes {
 		if c.state.Nodes[i].Name == name {
-			c.state.Nodes[i].Weftd = p
+			update(&c.state.Nodes[i])
 		}
 	}
 	c.mu.Unlock()

@@ -198,16 +198,6 @@ func waitGossipObservers(ctx context.Context, observers []*Node, target *Node, w
 	return took, errors.Join(errs...)
 }
 
-func gossipOthers(nodes []*Node, n *Node) []*Node {
-	var o []*Node
-	for _, m := range nodes {
-		if m != n {
-			o = append(o, m)
-		}
-	}
-	return o
-}
-
 func gossipMaxDuration(m map[string]time.Duration) time.Duration {
 	var d time.Duration
 	for _, v := range m {
@@ -269,7 +259,7 @@ func testGossipKill(t *testing.T, nodes []*Node) {
 	var rejoins []time.Duration
 	for i := range gossipKillTrials {
 		victim := nodes[i%len(nodes)]
-		obs := gossipOthers(nodes, victim)
+		obs := nodesExcept(nodes, victim)
 		if err := waitGossipAlive(ctx, nodes, 15*time.Second); err != nil {
 			t.Fatalf("trial %d: not all alive before the kill: %v", i+1, err)
 		}
@@ -431,7 +421,7 @@ func checkGossipMetrics(ctx context.Context, n *Node, want map[string]float64) e
 func testGossipSplit(t *testing.T, nodes []*Node) {
 	ctx := t.Context()
 	victim := nodes[2]
-	obs := gossipOthers(nodes, victim)
+	obs := nodesExcept(nodes, victim)
 	if err := waitGossipAlive(ctx, nodes, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -799,24 +789,24 @@ func testGossipWrongKey(t *testing.T, c *Cluster, nodes []*Node, wrongKey string
 }
 
 // gossipLeasesByNode lists the leases in etcd by node name.
-func gossipLeasesByNode(ctx context.Context, c *Cluster) (map[string]subnet.Lease, *clientv3.Client, error) {
+func gossipLeasesByNode(ctx context.Context, c *Cluster) (map[string]subnet.Lease, error) {
 	cli, err := c.Etcd.Client()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	defer cli.Close()
 	st := subnetetcd.New(subnetetcd.Config{Client: cli, Prefix: EtcdPrefix})
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	v, err := st.List(cctx)
 	if err != nil {
-		cli.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	m := map[string]subnet.Lease{}
 	for _, l := range v.Leases {
 		m[l.Record.NodeName] = l
 	}
-	return m, cli, nil
+	return m, nil
 }
 
 // testGossipEtcdOutage stops etcd for gossipEtcdOutage with pod traffic
@@ -828,11 +818,10 @@ func gossipLeasesByNode(ctx context.Context, c *Cluster) (map[string]subnet.Leas
 func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	ctx := t.Context()
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
-	before, cli, err := gossipLeasesByNode(ctx, c)
+	before, err := gossipLeasesByNode(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli.Close()
 	for _, n := range nodes {
 		if _, ok := before[n.Name]; !ok {
 			t.Fatalf("no lease for %s in etcd before the outage: %v", n.Name, before)
@@ -897,7 +886,8 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 		t.Errorf("%s restarted with subnet %s and public IP %s, want %s and %s", n3.Name, g3.Node.Subnet, g3.Node.PublicIP, id3.subnet, newIP)
 	}
 	// The others learn the new address by gossip: /status and the FDB.
-	var learn sync.Map
+	var mu sync.Mutex
+	learn := map[string]time.Duration{}
 	var wg sync.WaitGroup
 	for _, o := range []*Node{n1, n2} {
 		wg.Add(1)
@@ -918,7 +908,9 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 				t.Error(err)
 				return
 			}
-			learn.Store(o.Name, time.Since(ready))
+			mu.Lock()
+			learn[o.Name] = time.Since(ready)
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
@@ -935,14 +927,8 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 		}
 	}
 	resumed := time.Since(ready)
-	var learned []string
-	learn.Range(func(k, v any) bool {
-		learned = append(learned, fmt.Sprintf("%s %s", k, gossipMS(v.(time.Duration))))
-		return true
-	})
-	slices.Sort(learned)
-	t.Logf("new address of %s alive in the others' /status and FDB, after its ready: %s (%s after its start); pod traffic both ways %s after its ready",
-		n3.Name, strings.Join(learned, ", "), gossipMS(ready.Sub(started)+gossipMaxLearn(&learn)), gossipMS(resumed))
+	t.Logf("new address of %s alive in the others' /status and FDB, after its ready: %v (%s after its start); pod traffic both ways %s after its ready",
+		n3.Name, learn, gossipMS(ready.Sub(started)+gossipMaxDuration(learn)), gossipMS(resumed))
 
 	// Hold the outage, checking that nothing regresses. weftd probes etcd
 	// every min(resync interval, 5 s) with a 2 s timeout: /status may say
@@ -997,11 +983,10 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 			reached[n.Name] = time.Since(back)
 		}
 		if writtenBack == 0 {
-			m, cli, err := gossipLeasesByNode(ctx, c)
+			m, err := gossipLeasesByNode(ctx, c)
 			if err != nil {
 				return err
 			}
-			cli.Close()
 			l, ok := m[n3.Name]
 			switch {
 			case !ok:
@@ -1027,7 +1012,7 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 		t.Errorf("%s's record version %d, want > %d (its data changed)", n3.Name, after[n3.Name].Record.Version, before[n3.Name].Record.Version)
 	}
 	// No subnet changed, no lease was re-claimed, every lease is alive.
-	cli, err = c.Etcd.Client()
+	cli, err := c.Etcd.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1088,13 +1073,4 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 
 func gossipAddrPort(ip netip.Addr, port int) string {
 	return netip.AddrPortFrom(ip, uint16(port)).String()
-}
-
-func gossipMaxLearn(m *sync.Map) time.Duration {
-	var d time.Duration
-	m.Range(func(_, v any) bool {
-		d = max(d, v.(time.Duration))
-		return true
-	})
-	return d
 }

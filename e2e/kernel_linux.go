@@ -323,19 +323,10 @@ func (n *Node) ChangeIP(ip netip.Addr) error {
 	if err != nil {
 		return err
 	}
+	httpAddr := net.JoinHostPort(ip.String(), strconv.Itoa(HTTPPort))
 	n.mu.Lock()
-	n.IP = ip
-	n.HTTPAddr = net.JoinHostPort(ip.String(), strconv.Itoa(HTTPPort))
+	n.IP, n.HTTPAddr = ip, httpAddr
 	n.mu.Unlock()
-	c := n.c
-	c.mu.Lock()
-	for i := range c.state.Nodes {
-		if c.state.Nodes[i].Name == n.Name {
-			c.state.Nodes[i].IP = ip.String()
-			c.state.Nodes[i].HTTPAddr = n.HTTPAddr
-		}
-	}
-	c.mu.Unlock()
-	c.saveState()
+	n.c.updateNode(n.Name, func(s *NodeState) { s.IP, s.HTTPAddr = ip.String(), httpAddr })
 	return nil
 }

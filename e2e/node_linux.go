@@ -133,7 +133,7 @@ func (n *Node) Start() error {
 		return fmt.Errorf("%s: %w", n.Name, err)
 	}
 	n.proc = p
-	n.c.updateNodeProc(n.Name, p)
+	n.c.updateNode(n.Name, func(s *NodeState) { s.Weftd = p })
 	return nil
 }
 

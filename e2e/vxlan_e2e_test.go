@@ -515,13 +515,7 @@ func testLeaseRemoved(t *testing.T, c *Cluster) {
 	if err := gone.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	var rest []*Node
-	for _, n := range nodes {
-		if n != gone {
-			rest = append(rest, n)
-		}
-	}
-	removeLeaseAndWait(t, c, gone, rest, "routes, neighbour and FDB entry", func(n *Node) ([]string, error) {
+	removeLeaseAndWait(t, c, gone, nodesExcept(nodes, gone), "routes, neighbour and FDB entry", func(n *Node) ([]string, error) {
 		k, err := n.Kernel()
 		if err != nil {
 			return nil, err

@@ -5,16 +5,13 @@
 
 package e2e
 
-import (
-	"os"
-	"testing"
-)
+import "testing"
 
 // TestHarnessWireGuard checks what the harness owes the WireGuard tests:
 // per-run device names, so that userspace UAPI sockets (shared by every
 // namespace in /var/run/wireguard) never collide, pods that talk, and no
 // socket left behind after teardown, even after a SIGKILL. The WireGuard
-// scenarios themselves live with the backend's tests.
+// scenarios themselves are in [TestWireGuard].
 func TestHarnessWireGuard(t *testing.T) {
 	RequireRoot(t)
 	c := NewForTest(t, Options{Nodes: 2, PodsPerNode: 1, Backend: "wireguard"})
@@ -36,16 +33,9 @@ func TestHarnessWireGuard(t *testing.T) {
 	if err := nodes[0].Kill(); err != nil {
 		t.Fatal(err)
 	}
-	var socks []string
-	for _, n := range nodes {
-		socks = append(socks, uapiSocket(n.WireGuardDevice))
-	}
+	s := c.State()
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range socks {
-		if _, err := os.Stat(s); !os.IsNotExist(err) {
-			t.Errorf("%s left after teardown (%v)", s, err)
-		}
-	}
+	checkNothingLeft(t, s)
 }
