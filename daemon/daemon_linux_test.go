@@ -28,6 +28,7 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/daemon/status"
 	"github.com/weftnet/weft/subnet"
 	subnetetcd "github.com/weftnet/weft/subnet/etcd"
 )
@@ -168,13 +169,13 @@ func (p *weftdProc) get(path string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-func (p *weftdProc) status(t *testing.T) Status {
+func (p *weftdProc) status(t *testing.T) status.Report {
 	t.Helper()
 	code, body, err := p.get("/status")
 	if err != nil || code != 200 {
 		t.Fatalf("GET /status: %d %v %s", code, err, body)
 	}
-	var st Status
+	var st status.Report
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatalf("decode /status: %v\n%s", err, body)
 	}
@@ -863,7 +864,7 @@ func TestRunTwoNodesWireGuard(t *testing.T) {
 	})
 	a, b := nodes[0], nodes[1]
 	sa, sb := a.w.status(t), b.w.status(t)
-	for _, st := range []Status{sa, sb} {
+	for _, st := range []status.Report{sa, sb} {
 		if st.Node.BackendType != "wireguard" || st.Node.BackendData.WireGuardKey == "" || st.Node.BackendData.WireGuardPort != 51820 || st.Node.MTU != 1440 {
 			t.Errorf("node %s: backend %s data %+v mtu %d; want wireguard with a key, port 51820, MTU 1440", st.Node.Name, st.Node.BackendType, st.Node.BackendData, st.Node.MTU)
 		}

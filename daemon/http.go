@@ -10,102 +10,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/weftnet/weft/subnet"
 )
-
-// Status is the JSON document GET /status returns: this node, every peer
-// of the desired set, and the gossip members as this node sees them.
-type Status struct {
-	Node    NodeStatus     `json:"node"`
-	Peers   []PeerStatus   `json:"peers"`
-	Members []MemberStatus `json:"members"`
-}
-
-// NodeStatus describes this node.
-type NodeStatus struct {
-	Name string `json:"name"`
-	// ID is the node's UUID from the state dir.
-	ID string `json:"id"`
-	// Subnet and IPv6Subnet are the leased pod subnets (zero until leased).
-	Subnet      netip.Prefix `json:"subnet,omitzero"`
-	IPv6Subnet  netip.Prefix `json:"ipv6Subnet,omitzero"`
-	Network     netip.Prefix `json:"network,omitzero"`
-	IPv6Network netip.Prefix `json:"ipv6Network,omitzero"`
-	Iface       string       `json:"iface,omitempty"`
-	PublicIP    netip.Addr   `json:"publicIP,omitzero"`
-	PublicIPv6  netip.Addr   `json:"publicIPv6,omitzero"`
-	GossipAddr  string       `json:"gossipAddr,omitempty"`
-	// BackendType is vxlan, host-gw or wireguard; BackendData what this
-	// node publishes; MTU the pod MTU.
-	BackendType string             `json:"backendType,omitempty"`
-	BackendData subnet.BackendData `json:"backendData,omitzero"`
-	MTU         int                `json:"mtu,omitempty"`
-	// Epoch and Version identify this node's published data.
-	Epoch       int64     `json:"epoch,omitempty"`
-	Version     uint64    `json:"version,omitempty"`
-	LeaseExpiry time.Time `json:"leaseExpiry,omitzero"`
-	// Ready is what /readyz answers; NotReady says why not.
-	Ready    bool   `json:"ready"`
-	NotReady string `json:"notReady,omitempty"`
-	// Complete is true once the peer view is complete (etcd list or
-	// persisted snapshot): until then reconciles only add.
-	Complete      bool `json:"complete"`
-	EtcdReachable bool `json:"etcdReachable"`
-	// ConfigError is why the last network config seen in etcd was
-	// rejected (the last good one stays in force).
-	ConfigError string `json:"configError,omitempty"`
-	// PendingRestart lists config changes that need a restart of weftd
-	// on every node.
-	PendingRestart []string `json:"pendingRestart,omitempty"`
-	// ForwardingProblem is set when IP forwarding could not be enabled.
-	ForwardingProblem string `json:"forwardingProblem,omitempty"`
-	// MasqueradeProblem is set when the masquerade rules could not be
-	// installed or removed; ForwardDropWarning when another nftables table
-	// drops forwarded traffic.
-	MasqueradeProblem  string    `json:"masqueradeProblem,omitempty"`
-	ForwardDropWarning string    `json:"forwardDropWarning,omitempty"`
-	LastReconcile      time.Time `json:"lastReconcile,omitzero"`
-	ReconcileError     string    `json:"reconcileError,omitempty"`
-}
-
-// PeerStatus describes one peer of the desired set.
-type PeerStatus struct {
-	Name        string             `json:"name"`
-	Subnet      netip.Prefix       `json:"subnet,omitzero"`
-	IPv6Subnet  netip.Prefix       `json:"ipv6Subnet,omitzero"`
-	PublicIP    netip.Addr         `json:"publicIP,omitzero"`
-	PublicIPv6  netip.Addr         `json:"publicIPv6,omitzero"`
-	BackendData subnet.BackendData `json:"backendData,omitzero"`
-	Epoch       int64              `json:"epoch"`
-	Version     uint64             `json:"version"`
-	// State is the gossip state (alive, suspect, dead, left, or unknown
-	// when gossip has not reported the peer) and Since when it changed.
-	State string    `json:"state"`
-	Since time.Time `json:"since,omitzero"`
-	// Source is where the data came from: etcd or gossip.
-	Source string `json:"source"`
-	// Provisional is true for data from gossip that etcd has not
-	// confirmed yet.
-	Provisional bool `json:"provisional,omitempty"`
-	// Problem is why the backend cannot serve this peer, if it cannot.
-	Problem string `json:"problem,omitempty"`
-}
-
-// MemberStatus is a gossip member as this node sees it.
-type MemberStatus struct {
-	Name       string       `json:"name"`
-	Addr       string       `json:"addr"`
-	State      string       `json:"state"`
-	Since      time.Time    `json:"since,omitzero"`
-	Subnet     netip.Prefix `json:"subnet,omitzero"`
-	IPv6Subnet netip.Prefix `json:"ipv6Subnet,omitzero"`
-	PublicIP   netip.Addr   `json:"publicIP,omitzero"`
-}
 
 // listenHTTP opens the HTTP listener (so that a busy port fails Run at
 // once rather than in a goroutine).

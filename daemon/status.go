@@ -7,13 +7,15 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/weftnet/weft/daemon/status"
 )
 
 // status builds the /status document.
-func (d *daemon) status() Status {
+func (d *daemon) status() status.Report {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	n := NodeStatus{
+	n := status.Node{
 		Name:               d.nodeName,
 		ID:                 d.nodeID,
 		Iface:              d.under.Iface,
@@ -42,9 +44,9 @@ func (d *daemon) status() Status {
 	if l := d.lease; l != nil {
 		n.Subnet, n.IPv6Subnet, n.Epoch, n.LeaseExpiry = l.Subnet, l.IPv6Subnet, l.Epoch, l.Expiry
 	}
-	st := Status{Node: n, Peers: []PeerStatus{}, Members: []MemberStatus{}}
+	st := status.Report{Node: n, Peers: []status.Peer{}, Members: []status.Member{}}
 	for _, p := range d.peers { // Merge leaves this node out
-		st.Peers = append(st.Peers, PeerStatus{
+		st.Peers = append(st.Peers, status.Peer{
 			Name: p.Name, Subnet: p.Subnet, IPv6Subnet: p.IPv6Subnet,
 			PublicIP: p.PublicIP, PublicIPv6: p.PublicIPv6, BackendData: p.Data,
 			Epoch: p.Epoch, Version: p.Version,
@@ -53,7 +55,7 @@ func (d *daemon) status() Status {
 		})
 	}
 	for _, m := range d.members {
-		st.Members = append(st.Members, MemberStatus{
+		st.Members = append(st.Members, status.Member{
 			Name: m.Name, Addr: m.Addr, State: string(m.State), Since: m.Since,
 			Subnet: m.Meta.Subnet, IPv6Subnet: m.Meta.IPv6Subnet, PublicIP: m.Meta.PublicIP,
 		})

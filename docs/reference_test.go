@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/weftnet/weft/daemon"
+	"github.com/weftnet/weft/daemon/status"
 )
 
 // operatorDocs are the pages whose references to weftctl commands,
@@ -147,7 +147,7 @@ func TestReferences(t *testing.T) {
 	mainGo := readSources(t, filepath.Join(repoRoot, "daemon", "cmd", "weftctl"))
 	source := readSources(t, filepath.Join(repoRoot, "daemon"))
 	known := map[string]bool{}
-	jsonFieldNames(reflect.TypeFor[daemon.Status](), known)
+	jsonFieldNames(reflect.TypeFor[status.Report](), known)
 	for _, k := range cniKeys() {
 		known[k] = true
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/daemon"
+	"github.com/weftnet/weft/daemon/status"
 )
 
 // Checks shared by the backend tests (VXLAN, WireGuard): what a backend
@@ -144,7 +144,7 @@ func removeLeaseAndWait(t *testing.T, c *Cluster, gone *Node, rest []*Node, what
 
 // checkSubnetsKept fails the test if the node's IPv4 or IPv6 subnet differs
 // between two of its statuses; when says between which events.
-func checkSubnetsKept(t *testing.T, before, after *daemon.Status, when string) {
+func checkSubnetsKept(t *testing.T, before, after *status.Report, when string) {
 	t.Helper()
 	if after.Node.Subnet != before.Node.Subnet || after.Node.IPv6Subnet != before.Node.IPv6Subnet {
 		t.Errorf("subnets changed %s: %s %s → %s %s", when, before.Node.Subnet, before.Node.IPv6Subnet, after.Node.Subnet, after.Node.IPv6Subnet)
@@ -152,7 +152,7 @@ func checkSubnetsKept(t *testing.T, before, after *daemon.Status, when string) {
 }
 
 // peerStates renders st's peers for messages: name(state) separated by spaces.
-func peerStates(st *daemon.Status) string {
+func peerStates(st *status.Report) string {
 	var s []string
 	for _, p := range st.Peers {
 		s = append(s, p.Name+"("+p.State+")")

@@ -29,7 +29,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/weftnet/weft/daemon"
+	"github.com/weftnet/weft/daemon/status"
 	"github.com/weftnet/weft/subnet"
 	subnetetcd "github.com/weftnet/weft/subnet/etcd"
 )
@@ -117,16 +117,16 @@ func TestGossip(t *testing.T) {
 }
 
 // statusPeer returns the peer called name in st.
-func statusPeer(st *daemon.Status, name string) (daemon.PeerStatus, bool) {
-	i := slices.IndexFunc(st.Peers, func(p daemon.PeerStatus) bool { return p.Name == name })
+func statusPeer(st *status.Report, name string) (status.Peer, bool) {
+	i := slices.IndexFunc(st.Peers, func(p status.Peer) bool { return p.Name == name })
 	if i < 0 {
-		return daemon.PeerStatus{}, false
+		return status.Peer{}, false
 	}
 	return st.Peers[i], true
 }
 
 // memberState returns the gossip state of member name in st ("" if absent).
-func memberState(st *daemon.Status, name string) string {
+func memberState(st *status.Report, name string) string {
 	for _, m := range st.Members {
 		if m.Name == name {
 			return m.State

@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/weftnet/weft/daemon"
+	"github.com/weftnet/weft/daemon/status"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -206,7 +206,7 @@ func (n *Node) Get(ctx context.Context, path string) (int, []byte, error) {
 }
 
 // Status returns weftd's GET /status.
-func (n *Node) Status(ctx context.Context) (*daemon.Status, error) {
+func (n *Node) Status(ctx context.Context) (*status.Report, error) {
 	code, body, err := n.Get(ctx, "/status")
 	if err != nil {
 		return nil, err
@@ -214,7 +214,7 @@ func (n *Node) Status(ctx context.Context) (*daemon.Status, error) {
 	if code != http.StatusOK {
 		return nil, fmt.Errorf("GET /status on %s: HTTP %d: %s", n.Name, code, body)
 	}
-	var s daemon.Status
+	var s status.Report
 	if err := json.Unmarshal(body, &s); err != nil {
 		return nil, fmt.Errorf("decode /status of %s: %w: %s", n.Name, err, body)
 	}

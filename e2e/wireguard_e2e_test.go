@@ -27,7 +27,7 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/backend/wireguard"
-	"github.com/weftnet/weft/daemon"
+	"github.com/weftnet/weft/daemon/status"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -186,8 +186,8 @@ func wgDeviceHere(name string) (*wgtypes.Device, error) {
 }
 
 // statuses fetches /status of every node.
-func statuses(ctx context.Context, nodes []*Node) (map[*Node]*daemon.Status, error) {
-	m := map[*Node]*daemon.Status{}
+func statuses(ctx context.Context, nodes []*Node) (map[*Node]*status.Report, error) {
+	m := map[*Node]*status.Report{}
 	for _, n := range nodes {
 		st, err := n.Status(ctx)
 		if err != nil {
@@ -200,7 +200,7 @@ func statuses(ctx context.Context, nodes []*Node) (map[*Node]*daemon.Status, err
 
 // expectedPeers is what self's device must hold: one peer per other node
 // of sts, at its public IP and published port, allowed its subnets.
-func expectedPeers(self *Node, sts map[*Node]*daemon.Status) []wgPeer {
+func expectedPeers(self *Node, sts map[*Node]*status.Report) []wgPeer {
 	var v []wgPeer
 	for n, st := range sts {
 		if n == self {
@@ -224,7 +224,7 @@ func expectedPeers(self *Node, sts map[*Node]*daemon.Status) []wgPeer {
 
 // checkPeers compares every node's device with what the statuses of nodes
 // say it must hold, and checks the routes to the peers' subnets.
-func checkPeers(nodes []*Node, sts map[*Node]*daemon.Status) error {
+func checkPeers(nodes []*Node, sts map[*Node]*status.Report) error {
 	var errs []error
 	for _, n := range nodes {
 		d, err := wgDevice(n)
@@ -316,7 +316,7 @@ func testWGDevices(t *testing.T, c *Cluster) {
 
 // checkWGLink checks the device's link: the subnets' network addresses as
 // host routes' worth of prefix (/32, /128), up, and the derived MTU.
-func checkWGLink(t *testing.T, n *Node, st *daemon.Status) {
+func checkWGLink(t *testing.T, n *Node, st *status.Report) {
 	t.Helper()
 	h, err := n.NS.Handle()
 	if err != nil {

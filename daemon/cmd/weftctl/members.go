@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/weftnet/weft/daemon"
+	"github.com/weftnet/weft/daemon/status"
 )
 
 func cmdMembers(ctx context.Context, args []string) error {
@@ -36,7 +36,7 @@ func cmdMembers(ctx context.Context, args []string) error {
 }
 
 // renderMembers prints the gossip members as the node sees them.
-func renderMembers(w io.Writer, st daemon.Status, now time.Time) error {
+func renderMembers(w io.Writer, st status.Report, now time.Time) error {
 	if len(st.Members) == 0 {
 		fmt.Fprintf(w, "node %s sees no gossip members (is gossip on? see --gossip-bind)\n", st.Node.Name)
 		return nil

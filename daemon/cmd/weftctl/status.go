@@ -16,7 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/weftnet/weft/daemon"
+	"github.com/weftnet/weft/daemon/status"
 )
 
 // defaultStatusAddr is weftd's default --http-addr.
@@ -54,7 +54,7 @@ func (f *statusFlags) parse(fs *flag.FlagSet, args []string) error {
 }
 
 // fetchStatus reads weftd's /status; raw is the document as served.
-func fetchStatus(ctx context.Context, addr string) (st daemon.Status, raw []byte, err error) {
+func fetchStatus(ctx context.Context, addr string) (st status.Report, raw []byte, err error) {
 	u := addr
 	if !strings.Contains(u, "://") {
 		u = "http://" + u
@@ -104,7 +104,7 @@ func cmdStatus(ctx context.Context, args []string) error {
 }
 
 // renderStatus prints the node's summary and a peer table.
-func renderStatus(w io.Writer, st daemon.Status, now time.Time) error {
+func renderStatus(w io.Writer, st status.Report, now time.Time) error {
 	n := st.Node
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k string, v any) { fmt.Fprintf(tw, "%s:\t%v\n", k, v) }

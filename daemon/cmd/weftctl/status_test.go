@@ -13,24 +13,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/daemon"
+	"github.com/weftnet/weft/daemon/status"
 	"github.com/weftnet/weft/subnet"
 )
 
-func sampleStatus(now time.Time) daemon.Status {
-	return daemon.Status{
-		Node: daemon.NodeStatus{
+func sampleStatus(now time.Time) status.Report {
+	return status.Report{
+		Node: status.Node{
 			Name: "node-a", ID: "3f0c", Subnet: netip.MustParsePrefix("10.244.1.0/24"), Network: netip.MustParsePrefix("10.244.0.0/16"),
 			Iface: "eth0", PublicIP: netip.MustParseAddr("198.18.0.1"), BackendType: "vxlan",
 			BackendData: subnet.BackendData{VTEPMAC: "02:00:00:00:00:01"}, MTU: 1450, Epoch: 7, Version: 2,
 			Ready: false, NotReady: "first reconcile not done yet", EtcdReachable: true, ConfigError: "Backend.VNI: want a number",
 		},
-		Peers: []daemon.PeerStatus{{
+		Peers: []status.Peer{{
 			Name: "node-b", Subnet: netip.MustParsePrefix("10.244.2.0/24"), PublicIP: netip.MustParseAddr("198.18.0.2"),
 			BackendData: subnet.BackendData{VTEPMAC: "02:00:00:00:00:02"}, Epoch: 9, Version: 1, State: "dead",
 			Since: now.Add(-3 * time.Second), Source: "gossip", Provisional: true, Problem: "not on this L2 segment",
 		}},
-		Members: []daemon.MemberStatus{{Name: "node-b", Addr: "198.18.0.2:7950", State: "dead", Since: now.Add(-3 * time.Second), Subnet: netip.MustParsePrefix("10.244.2.0/24")}},
+		Members: []status.Member{{Name: "node-b", Addr: "198.18.0.2:7950", State: "dead", Since: now.Add(-3 * time.Second), Subnet: netip.MustParsePrefix("10.244.2.0/24")}},
 	}
 }
 
