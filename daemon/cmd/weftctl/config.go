@@ -42,7 +42,7 @@ func stdIO() *cmdIO {
 	if st, err := os.Stdin.Stat(); err == nil {
 		tty = st.Mode()&os.ModeCharDevice != 0
 	}
-	return &cmdIO{in: os.Stdin, out: os.Stdout, errOut: os.Stderr, tty: tty}
+	return &cmdIO{in: os.Stdin, out: stdout, errOut: stderr, tty: tty}
 }
 
 func cmdConfig(ctx context.Context, args []string) error {

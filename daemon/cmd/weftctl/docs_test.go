@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -220,20 +221,12 @@ func checkCommand(c docCommand) error {
 	return fmt.Errorf("%s: weftctl %s: %v", c.where, strings.Join(c.args, " "), err)
 }
 
-// quiet sends the process's stdout and stderr to /dev/null until the
-// returned function is called: the commands print usage on bad flags.
-func quiet(t *testing.T) (restore func()) {
-	t.Helper()
-	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, stderr := os.Stdout, os.Stderr
-	os.Stdout, os.Stderr = null, null
-	return func() {
-		os.Stdout, os.Stderr = stdout, stderr
-		null.Close()
-	}
+// quiet sends weftctl's output to io.Discard until the returned function
+// is called: the commands print usage on bad flags.
+func quiet() (restore func()) {
+	out, errOut := stdout, stderr
+	stdout, stderr = io.Discard, io.Discard
+	return func() { stdout, stderr = out, errOut }
 }
 
 // docProblems checks the weftctl command lines of the Markdown files
@@ -251,7 +244,7 @@ func docProblems(t *testing.T, files map[string]string) (problems, checked []str
 				continue // names the command, as prose does
 			}
 			checked = append(checked, fmt.Sprintf("%s: weftctl %s", c.where, strings.Join(c.args, " ")))
-			restore := quiet(t)
+			restore := quiet()
 			err := checkCommand(c)
 			restore()
 			if err != nil {

@@ -10,17 +10,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 )
 
 // cmdGossipKey prints a new random gossip encryption key: 32 bytes
 // (AES-256) in base64, one line, ready for a line of --gossip-key-file.
 func cmdGossipKey(ctx context.Context, args []string) error {
-	return gossipKey(os.Stdout, args)
+	return gossipKey(stdout, args)
 }
 
 func gossipKey(w io.Writer, args []string) error {
 	fs := flag.NewFlagSet("gossip-key", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), `usage: weftctl gossip-key [-size 32]
 

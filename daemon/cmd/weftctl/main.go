@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,6 +30,11 @@ commands:
 Run 'weftctl <command> -h' for a command's flags.
 `
 
+// stdout and stderr are where commands write. The docs test points them at
+// io.Discard: it must not swap os.Stdout and os.Stderr, which other
+// goroutines of the test binary (the embedded etcd) read.
+var stdout, stderr io.Writer = os.Stdout, os.Stderr
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
@@ -37,14 +43,14 @@ func main() {
 		os.Exit(0)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "weftctl:", err)
+		fmt.Fprintln(stderr, "weftctl:", err)
 		os.Exit(1)
 	}
 }
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
+		fmt.Fprint(stderr, usage)
 		return errors.New("no command given")
 	}
 	cmd, rest := args[0], args[1:]
@@ -62,13 +68,13 @@ func run(ctx context.Context, args []string) error {
 	case "lab":
 		return cmdLab(ctx, rest)
 	case "version":
-		fmt.Println(version)
+		fmt.Fprintln(stdout, version)
 		return nil
 	case "help", "-h", "--help":
-		fmt.Print(usage)
+		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	fmt.Fprint(os.Stderr, usage)
+	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
 }
 

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -28,11 +27,11 @@ func cmdMembers(ctx context.Context, args []string) error {
 		return err
 	}
 	if f.output == "json" {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(st.Members)
 	}
-	return renderMembers(os.Stdout, st, time.Now())
+	return renderMembers(stdout, st, time.Now())
 }
 
 // renderMembers prints the gossip members as the node sees them.

@@ -31,6 +31,7 @@ type statusFlags struct {
 func newStatusFlags(name string) (*flag.FlagSet, *statusFlags) {
 	f := &statusFlags{}
 	fs := flag.NewFlagSet("weftctl "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	def := defaultStatusAddr
 	if v, ok := os.LookupEnv("WEFTCTL_ADDR"); ok && v != "" {
 		def = v
@@ -97,10 +98,10 @@ func cmdStatus(ctx context.Context, args []string) error {
 		return err
 	}
 	if f.output == "json" {
-		_, err := os.Stdout.Write(raw)
+		_, err := stdout.Write(raw)
 		return err
 	}
-	return renderStatus(os.Stdout, st, time.Now())
+	return renderStatus(stdout, st, time.Now())
 }
 
 // renderStatus prints the node's summary and a peer table.
