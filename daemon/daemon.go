@@ -242,7 +242,7 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		return fmt.Errorf("etcd client: %w", err)
 	}
 	d.cli = cli
-	d.store = subnetetcd.New(subnetetcd.Config{Client: cli, Prefix: d.cfg.EtcdPrefix, Log: d.log.WithField("component", "etcd")})
+	d.store = subnetetcd.New(subnetetcd.Config{Client: cli, Prefix: d.cfg.EtcdPrefix, LeaseTTL: d.cfg.LeaseTTL, Log: d.log.WithField("component", "etcd")})
 
 	// 1. Network config: etcd, or the last good one saved.
 	d.setPhase("getting the network config")

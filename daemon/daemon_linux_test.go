@@ -370,7 +370,7 @@ func TestRunVXLANWithEtcd(t *testing.T) {
 	}
 
 	// A peer's lease written into etcd → its route appears; deleted → gone.
-	peer := claimPeer(ctx, t, store, network, 2, time.Minute)
+	peer := claimPeer(ctx, t, tn, network, 2, time.Minute)
 	took = poll(t, 5*time.Second, "route to the new peer", func() string {
 		r := routeTo(t, nh, peer.Subnet)
 		if r == nil {
@@ -428,7 +428,7 @@ func TestRunVXLANWithEtcd(t *testing.T) {
 	})
 
 	// SIGTERM: quick exit, data plane left in place.
-	peer2 := claimPeer(ctx, t, store, network, 3, 10*time.Minute)
+	peer2 := claimPeer(ctx, t, tn, network, 3, 10*time.Minute)
 	poll(t, 5*time.Second, "route to node-c", func() string {
 		if routeTo(t, nh, peer2.Subnet) == nil {
 			return "missing"
@@ -540,17 +540,18 @@ func mustConfig(t *testing.T, raw string) *subnet.Config {
 	return c
 }
 
-// claimPeer writes the lease of a VXLAN peer into etcd, as another node's
-// weftd would: node-b for i 2, node-c for 3, with public IP 198.18.0.<i>
-// and VTEP MAC 02:42:00:00:00:0<i>.
-func claimPeer(ctx context.Context, t *testing.T, store *subnetetcd.Store, network string, i byte, ttl time.Duration) *subnet.Lease {
+// claimPeer writes the lease of a VXLAN peer into tn's etcd prefix, as
+// another node's weftd would (with an etcd lease of ttl): node-b for i 2,
+// node-c for 3, with public IP 198.18.0.<i> and VTEP MAC
+// 02:42:00:00:00:0<i>.
+func claimPeer(ctx context.Context, t *testing.T, tn *testNode, network string, i byte, ttl time.Duration) *subnet.Lease {
 	t.Helper()
+	store := subnetetcd.New(subnetetcd.Config{Client: tn.cli, Prefix: tn.store.Prefix(), LeaseTTL: ttl})
 	l, err := store.Claim(ctx, subnet.ClaimRequest{
 		Config: mustConfig(t, network),
 		Record: subnet.Record{NodeName: fmt.Sprintf("node-%c", 'a'+i-1), NodeID: uuid.NewString(),
 			PublicIP: netip.AddrFrom4([4]byte{198, 18, 0, i}), BackendType: "vxlan",
 			BackendData: subnet.BackendData{VTEPMAC: fmt.Sprintf("02:42:00:00:00:%02x", i)}, Version: 1},
-		TTL: ttl,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -906,7 +907,7 @@ func TestRunDualStack(t *testing.T) {
 	if err := tn.ns.Do(func() (err error) { fwd, err = os.ReadFile("/proc/sys/net/ipv6/conf/all/forwarding"); return err }); err != nil || strings.TrimSpace(string(fwd)) != "1" {
 		t.Errorf("IPv6 forwarding in the node namespace = %q, %v", fwd, err)
 	}
-	peer := claimPeer(ctx, t, tn.store, network, 2, time.Minute)
+	peer := claimPeer(ctx, t, tn, network, 2, time.Minute)
 	if !peer.IPv6Subnet.IsValid() {
 		t.Fatalf("dual-stack claim without an IPv6 subnet: %+v", peer)
 	}

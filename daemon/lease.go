@@ -45,7 +45,7 @@ func (d *daemon) acquireLease(ctx context.Context, nc *subnet.Config, online boo
 			rec := d.record(d.data)
 			d.mu.Unlock()
 			cctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
-			l, err := d.store.Claim(cctx, subnet.ClaimRequest{Config: nc, Record: rec, Prev: prev, TTL: d.cfg.LeaseTTL})
+			l, err := d.store.Claim(cctx, subnet.ClaimRequest{Config: nc, Record: rec, Prev: prev})
 			cancel()
 			if err == nil {
 				d.setEtcdReachable(true)
@@ -267,7 +267,7 @@ func (d *daemon) reclaim(ctx context.Context, prev *subnet.Lease) (*subnet.Lease
 			}
 		}
 		cctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
-		l, err := d.store.Claim(cctx, subnet.ClaimRequest{Config: nc, Record: rec, Prev: prev, TTL: d.cfg.LeaseTTL})
+		l, err := d.store.Claim(cctx, subnet.ClaimRequest{Config: nc, Record: rec, Prev: prev})
 		cancel()
 		if err == nil {
 			d.setEtcdReachable(true)

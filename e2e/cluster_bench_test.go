@@ -364,7 +364,7 @@ func TestBenchRSS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	store := subnetetcd.New(subnetetcd.Config{Client: cli, Prefix: EtcdPrefix})
+	store := subnetetcd.New(subnetetcd.Config{Client: cli, Prefix: EtcdPrefix, LeaseTTL: time.Hour})
 	netcfg, err := subnet.ParseConfig([]byte(cfg))
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +383,7 @@ func TestBenchRSS(t *testing.T) {
 			Version:     1,
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := store.Claim(cctx, subnet.ClaimRequest{Config: netcfg, Record: rec, TTL: time.Hour})
+		_, err := store.Claim(cctx, subnet.ClaimRequest{Config: netcfg, Record: rec})
 		cancel()
 		if err != nil {
 			t.Fatalf("claim for simulated peer %d: %v", i, err)

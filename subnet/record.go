@@ -47,15 +47,19 @@ type Lease struct {
 	// IPv6Subnet is the IPv6 pod subnet (zero unless the network has IPv6).
 	IPv6Subnet netip.Prefix `json:"ipv6Subnet,omitzero"`
 	Record     Record       `json:"record"`
-	// Epoch is the etcd CreateRevision of the lease's primary key (the
-	// IPv4 key, or the IPv6 key in an IPv6-only network). A new claim of
-	// the same subnet has a higher epoch.
+	// Epoch identifies the claim: a new claim of the same subnet has a
+	// higher epoch (etcd: the CreateRevision of the lease's primary key,
+	// the IPv4 key or, in an IPv6-only network, the IPv6 key).
 	Epoch int64 `json:"epoch"`
-	// ModRevision is the etcd ModRevision of the primary key when read.
+	// ModRevision is the store's revision of the lease when read (etcd:
+	// the primary key's ModRevision), comparable with [View.Revision].
 	ModRevision int64 `json:"modRevision"`
-	// LeaseID is the etcd lease the keys are attached to.
+	// LeaseID names what keeps the claim alive in the store (etcd: the
+	// etcd lease the keys are attached to); zero when the store has no
+	// such thing. Only the store that set it interprets it.
 	LeaseID int64 `json:"leaseID"`
-	// Expiry is when the etcd lease expires if not renewed (as last known).
+	// Expiry is when the claim lapses if not kept alive (as last known);
+	// zero when it does not lapse by itself.
 	Expiry time.Time `json:"expiry,omitzero"`
 }
 

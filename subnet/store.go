@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 )
 
 // Errors a caller of [Store] branches on.
@@ -47,12 +46,10 @@ type ClaimRequest struct {
 	Config *Config
 	// Record is the data to store (node name, ID, addresses, backend data).
 	Record Record
-	// Prev is the lease this node held before (from etcd or its state
+	// Prev is the lease this node held before (from the store or its state
 	// dir). When set, the store tries to get the same subnet(s) back
 	// first; only if they are held by another node does it pick new ones.
 	Prev *Lease
-	// TTL of the etcd lease (default 24 h).
-	TTL time.Duration
 }
 
 // View is a consistent picture of all leases.
@@ -62,48 +59,87 @@ type View struct {
 	// Complete is true once the view holds a full list from the store
 	// (false while only changes since a snapshot are known).
 	Complete bool
-	// Revision is the store revision the view reflects.
+	// Revision orders views and leases of one store: a view reflects every
+	// write whose [Lease.ModRevision] is at most Revision. Zero when the
+	// store does not say.
 	Revision int64
 }
 
-// Store is the lease store. Implementations: subnet/etcd (real) and
-// subnet/subnettest (in-memory fake for pure-logic tests only).
+// The store is split by consumer: the daemon's config handling, its lease
+// loop, its peer view and its reachability report each depend on one part.
+// [Store] is all of them, as subnet/etcd implements it; a store backed by
+// another system (the Kubernetes API: Nodes' podCIDRs, per-node records, a
+// ConfigMap) implements the same four parts in its own terms. How a store
+// keeps a claim alive (etcd: a lease with a TTL), what it leaves behind on
+// release (etcd: a tombstone) and how it numbers writes are its own
+// business, set in its own configuration, not in these contracts.
 //
-// All methods are safe for concurrent use. Every call honours ctx.
-type Store interface {
+// All methods of all parts are safe for concurrent use. Every call honours
+// ctx; a caller bounds each call with a deadline.
+
+// ConfigSource serves the network config.
+type ConfigSource interface {
 	// GetConfig reads and validates the network config. It returns an error
 	// wrapping ErrNoConfig when there is none, and a *ConfigError (with
 	// the reason) when it is invalid; any other error means the store did
 	// not answer.
 	GetConfig(ctx context.Context) (*Config, error)
 	// WatchConfig calls fn with each new config (or the error GetConfig
-	// would return) until ctx is done. It calls fn once with the current config first.
+	// would return) until ctx is done. It calls fn once with the current
+	// config first. Calls to fn never run concurrently.
 	WatchConfig(ctx context.Context, fn func(*Config, error)) error
+}
 
+// Leaser holds this node's lease: the store's attribution of one subnet
+// (and, dual-stack, one IPv6 subnet) to one node. The store is the only
+// authority for it.
+type Leaser interface {
 	// Claim gets a lease for req.Record's node: the node's existing live
-	// record (same name and node ID) or req.Prev's subnet when free, or a
-	// random free subnet avoiding released tombstones. It fails with
-	// ErrNodeConflict, ErrExhausted (naming the network and its size) or
-	// the store error.
+	// lease (same name and node ID) or req.Prev's subnet when free, or a
+	// free subnet of req.Config's network. It fails with ErrNodeConflict,
+	// ErrExhausted (naming the network and its size), ErrLeaseTaken (a
+	// store that assigns subnets itself, when the one it assigns is
+	// another node's) or the store error. The lease's Epoch identifies
+	// this claim: a later claim of the same subnet has a higher one.
 	Claim(ctx context.Context, req ClaimRequest) (*Lease, error)
-	// KeepAlive keeps the lease alive until ctx is done. When renewal
-	// breaks it recovers: it reuses the etcd lease if still alive,
-	// otherwise grants a new one and re-binds only our own key (guarded by
-	// its ModRevision). It calls onChange with the lease after every
-	// recovery. It returns ErrLeaseLost if our key is gone or another
-	// node's; other errors are retried with back-off.
+	// KeepAlive holds l until ctx is done, recovering by itself from the
+	// store's transient failures; it calls onChange with the lease
+	// whenever the store changed it while holding it (as after a
+	// recovery). It returns ErrLeaseLost when the store no longer
+	// attributes l's subnet to this node; it never takes the subnet back
+	// from another node.
 	KeepAlive(ctx context.Context, l *Lease, onChange func(*Lease)) error
-	// UpdateRecord replaces our record's data, guarded by ModRevision and
-	// node ID, and returns the updated lease.
+	// UpdateRecord replaces our record's data, only if the store still
+	// holds l as ours unchanged since it was read (else ErrLeaseLost or a
+	// conflict error), and returns the updated lease.
 	UpdateRecord(ctx context.Context, l *Lease, rec Record) (*Lease, error)
-	// Release deletes our lease and writes a released/ tombstone.
-	Release(ctx context.Context, l *Lease) error
+}
 
+// PeerSource serves every node's lease: the peer view.
+type PeerSource interface {
 	// List returns all leases (a complete view).
 	List(ctx context.Context) (View, error)
 	// WatchLeases calls fn with a full view after the initial list and
-	// after every change, until ctx is done. On compaction or reconnect it
-	// relists; fn always receives a consistent, complete view. Calls to fn
-	// never run concurrently.
+	// after every change, until ctx is done. When it misses changes (a
+	// reconnect, etcd's compaction) it lists again; fn always receives a
+	// consistent, complete view. Calls to fn never run concurrently.
 	WatchLeases(ctx context.Context, fn func(View)) error
+}
+
+// Prober reports whether the store answers.
+type Prober interface {
+	// Probe makes the cheapest request that proves the store can serve
+	// reads and writes now (etcd: a count-only read that needs a leader).
+	// It returns nil when it can.
+	Probe(ctx context.Context) error
+}
+
+// Store is the whole store, as the daemon uses it. Implementations:
+// subnet/etcd (real) and subnet/subnettest (in-memory fake for pure-logic
+// tests only).
+type Store interface {
+	ConfigSource
+	Leaser
+	PeerSource
+	Prober
 }

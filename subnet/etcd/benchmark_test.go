@@ -20,18 +20,18 @@ import (
 // holds 100 other leases. Each claimed lease is revoked again (untimed)
 // so that every iteration sees the same store.
 func BenchmarkClaim(b *testing.B) {
-	s := New(Config{Client: newClient(b), Prefix: testPrefix(b)})
+	s := New(Config{Client: newClient(b), Prefix: testPrefix(b), LeaseTTL: time.Hour})
 	cfg := mustParse(b, `{"Network": "10.0.0.0/8"}`)
 	ctx := ctxT(b, time.Hour)
 	for i := range 100 {
-		if _, err := s.Claim(ctx, subnet.ClaimRequest{Config: cfg, Record: record(fmt.Sprintf("other-%d", i)), TTL: time.Hour}); err != nil {
+		if _, err := s.Claim(ctx, subnet.ClaimRequest{Config: cfg, Record: record(fmt.Sprintf("other-%d", i))}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	i := 0
 	for b.Loop() {
 		i++
-		l, err := s.Claim(ctx, subnet.ClaimRequest{Config: cfg, Record: record(fmt.Sprintf("bench-%d", i)), TTL: time.Hour})
+		l, err := s.Claim(ctx, subnet.ClaimRequest{Config: cfg, Record: record(fmt.Sprintf("bench-%d", i))})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -48,7 +48,7 @@ func BenchmarkClaim(b *testing.B) {
 // prefix.
 func BenchmarkClaimContention200(b *testing.B) {
 	cfg := mustParse(b, `{"Network": "10.244.0.0/16"}`)
-	base := New(Config{Client: newClient(b), Prefix: testPrefix(b)})
+	base := New(Config{Client: newClient(b), Prefix: testPrefix(b), LeaseTTL: time.Hour})
 	clients := []*Store{base, sibling(b, base), sibling(b, base), sibling(b, base)}
 	ctx := ctxT(b, time.Hour)
 	for b.Loop() {
@@ -56,7 +56,7 @@ func BenchmarkClaimContention200(b *testing.B) {
 		prefix := testPrefix(b)
 		stores := make([]*Store, len(clients))
 		for i, c := range clients {
-			stores[i] = New(Config{Client: c.c, Prefix: prefix})
+			stores[i] = New(Config{Client: c.c, Prefix: prefix, LeaseTTL: time.Hour})
 		}
 		b.StartTimer()
 		if err := claimAll(ctx, stores, cfg, 200); err != nil {
@@ -74,7 +74,7 @@ func claimAll(ctx context.Context, stores []*Store, cfg *subnet.Config, n int) e
 	for i := range n {
 		wg.Go(func() {
 			leases[i], errs[i] = stores[i%len(stores)].Claim(ctx, subnet.ClaimRequest{
-				Config: cfg, Record: record(fmt.Sprintf("node-%03d", i)), TTL: time.Hour})
+				Config: cfg, Record: record(fmt.Sprintf("node-%03d", i))})
 		})
 	}
 	wg.Wait()

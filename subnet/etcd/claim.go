@@ -163,7 +163,7 @@ func (s *Store) Claim(ctx context.Context, req subnet.ClaimRequest) (*subnet.Lea
 	if err := req.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
-	ttl := ttlSeconds(req.TTL)
+	ttl := ttlSeconds(s.leaseTTL)
 	r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 
 	sn, err := s.readAll(ctx)

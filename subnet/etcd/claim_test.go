@@ -51,7 +51,7 @@ func TestClaimConcurrent200(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			leases[i], errs[i] = stores[i%len(stores)].Claim(ctxT(t, 60*time.Second),
-				subnet.ClaimRequest{Config: cfg, Record: record(fmt.Sprintf("node-%03d", i)), TTL: time.Hour})
+				subnet.ClaimRequest{Config: cfg, Record: record(fmt.Sprintf("node-%03d", i))})
 		})
 	}
 	wg.Wait()
@@ -103,7 +103,7 @@ func TestClaimRaceOneKey(t *testing.T) {
 			<-ready
 			var err error
 			leases[i], err = st.Claim(ctxT(t, 60*time.Second), subnet.ClaimRequest{
-				Config: cfg, Record: record(fmt.Sprintf("racer-%02d", i)), TTL: time.Hour,
+				Config: cfg, Record: record(fmt.Sprintf("racer-%02d", i)),
 				Prev: &subnet.Lease{Subnet: want},
 			})
 			if err != nil {
@@ -269,7 +269,7 @@ func TestClaimExhausted(t *testing.T) {
 func TestClaimRestartSameSubnet(t *testing.T) {
 	s := newStore(t)
 	cfg := mustParse(t, `{"Network": "10.244.0.0/16", "IPv6Network": "fd10:244::/56"}`)
-	first, err := s.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("n1"), TTL: time.Hour})
+	first, err := s.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("n1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestClaimRestartSameSubnet(t *testing.T) {
 		rec := record("n1")
 		rec.Version = 2
 		rec.PublicIP = netip.MustParseAddr("198.18.0.7")
-		again, err := sibling(t, s).Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: rec, TTL: time.Hour})
+		again, err := sibling(t, s).Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: rec})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -575,7 +575,7 @@ func TestNewClientErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	s := New(Config{Client: c, Prefix: testPrefix(t)})
+	s := New(Config{Client: c, Prefix: testPrefix(t), LeaseTTL: time.Hour})
 	if _, err := s.List(ctxT(t, 20*time.Second)); err != nil {
 		t.Errorf("List through two endpoints, one dead: %v", err)
 	}

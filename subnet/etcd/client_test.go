@@ -176,3 +176,51 @@ func TestClientAuth(t *testing.T) {
 		t.Errorf("wrong password: %v", err)
 	}
 }
+
+// TestOpenProbeClose: a Store from Open owns its client (Close closes it),
+// and Probe tells a live etcd from a dead endpoint.
+func TestOpenProbeClose(t *testing.T) {
+	if _, err := Open(ClientConfig{Endpoints: []string{server.Endpoint()}}, Config{Client: newClient(t)}); err == nil {
+		t.Error("Open with a client of the caller's succeeded")
+	}
+	if _, err := Open(ClientConfig{}, Config{}); err == nil || !strings.Contains(err.Error(), "no etcd endpoints") {
+		t.Errorf("Open without endpoints: %v", err)
+	}
+	s, err := Open(ClientConfig{Endpoints: []string{server.Endpoint()}}, Config{Prefix: testPrefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No config is needed: the probe only asks etcd to answer.
+	if err := s.Probe(ctxT(t, 10*time.Second)); err != nil {
+		t.Errorf("Probe of a live etcd: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Probe(ctxT(t, 10*time.Second)); err == nil {
+		t.Error("Probe after Close succeeded: Close did not close the client")
+	}
+
+	// A store on a client of the caller's leaves it open.
+	c := newClient(t)
+	if err := New(Config{Client: c}).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := New(Config{Client: c, Prefix: testPrefix(t)}).Probe(ctxT(t, 10*time.Second)); err != nil {
+		t.Errorf("Probe on a client after closing a Store made by New: %v", err)
+	}
+
+	// Nothing listens on port 1: the probe fails within its deadline.
+	dead, err := Open(ClientConfig{Endpoints: []string{"http://127.0.0.1:1"}}, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	start := time.Now()
+	if err := dead.Probe(ctxT(t, 2*time.Second)); err == nil {
+		t.Error("Probe of a dead endpoint succeeded")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Probe of a dead endpoint took %s, beyond its 2 s deadline", took)
+	}
+}

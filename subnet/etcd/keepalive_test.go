@@ -78,7 +78,7 @@ func TestKeepAliveRevoked(t *testing.T) {
 	t.Logf("revocation noticed after %.3f s", time.Since(revoked).Seconds())
 
 	// The daemon re-claims with its previous lease and gets the same subnets.
-	again, err := st.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("a"), Prev: a, TTL: time.Hour})
+	again, err := st.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("a"), Prev: a})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestKeepAliveNeverOverwritesOthers(t *testing.T) {
 	if _, err := s.Evict(ctxT(t, 10*time.Second), "a"); err != nil {
 		t.Fatal(err)
 	}
-	b, err := s.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("b"), Prev: a, TTL: time.Hour})
+	b, err := s.Claim(ctxT(t, 10*time.Second), subnet.ClaimRequest{Config: cfg, Record: record("b"), Prev: a})
 	if err != nil || b.Subnet != a.Subnet {
 		t.Fatalf("b: %+v, %v", b, err)
 	}
@@ -189,12 +189,12 @@ func TestKeepAliveNeverOverwritesOthers(t *testing.T) {
 // again on the same data directory and ports: the node keeps its subnet
 // and its lease is kept alive again.
 func TestKeepAliveEtcdRestart(t *testing.T) {
-	s := newStore(t)
-	cfg := mustParse(t, `{"Network": "10.244.0.0/16"}`)
 	// A short TTL, so that the outage outlasts it and the test can wait
 	// out several TTLs after the restart.
 	const ttl = 4 * time.Second
-	a, k, _ := claimAndHold(t, s, subnet.ClaimRequest{Config: cfg, Record: record("a"), TTL: ttl})
+	s := New(Config{Client: newClient(t), Prefix: testPrefix(t), Log: testLogger(t), LeaseTTL: ttl})
+	cfg := mustParse(t, `{"Network": "10.244.0.0/16"}`)
+	a, k, _ := claimAndHold(t, s, subnet.ClaimRequest{Config: cfg, Record: record("a")})
 	// A watcher rides out the outage too.
 	w, stopWatch := runWatch(t, sibling(t, s))
 	waitView(t, s, w)

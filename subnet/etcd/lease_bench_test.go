@@ -37,7 +37,7 @@ func TestBenchLeases(t *testing.T) {
 	ctx := ctxT(t, 10*time.Minute)
 	cli := newClient(t)
 	cfg := mustParse(t, `{"Network": "10.0.0.0/8"}`)
-	s := New(Config{Client: cli, Prefix: testPrefix(t)})
+	s := New(Config{Client: cli, Prefix: testPrefix(t), LeaseTTL: time.Hour})
 	rec := record("reference")
 	val, _ := json.Marshal(value{Record: rec, Subnet: cfg.IPv4Space().First()})
 
@@ -45,13 +45,13 @@ func TestBenchLeases(t *testing.T) {
 	// latency of a plain Put.
 	const n = 200
 	for i := range 20 { // warm up
-		s.Claim(ctx, subnet.ClaimRequest{Config: cfg, Record: record(fmt.Sprintf("warm-%d", i)), TTL: time.Hour})
+		s.Claim(ctx, subnet.ClaimRequest{Config: cfg, Record: record(fmt.Sprintf("warm-%d", i))})
 		cli.Put(ctx, s.Prefix()+"/warm", string(val))
 	}
 	var claims, puts []time.Duration
 	for i := range n {
 		start := time.Now()
-		if _, err := s.Claim(ctx, subnet.ClaimRequest{Config: cfg, Record: record(fmt.Sprintf("n-%d", i)), TTL: time.Hour}); err != nil {
+		if _, err := s.Claim(ctx, subnet.ClaimRequest{Config: cfg, Record: record(fmt.Sprintf("n-%d", i))}); err != nil {
 			t.Fatal(err)
 		}
 		claims = append(claims, time.Since(start))
@@ -79,7 +79,7 @@ func TestBenchLeases(t *testing.T) {
 		prefix := testPrefix(t)
 		stores := make([]*Store, len(clients))
 		for i, c := range clients {
-			stores[i] = New(Config{Client: c, Prefix: prefix})
+			stores[i] = New(Config{Client: c, Prefix: prefix, LeaseTTL: time.Hour})
 		}
 		start := time.Now()
 		if err := claimAll(ctx, stores, contended, 200); err != nil {

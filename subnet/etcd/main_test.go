@@ -86,14 +86,14 @@ func testPrefix(t testing.TB) string {
 // newStore returns a store with its own client and a unique prefix.
 func newStore(t testing.TB) *Store {
 	t.Helper()
-	return New(Config{Client: newClient(t), Prefix: testPrefix(t), Log: testLogger(t)})
+	return New(Config{Client: newClient(t), Prefix: testPrefix(t), Log: testLogger(t), LeaseTTL: time.Hour})
 }
 
 // sibling returns another store (own client, as another node has) on the
 // same prefix as s.
 func sibling(t testing.TB, s *Store) *Store {
 	t.Helper()
-	return New(Config{Client: newClient(t), Prefix: s.Prefix(), Log: testLogger(t)})
+	return New(Config{Client: newClient(t), Prefix: s.Prefix(), Log: testLogger(t), LeaseTTL: s.leaseTTL})
 }
 
 func mustParse(t testing.TB, js string) *subnet.Config {
@@ -177,7 +177,7 @@ func (k *keepAliveRun) lastChange() (subnet.Lease, int) {
 }
 
 func subnetClaim(cfg *subnet.Config, name string) subnet.ClaimRequest {
-	return subnet.ClaimRequest{Config: cfg, Record: record(name), TTL: time.Hour}
+	return subnet.ClaimRequest{Config: cfg, Record: record(name)}
 }
 
 // checkNoStoreGoroutines fails the test if a goroutine is still running a

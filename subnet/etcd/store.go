@@ -17,6 +17,11 @@
 // Each lease key holds the node's [subnet.Record] as JSON plus the subnets
 // of the lease (so that the IPv4 and IPv6 keys of a dual-stack lease name
 // each other). A key's CreateRevision is the lease's epoch.
+//
+// [Open] connects to etcd and returns a Store that owns the connection;
+// [New] uses a client of the caller's. Besides [subnet.Store], the Store has
+// what only etcd has and only weftctl uses: writing the raw config,
+// releasing and evicting leases (with tombstones), reading TTLs left.
 package etcd
 
 import (
@@ -50,6 +55,7 @@ const (
 // Config configures a [Store].
 type Config struct {
 	// Client is the etcd client (see [NewClient]); the caller closes it.
+	// [Open] sets it to a client of its own.
 	Client *clientv3.Client
 	// Prefix is the key prefix (default /weft).
 	Prefix string
@@ -59,6 +65,9 @@ type Config struct {
 	CallTimeout time.Duration
 	// ReleasedTTL is how long a released/ tombstone lives (default 1 h).
 	ReleasedTTL time.Duration
+	// LeaseTTL is the TTL of the etcd lease a claim attaches its keys to
+	// (default 24 h); KeepAlive renews it.
+	LeaseTTL time.Duration
 }
 
 // Store is the etcd lease store. It is safe for concurrent use.
@@ -68,6 +77,9 @@ type Store struct {
 	log         logrus.FieldLogger
 	callTimeout time.Duration
 	releasedTTL time.Duration
+	leaseTTL    time.Duration
+	// ownsClient is set by Open: Close closes c.
+	ownsClient bool
 
 	// mu guards the following.
 	mu sync.Mutex
@@ -108,6 +120,7 @@ func New(cfg Config) *Store {
 		log:         log.WithField("component", "subnet/etcd"),
 		callTimeout: cfg.CallTimeout,
 		releasedTTL: cfg.ReleasedTTL,
+		leaseTTL:    cfg.LeaseTTL,
 		ttls:        map[clientv3.LeaseID]int64{},
 		warned:      map[string]int64{},
 	}
@@ -118,6 +131,45 @@ func New(cfg Config) *Store {
 		s.releasedTTL = DefaultReleasedTTL
 	}
 	return s
+}
+
+// Open connects to etcd as cc says and returns a Store on that connection
+// configured by cfg (whose Client must be nil). The Store owns the client:
+// [Store.Close] closes it. Like [NewClient], Open does not wait for etcd to
+// be reachable.
+func Open(cc ClientConfig, cfg Config) (*Store, error) {
+	if cfg.Client != nil {
+		return nil, errors.New("etcd store: Open makes its own client; Config.Client must be nil")
+	}
+	c, err := NewClient(cc)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Client = c
+	s := New(cfg)
+	s.ownsClient = true
+	return s, nil
+}
+
+// Close closes the etcd client if the Store owns it (made by [Open]); a
+// Store made by [New] leaves its client to the caller. Calls on the Store
+// fail after Close.
+func (s *Store) Close() error {
+	if !s.ownsClient {
+		return nil
+	}
+	return s.c.Close()
+}
+
+// Probe checks that etcd answers now: a count-only read of the config key
+// that needs a leader, bounded by ctx and the call timeout.
+func (s *Store) Probe(ctx context.Context) error {
+	cctx, cancel := s.call(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	if _, err := s.c.Get(cctx, s.ConfigKey(), clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("probe etcd: %w", err)
+	}
+	return nil
 }
 
 // Prefix returns the store's key prefix, without a trailing slash.

@@ -38,7 +38,13 @@ type Store struct {
 	changed chan struct{}
 	// claimErr, when set, is returned by Claim (see SetClaimError).
 	claimErr error
+	// probeErr, when set, is returned by Probe (see SetProbeError).
+	probeErr error
 }
+
+// leaseTTL is the expiry the fake writes into a claimed lease. Nothing
+// expires in the fake; leases go only by [Store.Delete].
+const leaseTTL = 24 * time.Hour
 
 var _ subnet.Store = (*Store)(nil)
 
@@ -83,6 +89,25 @@ func (s *Store) SetClaimError(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.claimErr = err
+}
+
+// SetProbeError makes Probe fail with err, as an unreachable store
+// would (nil: answer again). The other methods are not affected: use
+// SetClaimError for claims.
+func (s *Store) SetProbeError(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.probeErr = err
+}
+
+// Probe returns the error set with SetProbeError, or ctx's error.
+func (s *Store) Probe(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.probeErr
 }
 
 // Put adds or replaces a lease, as another node's claim would. A zero
@@ -230,12 +255,8 @@ func (s *Store) Claim(ctx context.Context, req subnet.ClaimRequest) (*subnet.Lea
 	}
 	s.changedLocked()
 	s.leaseID++
-	ttl := req.TTL
-	if ttl <= 0 {
-		ttl = 24 * time.Hour
-	}
 	l := subnet.Lease{Subnet: v4, IPv6Subnet: v6, Record: req.Record, Epoch: s.rev, ModRevision: s.rev,
-		LeaseID: s.leaseID, Expiry: time.Now().Add(ttl)}
+		LeaseID: s.leaseID, Expiry: time.Now().Add(leaseTTL)}
 	s.leases[l.Primary()] = l
 	return &l, nil
 }
@@ -292,6 +313,8 @@ func (s *Store) UpdateRecord(ctx context.Context, l *subnet.Lease, rec subnet.Re
 }
 
 // Release deletes our lease; releasing a lease that is gone is no error.
+// (Not part of [subnet.Store]: the daemon never releases; it is here for
+// tests that free a subnet as an operator would.)
 func (s *Store) Release(ctx context.Context, l *subnet.Lease) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

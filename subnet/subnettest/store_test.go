@@ -111,4 +111,18 @@ func TestStore(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("WatchLeases: %v", err)
 	}
+
+	// Probe answers until told otherwise.
+	if err := s.Probe(ctx); err != nil {
+		t.Errorf("Probe: %v", err)
+	}
+	down := errors.New("store down")
+	s.SetProbeError(down)
+	if err := s.Probe(ctx); !errors.Is(err, down) {
+		t.Errorf("Probe after SetProbeError: %v", err)
+	}
+	s.SetProbeError(nil)
+	if err := s.Probe(ctx); err != nil {
+		t.Errorf("Probe after SetProbeError(nil): %v", err)
+	}
 }

@@ -69,7 +69,7 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { cli.Close() })
 	prefix := fmt.Sprintf("/weftctl-test/%s-%08x", strings.ReplaceAll(t.Name(), "/", "_"), rand.Uint32())
-	return &env{t: t, prefix: prefix, cli: cli, store: subnetetcd.New(subnetetcd.Config{Client: cli, Prefix: prefix})}
+	return &env{t: t, prefix: prefix, cli: cli, store: subnetetcd.New(subnetetcd.Config{Client: cli, Prefix: prefix, LeaseTTL: 2 * time.Hour})}
 }
 
 func (e *env) conn() []string {
@@ -97,7 +97,7 @@ func (e *env) claim(name string, cfg *subnet.Config, pub string) *subnet.Lease {
 	rec := subnet.Record{NodeName: name, NodeID: "id-" + name, PublicIP: netip.MustParseAddr(pub), BackendType: cfg.Backend.Type, Version: 1}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	l, err := e.store.Claim(ctx, subnet.ClaimRequest{Config: cfg, Record: rec, TTL: 2 * time.Hour})
+	l, err := e.store.Claim(ctx, subnet.ClaimRequest{Config: cfg, Record: rec})
 	if err != nil {
 		e.t.Fatal(err)
 	}
