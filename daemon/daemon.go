@@ -20,7 +20,6 @@ import (
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/weftnet/weft/backend"
@@ -91,7 +90,6 @@ type daemon struct {
 	metrics  *metrics
 
 	// Set during start, read-only afterwards.
-	cli    *clientv3.Client
 	store  subnet.Store
 	be     backend.Backend
 	gossip gossip // nil when gossip is off
@@ -216,8 +214,10 @@ func (d *daemon) close() {
 			d.log.WithError(err).Warn("close backend")
 		}
 	}
-	if d.cli != nil {
-		_ = d.cli.Close()
+	if c, ok := d.store.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			d.log.WithError(err).Debug("close store")
+		}
 	}
 }
 
@@ -229,7 +229,7 @@ func (d *daemon) setPhase(p string) {
 
 // start runs the start sequence, then starts the long-running loops in g.
 func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
-	cli, err := subnetetcd.NewClient(subnetetcd.ClientConfig{
+	store, err := subnetetcd.Open(subnetetcd.ClientConfig{
 		Endpoints:   d.cfg.EtcdEndpoints,
 		CAFile:      d.cfg.EtcdCAFile,
 		CertFile:    d.cfg.EtcdCertFile,
@@ -237,12 +237,15 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		Username:    d.cfg.EtcdUsername,
 		Password:    d.cfg.EtcdPassword,
 		DialTimeout: etcdCallTimeout,
+	}, subnetetcd.Config{
+		Prefix:   d.cfg.EtcdPrefix,
+		LeaseTTL: d.cfg.LeaseTTL,
+		Log:      d.log.WithField("component", "etcd"),
 	})
 	if err != nil {
 		return fmt.Errorf("etcd client: %w", err)
 	}
-	d.cli = cli
-	d.store = subnetetcd.New(subnetetcd.Config{Client: cli, Prefix: d.cfg.EtcdPrefix, LeaseTTL: d.cfg.LeaseTTL, Log: d.log.WithField("component", "etcd")})
+	d.store = store
 
 	// 1. Network config: etcd, or the last good one saved.
 	d.setPhase("getting the network config")
@@ -464,12 +467,11 @@ func (d *daemon) loadConfig(ctx context.Context) (*subnet.Config, bool, error) {
 	}
 }
 
-// probeEtcd checks that etcd answers (a count-only read that needs a
-// leader) and records the result.
+// probeEtcd asks the store whether etcd answers, and records the result.
 func (d *daemon) probeEtcd(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), etcdProbeTimeout)
+	cctx, cancel := context.WithTimeout(ctx, etcdProbeTimeout)
 	defer cancel()
-	_, err := d.cli.Get(cctx, d.cfg.EtcdPrefix+"/config", clientv3.WithCountOnly())
+	err := d.store.Probe(cctx)
 	d.setEtcdReachable(err == nil)
 	return err
 }
