@@ -199,9 +199,21 @@ func ParseFlags(fs *flag.FlagSet, args []string, lookupEnv func(string) (string,
 // Validate checks c and reports every problem it finds. It does not look
 // at the kernel (the underlay interface is resolved by Run).
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	var p problems
+	c.validateEtcd(p.add)
+	c.validateNode(p.add)
+	c.validateLocal(p.add)
+	c.validateGossip(p.add)
+	return errors.Join(p...)
+}
 
+// problems collects what Validate finds, in order.
+type problems []error
+
+func (p *problems) add(format string, a ...any) { *p = append(*p, fmt.Errorf(format, a...)) }
+
+// validateEtcd checks the flags that say how to reach etcd.
+func (c *Config) validateEtcd(bad func(format string, a ...any)) {
 	if len(c.EtcdEndpoints) == 0 {
 		bad("--etcd-endpoints: at least one endpoint is needed")
 	}
@@ -226,6 +238,10 @@ func (c *Config) Validate() error {
 	if (c.EtcdUsername == "") != (c.EtcdPassword == "") {
 		bad("--etcd-username and --etcd-password must be given together")
 	}
+}
+
+// validateNode checks the node's name and underlay addresses.
+func (c *Config) validateNode(bad func(format string, a ...any)) {
 	if c.NodeName != "" && !validNodeName(c.NodeName) {
 		bad("--node-name: %q: use letters, digits, '-', '_' and '.' (at most 253)", c.NodeName)
 	}
@@ -238,6 +254,11 @@ func (c *Config) Validate() error {
 	if c.PublicIP.Is6() && c.PublicIPv6.IsValid() && c.PublicIP != c.PublicIPv6 {
 		bad("--public-ipv6 %s: --public-ip %s is already IPv6", c.PublicIPv6, c.PublicIP)
 	}
+}
+
+// validateLocal checks the node's files, endpoints, timings, logging,
+// device names and memory limit.
+func (c *Config) validateLocal(bad func(format string, a ...any)) {
 	if c.SubnetFile == "" {
 		bad("--subnet-file must not be empty")
 	}
@@ -277,33 +298,37 @@ func (c *Config) Validate() error {
 	} else if c.MemoryLimit != 0 && c.MemoryLimit < 16<<20 {
 		bad("--memory-limit: %d bytes is below 16MiB", c.MemoryLimit)
 	}
-	if c.GossipBind != "" {
-		if _, _, err := splitPort(c.GossipBind); err != nil {
-			bad("--gossip-bind: %v", err)
-		}
-		if c.GossipAdvertise != "" {
-			if h, _, err := splitPort(c.GossipAdvertise); err != nil {
-				bad("--gossip-advertise: %v", err)
-			} else if h == "" {
-				bad("--gossip-advertise: %q needs a host", c.GossipAdvertise)
-			}
-		}
-		for _, j := range c.GossipJoin {
-			if _, _, err := splitPort(j); err != nil {
-				bad("--gossip-join: %v", err)
-			}
-		}
-		if c.GossipProbeInterval <= 0 || c.GossipProbeTimeout <= 0 || c.GossipInterval <= 0 || c.GossipPushPullInterval <= 0 {
-			bad("--gossip-*-interval and --gossip-probe-timeout must be positive")
-		}
-		if c.GossipProbeTimeout >= c.GossipProbeInterval {
-			bad("--gossip-probe-timeout %s must be shorter than --gossip-probe-interval %s", c.GossipProbeTimeout, c.GossipProbeInterval)
-		}
-		if c.GossipSuspicionMult < 1 {
-			bad("--gossip-suspicion-mult must be at least 1")
+}
+
+// validateGossip checks the gossip flags (when gossip is on).
+func (c *Config) validateGossip(bad func(format string, a ...any)) {
+	if c.GossipBind == "" {
+		return
+	}
+	if _, _, err := splitPort(c.GossipBind); err != nil {
+		bad("--gossip-bind: %v", err)
+	}
+	if c.GossipAdvertise != "" {
+		if h, _, err := splitPort(c.GossipAdvertise); err != nil {
+			bad("--gossip-advertise: %v", err)
+		} else if h == "" {
+			bad("--gossip-advertise: %q needs a host", c.GossipAdvertise)
 		}
 	}
-	return errors.Join(errs...)
+	for _, j := range c.GossipJoin {
+		if _, _, err := splitPort(j); err != nil {
+			bad("--gossip-join: %v", err)
+		}
+	}
+	if c.GossipProbeInterval <= 0 || c.GossipProbeTimeout <= 0 || c.GossipInterval <= 0 || c.GossipPushPullInterval <= 0 {
+		bad("--gossip-*-interval and --gossip-probe-timeout must be positive")
+	}
+	if c.GossipProbeTimeout >= c.GossipProbeInterval {
+		bad("--gossip-probe-timeout %s must be shorter than --gossip-probe-interval %s", c.GossipProbeTimeout, c.GossipProbeInterval)
+	}
+	if c.GossipSuspicionMult < 1 {
+		bad("--gossip-suspicion-mult must be at least 1")
+	}
 }
 
 // splitPort splits host:port and checks the port.

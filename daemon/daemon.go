@@ -13,31 +13,28 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	sd "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/daemon/membership"
 	"github.com/weftnet/weft/subnet"
-	subnetetcd "github.com/weftnet/weft/subnet/etcd"
 )
 
 // Timings of the start sequence and the loops.
 const (
 	// debounceDelay collects a burst of triggers into one reconcile.
 	debounceDelay = 75 * time.Millisecond
-	// etcdCallTimeout bounds one etcd request.
-	etcdCallTimeout = 5 * time.Second
-	// etcdProbeTimeout bounds the reachability probe.
-	etcdProbeTimeout = 2 * time.Second
-	// startWait is how long a first start (nothing saved) waits for etcd
-	// before giving up with an error.
+	// storeCallTimeout bounds one store request (and connecting to etcd).
+	storeCallTimeout = 5 * time.Second
+	// storeProbeTimeout bounds the reachability probe.
+	storeProbeTimeout = 2 * time.Second
+	// startWait is how long a first start (nothing saved) waits for the
+	// store before giving up with an error.
 	startWait = 30 * time.Second
 	// maxBackoff caps retry back-offs.
 	maxBackoff = 30 * time.Second
@@ -80,7 +77,25 @@ func Run(ctx context.Context, cfg *Config) error {
 }
 
 // daemon is one running weftd.
+//
+// Its goroutines, all started and waited for by run:
+//
+//	start          the start sequence (start); it ends before any loop runs
+//	http           /healthz, /readyz, /status, /metrics: reads only
+//	reconcile      the reconcile loop (reconcileLoop)
+//	lease          the lease loop (leaseLoop) and the KeepAlive call it runs
+//	lease watch    WatchLeases, calling onView
+//	config watch   WatchConfig, calling onConfig
+//	probe          the store probe (probeLoop)
+//	reload         SIGHUP handling (reloadLoop)
+//	gossip         membership's own goroutines; they only call trigger
+//
+// The mutable state is grouped by owner, one lock per group; each group
+// names the goroutines that write it. No two of these locks are ever held
+// at once: code that needs several groups takes one after the other, so
+// there is no lock order to keep.
 type daemon struct {
+	// Set by newDaemon; read-only afterwards.
 	cfg      *Config
 	log      logrus.FieldLogger
 	nodeName string
@@ -89,59 +104,99 @@ type daemon struct {
 	state    *stateDir
 	metrics  *metrics
 
-	// Set during start, read-only afterwards.
+	// Set by start before any loop runs; read-only afterwards. The HTTP
+	// handlers, which run during start, read none of them.
 	store  subnet.Store
 	be     backend.Backend
 	gossip gossip // nil when gossip is off
 
-	kick    chan struct{} // reconcile trigger (debounced)
-	lostc   chan struct{} // our lease key is gone: re-claim
-	updatec chan struct{} // our record's data differs from ours: update it
+	// Wake-ups, buffered with capacity 1 (see poke).
+	kick    chan struct{} // any goroutine → the reconcile loop (debounced)
+	lostc   chan struct{} // lease watch → lease loop: our lease is gone, re-claim
+	updatec chan struct{} // lease watch, lease loop → lease loop: write our data to our record
 
-	started   atomic.Bool  // the start sequence finished
-	heartbeat atomic.Int64 // unix nanos of the reconcile loop's last turn
+	started   atomic.Bool  // start finished (written by start)
+	heartbeat atomic.Int64 // unix nanos of the reconcile loop's last turn (written by it)
+	// reachable is whether the store answered when last asked (written
+	// by the probe loop, the lease watch, and claims in start and the
+	// lease loop).
+	reachable atomic.Bool
 
-	// mu guards the fields below.
+	netconf  netconfState
+	lease    leaseState
+	progress progressState
+	recon    reconState
+	masq     masqState
+}
+
+// netconfState is the network config. Writers: start (loadConfig) and the
+// config watch (onConfig).
+type netconfState struct {
+	// mu guards the following.
 	mu sync.Mutex
-	// data is this node's own data with its version; attrs what the
-	// backend's Setup reported.
+	// inForce is the network config in force; saved the one last written
+	// to the state dir (or read from it).
+	inForce *subnet.Config
+	saved   *subnet.Config
+	// err is why the store's config is not used ("" when it is).
+	err string
+	// pendingRestart lists the changes of the store's config that need a
+	// restart of weftd to apply.
+	pendingRestart []string
+}
+
+// leaseState is this node's own data, its lease, and the lease view.
+type leaseState struct {
+	// mu guards the following.
+	mu sync.Mutex
+	// data is this node's own data with its version (written by start,
+	// and by the lease loop when a claim shows a higher version); attrs
+	// what the backend's Setup reported (written by start).
 	data  ownData
 	attrs backend.Attrs
-	// netCfg is the network config in force; savedCfg the one last
-	// written to the state dir (or read from it).
-	netCfg   *subnet.Config
-	savedCfg *subnet.Config
-	// lease is our lease; leaseOK is true once etcd confirmed it in this
-	// run (false while started from the saved lease with etcd away).
-	lease   *subnet.Lease
-	leaseOK bool
-	// view is the last lease view from etcd (haveView once one came);
-	// snapshot is the saved peer view loaded at start.
+	// cur is our lease; ok is true once the store confirmed it in this
+	// run (false while started from the saved lease with the store
+	// away). Written by start and the lease loop (including the
+	// KeepAlive it runs).
+	cur *subnet.Lease
+	ok  bool
+	// view is the last lease view from the store (haveView once a
+	// complete one came), written by the lease watch; snapshot is the
+	// saved peer view, loaded by start.
 	view     subnet.View
 	haveView bool
 	snapshot *subnet.View
-	// savedSnap is the snapshot last written to the state dir.
-	savedSnap []subnet.Lease
-	// joined holds gossip addresses already handed to Join.
+	// joined holds gossip addresses already handed to Join (written by
+	// joinFrom: from loops before the lease watch starts, then from the
+	// lease watch).
 	joined map[string]bool
-	// Status.
-	phase             string // start phase while not started
+}
+
+// progressState is how far start got, for /readyz and /status. Written by
+// start only.
+type progressState struct {
+	// mu guards the following.
+	mu sync.Mutex
+	// phase is the start phase ("" once start is done).
+	phase             string
 	subnetFileWritten bool
-	reconciled        bool
-	reconcileErr      string
-	lastReconcile     time.Time
-	lastDesired       backend.Desired
-	peers             []membership.PeerView
-	members           []membership.Member
-	problems          map[string]string
-	cfgErr            string
-	pendingRestart    []string
+	// forwardingProblem is why IP forwarding could not be turned on.
 	forwardingProblem string
-	masqProblem       string
-	masqCfg           masqConfig
-	masqOn            bool // masquerade rules installed: repaired on resync
-	forwardDropWarn   string
-	etcdReachable     bool
+}
+
+// reconState is what the reconcile loop found. Written by the reconcile
+// loop only.
+type reconState struct {
+	// mu guards the following.
+	mu            sync.Mutex
+	reconciled    bool // a reconcile succeeded after the subnet file was written
+	err           string
+	last          time.Time
+	lastDesired   backend.Desired
+	peers         []membership.PeerView
+	members       []membership.Member
+	problems      map[string]string
+	savedSnapshot []subnet.Lease // the snapshot last written to the state dir (normalised)
 }
 
 func newDaemon(cfg *Config, log logrus.FieldLogger) (*daemon, error) {
@@ -176,16 +231,16 @@ func newDaemon(cfg *Config, log logrus.FieldLogger) (*daemon, error) {
 		kick:     make(chan struct{}, 1),
 		lostc:    make(chan struct{}, 1),
 		updatec:  make(chan struct{}, 1),
-		joined:   map[string]bool{},
-		phase:    "starting",
 	}
+	d.progress.phase = "starting"
 	d.log.WithFields(fields(logrus.Fields{
 		"nodeID": id, "iface": u.Iface, "publicIP": u.PublicIP, "publicIPv6": u.PublicIPv6,
 	})).Info("weftd starting")
 	return d, nil
 }
 
-// run owns every goroutine of the daemon and returns after all stopped.
+// run owns every goroutine of the daemon: it serves HTTP while start sets
+// the node up, then runs the loops, and returns after all stopped.
 func (d *daemon) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	if d.cfg.HTTPAddr != "" {
@@ -195,7 +250,12 @@ func (d *daemon) run(ctx context.Context) error {
 		}
 		g.Go(func() error { return d.serveHTTP(gctx, ln) })
 	}
-	g.Go(func() error { return d.start(gctx, g) })
+	g.Go(func() error {
+		if err := d.start(gctx); err != nil {
+			return err
+		}
+		return d.loops(gctx)
+	})
 	err := g.Wait()
 	d.close()
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -207,161 +267,18 @@ func (d *daemon) run(ctx context.Context) error {
 	return err
 }
 
-// close releases resources without tearing down the data plane.
-func (d *daemon) close() {
-	if d.be != nil {
-		if err := d.be.Close(); err != nil {
-			d.log.WithError(err).Warn("close backend")
-		}
-	}
-	if c, ok := d.store.(io.Closer); ok {
-		if err := c.Close(); err != nil {
-			d.log.WithError(err).Debug("close store")
-		}
-	}
-}
-
-func (d *daemon) setPhase(p string) {
-	d.mu.Lock()
-	d.phase = p
-	d.mu.Unlock()
-}
-
-// start runs the start sequence, then starts the long-running loops in g.
-func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
-	store, err := subnetetcd.Open(subnetetcd.ClientConfig{
-		Endpoints:   d.cfg.EtcdEndpoints,
-		CAFile:      d.cfg.EtcdCAFile,
-		CertFile:    d.cfg.EtcdCertFile,
-		KeyFile:     d.cfg.EtcdKeyFile,
-		Username:    d.cfg.EtcdUsername,
-		Password:    d.cfg.EtcdPassword,
-		DialTimeout: etcdCallTimeout,
-	}, subnetetcd.Config{
-		Prefix:   d.cfg.EtcdPrefix,
-		LeaseTTL: d.cfg.LeaseTTL,
-		Log:      d.log.WithField("component", "etcd"),
-	})
-	if err != nil {
-		return fmt.Errorf("etcd client: %w", err)
-	}
-	d.store = store
-
-	// 1. Network config: etcd, or the last good one saved.
-	d.setPhase("getting the network config")
-	nc, online, err := d.loadConfig(ctx)
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	d.netCfg = nc
-	d.mu.Unlock()
-
-	// 2. Backend.
-	d.setPhase("setting up the " + nc.Backend.Type + " backend")
-	be, err := newBackend(d.cfg, nc, d.under, d.log)
-	if err != nil {
-		return fmt.Errorf("%s backend: %w", nc.Backend.Type, err)
-	}
-	d.be = be
-	attrs, err := be.Setup(ctx)
-	if err != nil {
-		return fmt.Errorf("set up %s backend: %w", nc.Backend.Type, err)
-	}
-	d.mu.Lock()
-	d.attrs = attrs
-	d.mu.Unlock()
-
-	// 3. Own data and its version.
-	gaddr, err := d.gossipAdvertise()
-	if err != nil {
-		return err
-	}
-	data, err := d.state.dataVersion(ownData{
-		PublicIP: d.under.PublicIP, PublicIPv6: d.under.PublicIPv6, GossipAddr: gaddr,
-		BackendType: nc.Backend.Type, BackendData: attrs.Data,
-	})
-	if err != nil {
-		return err
-	}
-	d.mu.Lock()
-	d.data = data
-	d.mu.Unlock()
-	if d.cfg.GossipBind != "" {
-		m, err := membership.New(membership.Config{
-			Name:             d.nodeName,
-			BindAddr:         d.cfg.GossipBind,
-			AdvertiseAddr:    gaddr,
-			Join:             d.cfg.GossipJoin,
-			KeyFile:          d.cfg.GossipKeyFile,
-			ProbeInterval:    d.cfg.GossipProbeInterval,
-			ProbeTimeout:     d.cfg.GossipProbeTimeout,
-			GossipInterval:   d.cfg.GossipInterval,
-			PushPullInterval: d.cfg.GossipPushPullInterval,
-			SuspicionMult:    d.cfg.GossipSuspicionMult,
-			Log:              d.log.WithField("component", "membership"),
-			OnChange:         d.trigger,
-		})
-		if err != nil {
-			return fmt.Errorf("gossip: %w", err)
-		}
-		d.gossip = m
-	}
-
-	// 4. Lease.
-	d.setPhase("claiming a subnet")
-	lease, err := d.acquireLease(ctx, nc, online)
-	if err != nil {
-		return err
-	}
-	snap, err := d.state.snapshot()
-	if err != nil {
-		d.log.WithError(err).Warn("ignoring the saved peer snapshot")
-	}
-	d.mu.Lock()
-	d.snapshot = snap
-	if snap != nil {
-		d.savedSnap = normLeases(snap.Leases)
-	}
-	d.mu.Unlock()
-
-	// 5. Forwarding, subnet file, masquerade.
-	d.setPhase("writing the subnet file")
-	if err := enableForwarding(nc.Network.IsValid(), nc.IPv6Network.IsValid()); err != nil {
-		d.log.WithError(err).Error("IP FORWARDING IS OFF: pods on other nodes cannot reach this node's pods; enable it (sysctl) or run weftd with the privileges to do so")
-		d.mu.Lock()
-		d.forwardingProblem = err.Error()
-		d.mu.Unlock()
-	}
-	sf := &subnet.SubnetFile{
-		Network: nc.Network, Subnet: subnet.GatewayPrefix(lease.Subnet),
-		IPv6Network: nc.IPv6Network, IPv6Subnet: subnet.GatewayPrefix(lease.IPv6Subnet),
-		MTU: attrs.MTU, IPMasq: d.cfg.IPMasq,
-	}
-	if err := subnet.WriteSubnetFile(d.cfg.SubnetFile, sf); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	d.subnetFileWritten = true
-	d.mu.Unlock()
-	d.log.WithFields(fields(logrus.Fields{"file": d.cfg.SubnetFile, "subnet": lease.Subnet, "ipv6Subnet": lease.IPv6Subnet, "mtu": attrs.MTU})).Info("subnet file written")
-	d.applyMasquerade(nc, lease)
-
-	if ok, err := sd.SdNotify(false, sd.SdNotifyReady); err != nil {
-		d.log.WithError(err).Warn("systemd notify")
-	} else if ok {
-		d.log.Debug("notified systemd: ready")
-	}
-
-	// 6. The loops.
-	d.setPhase("")
-	d.started.Store(true)
-	d.heartbeat.Store(time.Now().UnixNano())
+// loops runs the long-running goroutines until ctx is done or one of them
+// fails (then it stops the others), and returns after all have stopped.
+func (d *daemon) loops(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
 	if d.gossip != nil {
 		// An offline start took the saved lease without adopting it:
 		// publish it before Run, so that gossip starts with it.
 		d.pushMeta()
 		g.Go(func() error { return d.gossip.Run(ctx) })
+		d.lease.mu.Lock()
+		snap := d.lease.snapshot
+		d.lease.mu.Unlock()
 		if snap != nil {
 			d.joinFrom(*snap)
 		}
@@ -379,7 +296,48 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		g.Go(func() error { return d.reloadLoop(ctx) })
 	}
 	d.trigger()
-	return nil
+	return g.Wait()
+}
+
+// close releases resources without tearing down the data plane.
+func (d *daemon) close() {
+	if d.be != nil {
+		if err := d.be.Close(); err != nil {
+			d.log.WithError(err).Warn("close backend")
+		}
+	}
+	if c, ok := d.store.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			d.log.WithError(err).Debug("close store")
+		}
+	}
+}
+
+// probe asks the store whether it answers, and records the result.
+func (d *daemon) probe(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, storeProbeTimeout)
+	defer cancel()
+	err := d.store.Probe(cctx)
+	d.setReachable(err == nil)
+	return err
+}
+
+func (d *daemon) setReachable(ok bool) {
+	d.metrics.etcdReachable.Set(boolGauge(ok))
+	d.reachable.Store(ok)
+}
+
+func (d *daemon) probeLoop(ctx context.Context) error {
+	t := time.NewTicker(min(d.cfg.ResyncInterval, 5*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			_ = d.probe(ctx)
+		}
+	}
 }
 
 // gossipAdvertise returns the gossip address to publish: --gossip-advertise,
@@ -403,97 +361,6 @@ func (d *daemon) gossipAdvertise() (string, error) {
 		host = ip.String()
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
-}
-
-// loadConfig returns the network config from etcd, or the last good one
-// saved in the state dir when etcd is unreachable (online false). With
-// neither it keeps trying: forever while etcd answers that there is no
-// (valid) config, for startWait while etcd does not answer.
-func (d *daemon) loadConfig(ctx context.Context) (*subnet.Config, bool, error) {
-	saved, serr := d.state.config()
-	if serr != nil {
-		d.log.WithError(serr).Warn("ignoring the saved network config")
-	}
-	d.mu.Lock()
-	d.savedCfg = saved
-	d.mu.Unlock()
-	deadline := time.Now().Add(startWait)
-	var waitedFor string
-	for attempt := 0; ; attempt++ {
-		if perr := d.probeEtcd(ctx); perr != nil {
-			if saved != nil {
-				d.log.WithError(perr).Warn("etcd unreachable: starting with the last good network config saved in the state dir")
-				return saved, false, nil
-			}
-			if time.Now().After(deadline) {
-				return nil, false, fmt.Errorf("cannot start: etcd (%s) is unreachable (%w) and %s has no saved network config (the first start of a node needs etcd)",
-					strings.Join(d.cfg.EtcdEndpoints, ","), perr, d.cfg.StateDir)
-			}
-			d.log.WithError(perr).Warn("etcd unreachable; retrying")
-		} else {
-			cctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
-			c, err := d.store.GetConfig(cctx)
-			cancel()
-			if err == nil {
-				d.mu.Lock()
-				d.saveConfigLocked(c)
-				d.mu.Unlock()
-				return c, true, nil
-			}
-			if ctx.Err() != nil {
-				return nil, false, ctx.Err()
-			}
-			reason := err.Error()
-			if saved != nil {
-				d.log.WithError(err).Error("network config in etcd unusable: starting with the last good one saved in the state dir")
-				d.mu.Lock()
-				d.cfgErr = reason
-				d.mu.Unlock()
-				return saved, true, nil
-			}
-			if reason != waitedFor {
-				waitedFor = reason
-				d.log.WithError(err).Errorf("waiting for a valid network config at %s/config (write one with 'weftctl config set')", d.cfg.EtcdPrefix)
-				d.setPhase("waiting for a valid network config: " + reason)
-				d.mu.Lock()
-				d.cfgErr = reason
-				d.mu.Unlock()
-			}
-			deadline = time.Now().Add(startWait)
-		}
-		if err := sleep(ctx, min(backoff(attempt), max(time.Until(deadline), 100*time.Millisecond))); err != nil {
-			return nil, false, err
-		}
-	}
-}
-
-// probeEtcd asks the store whether etcd answers, and records the result.
-func (d *daemon) probeEtcd(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, etcdProbeTimeout)
-	defer cancel()
-	err := d.store.Probe(cctx)
-	d.setEtcdReachable(err == nil)
-	return err
-}
-
-func (d *daemon) setEtcdReachable(ok bool) {
-	d.metrics.etcdReachable.Set(boolGauge(ok))
-	d.mu.Lock()
-	d.etcdReachable = ok
-	d.mu.Unlock()
-}
-
-func (d *daemon) probeLoop(ctx context.Context) error {
-	t := time.NewTicker(min(d.cfg.ResyncInterval, 5*time.Second))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			_ = d.probeEtcd(ctx)
-		}
-	}
 }
 
 func (d *daemon) reloadLoop(ctx context.Context) error {
@@ -540,154 +407,6 @@ func poke(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
 	default:
-	}
-}
-
-// onView handles a complete lease view from etcd.
-func (d *daemon) onView(v subnet.View) {
-	d.setEtcdReachable(true)
-	d.mu.Lock()
-	d.view = v
-	d.haveView = d.haveView || v.Complete
-	lease, leaseOK, data := d.lease, d.leaseOK, d.data
-	d.mu.Unlock()
-	if lease != nil && !leaseOK {
-		// Started from the saved lease, or re-claiming: etcd answers
-		// again, so the lease loop should retry now.
-		poke(d.lostc)
-	}
-	if lease != nil && leaseOK && v.Revision >= lease.ModRevision {
-		own, other := findOwn(v, lease.Primary(), d.nodeID)
-		switch {
-		case own == nil && other != nil:
-			d.log.WithFields(logrus.Fields{"subnet": lease.Primary(), "holder": other.NodeName}).Error("our subnet is held by another node in etcd")
-			poke(d.lostc)
-		case own == nil:
-			d.log.WithField("subnet", lease.Primary()).Warn("our lease key is gone from etcd; re-claiming the same subnet")
-			poke(d.lostc)
-		case !recordMatches(own.Record, d.record(data)):
-			poke(d.updatec)
-		}
-	}
-	d.joinFrom(v)
-	d.trigger()
-}
-
-// joinFrom hands the gossip addresses of v's records to gossip (each
-// address once).
-func (d *daemon) joinFrom(v subnet.View) {
-	if d.gossip == nil {
-		return
-	}
-	var fresh []string
-	d.mu.Lock()
-	for _, a := range gossipAddrs(v, d.nodeID) {
-		if !d.joined[a] {
-			d.joined[a] = true
-			fresh = append(fresh, a)
-		}
-	}
-	d.mu.Unlock()
-	if len(fresh) > 0 {
-		d.gossip.Join(fresh)
-	}
-}
-
-// onConfig handles a network config (or its error) from etcd.
-func (d *daemon) onConfig(c *subnet.Config, err error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err != nil {
-		var invalid *subnet.ConfigError
-		if !errors.As(err, &invalid) && !errors.Is(err, subnet.ErrNoConfig) {
-			// etcd did not answer: nothing is wrong with the config in
-			// force, and the etcd probe reports the outage.
-			d.log.WithError(err).Debug("cannot read the network config from etcd; keeping the one in force")
-			return
-		}
-		reason := err.Error()
-		if errors.Is(err, subnet.ErrNoConfig) {
-			reason = "the network config was deleted from etcd"
-		}
-		if reason != d.cfgErr {
-			d.log.WithField("reason", reason).Error("invalid network config in etcd; keeping the last good one in force")
-			d.metrics.configErrors.Inc()
-		}
-		d.cfgErr = reason
-		return
-	}
-	if d.cfgErr != "" {
-		d.log.Info("network config in etcd is valid again")
-	}
-	d.cfgErr = ""
-	changes := restartChanges(d.netCfg, c)
-	if len(changes) > 0 {
-		if strings.Join(changes, "; ") != strings.Join(d.pendingRestart, "; ") {
-			d.log.WithField("changes", strings.Join(changes, "; ")).Warn("restart weftd on every node to apply: " + strings.Join(changes, "; "))
-		}
-		d.pendingRestart = changes
-	} else {
-		if d.pendingRestart != nil {
-			d.log.Info("network config is back to the one in force; no restart needed")
-		}
-		d.pendingRestart = nil
-		if c.SubnetMin != d.netCfg.SubnetMin || c.SubnetMax != d.netCfg.SubnetMax {
-			d.log.WithFields(fields(logrus.Fields{"subnetMin": c.SubnetMin, "subnetMax": c.SubnetMax})).Info("network config updated (applies to future claims)")
-		}
-		d.netCfg = c
-	}
-	d.saveConfigLocked(c)
-}
-
-// saveConfigLocked writes c to the state dir unless it is the one saved
-// there already (start-up reads the config from etcd, then the config
-// watch delivers the same one again).
-func (d *daemon) saveConfigLocked(c *subnet.Config) {
-	if d.savedCfg != nil && *d.savedCfg == *c {
-		return
-	}
-	if err := d.state.saveConfig(c); err != nil {
-		d.log.WithError(err).Warn("save network config")
-		return
-	}
-	d.savedCfg = c
-}
-
-// record returns this node's lease record for data.
-func (d *daemon) record(data ownData) subnet.Record {
-	return subnet.Record{
-		NodeName:    d.nodeName,
-		NodeID:      d.nodeID,
-		PublicIP:    data.PublicIP,
-		PublicIPv6:  data.PublicIPv6,
-		GossipAddr:  data.GossipAddr,
-		BackendType: data.BackendType,
-		BackendData: data.BackendData,
-		Version:     data.Version,
-	}
-}
-
-func recordMatches(have, want subnet.Record) bool { return have == want }
-
-// pushMeta publishes our metadata by gossip.
-func (d *daemon) pushMeta() {
-	if d.gossip == nil {
-		return
-	}
-	d.mu.Lock()
-	l, data := d.lease, d.data
-	d.mu.Unlock()
-	if l == nil {
-		return
-	}
-	err := d.gossip.SetMeta(membership.Meta{
-		NodeID: d.nodeID,
-		Subnet: l.Subnet, IPv6Subnet: l.IPv6Subnet,
-		PublicIP: data.PublicIP, PublicIPv6: data.PublicIPv6,
-		Data: data.BackendData, Epoch: l.Epoch, Version: data.Version,
-	})
-	if err != nil {
-		d.log.WithError(err).Error("publish gossip metadata")
 	}
 }
 

@@ -19,7 +19,10 @@
 //	                                                      backend.Reconcile(desired)
 //
 // Run also serves /healthz, /readyz, /metrics and /status on the HTTP
-// address and keeps weft's own nftables table for IP masquerade.
+// address and keeps weft's own nftables table for IP masquerade. The start
+// sequence starts no goroutine; once it is done, Run runs the loops and
+// waits for them. The daemon type lists which goroutine writes which part
+// of the state. The daemon reaches etcd only through [subnet.Store].
 //
 // The data plane outlives the process: when Run returns (SIGTERM), routes,
 // neighbours, FDB entries, devices and the lease stay in place, so a

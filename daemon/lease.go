@@ -27,7 +27,7 @@ func fatalClaimError(err error) bool {
 }
 
 // acquireLease gets the lease to start with: a claim in etcd (Prev: the
-// saved lease), or, with etcd unreachable, the saved lease (leaseOK stays
+// saved lease), or, with etcd unreachable, the saved lease (lease.ok stays
 // false and the lease loop claims it in the background).
 func (d *daemon) acquireLease(ctx context.Context, nc *subnet.Config, online bool) (*subnet.Lease, error) {
 	prev, err := d.state.lease()
@@ -41,14 +41,12 @@ func (d *daemon) acquireLease(ctx context.Context, nc *subnet.Config, online boo
 	deadline := time.Now().Add(startWait)
 	for attempt := 0; ; attempt++ {
 		if online || attempt > 0 {
-			d.mu.Lock()
-			rec := d.record(d.data)
-			d.mu.Unlock()
-			cctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+			rec := d.ownRecord()
+			cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 			l, err := d.store.Claim(cctx, subnet.ClaimRequest{Config: nc, Record: rec, Prev: prev})
 			cancel()
 			if err == nil {
-				d.setEtcdReachable(true)
+				d.setReachable(true)
 				if prev != nil && !sameSubnets(prev, l) {
 					d.log.WithFields(logrus.Fields{"old": prev.Primary(), "new": l.Primary()}).Warn("our previous subnet is leased by another node: got a new subnet; pods created before this start hold old addresses and must be recreated")
 				}
@@ -66,9 +64,9 @@ func (d *daemon) acquireLease(ctx context.Context, nc *subnet.Config, online boo
 		}
 		if prev != nil {
 			d.log.WithField("subnet", prev.Primary()).Warn("etcd unreachable: starting with the lease saved in the state dir; it is claimed again in the background")
-			d.mu.Lock()
-			d.lease = prev
-			d.mu.Unlock()
+			d.lease.mu.Lock()
+			d.lease.cur = prev
+			d.lease.mu.Unlock()
 			return prev, nil
 		}
 		if time.Now().After(deadline) {
@@ -100,20 +98,21 @@ func sameSubnets(a, b *subnet.Lease) bool {
 // record is updated when it carries other data, and the lease is saved and
 // published by gossip.
 func (d *daemon) adoptLease(ctx context.Context, l *subnet.Lease, confirmed bool) {
-	d.mu.Lock()
-	if l.Record.NodeID == d.nodeID && l.Record.Version > d.data.Version {
-		d.data.Version = l.Record.Version
-		if !sameData(d.data, dataOf(l.Record)) {
-			d.data.Version++
+	ls := &d.lease
+	ls.mu.Lock()
+	if l.Record.NodeID == d.nodeID && l.Record.Version > ls.data.Version {
+		ls.data.Version = l.Record.Version
+		if !sameData(ls.data, dataOf(l.Record)) {
+			ls.data.Version++
 		}
-		if err := d.state.setDataVersion(d.data); err != nil {
+		if err := d.state.setDataVersion(ls.data); err != nil {
 			d.log.WithError(err).Warn("save data version")
 		}
 	}
-	d.lease = l
-	d.leaseOK = d.leaseOK || confirmed
-	want := d.record(d.data)
-	d.mu.Unlock()
+	ls.cur = l
+	ls.ok = ls.ok || confirmed
+	want := d.record(ls.data)
+	ls.mu.Unlock()
 	if confirmed && !recordMatches(l.Record, want) {
 		if nl, err := d.updateRecord(ctx, l, want); err != nil {
 			d.log.WithError(err).Warn("update our lease record; retrying later")
@@ -130,21 +129,33 @@ func (d *daemon) adoptLease(ctx context.Context, l *subnet.Lease, confirmed bool
 	d.trigger()
 }
 
+// setLease replaces our lease (after the store changed it).
+func (d *daemon) setLease(l *subnet.Lease) {
+	d.lease.mu.Lock()
+	d.lease.cur = l
+	d.lease.mu.Unlock()
+}
+
+// ownRecord returns our record with our current data.
+func (d *daemon) ownRecord() subnet.Record {
+	d.lease.mu.Lock()
+	defer d.lease.mu.Unlock()
+	return d.record(d.lease.data)
+}
+
 func dataOf(r subnet.Record) ownData {
 	return ownData{PublicIP: r.PublicIP, PublicIPv6: r.PublicIPv6, GossipAddr: r.GossipAddr, BackendType: r.BackendType, BackendData: r.BackendData}
 }
 
 // updateRecord writes our data to our lease record.
 func (d *daemon) updateRecord(ctx context.Context, l *subnet.Lease, rec subnet.Record) (*subnet.Lease, error) {
-	cctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 	defer cancel()
 	nl, err := d.store.UpdateRecord(cctx, l, rec)
 	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	d.lease = nl
-	d.mu.Unlock()
+	d.setLease(nl)
 	if err := d.state.saveLease(nl); err != nil {
 		d.log.WithError(err).Warn("save lease")
 	}
@@ -154,9 +165,7 @@ func (d *daemon) updateRecord(ctx context.Context, l *subnet.Lease, rec subnet.R
 
 // onLeaseChange is KeepAlive's callback after a recovery.
 func (d *daemon) onLeaseChange(l *subnet.Lease) {
-	d.mu.Lock()
-	d.lease = l
-	d.mu.Unlock()
+	d.setLease(l)
 	d.metrics.leaseRecoveries.Inc()
 	if err := d.state.saveLease(l); err != nil {
 		d.log.WithError(err).Warn("save lease")
@@ -180,9 +189,9 @@ func (d *daemon) leaseLoop(ctx context.Context) error {
 	d.log.Debug("lease loop: started")
 	defer d.log.Debug("lease loop: stopped")
 	for {
-		d.mu.Lock()
-		lease, ok := d.lease, d.leaseOK
-		d.mu.Unlock()
+		d.lease.mu.Lock()
+		lease, ok := d.lease.cur, d.lease.ok
+		d.lease.mu.Unlock()
 		if !ok {
 			l, err := d.reclaim(ctx, lease)
 			if err != nil {
@@ -198,50 +207,14 @@ func (d *daemon) leaseLoop(ctx context.Context) error {
 			default:
 			}
 		}
-		kctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- d.store.KeepAlive(kctx, lease, d.onLeaseChange) }()
-		d.metrics.leaseRenewals.Inc()
-		var err error
-		select {
-		case err = <-done:
-		case <-d.lostc:
-			cancel()
-			<-done
-			err = subnet.ErrLeaseLost
-		case <-d.updatec:
-			cancel()
-			<-done
-			// Compare with (and guard the write by) our record as the
-			// store last showed it, not our copy of the lease.
-			d.mu.Lock()
-			cur, want := d.lease, d.record(d.data)
-			if d.haveView {
-				if own, _ := findOwn(d.view, cur.Primary(), d.nodeID); own != nil && own.ModRevision >= cur.ModRevision {
-					c := *own
-					cur = &c
-				}
-			}
-			d.mu.Unlock()
-			if !recordMatches(cur.Record, want) {
-				_, err = d.updateRecord(ctx, cur, want)
-				if err != nil && !errors.Is(err, subnet.ErrLeaseLost) {
-					d.log.WithError(err).Warn("update our lease record; retrying")
-					if serr := sleep(ctx, time.Second); serr == nil {
-						poke(d.updatec)
-					}
-					err = nil
-				}
-			}
-		}
-		cancel()
+		err := d.holdLease(ctx, lease)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if errors.Is(err, subnet.ErrLeaseLost) {
-			d.mu.Lock()
-			d.leaseOK = false
-			d.mu.Unlock()
+			d.lease.mu.Lock()
+			d.lease.ok = false
+			d.lease.mu.Unlock()
 			continue
 		}
 		if err != nil {
@@ -253,24 +226,76 @@ func (d *daemon) leaseLoop(ctx context.Context) error {
 	}
 }
 
+// holdLease keeps lease alive until the store says it is lost, the lease
+// watch says so (lostc: ErrLeaseLost) or asks for our record to be updated
+// (updatec: the update is written, then nil).
+func (d *daemon) holdLease(ctx context.Context, lease *subnet.Lease) error {
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.store.KeepAlive(kctx, lease, d.onLeaseChange) }()
+	d.metrics.leaseRenewals.Inc()
+	select {
+	case err := <-done:
+		return err
+	case <-d.lostc:
+		cancel()
+		<-done
+		return subnet.ErrLeaseLost
+	case <-d.updatec:
+		cancel()
+		<-done
+		return d.writeBackRecord(ctx)
+	}
+}
+
+// writeBackRecord writes our data to our record when it differs. A
+// failure other than a lost lease is retried later (through updatec).
+func (d *daemon) writeBackRecord(ctx context.Context) error {
+	// Compare with (and guard the write by) our record as the store last
+	// showed it, not our copy of the lease.
+	d.lease.mu.Lock()
+	cur, want := d.lease.cur, d.record(d.lease.data)
+	if d.lease.haveView {
+		if own, _ := findOwn(d.lease.view, cur.Primary(), d.nodeID); own != nil && own.ModRevision >= cur.ModRevision {
+			c := *own
+			cur = &c
+		}
+	}
+	d.lease.mu.Unlock()
+	if recordMatches(cur.Record, want) {
+		return nil
+	}
+	_, err := d.updateRecord(ctx, cur, want)
+	if err != nil && !errors.Is(err, subnet.ErrLeaseLost) {
+		d.log.WithError(err).Warn("update our lease record; retrying")
+		if serr := sleep(ctx, time.Second); serr == nil {
+			poke(d.updatec)
+		}
+		return nil
+	}
+	return err
+}
+
 // reclaim claims prev's subnet again (after the key was lost, or in the
 // background after an offline start). It retries until etcd answers. If the
 // subnet now belongs to another node it returns ErrSubnetTaken.
 func (d *daemon) reclaim(ctx context.Context, prev *subnet.Lease) (*subnet.Lease, error) {
 	for attempt := 0; ; attempt++ {
-		d.mu.Lock()
-		nc, rec, view, haveView := d.netCfg, d.record(d.data), d.view, d.haveView
-		d.mu.Unlock()
+		nc := d.netConfig()
+		d.lease.mu.Lock()
+		rec, view, haveView := d.record(d.lease.data), d.lease.view, d.lease.haveView
+		d.lease.mu.Unlock()
 		if haveView {
 			if _, other := findOwn(view, prev.Primary(), d.nodeID); other != nil {
 				return nil, subnetTakenError(prev, other.NodeName, prev)
 			}
 		}
-		cctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+		cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 		l, err := d.store.Claim(cctx, subnet.ClaimRequest{Config: nc, Record: rec, Prev: prev})
 		cancel()
 		if err == nil {
-			d.setEtcdReachable(true)
+			d.setReachable(true)
 			d.metrics.leaseClaims.Inc()
 			if !sameSubnets(prev, l) {
 				// We hold the new subnet now; keep it for the next start.
@@ -310,7 +335,7 @@ func (d *daemon) reclaim(ctx context.Context, prev *subnet.Lease) (*subnet.Lease
 // fresh list: the watch may not have shown the new holder yet. It returns ""
 // when etcd does not answer or the subnet is free again.
 func (d *daemon) holderOf(ctx context.Context, prev *subnet.Lease) string {
-	cctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 	defer cancel()
 	v, err := d.store.List(cctx)
 	if err != nil {

@@ -76,11 +76,10 @@ func newLeaseHarness(t *testing.T) *leaseHarness {
 		kick:     make(chan struct{}, 1),
 		lostc:    make(chan struct{}, 1),
 		updatec:  make(chan struct{}, 1),
-		joined:   map[string]bool{},
-		netCfg:   nc,
-		data: ownData{Version: 1, PublicIP: addr("198.18.0.1"), BackendType: "vxlan",
-			BackendData: subnet.BackendData{VTEPMAC: "02:00:00:00:00:01"}},
 	}
+	d.netconf.inForce = nc
+	d.lease.data = ownData{Version: 1, PublicIP: addr("198.18.0.1"), BackendType: "vxlan",
+		BackendData: subnet.BackendData{VTEPMAC: "02:00:00:00:00:01"}}
 	h := &leaseHarness{d: d, store: store, loop: make(chan error, 1)}
 	t.Cleanup(func() {
 		h.stop()
@@ -111,7 +110,7 @@ func (h *leaseHarness) stop() {
 // claim gets the daemon its first lease online, as start does.
 func (h *leaseHarness) claim(t *testing.T) *subnet.Lease {
 	t.Helper()
-	l, err := h.d.acquireLease(context.Background(), h.d.netCfg, true)
+	l, err := h.d.acquireLease(context.Background(), h.d.netConfig(), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,12 +176,12 @@ func TestLeaseTakenByAnotherNode(t *testing.T) {
 func TestLeaseClaimedInBackgroundAfterOfflineStart(t *testing.T) {
 	h := newLeaseHarness(t)
 	// A lease saved by an earlier run; etcd (the store) does not answer.
-	saved := &subnet.Lease{Subnet: pfx("10.244.42.0/24"), Epoch: 3, Record: h.d.record(h.d.data)}
+	saved := &subnet.Lease{Subnet: pfx("10.244.42.0/24"), Epoch: 3, Record: h.d.ownRecord()}
 	if err := h.d.state.saveLease(saved); err != nil {
 		t.Fatal(err)
 	}
 	h.store.SetClaimError(errors.New("etcd unreachable"))
-	l, err := h.d.acquireLease(context.Background(), h.d.netCfg, false)
+	l, err := h.d.acquireLease(context.Background(), h.d.netConfig(), false)
 	if err != nil || l.Subnet != saved.Subnet {
 		t.Fatalf("offline start: %+v, %v; want the saved lease", l, err)
 	}
@@ -196,9 +195,9 @@ func TestLeaseClaimedInBackgroundAfterOfflineStart(t *testing.T) {
 	if got := h.held("node-a"); got.Subnet != saved.Subnet {
 		t.Errorf("background claim got %s, want the saved %s", got.Subnet, saved.Subnet)
 	}
-	h.d.mu.Lock()
-	ok := h.d.leaseOK
-	h.d.mu.Unlock()
+	h.d.lease.mu.Lock()
+	ok := h.d.lease.ok
+	h.d.lease.mu.Unlock()
 	if !ok {
 		t.Error("lease not marked confirmed after the background claim")
 	}
@@ -226,7 +225,7 @@ func TestLeaseRecordUpdatedWithOurData(t *testing.T) {
 func TestOnConfig(t *testing.T) {
 	h := newLeaseHarness(t)
 	d := h.d
-	inForce := d.netCfg
+	inForce := d.netConfig()
 	parse := func(js string) *subnet.Config {
 		c, err := subnet.ParseConfig([]byte(js))
 		if err != nil {
@@ -235,9 +234,9 @@ func TestOnConfig(t *testing.T) {
 		return c
 	}
 	state := func() (string, []string, *subnet.Config) {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return d.cfgErr, d.pendingRestart, d.netCfg
+		d.netconf.mu.Lock()
+		defer d.netconf.mu.Unlock()
+		return d.netconf.err, d.netconf.pendingRestart, d.netconf.inForce
 	}
 
 	// etcd not answering is no config error: the config in force stays

@@ -13,8 +13,6 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
-
-	"github.com/weftnet/weft/subnet"
 )
 
 // Masquerade: weft owns one nftables table, "inet weft":
@@ -43,17 +41,10 @@ import (
 // such tables so weftd can warn.
 
 const (
-	masqTable      = "weft"
 	kubeProxyMark  = 0x4000
 	postroutingChn = "postrouting"
 	forwardChn     = "forward"
 )
-
-// masqConfig is what the rules are built from.
-type masqConfig struct {
-	Network, IPv6Network netip.Prefix
-	Subnet, IPv6Subnet   netip.Prefix
-}
 
 func masqTableRef() *nftables.Table {
 	return &nftables.Table{Name: masqTable, Family: nftables.TableFamilyINet}
@@ -275,63 +266,38 @@ func masqIntact(c *nftables.Conn, mc masqConfig) bool {
 	return err == nil && len(post) == len(masqRules(mc)) && len(fwd) == len(forwardRules(mc))
 }
 
-// repairMasquerade re-installs weft's table when it is gone or changed
-// (someone ran nft flush ruleset); it reports whether it had to.
-func (d *daemon) repairMasquerade() bool {
-	d.mu.Lock()
-	mc, ok := d.masqCfg, d.masqOn
-	d.mu.Unlock()
-	if !ok {
-		return false
-	}
+// repairMasq re-installs weft's table for mc when it is gone or changed
+// (someone ran nft flush ruleset); it reports whether it did. When nftables
+// cannot be reached it does nothing.
+func repairMasq(mc masqConfig) (bool, error) {
 	conn, err := nftables.New()
 	if err != nil || masqIntact(conn, mc) {
-		return false
+		return false, nil
 	}
 	if err := applyMasq(conn, mc); err != nil {
-		d.log.WithError(err).Error("re-install masquerade rules")
-		return false
+		return false, err
 	}
-	d.log.WithField("table", "inet "+masqTable).Warn("masquerade table was missing or changed; re-installed (drift repaired)")
-	return true
+	return true, nil
 }
 
-// applyMasquerade installs (or, with --ip-masq=false, removes) weft's
-// table in the current network namespace and checks for forward-drop
-// policies. Problems are logged and shown in /status; they are not fatal.
-func (d *daemon) applyMasquerade(nc *subnet.Config, l *subnet.Lease) {
-	mc := masqConfig{Network: nc.Network, IPv6Network: nc.IPv6Network, Subnet: l.Subnet, IPv6Subnet: l.IPv6Subnet}
+// installMasq installs weft's table for mc (or, when on is false, removes
+// it) in the current network namespace, and looks for other tables'
+// forward-drop policies: advice says what to do about them ("" if none).
+func installMasq(on bool, mc masqConfig) (advice string, err error) {
 	conn, err := nftables.New()
 	if err == nil {
-		if d.cfg.IPMasq {
+		if on {
 			err = applyMasq(conn, mc)
 		} else {
 			err = removeMasq(conn)
 		}
 	}
-	var warn string
 	if conn != nil {
 		if drops, derr := forwardDropChains(conn); derr != nil {
 			err = errors.Join(err, derr)
 		} else if len(drops) > 0 {
-			warn = forwardDropAdvice(drops, mc)
-			d.log.Warn(warn)
+			advice = forwardDropAdvice(drops, mc)
 		}
 	}
-	d.mu.Lock()
-	d.masqProblem = ""
-	if err != nil {
-		d.masqProblem = err.Error()
-	}
-	d.masqCfg, d.masqOn = mc, d.cfg.IPMasq && err == nil
-	d.forwardDropWarn = warn
-	d.mu.Unlock()
-	switch {
-	case err != nil:
-		d.log.WithError(err).Error("masquerade rules: pod traffic leaving the cluster network may not be NATed")
-	case d.cfg.IPMasq:
-		d.log.WithField("table", "inet "+masqTable).Info("masquerade rules installed")
-	default:
-		d.log.Debug("masquerade off: weft's nftables table removed")
-	}
+	return advice, err
 }

@@ -58,14 +58,15 @@ func (d *daemon) reconcileLoop(ctx context.Context) error {
 	return nil
 }
 
-// baseViewLocked returns the lease view to merge: etcd's once it arrived,
-// else the saved snapshot, else nothing (an incomplete view).
+// baseViewLocked returns the lease view to merge: the store's once it
+// arrived, else the saved snapshot, else nothing (an incomplete view). The
+// caller holds d.lease.mu.
 func (d *daemon) baseViewLocked() (subnet.View, bool) {
 	switch {
-	case d.haveView:
-		return d.view, true
-	case d.snapshot != nil:
-		return *d.snapshot, true
+	case d.lease.haveView:
+		return d.lease.view, true
+	case d.lease.snapshot != nil:
+		return *d.lease.snapshot, true
 	}
 	return subnet.View{}, false
 }
@@ -73,10 +74,10 @@ func (d *daemon) baseViewLocked() (subnet.View, bool) {
 // reconcileOnce builds the desired state and hands it to the backend.
 func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	start := time.Now()
-	d.mu.Lock()
-	lease := d.lease
+	d.lease.mu.Lock()
+	lease := d.lease.cur
 	base, complete := d.baseViewLocked()
-	d.mu.Unlock()
+	d.lease.mu.Unlock()
 	var members []membership.Member
 	if d.gossip != nil {
 		members = d.gossip.Members()
@@ -98,51 +99,8 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	m.changes.WithLabelValues("removed").Add(float64(res.Removed))
 	m.setMembers(members)
 
-	d.mu.Lock()
-	prev, hadPrev := d.lastDesired, !d.lastReconcile.IsZero()
-	prevProblems, prevErr := d.problems, d.reconcileErr
-	d.lastDesired = desired
-	d.lastReconcile = time.Now()
-	d.peers = peers
-	d.members = members
-	d.problems = res.Problems
-	d.reconcileErr = ""
-	if err != nil {
-		d.reconcileErr = err.Error()
-	} else if !d.reconciled && d.subnetFileWritten {
-		d.reconciled = true
-		m.ready.Set(1)
-		d.log.Info("ready: subnet file written and first reconcile done")
-	}
-	d.mu.Unlock()
-
-	log := d.log.WithFields(logrus.Fields{"reason": reason, "peers": len(desired.Peers), "complete": complete})
-	if err != nil {
-		m.reconcileErrors.Inc()
-		if err.Error() != prevErr {
-			log.WithError(err).Error("reconcile failed")
-		}
-	} else if prevErr != "" {
-		log.Info("reconcile succeeded again")
-	}
-	if hadPrev && desiredEqual(prev, desired) && res.Changed() {
-		m.driftRepairs.Inc()
-		log.WithFields(logrus.Fields{"added": res.Added, "updated": res.Updated, "removed": res.Removed}).
-			Warnf("reconcile changed %d entries without any input change (drift repaired)", res.Added+res.Updated+res.Removed)
-	}
-	diff := diffPeers(prev.Peers, desired.Peers)
-	for _, p := range diff.Added {
-		d.log.WithFields(peerFields(p)).Info("peer added")
-	}
-	for _, p := range diff.Updated {
-		d.log.WithFields(peerFields(p)).Info("peer updated")
-	}
-	for _, p := range diff.Removed {
-		d.log.WithFields(peerFields(p)).Info("peer removed")
-	}
-	logProblems(d.log, prevProblems, res.Problems)
-	log.WithFields(logrus.Fields{"added": res.Added, "updated": res.Updated, "removed": res.Removed, "seconds": took.Seconds()}).Debug("reconciled")
-
+	prev := d.recordReconcile(desired, peers, members, res, err)
+	d.logReconcile(prev, desired, res, err, reason, complete, took)
 	if complete {
 		d.saveSnapshot(foldGossip(base, peers))
 	}
@@ -154,6 +112,72 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 			r.ReleaseMemory()
 		}
 	}
+}
+
+// reconcileOutcome is what a reconcile replaced in d.recon.
+type reconcileOutcome struct {
+	desired  backend.Desired
+	had      bool // a reconcile ran before
+	problems map[string]string
+	err      string
+}
+
+// recordReconcile stores a reconcile's outcome in d.recon (marking the node
+// ready after its first success) and returns what it replaced.
+func (d *daemon) recordReconcile(desired backend.Desired, peers []membership.PeerView, members []membership.Member, res backend.Result, err error) reconcileOutcome {
+	d.progress.mu.Lock()
+	fileWritten := d.progress.subnetFileWritten
+	d.progress.mu.Unlock()
+	r := &d.recon
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := reconcileOutcome{desired: r.lastDesired, had: !r.last.IsZero(), problems: r.problems, err: r.err}
+	r.lastDesired = desired
+	r.last = time.Now()
+	r.peers = peers
+	r.members = members
+	r.problems = res.Problems
+	r.err = ""
+	if err != nil {
+		r.err = err.Error()
+	} else if !r.reconciled && fileWritten {
+		r.reconciled = true
+		d.metrics.ready.Set(1)
+		d.log.Info("ready: subnet file written and first reconcile done")
+	}
+	return prev
+}
+
+// logReconcile logs what a reconcile changed and what went wrong, each
+// change once.
+func (d *daemon) logReconcile(prev reconcileOutcome, desired backend.Desired, res backend.Result, err error, reason string, complete bool, took time.Duration) {
+	m := d.metrics
+	log := d.log.WithFields(logrus.Fields{"reason": reason, "peers": len(desired.Peers), "complete": complete})
+	if err != nil {
+		m.reconcileErrors.Inc()
+		if err.Error() != prev.err {
+			log.WithError(err).Error("reconcile failed")
+		}
+	} else if prev.err != "" {
+		log.Info("reconcile succeeded again")
+	}
+	if prev.had && desiredEqual(prev.desired, desired) && res.Changed() {
+		m.driftRepairs.Inc()
+		log.WithFields(logrus.Fields{"added": res.Added, "updated": res.Updated, "removed": res.Removed}).
+			Warnf("reconcile changed %d entries without any input change (drift repaired)", res.Added+res.Updated+res.Removed)
+	}
+	diff := diffPeers(prev.desired.Peers, desired.Peers)
+	for _, p := range diff.Added {
+		d.log.WithFields(peerFields(p)).Info("peer added")
+	}
+	for _, p := range diff.Updated {
+		d.log.WithFields(peerFields(p)).Info("peer updated")
+	}
+	for _, p := range diff.Removed {
+		d.log.WithFields(peerFields(p)).Info("peer removed")
+	}
+	logProblems(d.log, prev.problems, res.Problems)
+	log.WithFields(logrus.Fields{"added": res.Added, "updated": res.Updated, "removed": res.Removed, "seconds": took.Seconds()}).Debug("reconciled")
 }
 
 // logProblems logs a peer the backend cannot serve when its problem appears
@@ -180,9 +204,9 @@ func peerFields(p backend.Peer) logrus.Fields {
 // saveSnapshot persists v when its leases differ from the saved ones.
 func (d *daemon) saveSnapshot(v subnet.View) {
 	norm := normLeases(v.Leases)
-	d.mu.Lock()
-	same := slices.EqualFunc(norm, d.savedSnap, func(a, b subnet.Lease) bool { return a == b })
-	d.mu.Unlock()
+	d.recon.mu.Lock()
+	same := slices.EqualFunc(norm, d.recon.savedSnapshot, func(a, b subnet.Lease) bool { return a == b })
+	d.recon.mu.Unlock()
 	if same {
 		return
 	}
@@ -190,9 +214,9 @@ func (d *daemon) saveSnapshot(v subnet.View) {
 		d.log.WithError(err).Warn("save peer snapshot")
 		return
 	}
-	d.mu.Lock()
-	d.savedSnap = norm
-	d.mu.Unlock()
+	d.recon.mu.Lock()
+	d.recon.savedSnapshot = norm
+	d.recon.mu.Unlock()
 }
 
 // normLeases returns leases without the fields that change on every

@@ -61,13 +61,13 @@ func newReconcileDaemon(t *testing.T) (*daemon, *recordingBackend, subnet.Lease)
 	be := &recordingBackend{}
 	d.be = be
 	own := lease("node-a", "id-a", "10.244.1.0/24", "198.18.0.1", 10, 1)
-	d.lease = &own
+	d.lease.cur = &own
 	return d, be, own
 }
 
 func TestReconcileOnce(t *testing.T) {
 	d, be, own := newReconcileDaemon(t)
-	d.subnetFileWritten = true
+	d.progress.subnetFileWritten = true
 	ctx := context.Background()
 
 	// No view yet, no snapshot: an incomplete, add-only desired state.
@@ -133,7 +133,7 @@ func TestReconcileOnce(t *testing.T) {
 
 func TestReconcileFromSnapshot(t *testing.T) {
 	d, be, _ := newReconcileDaemon(t)
-	d.snapshot = &subnet.View{Complete: true, Leases: []subnet.Lease{lease("node-c", "id-c", "10.244.3.0/24", "198.18.0.3", 12, 1)}}
+	d.lease.snapshot = &subnet.View{Complete: true, Leases: []subnet.Lease{lease("node-c", "id-c", "10.244.3.0/24", "198.18.0.3", 12, 1)}}
 	d.reconcileOnce(context.Background(), "change")
 	if got := be.last(); !got.Complete || len(got.Peers) != 1 || got.Peers[0].Name != "node-c" {
 		t.Errorf("from the saved snapshot: %+v", got)

@@ -11,50 +11,59 @@ import (
 	"github.com/weftnet/weft/daemon/status"
 )
 
-// status builds the /status document.
+// status builds the /status document. It takes each group's lock in turn
+// (never two at once), so the groups are each consistent in themselves.
 func (d *daemon) status() status.Report {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	n := status.Node{
-		Name:               d.nodeName,
-		ID:                 d.nodeID,
-		Iface:              d.under.Iface,
-		PublicIP:           d.data.PublicIP,
-		PublicIPv6:         d.data.PublicIPv6,
-		GossipAddr:         d.data.GossipAddr,
-		BackendType:        d.data.BackendType,
-		BackendData:        d.data.BackendData,
-		MTU:                d.attrs.MTU,
-		Version:            d.data.Version,
-		NotReady:           d.notReadyLocked(),
-		EtcdReachable:      d.etcdReachable,
-		ConfigError:        d.cfgErr,
-		PendingRestart:     slices.Clone(d.pendingRestart),
-		ForwardingProblem:  d.forwardingProblem,
-		MasqueradeProblem:  d.masqProblem,
-		ForwardDropWarning: d.forwardDropWarn,
-		LastReconcile:      d.lastReconcile,
-		ReconcileError:     d.reconcileErr,
+		Name:          d.nodeName,
+		ID:            d.nodeID,
+		Iface:         d.under.Iface,
+		NotReady:      d.notReady(),
+		EtcdReachable: d.reachable.Load(),
 	}
 	n.Ready = n.NotReady == ""
-	_, n.Complete = d.baseViewLocked()
-	if d.netCfg != nil {
-		n.Network, n.IPv6Network = d.netCfg.Network, d.netCfg.IPv6Network
+
+	d.netconf.mu.Lock()
+	n.ConfigError = d.netconf.err
+	n.PendingRestart = slices.Clone(d.netconf.pendingRestart)
+	if c := d.netconf.inForce; c != nil {
+		n.Network, n.IPv6Network = c.Network, c.IPv6Network
 	}
-	if l := d.lease; l != nil {
+	d.netconf.mu.Unlock()
+
+	d.lease.mu.Lock()
+	data := d.lease.data
+	n.PublicIP, n.PublicIPv6, n.GossipAddr = data.PublicIP, data.PublicIPv6, data.GossipAddr
+	n.BackendType, n.BackendData, n.Version = data.BackendType, data.BackendData, data.Version
+	n.MTU = d.lease.attrs.MTU
+	_, n.Complete = d.baseViewLocked()
+	if l := d.lease.cur; l != nil {
 		n.Subnet, n.IPv6Subnet, n.Epoch, n.LeaseExpiry = l.Subnet, l.IPv6Subnet, l.Epoch, l.Expiry
 	}
+	d.lease.mu.Unlock()
+
+	d.progress.mu.Lock()
+	n.ForwardingProblem = d.progress.forwardingProblem
+	d.progress.mu.Unlock()
+
+	d.masq.mu.Lock()
+	n.MasqueradeProblem, n.ForwardDropWarning = d.masq.problem, d.masq.forwardDropWarn
+	d.masq.mu.Unlock()
+
+	d.recon.mu.Lock()
+	defer d.recon.mu.Unlock()
+	n.LastReconcile, n.ReconcileError = d.recon.last, d.recon.err
 	st := status.Report{Node: n, Peers: []status.Peer{}, Members: []status.Member{}}
-	for _, p := range d.peers { // Merge leaves this node out
+	for _, p := range d.recon.peers { // Merge leaves this node out
 		st.Peers = append(st.Peers, status.Peer{
 			Name: p.Name, Subnet: p.Subnet, IPv6Subnet: p.IPv6Subnet,
 			PublicIP: p.PublicIP, PublicIPv6: p.PublicIPv6, BackendData: p.Data,
 			Epoch: p.Epoch, Version: p.Version,
 			State: string(p.State), Since: p.Since, Source: p.Source, Provisional: p.Provisional,
-			Problem: d.problems[p.Name],
+			Problem: d.recon.problems[p.Name],
 		})
 	}
-	for _, m := range d.members {
+	for _, m := range d.recon.members {
 		st.Members = append(st.Members, status.Member{
 			Name: m.Name, Addr: m.Addr, State: string(m.State), Since: m.Since,
 			Subnet: m.Meta.Subnet, IPv6Subnet: m.Meta.IPv6Subnet, PublicIP: m.Meta.PublicIP,
@@ -65,21 +74,21 @@ func (d *daemon) status() status.Report {
 
 // notReady returns why the node is not ready, or "".
 func (d *daemon) notReady() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.notReadyLocked()
-}
-
-func (d *daemon) notReadyLocked() string {
+	d.progress.mu.Lock()
+	phase, written := d.progress.phase, d.progress.subnetFileWritten
+	d.progress.mu.Unlock()
+	d.recon.mu.Lock()
+	reconciled, rerr := d.recon.reconciled, d.recon.err
+	d.recon.mu.Unlock()
 	switch {
-	case d.phase != "":
-		return d.phase
-	case !d.subnetFileWritten:
+	case phase != "":
+		return phase
+	case !written:
 		return "subnet file not written yet"
-	case d.reconciled:
+	case reconciled:
 		return ""
-	case d.reconcileErr != "":
-		return "first reconcile failed: " + d.reconcileErr
+	case rerr != "":
+		return "first reconcile failed: " + rerr
 	}
 	return "first reconcile not done yet"
 }

@@ -16,9 +16,13 @@ import (
 	"testing"
 )
 
-// Checks of the package's shape: no etcd client (the daemon reaches etcd
-// only through subnet.Store). They parse the package's non-test files of
-// every GOOS, so they run the same anywhere.
+// Checks of the package's shape: no long functions, and no etcd client
+// (the daemon reaches etcd only through subnet.Store). Both parse the
+// package's non-test files of every GOOS, so they run the same anywhere.
+
+// maxFuncLines is the longest a function of the package may be, counted
+// from its func line to its closing brace.
+const maxFuncLines = 80
 
 // forbiddenImports are packages the daemon must not import directly.
 var forbiddenImports = map[string]string{
@@ -51,6 +55,25 @@ func sourceFiles(t *testing.T, dir string) (*token.FileSet, []*ast.File) {
 	return fset, files
 }
 
+// longFuncs returns the functions (and methods) longer than limit lines,
+// as "file:line name: n lines".
+func longFuncs(fset *token.FileSet, files []*ast.File, limit int) []string {
+	var long []string
+	for _, f := range files {
+		for _, decl := range f.Decls {
+			fd, ok := decl.(*ast.FuncDecl)
+			if !ok {
+				continue
+			}
+			start, end := fset.Position(fd.Pos()), fset.Position(fd.End())
+			if n := end.Line - start.Line + 1; n > limit {
+				long = append(long, fmt.Sprintf("%s:%d %s: %d lines", filepath.Base(start.Filename), start.Line, fd.Name.Name, n))
+			}
+		}
+	}
+	return long
+}
+
 // badImports returns the imports of files that forbidden names, as
 // "file: path (why)".
 func badImports(fset *token.FileSet, files []*ast.File, forbidden map[string]string) []string {
@@ -69,6 +92,13 @@ func badImports(fset *token.FileSet, files []*ast.File, forbidden map[string]str
 	return bad
 }
 
+func TestFunctionLength(t *testing.T) {
+	fset, files := sourceFiles(t, ".")
+	for _, l := range longFuncs(fset, files, maxFuncLines) {
+		t.Errorf("%s: split it (at most %d)", l, maxFuncLines)
+	}
+}
+
 func TestNoEtcdClient(t *testing.T) {
 	fset, files := sourceFiles(t, ".")
 	for _, b := range badImports(fset, files, forbiddenImports) {
@@ -76,11 +106,17 @@ func TestNoEtcdClient(t *testing.T) {
 	}
 }
 
-// TestStructureChecksCanFail runs the check on a package written to break
-// it: an import of the etcd client.
+// TestStructureChecksCanFail runs both checks on a package written to
+// break them: a function one line too long and an import of the etcd
+// client.
 func TestStructureChecksCanFail(t *testing.T) {
 	dir := t.TempDir()
+	var body strings.Builder
+	for i := range maxFuncLines - 2 { // plus the func line and the brace
+		fmt.Fprintf(&body, "\t_ = %d\n", i)
+	}
 	src := map[string]string{
+		"long.go":      "package x\n\nfunc fits() {\n" + body.String() + "}\n\nfunc tooLong() {\n" + body.String() + "\t_ = 0\n}\n",
 		"etcd.go":      "package x\n\nimport clientv3 \"go.etcd.io/etcd/client/v3\"\n\nvar _ clientv3.Config\n",
 		"etcd_test.go": "package x\n\nimport _ \"go.etcd.io/etcd/client/v3\"\n",
 	}
@@ -90,6 +126,10 @@ func TestStructureChecksCanFail(t *testing.T) {
 		}
 	}
 	fset, files := sourceFiles(t, dir)
+	if long := longFuncs(fset, files, maxFuncLines); len(long) != 1 || !strings.HasPrefix(long[0], "long.go:") ||
+		!strings.Contains(long[0], "tooLong: 81 lines") {
+		t.Errorf("longFuncs = %q, want tooLong alone at %d lines", long, maxFuncLines+1)
+	}
 	bad := badImports(fset, files, forbiddenImports)
 	if !slices.Equal(bad, []string{"etcd.go: go.etcd.io/etcd/client/v3 (" + forbiddenImports["go.etcd.io/etcd/client/v3"] + ")"}) {
 		t.Errorf("badImports = %q, want etcd.go's import alone (test files are not the daemon)", bad)

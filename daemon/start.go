@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/sirupsen/logrus"
+
+	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/daemon/membership"
+	"github.com/weftnet/weft/subnet"
+	subnetetcd "github.com/weftnet/weft/subnet/etcd"
+)
+
+// start runs the start sequence (see the package doc) and returns once the
+// node is set up: config, backend, own data, lease, subnet file and
+// masquerade. It starts no goroutine; run then runs the loops.
+func (d *daemon) start(ctx context.Context) error {
+	store, err := d.openStore()
+	if err != nil {
+		return err
+	}
+	d.store = store
+
+	// 1. Network config: the store's, or the last good one saved.
+	d.setPhase("getting the network config")
+	nc, online, err := d.loadConfig(ctx)
+	if err != nil {
+		return err
+	}
+	d.netconf.mu.Lock()
+	d.netconf.inForce = nc
+	d.netconf.mu.Unlock()
+
+	// 2. Backend, 3. own data and gossip.
+	attrs, err := d.setUpBackend(ctx, nc)
+	if err != nil {
+		return err
+	}
+	if err := d.setUpOwnData(nc, attrs); err != nil {
+		return err
+	}
+
+	// 4. Lease, and the peers saved at the last run.
+	d.setPhase("claiming a subnet")
+	lease, err := d.acquireLease(ctx, nc, online)
+	if err != nil {
+		return err
+	}
+	d.loadSnapshot()
+
+	// 5. Forwarding, subnet file, masquerade.
+	d.setPhase("writing the subnet file")
+	if err := d.writeSubnetFile(nc, lease, attrs); err != nil {
+		return err
+	}
+	d.applyMasquerade(nc, lease)
+	if ok, err := sd.SdNotify(false, sd.SdNotifyReady); err != nil {
+		d.log.WithError(err).Warn("systemd notify")
+	} else if ok {
+		d.log.Debug("notified systemd: ready")
+	}
+	d.setPhase("")
+	d.started.Store(true)
+	d.heartbeat.Store(time.Now().UnixNano())
+	return nil
+}
+
+// openStore connects the store the flags name (the etcd store; the daemon
+// reaches etcd only through it).
+func (d *daemon) openStore() (subnet.Store, error) {
+	s, err := subnetetcd.Open(subnetetcd.ClientConfig{
+		Endpoints:   d.cfg.EtcdEndpoints,
+		CAFile:      d.cfg.EtcdCAFile,
+		CertFile:    d.cfg.EtcdCertFile,
+		KeyFile:     d.cfg.EtcdKeyFile,
+		Username:    d.cfg.EtcdUsername,
+		Password:    d.cfg.EtcdPassword,
+		DialTimeout: storeCallTimeout,
+	}, subnetetcd.Config{
+		Prefix:   d.cfg.EtcdPrefix,
+		LeaseTTL: d.cfg.LeaseTTL,
+		Log:      d.log.WithField("component", "etcd"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	return s, nil
+}
+
+func (d *daemon) setPhase(p string) {
+	d.progress.mu.Lock()
+	d.progress.phase = p
+	d.progress.mu.Unlock()
+}
+
+// setUpBackend constructs the backend nc selects and sets it up.
+func (d *daemon) setUpBackend(ctx context.Context, nc *subnet.Config) (backend.Attrs, error) {
+	d.setPhase("setting up the " + nc.Backend.Type + " backend")
+	be, err := newBackend(d.cfg, nc, d.under, d.log)
+	if err != nil {
+		return backend.Attrs{}, fmt.Errorf("%s backend: %w", nc.Backend.Type, err)
+	}
+	d.be = be
+	attrs, err := be.Setup(ctx)
+	if err != nil {
+		return backend.Attrs{}, fmt.Errorf("set up %s backend: %w", nc.Backend.Type, err)
+	}
+	d.lease.mu.Lock()
+	d.lease.attrs = attrs
+	d.lease.mu.Unlock()
+	return attrs, nil
+}
+
+// setUpOwnData settles this node's own data and its version, and creates
+// the gossip member (not yet running) when gossip is on.
+func (d *daemon) setUpOwnData(nc *subnet.Config, attrs backend.Attrs) error {
+	gaddr, err := d.gossipAdvertise()
+	if err != nil {
+		return err
+	}
+	data, err := d.state.dataVersion(ownData{
+		PublicIP: d.under.PublicIP, PublicIPv6: d.under.PublicIPv6, GossipAddr: gaddr,
+		BackendType: nc.Backend.Type, BackendData: attrs.Data,
+	})
+	if err != nil {
+		return err
+	}
+	d.lease.mu.Lock()
+	d.lease.data = data
+	d.lease.mu.Unlock()
+	if d.cfg.GossipBind == "" {
+		return nil
+	}
+	m, err := membership.New(membership.Config{
+		Name:             d.nodeName,
+		BindAddr:         d.cfg.GossipBind,
+		AdvertiseAddr:    gaddr,
+		Join:             d.cfg.GossipJoin,
+		KeyFile:          d.cfg.GossipKeyFile,
+		ProbeInterval:    d.cfg.GossipProbeInterval,
+		ProbeTimeout:     d.cfg.GossipProbeTimeout,
+		GossipInterval:   d.cfg.GossipInterval,
+		PushPullInterval: d.cfg.GossipPushPullInterval,
+		SuspicionMult:    d.cfg.GossipSuspicionMult,
+		Log:              d.log.WithField("component", "membership"),
+		OnChange:         d.trigger,
+	})
+	if err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+	d.gossip = m
+	return nil
+}
+
+// loadSnapshot loads the peer view saved at the last run, the base of the
+// desired state until the store's first complete view arrives.
+func (d *daemon) loadSnapshot() {
+	snap, err := d.state.snapshot()
+	if err != nil {
+		d.log.WithError(err).Warn("ignoring the saved peer snapshot")
+	}
+	d.lease.mu.Lock()
+	d.lease.snapshot = snap
+	d.lease.mu.Unlock()
+	if snap != nil {
+		// The reconcile loop, which owns savedSnapshot, starts later.
+		d.recon.mu.Lock()
+		d.recon.savedSnapshot = normLeases(snap.Leases)
+		d.recon.mu.Unlock()
+	}
+}
+
+// writeSubnetFile turns IP forwarding on (a failure is reported, not
+// fatal) and writes the subnet file for the CNI plugin.
+func (d *daemon) writeSubnetFile(nc *subnet.Config, lease *subnet.Lease, attrs backend.Attrs) error {
+	if err := enableForwarding(nc.Network.IsValid(), nc.IPv6Network.IsValid()); err != nil {
+		d.log.WithError(err).Error("IP FORWARDING IS OFF: pods on other nodes cannot reach this node's pods; enable it (sysctl) or run weftd with the privileges to do so")
+		d.progress.mu.Lock()
+		d.progress.forwardingProblem = err.Error()
+		d.progress.mu.Unlock()
+	}
+	sf := &subnet.SubnetFile{
+		Network: nc.Network, Subnet: subnet.GatewayPrefix(lease.Subnet),
+		IPv6Network: nc.IPv6Network, IPv6Subnet: subnet.GatewayPrefix(lease.IPv6Subnet),
+		MTU: attrs.MTU, IPMasq: d.cfg.IPMasq,
+	}
+	if err := subnet.WriteSubnetFile(d.cfg.SubnetFile, sf); err != nil {
+		return err
+	}
+	d.progress.mu.Lock()
+	d.progress.subnetFileWritten = true
+	d.progress.mu.Unlock()
+	d.log.WithFields(fields(logrus.Fields{"file": d.cfg.SubnetFile, "subnet": lease.Subnet, "ipv6Subnet": lease.IPv6Subnet, "mtu": attrs.MTU})).Info("subnet file written")
+	return nil
+}

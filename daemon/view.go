@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package daemon
+
+import (
+	"github.com/sirupsen/logrus"
+
+	"github.com/weftnet/weft/daemon/membership"
+	"github.com/weftnet/weft/subnet"
+)
+
+// The lease view: the lease watch hands every complete view to onView,
+// which keeps it in d.lease, tells the lease loop when our own record needs
+// it, and feeds gossip the addresses of new nodes.
+
+// onView handles a complete lease view from the store.
+func (d *daemon) onView(v subnet.View) {
+	d.setReachable(true)
+	d.lease.mu.Lock()
+	d.lease.view = v
+	d.lease.haveView = d.lease.haveView || v.Complete
+	lease, leaseOK, data := d.lease.cur, d.lease.ok, d.lease.data
+	d.lease.mu.Unlock()
+	if lease != nil && !leaseOK {
+		// Started from the saved lease, or re-claiming: the store answers
+		// again, so the lease loop should retry now.
+		poke(d.lostc)
+	}
+	if lease != nil && leaseOK && v.Revision >= lease.ModRevision {
+		own, other := findOwn(v, lease.Primary(), d.nodeID)
+		switch {
+		case own == nil && other != nil:
+			d.log.WithFields(logrus.Fields{"subnet": lease.Primary(), "holder": other.NodeName}).Error("our subnet is held by another node in etcd")
+			poke(d.lostc)
+		case own == nil:
+			d.log.WithField("subnet", lease.Primary()).Warn("our lease key is gone from etcd; re-claiming the same subnet")
+			poke(d.lostc)
+		case !recordMatches(own.Record, d.record(data)):
+			poke(d.updatec)
+		}
+	}
+	d.joinFrom(v)
+	d.trigger()
+}
+
+// joinFrom hands the gossip addresses of v's records to gossip (each
+// address once).
+func (d *daemon) joinFrom(v subnet.View) {
+	if d.gossip == nil {
+		return
+	}
+	var fresh []string
+	d.lease.mu.Lock()
+	if d.lease.joined == nil {
+		d.lease.joined = map[string]bool{}
+	}
+	for _, a := range gossipAddrs(v, d.nodeID) {
+		if !d.lease.joined[a] {
+			d.lease.joined[a] = true
+			fresh = append(fresh, a)
+		}
+	}
+	d.lease.mu.Unlock()
+	if len(fresh) > 0 {
+		d.gossip.Join(fresh)
+	}
+}
+
+// record returns this node's lease record for data.
+func (d *daemon) record(data ownData) subnet.Record {
+	return subnet.Record{
+		NodeName:    d.nodeName,
+		NodeID:      d.nodeID,
+		PublicIP:    data.PublicIP,
+		PublicIPv6:  data.PublicIPv6,
+		GossipAddr:  data.GossipAddr,
+		BackendType: data.BackendType,
+		BackendData: data.BackendData,
+		Version:     data.Version,
+	}
+}
+
+func recordMatches(have, want subnet.Record) bool { return have == want }
+
+// pushMeta publishes our metadata by gossip.
+func (d *daemon) pushMeta() {
+	if d.gossip == nil {
+		return
+	}
+	d.lease.mu.Lock()
+	l, data := d.lease.cur, d.lease.data
+	d.lease.mu.Unlock()
+	if l == nil {
+		return
+	}
+	err := d.gossip.SetMeta(membership.Meta{
+		NodeID: d.nodeID,
+		Subnet: l.Subnet, IPv6Subnet: l.IPv6Subnet,
+		PublicIP: data.PublicIP, PublicIPv6: data.PublicIPv6,
+		Data: data.BackendData, Epoch: l.Epoch, Version: data.Version,
+	})
+	if err != nil {
+		d.log.WithError(err).Error("publish gossip metadata")
+	}
+}
