@@ -24,6 +24,11 @@
 // waits for them. The daemon type lists which goroutine writes which part
 // of the state. The daemon reaches etcd only through [subnet.Store].
 //
+// The kernel work (backends, masquerade, underlay discovery, forwarding
+// sysctls) is in _linux.go files; elsewhere it fails with an error wrapping
+// [errors.ErrUnsupported], and the rest of the package, with its pure
+// tests, builds and runs on any OS.
+//
 // The data plane outlives the process: when Run returns (SIGTERM), routes,
 // neighbours, FDB entries, devices and the lease stay in place, so a
 // restarted weftd loses no traffic. Everything weftd needs to start while

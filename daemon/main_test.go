@@ -19,8 +19,6 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
-
-	"github.com/weftnet/weft/backend/backendtest"
 )
 
 // childEnv, when set to 1, makes the test binary act as weftd: it reads
@@ -37,7 +35,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		os.Exit(runChild())
 	}
-	if backendtest.Privileged() {
+	if privileged() {
 		e, err := startUnixEtcd()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "embedded etcd:", err)

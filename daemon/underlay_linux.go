@@ -17,15 +17,6 @@ import (
 	"github.com/weftnet/weft/backend"
 )
 
-// underlay is the node's underlay interface and addresses.
-type underlay struct {
-	Iface      string
-	PublicIP   netip.Addr
-	PublicIPv6 netip.Addr
-	// MTU of Iface.
-	MTU int
-}
-
 // errNoDefaultRoute is returned when neither --iface nor --public-ip is
 // set and the namespace has no default route to take them from.
 var errNoDefaultRoute = errors.New("no default route: set --iface or --public-ip")
