@@ -57,7 +57,7 @@ type userDevice struct {
 func startUserDevice(name string, mtu int, offloads bool, log logrus.FieldLogger) (*userDevice, error) {
 	td, err := createTUN(name, mtu, offloads)
 	if err != nil {
-		return nil, fmt.Errorf("create tun %s: %w", name, err)
+		return nil, fmt.Errorf("create tun %s: %w", name, explainTUN(tunPath, err))
 	}
 	u := &userDevice{
 		name:   name,
@@ -87,9 +87,9 @@ func createTUN(name string, mtu int, offloads bool) (tun.Device, error) {
 	if offloads {
 		return tun.CreateTUN(name, mtu)
 	}
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(tunPath, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
+		return nil, fmt.Errorf("open %s: %w", tunPath, err)
 	}
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
@@ -105,7 +105,7 @@ func createTUN(name string, mtu int, offloads bool) (tun.Device, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	return tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
+	return tun.CreateTUNFromFile(os.NewFile(uintptr(fd), tunPath), mtu)
 }
 
 // ensureUAPI opens the UAPI socket /var/run/wireguard/<name>.sock and
