@@ -7,12 +7,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend/backendtest"
 	"github.com/weftnet/weft/e2e"
@@ -25,10 +26,13 @@ var capBits = map[string]uint{"CAP_NET_BIND_SERVICE": 10, "CAP_NET_ADMIN": 12, "
 // (65534 stands in for weft), no new privileges, and only the unit's
 // capabilities in its bounding, inheritable and ambient sets. Before it
 // drops root it hands the node's state dir and subnet file directory to
-// that user, as systemd does with StateDirectory= and RuntimeDirectory=,
-// and, in a mount namespace of its own, puts a directory of that user's
-// over /var/run/wireguard (RuntimeDirectory=wireguard), so the shared
-// directory of the machine is left alone.
+// that user, as systemd does with StateDirectory= and RuntimeDirectory=.
+// In a mount namespace of its own it puts a directory of that user's over
+// /var/run/wireguard (RuntimeDirectory=wireguard), so the shared directory
+// of the machine is left alone, and a tmpfs over /dev/net holding a TUN
+// node of its own with the mode under test (%[4]s): 0666 is what udev
+// gives the device on most distributions, 0600 what a host without udev
+// has. The host's /dev/net/tun is never changed.
 const wrapperScript = `#!/bin/sh
 set -eu
 state= subnet= prev=
@@ -44,6 +48,8 @@ chown -R 65534:65534 "$state" "$state.wireguard" "$(dirname "$subnet")"
 export WEFT_WG_DIR="$state.wireguard"
 exec unshare --mount --propagation private /bin/sh -c '
 	mount --bind "$WEFT_WG_DIR" /var/run/wireguard
+	mount -t tmpfs -o mode=0755,size=64k weft-test-dev-net /dev/net
+	mknod -m %[4]s /dev/net/tun c 10 200
 	exec "$0" "$@"' \
 	%[1]s --reuid=65534 --regid=65534 --clear-groups --no-new-privs \
 	--inh-caps=-all%[2]s --ambient-caps=-all%[2]s --bounding-set=-all%[2]s %[3]s "$@"
@@ -72,11 +78,21 @@ func procStatus(pid int) (map[string]string, error) {
 // the part of the unit that systemd-analyze cannot check: that weftd works
 // inside it. (The machine has no WireGuard module, so the wireguard case
 // runs the userspace device: TUN, UAPI socket, wgctrl.)
+//
+// The unit needs one thing from the host that it cannot grant itself: a
+// /dev/net/tun its user may open (mode 0666, as udev makes it). Each weftd
+// sees a TUN node of its own (see wrapperScript): 0666 in the cases that
+// must work, whatever the host has; and 0600 root in the last case, which
+// checks what weftd does on a host without udev: it exits, and its error
+// names the device, its mode and owner, and the fix.
 func TestUnitPrivileges(t *testing.T) {
 	backendtest.SkipUnlessRoot(t)
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("setpriv (util-linux) not found")
+	setpriv := backendtest.RequireTool(t, "setpriv", "util-linux")
+	backendtest.RequireTool(t, "unshare", "util-linux")
+	backendtest.RequireTool(t, "mount", "mount")
+	backendtest.RequireTool(t, "mknod", "coreutils")
+	if _, err := os.Stat("/dev/net"); err != nil {
+		t.Fatalf("no /dev/net (%v): the kernel has no TUN driver (modprobe tun)", err)
 	}
 	u := parseUnit(t, readFile(t, unitFile))
 	bounding := strings.Fields(strings.Join(u["Service"]["CapabilityBoundingSet"], " "))
@@ -98,33 +114,106 @@ func TestUnitPrivileges(t *testing.T) {
 	if err != nil {
 		t.Fatalf("binaries: %v", err)
 	}
+	hostTUN := tunMode(t, "/dev/net/tun")
+	t.Cleanup(func() {
+		if m := tunMode(t, "/dev/net/tun"); m != hostTUN {
+			t.Errorf("the host's /dev/net/tun changed from %s to %s", hostTUN, m)
+		}
+	})
+	t.Logf("the host's /dev/net/tun: %s", hostTUN)
+
+	for _, backend := range []string{"vxlan", "wireguard"} {
+		t.Run(backend, func(t *testing.T) {
+			wrap := wrapperDir(t, bin, fmt.Sprintf(wrapperScript, setpriv, capList, filepath.Join(bin, "weftd"), "0666"))
+			runUnprivilegedCluster(t, wrap, backend, mask)
+		})
+	}
+	t.Run("wireguard-tun-0600", func(t *testing.T) {
+		wrap := wrapperDir(t, bin, fmt.Sprintf(wrapperScript, setpriv, capList, filepath.Join(bin, "weftd"), "0600"))
+		checkTUNDenied(t, wrap)
+	})
+}
+
+// wrapperDir returns a directory with weftd (the script) and symbolic
+// links to the other binaries of bin.
+func wrapperDir(t *testing.T, bin, script string) string {
+	t.Helper()
 	wrap := t.TempDir()
 	for _, name := range []string{"weftctl", "weft", "weft-etcd"} {
 		if err := os.Symlink(filepath.Join(bin, name), filepath.Join(wrap, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	script := fmt.Sprintf(wrapperScript, setpriv, capList, filepath.Join(bin, "weftd"))
 	if err := os.WriteFile(filepath.Join(wrap, "weftd"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return wrap
+}
 
-	for _, backend := range []string{"vxlan", "wireguard"} {
-		t.Run(backend, func(t *testing.T) { runUnprivilegedCluster(t, wrap, backend, mask) })
+// tunMode describes a TUN node: "crw-rw-rw- 0:0 10:200".
+func tunMode(t *testing.T, path string) string {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatalf("stat %s: %v", path, err)
+	}
+	kind := "?"
+	if st.Mode&unix.S_IFMT == unix.S_IFCHR {
+		kind = "c"
+	}
+	return fmt.Sprintf("%s%s %d:%d %d:%d", kind, os.FileMode(st.Mode & 0o777).String()[1:],
+		st.Uid, st.Gid, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+}
+
+// checkTUNDenied starts a one-node userspace WireGuard cluster whose weftd
+// finds /dev/net/tun 0600 root, as on a host without udev, and checks that
+// weftd exits before it is ready with an error that names the device, its
+// mode and owner, the user weftd runs as, and the fix.
+func checkTUNDenied(t *testing.T, wrap string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := e2e.New(ctx, e2e.Options{Nodes: 1, BinDir: wrap, Dir: clusterDir(t), Backend: "wireguard", Logf: t.Logf})
+	if err == nil {
+		c.Close()
+		t.Fatal("weftd got ready as uid 65534 with a /dev/net/tun of mode 0600 root, which it must not be able to open: does it see another node, or hold CAP_DAC_OVERRIDE?")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "exited before ready") {
+		t.Fatalf("weftd did not exit before ready: %v", err)
+	}
+	for _, l := range strings.Split(msg, "\n") {
+		if strings.Contains(l, "create tun") {
+			t.Logf("weftd on a host whose /dev/net/tun is 0600 root: %s", l)
+			break
+		}
+	}
+	for _, want := range []string{
+		"create tun", "permission denied",
+		"/dev/net/tun (mode 0600, owner root:root (0:0))", "weftd runs as uid 65534",
+		"50-udev-default.rules", "MODE=", "0666", "/etc/tmpfiles.d/", "docs/install.md",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("weftd's error lacks %q:\n%s", want, msg)
+		}
 	}
 }
 
-func runUnprivilegedCluster(t *testing.T, wrap, backend string, mask uint64) {
-	// The cluster's files live under a directory the non-root weftd can
-	// traverse (as /var/lib is under systemd); temporary directories are
-	// 0700.
+// clusterDir returns a directory for a cluster's files that the non-root
+// weftd can traverse (as /var/lib is under systemd); temporary directories
+// are 0700.
+func clusterDir(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	for _, d := range []string{filepath.Dir(dir), dir} {
 		if err := os.Chmod(d, 0o711); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c := e2e.NewForTest(t, e2e.Options{Nodes: 2, PodsPerNode: 1, BinDir: wrap, Dir: dir, Backend: backend})
+	return dir
+}
+
+func runUnprivilegedCluster(t *testing.T, wrap, backend string, mask uint64) {
+	c := e2e.NewForTest(t, e2e.Options{Nodes: 2, PodsPerNode: 1, BinDir: wrap, Dir: clusterDir(t), Backend: backend})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nodes := c.Nodes()
@@ -135,6 +224,10 @@ func runUnprivilegedCluster(t *testing.T, wrap, backend string, mask uint64) {
 		st, err := procStatus(n.Proc().PID)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// weftd's mount namespace holds the TUN node a udev host has.
+		if m := tunMode(t, fmt.Sprintf("/proc/%d/root/dev/net/tun", n.Proc().PID)); m != "crw-rw-rw- 0:0 10:200" {
+			t.Errorf("%s: weftd sees /dev/net/tun as %s, want crw-rw-rw- 0:0 10:200", n.Name, m)
 		}
 		if uid := strings.Fields(st["Uid"]); len(uid) == 0 || uid[0] != "65534" || uid[1] != "65534" {
 			t.Errorf("%s: weftd runs as uid %q, want 65534", n.Name, st["Uid"])
