@@ -6,6 +6,7 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,12 +25,17 @@ var capBits = map[string]uint{"NET_BIND_SERVICE": 10, "NET_ADMIN": 12, "NET_RAW"
 // containerScript runs the real weftd as the DaemonSet's container does:
 // uid 0, no new privileges, only the added capabilities, and /proc/sys
 // read-only (as a container runtime mounts it for an unprivileged
-// container), in a mount namespace of its own.
+// container), in a mount namespace of its own. There, a tmpfs over
+// /dev/net holds a TUN node of mode 0600 root, as on a host without udev
+// (the DaemonSet mounts the host's node), so the test does not depend on
+// the host's mode and never changes it.
 const containerScript = `#!/bin/sh
 set -eu
 exec unshare --mount --propagation private /bin/sh -c '
 	mount --bind /proc/sys /proc/sys
 	mount -o remount,bind,ro /proc/sys
+	mount -t tmpfs -o mode=0755,size=64k weft-test-dev-net /dev/net
+	mknod -m 0600 /dev/net/tun c 10 200
 	exec "$0" "$@"' \
 	%[1]s --no-new-privs --inh-caps=-all%[2]s --ambient-caps=-all%[2]s --bounding-set=-all%[2]s %[3]s "$@"
 `
@@ -40,12 +46,18 @@ exec unshare --mount --propagation private /bin/sh -c '
 // weftd cannot turn IP forwarding on and says so in /status, the weft CNI
 // plugin (run as root on the node, as the container runtime runs it) turns
 // it on when it sets up the first pod, and pod traffic between the nodes
-// flows.
+// flows. It does so once per backend that needs different privileges:
+// VXLAN, and userspace WireGuard with a /dev/net/tun of mode 0600 root (a
+// host without udev), which the container, unlike the systemd unit, can
+// open because it runs as uid 0, the node's owner.
 func TestContainerPrivileges(t *testing.T) {
 	backendtest.SkipUnlessRoot(t)
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("setpriv (util-linux) not found")
+	setpriv := backendtest.RequireTool(t, "setpriv", "util-linux")
+	backendtest.RequireTool(t, "unshare", "util-linux")
+	backendtest.RequireTool(t, "mount", "mount")
+	backendtest.RequireTool(t, "mknod", "coreutils")
+	if _, err := os.Stat("/dev/net"); err != nil {
+		t.Fatalf("no /dev/net (%v): the kernel has no TUN driver (modprobe tun)", err)
 	}
 	m, err := decodeManifest(readFile(t, manifestFile))
 	if err != nil {
@@ -78,7 +90,13 @@ func TestContainerPrivileges(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cl := e2e.NewForTest(t, e2e.Options{Nodes: 2, PodsPerNode: 1, BinDir: wrap})
+	for _, backend := range []string{"vxlan", "wireguard"} {
+		t.Run(backend, func(t *testing.T) { runContainerCluster(t, wrap, backend, mask) })
+	}
+}
+
+func runContainerCluster(t *testing.T, wrap, backend string, mask uint64) {
+	cl := e2e.NewForTest(t, e2e.Options{Nodes: 2, PodsPerNode: 1, BinDir: wrap, Backend: backend})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nodes := cl.Nodes()
@@ -97,9 +115,20 @@ func TestContainerPrivileges(t *testing.T) {
 				}
 			}
 		}
+		// weftd's mount namespace holds the TUN node of a host without udev.
+		fi, err := os.Stat(fmt.Sprintf("/proc/%d/root/dev/net/tun", n.Proc().PID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode()&fs.ModeCharDevice == 0 || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: weftd's /dev/net/tun is %v, want a character device of mode 0600", n.Name, fi.Mode())
+		}
 		s, err := n.Status(ctx)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if s.Node.BackendType != backend {
+			t.Errorf("%s: backend %q, want %q", n.Name, s.Node.BackendType, backend)
 		}
 		if p := s.Node.ForwardingProblem; !strings.Contains(p, "ip_forward") {
 			t.Errorf("%s: weftd with a read-only /proc/sys should report a forwarding problem, /status has %q", n.Name, p)
