@@ -4,7 +4,6 @@
 package subnet
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net/netip"
@@ -48,14 +47,14 @@ func (f *SubnetFile) Marshal() []byte {
 			fmt.Fprintf(&b, "%s=%s\n", k, p)
 		}
 	}
-	put("WEFT_NETWORK", f.Network)
-	put("WEFT_SUBNET", f.Subnet)
-	put("WEFT_IPV6_NETWORK", f.IPv6Network)
-	put("WEFT_IPV6_SUBNET", f.IPv6Subnet)
+	put(keyNetwork, f.Network)
+	put(keySubnet, f.Subnet)
+	put(keyIPv6Network, f.IPv6Network)
+	put(keyIPv6Subnet, f.IPv6Subnet)
 	if f.MTU != 0 {
-		fmt.Fprintf(&b, "WEFT_MTU=%d\n", f.MTU)
+		fmt.Fprintf(&b, "%s=%d\n", keyMTU, f.MTU)
 	}
-	fmt.Fprintf(&b, "WEFT_IPMASQ=%t\n", f.IPMasq)
+	fmt.Fprintf(&b, "%s=%t\n", keyIPMasq, f.IPMasq)
 	return b.Bytes()
 }
 
@@ -98,10 +97,24 @@ func WriteSubnetFile(path string, f *SubnetFile) error {
 	return nil
 }
 
-// ReadSubnetFile reads and parses the subnet file at path. A missing file
-// returns an error for which errors.Is(err, fs.ErrNotExist) holds.
+// MaxSubnetFileSize bounds the subnet file a reader accepts. weftd writes
+// at most six short lines (about 200 bytes; the longest line, an IPv6
+// subnet, is under 64), so 4 KiB, one page read in one system call, leaves
+// room for comments and newer keys while a file that is larger is not
+// weftd's: the root CNI plugin never reads or parses more than this.
+const MaxSubnetFileSize = 4096
+
+// ReadSubnetFile reads and parses the subnet file at path. The CNI plugin
+// runs it as root on a file in a directory that weftd's unprivileged user
+// owns, so it opens the file as described in [readTrusted]: no symbolic
+// link anywhere on the path, a regular file of at most
+// [MaxSubnetFileSize] bytes with one link, owned by root or by the owner of
+// its directory and writable by no one else, in directories only root or
+// that owner can write (or sticky). A missing file returns an error for
+// which errors.Is(err, fs.ErrNotExist) holds. Errors never quote the
+// file's content.
 func ReadSubnetFile(path string) (*SubnetFile, error) {
-	data, err := os.ReadFile(path)
+	data, err := readTrusted(path, MaxSubnetFileSize)
 	if err != nil {
 		return nil, err
 	}
@@ -112,73 +125,145 @@ func ReadSubnetFile(path string) (*SubnetFile, error) {
 	return f, nil
 }
 
+// unsafeFile is the error of a subnet file (or a directory on its path)
+// that a root reader must not trust. It names the path and the reason,
+// never the content.
+type unsafeFile struct {
+	path, reason string
+}
+
+func (e *unsafeFile) Error() string {
+	return fmt.Sprintf("refusing subnet file %s: %s", e.path, e.reason)
+}
+
+// FileError is a problem in a subnet file's content. Its message names the
+// line and the key (one of the WEFT_ keys this package knows), never the
+// content: a root reader may have been pointed at someone else's file.
+type FileError struct {
+	Line   int    // 1-based; 0 for the file as a whole
+	Key    string // the offending key, empty when the line has none
+	Reason string
+}
+
+func (e *FileError) Error() string {
+	switch {
+	case e.Line > 0 && e.Key != "":
+		return fmt.Sprintf("line %d: %s: %s", e.Line, e.Key, e.Reason)
+	case e.Line > 0:
+		return fmt.Sprintf("line %d: %s", e.Line, e.Reason)
+	case e.Key != "":
+		return e.Key + ": " + e.Reason
+	}
+	return e.Reason
+}
+
+// The subnet file's keys.
+const (
+	keyNetwork     = "WEFT_NETWORK"
+	keySubnet      = "WEFT_SUBNET"
+	keyIPv6Network = "WEFT_IPV6_NETWORK"
+	keyIPv6Subnet  = "WEFT_IPV6_SUBNET"
+	keyMTU         = "WEFT_MTU"
+	keyIPMasq      = "WEFT_IPMASQ"
+)
+
 // ParseSubnetFile parses the KEY=value content of a subnet file. Blank
-// lines and lines starting with # are ignored; unknown WEFT_ keys are
-// ignored so that older plugins read newer files. It requires WEFT_SUBNET or
-// WEFT_IPV6_SUBNET, each inside its network when the network is given.
+// lines and lines starting with # are ignored; unknown keys are ignored so
+// that older plugins read newer files. It requires WEFT_SUBNET or
+// WEFT_IPV6_SUBNET, each with its network and inside it, and WEFT_MTU in
+// 576-65535 (1280 and up with IPv6), the bounds of the network config. Errors are [*FileError]s.
 func ParseSubnetFile(data []byte) (*SubnetFile, error) {
 	var f SubnetFile
-	sc := bufio.NewScanner(bytes.NewReader(data))
 	line := 0
-	for sc.Scan() {
+	for len(data) > 0 {
+		var raw []byte
+		raw, data, _ = bytes.Cut(data, []byte("\n"))
 		line++
-		s := strings.TrimSpace(sc.Text())
+		s := strings.TrimSpace(string(raw))
 		if s == "" || strings.HasPrefix(s, "#") {
 			continue
 		}
 		k, v, ok := strings.Cut(s, "=")
 		if !ok {
-			return nil, fmt.Errorf("line %d: %q is not KEY=value", line, s)
+			return nil, &FileError{Line: line, Reason: "not KEY=value"}
 		}
 		v = strings.Trim(strings.TrimSpace(v), `"'`)
-		var err error
-		switch strings.TrimSpace(k) {
-		case "WEFT_NETWORK":
-			f.Network, err = netip.ParsePrefix(v)
-		case "WEFT_SUBNET":
-			f.Subnet, err = netip.ParsePrefix(v)
-		case "WEFT_IPV6_NETWORK":
-			f.IPv6Network, err = netip.ParsePrefix(v)
-		case "WEFT_IPV6_SUBNET":
-			f.IPv6Subnet, err = netip.ParsePrefix(v)
-		case "WEFT_MTU":
-			f.MTU, err = strconv.Atoi(v)
-			if err == nil && (f.MTU < 576 || f.MTU > 65535) {
-				err = fmt.Errorf("MTU %d out of range 576-65535", f.MTU)
+		key := strings.TrimSpace(k)
+		reason := ""
+		prefix := func(dst *netip.Prefix) {
+			p, err := netip.ParsePrefix(v)
+			if err != nil {
+				reason = "not an address prefix (address/length)"
+				return
 			}
-		case "WEFT_IPMASQ":
-			f.IPMasq, err = strconv.ParseBool(v)
+			*dst = p
 		}
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %s: %w", line, k, err)
+		switch key {
+		case keyNetwork:
+			prefix(&f.Network)
+		case keySubnet:
+			prefix(&f.Subnet)
+		case keyIPv6Network:
+			prefix(&f.IPv6Network)
+		case keyIPv6Subnet:
+			prefix(&f.IPv6Subnet)
+		case keyMTU:
+			n, err := strconv.Atoi(v)
+			switch {
+			case err != nil:
+				reason = "not an integer"
+			case n < minMTU || n > maxMTU:
+				reason = fmt.Sprintf("out of range %d-%d", minMTU, maxMTU)
+			default:
+				f.MTU = n
+			}
+		case keyIPMasq:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				reason = "not true or false"
+			}
+			f.IPMasq = b
+		default:
+			continue
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
+		if reason != "" {
+			return nil, &FileError{Line: line, Key: key, Reason: reason}
+		}
 	}
 	if !f.Subnet.IsValid() && !f.IPv6Subnet.IsValid() {
-		return nil, fmt.Errorf("neither WEFT_SUBNET nor WEFT_IPV6_SUBNET is set")
+		return nil, &FileError{Reason: "neither " + keySubnet + " nor " + keyIPv6Subnet + " is set"}
 	}
 	for _, c := range []struct {
-		name        string
-		net, subnet netip.Prefix
-		v6          bool
+		netKey, subKey string
+		net, subnet    netip.Prefix
+		v6             bool
 	}{
-		{"WEFT_SUBNET", f.Network, f.Subnet, false},
-		{"WEFT_IPV6_SUBNET", f.IPv6Network, f.IPv6Subnet, true},
+		{keyNetwork, keySubnet, f.Network, f.Subnet, false},
+		{keyIPv6Network, keyIPv6Subnet, f.IPv6Network, f.IPv6Subnet, true},
 	} {
+		for _, p := range []struct {
+			key string
+			p   netip.Prefix
+		}{{c.netKey, c.net}, {c.subKey, c.subnet}} {
+			if p.p.IsValid() && (p.p.Addr().Is6() != c.v6 || p.p.Addr().Is4In6() || p.p.Addr().Zone() != "") {
+				return nil, &FileError{Key: p.key, Reason: "wrong address family"}
+			}
+		}
 		if !c.subnet.IsValid() {
 			continue
 		}
-		if c.subnet.Addr().Is6() != c.v6 || c.subnet.Addr().Is4In6() {
-			return nil, fmt.Errorf("%s %s has the wrong address family", c.name, c.subnet)
+		if !c.net.IsValid() {
+			return nil, &FileError{Key: c.subKey, Reason: "set without " + c.netKey}
 		}
-		if c.net.IsValid() && !(c.net.Contains(c.subnet.Addr()) && c.net.Bits() <= c.subnet.Bits()) {
-			return nil, fmt.Errorf("%s %s is not inside network %s", c.name, c.subnet, c.net)
+		if !(c.net.Contains(c.subnet.Addr()) && c.net.Bits() <= c.subnet.Bits()) {
+			return nil, &FileError{Key: c.subKey, Reason: "not inside " + c.netKey}
 		}
 	}
 	if f.MTU == 0 {
-		return nil, fmt.Errorf("WEFT_MTU is not set")
+		return nil, &FileError{Key: keyMTU, Reason: "not set"}
+	}
+	if f.IPv6Subnet.IsValid() && f.MTU < minMTUIPv6 {
+		return nil, &FileError{Key: keyMTU, Reason: fmt.Sprintf("below %d, the least IPv6 allows", minMTUIPv6)}
 	}
 	return &f, nil
 }
