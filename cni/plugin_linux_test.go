@@ -344,8 +344,8 @@ func TestSubnetChange(t *testing.T) {
 		t.Fatalf("ADD: %v", err)
 	}
 	// weftd got a new subnet and MTU: the bridge address and MTU are
-	// replaced (no "already has an IP address different from" trap), the
-	// old record is dropped and never handed out.
+	// replaced (no "already has an IP address different from" trap); the
+	// old pod keeps its record until its DEL.
 	sf := defaultSubnet
 	sf.Subnet = netip.MustParsePrefix("10.244.7.1/24")
 	sf.IPv6Subnet = netip.MustParsePrefix("fd10:244:0:7::1/64")
@@ -369,8 +369,11 @@ func TestSubnetChange(t *testing.T) {
 	if br.Attrs().MTU != 1400 {
 		t.Errorf("bridge MTU %d, want 1400", br.Attrs().MTU)
 	}
-	if recs := e.records(); len(recs) != 1 || !strings.Contains(recs[0], "10.244.7.2") {
-		t.Errorf("records %v, want only the new pod's", recs)
+	// The old pod still runs with its address: its record stays until
+	// its DEL, and its address was not handed out again.
+	if recs := e.records(); len(recs) != 2 || !slices.ContainsFunc(recs, func(r string) bool { return strings.Contains(r, "_10.244.3.2_") }) ||
+		!slices.ContainsFunc(recs, func(r string) bool { return strings.Contains(r, "_10.244.7.2_") }) {
+		t.Errorf("records %v, want the old pod's (10.244.3.2) and the new pod's (10.244.7.2)", recs)
 	}
 	for _, rt := range []*libcni.RuntimeConf{runtimeConf("ctr-old", old), runtimeConf("ctr-new", pod)} {
 		if err := e.del(l, rt); err != nil {

@@ -231,9 +231,15 @@ type Pools struct {
 
 // Allocate returns the record of (containerID, ifname), creating it with the
 // next free addresses after the last ones handed out (round robin). An
-// existing record inside the pools is returned as is, with created false.
-// Records with an address outside the pools (the node's subnet changed) are
-// deleted first and their addresses never handed out.
+// existing record that fits the pools is returned as is, with created
+// false; one that does not (the node's subnet or families changed since)
+// is an [*HeldError]: the attachment must be deleted first.
+//
+// Allocate never removes another record. Every record's addresses stay
+// taken until a release or GC removes it, whatever the pools are now: a
+// record outside them belongs to a pod that still runs with those
+// addresses (the network gained or lost a family, or the node's subnet
+// changed), and handing them out again would give two pods one address.
 func (s *Store) Allocate(containerID, ifname string, pools Pools) (r Record, created bool, err error) {
 	es, err := s.scan()
 	if err != nil {
@@ -242,14 +248,12 @@ func (s *Store) Allocate(containerID, ifname string, pools Pools) (r Record, cre
 	key := Key(containerID, ifname)
 	used := make(map[netip.Addr]bool, 2*len(es))
 	for _, e := range es {
-		if !inPool(e.ipv4, pools.V4) || !inPool(e.ipv6, pools.V6) {
-			if err := s.remove(e.name); err != nil {
-				return Record{}, false, err
-			}
-			continue
-		}
 		if e.key == key {
-			return Record{ContainerID: containerID, IfName: ifname, IPv4: e.ipv4, IPv6: e.ipv6}, false, nil
+			r := Record{ContainerID: containerID, IfName: ifname, IPv4: e.ipv4, IPv6: e.ipv6}
+			if !inPool(e.ipv4, pools.V4) || !inPool(e.ipv6, pools.V6) {
+				return Record{}, false, &HeldError{Record: r}
+			}
+			return r, false, nil
 		}
 		used[e.ipv4] = true
 		used[e.ipv6] = true
@@ -271,6 +275,22 @@ func (s *Store) Allocate(containerID, ifname string, pools Pools) (r Record, cre
 	s.writeLast("last4", r.IPv4)
 	s.writeLast("last6", r.IPv6)
 	return r, true, nil
+}
+
+// HeldError is returned by [Store.Allocate] when the attachment already
+// holds addresses that do not fit the current pools.
+type HeldError struct {
+	Record Record
+}
+
+func (e *HeldError) Error() string {
+	var held []string
+	for _, ip := range []netip.Addr{e.Record.IPv4, e.Record.IPv6} {
+		if ip.IsValid() {
+			held = append(held, ip.String())
+		}
+	}
+	return fmt.Sprintf("container %s interface %s already holds %s, which does not fit the node's current subnets", e.Record.ContainerID, e.Record.IfName, strings.Join(held, " and "))
 }
 
 // inPool reports whether ip may be held in pool: both zero, or ip a host

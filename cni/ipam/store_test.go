@@ -106,26 +106,83 @@ func TestAllocateExistingAndDualStack(t *testing.T) {
 	}
 }
 
-func TestSubnetChangeDropsRecords(t *testing.T) {
-	dir := t.TempDir()
-	s := open(t, dir)
-	alloc(t, s, "old", Pools{V4: v4, V6: v6})
-	alloc(t, s, "old-v4only", Pools{V4: v4})
-	newPool := Pools{V4: netip.MustParsePrefix("10.244.9.1/29"), V6: v6}
-	r := alloc(t, s, "new", newPool)
-	if r.IPv4.String() != "10.244.9.2" {
-		t.Errorf("got %s", r.IPv4)
+// TestPoolChangeKeepsRecords changes the pools under live records: a new
+// subnet, a family added, a family dropped and added back. No record is
+// ever removed by an allocation, and no address a record holds is handed
+// out again.
+func TestPoolChangeKeepsRecords(t *testing.T) {
+	v4b := netip.MustParsePrefix("10.244.3.1/28") // hosts .2-.14
+	type step struct {
+		pools Pools
+		n     int
 	}
-	if _, ok, _ := s.Get("old", "eth0"); ok {
-		t.Error("record of the old subnet still there")
+	for _, c := range []struct {
+		name  string
+		steps []step
+	}{
+		{"IPv6 added", []step{{Pools{V4: v4b}, 5}, {Pools{V4: v4b, V6: v6}, 5}}},
+		{"IPv6 dropped and added back", []step{{Pools{V4: v4b, V6: v6}, 3}, {Pools{V4: v4b}, 3}, {Pools{V4: v4b, V6: v6}, 3}}},
+		{"IPv4 dropped", []step{{Pools{V4: v4b, V6: v6}, 3}, {Pools{V6: v6}, 3}}},
+		{"new subnet", []step{{Pools{V4: v4b, V6: v6}, 3}, {Pools{V4: netip.MustParsePrefix("10.244.9.1/29"), V6: v6}, 3}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := open(t, t.TempDir())
+			var all []Record
+			for i, st := range c.steps {
+				for j := range st.n {
+					r := alloc(t, s, fmt.Sprintf("c%d-%d", i, j), st.pools)
+					if r.IPv4.IsValid() != st.pools.V4.IsValid() || r.IPv6.IsValid() != st.pools.V6.IsValid() {
+						t.Errorf("%s got %v %v from pools %+v", r.ContainerID, r.IPv4, r.IPv6, st.pools)
+					}
+					all = append(all, r)
+				}
+				// Every record made so far is still there, unchanged.
+				for _, r := range all {
+					got, ok, err := s.Get(r.ContainerID, r.IfName)
+					if err != nil || !ok || got != r {
+						t.Errorf("after step %d: record of %s is %+v %v %v, want %+v", i, r.ContainerID, got, ok, err, r)
+					}
+				}
+			}
+			held := map[netip.Addr]string{}
+			for _, r := range all {
+				for _, ip := range []netip.Addr{r.IPv4, r.IPv6} {
+					if !ip.IsValid() {
+						continue
+					}
+					if o, ok := held[ip]; ok {
+						t.Errorf("%s handed to %s while %s holds it", ip, r.ContainerID, o)
+					}
+					held[ip] = r.ContainerID
+				}
+			}
+		})
 	}
-	if _, ok, _ := s.Get("old-v4only", "eth0"); ok {
-		t.Error("IPv4-only record kept although the node is dual-stack now")
+}
+
+// TestAllocateHeldElsewhere re-adds an attachment whose record no longer
+// fits the pools: the allocation fails, saying what it holds, and the
+// record stays (its pod may still run with those addresses).
+func TestAllocateHeldElsewhere(t *testing.T) {
+	s := open(t, t.TempDir())
+	r := alloc(t, s, "c", Pools{V4: v4})
+	_, _, err := s.Allocate("c", "eth0", Pools{V4: v4, V6: v6})
+	var he *HeldError
+	if !errors.As(err, &he) || he.Record != r {
+		t.Fatalf("allocate with a family added: %v, want a HeldError for %+v", err, r)
 	}
-	// A record that does not belong to a pool is never returned as is.
-	r2, created, err := s.Allocate("new", "eth0", Pools{V4: v4})
-	if err != nil || !created || !v4.Contains(r2.IPv4) {
-		t.Errorf("allocate after a second change: %+v %v %v", r2, created, err)
+	if want := "container c interface eth0 already holds 10.244.3.2, which does not fit the node's current subnets"; err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if got, ok, _ := s.Get("c", "eth0"); !ok || got != r {
+		t.Errorf("record after the refused allocation: %+v %v, want %+v", got, ok, r)
+	}
+	// Once released, the attachment gets addresses from the new pools.
+	if _, ok, err := s.Release("c", "eth0"); !ok || err != nil {
+		t.Fatalf("release: %v %v", ok, err)
+	}
+	if r2 := alloc(t, s, "c", Pools{V4: v4, V6: v6}); !r2.IPv6.IsValid() {
+		t.Errorf("after release: %+v", r2)
 	}
 }
 
