@@ -67,7 +67,10 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 		if !a.ip.IsValid() {
 			continue
 		}
-		if !a.pool.IsValid() || !a.pool.Contains(a.ip) {
+		if !a.pool.IsValid() {
+			return fail("recorded address %s is of a family the node's subnet file no longer has", a.ip)
+		}
+		if !a.pool.Contains(a.ip) {
 			return fail("recorded address %s is outside the node's subnet %s", a.ip, a.pool.Masked())
 		}
 		recIPs = append(recIPs, netip.PrefixFrom(a.ip, a.pool.Bits()))
@@ -188,64 +191,94 @@ func sortPrefixes(ps []netip.Prefix) {
 	slices.SortFunc(ps, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 }
 
-// GC implements CNI GC: every record and every weft host veth on the bridge
+// GC implements CNI GC: every record of the network, and every weft host
+// veth on the bridge that belongs to one of the network's attachments,
 // whose attachment is not listed in cni.dev/valid-attachments (or the older
-// cni.dev/attachments) is removed. It carries on past failures and reports
-// them all.
+// cni.dev/attachments) is removed. A veth belongs to the network when its
+// alias or its name is that of an attachment the network's store holds a
+// record of: a weft-named veth of another network on the same bridge is
+// left alone. A record is removed only once its veth is gone; when the
+// veth could not be deleted the record stays (its address is still in
+// use) and the next GC tries again. GC carries on past failures and
+// reports them all.
 func (p *Plugin) GC(args *skel.CmdArgs) error {
 	c, err := parseArgs(args)
 	if err != nil {
 		return err
 	}
 	validKey := map[string]bool{}
-	validVeth := map[string]bool{}
 	for _, a := range c.Attachments {
 		validKey[ipam.Key(a.ContainerID, a.IfName)] = true
-		validVeth[HostVethName(a.ContainerID, a.IfName)] = true
 	}
 	var errs []error
 	log := p.log().WithField("network", c.Name)
 
+	// The store stays locked throughout: runtimes never run GC beside
+	// ADD or DEL, and a record must not change while its veth goes.
+	st, err := ipam.Open(c.StoreDir())
+	if err != nil {
+		return cniErr(CodeGC, "gc: %v", err)
+	}
+	defer st.Close()
+	recs, err := st.List()
+	if err != nil {
+		return cniErr(CodeGC, "gc: %v", err)
+	}
+	haveKey := map[string]bool{}     // attachment keys of the records
+	keyOfVeth := map[string]string{} // host veth name -> key, from readable records
+	for _, r := range recs {
+		k := ipam.KeyOfName(r.Name)
+		haveKey[k] = true
+		if r.Err == nil {
+			keyOfVeth[HostVethName(r.Record.ContainerID, r.Record.IfName)] = k
+		}
+	}
+
 	// Veths first: an address is released only once its veth is gone.
-	if br, err := backend.LinkByName(nil, c.Bridge); err == nil {
+	kept := map[string]bool{} // keys whose veth could not be deleted
+	br, err := backend.LinkByName(nil, c.Bridge)
+	switch {
+	case errors.As(err, new(netlink.LinkNotFoundError)):
+	case err != nil:
+		errs = append(errs, fmt.Errorf("look up bridge %s: %w", c.Bridge, err))
+	default:
 		links, err := backend.LinkList(nil)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("list links: %w", err))
 		}
 		for _, l := range links {
 			a := l.Attrs()
-			if _, ok := l.(*netlink.Veth); !ok || a.MasterIndex != br.Attrs().Index || !isHostVethName(a.Name) || validVeth[a.Name] {
+			if _, ok := l.(*netlink.Veth); !ok || a.MasterIndex != br.Attrs().Index || !isHostVethName(a.Name) {
 				continue
 			}
-			if err := netlink.LinkDel(l); err != nil && !errors.As(err, new(netlink.LinkNotFoundError)) {
-				errs = append(errs, fmt.Errorf("delete veth %s: %w", a.Name, err))
+			key, ok := keyOfVeth[a.Name]
+			if i := strings.LastIndexByte(a.Alias, '/'); i > 0 { // <containerID>/<ifname>
+				if k := ipam.Key(a.Alias[:i], a.Alias[i+1:]); haveKey[k] {
+					key, ok = k, true
+				}
+			}
+			if !ok || validKey[key] {
+				continue // another network's, or valid
+			}
+			if err := netlink.LinkDel(l); err != nil && !errors.As(err, new(netlink.LinkNotFoundError)) && !errors.Is(err, unix.ENODEV) {
+				errs = append(errs, fmt.Errorf("delete veth %s (its address record is kept for the next GC): %w", a.Name, err))
+				kept[key] = true
 				continue
 			}
 			log.WithField("veth", a.Name).WithField("attachment", a.Alias).Info("gc: removed stale veth")
 		}
-	} else if !errors.As(err, new(netlink.LinkNotFoundError)) {
-		errs = append(errs, fmt.Errorf("look up bridge %s: %w", c.Bridge, err))
 	}
 
-	st, err := ipam.Open(c.StoreDir())
-	if err != nil {
-		errs = append(errs, err)
-	} else {
-		recs, err := st.List()
-		if err != nil {
+	for _, r := range recs {
+		k := ipam.KeyOfName(r.Name)
+		if validKey[k] || kept[k] {
+			continue
+		}
+		if err := st.Remove(r.Name); err != nil {
 			errs = append(errs, err)
+			continue
 		}
-		for _, r := range recs {
-			if validKey[ipam.KeyOfName(r.Name)] {
-				continue
-			}
-			if err := st.Remove(r.Name); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			log.WithField("record", r.Name).Info("gc: released stale address record")
-		}
-		st.Close()
+		log.WithField("record", r.Name).Info("gc: released stale address record")
 	}
 	if len(errs) > 0 {
 		msgs := make([]string, len(errs))

@@ -157,6 +157,15 @@ func HostVethName(containerID, ifname string) string {
 	return HostVethPrefix + hex.EncodeToString(sum[:4])
 }
 
+// bridgeAliasPrefix starts the alias that marks a bridge as the plugin's.
+const bridgeAliasPrefix = "weft:"
+
+// BridgeAlias returns the alias (IFLA_IFALIAS) that marks a bridge as the
+// one the plugin manages for the network called network.
+func BridgeAlias(network string) string {
+	return bridgeAliasPrefix + network
+}
+
 // VethAlias returns the alias the host veth of (containerID, ifname) carries.
 func VethAlias(containerID, ifname string) string {
 	return containerID + "/" + ifname

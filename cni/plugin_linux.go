@@ -70,7 +70,7 @@ func readSubnetFile(c *Config) (*subnet.SubnetFile, error) {
 		return nil, cniErr(types.ErrTryAgainLater, "weftd is not ready: subnet file %s does not exist (is weftd running on this node?)", c.SubnetFile)
 	}
 	if err != nil {
-		return nil, cniErr(types.ErrTryAgainLater, "weftd is not ready: read subnet file: %v", err)
+		return nil, cniErr(types.ErrTryAgainLater, "subnet file unusable: %v", err)
 	}
 	return f, nil
 }
@@ -148,6 +148,9 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		host.deleteVeth()
 		if errors.Is(a.err, ipam.ErrExhausted) {
 			return cniErr(CodeNoAddress, "%v: delete pods or give the node a larger subnet", a.err)
+		}
+		if errors.As(a.err, new(*ipam.HeldError)) {
+			return cniErr(CodeIfExists, "%v: DEL it before adding it again", a.err)
 		}
 		return cniErr(types.ErrIOFailure, "%v", a.err)
 	}
@@ -252,8 +255,12 @@ func (p *Plugin) prepareHost(c *Config, sf *subnet.SubnetFile, mtu int, args *sk
 	if err := enableForwarding(sf); err != nil {
 		return fail(cniErr(CodeKernel, "%v", err))
 	}
-	br, err := p.ensureBridge(h, c.Bridge, mtu, sf)
+	br, err := p.ensureBridge(h, c, mtu, sf)
 	if err != nil {
+		var ce *types.Error
+		if errors.As(err, &ce) {
+			return fail(ce)
+		}
 		return fail(cniErr(CodeKernel, "%v", err))
 	}
 	traceStep("bridge")
@@ -311,11 +318,24 @@ func sysctlIsOne(path string) bool {
 	return err == nil && n > 0 && strings.TrimSpace(string(b[:n])) == "1"
 }
 
-// ensureBridge creates the bridge if missing, and makes sure it is up, has
-// the MTU and carries exactly the gateway addresses of the current subnet
-// (addresses of a previous subnet are replaced).
-func (p *Plugin) ensureBridge(h *netlink.Handle, name string, mtu int, sf *subnet.SubnetFile) (netlink.Link, error) {
+// ensureBridge creates the bridge if missing, and makes sure it is this
+// network's, up, has the MTU and carries the gateway addresses of the
+// current subnet.
+//
+// The plugin manages only its own bridge: one it created, which it marks
+// with the alias [BridgeAlias] of the network, or an unmarked bridge with
+// no alias, no address outside the cluster network and no port but weft's
+// veths (a bridge made by an earlier version of the plugin), which it marks
+// on first use. It refuses, naming the bridge, a bridge another weft
+// network has marked (two networks on one bridge would share its address
+// pool and GC each other's pods) and any other bridge (br0 with the host's
+// address). On its own bridge it replaces addresses of an earlier subnet of
+// the cluster network with the current gateway, and leaves every other
+// address alone.
+func (p *Plugin) ensureBridge(h *netlink.Handle, c *Config, mtu int, sf *subnet.SubnetFile) (netlink.Link, error) {
+	name := c.Bridge
 	log := p.log().WithField("bridge", name)
+	mark := BridgeAlias(c.Name)
 	l, err := backend.LinkByName(h, name)
 	if errors.As(err, new(netlink.LinkNotFoundError)) {
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu, TxQLen: -1, Flags: net.FlagUp, HardwareAddr: randomMAC()}}
@@ -324,6 +344,10 @@ func (p *Plugin) ensureBridge(h *netlink.Handle, name string, mtu int, sf *subne
 			return nil, fmt.Errorf("create bridge %s: %w", name, err)
 		}
 		if err == nil {
+			// The kernel ignores an alias given at creation.
+			if err := h.LinkSetAlias(br, mark); err != nil {
+				return nil, fmt.Errorf("mark bridge %s: %w", name, err)
+			}
 			log.Info("created bridge")
 		}
 		l, err = backend.LinkByName(h, name)
@@ -333,6 +357,21 @@ func (p *Plugin) ensureBridge(h *netlink.Handle, name string, mtu int, sf *subne
 	}
 	if _, ok := l.(*netlink.Bridge); !ok {
 		return nil, fmt.Errorf("%s exists and is a %s, not a bridge: remove it or set \"bridge\" in the network config", name, l.Type())
+	}
+	addrs, err := backend.AddrList(h, l, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of bridge %s: %w", name, err)
+	}
+	// ours reports whether a is an address of the cluster network: this
+	// node's gateway, or that of an earlier subnet of the node.
+	ours := func(a netip.Prefix) bool {
+		return (sf.Network.IsValid() && sf.Network.Contains(a.Addr())) || (sf.IPv6Network.IsValid() && sf.IPv6Network.Contains(a.Addr()))
+	}
+	if alias := l.Attrs().Alias; alias != mark {
+		if err := p.adoptBridge(h, l, c, addrs, ours); err != nil {
+			return nil, err
+		}
+		log.WithField("network", c.Name).Info("marked the bridge as this network's (it was unmarked and held nothing of another's)")
 	}
 	if l.Attrs().MTU != mtu {
 		if err := h.LinkSetMTU(l, mtu); err != nil {
@@ -344,10 +383,6 @@ func (p *Plugin) ensureBridge(h *netlink.Handle, name string, mtu int, sf *subne
 		if err := h.LinkSetUp(l); err != nil {
 			return nil, fmt.Errorf("set bridge %s up: %w", name, err)
 		}
-	}
-	addrs, err := backend.AddrList(h, l, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, fmt.Errorf("list addresses of bridge %s: %w", name, err)
 	}
 	for _, want := range []netip.Prefix{sf.Subnet, sf.IPv6Subnet} {
 		if !want.IsValid() {
@@ -363,6 +398,9 @@ func (p *Plugin) ensureBridge(h *netlink.Handle, name string, mtu int, sf *subne
 			if got == want {
 				have = true
 				continue
+			}
+			if !ours(got) {
+				continue // someone else's address: not ours to remove
 			}
 			if err := h.AddrDel(l, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
 				return nil, fmt.Errorf("remove old address %s from bridge %s: %w", got, name, err)
@@ -381,6 +419,42 @@ func (p *Plugin) ensureBridge(h *netlink.Handle, name string, mtu int, sf *subne
 		}
 	}
 	return l, nil
+}
+
+// adoptBridge marks the unmarked bridge l as network c.Name's, or refuses
+// it (code 7, naming the bridge) when it is another's: marked by another
+// weft network, carrying an alias of someone else, an address outside the
+// cluster network, or a port that is not a weft veth.
+func (p *Plugin) adoptBridge(h *netlink.Handle, l netlink.Link, c *Config, addrs []netlink.Addr, ours func(netip.Prefix) bool) error {
+	name, alias := l.Attrs().Name, l.Attrs().Alias
+	refuse := func(format string, a ...any) error {
+		return cniErr(types.ErrInvalidNetworkConfig, "bridge %s %s: the plugin manages only a bridge it created, and never strips another's addresses; set \"bridge\" of network %q to another name", name, fmt.Sprintf(format, a...), c.Name)
+	}
+	if other, ok := strings.CutPrefix(alias, bridgeAliasPrefix); ok {
+		return cniErr(types.ErrInvalidNetworkConfig, "bridge %s belongs to weft network %q, so network %q cannot use it (networks sharing a bridge would share its addresses and GC each other's pods): give network %q its own \"bridge\"", name, other, c.Name, c.Name)
+	}
+	if alias != "" {
+		return refuse("is not weft's (its alias is %q)", alias)
+	}
+	for _, a := range addrs {
+		got, ok := prefixOf(a.IPNet)
+		if ok && !got.Addr().IsLinkLocalUnicast() && !ours(got) {
+			return refuse("is not weft's (it carries %s, outside the cluster network)", got)
+		}
+	}
+	links, err := backend.LinkList(h)
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	for _, port := range links {
+		if a := port.Attrs(); a.MasterIndex == l.Attrs().Index && !isHostVethName(a.Name) {
+			return refuse("is not weft's (%s is one of its ports)", a.Name)
+		}
+	}
+	if err := h.LinkSetAlias(l, BridgeAlias(c.Name)); err != nil {
+		return fmt.Errorf("mark bridge %s: %w", name, err)
+	}
+	return nil
 }
 
 // createVeth creates the veth pair: the host end named after the
