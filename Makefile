@@ -11,7 +11,7 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
 export WEFT_BIN_DIR := $(BIN)
 
-.PHONY: help build test test-unit test-priv e2e bench lab lab-down lint check-tidy e2e-vagrant clean
+.PHONY: help build test test-unit test-priv e2e bench fuzz lab lab-down lint check-tidy e2e-vagrant clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +53,25 @@ bench: build ## benchmarks: a table of figures, each beside its reference from t
 	  grep -h '^BENCH|' $(CURDIR)/.bench.log | sed 's/^BENCH| *//' | awk -F' *\\| *' '{printf "%-58s | %-22s | %-44s | %s\n", $$1, $$2, $$3, $$4}'; \
 	  grep -hE '^\s+--- SKIP|^--- FAIL' $(CURDIR)/.bench.log || true; \
 	  echo "(full log: .bench.log)"; exit $$rc
+
+# Wall-clock seconds `make fuzz` may take in all: each target gets an even
+# share of what is left, less 8 s for compiling its package (at most 30 s).
+FUZZ_BUDGET ?= 170
+
+fuzz: ## fuzz every Fuzz target (found with go test -list) for a share of FUZZ_BUDGET s; a crash is saved under testdata/fuzz/: commit it
+	@start=$$(date +%s); targets=""; \
+	for p in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for f in $$(WEFT_TEST_UNPRIVILEGED=1 $(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do targets="$$targets $$p:$$f"; done; \
+	done; \
+	left=$$(echo $$targets | wc -w); [ $$left -gt 0 ] || { echo "no fuzz targets found"; exit 1; }; \
+	echo "fuzzing $$left targets within $(FUZZ_BUDGET)s:$$targets"; rc=0; \
+	for t in $$targets; do p=$${t%%:*}; f=$${t##*:}; \
+	  per=$$(( ($(FUZZ_BUDGET) - ($$(date +%s) - start)) / left - 8 )); [ $$per -ge 1 ] || per=1; [ $$per -le 30 ] || per=30; \
+	  echo "== $$f ($$p, $${per}s)"; \
+	  WEFT_TEST_UNPRIVILEGED=1 $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $${per}s $$p || { rc=1; \
+	    echo "$$f found a failing input, saved in $$p/testdata/fuzz/$$f/: fix the code and commit that file as a corpus entry"; }; \
+	  left=$$((left - 1)); \
+	done; echo "fuzzing took $$(( $$(date +%s) - start ))s"; exit $$rc
 
 lab: build ## bring up the lab: etcd, 3 nodes, 2 pods each, in network namespaces (BACKEND=vxlan|wireguard|host-gw)
 	@[ "$(IS_ROOT)" = yes ] || { echo "the lab needs root (network namespaces)"; exit 1; }
