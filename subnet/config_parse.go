@@ -21,7 +21,7 @@ const (
 	DefaultIPv6SubnetLen = 64
 	DefaultBackend       = BackendVXLAN
 	DefaultVNI           = 1
-	DefaultVXLANPort     = 8472
+	DefaultVXLANPort     = 8472 // the Linux kernel's VXLAN port
 	DefaultListenPort    = 51820
 )
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/subnet"
 )
 
 // The test topology (all in namespaces made per test):
@@ -312,7 +313,7 @@ func (c *cluster) state(n *tnode) kstate {
 // all reached through the tunnel.
 func wantState(n *tnode, peers ...*tnode) kstate {
 	var s kstate
-	dev := fmt.Sprintf("weft.%d", DefaultVNI)
+	dev := fmt.Sprintf("weft.%d", subnet.DefaultVNI)
 	for _, p := range peers {
 		mac := p.attrs.Data.VTEPMAC
 		s.Neighs = append(s.Neighs, fmt.Sprintf("%s %s", p.subnet.Addr(), mac), fmt.Sprintf("%s %s", p.subnet6.Addr(), mac))

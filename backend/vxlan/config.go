@@ -17,12 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/weftnet/weft/backend"
-)
-
-// Defaults of the network config's VXLAN settings.
-const (
-	DefaultVNI  = 1
-	DefaultPort = 8472 // the Linux kernel's VXLAN port
+	"github.com/weftnet/weft/subnet"
 )
 
 // Encapsulation overhead: outer Ethernet is not counted by the MTU, so an
@@ -64,10 +59,10 @@ type Config struct {
 // invalid.
 func (c Config) withDefaults() (Config, error) {
 	if c.VNI == 0 {
-		c.VNI = DefaultVNI
+		c.VNI = subnet.DefaultVNI
 	}
 	if c.Port == 0 {
-		c.Port = DefaultPort
+		c.Port = subnet.DefaultVXLANPort
 	}
 	if c.Name == "" {
 		c.Name = fmt.Sprintf("weft.%d", c.VNI)

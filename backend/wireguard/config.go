@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/subnet"
 )
 
 // Device modes accepted in [Config.Mode].
@@ -25,8 +26,7 @@ const (
 
 // Defaults applied by [New].
 const (
-	DefaultName       = "weft-wg"
-	DefaultListenPort = 51820
+	DefaultName = "weft-wg"
 )
 
 // Overhead of WireGuard encapsulation in bytes: outer IP header, UDP header,
@@ -83,7 +83,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Name = DefaultName
 	}
 	if c.ListenPort == 0 {
-		c.ListenPort = DefaultListenPort
+		c.ListenPort = subnet.DefaultListenPort
 	}
 	if c.Mode == "" {
 		c.Mode = ModeAuto

@@ -298,7 +298,7 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 		return res, err
 	}
 
-	want, problems := desiredPeers(d, b.pub, DefaultListenPort)
+	want, problems := desiredPeers(d, b.pub, subnet.DefaultListenPort)
 	if len(problems) > 0 {
 		res.Problems = problems
 	}

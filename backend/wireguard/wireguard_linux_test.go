@@ -25,6 +25,7 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/subnet"
 )
 
 func TestSetupRefusesReadablePSK(t *testing.T) {
@@ -144,7 +145,7 @@ func TestMesh(t *testing.T) {
 		if r.Attrs.MTU != 1440 {
 			t.Errorf("node %d: pod mtu %d, want 1500-60", nd.idx, r.Attrs.MTU)
 		}
-		if r.Attrs.Data.WireGuardPort != DefaultListenPort {
+		if r.Attrs.Data.WireGuardPort != subnet.DefaultListenPort {
 			t.Errorf("node %d: port %d", nd.idx, r.Attrs.Data.WireGuardPort)
 		}
 		if _, err := wgtypes.ParseKey(r.Attrs.Data.WireGuardKey); err != nil {
@@ -253,7 +254,7 @@ func TestMesh(t *testing.T) {
 				}
 			}
 			switch {
-			case f.proto == 17 && (f.srcPort == DefaultListenPort || f.dstPort == DefaultListenPort):
+			case f.proto == 17 && (f.srcPort == subnet.DefaultListenPort || f.dstPort == subnet.DefaultListenPort):
 				wgFrames++
 			case f.ethertype == 0x86dd && (f.proto == 58 || f.proto == 0) && (f.src.IsLinkLocalUnicast() || f.src.IsUnspecified()):
 				// IPv6 neighbour discovery and MLD (behind a hop-by-hop
