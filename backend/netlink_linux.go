@@ -262,17 +262,3 @@ func DirectLink(h *netlink.Handle, ip netip.Addr) (int, error) {
 	}
 	return routes[0].LinkIndex, nil
 }
-
-func describeRoute(r netlink.Route) string {
-	s := "default"
-	if r.Dst != nil {
-		s = r.Dst.String()
-	}
-	if r.Gw != nil {
-		s += " via " + r.Gw.String()
-	}
-	if r.LinkIndex > 0 {
-		s += fmt.Sprintf(" dev #%d", r.LinkIndex)
-	}
-	return s
-}

@@ -4,6 +4,7 @@
 package backend
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -151,4 +152,19 @@ func diffAddrs(current, want []netip.Prefix) (add, stale []netip.Prefix) {
 		}
 	}
 	return add, stale
+}
+
+// describeRoute renders r for error messages and test output.
+func describeRoute(r netlink.Route) string {
+	s := "default"
+	if r.Dst != nil {
+		s = r.Dst.String()
+	}
+	if r.Gw != nil {
+		s += " via " + r.Gw.String()
+	}
+	if r.LinkIndex > 0 {
+		s += fmt.Sprintf(" dev #%d", r.LinkIndex)
+	}
+	return s
 }

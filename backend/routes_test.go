@@ -40,8 +40,8 @@ func TestDiffRoutes(t *testing.T) {
 		}
 		return r
 	}
-	v4 := netlink.Route{Dst: ipnet("10.244.1.0/24"), Gw: ip("10.244.1.0"), LinkIndex: 5, Flags: int(netlink.FLAG_ONLINK)}
-	v6 := netlink.Route{Dst: ipnet("fd10:244:0:1::/64"), Gw: ip("fd10:244:0:1::"), LinkIndex: 5, Flags: int(netlink.FLAG_ONLINK)}
+	v4 := netlink.Route{Dst: ipnet("10.244.1.0/24"), Gw: ip("10.244.1.0"), LinkIndex: 5, Flags: rtnhFlagOnlink}
+	v6 := netlink.Route{Dst: ipnet("fd10:244:0:1::/64"), Gw: ip("fd10:244:0:1::"), LinkIndex: 5, Flags: rtnhFlagOnlink}
 	other := netlink.Route{Dst: ipnet("10.244.2.0/24"), Gw: ip("198.18.0.2"), LinkIndex: 2}
 	moved := v4
 	moved.Gw = ip("198.18.0.9")

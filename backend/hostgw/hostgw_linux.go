@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -18,17 +17,6 @@ import (
 
 	"github.com/weftnet/weft/backend"
 )
-
-// Config configures a host-gw [Backend].
-type Config struct {
-	// PublicIP is this node's underlay address. Required.
-	PublicIP netip.Addr
-	// Iface is the underlay link's name; empty: the link that holds
-	// PublicIP. Direct routes go out of it.
-	Iface string
-	// Log receives the backend's log lines; nil discards them.
-	Log logrus.FieldLogger
-}
 
 // Backend is the host-gw backend. Create it with [New], call
 // [Backend.Setup] once in the network namespace it is to program, then
@@ -47,14 +35,9 @@ var _ backend.Backend = (*Backend)(nil)
 
 // New validates cfg and returns a backend. It touches nothing.
 func New(cfg Config) (*Backend, error) {
-	cfg.PublicIP = cfg.PublicIP.Unmap()
-	if !cfg.PublicIP.IsValid() || cfg.PublicIP.IsUnspecified() || cfg.PublicIP.IsMulticast() {
-		return nil, fmt.Errorf("host-gw config: public IP %q is not a unicast address", cfg.PublicIP)
-	}
-	if cfg.Log == nil {
-		l := logrus.New()
-		l.Out = io.Discard
-		cfg.Log = l
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	return &Backend{cfg: cfg, log: cfg.Log.WithField("component", "host-gw")}, nil
 }

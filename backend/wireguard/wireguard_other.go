@@ -9,18 +9,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/weftnet/weft/backend"
 )
 
-var errNotLinux = errors.New("the wireguard backend needs linux")
+// errUnsupported is what Setup and Reconcile return off Linux: the backend
+// needs kernel WireGuard or a Linux TUN device, and rtnetlink.
+var errUnsupported = fmt.Errorf("wireguard backend on %s: %w", runtime.GOOS, errors.ErrUnsupported)
 
 // Backend is the WireGuard backend; it works on Linux only.
 type Backend struct{}
 
 var _ backend.Backend = (*Backend)(nil)
 
-// New validates cfg; on this platform the backend cannot be set up.
+// New validates cfg, as on Linux.
 func New(cfg Config) (*Backend, error) {
 	if _, err := cfg.withDefaults(); err != nil {
 		return nil, fmt.Errorf("wireguard config: %w", err)
@@ -28,15 +31,18 @@ func New(cfg Config) (*Backend, error) {
 	return &Backend{}, nil
 }
 
-// KernelSupported reports false: only Linux has kernel WireGuard here.
-func KernelSupported() (bool, error) { return false, nil }
+// KernelSupported fails with an error that wraps [errors.ErrUnsupported]:
+// the probe needs rtnetlink.
+func KernelSupported() (bool, error) { return false, errUnsupported }
 
-// Setup fails: the backend needs Linux.
-func (b *Backend) Setup(context.Context) (backend.Attrs, error) { return backend.Attrs{}, errNotLinux }
+// Setup fails with an error that wraps [errors.ErrUnsupported].
+func (b *Backend) Setup(context.Context) (backend.Attrs, error) {
+	return backend.Attrs{}, errUnsupported
+}
 
-// Reconcile fails: the backend needs Linux.
+// Reconcile fails with an error that wraps [errors.ErrUnsupported].
 func (b *Backend) Reconcile(context.Context, backend.Desired) (backend.Result, error) {
-	return backend.Result{}, errNotLinux
+	return backend.Result{}, errUnsupported
 }
 
 // Close does nothing.
