@@ -289,16 +289,3 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	}
 	return nil
 }
-
-// isHostVethName reports whether name has the form of a weft host veth.
-func isHostVethName(name string) bool {
-	if len(name) != len(HostVethPrefix)+8 || !strings.HasPrefix(name, HostVethPrefix) {
-		return false
-	}
-	for _, r := range name[len(HostVethPrefix):] {
-		if !strings.ContainsRune("0123456789abcdef", r) {
-			return false
-		}
-	}
-	return true
-}

@@ -17,7 +17,6 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -25,30 +24,6 @@ import (
 	"github.com/weftnet/weft/cni/ipam"
 	"github.com/weftnet/weft/subnet"
 )
-
-// Plugin implements the CNI verbs. Its methods are the funcs handed to
-// skel.PluginMainFuncs; each runs once per process, in the namespace the
-// plugin was started in (the node's).
-type Plugin struct {
-	// Log receives state changes worth a line (bridge created, bridge
-	// address replaced, stale records removed). The plugin's stderr
-	// reaches the runtime's log.
-	Log logrus.FieldLogger
-}
-
-// Funcs returns the verbs for skel.PluginMainFuncs.
-func (p *Plugin) Funcs() skel.CNIFuncs {
-	return skel.CNIFuncs{Add: p.Add, Del: p.Del, Check: p.Check, GC: p.GC, Status: p.Status}
-}
-
-func (p *Plugin) log() logrus.FieldLogger {
-	if p.Log == nil {
-		l := logrus.New()
-		l.SetOutput(os.Stderr)
-		return l
-	}
-	return p.Log
-}
 
 func parseArgs(args *skel.CmdArgs) (*Config, error) {
 	c, err := ParseConfig(args.StdinData)
