@@ -227,7 +227,7 @@ func skipUnlessEtcd(t *testing.T) {
 
 func testStore(t *testing.T, prefix string) (*subnetetcd.Store, *clientv3.Client) {
 	t.Helper()
-	cli, err := subnetetcd.NewClient(subnetetcd.ClientConfig{Endpoints: []string{testEtcd.endpoint()}, DialTimeout: 5 * time.Second})
+	cli, err := subnetetcd.NewClient(subnetetcd.ClientConfig{Endpoints: []string{testEtcd.Endpoint()}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func newTestNode(t *testing.T, network string) *testNode {
 	}
 	dir := t.TempDir()
 	return &testNode{ns: node, nl: node.Netlink(t), store: store, cli: cli, env: map[string]string{
-		"WEFTD_ETCD_ENDPOINTS":  testEtcd.endpoint(),
+		"WEFTD_ETCD_ENDPOINTS":  testEtcd.Endpoint(),
 		"WEFTD_ETCD_PREFIX":     prefix,
 		"WEFTD_NODE_NAME":       "node-a",
 		"WEFTD_STATE_DIR":       filepath.Join(dir, "state"),
@@ -460,11 +460,11 @@ func TestRunVXLANWithEtcd(t *testing.T) {
 	// from its saved state with the same subnet and keeps its peers.
 	w3 := startWeftd(t, node, env)
 	w3.waitReady(t, 60*time.Second)
-	testEtcd.stop()
+	testEtcd.Stop()
 	etcdBack := false
 	t.Cleanup(func() {
 		if !etcdBack {
-			if err := testEtcd.start(); err != nil {
+			if err := testEtcd.Start(context.Background()); err != nil {
 				t.Errorf("restart etcd: %v", err)
 			}
 		}
@@ -496,7 +496,7 @@ func TestRunVXLANWithEtcd(t *testing.T) {
 		t.Error("route to node-c gone after a start with etcd down")
 	}
 	// etcd back: the lease is ours, the same subnet, and etcd is seen again.
-	if err := testEtcd.start(); err != nil {
+	if err := testEtcd.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	etcdBack = true
@@ -748,7 +748,7 @@ func startTwoNodes(t *testing.T, network string, extra func(i int) map[string]st
 		backendtest.AddRoute(t, ns, netip.Prefix{}, addr("198.18.0.254"), "eth0")
 		dir := t.TempDir()
 		env := map[string]string{
-			"WEFTD_ETCD_ENDPOINTS":           testEtcd.endpoint(),
+			"WEFTD_ETCD_ENDPOINTS":           testEtcd.Endpoint(),
 			"WEFTD_ETCD_PREFIX":              prefix,
 			"WEFTD_NODE_NAME":                name,
 			"WEFTD_STATE_DIR":                filepath.Join(dir, "state"),

@@ -5,9 +5,7 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,8 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
+	"github.com/weftnet/weft/subnet/etcd/etcdtest"
 )
 
 // childEnv, when set to 1, makes the test binary act as weftd: it reads
@@ -29,7 +26,7 @@ const childEnv = "WEFT_DAEMON_TEST_CHILD"
 
 // testEtcd is the embedded etcd of the privileged tests, or nil (not
 // root, or WEFT_TEST_UNPRIVILEGED=1).
-var testEtcd *unixEtcd
+var testEtcd *etcdtest.Server
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
@@ -45,8 +42,8 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	if testEtcd != nil {
-		testEtcd.stop()
-		os.RemoveAll(testEtcd.dir)
+		testEtcd.Stop()
+		os.RemoveAll(filepath.Dir(testEtcd.Dir))
 	}
 	os.Exit(code)
 }
@@ -95,63 +92,28 @@ func runChild() int {
 	return 0
 }
 
-// unixEtcd is an embedded etcd serving clients on a unix socket. A unix
-// socket is reachable from every network namespace, so a daemon inside a
-// test namespace talks to this etcd without any link into the root
-// namespace.
-type unixEtcd struct {
-	dir  string
-	sock string
-	e    *embed.Etcd
-}
-
-func startUnixEtcd() (*unixEtcd, error) {
+// startUnixEtcd starts an embedded etcd serving clients on a unix socket
+// in a new temporary directory. A unix socket is reachable from every
+// network namespace, so a daemon inside a test namespace talks to this
+// etcd without any link into the root namespace.
+func startUnixEtcd() (*etcdtest.Server, error) {
 	dir, err := os.MkdirTemp("", "weft-daemon-etcd-")
 	if err != nil {
 		return nil, err
 	}
-	u := &unixEtcd{dir: dir, sock: filepath.Join(dir, "client.sock")}
-	return u, u.start()
-}
-
-func (u *unixEtcd) endpoint() string { return "unix://" + u.sock }
-
-func (u *unixEtcd) start() error {
-	cfg := embed.NewConfig()
-	cfg.Dir = filepath.Join(u.dir, "data")
-	cfg.Logger = "zap"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	cu := url.URL{Scheme: "unix", Path: u.sock}
-	pu := url.URL{Scheme: "unix", Path: filepath.Join(u.dir, "peer.sock")}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.ListenMetricsUrls = nil
-	// Stale socket files from a previous start would make listen fail.
-	os.Remove(u.sock)
-	os.Remove(pu.Path)
-	e, err := embed.StartEtcd(cfg)
+	s, err := etcdtest.New(etcdtest.Config{
+		Dir:       filepath.Join(dir, "data"),
+		ClientURL: "unix://" + filepath.Join(dir, "client.sock"),
+		PeerURL:   "unix://" + filepath.Join(dir, "peer.sock"),
+	})
+	if err == nil {
+		err = s.Start(context.Background())
+	}
 	if err != nil {
-		return fmt.Errorf("start embedded etcd: %w", err)
+		os.RemoveAll(dir)
+		return nil, err
 	}
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		e.Close()
-		return fmt.Errorf("embedded etcd failed: %w", err)
-	case <-time.After(60 * time.Second):
-		e.Close()
-		return errors.New("embedded etcd not ready after 60 s")
-	}
-	u.e = e
-	return nil
-}
-
-func (u *unixEtcd) stop() {
-	if u.e != nil {
-		u.e.Close()
-		u.e = nil
-	}
+	return s, nil
 }
 
 // weftGoroutines returns the stacks of goroutines, other than the calling

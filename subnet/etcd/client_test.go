@@ -90,10 +90,13 @@ func newTestPKI(t *testing.T, dir string) testPKI {
 func TestClientMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	pki := newTestPKI(t, dir)
-	srv, err := etcdtest.StartConfig(filepath.Join(dir, "data"), &etcdtest.TLSConfig{
+	srv, err := etcdtest.New(etcdtest.Config{Dir: filepath.Join(dir, "data"), TLS: &etcdtest.TLSConfig{
 		CertFile: pki.serverCert, KeyFile: pki.serverKey, ClientCAFile: pki.ca,
-	})
+	}})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Stop()

@@ -18,7 +18,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -26,8 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
+	"github.com/weftnet/weft/subnet/etcd/etcdtest"
 )
 
 func main() {
@@ -56,25 +54,15 @@ func run(args []string) error {
 			os.Unsetenv(k)
 		}
 	}
-	cu, err := url.Parse(*clientURL)
+	srv, err := etcdtest.New(etcdtest.Config{
+		Dir:       *dataDir,
+		Name:      *name,
+		ClientURL: *clientURL,
+		PeerURL:   *peerURL,
+		Verbose:   *verbose,
+	})
 	if err != nil {
-		return fmt.Errorf("parse --listen-client-url: %w", err)
-	}
-	pu, err := url.Parse(*peerURL)
-	if err != nil {
-		return fmt.Errorf("parse --listen-peer-url: %w", err)
-	}
-
-	cfg := embed.NewConfig()
-	cfg.Name = *name
-	cfg.Dir = *dataDir
-	cfg.ListenClientUrls = []url.URL{*cu}
-	cfg.AdvertiseClientUrls = []url.URL{*cu}
-	cfg.ListenPeerUrls = []url.URL{*pu}
-	cfg.AdvertisePeerUrls = []url.URL{*pu}
-	cfg.InitialCluster = cfg.Name + "=" + pu.String()
-	if !*verbose {
-		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+		return err
 	}
 
 	if *pidfile != "" {
@@ -87,17 +75,13 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return fmt.Errorf("start etcd: %w", err)
-	}
-	// A graceful Close waits for clients' streams (KeepAlive, Watch) to
+	// A graceful stop waits for clients' streams (KeepAlive, Watch) to
 	// end, which takes seconds; the WAL is synced on every commit, so
 	// stopping after a short grace is as safe as a crash.
 	defer func() {
 		done := make(chan struct{})
 		go func() {
-			e.Close()
+			srv.Stop()
 			close(done)
 		}()
 		select {
@@ -105,18 +89,17 @@ func run(args []string) error {
 		case <-time.After(time.Second):
 		}
 	}()
-	select {
-	case <-e.Server.ReadyNotify():
-		fmt.Println("ready")
-	case <-time.After(60 * time.Second):
-		return errors.New("etcd not ready after 60s")
-	case <-ctx.Done():
-		return nil
+	if err := srv.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped by a signal before it was ready
+		}
+		return err
 	}
+	fmt.Println("ready")
 	select {
 	case <-ctx.Done():
 		return nil
-	case err := <-e.Err():
+	case err := <-srv.Err():
 		return fmt.Errorf("etcd: %w", err)
 	}
 }

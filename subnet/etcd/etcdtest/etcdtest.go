@@ -1,20 +1,37 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-// Package etcdtest runs a real etcd server inside a test process
-// (go.etcd.io/etcd/server/v3/embed) on 127.0.0.1, so that tests of the
-// lease store and of weftctl talk to etcd itself rather than to a fake.
+// Package etcdtest builds and runs weft's single-member test etcd on
+// etcd's embedded server (go.etcd.io/etcd/server/v3/embed), so that tests
+// and the lab talk to etcd itself rather than to a fake. It is the one
+// place that configures such a server (data dir, member name, listeners,
+// quiet logger, readiness); three kinds of callers use it:
 //
-// Start one server per test package in TestMain and give every test its
-// own key prefix. The server can be stopped and restarted on the same data
-// directory and ports, to test behaviour across an etcd outage.
+//   - tests of the lease store and of weftctl run a server in their own
+//     process on 127.0.0.1 with ports chosen by the kernel ([Start]); start
+//     one per test package in TestMain and give every test its own key
+//     prefix;
+//   - the daemon's privileged tests serve clients on a unix socket, which
+//     daemons inside test network namespaces reach without a link into
+//     the root namespace ([Config.ClientURL] "unix:///...");
+//   - e2e/cmd/weft-etcd runs a server as its own process for the e2e tests
+//     and the lab, so that every socket stays in the namespace it was
+//     started in.
+//
+// The last one is a program, so this package must not import testing (a
+// test of the package checks that). A server can be stopped and restarted
+// on the same data directory and addresses, to test behaviour across an
+// etcd outage.
 package etcdtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -24,20 +41,28 @@ import (
 	"go.uber.org/zap"
 )
 
-// Server is an embedded etcd server.
-type Server struct {
-	// Dir is the server's data directory.
+// readyTimeout bounds how long a start waits for the server to serve.
+const readyTimeout = 60 * time.Second
+
+// Config says how to run a [Server].
+type Config struct {
+	// Dir is the server's data directory. Required.
 	Dir string
-
-	// TLS, when set before the first start, makes the server serve
-	// clients over TLS (see [StartConfig]).
-	tls *TLSConfig
-
-	// mu guards the following.
-	mu         sync.Mutex
-	e          *embed.Etcd
-	clientPort int
-	peerPort   int
+	// Name is the member name; empty: etcd's default ("default").
+	Name string
+	// ClientURL is the URL the server serves clients on and advertises:
+	// http://HOST:PORT, https://HOST:PORT (needs TLS) or unix:///PATH.
+	// Empty: http://127.0.0.1:0 (https:// with TLS). Port 0 lets the
+	// kernel choose; the chosen port is kept across restarts.
+	ClientURL string
+	// PeerURL is the same for the peer (raft) listener; empty:
+	// http://127.0.0.1:0.
+	PeerURL string
+	// TLS, when set, makes the server serve clients over TLS.
+	TLS *TLSConfig
+	// Verbose keeps etcd's own logger (JSON lines on stderr); by default
+	// the server logs nothing.
+	Verbose bool
 }
 
 // TLSConfig makes a server serve clients over TLS.
@@ -49,78 +74,169 @@ type TLSConfig struct {
 	ClientCAFile string
 }
 
+// Server is an embedded etcd server.
+type Server struct {
+	// Dir is the server's data directory.
+	Dir string
+
+	cfg Config
+
+	// mu guards the following. Start fills in the ports the kernel chose,
+	// so that a restart binds the same addresses.
+	mu     sync.Mutex
+	e      *embed.Etcd
+	client url.URL
+	peer   url.URL
+}
+
+// New validates cfg and returns a server that is not started yet.
+func New(cfg Config) (*Server, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("etcd data directory is required")
+	}
+	scheme := "http"
+	if cfg.TLS != nil {
+		scheme = "https"
+	}
+	client, err := parseURL("client", cfg.ClientURL, scheme)
+	if err != nil {
+		return nil, err
+	}
+	peer, err := parseURL("peer", cfg.PeerURL, "http")
+	if err != nil {
+		return nil, err
+	}
+	return &Server{Dir: cfg.Dir, cfg: cfg, client: client, peer: peer}, nil
+}
+
+func parseURL(what, s, defaultScheme string) (url.URL, error) {
+	if s == "" {
+		return url.URL{Scheme: defaultScheme, Host: "127.0.0.1:0"}, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return url.URL{}, fmt.Errorf("parse %s URL: %w", what, err)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if _, _, err := net.SplitHostPort(u.Host); err != nil {
+			return url.URL{}, fmt.Errorf("%s URL %s: want host:port: %w", what, s, err)
+		}
+	case "unix":
+		if u.Host+u.Path == "" {
+			return url.URL{}, fmt.Errorf("%s URL %s has no socket path", what, s)
+		}
+	default:
+		return url.URL{}, fmt.Errorf("%s URL %s: scheme %q is not http, https or unix", what, s, u.Scheme)
+	}
+	return *u, nil
+}
+
 // Start starts a server on 127.0.0.1 (ports chosen by the kernel) with its
 // data in dir, and waits until it is ready.
 func Start(dir string) (*Server, error) {
-	return StartConfig(dir, nil)
-}
-
-// StartConfig is [Start] with optional client TLS.
-func StartConfig(dir string, t *TLSConfig) (*Server, error) {
-	s := &Server{Dir: dir, tls: t}
-	if err := s.start(); err != nil {
+	s, err := New(Config{Dir: dir})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Start(context.Background()); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Server) scheme() string {
-	if s.tls != nil {
-		return "https"
-	}
-	return "http"
-}
-
-func (s *Server) start() error {
+// Start starts the server and waits until it serves clients, ctx is done
+// or a minute has passed. Starting a running server is an error.
+func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.e != nil {
 		return errors.New("etcd is already running")
 	}
 	cfg := embed.NewConfig()
-	cfg.Dir = s.Dir
-	cfg.Logger = "zap"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	cu := url.URL{Scheme: s.scheme(), Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(s.clientPort))}
-	pu := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(s.peerPort))}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
+	if s.cfg.Name != "" {
+		cfg.Name = s.cfg.Name
+	}
+	cfg.Dir = s.cfg.Dir
+	if !s.cfg.Verbose {
+		cfg.Logger = "zap"
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{s.client}, []url.URL{s.client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{s.peer}, []url.URL{s.peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	// No extra listeners for metrics or the gRPC gateway's HTTP side.
 	cfg.ListenMetricsUrls = nil
-	if s.tls != nil {
-		cfg.ClientTLSInfo.CertFile = s.tls.CertFile
-		cfg.ClientTLSInfo.KeyFile = s.tls.KeyFile
-		if s.tls.ClientCAFile != "" {
-			cfg.ClientTLSInfo.TrustedCAFile = s.tls.ClientCAFile
+	if t := s.cfg.TLS; t != nil {
+		cfg.ClientTLSInfo.CertFile = t.CertFile
+		cfg.ClientTLSInfo.KeyFile = t.KeyFile
+		if t.ClientCAFile != "" {
+			cfg.ClientTLSInfo.TrustedCAFile = t.ClientCAFile
 			cfg.ClientTLSInfo.ClientCertAuth = true
+		}
+	}
+	// A socket file left by an earlier run (or a crash) makes listen fail.
+	for _, u := range []url.URL{s.client, s.peer} {
+		if u.Scheme != "unix" {
+			continue
+		}
+		path := u.Host + u.Path
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return fmt.Errorf("create socket directory: %w", err)
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove stale socket: %w", err)
 		}
 	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return fmt.Errorf("start embedded etcd: %w", err)
 	}
+	timeout := time.NewTimer(readyTimeout)
+	defer timeout.Stop()
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
 		return fmt.Errorf("embedded etcd failed: %w", err)
-	case <-time.After(60 * time.Second):
+	case <-ctx.Done():
 		e.Close()
-		return errors.New("embedded etcd not ready after 60 s")
+		return fmt.Errorf("embedded etcd not ready: %w", ctx.Err())
+	case <-timeout.C:
+		e.Close()
+		return fmt.Errorf("embedded etcd not ready after %s", readyTimeout)
 	}
 	s.e = e
-	s.clientPort = e.Clients[0].Addr().(*net.TCPAddr).Port
-	s.peerPort = e.Peers[0].Listener.Addr().(*net.TCPAddr).Port
+	keepPort(&s.client, e.Clients[0].Addr())
+	keepPort(&s.peer, e.Peers[0].Listener.Addr())
 	return nil
 }
 
-// Endpoint returns the client URL (http://127.0.0.1:<port>, or https://
-// with TLS). It stays the same across restarts.
+// keepPort writes the port the kernel chose into u (TCP URLs only).
+func keepPort(u *url.URL, a net.Addr) {
+	if ta, ok := a.(*net.TCPAddr); ok && u.Scheme != "unix" {
+		u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(ta.Port))
+	}
+}
+
+// Endpoint returns the client URL (http://127.0.0.1:<port> by default,
+// https:// with TLS, unix:///<path> for a unix socket). It stays the same
+// across restarts.
 func (s *Server) Endpoint() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return fmt.Sprintf("%s://127.0.0.1:%d", s.scheme(), s.clientPort)
+	return s.client.String()
+}
+
+// Err returns the channel on which the running server reports an error
+// that stopped it; nil when the server is not running.
+func (s *Server) Err() <-chan error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.e == nil {
+		return nil
+	}
+	return s.e.Err()
 }
 
 // Stop stops the server; its data stays in Dir. Stopping a stopped server
@@ -137,17 +253,17 @@ func (s *Server) Stop() {
 }
 
 // Restart stops the server (if running) and starts it again on the same
-// data directory and ports.
+// data directory and addresses.
 func (s *Server) Restart() error {
 	s.Stop()
-	return s.start()
+	return s.Start(context.Background())
 }
 
 // Client returns a new client of the server (plain HTTP servers only;
 // for TLS build one with the project's client code). The caller closes
 // it.
 func (s *Server) Client() (*clientv3.Client, error) {
-	if s.tls != nil {
+	if s.cfg.TLS != nil {
 		return nil, errors.New("etcdtest: Client does not support TLS servers")
 	}
 	return clientv3.New(clientv3.Config{
