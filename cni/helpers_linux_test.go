@@ -22,6 +22,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/vishvananda/netlink"
+	"go.uber.org/goleak"
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/backend/backendtest"
@@ -66,6 +67,14 @@ func TestMain(m *testing.M) {
 		}
 		return m.Run()
 	}()
+	// ADD runs a goroutine of its own (see Plugin.Add); the tests run
+	// the verbs in process too.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/weftnet/weft/subnet/etcd/etcdtest"
 )
 
@@ -44,6 +46,15 @@ func TestMain(m *testing.M) {
 	if testEtcd != nil {
 		testEtcd.Stop()
 		os.RemoveAll(filepath.Dir(testEtcd.Dir))
+	}
+	// The daemons run as child processes (which check themselves after
+	// Run, see runChild); what runs in this process (etcd, its clients,
+	// the tests' helpers) must be gone too.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }

@@ -4,8 +4,11 @@
 package systemd
 
 import (
+	"fmt"
 	"os"
 	"testing"
+
+	"go.uber.org/goleak"
 
 	"github.com/weftnet/weft/e2e"
 )
@@ -13,5 +16,13 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	e2e.CleanupTestBinaries()
+	// The privilege tests run weftd and the CNI plugin as processes: the
+	// goroutines that copy their output must end with them.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }

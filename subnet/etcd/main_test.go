@@ -18,6 +18,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
 
 	"github.com/weftnet/weft/subnet"
 	"github.com/weftnet/weft/subnet/etcd/etcdtest"
@@ -46,6 +47,14 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	server.Stop()
 	os.RemoveAll(dir)
+	// With the server stopped and every client closed, nothing of etcd's
+	// client or server, nor of the store, may still run.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
 
 	"github.com/weftnet/weft/subnet"
 	subnetetcd "github.com/weftnet/weft/subnet/etcd"
@@ -46,6 +47,14 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	etcdServer.Stop()
 	os.RemoveAll(dir)
+	// The commands' etcd clients must all be closed by now, and the
+	// server's goroutines ended with Stop.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
