@@ -81,12 +81,19 @@ lab-down: ## remove everything the lab made
 	@[ -x $(BIN)/weftctl ] || $(MAKE) --no-print-directory build
 	$(BIN)/weftctl lab down
 
-lint: ## gofmt and go vet (for every build tag in use)
+lint: ## gofmt and go vet (for every build tag in use, and for darwin); weftctl builds for darwin and windows
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags e2e,bench ./...  # no file is built only without these tags: this vets the default build too
 	$(GO) vet -tags cnitesthook ./cni/
 	$(GO) vet ./cni/testdata/skelfloor
+	@# Off Linux: the portable code and its pure tests compile (kernel code is in _linux.go files with _other.go stubs).
+	GOOS=darwin $(GO) vet ./...
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./daemon/cmd/weftctl
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./daemon/cmd/weftctl
+	@for p in ./daemon ./daemon/membership $$($(GO) list ./subnet/...); do \
+	  echo "GOOS=darwin $(GO) test -c -o /dev/null $$p"; GOOS=darwin $(GO) test -c -o /dev/null $$p || exit 1; \
+	done
 
 check-tidy: ## fail if go mod tidy would change go.mod or go.sum
 	$(GO) mod tidy -diff
