@@ -16,12 +16,13 @@ export WEFT_BIN_DIR := $(BIN)
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build weftd, weftctl, the weft CNI plugin and weft-etcd (lab/e2e) into ./bin
+build: ## build weftd, weftctl, the weft CNI plugin, weft-etcd (lab/e2e) and weft-lab into ./bin
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weftd ./daemon/cmd/weftd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weftctl ./daemon/cmd/weftctl
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft ./cni/cmd/weft
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft-etcd ./e2e/cmd/weft-etcd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft-lab ./e2e/cmd/weft-lab
 
 test: lint check-tidy ## the README's test command: lint, go.mod tidiness, unit tests (-race), then as root the privileged and e2e tiers
 	@$(MAKE) --no-print-directory test-unit
@@ -73,13 +74,13 @@ fuzz: ## fuzz every Fuzz target (found with go test -list) for a share of FUZZ_B
 	  left=$$((left - 1)); \
 	done; echo "fuzzing took $$(( $$(date +%s) - start ))s"; exit $$rc
 
-lab: build ## bring up the lab: etcd, 3 nodes, 2 pods each, in network namespaces (BACKEND=vxlan|wireguard|host-gw)
+lab: build ## bring up the lab (weft-lab up): etcd, 3 nodes, 2 pods each, in network namespaces (BACKEND=vxlan|wireguard|host-gw)
 	@[ "$(IS_ROOT)" = yes ] || { echo "the lab needs root (network namespaces)"; exit 1; }
-	$(BIN)/weftctl lab up --backend $(BACKEND)
+	$(BIN)/weft-lab up --backend $(BACKEND)
 
-lab-down: ## remove everything the lab made
-	@[ -x $(BIN)/weftctl ] || $(MAKE) --no-print-directory build
-	$(BIN)/weftctl lab down
+lab-down: ## remove everything the lab made (weft-lab down)
+	@[ -x $(BIN)/weft-lab ] || $(MAKE) --no-print-directory build
+	$(BIN)/weft-lab down
 
 lint: ## gofmt and go vet (for every build tag in use, and for darwin); weftctl builds for darwin and windows
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

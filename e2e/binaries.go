@@ -23,6 +23,8 @@ const (
 	BinCNI = "weft"
 	// BinWeftEtcd is the test etcd server (e2e/cmd/weft-etcd).
 	BinWeftEtcd = "weft-etcd"
+	// BinWeftLab is the lab (e2e/cmd/weft-lab).
+	BinWeftLab = "weft-lab"
 )
 
 var binPackages = map[string]string{
@@ -30,20 +32,21 @@ var binPackages = map[string]string{
 	BinWeftctl:  "./daemon/cmd/weftctl",
 	BinCNI:      "./cni/cmd/weft",
 	BinWeftEtcd: "./e2e/cmd/weft-etcd",
+	BinWeftLab:  "./e2e/cmd/weft-lab",
 }
 
 // BinDirEnv names the environment variable that points at prebuilt
 // binaries (the Makefile sets it to ./bin).
 const BinDirEnv = "WEFT_BIN_DIR"
 
-// BuildBinaries builds the named binaries (all four when names is empty)
+// BuildBinaries builds the named binaries (all of them when names is empty)
 // into dir with `go build`, from the module that contains this package's
 // source (found with `go env GOMOD` in the working directory). It returns
 // one error per binary that failed, joined, so that the caller can go on
 // with the ones that built.
 func BuildBinaries(ctx context.Context, dir string, names ...string) error {
 	if len(names) == 0 {
-		names = []string{BinWeftd, BinWeftctl, BinCNI, BinWeftEtcd}
+		names = []string{BinWeftd, BinWeftctl, BinCNI, BinWeftEtcd, BinWeftLab}
 	}
 	root, err := moduleRoot(ctx)
 	if err != nil {

@@ -5,7 +5,7 @@
 // cluster inside network namespaces on one Linux host, runs real weftd
 // processes and a real etcd in it, attaches pods through the real weft CNI
 // plugin, and sends real packets between them. The e2e tests (build tag
-// e2e), the benchmarks (build tag bench) and `weftctl lab` all use it; the
+// e2e), the benchmarks (build tag bench) and the lab (e2e/cmd/weft-lab) all use it; the
 // package itself carries no build tag.
 //
 // The topology (namespace names start with a per-run prefix P, "wt<id>-"
@@ -39,5 +39,5 @@
 // Nothing is ever created in the host's root network namespace. A [Cluster]
 // records what it made in a [State]; [Teardown] removes exactly that, so the
 // same code cleans up after a test (on success and on failure) and after
-// `weftctl lab down`.
+// `weft-lab down`.
 package e2e

@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// TestLab drives `weftctl lab` the way `make lab` and `make lab-down` do:
+// TestLab drives weft-lab the way `make lab` and `make lab-down` do:
 // up, up again (refused), status, down, down again (nothing to do).
 func TestLab(t *testing.T) {
 	RequireRoot(t)
@@ -27,11 +27,11 @@ func TestLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "lab")
-	weftctl := func(args ...string) (string, error) {
+	lab := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, filepath.Join(bins, BinWeftctl), append([]string{"lab"}, args...)...)
-		cmd.Env = append(cleanEnv(), BinDirEnv+"="+bins, "WEFTCTL_LAB_DIR="+dir)
+		cmd := exec.CommandContext(ctx, filepath.Join(bins, BinWeftLab), args...)
+		cmd.Env = append(cleanEnv(), BinDirEnv+"="+bins, "WEFT_LAB_DIR="+dir)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -41,7 +41,7 @@ func TestLab(t *testing.T) {
 		}
 	})
 
-	out, err := weftctl("up", "--nodes", "2", "--pods", "2")
+	out, err := lab("up", "--nodes", "2", "--pods", "2")
 	t.Logf("lab up:\n%s", out)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
@@ -65,17 +65,17 @@ func TestLab(t *testing.T) {
 		}
 	}
 
-	out, err = weftctl("up")
+	out, err = lab("up")
 	if err == nil || !strings.Contains(out, "already up") {
 		t.Errorf("second lab up: err %v, output %q; want a refusal saying a lab is already up", err, out)
 	}
 
-	out, err = weftctl("status")
+	out, err = lab("status")
 	if err != nil || !strings.Contains(out, "all 12 pairs reachable") || strings.Contains(out, "NOT RUNNING") {
 		t.Errorf("lab status: err %v, output:\n%s", err, out)
 	}
 
-	out, err = weftctl("down")
+	out, err = lab("down")
 	t.Logf("lab down:\n%s", out)
 	if err != nil {
 		t.Fatalf("lab down: %v", err)
@@ -87,7 +87,7 @@ func TestLab(t *testing.T) {
 		t.Errorf("lab dir %s left after lab down", dir)
 	}
 
-	out, err = weftctl("down")
+	out, err = lab("down")
 	if err != nil || !strings.Contains(out, "no lab is up") {
 		t.Errorf("second lab down: err %v, output %q; want success saying no lab is up", err, out)
 	}

@@ -153,7 +153,7 @@ func TestTopology(t *testing.T) {
 		if n.IP != newIP || n.HTTPAddr != "198.18.0.61:9950" {
 			t.Errorf("after ChangeIP: IP %s, HTTPAddr %s", n.IP, n.HTTPAddr)
 		}
-		// The state (what weftctl lab status reads) follows.
+		// The state (what weft-lab status reads) follows.
 		if s := c.State().Nodes[0]; s.IP != "198.18.0.61" || s.HTTPAddr != "198.18.0.61:9950" {
 			t.Errorf("after ChangeIP: state has IP %s, HTTPAddr %s", s.IP, s.HTTPAddr)
 		}

@@ -2,7 +2,7 @@
 // Copyright weft authors
 
 // Command weftctl is weft's operator tool: network config, leases, node
-// status, gossip members, gossip keys and the lab.
+// status, gossip members and gossip keys.
 package main
 
 import (
@@ -24,7 +24,6 @@ commands:
   status             show a node's status (from weftd's HTTP API)
   members            show gossip members as a node sees them
   gossip-key         generate a gossip encryption key
-  lab up|down|status run the local multi-node lab in network namespaces
   version            print the version
 
 Run 'weftctl <command> -h' for a command's flags.
@@ -65,8 +64,6 @@ func run(ctx context.Context, args []string) error {
 		return cmdMembers(ctx, rest)
 	case "gossip-key":
 		return cmdGossipKey(ctx, rest)
-	case "lab":
-		return cmdLab(ctx, rest)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil

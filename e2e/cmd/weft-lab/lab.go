@@ -23,54 +23,21 @@ import (
 	"github.com/weftnet/weft/subnet"
 )
 
-const labUsage = `usage: weftctl lab up|down|status [flags]
-       weftctl lab stop|start|restart <node|etcd>
-
-  up       build a local cluster in network namespaces: an underlay bridge,
-           etcd, N nodes running weftd, pods attached by the weft CNI plugin
-  down     remove everything 'lab up' made
-  status   show what runs, and measure pod-to-pod reachability
-  stop     stop a node's weftd (SIGTERM: its data plane stays) or etcd
-  start    start it again with the same flags
-  restart  stop, then start
-
-The lab needs root. It never touches the host's root network namespace.
-`
-
 // defaultLabDir holds the lab's state file, logs, node state and etcd data.
 const defaultLabDir = "/run/weft-lab"
+
+// labDirEnv names the environment variable that overrides defaultLabDir.
+const labDirEnv = "WEFT_LAB_DIR"
 
 // labPrefix starts the lab's namespace names.
 const labPrefix = "weftlab-"
 
-func cmdLab(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, labUsage)
-		return errors.New("lab: no subcommand given")
-	}
-	switch args[0] {
-	case "up":
-		return labUp(ctx, args[1:])
-	case "down":
-		return labDown(ctx, args[1:])
-	case "status":
-		return labStatus(ctx, args[1:])
-	case "stop", "start", "restart":
-		return labProc(ctx, args[0], args[1:])
-	case "-h", "--help", "help":
-		fmt.Print(labUsage)
-		return nil
-	}
-	fmt.Fprint(os.Stderr, labUsage)
-	return fmt.Errorf("lab: unknown subcommand %q", args[0])
-}
-
 func labDirFlag(fl *flag.FlagSet) *string {
 	def := defaultLabDir
-	if v := os.Getenv("WEFTCTL_LAB_DIR"); v != "" {
+	if v := os.Getenv(labDirEnv); v != "" {
 		def = v
 	}
-	return fl.String("dir", def, "lab directory: state file, logs, node state, etcd data (env WEFTCTL_LAB_DIR)")
+	return fl.String("dir", def, "lab directory: state file, logs, node state, etcd data (env "+labDirEnv+")")
 }
 
 func stateFile(dir string) string { return filepath.Join(dir, "state.json") }
@@ -82,7 +49,7 @@ func requireRoot() error {
 	return nil
 }
 
-// defaultBinDir is $WEFT_BIN_DIR, else the directory of this weftctl.
+// defaultBinDir is $WEFT_BIN_DIR, else the directory of this weft-lab.
 func defaultBinDir() string {
 	if d := os.Getenv(e2e.BinDirEnv); d != "" {
 		return d
@@ -95,7 +62,8 @@ func defaultBinDir() string {
 }
 
 func labUp(ctx context.Context, args []string) error {
-	fl := flag.NewFlagSet("weftctl lab up", flag.ContinueOnError)
+	fl := flag.NewFlagSet("weft-lab up", flag.ContinueOnError)
+	fl.SetOutput(stderr)
 	nodes := fl.Int("nodes", 3, "number of nodes (1-20)")
 	pods := fl.Int("pods", 2, "pods per node (0-20)")
 	backend := fl.String("backend", "vxlan", "backend: vxlan, wireguard or host-gw")
@@ -138,7 +106,7 @@ func labUp(ctx context.Context, args []string) error {
 	sf := stateFile(*dir)
 	if old, err := e2e.LoadState(sf); err == nil {
 		if live := old.Live(); len(live) > 0 {
-			return fmt.Errorf("a lab is already up (%d namespaces and processes of it are live, state in %s): see 'weftctl lab status', or remove it first with 'make lab-down' (weftctl lab down)", len(live), sf)
+			return fmt.Errorf("a lab is already up (%d namespaces and processes of it are live, state in %s): see 'weft-lab status', or remove it first with 'make lab-down' (weft-lab down)", len(live), sf)
 		}
 		fmt.Printf("==> a previous lab left a stale state file %s (nothing of it runs): removing it\n", sf)
 		if err := e2e.Teardown(old); err != nil {
@@ -196,7 +164,7 @@ func printNodes(ctx context.Context, c *e2e.Cluster) {
 	for _, n := range c.Nodes() {
 		sub, mtu := "-", "-"
 		if f, err := n.SubnetFile(); err == nil {
-			sub = joinPrefixes(f.Subnet.Masked(), f.IPv6Subnet.Masked())
+			sub = joinValid(f.Subnet.Masked(), f.IPv6Subnet.Masked())
 			mtu = fmt.Sprint(f.MTU)
 		}
 		pid := "-"
@@ -210,7 +178,7 @@ func printNodes(ctx context.Context, c *e2e.Cluster) {
 	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "POD\tNAMESPACE\tNODE\tADDRESSES")
 	for _, p := range c.Pods() {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.Name, p.NS.Name, p.Node.Name, joinAddrs(p.IP, p.IPv6))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.Name, p.NS.Name, p.Node.Name, joinValid(p.IP, p.IPv6))
 	}
 	w.Flush()
 }
@@ -290,7 +258,7 @@ func printMatrix(pods []labPod, v6 bool) int {
 func printExplore(c *e2e.Cluster, bins string) {
 	nodes, pods := c.Nodes(), c.Pods()
 	n1 := nodes[0]
-	weftctl := filepath.Join(bins, "weftctl")
+	weftctl := filepath.Join(bins, e2e.BinWeftctl)
 	fmt.Println("The lab is up and keeps running. Explore it:")
 	fmt.Printf("  ip netns list | grep %s\n", labPrefix)
 	fmt.Printf("  ip netns exec %s ip route                 # routes to the other nodes' pod subnets\n", n1.NS.Name)
@@ -305,14 +273,15 @@ func printExplore(c *e2e.Cluster, bins string) {
 	fmt.Printf("  ip netns exec %s %s leases --etcd-endpoints %s\n", c.Underlay.Name, weftctl, c.EtcdEndpoint())
 	fmt.Printf("  ip netns exec %s %s status --addr %s\n", n1.NS.Name, weftctl, n1.HTTPAddr)
 	fmt.Printf("  ip netns exec %s %s members --addr %s\n", n1.NS.Name, weftctl, n1.HTTPAddr)
-	fmt.Printf("  %s lab status\n", weftctl)
+	fmt.Printf("  %s status\n", filepath.Join(bins, e2e.BinWeftLab))
 	fmt.Printf("  logs: %s/<node>/weftd.log, %s/etcd.log\n", c.Dir, c.Dir)
 	fmt.Println()
-	fmt.Println("Remove it with: make lab-down   (or: weftctl lab down)")
+	fmt.Println("Remove it with: make lab-down   (or: weft-lab down)")
 }
 
 func labDown(ctx context.Context, args []string) error {
-	fl := flag.NewFlagSet("weftctl lab down", flag.ContinueOnError)
+	fl := flag.NewFlagSet("weft-lab down", flag.ContinueOnError)
+	fl.SetOutput(stderr)
 	dir := labDirFlag(fl)
 	if err := fl.Parse(args); err != nil {
 		return err
@@ -341,7 +310,7 @@ func labDown(ctx context.Context, args []string) error {
 		fmt.Println("    (nothing of it was running any more)")
 	}
 	if err := e2e.Teardown(s); err != nil {
-		return fmt.Errorf("lab down: %w (state kept in %s: run 'weftctl lab down' again)", err, sf)
+		return fmt.Errorf("lab down: %w (state kept in %s: run 'weft-lab down' again)", err, sf)
 	}
 	os.Remove(sf)
 	fmt.Println("==> lab removed")
@@ -349,7 +318,8 @@ func labDown(ctx context.Context, args []string) error {
 }
 
 func labStatus(ctx context.Context, args []string) error {
-	fl := flag.NewFlagSet("weftctl lab status", flag.ContinueOnError)
+	fl := flag.NewFlagSet("weft-lab status", flag.ContinueOnError)
+	fl.SetOutput(stderr)
 	dir := labDirFlag(fl)
 	if err := fl.Parse(args); err != nil {
 		return err
@@ -363,7 +333,7 @@ func labStatus(ctx context.Context, args []string) error {
 	sf := stateFile(*dir)
 	s, err := e2e.LoadState(sf)
 	if errors.Is(err, fs.ErrNotExist) {
-		fmt.Printf("no lab is up (no state file %s): start one with 'make lab' (weftctl lab up)\n", sf)
+		fmt.Printf("no lab is up (no state file %s): start one with 'make lab' (weft-lab up)\n", sf)
 		return nil
 	}
 	if err != nil {
@@ -375,7 +345,7 @@ func labStatus(ctx context.Context, args []string) error {
 	for _, n := range s.Nodes {
 		sub := "-"
 		if f, err := subnet.ReadSubnetFile(n.SubnetFile); err == nil {
-			sub = joinPrefixes(f.Subnet.Masked(), f.IPv6Subnet.Masked())
+			sub = joinValid(f.Subnet.Masked(), f.IPv6Subnet.Masked())
 		}
 		ready := "-"
 		if n.Weftd.Alive() {
@@ -445,13 +415,14 @@ func readyz(ctx context.Context, ns e2e.NS, addr string) string {
 // labProc stops, starts or restarts one of the lab's processes (a node's
 // weftd, or etcd) and records the new PID in the state file.
 func labProc(ctx context.Context, verb string, args []string) error {
-	fl := flag.NewFlagSet("weftctl lab "+verb, flag.ContinueOnError)
+	fl := flag.NewFlagSet("weft-lab "+verb, flag.ContinueOnError)
+	fl.SetOutput(stderr)
 	dir := labDirFlag(fl)
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
 	if fl.NArg() != 1 {
-		return fmt.Errorf("usage: weftctl lab %s <node|etcd>", verb)
+		return fmt.Errorf("usage: weft-lab %s <node|etcd>", verb)
 	}
 	if err := argsChecked(ctx); err != nil {
 		return err
@@ -521,4 +492,22 @@ func writeState(path string, s e2e.State) error {
 		return fmt.Errorf("write lab state: %w", err)
 	}
 	return os.Rename(tmp, path)
+}
+
+// joinValid joins the valid ones of xs (addresses or prefixes) with
+// commas; "-" when none is valid.
+func joinValid[T interface {
+	IsValid() bool
+	String() string
+}](xs ...T) string {
+	var s []string
+	for _, x := range xs {
+		if x.IsValid() {
+			s = append(s, x.String())
+		}
+	}
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, ",")
 }

@@ -9,15 +9,15 @@ import (
 	"testing"
 )
 
-func TestLabArgs(t *testing.T) {
+func TestArgs(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "lab")
 	cases := []struct {
 		name    string
 		args    []string
 		wantErr string // "" for success
 	}{
-		{"no subcommand", []string{}, "no subcommand"},
-		{"unknown subcommand", []string{"sideways"}, "unknown subcommand"},
+		{"no command", []string{}, "no command given"},
+		{"unknown command", []string{"sideways"}, "unknown command"},
 		{"bad backend", []string{"up", "--dir", dir, "--backend", "geneve"}, "--backend"},
 		{"too many nodes", []string{"up", "--dir", dir, "--nodes", "99"}, "--nodes"},
 		{"negative pods", []string{"up", "--dir", dir, "--pods", "-1"}, "--pods"},
@@ -30,7 +30,7 @@ func TestLabArgs(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := cmdLab(t.Context(), tc.args)
+			err := run(t.Context(), tc.args)
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Errorf("err = %v, want success", err)
