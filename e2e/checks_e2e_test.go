@@ -3,7 +3,7 @@
 
 //go:build e2e
 
-package e2e
+package e2e_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/daemon/status"
+	"github.com/weftnet/weft/e2e"
 )
 
 // Checks shared by the backend tests (VXLAN, WireGuard): what a backend
@@ -28,9 +29,9 @@ import (
 // budget). On a failure it calls diagnose with the new pod, then logs what
 // a capture inside n4 saw of the new pod's packets. Last, it checks all
 // pods reach each other over both families.
-func checkJoinReach(t *testing.T, c *Cluster, n4 *Node, started, ready time.Time, diagnose func(p4 *Pod)) {
+func checkJoinReach(t *testing.T, c *e2e.Cluster, n4 *e2e.Node, started, ready time.Time, diagnose func(p4 *e2e.Pod)) {
 	t.Helper()
-	capture, err := StartCapture(n4.NS)
+	capture, err := e2e.StartCapture(n4.NS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func checkJoinReach(t *testing.T, c *Cluster, n4 *Node, started, ready time.Time
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := Ping(p.NS, p4.IP, time.Until(ready.Add(budget))); err != nil {
+			if _, err := e2e.Ping(p.NS, p4.IP, time.Until(ready.Add(budget))); err != nil {
 				t.Errorf("%s → %s not within %s of %s being ready: %v", p.Name, p4.Name, budget.Round(time.Millisecond), n4.Name, err)
 				return
 			}
@@ -77,7 +78,7 @@ func checkJoinReach(t *testing.T, c *Cluster, n4 *Node, started, ready time.Time
 
 // logCapture logs the packets of a capture inside n that come from or go
 // to pod p, with the name of the link each was seen on.
-func logCapture(t *testing.T, n *Node, pkts []Packet, p *Pod) {
+func logCapture(t *testing.T, n *e2e.Node, pkts []e2e.Packet, p *e2e.Pod) {
 	t.Helper()
 	names := map[int]string{}
 	if h, err := n.NS.Handle(); err == nil {
@@ -104,7 +105,7 @@ func logCapture(t *testing.T, n *Node, pkts []Packet, p *Pod) {
 // leftover looks for, for the log. A node that still holds something after
 // the deadline fails the test with what it holds and the peers its /status
 // lists.
-func removeLeaseAndWait(t *testing.T, c *Cluster, gone *Node, rest []*Node, what string, leftover func(n *Node) ([]string, error)) {
+func removeLeaseAndWait(t *testing.T, c *e2e.Cluster, gone *e2e.Node, rest []*e2e.Node, what string, leftover func(n *e2e.Node) ([]string, error)) {
 	t.Helper()
 	ctx := t.Context()
 	out, err := c.Weftctl(ctx, "leases", "rm", "--yes", gone.Name)
@@ -118,7 +119,7 @@ func removeLeaseAndWait(t *testing.T, c *Cluster, gone *Node, rest []*Node, what
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := Eventually(10*time.Second, 20*time.Millisecond, func() error {
+			err := e2e.Eventually(10*time.Second, 20*time.Millisecond, func() error {
 				left, err := leftover(n)
 				if err != nil {
 					return err
@@ -161,16 +162,16 @@ func peerStates(st *status.Report) string {
 }
 
 // waitStream waits (at most 10 s) until s has sent n echoes.
-func waitStream(s *Stream, n int64) {
+func waitStream(s *e2e.Stream, n int64) {
 	deadline := time.Now().Add(10 * time.Second)
-	for s.sent.Load() < n && time.Now().Before(deadline) {
+	for s.Sent() < n && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
 // stopEtcd stops the cluster's etcd and registers a cleanup that starts it
 // again unless the test did (Start is a no-op on a running etcd).
-func stopEtcd(t *testing.T, c *Cluster) error {
+func stopEtcd(t *testing.T, c *e2e.Cluster) error {
 	t.Helper()
 	if err := c.Etcd.Stop(); err != nil {
 		return err
@@ -184,8 +185,8 @@ func stopEtcd(t *testing.T, c *Cluster) error {
 }
 
 // nodesExcept returns nodes without n.
-func nodesExcept(nodes []*Node, n *Node) []*Node {
-	var o []*Node
+func nodesExcept(nodes []*e2e.Node, n *e2e.Node) []*e2e.Node {
+	var o []*e2e.Node
 	for _, m := range nodes {
 		if m != n {
 			o = append(o, m)

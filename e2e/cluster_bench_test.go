@@ -3,7 +3,7 @@
 
 //go:build bench
 
-package e2e
+package e2e_test
 
 import (
 	"bufio"
@@ -23,6 +23,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/weftnet/weft/e2e"
+	"github.com/weftnet/weft/e2e/e2etest"
 	"github.com/weftnet/weft/subnet"
 	subnetetcd "github.com/weftnet/weft/subnet/etcd"
 )
@@ -78,7 +80,7 @@ func TestBenchThroughput(t *testing.T) {
 		benchRow("pod-to-pod TCP throughput across nodes (VXLAN)", "n/a", "node-to-node underlay: n/a", "skipped: iperf3 not installed (make bench installs it)")
 		t.Skip("iperf3 not installed: apt-get install iperf3 (make bench does)")
 	}
-	c := NewForTest(t, Options{Nodes: 2, PodsPerNode: 1})
+	c := e2etest.NewCluster(t, e2e.Options{Nodes: 2, PodsPerNode: 1})
 	n1, n2 := c.Nodes()[0], c.Nodes()[1]
 	p1, p2 := n1.Pods()[0], n2.Pods()[0]
 	sf, err := n2.SubnetFile()
@@ -92,7 +94,7 @@ func TestBenchThroughput(t *testing.T) {
 	}
 	type path struct {
 		name     string
-		cli, srv NS
+		cli, srv e2e.NS
 		addr     netip.Addr
 		got      []float64
 	}
@@ -152,7 +154,7 @@ func TestBenchThroughput(t *testing.T) {
 // handOverlay is the reference overlay handMadeOverlay builds.
 type handOverlay struct {
 	vtep2      netip.Addr // node2's address on the hand-made VXLAN device
-	pod1, pod2 NS
+	pod1, pod2 e2e.NS
 	pod2IP     netip.Addr
 }
 
@@ -165,19 +167,19 @@ type handOverlay struct {
 // packets still pass conntrack and weft's forward chain, as flannel's
 // pass iptables). The pod namespaces are the cluster's: its teardown
 // removes them, and the devices go with the node namespaces.
-func handMadeOverlay(c *Cluster, n1, n2 *Node, mtu int) (*handOverlay, error) {
+func handMadeOverlay(c *e2e.Cluster, n1, n2 *e2e.Node, mtu int) (*handOverlay, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ho := &handOverlay{vtep2: netip.MustParseAddr("10.243.0.2"), pod2IP: netip.MustParseAddr("10.243.2.2")}
 	nodes := []struct {
-		n          *Node
+		n          *e2e.Node
 		self, peer int
 		remote     netip.Addr
-		pod        *NS
+		pod        *e2e.NS
 	}{{n1, 1, 2, n2.IP, &ho.pod1}, {n2, 2, 1, n1.IP, &ho.pod2}}
 	m := strconv.Itoa(mtu)
 	for _, x := range nodes {
-		pod, err := c.newNS(x.n.Name + "-handpod")
+		pod, err := c.NewNS(x.n.Name + "-handpod")
 		if err != nil {
 			return nil, err
 		}
@@ -214,7 +216,7 @@ func handMadeOverlay(c *Cluster, n1, n2 *Node, mtu int) (*handOverlay, error) {
 
 // iperf runs an iperf3 server in srvNS on addr and a 3-second client in
 // cliNS, and returns the received bits per second.
-func iperf(t *testing.T, cliNS, srvNS NS, addr netip.Addr) (float64, error) {
+func iperf(t *testing.T, cliNS, srvNS e2e.NS, addr netip.Addr) (float64, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -277,7 +279,7 @@ func iperf(t *testing.T, cliNS, srvNS NS, addr netip.Addr) (float64, error) {
 // to 8): weftd start → /readyz 200, and start → a route to its subnet on
 // every peer.
 func TestBenchJoin(t *testing.T) {
-	c := NewForTest(t, Options{Nodes: 3, Logf: func(string, ...any) {}})
+	c := e2etest.NewCluster(t, e2e.Options{Nodes: 3, Logf: func(string, ...any) {}})
 	ctx := t.Context()
 	var ready, routes, propagate []float64
 	for trial := 0; trial < 5; trial++ {
@@ -290,7 +292,7 @@ func TestBenchJoin(t *testing.T) {
 		if err := n.Start(); err != nil {
 			t.Fatal(err)
 		}
-		err = Eventually(30*time.Second, 2*time.Millisecond, func() error {
+		err = e2e.Eventually(30*time.Second, 2*time.Millisecond, func() error {
 			code, _, err := n.Get(ctx, "/readyz")
 			if err != nil {
 				return err
@@ -309,8 +311,8 @@ func TestBenchJoin(t *testing.T) {
 			t.Fatal(err)
 		}
 		pending := slices.Clone(peers)
-		err = Eventually(30*time.Second, 2*time.Millisecond, func() error {
-			pending = slices.DeleteFunc(pending, func(p *Node) bool {
+		err = e2e.Eventually(30*time.Second, 2*time.Millisecond, func() error {
+			pending = slices.DeleteFunc(pending, func(p *e2e.Node) bool {
 				k, err := p.Kernel()
 				if err != nil {
 					return false
@@ -345,7 +347,7 @@ func msOf(d time.Duration) float64 { return d.Seconds() * 1000 }
 func TestBenchRSS(t *testing.T) {
 	const simulated = 500
 	cfg := `{"Network":"10.240.0.0/12","SubnetLen":24,"Backend":{"Type":"vxlan"}}`
-	c := NewForTest(t, Options{Nodes: 3, PodsPerNode: 1, NetworkConfig: cfg, Logf: func(string, ...any) {}})
+	c := e2etest.NewCluster(t, e2e.Options{Nodes: 3, PodsPerNode: 1, NetworkConfig: cfg, Logf: func(string, ...any) {}})
 	ctx := t.Context()
 	settle := func() {
 		// Let the daemons reach their steady state (first resyncs, gossip
@@ -364,7 +366,7 @@ func TestBenchRSS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	store := subnetetcd.New(subnetetcd.Config{Client: cli, Prefix: EtcdPrefix, LeaseTTL: time.Hour})
+	store := subnetetcd.New(subnetetcd.Config{Client: cli, Prefix: e2e.EtcdPrefix, LeaseTTL: time.Hour})
 	netcfg, err := subnet.ParseConfig([]byte(cfg))
 	if err != nil {
 		t.Fatal(err)
@@ -392,7 +394,7 @@ func TestBenchRSS(t *testing.T) {
 	written := time.Since(start)
 	n1 := c.Nodes()[0]
 	want := simulated + len(c.Nodes()) - 1
-	err = Eventually(60*time.Second, 50*time.Millisecond, func() error {
+	err = e2e.Eventually(60*time.Second, 50*time.Millisecond, func() error {
 		k, err := n1.Kernel()
 		if err != nil {
 			return err
@@ -421,7 +423,7 @@ func TestBenchRSS(t *testing.T) {
 		fmt.Sprintf("%.2fx; %d leases written in %.1f s, all routes on node1 %.1f s after the first write", rss500/rss3, simulated, written.Seconds(), programmed.Seconds()))
 }
 
-func maxRSS(c *Cluster) (float64, error) {
+func maxRSS(c *e2e.Cluster) (float64, error) {
 	var m int64
 	var per []string
 	for _, n := range c.Nodes() {

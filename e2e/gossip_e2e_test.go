@@ -3,7 +3,7 @@
 
 //go:build e2e
 
-package e2e
+package e2e_test
 
 import (
 	"bufio"
@@ -30,6 +30,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/daemon/status"
+	"github.com/weftnet/weft/e2e"
+	"github.com/weftnet/weft/e2e/e2etest"
 	"github.com/weftnet/weft/subnet"
 	subnetetcd "github.com/weftnet/weft/subnet/etcd"
 )
@@ -63,10 +65,10 @@ const (
 //	                               pod          pod          pod
 //	etcd 198.18.0.2, gossip on <node IP>:7950, HTTP on <node IP>:9950
 func TestGossip(t *testing.T) {
-	c := NewForTest(t, Options{Nodes: -1, WeftdArgs: []string{"--log-format", "json"}})
+	c := e2etest.NewCluster(t, e2e.Options{Nodes: -1, WeftdArgs: []string{"--log-format", "json"}})
 	ctx := t.Context()
 	key1 := newGossipKey(t)
-	var nodes []*Node
+	var nodes []*e2e.Node
 	for range 3 {
 		n, err := c.AddNode(0)
 		if err != nil {
@@ -137,7 +139,7 @@ func memberState(st *status.Report, name string) string {
 
 // checkGossipPeerState returns nil when observer's /status shows peer target in
 // state want.
-func checkGossipPeerState(ctx context.Context, observer, target *Node, want string) error {
+func checkGossipPeerState(ctx context.Context, observer, target *e2e.Node, want string) error {
 	g, err := observer.Status(ctx)
 	if err != nil {
 		return err
@@ -153,8 +155,8 @@ func checkGossipPeerState(ctx context.Context, observer, target *Node, want stri
 }
 
 // waitGossipAlive waits until every node of nodes shows every other one alive.
-func waitGossipAlive(ctx context.Context, nodes []*Node, timeout time.Duration) error {
-	return Eventually(timeout, 50*time.Millisecond, func() error {
+func waitGossipAlive(ctx context.Context, nodes []*e2e.Node, timeout time.Duration) error {
+	return e2e.Eventually(timeout, 50*time.Millisecond, func() error {
 		for _, o := range nodes {
 			for _, n := range nodes {
 				if o == n {
@@ -173,7 +175,7 @@ func waitGossipAlive(ctx context.Context, nodes []*Node, timeout time.Duration) 
 // it is in state want, and returns how long each took from start (measured
 // by the poll, so at most one poll interval late). A failure to get there
 // within timeout is an error for that observer.
-func waitGossipObservers(ctx context.Context, observers []*Node, target *Node, want string, start time.Time, timeout time.Duration) (map[string]time.Duration, error) {
+func waitGossipObservers(ctx context.Context, observers []*e2e.Node, target *e2e.Node, want string, start time.Time, timeout time.Duration) (map[string]time.Duration, error) {
 	var mu sync.Mutex
 	took := map[string]time.Duration{}
 	var errs []error
@@ -182,7 +184,7 @@ func waitGossipObservers(ctx context.Context, observers []*Node, target *Node, w
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := Eventually(time.Until(start.Add(timeout)), 20*time.Millisecond, func() error {
+			err := e2e.Eventually(time.Until(start.Add(timeout)), 20*time.Millisecond, func() error {
 				return checkGossipPeerState(ctx, o, target, want)
 			})
 			mu.Lock()
@@ -216,7 +218,7 @@ type gossipPeerID struct {
 	mac    string
 }
 
-func gossipIdentity(ctx context.Context, t *testing.T, n *Node) gossipPeerID {
+func gossipIdentity(ctx context.Context, t *testing.T, n *e2e.Node) gossipPeerID {
 	t.Helper()
 	st, err := n.Status(ctx)
 	if err != nil {
@@ -228,7 +230,7 @@ func gossipIdentity(ctx context.Context, t *testing.T, n *Node) gossipPeerID {
 // checkGossipRoutesKept returns an error unless every observer still has the
 // route to p's subnet and the FDB entry for its VTEP MAC (pointing at
 // dst when dst is valid).
-func checkGossipRoutesKept(observers []*Node, p gossipPeerID, dst netip.Addr) error {
+func checkGossipRoutesKept(observers []*e2e.Node, p gossipPeerID, dst netip.Addr) error {
 	var errs []error
 	for _, o := range observers {
 		k, err := o.Kernel()
@@ -253,7 +255,7 @@ func checkGossipRoutesKept(observers []*Node, p gossipPeerID, dst netip.Addr) er
 // testGossipKill kills a node's weftd with SIGKILL, gossipKillTrials times
 // (a different node each time, restarted in between), and measures how
 // long the other nodes take to report it dead in /status.
-func testGossipKill(t *testing.T, nodes []*Node) {
+func testGossipKill(t *testing.T, nodes []*e2e.Node) {
 	ctx := t.Context()
 	var worst []time.Duration
 	var rejoins []time.Duration
@@ -343,8 +345,8 @@ func testGossipKill(t *testing.T, nodes []*Node) {
 
 // checkGossipWeftctlMembers runs `weftctl members` on node o against its
 // weftd, as JSON and as a table, and checks that member is in state want.
-func checkGossipWeftctlMembers(ctx context.Context, o *Node, member, want string) error {
-	bin, err := checkBinary(o.c.BinDir, BinWeftctl)
+func checkGossipWeftctlMembers(ctx context.Context, o *e2e.Node, member, want string) error {
+	bin, err := e2e.CheckBinary(o.Cluster().BinDir, e2e.BinWeftctl)
 	if err != nil {
 		return err
 	}
@@ -352,7 +354,7 @@ func checkGossipWeftctlMembers(ctx context.Context, o *Node, member, want string
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		cmd := o.NS.Command(cctx, append([]string{bin, "members", "--addr", o.HTTPAddr}, args...)...)
-		cmd.Env = cleanEnv()
+		cmd.Env = e2e.CleanEnv()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("weftctl members %s on %s: %w: %s", strings.Join(args, " "), o.Name, err, out)
@@ -384,7 +386,7 @@ func checkGossipWeftctlMembers(ctx context.Context, o *Node, member, want string
 }
 
 // checkGossipMetrics checks weft_members{state=...} in n's /metrics.
-func checkGossipMetrics(ctx context.Context, n *Node, want map[string]float64) error {
+func checkGossipMetrics(ctx context.Context, n *e2e.Node, want map[string]float64) error {
 	code, body, err := n.Get(ctx, "/metrics")
 	if err != nil {
 		return err
@@ -418,7 +420,7 @@ func checkGossipMetrics(ctx context.Context, n *Node, want map[string]float64) e
 // testGossipSplit cuts node3 off the underlay for longer than
 // GossipToTheDeadTime, checks that it is marked dead but keeps its routes,
 // and measures how long after the link returns it is alive again.
-func testGossipSplit(t *testing.T, nodes []*Node) {
+func testGossipSplit(t *testing.T, nodes []*e2e.Node) {
 	ctx := t.Context()
 	victim := nodes[2]
 	obs := nodesExcept(nodes, victim)
@@ -476,7 +478,7 @@ func testGossipSplit(t *testing.T, nodes []*Node) {
 	}
 	var mine error
 	for _, o := range obs {
-		mine = errors.Join(mine, Eventually(time.Until(back.Add(gossipHealBound)), 20*time.Millisecond, func() error {
+		mine = errors.Join(mine, e2e.Eventually(time.Until(back.Add(gossipHealBound)), 20*time.Millisecond, func() error {
 			return checkGossipPeerState(ctx, victim, o, "alive")
 		}))
 	}
@@ -487,10 +489,10 @@ func testGossipSplit(t *testing.T, nodes []*Node) {
 		time.Duration(gossipSplitFor), checks, victim.Name, gossipMS(gossipMaxDuration(took)), took, gossipMS(time.Since(back)))
 	// Traffic to and from the healed node.
 	for _, o := range obs {
-		if _, err := Ping(o.Pods()[0].NS, victim.Pods()[0].IP, 5*time.Second); err != nil {
+		if _, err := e2e.Ping(o.Pods()[0].NS, victim.Pods()[0].IP, 5*time.Second); err != nil {
 			t.Errorf("after the partition: %v", err)
 		}
-		if _, err := Ping(victim.Pods()[0].NS, o.Pods()[0].IP, 5*time.Second); err != nil {
+		if _, err := e2e.Ping(victim.Pods()[0].NS, o.Pods()[0].IP, 5*time.Second); err != nil {
 			t.Errorf("after the partition: %v", err)
 		}
 	}
@@ -518,11 +520,11 @@ func gossipKeyID(t *testing.T, key string) string {
 	return hex.EncodeToString(sum[:4])
 }
 
-func gossipKeyFile(n *Node) string { return filepath.Join(n.Dir, "gossip.key") }
+func gossipKeyFile(n *e2e.Node) string { return filepath.Join(n.Dir, "gossip.key") }
 
 // writeGossipKeyFile replaces the node's key file (mode 0600) with keys, one a
 // line, in one rename.
-func writeGossipKeyFile(t *testing.T, n *Node, keys ...string) {
+func writeGossipKeyFile(t *testing.T, n *e2e.Node, keys ...string) {
 	t.Helper()
 	tmp := gossipKeyFile(n) + ".tmp"
 	if err := os.WriteFile(tmp, []byte(strings.Join(keys, "\n")+"\n"), 0o600); err != nil {
@@ -535,7 +537,7 @@ func writeGossipKeyFile(t *testing.T, n *Node, keys ...string) {
 
 // gossipLogLines returns the JSON log entries of weftd on n written after
 // offset bytes whose msg is msg.
-func gossipLogLines(n *Node, offset int64, msg string) []map[string]any {
+func gossipLogLines(n *e2e.Node, offset int64, msg string) []map[string]any {
 	data, _ := os.ReadFile(n.LogFile)
 	if int64(len(data)) < offset {
 		return nil
@@ -558,7 +560,7 @@ func gossipLogLines(n *Node, offset int64, msg string) []map[string]any {
 
 // gossipMemberSince returns, for each ordered pair of nodes, when the observer
 // last saw the member change state, and fails unless all are alive.
-func gossipMemberSince(ctx context.Context, nodes []*Node) (map[string]time.Time, error) {
+func gossipMemberSince(ctx context.Context, nodes []*e2e.Node) (map[string]time.Time, error) {
 	since := map[string]time.Time{}
 	for _, o := range nodes {
 		g, err := o.Status(ctx)
@@ -585,7 +587,7 @@ func gossipMemberSince(ctx context.Context, nodes []*Node) (map[string]time.Time
 // watch for step 2. After each step every node must have loaded the keys
 // it was given, and every member must have stayed alive all along (no
 // state change since before the rotation). It returns the new key.
-func testGossipKeyRotation(t *testing.T, nodes []*Node, old string) string {
+func testGossipKeyRotation(t *testing.T, nodes []*e2e.Node, old string) string {
 	ctx := t.Context()
 	fresh := newGossipKey(t)
 	oldID, newID := gossipKeyID(t, old), gossipKeyID(t, fresh)
@@ -594,7 +596,7 @@ func testGossipKeyRotation(t *testing.T, nodes []*Node, old string) string {
 		t.Fatal(err)
 	}
 	a, b := nodes[0].Pods()[0], nodes[2].Pods()[0]
-	s, err := StartStream(a.NS, b.IP, 10*time.Millisecond)
+	s, err := e2e.StartStream(a.NS, b.IP, 10*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -612,7 +614,7 @@ func testGossipKeyRotation(t *testing.T, nodes []*Node, old string) string {
 	for _, st := range steps {
 		offsets := map[string]int64{}
 		for _, n := range nodes {
-			offsets[n.Name] = fileSize(n.LogFile)
+			offsets[n.Name] = e2e.FileSize(n.LogFile)
 		}
 		stepStart := time.Now()
 		// One node at a time, as an operator would: the cluster runs
@@ -627,7 +629,7 @@ func testGossipKeyRotation(t *testing.T, nodes []*Node, old string) string {
 		}
 		// The file watch checks every 3 s.
 		for _, n := range nodes {
-			err := Eventually(10*time.Second, 50*time.Millisecond, func() error {
+			err := e2e.Eventually(10*time.Second, 50*time.Millisecond, func() error {
 				for _, e := range gossipLogLines(n, offsets[n.Name], "gossip keys loaded") {
 					if e["primary"] == st.primary && e["keys"] == float64(st.nkeys) {
 						return nil
@@ -690,7 +692,7 @@ func testGossipKeyRotation(t *testing.T, nodes []*Node, old string) string {
 // node with no key at all:
 // both must be refused (never alive in the others' /status), with the
 // documented log line on the nodes it tried to talk to.
-func testGossipWrongKey(t *testing.T, c *Cluster, nodes []*Node, wrongKey string) {
+func testGossipWrongKey(t *testing.T, c *e2e.Cluster, nodes []*e2e.Node, wrongKey string) {
 	ctx := t.Context()
 	n4, err := c.AddNode(0)
 	if err != nil {
@@ -720,9 +722,9 @@ func testGossipWrongKey(t *testing.T, c *Cluster, nodes []*Node, wrongKey string
 		t.Run(tc.name, func(t *testing.T) {
 			offsets := map[string]int64{}
 			for _, n := range nodes {
-				offsets[n.Name] = fileSize(n.LogFile)
+				offsets[n.Name] = e2e.FileSize(n.LogFile)
 			}
-			own := fileSize(n4.LogFile)
+			own := e2e.FileSize(n4.LogFile)
 			if err := n4.Stop(); err != nil {
 				t.Fatal(err)
 			}
@@ -789,13 +791,13 @@ func testGossipWrongKey(t *testing.T, c *Cluster, nodes []*Node, wrongKey string
 }
 
 // gossipLeasesByNode lists the leases in etcd by node name.
-func gossipLeasesByNode(ctx context.Context, c *Cluster) (map[string]subnet.Lease, error) {
+func gossipLeasesByNode(ctx context.Context, c *e2e.Cluster) (map[string]subnet.Lease, error) {
 	cli, err := c.Etcd.Client()
 	if err != nil {
 		return nil, err
 	}
 	defer cli.Close()
-	st := subnetetcd.New(subnetetcd.Config{Client: cli, Prefix: EtcdPrefix})
+	st := subnetetcd.New(subnetetcd.Config{Client: cli, Prefix: e2e.EtcdPrefix})
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	v, err := st.List(cctx)
@@ -815,7 +817,7 @@ func gossipLeasesByNode(ctx context.Context, c *Cluster) (map[string]subnet.Leas
 // address; the others must learn it by gossip alone and traffic to its pod
 // must resume. When etcd is back no subnet may have changed, every lease
 // must be alive, and node3's record must carry its new address.
-func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
+func testGossipEtcdOutage(t *testing.T, c *e2e.Cluster, nodes []*e2e.Node) {
 	ctx := t.Context()
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	before, err := gossipLeasesByNode(ctx, c)
@@ -829,9 +831,9 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	}
 	id3 := gossipIdentity(ctx, t, n3)
 	p1, p2, p3 := n1.Pods()[0], n2.Pods()[0], n3.Pods()[0]
-	var streams []*Stream
-	stopAll := func() []StreamResult {
-		var r []StreamResult
+	var streams []*e2e.Stream
+	stopAll := func() []e2e.StreamResult {
+		var r []e2e.StreamResult
 		for _, s := range streams {
 			r = append(r, s.Stop())
 		}
@@ -839,8 +841,8 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 		return r
 	}
 	defer stopAll()
-	for _, pair := range [][2]*Pod{{p1, p2}, {p2, p1}, {p1, p3}} {
-		s, err := StartStream(pair[0].NS, pair[1].IP, 10*time.Millisecond)
+	for _, pair := range [][2]*e2e.Pod{{p1, p2}, {p2, p1}, {p1, p3}} {
+		s, err := e2e.StartStream(pair[0].NS, pair[1].IP, 10*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -889,11 +891,11 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	var mu sync.Mutex
 	learn := map[string]time.Duration{}
 	var wg sync.WaitGroup
-	for _, o := range []*Node{n1, n2} {
+	for _, o := range []*e2e.Node{n1, n2} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := Eventually(15*time.Second, 20*time.Millisecond, func() error {
+			err := e2e.Eventually(15*time.Second, 20*time.Millisecond, func() error {
 				g, err := o.Status(ctx)
 				if err != nil {
 					return err
@@ -902,7 +904,7 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 				if !ok || p.PublicIP != newIP || p.State != "alive" || p.Source != "gossip" {
 					return fmt.Errorf("%s sees %s as %+v, want alive at %s from gossip", o.Name, n3.Name, p, newIP)
 				}
-				return checkGossipRoutesKept([]*Node{o}, id3, newIP)
+				return checkGossipRoutesKept([]*e2e.Node{o}, id3, newIP)
 			})
 			if err != nil {
 				t.Error(err)
@@ -918,11 +920,11 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 		t.FailNow()
 	}
 	// Traffic to and from node3's pod resumes.
-	for _, q := range []*Pod{p1, p2} {
-		if _, err := Ping(q.NS, p3.IP, 5*time.Second); err != nil {
+	for _, q := range []*e2e.Pod{p1, p2} {
+		if _, err := e2e.Ping(q.NS, p3.IP, 5*time.Second); err != nil {
 			t.Errorf("etcd down, %s on its new address: %v", n3.Name, err)
 		}
-		if _, err := Ping(p3.NS, q.IP, 5*time.Second); err != nil {
+		if _, err := e2e.Ping(p3.NS, q.IP, 5*time.Second); err != nil {
 			t.Errorf("etcd down, %s on its new address: %v", n3.Name, err)
 		}
 	}
@@ -936,7 +938,7 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	const probeLag = 10 * time.Second
 	unreachable := map[string]time.Duration{}
 	for time.Since(start) < gossipEtcdOutage {
-		for _, o := range []*Node{n1, n2} {
+		for _, o := range []*e2e.Node{n1, n2} {
 			g, err := o.Status(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -966,7 +968,7 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	var after map[string]subnet.Lease
 	reached := map[string]time.Duration{}
 	var writtenBack time.Duration
-	err = Eventually(60*time.Second, 200*time.Millisecond, func() error {
+	err = e2e.Eventually(60*time.Second, 200*time.Millisecond, func() error {
 		var errs []error
 		for _, n := range nodes {
 			if _, ok := reached[n.Name]; ok {
@@ -1005,7 +1007,7 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	}
 	t.Logf("etcd back: /status says reachable after %v; %s's record carries %s (version %d → %d, gossip address %s) %s after etcd started",
 		reached, n3.Name, newIP, before[n3.Name].Record.Version, after[n3.Name].Record.Version, after[n3.Name].Record.GossipAddr, gossipMS(writtenBack))
-	if want := gossipAddrPort(newIP, GossipPort); after[n3.Name].Record.GossipAddr != want {
+	if want := gossipAddrPort(newIP, e2e.GossipPort); after[n3.Name].Record.GossipAddr != want {
 		t.Errorf("%s's record has gossip address %q, want %q", n3.Name, after[n3.Name].Record.GossipAddr, want)
 	}
 	if after[n3.Name].Record.Version <= before[n3.Name].Record.Version {
@@ -1047,8 +1049,8 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 	}
 	// Once etcd confirms the record, the peers take node3's data from
 	// etcd again, still at the new address.
-	for _, o := range []*Node{n1, n2} {
-		err := Eventually(30*time.Second, 100*time.Millisecond, func() error {
+	for _, o := range []*e2e.Node{n1, n2} {
+		err := e2e.Eventually(30*time.Second, 100*time.Millisecond, func() error {
 			g, err := o.Status(ctx)
 			if err != nil {
 				return err
@@ -1056,13 +1058,13 @@ func testGossipEtcdOutage(t *testing.T, c *Cluster, nodes []*Node) {
 			if p, ok := statusPeer(g, n3.Name); !ok || p.PublicIP != newIP || p.Provisional {
 				return fmt.Errorf("%s sees %s as %+v after etcd returned", o.Name, n3.Name, p)
 			}
-			return checkGossipRoutesKept([]*Node{o}, id3, newIP)
+			return checkGossipRoutesKept([]*e2e.Node{o}, id3, newIP)
 		})
 		if err != nil {
 			t.Error(err)
 		}
 	}
-	waitStream(streams[0], streams[0].sent.Load()+50)
+	waitStream(streams[0], streams[0].Sent()+50)
 	r := stopAll()
 	t.Logf("pod traffic over the whole outage: %s → %s: %s; %s → %s: %s; %s → %s (re-addressed): %s",
 		p1.Name, p2.Name, r[0], p2.Name, p1.Name, r[1], p1.Name, p3.Name, r[2])

@@ -3,7 +3,7 @@
 
 //go:build e2e
 
-package e2e
+package e2e_test
 
 import (
 	"context"
@@ -13,16 +13,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/e2e"
+	"github.com/weftnet/weft/e2e/e2etest"
 )
 
 // TestLab drives weft-lab the way `make lab` and `make lab-down` do:
 // up, up again (refused), status, down, down again (nothing to do).
 func TestLab(t *testing.T) {
-	RequireRoot(t)
+	e2etest.RequireRoot(t)
 	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), "weftlab-") {
 		t.Skip("a lab is already up on this machine (weftlab-* namespaces): not touching it")
 	}
-	bins, err := TestBinDir()
+	bins, err := e2etest.BinDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,14 +33,14 @@ func TestLab(t *testing.T) {
 	lab := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, filepath.Join(bins, BinWeftLab), args...)
-		cmd.Env = append(cleanEnv(), BinDirEnv+"="+bins, "WEFT_LAB_DIR="+dir)
+		cmd := exec.CommandContext(ctx, filepath.Join(bins, e2e.BinWeftLab), args...)
+		cmd.Env = append(e2e.CleanEnv(), e2e.BinDirEnv+"="+bins, "WEFT_LAB_DIR="+dir)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
 	t.Cleanup(func() {
-		if s, err := LoadState(filepath.Join(dir, "state.json")); err == nil {
-			Teardown(s)
+		if s, err := e2e.LoadState(filepath.Join(dir, "state.json")); err == nil {
+			e2e.Teardown(s)
 		}
 	})
 
@@ -51,7 +54,7 @@ func TestLab(t *testing.T) {
 			t.Errorf("lab up output lacks %q", want)
 		}
 	}
-	s, err := LoadState(filepath.Join(dir, "state.json"))
+	s, err := e2e.LoadState(filepath.Join(dir, "state.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

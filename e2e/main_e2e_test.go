@@ -3,15 +3,17 @@
 
 //go:build e2e || bench
 
-package e2e
+package e2e_test
 
 import (
 	"os"
 	"testing"
+
+	"github.com/weftnet/weft/e2e/e2etest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	CleanupTestBinaries()
+	e2etest.CleanupBinaries()
 	os.Exit(code)
 }

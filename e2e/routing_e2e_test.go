@@ -3,7 +3,7 @@
 
 //go:build e2e
 
-package e2e
+package e2e_test
 
 import (
 	"fmt"
@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/e2e"
+	"github.com/weftnet/weft/e2e/e2etest"
 )
 
 // TestDirectRouting: VXLAN with DirectRouting, node1 and node2 on one
@@ -23,10 +26,10 @@ import (
 // node1 ↔ node2 get plain routes via each other's public IP (pod packets
 // in the clear on the underlay); traffic to and from node3 is VXLAN.
 func TestDirectRouting(t *testing.T) {
-	c := NewForTest(t, Options{Nodes: 3, PodsPerNode: 1, DirectRouting: true, Segments: []int{0, 0, 1}})
+	c := e2etest.NewCluster(t, e2e.Options{Nodes: 3, PodsPerNode: 1, DirectRouting: true, Segments: []int{0, 0, 1}})
 	n := c.Nodes()
 	n1, n2, n3 := n[0], n[1], n[2]
-	sub := map[*Node]netip.Prefix{}
+	sub := map[*e2e.Node]netip.Prefix{}
 	for _, x := range n {
 		s, err := x.Subnet()
 		if err != nil {
@@ -37,7 +40,7 @@ func TestDirectRouting(t *testing.T) {
 
 	t.Run("routes", func(t *testing.T) {
 		cases := []struct {
-			on, to *Node
+			on, to *e2e.Node
 			direct bool
 		}{
 			{n1, n2, true}, {n2, n1, true},
@@ -45,7 +48,7 @@ func TestDirectRouting(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.on.Name+"-to-"+tc.to.Name, func(t *testing.T) {
-				err := Eventually(5*time.Second, 50*time.Millisecond, func() error {
+				err := e2e.Eventually(5*time.Second, 50*time.Millisecond, func() error {
 					k, err := tc.on.Kernel()
 					if err != nil {
 						return err
@@ -75,25 +78,25 @@ func TestDirectRouting(t *testing.T) {
 
 	t.Run("on-the-wire", func(t *testing.T) {
 		p1, p2, p3 := n1.Pods()[0], n2.Pods()[0], n3.Pods()[0]
-		capture, err := StartCapture(c.Underlay)
+		capture, err := e2e.StartCapture(c.Underlay)
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv2, err := ServeUDP(p2.NS, netip.AddrPortFrom(p2.IP, 0))
+		srv2, err := e2e.ServeUDP(p2.NS, netip.AddrPortFrom(p2.IP, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer srv2.Close()
-		srv3, err := ServeUDP(p3.NS, netip.AddrPortFrom(p3.IP, 0))
+		srv3, err := e2e.ServeUDP(p3.NS, netip.AddrPortFrom(p3.IP, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer srv3.Close()
 		m2, m3 := "direct-"+c.ID, "tunnel-"+c.ID
-		if err := UDPEcho(p1.NS, srv2.Addr, []byte(m2), 5*time.Second); err != nil {
+		if err := e2e.UDPEcho(p1.NS, srv2.Addr, []byte(m2), 5*time.Second); err != nil {
 			t.Error(err)
 		}
-		if err := UDPEcho(p1.NS, srv3.Addr, []byte(m3), 5*time.Second); err != nil {
+		if err := e2e.UDPEcho(p1.NS, srv3.Addr, []byte(m3), 5*time.Second); err != nil {
 			t.Error(err)
 		}
 		var bare2, tunneled2, bare3, tunneled3 int
@@ -127,17 +130,17 @@ func TestDirectRouting(t *testing.T) {
 // not directly reachable, which both must report (log and /status), never
 // a silent black hole.
 func TestHostGW(t *testing.T) {
-	c := NewForTest(t, Options{Nodes: 3, PodsPerNode: 1, Backend: "host-gw", Segments: []int{0, 0, 1}})
+	c := e2etest.NewCluster(t, e2e.Options{Nodes: 3, PodsPerNode: 1, Backend: "host-gw", Segments: []int{0, 0, 1}})
 	n := c.Nodes()
 	n1, n2, n3 := n[0], n[1], n[2]
 
 	t.Run("routes", func(t *testing.T) {
-		for _, tc := range []struct{ on, to *Node }{{n1, n2}, {n2, n1}} {
+		for _, tc := range []struct{ on, to *e2e.Node }{{n1, n2}, {n2, n1}} {
 			s, err := tc.to.Subnet()
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = Eventually(5*time.Second, 50*time.Millisecond, func() error {
+			err = e2e.Eventually(5*time.Second, 50*time.Millisecond, func() error {
 				k, err := tc.on.Kernel()
 				if err != nil {
 					return err
@@ -162,8 +165,8 @@ func TestHostGW(t *testing.T) {
 	})
 
 	t.Run("unreachable-peer-reported", func(t *testing.T) {
-		for _, x := range []*Node{n1, n2, n3} {
-			err := Eventually(5*time.Second, 50*time.Millisecond, func() error {
+		for _, x := range []*e2e.Node{n1, n2, n3} {
+			err := e2e.Eventually(5*time.Second, 50*time.Millisecond, func() error {
 				st, err := x.Status(t.Context())
 				if err != nil {
 					return err

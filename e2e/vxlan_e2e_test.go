@@ -3,7 +3,7 @@
 
 //go:build e2e
 
-package e2e
+package e2e_test
 
 import (
 	"fmt"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/weftnet/weft/e2e"
+	"github.com/weftnet/weft/e2e/e2etest"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +30,7 @@ const resync = 2 * time.Second
 //	underlay br0 198.18.0.0/24 ── node1 .11 ── node2 .12 ── node3 .13 ── outside .5
 //	                               2 pods       2 pods       2 pods
 func TestVXLAN(t *testing.T) {
-	c := NewForTest(t, Options{Nodes: 3, PodsPerNode: 2, DualStack: true, ResyncInterval: resync})
+	c := e2etest.NewCluster(t, e2e.Options{Nodes: 3, PodsPerNode: 2, DualStack: true, ResyncInterval: resync})
 	ctx := t.Context()
 
 	t.Run("pods-all-to-all", func(t *testing.T) {
@@ -46,7 +48,7 @@ func TestVXLAN(t *testing.T) {
 					continue
 				}
 				for _, v6 := range []bool{false, true} {
-					if _, err := Ping(n.NS, p.Addr(v6), 5*time.Second); err != nil {
+					if _, err := e2e.Ping(n.NS, p.Addr(v6), 5*time.Second); err != nil {
 						t.Errorf("%s → %s (%s): %v", n.Name, p.Name, family(v6), err)
 					}
 				}
@@ -100,7 +102,7 @@ func family(v6 bool) string {
 }
 
 // allToAll pings every pod from every other pod, in parallel.
-func allToAll(t *testing.T, pods []*Pod, v6 bool) {
+func allToAll(t *testing.T, pods []*e2e.Pod, v6 bool) {
 	t.Helper()
 	var wg sync.WaitGroup
 	for _, a := range pods {
@@ -111,7 +113,7 @@ func allToAll(t *testing.T, pods []*Pod, v6 bool) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := Ping(a.NS, b.Addr(v6), 5*time.Second); err != nil {
+				if _, err := e2e.Ping(a.NS, b.Addr(v6), 5*time.Second); err != nil {
 					t.Errorf("%s → %s: %v", a.Name, b.Name, err)
 				}
 			}()
@@ -122,25 +124,25 @@ func allToAll(t *testing.T, pods []*Pod, v6 bool) {
 
 // inPodNetwork reports whether a is a pod address of the default networks.
 func inPodNetwork(a netip.Addr) bool {
-	return netip.MustParsePrefix(DefaultNetwork).Contains(a) || netip.MustParsePrefix(DefaultIPv6Network).Contains(a)
+	return netip.MustParsePrefix(e2e.DefaultNetwork).Contains(a) || netip.MustParsePrefix(e2e.DefaultIPv6Network).Contains(a)
 }
 
-func testEncapsulation(t *testing.T, c *Cluster) {
+func testEncapsulation(t *testing.T, c *e2e.Cluster) {
 	n1, n2 := c.Nodes()[0], c.Nodes()[1]
 	a, b := n1.Pods()[0], n2.Pods()[0]
 	for _, v6 := range []bool{false, true} {
 		t.Run(family(v6), func(t *testing.T) {
-			srv, err := ServeUDP(b.NS, netip.AddrPortFrom(b.Addr(v6), 0))
+			srv, err := e2e.ServeUDP(b.NS, netip.AddrPortFrom(b.Addr(v6), 0))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer srv.Close()
-			capture, err := StartCapture(c.Underlay)
+			capture, err := e2e.StartCapture(c.Underlay)
 			if err != nil {
 				t.Fatal(err)
 			}
 			marker := fmt.Sprintf("weft-encap-%s-%s", family(v6), c.ID)
-			if err := UDPEcho(a.NS, srv.Addr, []byte(marker), 5*time.Second); err != nil {
+			if err := e2e.UDPEcho(a.NS, srv.Addr, []byte(marker), 5*time.Second); err != nil {
 				capture.Stop()
 				t.Fatal(err)
 			}
@@ -173,7 +175,7 @@ func testEncapsulation(t *testing.T, c *Cluster) {
 	}
 }
 
-func testMTU(t *testing.T, c *Cluster) {
+func testMTU(t *testing.T, c *e2e.Cluster) {
 	n1, n2 := c.Nodes()[0], c.Nodes()[1]
 	a, b := n1.Pods()[0], n2.Pods()[0]
 	sf, err := n1.SubnetFile()
@@ -185,15 +187,15 @@ func testMTU(t *testing.T, c *Cluster) {
 		t.Errorf("WEFT_MTU = %d, want 1450 (underlay 1500 − 50)", sf.MTU)
 	}
 	mtu := sf.MTU
-	srv, err := ServeUDP(b.NS, netip.AddrPortFrom(b.IP, 0))
+	srv, err := e2e.ServeUDP(b.NS, netip.AddrPortFrom(b.IP, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	if err := UDPEchoDF(a.NS, srv.Addr, mtu, 5*time.Second); err != nil {
+	if err := e2e.UDPEchoDF(a.NS, srv.Addr, mtu, 5*time.Second); err != nil {
 		t.Errorf("DF packet of exactly the pod MTU (%d) across nodes: %v", mtu, err)
 	}
-	if err := UDPEchoDF(a.NS, srv.Addr, mtu+1, 2*time.Second); !IsMsgSize(err) {
+	if err := e2e.UDPEchoDF(a.NS, srv.Addr, mtu+1, 2*time.Second); !e2e.IsMsgSize(err) {
 		t.Errorf("DF packet of %d from a pod with MTU %d: got %v, want EMSGSIZE", mtu+1, mtu, err)
 	}
 	// A pod whose own MTU is larger (as if misconfigured) must get
@@ -207,7 +209,7 @@ func testMTU(t *testing.T, c *Cluster) {
 			t.Errorf("restore pod MTU: %v", err)
 		}
 	}()
-	got, from, err := FragNeeded(a.NS, srv.Addr, mtu+1, 5*time.Second)
+	got, from, err := e2e.FragNeeded(a.NS, srv.Addr, mtu+1, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,36 +219,36 @@ func testMTU(t *testing.T, c *Cluster) {
 	t.Logf("%d-byte DF packet refused by %s with fragmentation needed, MTU %d", mtu+1, from, got)
 }
 
-func testMasquerade(t *testing.T, c *Cluster) {
+func testMasquerade(t *testing.T, c *e2e.Cluster) {
 	n1, n2 := c.Nodes()[0], c.Nodes()[1]
 	a, b := n1.Pods()[0], n2.Pods()[0]
-	out, err := ServeUDP(c.Outside, netip.AddrPortFrom(OutsideIP, 0))
+	out, err := e2e.ServeUDP(c.Outside, netip.AddrPortFrom(e2e.OutsideIP, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	outTCP, err := ServeTCP(c.Outside, netip.AddrPortFrom(OutsideIP, 0))
+	outTCP, err := e2e.ServeTCP(c.Outside, netip.AddrPortFrom(e2e.OutsideIP, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer outTCP.Close()
-	if err := UDPEcho(a.NS, out.Addr, []byte("to the outside"), 5*time.Second); err != nil {
+	if err := e2e.UDPEcho(a.NS, out.Addr, []byte("to the outside"), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := TCPEcho(a.NS, outTCP.Addr, []byte("to the outside"), 5*time.Second); err != nil {
+	if err := e2e.TCPEcho(a.NS, outTCP.Addr, []byte("to the outside"), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []*Server{out, outTCP} {
+	for _, s := range []*e2e.Server{out, outTCP} {
 		if got := s.Peers(); len(got) == 0 || got[len(got)-1] != n1.IP {
 			t.Errorf("outside host saw %v, want the node's address %s", got, n1.IP)
 		}
 	}
-	in, err := ServeUDP(b.NS, netip.AddrPortFrom(b.IP, 0))
+	in, err := e2e.ServeUDP(b.NS, netip.AddrPortFrom(b.IP, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	if err := UDPEcho(a.NS, in.Addr, []byte("to a pod"), 5*time.Second); err != nil {
+	if err := e2e.UDPEcho(a.NS, in.Addr, []byte("to a pod"), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if got := in.Peers(); len(got) == 0 || got[len(got)-1] != a.IP {
@@ -256,7 +258,7 @@ func testMasquerade(t *testing.T, c *Cluster) {
 	// must be answerable, which the node-to-remote-pod test covers.
 }
 
-func testDrift(t *testing.T, c *Cluster) {
+func testDrift(t *testing.T, c *e2e.Cluster) {
 	n1, n2 := c.Nodes()[0], c.Nodes()[1]
 	st, err := n2.Status(t.Context())
 	if err != nil {
@@ -284,7 +286,7 @@ func testDrift(t *testing.T, c *Cluster) {
 	start := time.Now()
 	// Within the resync interval, plus a second for the reconcile itself
 	// on a loaded machine.
-	err = Eventually(resync+time.Second, 20*time.Millisecond, func() error {
+	err = e2e.Eventually(resync+time.Second, 20*time.Millisecond, func() error {
 		k, err := n1.Kernel()
 		if err != nil {
 			return err
@@ -308,12 +310,12 @@ func testDrift(t *testing.T, c *Cluster) {
 		t.Fatal(err)
 	}
 	t.Logf("route, neighbour and FDB entry repaired %.2fs after deletion (resync interval %s)", time.Since(start).Seconds(), resync)
-	if _, err := Ping(n1.Pods()[0].NS, n2.Pods()[0].IP, 3*time.Second); err != nil {
+	if _, err := e2e.Ping(n1.Pods()[0].NS, n2.Pods()[0].IP, 3*time.Second); err != nil {
 		t.Errorf("after repair: %v", err)
 	}
 }
 
-func testBadConfig(t *testing.T, c *Cluster) {
+func testBadConfig(t *testing.T, c *e2e.Cluster) {
 	ctx := t.Context()
 	bad := `{"Network":"10.244.0.0/33","Backend":{"Type":"vxlan"}}`
 	if err := c.Etcd.PutConfig(ctx, bad); err != nil {
@@ -324,7 +326,7 @@ func testBadConfig(t *testing.T, c *Cluster) {
 			t.Errorf("restore config: %v", err)
 		}
 		for _, n := range c.Nodes() {
-			err := Eventually(5*time.Second, 50*time.Millisecond, func() error {
+			err := e2e.Eventually(5*time.Second, 50*time.Millisecond, func() error {
 				st, err := n.Status(ctx)
 				if err != nil {
 					return err
@@ -340,7 +342,7 @@ func testBadConfig(t *testing.T, c *Cluster) {
 		}
 	}()
 	for _, n := range c.Nodes() {
-		err := Eventually(5*time.Second, 50*time.Millisecond, func() error {
+		err := e2e.Eventually(5*time.Second, 50*time.Millisecond, func() error {
 			st, err := n.Status(ctx)
 			if err != nil {
 				return err
@@ -367,7 +369,7 @@ func testBadConfig(t *testing.T, c *Cluster) {
 }
 
 // vtepMAC returns the MAC of the node's VXLAN device from the kernel.
-func vtepMAC(t *testing.T, n *Node) string {
+func vtepMAC(t *testing.T, n *e2e.Node) string {
 	t.Helper()
 	k, err := n.Kernel()
 	if err != nil {
@@ -376,7 +378,7 @@ func vtepMAC(t *testing.T, n *Node) string {
 	return k.VTEPMAC
 }
 
-func testRestartUnderTraffic(t *testing.T, c *Cluster) {
+func testRestartUnderTraffic(t *testing.T, c *e2e.Cluster) {
 	ctx := t.Context()
 	n1, n2 := c.Nodes()[0], c.Nodes()[1]
 	before, err := n1.Status(ctx)
@@ -385,11 +387,11 @@ func testRestartUnderTraffic(t *testing.T, c *Cluster) {
 	}
 	macBefore := vtepMAC(t, n1)
 	// Traffic both ways through the restarting node.
-	out, err := StartStream(n1.Pods()[0].NS, n2.Pods()[0].IP, 5*time.Millisecond)
+	out, err := e2e.StartStream(n1.Pods()[0].NS, n2.Pods()[0].IP, 5*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := StartStream(n2.Pods()[1].NS, n1.Pods()[1].IP, 5*time.Millisecond)
+	in, err := e2e.StartStream(n2.Pods()[1].NS, n1.Pods()[1].IP, 5*time.Millisecond)
 	if err != nil {
 		out.Stop()
 		t.Fatal(err)
@@ -398,7 +400,7 @@ func testRestartUnderTraffic(t *testing.T, c *Cluster) {
 	start := time.Now()
 	restartErr := n1.Restart(ctx)
 	took := time.Since(start)
-	waitStream(out, out.sent.Load()+100) // keep traffic going after ready
+	waitStream(out, out.Sent()+100) // keep traffic going after ready
 	ro, ri := out.Stop(), in.Stop()
 	if restartErr != nil {
 		t.Fatal(restartErr)
@@ -417,14 +419,14 @@ func testRestartUnderTraffic(t *testing.T, c *Cluster) {
 	}
 }
 
-func testRestartEtcdDown(t *testing.T, c *Cluster) {
+func testRestartEtcdDown(t *testing.T, c *e2e.Cluster) {
 	ctx := t.Context()
 	n2, n3 := c.Nodes()[1], c.Nodes()[2]
 	before, err := n2.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := StartStream(n3.Pods()[0].NS, n2.Pods()[0].IP, 5*time.Millisecond)
+	s, err := e2e.StartStream(n3.Pods()[0].NS, n2.Pods()[0].IP, 5*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,7 +437,7 @@ func testRestartEtcdDown(t *testing.T, c *Cluster) {
 	restartStart := time.Now()
 	restartErr := n2.Restart(ctx)
 	restartTook := time.Since(restartStart)
-	waitStream(s, s.sent.Load()+100)
+	waitStream(s, s.Sent()+100)
 	r := s.Stop()
 	if restartErr != nil {
 		t.Fatal(restartErr)
@@ -458,7 +460,7 @@ func testRestartEtcdDown(t *testing.T, c *Cluster) {
 			if q.Node == n2 {
 				continue
 			}
-			if _, err := Ping(p.NS, q.IP, 3*time.Second); err != nil {
+			if _, err := e2e.Ping(p.NS, q.IP, 3*time.Second); err != nil {
 				t.Errorf("etcd down, after restart: %s → %s: %v", p.Name, q.Name, err)
 			}
 		}
@@ -468,7 +470,7 @@ func testRestartEtcdDown(t *testing.T, c *Cluster) {
 	}
 	backAt := time.Now()
 	defer func() { t.Logf("etcd back: %s sees it after %.2fs", n2.Name, time.Since(backAt).Seconds()) }()
-	err = Eventually(30*time.Second, 100*time.Millisecond, func() error {
+	err = e2e.Eventually(30*time.Second, 100*time.Millisecond, func() error {
 		st, err := n2.Status(ctx)
 		if err != nil {
 			return err
@@ -486,7 +488,7 @@ func testRestartEtcdDown(t *testing.T, c *Cluster) {
 	}
 }
 
-func testJoin(t *testing.T, c *Cluster) {
+func testJoin(t *testing.T, c *e2e.Cluster) {
 	ctx := t.Context()
 	n4, err := c.AddNode(0)
 	if err != nil {
@@ -500,10 +502,10 @@ func testJoin(t *testing.T, c *Cluster) {
 		t.Fatal(err)
 	}
 	ready := time.Now()
-	checkJoinReach(t, c, n4, started, ready, func(p4 *Pod) { diagnoseJoin(t, c, n4, p4) })
+	checkJoinReach(t, c, n4, started, ready, func(p4 *e2e.Pod) { diagnoseJoin(t, c, n4, p4) })
 }
 
-func testLeaseRemoved(t *testing.T, c *Cluster) {
+func testLeaseRemoved(t *testing.T, c *e2e.Cluster) {
 	ctx := t.Context()
 	nodes := c.Nodes()
 	gone := nodes[2]
@@ -515,7 +517,7 @@ func testLeaseRemoved(t *testing.T, c *Cluster) {
 	if err := gone.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	removeLeaseAndWait(t, c, gone, nodesExcept(nodes, gone), "routes, neighbour and FDB entry", func(n *Node) ([]string, error) {
+	removeLeaseAndWait(t, c, gone, nodesExcept(nodes, gone), "routes, neighbour and FDB entry", func(n *e2e.Node) ([]string, error) {
 		k, err := n.Kernel()
 		if err != nil {
 			return nil, err
@@ -542,9 +544,9 @@ func testLeaseRemoved(t *testing.T, c *Cluster) {
 // diagnoseJoin logs what a failed join check needs: whether the new pod
 // answers its own node, what the peers' kernels hold for the new subnet,
 // and whether the pods reach it now.
-func diagnoseJoin(t *testing.T, c *Cluster, n4 *Node, p4 *Pod) {
+func diagnoseJoin(t *testing.T, c *e2e.Cluster, n4 *e2e.Node, p4 *e2e.Pod) {
 	t.Helper()
-	if d, err := Ping(n4.NS, p4.IP, time.Second); err != nil {
+	if d, err := e2e.Ping(n4.NS, p4.IP, time.Second); err != nil {
 		t.Logf("diagnosis: %s → its own pod %s: %v", n4.Name, p4.Name, err)
 	} else {
 		t.Logf("diagnosis: %s → its own pod %s: %s", n4.Name, p4.Name, d)
@@ -577,7 +579,7 @@ func diagnoseJoin(t *testing.T, c *Cluster, n4 *Node, p4 *Pod) {
 		if p.Node == n4 {
 			continue
 		}
-		_, err := Ping(p.NS, p4.IP, 2*time.Second)
+		_, err := e2e.Ping(p.NS, p4.IP, 2*time.Second)
 		t.Logf("diagnosis: now %s → %s: %v", p.Name, p4.Name, err)
 	}
 }

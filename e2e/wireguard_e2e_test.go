@@ -3,7 +3,7 @@
 
 //go:build e2e
 
-package e2e
+package e2e_test
 
 import (
 	"bytes"
@@ -28,6 +28,8 @@ import (
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/backend/wireguard"
 	"github.com/weftnet/weft/daemon/status"
+	"github.com/weftnet/weft/e2e"
+	"github.com/weftnet/weft/e2e/e2etest"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -53,16 +55,16 @@ const wgMTU = 1500 - 60
 // Every device's UAPI socket is /var/run/wireguard/wg<i>-<id>.sock, which
 // the test reads with wgctrl (and wg, when installed).
 func TestWireGuard(t *testing.T) {
-	RequireRoot(t)
+	e2etest.RequireRoot(t)
 	// Registered before the cluster, so it runs after the cluster's own
 	// teardown: nothing of it may be left.
-	var c *Cluster
+	var c *e2e.Cluster
 	t.Cleanup(func() {
 		if c != nil {
 			checkNothingLeft(t, c.State())
 		}
 	})
-	c = NewForTest(t, Options{Nodes: 3, PodsPerNode: 2, Backend: "wireguard", DualStack: true})
+	c = e2etest.NewCluster(t, e2e.Options{Nodes: 3, PodsPerNode: 2, Backend: "wireguard", DualStack: true})
 
 	t.Run("pods-all-to-all", func(t *testing.T) {
 		for _, v6 := range []bool{false, true} {
@@ -113,13 +115,13 @@ func TestWireGuard(t *testing.T) {
 
 // checkNothingLeft fails the test if any namespace, process or UAPI
 // socket of s survived the teardown.
-func checkNothingLeft(t *testing.T, s State) {
+func checkNothingLeft(t *testing.T, s e2e.State) {
 	t.Helper()
 	for _, l := range s.Live() {
 		t.Errorf("%s left after teardown", l)
 	}
 	for _, d := range s.WireGuardDevices {
-		sock := uapiSocket(d)
+		sock := e2e.UAPISocket(d)
 		if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s left after teardown (%v)", sock, err)
 		}
@@ -142,7 +144,7 @@ func viewOf(d *wgtypes.Device) []wgPeer {
 			wp.Endpoint = p.Endpoint.String()
 		}
 		for _, a := range p.AllowedIPs {
-			wp.AllowedIPs = append(wp.AllowedIPs, ipNetPrefix(&a).String())
+			wp.AllowedIPs = append(wp.AllowedIPs, e2e.IPNetPrefix(&a).String())
 		}
 		slices.Sort(wp.AllowedIPs)
 		v = append(v, wp)
@@ -154,7 +156,7 @@ func viewOf(d *wgtypes.Device) []wgPeer {
 // wgDevice reads the node's device with wgctrl from a thread inside the
 // node's namespace (where a kernel device would be; a userspace device is
 // found through its socket from anywhere).
-func wgDevice(n *Node) (*wgtypes.Device, error) {
+func wgDevice(n *e2e.Node) (*wgtypes.Device, error) {
 	var d *wgtypes.Device
 	err := n.NS.Do(func() error {
 		cl, err := wgctrl.New()
@@ -186,8 +188,8 @@ func wgDeviceHere(name string) (*wgtypes.Device, error) {
 }
 
 // statuses fetches /status of every node.
-func statuses(ctx context.Context, nodes []*Node) (map[*Node]*status.Report, error) {
-	m := map[*Node]*status.Report{}
+func statuses(ctx context.Context, nodes []*e2e.Node) (map[*e2e.Node]*status.Report, error) {
+	m := map[*e2e.Node]*status.Report{}
 	for _, n := range nodes {
 		st, err := n.Status(ctx)
 		if err != nil {
@@ -200,7 +202,7 @@ func statuses(ctx context.Context, nodes []*Node) (map[*Node]*status.Report, err
 
 // expectedPeers is what self's device must hold: one peer per other node
 // of sts, at its public IP and published port, allowed its subnets.
-func expectedPeers(self *Node, sts map[*Node]*status.Report) []wgPeer {
+func expectedPeers(self *e2e.Node, sts map[*e2e.Node]*status.Report) []wgPeer {
 	var v []wgPeer
 	for n, st := range sts {
 		if n == self {
@@ -224,7 +226,7 @@ func expectedPeers(self *Node, sts map[*Node]*status.Report) []wgPeer {
 
 // checkPeers compares every node's device with what the statuses of nodes
 // say it must hold, and checks the routes to the peers' subnets.
-func checkPeers(nodes []*Node, sts map[*Node]*status.Report) error {
+func checkPeers(nodes []*e2e.Node, sts map[*e2e.Node]*status.Report) error {
 	var errs []error
 	for _, n := range nodes {
 		d, err := wgDevice(n)
@@ -258,7 +260,7 @@ func checkPeers(nodes []*Node, sts map[*Node]*status.Report) error {
 	return errors.Join(errs...)
 }
 
-func testWGDevices(t *testing.T, c *Cluster) {
+func testWGDevices(t *testing.T, c *e2e.Cluster) {
 	nodes := c.Nodes()
 	sts, err := statuses(t.Context(), nodes)
 	if err != nil {
@@ -316,7 +318,7 @@ func testWGDevices(t *testing.T, c *Cluster) {
 
 // checkWGLink checks the device's link: the subnets' network addresses as
 // host routes' worth of prefix (/32, /128), up, and the derived MTU.
-func checkWGLink(t *testing.T, n *Node, st *status.Report) {
+func checkWGLink(t *testing.T, n *e2e.Node, st *status.Report) {
 	t.Helper()
 	h, err := n.NS.Handle()
 	if err != nil {
@@ -342,7 +344,7 @@ func checkWGLink(t *testing.T, n *Node, st *status.Report) {
 	}
 	var got []string
 	for _, a := range addrs {
-		p := ipNetPrefix(a.IPNet)
+		p := e2e.IPNetPrefix(a.IPNet)
 		if p.Addr().IsLinkLocalUnicast() {
 			continue
 		}
@@ -365,7 +367,7 @@ func checkWGLink(t *testing.T, n *Node, st *status.Report) {
 	}
 }
 
-func testWGShow(t *testing.T, c *Cluster) {
+func testWGShow(t *testing.T, c *e2e.Cluster) {
 	if _, err := exec.LookPath("wg"); err != nil {
 		t.Skip("wg not installed (Debian package wireguard-tools): skipping the wg show check; wgctrl checked the same peers in devices-peers-routes")
 	}
@@ -436,35 +438,35 @@ func isWGData(b []byte) bool {
 	return len(b) >= 32 && b[0] == 4 && b[1] == 0 && b[2] == 0 && b[3] == 0
 }
 
-func testWGEncryption(t *testing.T, c *Cluster) {
+func testWGEncryption(t *testing.T, c *e2e.Cluster) {
 	n1, n2 := c.Nodes()[0], c.Nodes()[1]
 	a, b := n1.Pods()[0], n2.Pods()[0]
 	for _, v6 := range []bool{false, true} {
 		t.Run(family(v6), func(t *testing.T) {
-			udp, err := ServeUDP(b.NS, netip.AddrPortFrom(b.Addr(v6), 0))
+			udp, err := e2e.ServeUDP(b.NS, netip.AddrPortFrom(b.Addr(v6), 0))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer udp.Close()
-			tcp, err := ServeTCP(b.NS, netip.AddrPortFrom(b.Addr(v6), 0))
+			tcp, err := e2e.ServeTCP(b.NS, netip.AddrPortFrom(b.Addr(v6), 0))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer tcp.Close()
-			wire, err := StartCapture(c.Underlay)
+			wire, err := e2e.StartCapture(c.Underlay)
 			if err != nil {
 				t.Fatal(err)
 			}
 			// The same traffic seen inside node1 (pod bridge and veths) is
 			// in the clear: proof that the capture and the search work.
-			inner, err := StartCapture(n1.NS)
+			inner, err := e2e.StartCapture(n1.NS)
 			if err != nil {
 				wire.Stop()
 				t.Fatal(err)
 			}
 			marker := []byte(fmt.Sprintf("weft-wg-secret-%s-%s", family(v6), c.ID))
-			udpErr := UDPEcho(a.NS, udp.Addr, marker, 5*time.Second)
-			tcpErr := TCPEcho(a.NS, tcp.Addr, bytes.Repeat(marker, 200), 5*time.Second)
+			udpErr := e2e.UDPEcho(a.NS, udp.Addr, marker, 5*time.Second)
+			tcpErr := e2e.TCPEcho(a.NS, tcp.Addr, bytes.Repeat(marker, 200), 5*time.Second)
 			pkts, inside := wire.Stop(), inner.Stop()
 			if err := errors.Join(udpErr, tcpErr); err != nil {
 				t.Fatal(err)
@@ -502,7 +504,7 @@ func testWGEncryption(t *testing.T, c *Cluster) {
 					if isWGData(p.Payload) {
 						data++
 					}
-				case p.SrcPort == GossipPort || p.DstPort == GossipPort:
+				case p.SrcPort == e2e.GossipPort || p.DstPort == e2e.GossipPort:
 					gossip++
 				default:
 					if leaks++; leaks <= 10 {
@@ -519,19 +521,12 @@ func testWGEncryption(t *testing.T, c *Cluster) {
 	}
 }
 
-// streamLastReply is when s last got a reply (zero before the first).
-func streamLastReply(s *Stream) time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastRx
-}
-
 // replyAfter waits until s gets a reply after t0 and returns when it came
 // (polled every millisecond: the first reply after t0, give or take one).
-func replyAfter(s *Stream, t0 time.Time, timeout time.Duration) (time.Time, bool) {
+func replyAfter(s *e2e.Stream, t0 time.Time, timeout time.Duration) (time.Time, bool) {
 	deadline := time.Now().Add(timeout)
 	for {
-		if at := streamLastReply(s); at.After(t0) {
+		if at := s.LastReply(); at.After(t0) {
 			return at, true
 		}
 		if time.Now().After(deadline) {
@@ -543,7 +538,7 @@ func replyAfter(s *Stream, t0 time.Time, timeout time.Duration) (time.Time, bool
 
 // waitReadyClose polls /readyz every 5 ms (tighter than WaitReady) and
 // returns when it first answered 200.
-func waitReadyClose(ctx context.Context, n *Node, timeout time.Duration) (time.Time, error) {
+func waitReadyClose(ctx context.Context, n *e2e.Node, timeout time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		code, _, err := n.Get(ctx, "/readyz")
@@ -560,7 +555,7 @@ func waitReadyClose(ctx context.Context, n *Node, timeout time.Duration) (time.T
 	}
 }
 
-func testWGRestart(t *testing.T, c *Cluster, crash bool) {
+func testWGRestart(t *testing.T, c *e2e.Cluster, crash bool) {
 	ctx := t.Context()
 	nodes := c.Nodes()
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
@@ -574,16 +569,16 @@ func testWGRestart(t *testing.T, c *Cluster, crash bool) {
 	// of its own to node2, so the stream from node2 is the case that
 	// stays dark without a fresh handshake from node1 (node2 keeps
 	// encrypting with the old process's session).
-	in, err := StartStream(n2.Pods()[0].NS, n1.Pods()[0].IP, 5*time.Millisecond)
+	in, err := e2e.StartStream(n2.Pods()[0].NS, n1.Pods()[0].IP, 5*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := StartStream(n1.Pods()[1].NS, n3.Pods()[1].IP, 5*time.Millisecond)
+	out, err := e2e.StartStream(n1.Pods()[1].NS, n3.Pods()[1].IP, 5*time.Millisecond)
 	if err != nil {
 		in.Stop()
 		t.Fatal(err)
 	}
-	stopStreams := func() (StreamResult, StreamResult) { return in.Stop(), out.Stop() }
+	stopStreams := func() (e2e.StreamResult, e2e.StreamResult) { return in.Stop(), out.Stop() }
 	if _, ok := replyAfter(in, time.Time{}, 5*time.Second); !ok {
 		stopStreams()
 		t.Fatalf("stream %s → %s gets no replies before the restart", n2.Name, n1.Name)
@@ -620,7 +615,7 @@ func testWGRestart(t *testing.T, c *Cluster, crash bool) {
 	go func() { defer wg.Done(); inBack, inOK = replyAfter(in, readyAt, 5*time.Second) }()
 	go func() { defer wg.Done(); outBack, outOK = replyAfter(out, readyAt, 5*time.Second) }()
 	wg.Wait()
-	waitStream(in, in.sent.Load()+50)
+	waitStream(in, in.Sent()+50)
 	ri, ro := stopStreams()
 	t.Logf("stop → ready %.0f ms; first reply after ready: %s → %s %s, %s → %s %s; into %s: %s; out of %s: %s",
 		readyAt.Sub(stopAt).Seconds()*1000,
@@ -673,7 +668,7 @@ func sinceReady(at, ready time.Time, ok bool) string {
 
 // logWGState logs every node's peers with their last handshakes (for a
 // failed check).
-func logWGState(t *testing.T, nodes []*Node) {
+func logWGState(t *testing.T, nodes []*e2e.Node) {
 	t.Helper()
 	for _, n := range nodes {
 		d, err := wgDevice(n)
@@ -688,7 +683,7 @@ func logWGState(t *testing.T, nodes []*Node) {
 	}
 }
 
-func testWGJoin(t *testing.T, c *Cluster) {
+func testWGJoin(t *testing.T, c *e2e.Cluster) {
 	ctx := t.Context()
 	n4, err := c.AddNode(0)
 	if err != nil {
@@ -702,7 +697,7 @@ func testWGJoin(t *testing.T, c *Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkJoinReach(t, c, n4, started, ready, func(*Pod) { logWGState(t, c.Nodes()) })
+	checkJoinReach(t, c, n4, started, ready, func(*e2e.Pod) { logWGState(t, c.Nodes()) })
 	sts, err := statuses(ctx, c.Nodes())
 	if err != nil {
 		t.Fatal(err)
@@ -712,7 +707,7 @@ func testWGJoin(t *testing.T, c *Cluster) {
 	}
 }
 
-func testWGLeaseRemoved(t *testing.T, c *Cluster) {
+func testWGLeaseRemoved(t *testing.T, c *e2e.Cluster) {
 	ctx := t.Context()
 	nodes := c.Nodes()
 	gone := nodes[2]
@@ -751,10 +746,10 @@ func testWGLeaseRemoved(t *testing.T, c *Cluster) {
 			t.Logf("%s dropped the peer of %s when it stopped, before its lease was removed", n.Name, gone.Name)
 		}
 	}
-	if _, err := os.Stat(uapiSocket(gone.WireGuardDevice)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("weftd on %s stopped but left %s (%v)", gone.Name, uapiSocket(gone.WireGuardDevice), err)
+	if _, err := os.Stat(e2e.UAPISocket(gone.WireGuardDevice)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("weftd on %s stopped but left %s (%v)", gone.Name, e2e.UAPISocket(gone.WireGuardDevice), err)
 	}
-	removeLeaseAndWait(t, c, gone, rest, "peer and routes", func(n *Node) ([]string, error) {
+	removeLeaseAndWait(t, c, gone, rest, "peer and routes", func(n *e2e.Node) ([]string, error) {
 		d, err := wgDevice(n)
 		if err != nil {
 			return nil, err
@@ -809,7 +804,7 @@ func testWGLeaseRemoved(t *testing.T, c *Cluster) {
 	if want := len(rest) * (len(rest) - 1); kept != want {
 		t.Errorf("%d remaining peers kept their session across the removal, want %d", kept, want)
 	}
-	var pods []*Pod
+	var pods []*e2e.Pod
 	for _, n := range rest {
 		pods = append(pods, n.Pods()...)
 	}
@@ -817,8 +812,8 @@ func testWGLeaseRemoved(t *testing.T, c *Cluster) {
 }
 
 // runningNodes returns the nodes whose weftd runs.
-func runningNodes(c *Cluster) []*Node {
-	var ns []*Node
+func runningNodes(c *e2e.Cluster) []*e2e.Node {
+	var ns []*e2e.Node
 	for _, n := range c.Nodes() {
 		if n.Running() {
 			ns = append(ns, n)
@@ -829,7 +824,7 @@ func runningNodes(c *Cluster) []*Node {
 
 // kernelWireGuard reports whether the kernel supports WireGuard devices,
 // asking weftd's own probe from inside n's namespace.
-func kernelWireGuard(n *Node) (bool, error) {
+func kernelWireGuard(n *e2e.Node) (bool, error) {
 	var ok bool
 	err := n.NS.Do(func() error {
 		var err error
@@ -842,7 +837,7 @@ func kernelWireGuard(n *Node) (bool, error) {
 // testWGModeOverride starts a new node with --wireguard-mode kernel, then
 // userspace, and checks that weftd does what the flag says whatever the
 // kernel offers (the probe's answer, from inside the node's namespace).
-func testWGModeOverride(t *testing.T, c *Cluster) {
+func testWGModeOverride(t *testing.T, c *e2e.Cluster) {
 	ctx := t.Context()
 	n, err := c.AddNode(0)
 	if err != nil {
@@ -875,7 +870,7 @@ func testWGModeOverride(t *testing.T, c *Cluster) {
 			}
 			// The kernel device outlives weftd: remove it for the
 			// userspace run.
-			err = n.NS.withHandle(func(h *netlink.Handle) error {
+			err = n.NS.WithHandle(func(h *netlink.Handle) error {
 				l, err := h.LinkByName(n.WireGuardDevice)
 				if err != nil {
 					return err
@@ -887,7 +882,7 @@ func testWGModeOverride(t *testing.T, c *Cluster) {
 			}
 			return
 		}
-		if err := Eventually(30*time.Second, 20*time.Millisecond, func() error {
+		if err := e2e.Eventually(30*time.Second, 20*time.Millisecond, func() error {
 			if n.Running() {
 				return fmt.Errorf("weftd on %s still runs with --wireguard-mode kernel and no kernel support", n.Name)
 			}
@@ -899,8 +894,8 @@ func testWGModeOverride(t *testing.T, c *Cluster) {
 		if log := n.LogTail(20); !strings.Contains(log, "no wireguard support") {
 			t.Errorf("weftd on %s exited without saying why; log:\n%s", n.Name, log)
 		}
-		if _, err := os.Stat(uapiSocket(n.WireGuardDevice)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("a failed kernel-mode start left %s (%v)", uapiSocket(n.WireGuardDevice), err)
+		if _, err := os.Stat(e2e.UAPISocket(n.WireGuardDevice)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a failed kernel-mode start left %s (%v)", e2e.UAPISocket(n.WireGuardDevice), err)
 		}
 	})
 
@@ -920,7 +915,7 @@ func testWGModeOverride(t *testing.T, c *Cluster) {
 			t.Errorf("--wireguard-mode userspace made a %s device", d.Type)
 		}
 		nodes := runningNodes(c)
-		err = Eventually(5*time.Second, 50*time.Millisecond, func() error {
+		err = e2e.Eventually(5*time.Second, 50*time.Millisecond, func() error {
 			sts, err := statuses(ctx, nodes)
 			if err != nil {
 				return err
@@ -936,7 +931,7 @@ func testWGModeOverride(t *testing.T, c *Cluster) {
 			if m == n {
 				continue
 			}
-			if _, err := Ping(n.NS, m.Pods()[0].IP, 5*time.Second); err != nil {
+			if _, err := e2e.Ping(n.NS, m.Pods()[0].IP, 5*time.Second); err != nil {
 				t.Errorf("%s → %s: %v", n.Name, m.Pods()[0].Name, err)
 			}
 		}

@@ -3,9 +3,14 @@
 
 //go:build e2e
 
-package e2e
+package e2e_test
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/weftnet/weft/e2e"
+	"github.com/weftnet/weft/e2e/e2etest"
+)
 
 // TestHarnessWireGuard checks what the harness owes the WireGuard tests:
 // per-run device names, so that userspace UAPI sockets (shared by every
@@ -13,8 +18,8 @@ import "testing"
 // socket left behind after teardown, even after a SIGKILL. The WireGuard
 // scenarios themselves are in [TestWireGuard].
 func TestHarnessWireGuard(t *testing.T) {
-	RequireRoot(t)
-	c := NewForTest(t, Options{Nodes: 2, PodsPerNode: 1, Backend: "wireguard"})
+	e2etest.RequireRoot(t)
+	c := e2etest.NewCluster(t, e2e.Options{Nodes: 2, PodsPerNode: 1, Backend: "wireguard"})
 	nodes := c.Nodes()
 	if nodes[0].WireGuardDevice == nodes[1].WireGuardDevice {
 		t.Fatalf("both nodes use WireGuard device %s", nodes[0].WireGuardDevice)

@@ -10,12 +10,12 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/weftnet/weft/e2e"
+	"github.com/weftnet/weft/e2e/e2etest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	e2e.CleanupTestBinaries()
+	e2etest.CleanupBinaries()
 	// The privilege tests run weftd and the CNI plugin as processes: the
 	// goroutines that copy their output must end with them.
 	if code == 0 {

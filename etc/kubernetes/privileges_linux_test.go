@@ -17,6 +17,7 @@ import (
 
 	"github.com/weftnet/weft/backend/backendtest"
 	"github.com/weftnet/weft/e2e"
+	"github.com/weftnet/weft/e2e/e2etest"
 )
 
 // capBits maps the capabilities the manifest may add to their numbers.
@@ -75,7 +76,7 @@ func TestContainerPrivileges(t *testing.T) {
 		capList += ",+" + strings.ToLower(string(cp))
 	}
 
-	bin, err := e2e.TestBinDir()
+	bin, err := e2etest.BinDir()
 	if err != nil {
 		t.Fatalf("binaries: %v", err)
 	}
@@ -96,7 +97,7 @@ func TestContainerPrivileges(t *testing.T) {
 }
 
 func runContainerCluster(t *testing.T, wrap, backend string, mask uint64) {
-	cl := e2e.NewForTest(t, e2e.Options{Nodes: 2, PodsPerNode: 1, BinDir: wrap, Backend: backend})
+	cl := e2etest.NewCluster(t, e2e.Options{Nodes: 2, PodsPerNode: 1, BinDir: wrap, Backend: backend})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nodes := cl.Nodes()

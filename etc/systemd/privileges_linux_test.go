@@ -17,6 +17,7 @@ import (
 
 	"github.com/weftnet/weft/backend/backendtest"
 	"github.com/weftnet/weft/e2e"
+	"github.com/weftnet/weft/e2e/e2etest"
 )
 
 // capBits maps the capability names the unit may hold to their numbers.
@@ -110,7 +111,7 @@ func TestUnitPrivileges(t *testing.T) {
 		capList += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
 	}
 
-	bin, err := e2e.TestBinDir()
+	bin, err := e2etest.BinDir()
 	if err != nil {
 		t.Fatalf("binaries: %v", err)
 	}
@@ -213,7 +214,7 @@ func clusterDir(t *testing.T) string {
 }
 
 func runUnprivilegedCluster(t *testing.T, wrap, backend string, mask uint64) {
-	c := e2e.NewForTest(t, e2e.Options{Nodes: 2, PodsPerNode: 1, BinDir: wrap, Dir: clusterDir(t), Backend: backend})
+	c := e2etest.NewCluster(t, e2e.Options{Nodes: 2, PodsPerNode: 1, BinDir: wrap, Dir: clusterDir(t), Backend: backend})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nodes := c.Nodes()
