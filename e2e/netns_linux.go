@@ -5,17 +5,16 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+
+	"github.com/weftnet/weft/e2e/namespace"
 )
 
 // NS is a named network namespace (a bind mount under /run/netns, as made
@@ -26,38 +25,20 @@ type NS struct {
 }
 
 // Path is the namespace's bind-mount path, as CNI_NETNS expects it.
-func (n NS) Path() string { return filepath.Join("/run/netns", n.Name) }
+func (n NS) Path() string { return namespace.Path(n.Name) }
 
 // createNS makes a named namespace with its loopback up.
 func createNS(name string) (NS, error) {
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return NS{}, fmt.Errorf("ip netns add %s: %w: %s", name, err, strings.TrimSpace(string(out)))
-	}
-	n := NS{Name: name}
-	err := n.withHandle(func(h *netlink.Handle) error {
-		lo, err := h.LinkByName("lo")
-		if err != nil {
-			return fmt.Errorf("find lo: %w", err)
-		}
-		return h.LinkSetUp(lo)
-	})
+	h, err := namespace.Create(name)
 	if err != nil {
-		deleteNS(name)
-		return NS{}, fmt.Errorf("namespace %s: %w", name, err)
+		return NS{}, err
 	}
-	return n, nil
+	h.Close()
+	return NS{Name: name}, nil
 }
 
 // deleteNS removes a named namespace; a missing one is not an error.
-func deleteNS(name string) error {
-	if _, err := os.Stat(filepath.Join("/run/netns", name)); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip netns del %s: %w: %s", name, err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
+func deleteNS(name string) error { return namespace.Delete(name) }
 
 // Exists reports whether the namespace's bind mount is present.
 func (n NS) Exists() bool {
@@ -67,9 +48,9 @@ func (n NS) Exists() bool {
 
 // Handle opens a netlink handle in the namespace. Close it when done.
 func (n NS) Handle() (*netlink.Handle, error) {
-	fd, err := netns.GetFromName(n.Name)
+	fd, err := namespace.Open(n.Name)
 	if err != nil {
-		return nil, fmt.Errorf("open namespace %s: %w", n.Name, err)
+		return nil, err
 	}
 	defer fd.Close()
 	h, err := netlink.NewHandleAt(fd)
@@ -88,39 +69,11 @@ func (n NS) withHandle(fn func(h *netlink.Handle) error) error {
 	return fn(h)
 }
 
-// Do runs fn on an OS thread switched into the namespace. Sockets created
-// by fn stay in the namespace after fn returns and may be used from any
-// goroutine. fn must not start goroutines that expect to be in the
-// namespace. If the thread cannot be switched back it is discarded.
-func (n NS) Do(fn func() error) error {
-	target, err := netns.GetFromName(n.Name)
-	if err != nil {
-		return fmt.Errorf("open namespace %s: %w", n.Name, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("get current namespace: %w", err)
-			return // thread stays locked and dies with the goroutine
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter namespace %s: %w", n.Name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave namespace %s: %w", n.Name, err))
-			return // leave the thread locked: the runtime discards it
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// Do runs fn on an OS thread switched into the namespace (see
+// [namespace.Do]). Sockets created by fn stay in the namespace after fn
+// returns and may be used from any goroutine. fn must not start goroutines
+// that expect to be in the namespace.
+func (n NS) Do(fn func() error) error { return namespace.DoNamed(n.Name, fn) }
 
 // DialContext dials network/address from inside the namespace. It fits
 // http.Transport.DialContext and grpc.WithContextDialer.

@@ -3,9 +3,10 @@
 
 // Package backendtest helps privileged tests build their topology in
 // network namespaces of their own: [SkipUnlessRoot], [NewNS] (a named
-// namespace removed at cleanup, with a netlink handle into it) and [Do]
-// (run a function on a thread switched into a namespace, restoring the
-// thread's namespace afterwards). [RequireTool] finds a command a test needs,
+// namespace removed at cleanup, with a netlink handle into it) and [NS.Do]
+// (run a function on a thread switched into the namespace, restoring the
+// thread's namespace afterwards), built on e2e/namespace, which the e2e
+// library shares. [RequireTool] finds a command a test needs,
 // installing its Debian package only in CI.
 //
 // Tests never touch the root network namespace: everything they create

@@ -10,11 +10,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/weftnet/weft/e2e/namespace"
 )
 
 // SkipUnlessRoot skips t with a clear message unless the test runs as root
@@ -66,59 +67,36 @@ type NS struct {
 
 // NewNS creates a network namespace named prefix-<random> and registers
 // its removal with t.Cleanup (it runs on success and on failure). The
-// calling thread's namespace is not changed. Loopback is brought up, and
-// IPv6 duplicate address detection is off for links made in it later.
+// calling thread's namespace is not changed. Loopback is up, and IPv6
+// duplicate address detection is off for links made in it later.
 func NewNS(t testing.TB, prefix string) *NS {
 	t.Helper()
 	name := prefix + "-" + Suffix(6)
-	var h netns.NsHandle
-	err := onLockedThread(func() error {
-		orig, err := netns.Get()
-		if err != nil {
-			return fmt.Errorf("get current netns: %w", err)
-		}
-		defer orig.Close()
-		// NewNamed moves this thread into the new namespace.
-		h, err = netns.NewNamed(name)
-		if rerr := netns.Set(orig); rerr != nil {
-			return errThreadTainted{fmt.Errorf("restore netns: %w", rerr)}
-		}
-		if err != nil {
-			return fmt.Errorf("create netns %s: %w", name, err)
-		}
-		return nil
-	})
-	if err == nil {
-		// No duplicate address detection in test namespaces: every link
-		// made later gets usable IPv6 link-local addresses at once
-		// instead of after a second or two.
-		err = Do(h, func() error {
-			for _, p := range []string{"all", "default"} {
-				f := filepath.Join("/proc/sys/net/ipv6/conf", p, "accept_dad")
-				if err := os.WriteFile(f, []byte("0\n"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
-					return fmt.Errorf("disable DAD in %s: %w", name, err)
-				}
-			}
-			return nil
-		})
-	}
+	h, err := namespace.Create(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := &NS{Name: name, Handle: h}
 	t.Cleanup(func() {
 		n.Handle.Close()
-		if err := netns.DeleteNamed(name); err != nil {
+		if err := namespace.Delete(name); err != nil {
 			t.Errorf("delete netns %s: %v", name, err)
 		}
 	})
-	nl := n.Netlink(t)
-	lo, err := nl.LinkByName("lo")
-	if err == nil {
-		err = nl.LinkSetUp(lo)
-	}
+	// No duplicate address detection in test namespaces: every link made
+	// later gets usable IPv6 link-local addresses at once instead of after
+	// a second or two.
+	err = n.Do(func() error {
+		for _, p := range []string{"all", "default"} {
+			f := filepath.Join("/proc/sys/net/ipv6/conf", p, "accept_dad")
+			if err := os.WriteFile(f, []byte("0\n"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("disable DAD in %s: %w", name, err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		t.Fatalf("netns %s: bring up lo: %v", name, err)
+		t.Fatal(err)
 	}
 	return n
 }
@@ -135,53 +113,6 @@ func (n *NS) Netlink(t testing.TB) *netlink.Handle {
 	return h
 }
 
-// Do runs fn on a thread switched into the namespace and waits for it.
-// See [Do].
-func (n *NS) Do(fn func() error) error { return Do(n.Handle, fn) }
-
-// Do runs fn in network namespace ns and returns its error. fn runs on a
-// new goroutine locked to its OS thread; the thread's original namespace is
-// restored afterwards, and if that fails the thread is left locked so that
-// Go discards it when the goroutine ends (never reused in the wrong
-// namespace).
-//
-// Only fn's own goroutine is in ns: goroutines it starts may run on other
-// threads, in other namespaces. Sockets opened by fn stay in ns after it
-// returns.
-func Do(ns netns.NsHandle, fn func() error) error {
-	return onLockedThread(func() error {
-		orig, err := netns.Get()
-		if err != nil {
-			return fmt.Errorf("get current netns: %w", err)
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			return fmt.Errorf("enter netns: %w", err)
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			return errThreadTainted{errors.Join(ferr, fmt.Errorf("restore netns: %w", err))}
-		}
-		return ferr
-	})
-}
-
-// errThreadTainted marks an error after which the thread is in an unknown
-// namespace and must not be unlocked.
-type errThreadTainted struct{ error }
-
-func (e errThreadTainted) Unwrap() error { return e.error }
-
-func onLockedThread(fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		err := fn()
-		var tainted errThreadTainted
-		if !errors.As(err, &tainted) {
-			runtime.UnlockOSThread()
-		}
-		done <- err
-	}()
-	return <-done
-}
+// Do runs fn on a thread switched into the namespace and waits for it
+// (see [namespace.Do]).
+func (n *NS) Do(fn func() error) error { return namespace.Do(n.Handle, fn) }
