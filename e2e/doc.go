@@ -40,4 +40,8 @@
 // records what it made in a [State]; [Teardown] removes exactly that, so the
 // same code cleans up after a test (on success and on failure) and after
 // `weft-lab down`.
+//
+// Building and driving a cluster needs Linux (the *_linux.go files); the
+// options, the state file, packet decoding and [NS] are portable, so that
+// the lab binary and the pure tests build and vet on any OS.
 package e2e

@@ -5,26 +5,8 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"strings"
 	"time"
 )
-
-// Logs returns the last lines of etcd's and every weftd's log.
-func (c *Cluster) Logs(lines int) string {
-	var b strings.Builder
-	if c.Etcd != nil {
-		data, _ := os.ReadFile(c.Etcd.LogFile)
-		fmt.Fprintf(&b, "----- etcd (%s) -----\n%s\n", c.Etcd.LogFile, tail(data, lines))
-	}
-	for _, n := range c.Nodes() {
-		if n.Proc() == nil {
-			continue // weftd never started here
-		}
-		fmt.Fprintf(&b, "----- weftd on %s (%s) -----\n%s\n", n.Name, n.LogFile, n.LogTail(lines))
-	}
-	return b.String()
-}
 
 // Eventually calls cond every interval until it returns nil or timeout
 // passes, and returns its last error.

@@ -16,25 +16,6 @@ import (
 	"time"
 )
 
-// Proc is a process the library started, identified by PID and checked by
-// its command line before every signal, so that a recycled PID is never
-// signalled.
-type Proc struct {
-	// PID of the process (`ip netns exec` execs the program, so this is
-	// the program's PID).
-	PID int `json:"pid"`
-	// Binary is the program's path, as found in /proc/<pid>/cmdline.
-	Binary string `json:"binary"`
-	// Args are the program's arguments (without the program).
-	Args []string `json:"args,omitempty"`
-	// Namespace is the network namespace it runs in.
-	Namespace string `json:"namespace,omitempty"`
-	// Log is the file receiving the process's stdout and stderr.
-	Log string `json:"log"`
-
-	done chan struct{} // closed when the process is reaped (own child only)
-}
-
 // startProc starts argv inside ns (ns.Name empty: no namespace switch) in
 // its own session, with stdout and stderr appended to logPath. The process
 // outlives the caller unless it is stopped.
@@ -204,21 +185,4 @@ func waitLogLine(p *Proc, offset int64, line string, timeout time.Duration) erro
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
-// tail returns the last n lines of data.
-func tail(data []byte, n int) string {
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -14,9 +14,10 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/weftnet/weft/e2e"
 	"github.com/weftnet/weft/e2e/e2etest"
-	"golang.org/x/sys/unix"
 )
 
 // resync is the --resync-interval of the shared VXLAN cluster: short, so
