@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-//go:build bench
+//go:build bench && linux
 
 package e2e_test
 

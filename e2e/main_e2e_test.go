@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-//go:build e2e || bench
+//go:build (e2e || bench) && linux
 
 package e2e_test
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-//go:build e2e
+//go:build e2e && linux
 
 package e2e_test
 
