@@ -105,7 +105,7 @@ func labDown(ctx context.Context, args []string) error {
 	sf := stateFile(*dir)
 	s, err := e2e.LoadState(sf)
 	if errors.Is(err, fs.ErrNotExist) {
-		fmt.Printf("no lab is up (no state file %s): nothing to remove\n", sf)
+		fmt.Fprintf(stdout, "no lab is up (no state file %s): nothing to remove\n", sf)
 		return nil
 	}
 	if err != nil {
@@ -133,7 +133,7 @@ func labStatus(ctx context.Context, args []string) error {
 	sf := stateFile(*dir)
 	s, err := e2e.LoadState(sf)
 	if errors.Is(err, fs.ErrNotExist) {
-		fmt.Printf("no lab is up (no state file %s): start one with 'make lab' (weft-lab up)\n", sf)
+		fmt.Fprintf(stdout, "no lab is up (no state file %s): start one with 'make lab' (weft-lab up)\n", sf)
 		return nil
 	}
 	if err != nil {
