@@ -10,7 +10,7 @@ import (
 )
 
 // TestMain fails the package when a goroutine outlives its tests: the
-// privileged tests do their netlink work through backendtest.Do, which
+// privileged tests do their netlink work through netnstest.Do, which
 // runs it on a goroutine locked to a thread in the test's namespace.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 func ipnet(s string) *net.IPNet {
@@ -71,8 +71,8 @@ func routesByDst(t *testing.T, h *netlink.Handle) map[string]netlink.Route {
 }
 
 func TestSyncRoutes(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
-	ns := backendtest.NewNS(t, "wsr")
+	netnstest.SkipUnlessRoot(t)
+	ns := netnstest.NewNS(t, "wsr")
 	h := ns.Netlink(t)
 	la := linkPair(t, h, "und0", "und1", "198.18.0.1/24", "2001:2::1/64")
 	idx := la.Attrs().Index
@@ -150,8 +150,8 @@ func TestSyncRoutes(t *testing.T) {
 }
 
 func TestDirectLink(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
-	ns := backendtest.NewNS(t, "wdr")
+	netnstest.SkipUnlessRoot(t)
+	ns := netnstest.NewNS(t, "wdr")
 	h := ns.Netlink(t)
 	la := linkPair(t, h, "und0", "und1", "198.18.0.1/24", "2001:2::1/64")
 	via := netlink.Route{Dst: ipnet("198.19.0.0/24"), Gw: ip("198.18.0.254"), LinkIndex: la.Attrs().Index}
@@ -182,8 +182,8 @@ func TestDirectLink(t *testing.T) {
 }
 
 func TestUnderlayLink(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
-	ns := backendtest.NewNS(t, "wul")
+	netnstest.SkipUnlessRoot(t)
+	ns := netnstest.NewNS(t, "wul")
 	h := ns.Netlink(t)
 	und0 := linkPair(t, h, "und0", "und1", "198.18.0.1/24", "2001:2::1/64").Attrs().Index
 	und1, err := h.LinkByName("und1")
@@ -229,8 +229,8 @@ func TestUnderlayLink(t *testing.T) {
 }
 
 func TestSyncAddrs(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
-	ns := backendtest.NewNS(t, "wsa")
+	netnstest.SkipUnlessRoot(t)
+	ns := netnstest.NewNS(t, "wsa")
 	h := ns.Netlink(t)
 	la := linkPair(t, h, "dev0", "dev1", "10.244.1.5/24")
 	pfx := netip.MustParsePrefix

@@ -27,8 +27,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/backend/backendtest"
 	"github.com/weftnet/weft/cni"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // TestBenchCNI compares the weft plugin with the reference bridge +
@@ -40,7 +40,7 @@ import (
 // cost of creating and deleting a veth pair into a pod namespace, an empty
 // Go program's run, and breaks weft's ADD down into its steps.
 func TestBenchCNI(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
+	netnstest.SkipUnlessRoot(t)
 	for _, p := range []string{"bridge", "host-local"} {
 		if _, err := os.Stat(filepath.Join(debianCNIDir, p)); err != nil {
 			t.Skipf("skipping: reference plugin %s/%s missing (apt-get install containernetworking-plugins)", debianCNIDir, p)
@@ -68,7 +68,7 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 	// chains and double its cost). Debian's plugins accept at most 1.0.0.
 	weft := e.confList("1.0.0", e.weftConf(nil))
 	ref := e.confList("1.0.0", map[string]any{
-		"type": "bridge", "bridge": "rb" + backendtest.Suffix(6), "isGateway": true, "isDefaultGateway": true,
+		"type": "bridge", "bridge": "rb" + netnstest.Suffix(6), "isGateway": true, "isDefaultGateway": true,
 		"ipMasq": false, "hairpinMode": true, "mtu": 1450,
 		"ipam": map[string]any{
 			"type": "host-local", "dataDir": filepath.Join(e.dir, "host-local"),
@@ -104,7 +104,7 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 	// The kernel-only deletes use a veth set up as a pod's would be,
 	// including its host end on a bridge (with the gateway addresses):
 	// removing a bridge port is part of every plugin's DEL.
-	kernBridge := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "kb" + backendtest.Suffix(6), TxQLen: -1}}
+	kernBridge := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "kb" + netnstest.Suffix(6), TxQLen: -1}}
 	if err := e.nl.LinkAdd(kernBridge); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 	}
 
 	// Warm up: bridges exist, binaries are in the page cache.
-	pods := []*backendtest.NS{backendtest.NewNS(t, "weftbench"), backendtest.NewNS(t, "weftbench")}
+	pods := []*netnstest.NS{netnstest.NewNS(t, "weftbench"), netnstest.NewNS(t, "weftbench")}
 	for _, p := range plugins {
 		for i := range 3 {
 			cycle(t, e, p.cni, p.l, fmt.Sprintf("warm-%d", i), pods[0])
@@ -257,7 +257,7 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 
 // cycle runs one ADD and one DEL of container id in pod through c and
 // returns their latencies.
-func cycle(t *testing.T, e *testEnv, c *libcni.CNIConfig, l *libcni.NetworkConfigList, id string, pod *backendtest.NS) (add, del time.Duration) {
+func cycle(t *testing.T, e *testEnv, c *libcni.CNIConfig, l *libcni.NetworkConfigList, id string, pod *netnstest.NS) (add, del time.Duration) {
 	t.Helper()
 	rt := runtimeConf(id, pod)
 	err := e.inNode(func() error {
@@ -285,10 +285,10 @@ func cycle(t *testing.T, e *testEnv, c *libcni.CNIConfig, l *libcni.NetworkConfi
 // and the pod end gets an IPv4 address and default route (and with ipv6 an
 // IPv6 address and default route too), as a pod has; the create time
 // covers only the pair.
-func bareVeth(t *testing.T, nl *netlink.Handle, pod *backendtest.NS, configured, ipv6 bool, master netlink.Link) (add, del time.Duration) {
+func bareVeth(t *testing.T, nl *netlink.Handle, pod *netnstest.NS, configured, ipv6 bool, master netlink.Link) (add, del time.Duration) {
 	t.Helper()
 	v := &netlink.Veth{
-		LinkAttrs: netlink.LinkAttrs{Name: "bv" + backendtest.Suffix(8), TxQLen: -1},
+		LinkAttrs: netlink.LinkAttrs{Name: "bv" + netnstest.Suffix(8), TxQLen: -1},
 		PeerName:  "eth0", PeerTxQLen: -1, PeerNamespace: netlink.NsFd(int(pod.Handle)),
 	}
 	start := time.Now()
@@ -336,9 +336,9 @@ func bareVeth(t *testing.T, nl *netlink.Handle, pod *backendtest.NS, configured,
 
 // kernelFloorAdd times cni.KernelAdd from the node's namespace for a pod
 // end "eth0" in pod on bridge, then deletes the pair (not timed).
-func kernelFloorAdd(t *testing.T, e *testEnv, bridge string, pod *backendtest.NS, addrs []netip.Prefix, gws []netip.Addr) time.Duration {
+func kernelFloorAdd(t *testing.T, e *testEnv, bridge string, pod *netnstest.NS, addrs []netip.Prefix, gws []netip.Addr) time.Duration {
 	t.Helper()
-	host := "kf" + backendtest.Suffix(8)
+	host := "kf" + netnstest.Suffix(8)
 	var d time.Duration
 	err := e.inNode(func() error {
 		var err error
@@ -359,7 +359,7 @@ func kernelFloorAdd(t *testing.T, e *testEnv, bridge string, pod *backendtest.NS
 // goes: "exec" (fork, exec, Go runtime and package init) is timed from the
 // parent's start (WEFT_CNI_TEST_T0), "exit" is the wall time no step
 // accounts for (skel's checks after ADD, process exit, the parent's wait).
-func breakdown(t *testing.T, e *testEnv, pod *backendtest.NS, variant string) {
+func breakdown(t *testing.T, e *testEnv, pod *netnstest.NS, variant string) {
 	const n = 40
 	trace := filepath.Join(e.dir, "trace")
 	steps := map[string][]time.Duration{}

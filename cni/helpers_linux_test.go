@@ -25,7 +25,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -51,7 +51,7 @@ const debianCNIDir = "/usr/lib/cni"
 
 func TestMain(m *testing.M) {
 	code := func() int {
-		if backendtest.Privileged() { // the unit tier and fuzzing need no plugin binary
+		if netnstest.Privileged() { // the unit tier and fuzzing need no plugin binary
 			tmp, err := os.MkdirTemp("", "weft-cni-bin-")
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
@@ -96,7 +96,7 @@ func buildPlugin(dir string, flags ...string) error {
 // libcni result cache and bridge name.
 type testEnv struct {
 	t          testing.TB
-	node       *backendtest.NS
+	node       *netnstest.NS
 	nl         *netlink.Handle
 	dir        string
 	subnetFile string
@@ -117,18 +117,18 @@ var defaultSubnet = subnet.SubnetFile{
 
 func newEnv(t testing.TB) *testEnv {
 	t.Helper()
-	backendtest.SkipUnlessRoot(t)
+	netnstest.SkipUnlessRoot(t)
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	dir := t.TempDir()
 	e := &testEnv{
 		t:          t,
-		node:       backendtest.NewNS(t, "weftcni-node"),
+		node:       netnstest.NewNS(t, "weftcni-node"),
 		dir:        dir,
 		subnetFile: filepath.Join(dir, "subnet.env"),
 		dataDir:    filepath.Join(dir, "data"),
-		bridge:     "wb" + backendtest.Suffix(6),
+		bridge:     "wb" + netnstest.Suffix(6),
 		binDir:     pluginDir,
 	}
 	e.nl = e.node.Netlink(t)
@@ -245,7 +245,7 @@ func (e *testEnv) check(l *libcni.NetworkConfigList, rt *libcni.RuntimeConf) err
 }
 
 // runtimeConf returns the runtime config of a pod in namespace pod.
-func runtimeConf(id string, pod *backendtest.NS) *libcni.RuntimeConf {
+func runtimeConf(id string, pod *netnstest.NS) *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{ContainerID: id, NetNS: "/run/netns/" + pod.Name, IfName: "eth0"}
 }
 

@@ -25,15 +25,15 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/backend/backendtest"
 	"github.com/weftnet/weft/cni"
+	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/subnet"
 )
 
 func TestAddCheckDel(t *testing.T) {
 	e := newEnv(t)
 	l := e.confList("1.1.0", e.weftConf(nil))
-	pod1, pod2 := backendtest.NewNS(t, "weftcni-pod"), backendtest.NewNS(t, "weftcni-pod")
+	pod1, pod2 := netnstest.NewNS(t, "weftcni-pod"), netnstest.NewNS(t, "weftcni-pod")
 	rt1, rt2 := runtimeConf("ctr-one", pod1), runtimeConf("ctr-two", pod2)
 
 	res1, err := e.add(l, rt1)
@@ -134,7 +134,7 @@ func TestAddCheckDel(t *testing.T) {
 	// Real packets: pod to pod (both families) and pod to the gateway.
 	for _, c := range []struct {
 		name     string
-		from, to *backendtest.NS
+		from, to *netnstest.NS
 		addr     string
 	}{
 		{"pod2 to pod1 ipv4", pod2, pod1, "10.244.3.2"},
@@ -176,7 +176,7 @@ func TestAddCheckDel(t *testing.T) {
 
 // exchange sends a line over TCP from namespace from to addr (a listener
 // in namespace to) and reads the echo.
-func exchange(t *testing.T, from, to *backendtest.NS, addr string) {
+func exchange(t *testing.T, from, to *netnstest.NS, addr string) {
 	t.Helper()
 	var ln net.Listener
 	if err := to.Do(func() (err error) {
@@ -251,9 +251,9 @@ func assertCode(t testing.TB, err error, code uint, substr string) {
 func TestDelBestEffort(t *testing.T) {
 	for _, c := range []struct {
 		name   string
-		mutate func(t *testing.T, e *testEnv, pod *backendtest.NS, rt *libcni.RuntimeConf)
+		mutate func(t *testing.T, e *testEnv, pod *netnstest.NS, rt *libcni.RuntimeConf)
 	}{
-		{"interface gone", func(t *testing.T, e *testEnv, pod *backendtest.NS, rt *libcni.RuntimeConf) {
+		{"interface gone", func(t *testing.T, e *testEnv, pod *netnstest.NS, rt *libcni.RuntimeConf) {
 			h := pod.Netlink(t)
 			l, err := backend.LinkByName(h, "eth0")
 			if err == nil {
@@ -263,29 +263,29 @@ func TestDelBestEffort(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"record gone", func(t *testing.T, e *testEnv, pod *backendtest.NS, rt *libcni.RuntimeConf) {
+		{"record gone", func(t *testing.T, e *testEnv, pod *netnstest.NS, rt *libcni.RuntimeConf) {
 			for _, r := range e.records() {
 				if err := os.Remove(filepath.Join(e.dataDir, "weftnet", r)); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}},
-		{"record corrupt", func(t *testing.T, e *testEnv, pod *backendtest.NS, rt *libcni.RuntimeConf) {
+		{"record corrupt", func(t *testing.T, e *testEnv, pod *netnstest.NS, rt *libcni.RuntimeConf) {
 			for _, r := range e.records() {
 				if err := os.WriteFile(filepath.Join(e.dataDir, "weftnet", r), []byte("{garbage"), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}},
-		{"subnet file missing", func(t *testing.T, e *testEnv, pod *backendtest.NS, rt *libcni.RuntimeConf) {
+		{"subnet file missing", func(t *testing.T, e *testEnv, pod *netnstest.NS, rt *libcni.RuntimeConf) {
 			if err := os.Remove(e.subnetFile); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"no netns given", func(t *testing.T, e *testEnv, pod *backendtest.NS, rt *libcni.RuntimeConf) {
+		{"no netns given", func(t *testing.T, e *testEnv, pod *netnstest.NS, rt *libcni.RuntimeConf) {
 			rt.NetNS = ""
 		}},
-		{"already deleted", func(t *testing.T, e *testEnv, pod *backendtest.NS, rt *libcni.RuntimeConf) {
+		{"already deleted", func(t *testing.T, e *testEnv, pod *netnstest.NS, rt *libcni.RuntimeConf) {
 			if err := e.del(e.confList("1.1.0", e.weftConf(nil)), rt); err != nil {
 				t.Fatalf("first DEL: %v", err)
 			}
@@ -294,7 +294,7 @@ func TestDelBestEffort(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
 			l := e.confList("1.1.0", e.weftConf(nil))
-			pod := backendtest.NewNS(t, "weftcni-pod")
+			pod := netnstest.NewNS(t, "weftcni-pod")
 			rt := runtimeConf("ctr-del", pod)
 			if _, err := e.add(l, rt); err != nil {
 				t.Fatalf("ADD: %v", err)
@@ -339,7 +339,7 @@ func TestDelNetnsGone(t *testing.T) {
 func TestSubnetChange(t *testing.T) {
 	e := newEnv(t)
 	l := e.confList("1.1.0", e.weftConf(nil))
-	old := backendtest.NewNS(t, "weftcni-pod")
+	old := netnstest.NewNS(t, "weftcni-pod")
 	if _, err := e.add(l, runtimeConf("ctr-old", old)); err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
@@ -351,7 +351,7 @@ func TestSubnetChange(t *testing.T) {
 	sf.IPv6Subnet = netip.MustParsePrefix("fd10:244:0:7::1/64")
 	sf.MTU = 1400
 	e.writeSubnet(sf)
-	pod := backendtest.NewNS(t, "weftcni-pod")
+	pod := netnstest.NewNS(t, "weftcni-pod")
 	res, err := e.add(l, runtimeConf("ctr-new", pod))
 	if err != nil {
 		t.Fatalf("ADD after subnet change: %v", err)
@@ -384,7 +384,7 @@ func TestSubnetChange(t *testing.T) {
 }
 
 func TestChainingPortmap(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
+	netnstest.SkipUnlessRoot(t)
 	if _, err := os.Stat(filepath.Join(debianCNIDir, "portmap")); err != nil {
 		t.Skipf("skipping: %s/portmap missing (apt-get install containernetworking-plugins iptables)", debianCNIDir)
 	}
@@ -407,7 +407,7 @@ func TestChainingPortmap(t *testing.T) {
 			// The shipped conflist (cniVersion 1.0.0, the most Debian's
 			// plugins accept), pointed at this test's files.
 			l := e.exampleConfList(t)
-			pod := backendtest.NewNS(t, "weftcni-pod")
+			pod := netnstest.NewNS(t, "weftcni-pod")
 			rt := runtimeConf("ctr-chain", pod)
 			rt.CapabilityArgs = map[string]any{"portMappings": []map[string]any{{"hostPort": 18080, "containerPort": 8080, "protocol": "tcp"}}}
 			raw, err := e.addRaw(l, rt)
@@ -477,7 +477,7 @@ func TestGCAndStatus(t *testing.T) {
 
 	var rts []*libcni.RuntimeConf
 	for i := range 4 {
-		pod := backendtest.NewNS(t, "weftcni-pod")
+		pod := netnstest.NewNS(t, "weftcni-pod")
 		rt := runtimeConf(fmt.Sprintf("ctr-gc-%d", i), pod)
 		if _, err := e.add(l, rt); err != nil {
 			t.Fatalf("ADD: %v", err)
@@ -552,7 +552,7 @@ func TestOlderVersions(t *testing.T) {
 	for _, v := range []string{"0.3.1", "0.4.0", "1.0.0"} {
 		t.Run(v, func(t *testing.T) {
 			l := e.confList(v, e.weftConf(nil))
-			pod := backendtest.NewNS(t, "weftcni-pod")
+			pod := netnstest.NewNS(t, "weftcni-pod")
 			rt := runtimeConf("ctr-"+v, pod)
 			raw, err := e.addRaw(l, rt)
 			if err != nil {
@@ -587,7 +587,7 @@ func TestOptions(t *testing.T) {
 	sf.Network, sf.Subnet = netip.Prefix{}, netip.Prefix{}
 	e.writeSubnet(sf)
 	l := e.confList("1.1.0", e.weftConf(map[string]any{"mtu": 1300, "hairpinMode": false, "isDefaultGateway": false}))
-	pod := backendtest.NewNS(t, "weftcni-pod")
+	pod := netnstest.NewNS(t, "weftcni-pod")
 	rt := runtimeConf("ctr-opts", pod)
 	res, err := e.add(l, rt)
 	if err != nil {

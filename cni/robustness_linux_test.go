@@ -19,8 +19,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/backend/backendtest"
 	"github.com/weftnet/weft/cni"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // TestChurn runs 500 ADD/DEL cycles from 4 concurrent workers and checks
@@ -72,7 +72,7 @@ func TestChurn(t *testing.T) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := range workers {
-		pod := backendtest.NewNS(t, "weftcni-churn")
+		pod := netnstest.NewNS(t, "weftcni-churn")
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -127,7 +127,7 @@ func TestCrash(t *testing.T) {
 		for _, cleanup := range []string{"DEL", "GC"} {
 			t.Run(point+"/"+cleanup, func(t *testing.T) {
 				e := newEnv(t)
-				pod := backendtest.NewNS(t, "weftcni-pod")
+				pod := netnstest.NewNS(t, "weftcni-pod")
 				netnsPath := "/run/netns/" + pod.Name
 				var cmd *exec.Cmd
 				if err := e.inNode(func() error {
@@ -197,14 +197,14 @@ func TestBadInputs(t *testing.T) {
 		env   []string
 		stdin []byte
 	}
-	good := func(e *testEnv, pod *backendtest.NS) request {
+	good := func(e *testEnv, pod *netnstest.NS) request {
 		return request{cniEnv("ADD", "ctr-bad", "/run/netns/"+pod.Name, "eth0", pluginDir), e.weftJSON("1.1.0", nil)}
 	}
-	withKey := func(k string, v any) func(*testEnv, *backendtest.NS, *request) {
-		return func(e *testEnv, _ *backendtest.NS, r *request) { r.stdin = e.weftJSON("1.1.0", map[string]any{k: v}) }
+	withKey := func(k string, v any) func(*testEnv, *netnstest.NS, *request) {
+		return func(e *testEnv, _ *netnstest.NS, r *request) { r.stdin = e.weftJSON("1.1.0", map[string]any{k: v}) }
 	}
-	dropEnv := func(name string) func(*testEnv, *backendtest.NS, *request) {
-		return func(_ *testEnv, _ *backendtest.NS, r *request) {
+	dropEnv := func(name string) func(*testEnv, *netnstest.NS, *request) {
+		return func(_ *testEnv, _ *netnstest.NS, r *request) {
 			var env []string
 			for _, kv := range r.env {
 				if !strings.HasPrefix(kv, name+"=") {
@@ -216,43 +216,43 @@ func TestBadInputs(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name   string
-		setup  func(*testEnv, *backendtest.NS, *request)
+		setup  func(*testEnv, *netnstest.NS, *request)
 		code   uint
 		substr string
 	}{
-		{"bad json", func(_ *testEnv, _ *backendtest.NS, r *request) { r.stdin = []byte(`{"cniVersion": "1.1.0", "name": `) }, types.ErrDecodingFailure, "unmarshal"},
+		{"bad json", func(_ *testEnv, _ *netnstest.NS, r *request) { r.stdin = []byte(`{"cniVersion": "1.1.0", "name": `) }, types.ErrDecodingFailure, "unmarshal"},
 		{"mtu not a number", withKey("mtu", "big"), types.ErrInvalidNetworkConfig, `key "mtu": want an integer`},
 		{"mtu out of range", withKey("mtu", 100), types.ErrInvalidNetworkConfig, `key "mtu": 100 is outside 576-65535`},
 		{"hairpinMode not a bool", withKey("hairpinMode", "yes"), types.ErrInvalidNetworkConfig, `key "hairpinMode": want true or false`},
 		{"bridge name too long", withKey("bridge", "a-very-long-bridge-name"), types.ErrInvalidNetworkConfig, `key "bridge"`},
 		{"dataDir relative", withKey("dataDir", "var/lib"), types.ErrInvalidNetworkConfig, `key "dataDir": "var/lib" is not an absolute path`},
 		{"subnetFile not a string", withKey("subnetFile", 7), types.ErrInvalidNetworkConfig, `key "subnetFile": want a string`},
-		{"unsupported cniVersion", func(e *testEnv, _ *backendtest.NS, r *request) {
+		{"unsupported cniVersion", func(e *testEnv, _ *netnstest.NS, r *request) {
 			r.stdin = []byte(strings.Replace(string(e.weftJSON("1.1.0", nil)), `"1.1.0"`, `"9.9.9"`, 1))
 		}, types.ErrIncompatibleCNIVersion, "incompatible"},
 		{"no CNI_CONTAINERID", dropEnv("CNI_CONTAINERID"), types.ErrInvalidEnvironmentVariables, "CNI_CONTAINERID"},
 		{"no CNI_PATH", dropEnv("CNI_PATH"), types.ErrInvalidEnvironmentVariables, "CNI_PATH"},
 		{"no CNI_NETNS", dropEnv("CNI_NETNS"), types.ErrInvalidEnvironmentVariables, "CNI_NETNS"},
 		{"no CNI_IFNAME", dropEnv("CNI_IFNAME"), types.ErrInvalidEnvironmentVariables, "CNI_IFNAME"},
-		{"netns does not exist", func(_ *testEnv, _ *backendtest.NS, r *request) {
+		{"netns does not exist", func(_ *testEnv, _ *netnstest.NS, r *request) {
 			r.env = cniEnv("ADD", "ctr-bad", "/run/netns/weftcni-does-not-exist", "eth0", pluginDir)
 		}, types.ErrInvalidEnvironmentVariables, `CNI_NETNS "/run/netns/weftcni-does-not-exist"`},
-		{"subnet file missing", func(e *testEnv, _ *backendtest.NS, _ *request) {
+		{"subnet file missing", func(e *testEnv, _ *netnstest.NS, _ *request) {
 			if err := os.Remove(e.subnetFile); err != nil {
 				panic(err)
 			}
 		}, types.ErrTryAgainLater, "weftd is not ready: subnet file"},
-		{"subnet full", func(e *testEnv, _ *backendtest.NS, _ *request) {
+		{"subnet full", func(e *testEnv, _ *netnstest.NS, _ *request) {
 			// A /30 has one address for pods; another pod takes it.
 			sf := defaultSubnet
 			sf.Subnet, sf.IPv6Subnet, sf.IPv6Network = netip.MustParsePrefix("10.244.9.1/30"), netip.Prefix{}, netip.Prefix{}
 			e.writeSubnet(sf)
-			other := backendtest.NewNS(e.t, "weftcni-pod")
+			other := netnstest.NewNS(e.t, "weftcni-pod")
 			if _, err := e.add(e.confList("1.1.0", e.weftConf(nil)), runtimeConf("ctr-first", other)); err != nil {
 				e.t.Fatalf("ADD of the first pod: %v", err)
 			}
 		}, cni.CodeNoAddress, "no free address in 10.244.9.0/30"},
-		{"interface exists", func(e *testEnv, pod *backendtest.NS, _ *request) {
+		{"interface exists", func(e *testEnv, pod *netnstest.NS, _ *request) {
 			h := pod.Netlink(e.t)
 			if err := h.LinkAdd(vethPair("eth0")); err != nil {
 				e.t.Fatal(err)
@@ -261,7 +261,7 @@ func TestBadInputs(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
-			pod := backendtest.NewNS(t, "weftcni-pod")
+			pod := netnstest.NewNS(t, "weftcni-pod")
 			r := good(e, pod)
 			c.setup(e, pod, &r)
 			recsBefore, linksBefore := e.records(), e.links()

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // TestAckError decodes acknowledgements as the kernel writes them: plain,
@@ -74,10 +74,10 @@ func TestAckError(t *testing.T) {
 // the bridge, and setPort must set the alias and hairpin. A second creation
 // fails with EEXIST and leaves the first pair alone.
 func TestRtnlVeth(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
-	node := backendtest.NewNS(t, "weftrtnl-node")
-	pod := backendtest.NewNS(t, "weftrtnl-pod")
-	backendtest.AddBridge(t, node, "br0")
+	netnstest.SkipUnlessRoot(t)
+	node := netnstest.NewNS(t, "weftrtnl-node")
+	pod := netnstest.NewNS(t, "weftrtnl-pod")
+	netnstest.AddBridge(t, node, "br0")
 	nl := node.Netlink(t)
 	br, err := backend.LinkByName(nl, "br0")
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // removablePodNS creates a named network namespace that the test may remove
@@ -21,7 +21,7 @@ import (
 // the namespace's path.
 func removablePodNS(t *testing.T) string {
 	t.Helper()
-	name := "weftcni-gone-" + backendtest.Suffix(6)
+	name := "weftcni-gone-" + netnstest.Suffix(6)
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine

@@ -25,9 +25,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/backend/backendtest"
 	"github.com/weftnet/weft/cni"
 	"github.com/weftnet/weft/cni/ipam"
+	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -125,7 +125,7 @@ func TestUnsafeSubnetFile(t *testing.T) {
 			e := newEnv(t)
 			// A running pod: the bridge exists and the store holds a record.
 			l := e.confList("1.1.0", e.weftConf(nil))
-			running := backendtest.NewNS(t, "weftcni-pod")
+			running := netnstest.NewNS(t, "weftcni-pod")
 			if _, err := e.add(l, runtimeConf("ctr-running", running)); err != nil {
 				t.Fatalf("ADD: %v", err)
 			}
@@ -133,7 +133,7 @@ func TestUnsafeSubnetFile(t *testing.T) {
 			mustDo(t, os.Remove(e.subnetFile))
 			c.setup(t, e)
 
-			pod := backendtest.NewNS(t, "weftcni-pod")
+			pod := netnstest.NewNS(t, "weftcni-pod")
 			for _, v := range []struct {
 				cmd  string
 				code uint
@@ -204,14 +204,14 @@ func TestFamilyTransition(t *testing.T) {
 			stop := e.sampleStore(t)
 			type pod struct {
 				rt    *libcni.RuntimeConf
-				ns    *backendtest.NS
+				ns    *netnstest.NS
 				addrs []string
 			}
 			var pods []pod
 			for i, r := range c.rounds {
 				e.writeSubnet(r.file)
 				for j := range r.pods {
-					ns := backendtest.NewNS(t, "weftcni-pod")
+					ns := netnstest.NewNS(t, "weftcni-pod")
 					rt := runtimeConf(fmt.Sprintf("ctr-%d-%d", i, j), ns)
 					res, err := e.add(l, rt)
 					if err != nil {
@@ -224,7 +224,7 @@ func TestFamilyTransition(t *testing.T) {
 					pods = append(pods, pod{rt, ns, got})
 				}
 				if r.full {
-					ns := backendtest.NewNS(t, "weftcni-pod")
+					ns := netnstest.NewNS(t, "weftcni-pod")
 					rt := runtimeConf("ctr-one-too-many", ns)
 					res, err := e.add(l, rt)
 					assertCode(t, err, cni.CodeNoAddress, "no free address")
@@ -350,12 +350,12 @@ func TestBridgeOwnership(t *testing.T) {
 		}, []string{`is not weft's (its alias is "uplink")`}},
 		{"foreign port", func(t *testing.T, e *testEnv) {
 			br := e.addBridge(t, "")
-			v := vethPair("up" + backendtest.Suffix(6))
+			v := vethPair("up" + netnstest.Suffix(6))
 			mustDo(t, e.nl.LinkAdd(v))
 			mustDo(t, e.nl.LinkSetMaster(v, br))
 		}, []string{"is one of its ports"}},
 		{"another weft network's", func(t *testing.T, e *testEnv) {
-			other := backendtest.NewNS(t, "weftcni-pod")
+			other := netnstest.NewNS(t, "weftcni-pod")
 			if _, err := e.add(e.confList("1.1.0", e.weftConf(nil)), runtimeConf("ctr-weftnet", other)); err != nil {
 				t.Fatalf("ADD in network weftnet: %v", err)
 			}
@@ -366,7 +366,7 @@ func TestBridgeOwnership(t *testing.T) {
 			e := newEnv(t)
 			c.setup(t, e)
 			br, links := e.bridgeState(), e.links()
-			pod := backendtest.NewNS(t, "weftcni-pod")
+			pod := netnstest.NewNS(t, "weftcni-pod")
 			out, err := e.execPlugin(pluginDir, cniEnv("ADD", "ctr-other", "/run/netns/"+pod.Name, "eth0", pluginDir), e.namedJSON("othernet"))
 			if err == nil {
 				t.Fatalf("ADD succeeded: %s", out)
@@ -398,7 +398,7 @@ func TestBridgeOwnership(t *testing.T) {
 		// an IPv6 link-local address.
 		e.addBridge(t, "", "10.244.9.1/24")
 		l := e.confList("1.1.0", e.weftConf(nil))
-		pod := backendtest.NewNS(t, "weftcni-pod")
+		pod := netnstest.NewNS(t, "weftcni-pod")
 		if _, err := e.add(l, runtimeConf("ctr-adopt", pod)); err != nil {
 			t.Fatalf("ADD: %v", err)
 		}
@@ -411,7 +411,7 @@ func TestBridgeOwnership(t *testing.T) {
 	t.Run("own bridge keeps another's address", func(t *testing.T) {
 		e := newEnv(t)
 		l := e.confList("1.1.0", e.weftConf(nil))
-		pod := backendtest.NewNS(t, "weftcni-pod")
+		pod := netnstest.NewNS(t, "weftcni-pod")
 		if _, err := e.add(l, runtimeConf("ctr-1", pod)); err != nil {
 			t.Fatalf("ADD: %v", err)
 		}
@@ -419,7 +419,7 @@ func TestBridgeOwnership(t *testing.T) {
 		mustDo(t, err)
 		n := mustIPNet("198.18.7.1/24")
 		mustDo(t, e.nl.AddrAdd(br, &netlink.Addr{IPNet: &n}))
-		pod2 := backendtest.NewNS(t, "weftcni-pod")
+		pod2 := netnstest.NewNS(t, "weftcni-pod")
 		if _, err := e.add(l, runtimeConf("ctr-2", pod2)); err != nil {
 			t.Fatalf("second ADD: %v", err)
 		}
@@ -465,7 +465,7 @@ func TestGCScope(t *testing.T) {
 	l := e.confList("1.1.0", e.weftConf(nil))
 	var rts []*libcni.RuntimeConf
 	for i := range 4 {
-		rt := runtimeConf(fmt.Sprintf("ctr-gc-%d", i), backendtest.NewNS(t, "weftcni-pod"))
+		rt := runtimeConf(fmt.Sprintf("ctr-gc-%d", i), netnstest.NewNS(t, "weftcni-pod"))
 		if _, err := e.add(l, rt); err != nil {
 			t.Fatalf("ADD: %v", err)
 		}
@@ -477,7 +477,7 @@ func TestGCScope(t *testing.T) {
 	br, err := backend.LinkByName(e.nl, e.bridge)
 	mustDo(t, err)
 	foreign := cni.HostVethName("ctr-othernet", "eth0")
-	peer := "fp" + backendtest.Suffix(6)
+	peer := "fp" + netnstest.Suffix(6)
 	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: foreign, TxQLen: -1}, PeerName: peer, PeerTxQLen: -1}
 	mustDo(t, e.nl.LinkAdd(v))
 	mustDo(t, e.nl.LinkSetAlias(v, cni.VethAlias("ctr-othernet", "eth0")))

@@ -27,8 +27,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/backend/backendtest"
 	"github.com/weftnet/weft/daemon/status"
+	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/subnet"
 	subnetetcd "github.com/weftnet/weft/subnet/etcd"
 )
@@ -49,7 +49,7 @@ const testHTTPAddr = "127.0.0.1:9950"
 // weftdProc is one weftd child process.
 type weftdProc struct {
 	t      *testing.T
-	ns     *backendtest.NS
+	ns     *netnstest.NS
 	cmd    *exec.Cmd
 	logBuf *syncBuffer
 	done   chan error
@@ -73,7 +73,7 @@ func (b *syncBuffer) String() string {
 }
 
 // startWeftd starts weftd in ns with env (WEFTD_* settings).
-func startWeftd(t *testing.T, ns *backendtest.NS, env map[string]string) *weftdProc {
+func startWeftd(t *testing.T, ns *netnstest.NS, env map[string]string) *weftdProc {
 	t.Helper()
 	p := &weftdProc{t: t, ns: ns, logBuf: &syncBuffer{}, done: make(chan error, 1)}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -142,7 +142,7 @@ func (p *weftdProc) exited() (bool, error) {
 }
 
 // httpClient talks to addresses inside ns (the dial happens there).
-func httpClient(ns *backendtest.NS) *http.Client {
+func httpClient(ns *netnstest.NS) *http.Client {
 	return &http.Client{
 		Timeout: 5 * time.Second,
 		Transport: &http.Transport{
@@ -219,7 +219,7 @@ func poll(t *testing.T, within time.Duration, what string, cond func() string) t
 
 func skipUnlessEtcd(t *testing.T) {
 	t.Helper()
-	backendtest.SkipUnlessRoot(t)
+	netnstest.SkipUnlessRoot(t)
 	if testEtcd == nil {
 		t.Skip("no embedded etcd (TestMain starts it only for privileged runs)")
 	}
@@ -258,7 +258,7 @@ func routeTo(t *testing.T, h *netlink.Handle, dst netip.Prefix) *netlink.Route {
 // testNode is one node namespace behind an underlay namespace, with a
 // network config in etcd under a prefix of its own, and weftd's settings.
 type testNode struct {
-	ns    *backendtest.NS
+	ns    *netnstest.NS
 	nl    *netlink.Handle
 	store *subnetetcd.Store
 	cli   *clientv3.Client
@@ -267,11 +267,11 @@ type testNode struct {
 
 func newTestNode(t *testing.T, network string) *testNode {
 	t.Helper()
-	sfx := backendtest.Suffix(6)
+	sfx := netnstest.Suffix(6)
 	prefix := "/weft-daemon-" + sfx
 	store, cli := testStore(t, prefix)
-	underlay := backendtest.NewNS(t, "weftd-ul")
-	node := backendtest.NewNS(t, "weftd-node")
+	underlay := netnstest.NewNS(t, "weftd-ul")
+	node := netnstest.NewNS(t, "weftd-node")
 	vethInto(t, underlay, "u-"+sfx, pfx("198.18.0.254/24"), node, pfx("198.18.0.1/24"), addr("198.18.0.254"))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -715,7 +715,7 @@ func TestRunConfigChanges(t *testing.T) {
 
 // twoNode is one of the nodes of startTwoNodes.
 type twoNode struct {
-	ns  *backendtest.NS
+	ns  *netnstest.NS
 	w   *weftdProc
 	env map[string]string
 }
@@ -729,7 +729,7 @@ type twoNode struct {
 // extra adds settings for node i.
 func startTwoNodes(t *testing.T, network string, extra func(i int) map[string]string) []*twoNode {
 	t.Helper()
-	sfx := backendtest.Suffix(6)
+	sfx := netnstest.Suffix(6)
 	prefix := "/weft-daemon-" + sfx
 	store, _ := testStore(t, prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -737,15 +737,15 @@ func startTwoNodes(t *testing.T, network string, extra func(i int) map[string]st
 	if err := store.PutConfig(ctx, []byte(network)); err != nil {
 		t.Fatal(err)
 	}
-	underlay := backendtest.NewNS(t, "weftd-ul")
-	backendtest.AddBridge(t, underlay, "br-"+sfx)
-	backendtest.SetupLink(t, underlay, "br-"+sfx, pfx("198.18.0.254/24"))
+	underlay := netnstest.NewNS(t, "weftd-ul")
+	netnstest.AddBridge(t, underlay, "br-"+sfx)
+	netnstest.SetupLink(t, underlay, "br-"+sfx, pfx("198.18.0.254/24"))
 	var nodes []*twoNode
 	for i, name := range []string{"node-a", "node-b"} {
-		ns := backendtest.NewNS(t, "weftd-"+name[len(name)-1:])
+		ns := netnstest.NewNS(t, "weftd-"+name[len(name)-1:])
 		ip := fmt.Sprintf("198.18.0.%d", i+1)
-		backendtest.Attach(t, underlay, "br-"+sfx, ns, "eth0", pfx(ip+"/24"))
-		backendtest.AddRoute(t, ns, netip.Prefix{}, addr("198.18.0.254"), "eth0")
+		netnstest.Attach(t, underlay, "br-"+sfx, ns, "eth0", pfx(ip+"/24"))
+		netnstest.AddRoute(t, ns, netip.Prefix{}, addr("198.18.0.254"), "eth0")
 		dir := t.TempDir()
 		env := map[string]string{
 			"WEFTD_ETCD_ENDPOINTS":           testEtcd.Endpoint(),
@@ -852,7 +852,7 @@ func TestRunTwoNodesWireGuard(t *testing.T) {
 	skipUnlessEtcd(t)
 	// Userspace WireGuard: the UAPI sockets in /var/run/wireguard are
 	// shared by every namespace, so the device names are unique per run.
-	sfx := backendtest.Suffix(4)
+	sfx := netnstest.Suffix(4)
 	devs := []string{"wgt" + sfx + "a", "wgt" + sfx + "b"}
 	t.Cleanup(func() {
 		for _, d := range devs {

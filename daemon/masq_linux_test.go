@@ -19,7 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // Topology of the masquerade tests (all in namespaces made here):
@@ -37,7 +37,7 @@ var masqTestConfig = masqConfig{
 	IPv6Network: pfx("fd10:244::/56"), IPv6Subnet: pfx("fd10:244:0:1::/64"),
 }
 
-func nftIn(t *testing.T, ns *backendtest.NS) *nftables.Conn {
+func nftIn(t *testing.T, ns *netnstest.NS) *nftables.Conn {
 	t.Helper()
 	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Handle)))
 	if err != nil {
@@ -48,16 +48,16 @@ func nftIn(t *testing.T, ns *backendtest.NS) *nftables.Conn {
 
 // vethInto links a and b with a veth pair: aIf in a with aAddr, "eth0" in b
 // with bAddr (and, if gw is valid, b's default route via gw).
-func vethInto(t *testing.T, a *backendtest.NS, aIf string, aAddr netip.Prefix, b *backendtest.NS, bAddr netip.Prefix, gw netip.Addr) {
+func vethInto(t *testing.T, a *netnstest.NS, aIf string, aAddr netip.Prefix, b *netnstest.NS, bAddr netip.Prefix, gw netip.Addr) {
 	t.Helper()
 	vethNamed(t, a, aIf, aAddr, b, "eth0", bAddr, gw)
 }
 
 // vethNamed is vethInto with b's end named bIf.
-func vethNamed(t *testing.T, a *backendtest.NS, aIf string, aAddr netip.Prefix, b *backendtest.NS, bIf string, bAddr netip.Prefix, gw netip.Addr) {
+func vethNamed(t *testing.T, a *netnstest.NS, aIf string, aAddr netip.Prefix, b *netnstest.NS, bIf string, bAddr netip.Prefix, gw netip.Addr) {
 	t.Helper()
 	ah, bh := a.Netlink(t), b.Netlink(t)
-	tmp := "t" + backendtest.Suffix(8)
+	tmp := "t" + netnstest.Suffix(8)
 	if err := ah.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: aIf}, PeerName: tmp, PeerNamespace: netlink.NsFd(b.Handle)}); err != nil {
 		t.Fatalf("add veth %s: %v", aIf, err)
 	}
@@ -88,8 +88,8 @@ func vethNamed(t *testing.T, a *backendtest.NS, aIf string, aAddr netip.Prefix, 
 }
 
 func TestMasqueradeRules(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
-	node := backendtest.NewNS(t, "weftmasq")
+	netnstest.SkipUnlessRoot(t)
+	node := netnstest.NewNS(t, "weftmasq")
 	c := nftIn(t, node)
 
 	t.Run("apply installs the table", func(t *testing.T) {
@@ -239,12 +239,12 @@ func ruleCountsErr(c *nftables.Conn) (post, fwd int, err error) {
 }
 
 func TestMasqueradePackets(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
-	sfx := backendtest.Suffix(6)
-	node := backendtest.NewNS(t, "weftmq-node")
-	pod := backendtest.NewNS(t, "weftmq-pod")
-	outside := backendtest.NewNS(t, "weftmq-out")
-	remote := backendtest.NewNS(t, "weftmq-rem")
+	netnstest.SkipUnlessRoot(t)
+	sfx := netnstest.Suffix(6)
+	node := netnstest.NewNS(t, "weftmq-node")
+	pod := netnstest.NewNS(t, "weftmq-pod")
+	outside := netnstest.NewNS(t, "weftmq-out")
+	remote := netnstest.NewNS(t, "weftmq-rem")
 	vethInto(t, node, "p-"+sfx, pfx("10.244.1.1/24"), pod, pfx("10.244.1.2/24"), addr("10.244.1.1"))
 	vethInto(t, node, "o-"+sfx, pfx("198.18.0.1/24"), outside, pfx("198.18.0.2/24"), netip.Addr{})
 	vethInto(t, node, "r-"+sfx, pfx("10.244.2.1/24"), remote, pfx("10.244.2.2/24"), addr("10.244.2.1"))
@@ -257,7 +257,7 @@ func TestMasqueradePackets(t *testing.T) {
 
 	tests := []struct {
 		name       string
-		server     *backendtest.NS
+		server     *netnstest.NS
 		serverAddr string
 		wantSource string
 	}{
@@ -291,7 +291,7 @@ func TestMasqueradePackets(t *testing.T) {
 
 // sourceSeen opens a TCP listener in server on addr, connects from client
 // and returns the source address the server saw.
-func sourceSeen(t *testing.T, server *backendtest.NS, ip string, client *backendtest.NS) string {
+func sourceSeen(t *testing.T, server *netnstest.NS, ip string, client *netnstest.NS) string {
 	t.Helper()
 	var ln net.Listener
 	if err := server.Do(func() (err error) {
@@ -331,7 +331,7 @@ func sourceSeen(t *testing.T, server *backendtest.NS, ip string, client *backend
 
 // nftGeneration returns the nftables ruleset generation of ns (it grows
 // with every committed transaction).
-func nftGeneration(ns *backendtest.NS) (uint32, error) {
+func nftGeneration(ns *netnstest.NS) (uint32, error) {
 	c, err := mnl.Dial(unix.NETLINK_NETFILTER, &mnl.Config{NetNS: int(ns.Handle)})
 	if err != nil {
 		return 0, err

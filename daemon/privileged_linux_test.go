@@ -3,8 +3,8 @@
 
 package daemon
 
-import "github.com/weftnet/weft/backend/backendtest"
+import "github.com/weftnet/weft/e2e/netnstest"
 
 // privileged reports whether the privileged tests run (root, and not the
 // unit tier).
-func privileged() bool { return backendtest.Privileged() }
+func privileged() bool { return netnstest.Privileged() }

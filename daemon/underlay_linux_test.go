@@ -11,25 +11,25 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 func TestResolveUnderlay(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
-	sfx := backendtest.Suffix(6)
-	gwns := backendtest.NewNS(t, "weftul-gw")
-	node := backendtest.NewNS(t, "weftul-node")
+	netnstest.SkipUnlessRoot(t)
+	sfx := netnstest.Suffix(6)
+	gwns := netnstest.NewNS(t, "weftul-gw")
+	node := netnstest.NewNS(t, "weftul-node")
 	// eth0: 198.18.0.1/24 (no default route yet); a second link a-xxxx
 	// with 198.18.1.1/24 and 2001:2::1/64.
 	vethInto(t, gwns, "g-"+sfx, pfx("198.18.0.254/24"), node, pfx("198.18.0.1/24"), netip.Addr{})
-	other := backendtest.NewNS(t, "weftul-other")
+	other := netnstest.NewNS(t, "weftul-other")
 	vethNamed(t, other, "x-"+sfx, pfx("198.18.1.254/24"), node, "a-"+sfx, pfx("198.18.1.1/24"), netip.Addr{})
 	nh := node.Netlink(t)
 	second, err := nh.LinkByName("a-" + sfx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v6 := &netlink.Addr{IPNet: backendtest.IPNet(pfx("2001:2::1/64")), Flags: unix.IFA_F_NODAD}
+	v6 := &netlink.Addr{IPNet: netnstest.IPNet(pfx("2001:2::1/64")), Flags: unix.IFA_F_NODAD}
 	if err := nh.AddrAdd(second, v6); err != nil {
 		t.Fatal(err)
 	}

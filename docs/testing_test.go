@@ -22,7 +22,7 @@ type programUse struct {
 }
 
 var (
-	// backendtest.RequireTool(t, "bin", "pkg")
+	// netnstest.RequireTool(t, "bin", "pkg")
 	requireTool = regexp.MustCompile(`RequireTool\(\w+, "([^"]+)", "([^"]+)"\)`)
 	// exec.LookPath("bin")
 	lookPath = regexp.MustCompile(`exec\.LookPath\("([^"]+)"\)`)
@@ -225,7 +225,7 @@ func TestTestingToolsCanFail(t *testing.T) {
 	src := `package x
 func f(t *testing.T, ctx context.Context, n NS) {
 	exec.LookPath("tcpdump")
-	backendtest.RequireTool(t, "nft", "nft-tools")
+	netnstest.RequireTool(t, "nft", "nft-tools")
 	exec.Command("etcdctl", "get", "/")
 	exec.CommandContext(ctx, "conntrack", "-L")
 	n.Run(ctx, "ethtool", "-k", "eth0")

@@ -18,7 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // Topology:
@@ -33,7 +33,7 @@ const echoPort = 7777
 
 type node struct {
 	name            string
-	ns, pod         *backendtest.NS
+	ns, pod         *netnstest.NS
 	pub, pub6       netip.Addr
 	subnet, subnet6 netip.Prefix
 	podIP, podIP6   netip.Addr
@@ -47,14 +47,14 @@ func A(s string) netip.Addr   { return netip.MustParseAddr(s) }
 
 func topology(t *testing.T) []*node {
 	t.Helper()
-	backendtest.SkipUnlessRoot(t)
-	u := backendtest.NewNS(t, "whu")
-	backendtest.AddBridge(t, u, "seg0")
-	backendtest.AddBridge(t, u, "seg1")
-	r := backendtest.NewNS(t, "whr")
-	backendtest.Attach(t, u, "seg0", r, "r0", P("198.18.0.254/24"), P("2001:2::fe/64"))
-	backendtest.Attach(t, u, "seg1", r, "r1", P("198.18.1.254/24"), P("2001:2:1::fe/64"))
-	backendtest.EnableForwarding(t, r)
+	netnstest.SkipUnlessRoot(t)
+	u := netnstest.NewNS(t, "whu")
+	netnstest.AddBridge(t, u, "seg0")
+	netnstest.AddBridge(t, u, "seg1")
+	r := netnstest.NewNS(t, "whr")
+	netnstest.Attach(t, u, "seg0", r, "r0", P("198.18.0.254/24"), P("2001:2::fe/64"))
+	netnstest.Attach(t, u, "seg1", r, "r1", P("198.18.1.254/24"), P("2001:2:1::fe/64"))
+	netnstest.EnableForwarding(t, r)
 	var nodes []*node
 	for i := 1; i <= 3; i++ {
 		seg, n4, n6, gw4, gw6, far4, far6 := "seg0", 0, "0", "198.18.0.254", "2001:2::fe", "198.18.1.0/24", "2001:2:1::/64"
@@ -63,7 +63,7 @@ func topology(t *testing.T) []*node {
 		}
 		n := &node{
 			name:    fmt.Sprintf("node%d", i),
-			ns:      backendtest.NewNS(t, fmt.Sprintf("whn%d", i)),
+			ns:      netnstest.NewNS(t, fmt.Sprintf("whn%d", i)),
 			pub:     A(fmt.Sprintf("198.18.%d.%d", n4, i)),
 			pub6:    A(fmt.Sprintf("2001:2:%s::%d", n6, i)),
 			subnet:  P(fmt.Sprintf("10.244.%d.0/24", i)),
@@ -72,14 +72,14 @@ func topology(t *testing.T) []*node {
 			podIP6:  A(fmt.Sprintf("fd10:244:0:%d::2", i)),
 			logs:    &bytes.Buffer{},
 		}
-		backendtest.Attach(t, u, seg, n.ns, "eth0", netip.PrefixFrom(n.pub, 24), netip.PrefixFrom(n.pub6, 64))
-		backendtest.AddRoute(t, n.ns, P(far4), A(gw4), "eth0")
-		backendtest.AddRoute(t, n.ns, P(far6), A(gw6), "eth0")
-		backendtest.EnableForwarding(t, n.ns)
-		n.pod = backendtest.AddPod(t, n.ns, fmt.Sprintf("whp%d", i), "pod0",
+		netnstest.Attach(t, u, seg, n.ns, "eth0", netip.PrefixFrom(n.pub, 24), netip.PrefixFrom(n.pub6, 64))
+		netnstest.AddRoute(t, n.ns, P(far4), A(gw4), "eth0")
+		netnstest.AddRoute(t, n.ns, P(far6), A(gw6), "eth0")
+		netnstest.EnableForwarding(t, n.ns)
+		n.pod = netnstest.AddPod(t, n.ns, fmt.Sprintf("whp%d", i), "pod0",
 			[]netip.Prefix{netip.PrefixFrom(n.subnet.Addr().Next(), 24), netip.PrefixFrom(n.subnet6.Addr().Next(), 64)},
 			[]netip.Prefix{netip.PrefixFrom(n.podIP, 24), netip.PrefixFrom(n.podIP6, 64)})
-		backendtest.UDPEcho(t, n.pod, netip.AddrPortFrom(netip.IPv6Unspecified(), echoPort))
+		netnstest.UDPEcho(t, n.pod, netip.AddrPortFrom(netip.IPv6Unspecified(), echoPort))
 
 		log := logrus.New()
 		log.Out = n.logs
@@ -123,14 +123,14 @@ func ownRoutes(t *testing.T, n *node) []string {
 	return out
 }
 
-func reach(t *testing.T, from *backendtest.NS, ok bool, dsts ...netip.Addr) {
+func reach(t *testing.T, from *netnstest.NS, ok bool, dsts ...netip.Addr) {
 	t.Helper()
 	timeout := 5 * time.Second
 	if !ok {
 		timeout = 300 * time.Millisecond
 	}
 	for _, d := range dsts {
-		err := backendtest.UDPRoundTrip(from, netip.AddrPortFrom(d, echoPort), timeout)
+		err := netnstest.UDPRoundTrip(from, netip.AddrPortFrom(d, echoPort), timeout)
 		if ok && err != nil {
 			t.Errorf("%s → %s: %v", from.Name, d, err)
 		}
@@ -147,7 +147,7 @@ func TestHostGW(t *testing.T) {
 		t.Errorf("MTU %d, want the underlay's 1500", n1.attrs.MTU)
 	}
 	// A foreign route that must survive.
-	backendtest.AddRoute(t, n1.ns, P("10.244.77.0/24"), A("198.18.0.77"), "eth0")
+	netnstest.AddRoute(t, n1.ns, P("10.244.77.0/24"), A("198.18.0.77"), "eth0")
 
 	var res [3]backend.Result
 	for i, n := range nodes {
@@ -196,7 +196,7 @@ func TestHostGW(t *testing.T) {
 	})
 	t.Run("drift repaired", func(t *testing.T) {
 		h := n1.ns.Netlink(t)
-		if err := h.RouteDel(&netlink.Route{Dst: backendtest.IPNet(n2.subnet), Protocol: backend.RouteProtocol}); err != nil {
+		if err := h.RouteDel(&netlink.Route{Dst: netnstest.IPNet(n2.subnet), Protocol: backend.RouteProtocol}); err != nil {
 			t.Fatal(err)
 		}
 		r, err := n1.b.Reconcile(context.Background(), desired(n1, nodes, true))

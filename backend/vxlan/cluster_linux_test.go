@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -41,7 +41,7 @@ const echoPort = 7777
 type tnode struct {
 	i               int
 	name            string
-	ns, pod         *backendtest.NS
+	ns, pod         *netnstest.NS
 	pub, pub6       netip.Addr
 	subnet, subnet6 netip.Prefix
 	podIP, podIP6   netip.Addr
@@ -54,8 +54,8 @@ type tnode struct {
 
 type cluster struct {
 	t        *testing.T
-	underlay *backendtest.NS
-	router   *backendtest.NS
+	underlay *netnstest.NS
+	router   *netnstest.NS
 	nodes    []*tnode
 }
 
@@ -88,21 +88,21 @@ func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 func newCluster(t *testing.T, o clusterOpts) *cluster {
 	t.Helper()
-	backendtest.SkipUnlessRoot(t)
-	c := &cluster{t: t, underlay: backendtest.NewNS(t, "wvu")}
-	backendtest.AddBridge(t, c.underlay, "seg0")
+	netnstest.SkipUnlessRoot(t)
+	c := &cluster{t: t, underlay: netnstest.NewNS(t, "wvu")}
+	netnstest.AddBridge(t, c.underlay, "seg0")
 	if o.behindRouter {
-		backendtest.AddBridge(t, c.underlay, "seg1")
-		c.router = backendtest.NewNS(t, "wvr")
-		backendtest.Attach(t, c.underlay, "seg0", c.router, "r0", pfx("198.18.0.254/24"), pfx("2001:2::fe/64"))
-		backendtest.Attach(t, c.underlay, "seg1", c.router, "r1", pfx("198.18.1.254/24"), pfx("2001:2:1::fe/64"))
-		backendtest.EnableForwarding(t, c.router)
+		netnstest.AddBridge(t, c.underlay, "seg1")
+		c.router = netnstest.NewNS(t, "wvr")
+		netnstest.Attach(t, c.underlay, "seg0", c.router, "r0", pfx("198.18.0.254/24"), pfx("2001:2::fe/64"))
+		netnstest.Attach(t, c.underlay, "seg1", c.router, "r1", pfx("198.18.1.254/24"), pfx("2001:2:1::fe/64"))
+		netnstest.EnableForwarding(t, c.router)
 	}
 	for i := 1; i <= o.nodes; i++ {
 		n := &tnode{
 			i:             i,
 			name:          fmt.Sprintf("node%d", i),
-			ns:            backendtest.NewNS(t, fmt.Sprintf("wvn%d", i)),
+			ns:            netnstest.NewNS(t, fmt.Sprintf("wvn%d", i)),
 			subnet:        pfx(fmt.Sprintf("10.244.%d.0/24", i)),
 			subnet6:       pfx(fmt.Sprintf("fd10:244:0:%d::/64", i)),
 			podIP:         netip.MustParseAddr(fmt.Sprintf("10.244.%d.2", i)),
@@ -117,22 +117,22 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 		}
 		n.pub = netip.MustParseAddr(fmt.Sprintf("198.18.%d.%d", net4, i))
 		n.pub6 = netip.MustParseAddr(fmt.Sprintf("2001:2:%s::%d", net6, i))
-		backendtest.Attach(t, c.underlay, seg, n.ns, "eth0",
+		netnstest.Attach(t, c.underlay, seg, n.ns, "eth0",
 			netip.PrefixFrom(n.pub, 24), netip.PrefixFrom(n.pub6, 64))
 		if o.behindRouter {
 			if seg == "seg1" {
-				backendtest.AddRoute(t, n.ns, pfx("198.18.0.0/24"), netip.MustParseAddr("198.18.1.254"), "eth0")
-				backendtest.AddRoute(t, n.ns, pfx("2001:2::/64"), netip.MustParseAddr("2001:2:1::fe"), "eth0")
+				netnstest.AddRoute(t, n.ns, pfx("198.18.0.0/24"), netip.MustParseAddr("198.18.1.254"), "eth0")
+				netnstest.AddRoute(t, n.ns, pfx("2001:2::/64"), netip.MustParseAddr("2001:2:1::fe"), "eth0")
 			} else {
-				backendtest.AddRoute(t, n.ns, pfx("198.18.1.0/24"), netip.MustParseAddr("198.18.0.254"), "eth0")
-				backendtest.AddRoute(t, n.ns, pfx("2001:2:1::/64"), netip.MustParseAddr("2001:2::fe"), "eth0")
+				netnstest.AddRoute(t, n.ns, pfx("198.18.1.0/24"), netip.MustParseAddr("198.18.0.254"), "eth0")
+				netnstest.AddRoute(t, n.ns, pfx("2001:2:1::/64"), netip.MustParseAddr("2001:2::fe"), "eth0")
 			}
 		}
-		backendtest.EnableForwarding(t, n.ns)
-		n.pod = backendtest.AddPod(t, n.ns, fmt.Sprintf("wvp%d", i), "pod0",
+		netnstest.EnableForwarding(t, n.ns)
+		n.pod = netnstest.AddPod(t, n.ns, fmt.Sprintf("wvp%d", i), "pod0",
 			[]netip.Prefix{netip.PrefixFrom(n.subnet.Addr().Next(), 24), netip.PrefixFrom(n.subnet6.Addr().Next(), 64)},
 			[]netip.Prefix{netip.PrefixFrom(n.podIP, 24), netip.PrefixFrom(n.podIP6, 64)})
-		backendtest.UDPEcho(t, n.pod, netip.AddrPortFrom(netip.IPv6Unspecified(), echoPort))
+		netnstest.UDPEcho(t, n.pod, netip.AddrPortFrom(netip.IPv6Unspecified(), echoPort))
 		c.nodes = append(c.nodes, n)
 	}
 	return c
@@ -163,7 +163,7 @@ func (c *cluster) setup(n *tnode) {
 	c.t.Cleanup(func() { b.Close() })
 }
 
-func setupIn(ns *backendtest.NS, cfg Config) (b *Backend, attrs backend.Attrs, err error) {
+func setupIn(ns *netnstest.NS, cfg Config) (b *Backend, attrs backend.Attrs, err error) {
 	err = ns.Do(func() error {
 		if b, err = New(cfg); err != nil {
 			return err
@@ -235,19 +235,19 @@ func (c *cluster) up() {
 
 // reach checks UDP echo from src's pod (or node, when fromNode) to every
 // address in dsts.
-func reach(t *testing.T, from *backendtest.NS, dsts ...netip.Addr) {
+func reach(t *testing.T, from *netnstest.NS, dsts ...netip.Addr) {
 	t.Helper()
 	for _, d := range dsts {
-		if err := backendtest.UDPRoundTrip(from, netip.AddrPortFrom(d, echoPort), 5*time.Second); err != nil {
+		if err := netnstest.UDPRoundTrip(from, netip.AddrPortFrom(d, echoPort), 5*time.Second); err != nil {
 			t.Errorf("%s → %s: %v", from.Name, d, err)
 		}
 	}
 }
 
-func unreachable(t *testing.T, from *backendtest.NS, dsts ...netip.Addr) {
+func unreachable(t *testing.T, from *netnstest.NS, dsts ...netip.Addr) {
 	t.Helper()
 	for _, d := range dsts {
-		if err := backendtest.UDPRoundTrip(from, netip.AddrPortFrom(d, echoPort), 300*time.Millisecond); err == nil {
+		if err := netnstest.UDPRoundTrip(from, netip.AddrPortFrom(d, echoPort), 300*time.Millisecond); err == nil {
 			t.Errorf("%s → %s: reachable, want unreachable", from.Name, d)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 // TestMain fails the package when a goroutine outlives its tests: the
-// privileged tests run the backend through backendtest.Do (a goroutine
+// privileged tests run the backend through netnstest.Do (a goroutine
 // locked to a thread in a test namespace) and start traffic senders and
 // TCP servers of their own.
 func TestMain(m *testing.M) {

@@ -22,7 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // The VXLAN tx checksum offload bug (flannel #1279, kubernetes #88986):
@@ -46,7 +46,7 @@ func TestTxChecksumOffload(t *testing.T) {
 	// that case shows as skipped, not passed.
 	nat := false
 	t.Run("nft", func(t *testing.T) {
-		backendtest.RequireTool(t, "nft", "nftables")
+		netnstest.RequireTool(t, "nft", "nftables")
 		nat = true
 	})
 	if nat {
@@ -59,7 +59,7 @@ func TestTxChecksumOffload(t *testing.T) {
 `, n2.podIP, tcpPort)
 		// Service addresses are routed into the overlay (any route will
 		// do: DNAT re-routes to the pod's).
-		backendtest.AddRoute(t, n1.ns, netip.MustParsePrefix("10.96.0.0/16"), netip.Addr{}, n1.b.Device())
+		netnstest.AddRoute(t, n1.ns, netip.MustParsePrefix("10.96.0.0/16"), netip.Addr{}, n1.b.Device())
 		cmd := exec.Command("ip", "netns", "exec", n1.ns.Name, "nft", "-f", "-")
 		cmd.Stdin = strings.NewReader(rules)
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -87,7 +87,7 @@ func TestTxChecksumOffload(t *testing.T) {
 			before := csumErrors(t, n2.ns, n2.pod)
 			flows := []struct {
 				name     string
-				from     *backendtest.NS
+				from     *netnstest.NS
 				to       netip.AddrPort
 				needsNAT bool
 			}{
@@ -126,7 +126,7 @@ func TestTxChecksumOffload(t *testing.T) {
 
 // sinkTCP serves on port in ns: it reads a stream to EOF and answers with
 // its SHA-256.
-func sinkTCP(t *testing.T, ns *backendtest.NS, port int) {
+func sinkTCP(t *testing.T, ns *netnstest.NS, port int) {
 	t.Helper()
 	var l net.Listener
 	if err := ns.Do(func() (err error) { l, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port)); return err }); err != nil {
@@ -151,7 +151,7 @@ func sinkTCP(t *testing.T, ns *backendtest.NS, port int) {
 
 // sendTCP sends n random bytes from ns to dst and checks the SHA-256 the
 // sink returns. It returns the throughput in Gbit/s.
-func sendTCP(ns *backendtest.NS, dst netip.AddrPort, n int) (float64, error) {
+func sendTCP(ns *netnstest.NS, dst netip.AddrPort, n int) (float64, error) {
 	var conn net.Conn
 	if err := ns.Do(func() (err error) {
 		conn, err = net.DialTimeout("tcp", dst.String(), 5*time.Second)
@@ -182,7 +182,7 @@ func sendTCP(ns *backendtest.NS, dst netip.AddrPort, n int) (float64, error) {
 
 // udpSizes sends one datagram of each size 1..max to an echo server and
 // checks each reply byte for byte.
-func udpSizes(ns *backendtest.NS, dst netip.AddrPort, max int) error {
+func udpSizes(ns *netnstest.NS, dst netip.AddrPort, max int) error {
 	var conn *net.UDPConn
 	if err := ns.Do(func() (err error) {
 		conn, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
@@ -214,7 +214,7 @@ func udpSizes(ns *backendtest.NS, dst netip.AddrPort, max int) error {
 }
 
 // csumErrors sums InCsumErrors (TCP, UDP, UDP6) over the given namespaces.
-func csumErrors(t *testing.T, nss ...*backendtest.NS) int {
+func csumErrors(t *testing.T, nss ...*netnstest.NS) int {
 	t.Helper()
 	total := 0
 	for _, ns := range nss {

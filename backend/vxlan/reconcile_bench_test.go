@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -31,10 +31,10 @@ import (
 // just writing the entries, with no reading or comparing. Each figure is
 // the median of 5 runs.
 func TestBenchReconcile(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
+	netnstest.SkipUnlessRoot(t)
 	// iproute2 is the reference.
-	backendtest.RequireTool(t, "ip", "iproute2")
-	backendtest.RequireTool(t, "bridge", "iproute2")
+	netnstest.RequireTool(t, "ip", "iproute2")
+	netnstest.RequireTool(t, "bridge", "iproute2")
 	const peers, runs = 500, 5
 	var fromEmpty, oneChange, noChange, refEmpty, refOne []time.Duration
 	for range runs {
@@ -87,12 +87,12 @@ func TestBenchReconcile(t *testing.T) {
 
 // benchNode makes a node namespace with an underlay link and a set-up
 // VXLAN backend.
-func benchNode(t *testing.T) (*backendtest.NS, *Backend) {
+func benchNode(t *testing.T) (*netnstest.NS, *Backend) {
 	t.Helper()
-	ns := backendtest.NewNS(t, "wvb")
-	u := backendtest.NewNS(t, "wvbu")
-	backendtest.AddBridge(t, u, "seg0")
-	backendtest.Attach(t, u, "seg0", ns, "eth0", netip.MustParsePrefix("198.18.0.1/15"))
+	ns := netnstest.NewNS(t, "wvb")
+	u := netnstest.NewNS(t, "wvbu")
+	netnstest.AddBridge(t, u, "seg0")
+	netnstest.Attach(t, u, "seg0", ns, "eth0", netip.MustParsePrefix("198.18.0.1/15"))
 	b, _, err := setupIn(ns, Config{PublicIP: netip.MustParseAddr("198.18.0.1"), Iface: "eth0", StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func iprouteBatch(d backend.Desired, dev string) (ip, fdb string) {
 
 // runBatches runs bridge -batch and ip -batch in ns and returns the time
 // both took, process starts included.
-func runBatches(t *testing.T, ns *backendtest.NS, ip, fdb string) time.Duration {
+func runBatches(t *testing.T, ns *netnstest.NS, ip, fdb string) time.Duration {
 	t.Helper()
 	dir := t.TempDir()
 	var total time.Duration

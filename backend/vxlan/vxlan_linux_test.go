@@ -20,7 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // TestReachability: three nodes on one segment, pods all-to-all over IPv4
@@ -121,7 +121,7 @@ func TestUnderlayRecreated(t *testing.T) {
 	if err := h.LinkDel(eth0); err != nil {
 		t.Fatal(err)
 	}
-	backendtest.Attach(t, c.underlay, "seg0", n1.ns, "eth0", netip.PrefixFrom(n1.pub, 24), netip.PrefixFrom(n1.pub6, 64))
+	netnstest.Attach(t, c.underlay, "seg0", n1.ns, "eth0", netip.PrefixFrom(n1.pub, 24), netip.PrefixFrom(n1.pub6, 64))
 	c.reconcile(n1, c.desired(n1, true))
 	if diff := cmp.Diff(wantState(n1, n2), c.state(n1)); diff != "" {
 		t.Errorf("node1 state (-want +got):\n%s", diff)
@@ -174,7 +174,7 @@ func watchEvents(t *testing.T, n *tnode) (stop func() []string) {
 		if err := h.NeighSet(&netlink.Neigh{LinkIndex: eth0.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT, IP: markerIP, HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 0xfe}}); err != nil {
 			t.Fatal(err)
 		}
-		if err := h.LinkSetAlias(lo, "marker"+backendtest.Suffix(4)); err != nil {
+		if err := h.LinkSetAlias(lo, "marker"+netnstest.Suffix(4)); err != nil {
 			t.Fatal(err)
 		}
 		var got []string
@@ -272,7 +272,7 @@ func TestAdopt(t *testing.T) {
 // for its echo, up to 500 ms) until the returned stop is called, and then
 // reports how many were sent and how many got no echo. It sends at least
 // 50.
-func startFlow(t *testing.T, ns *backendtest.NS, dst netip.AddrPort) (stop func() (sent, lost int)) {
+func startFlow(t *testing.T, ns *netnstest.NS, dst netip.AddrPort) (stop func() (sent, lost int)) {
 	t.Helper()
 	var conn *net.UDPConn
 	if err := ns.Do(func() (err error) {
@@ -400,13 +400,13 @@ func TestRecreateIncompatible(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			backendtest.SkipUnlessRoot(t)
-			ns := backendtest.NewNS(t, "wvi")
+			netnstest.SkipUnlessRoot(t)
+			ns := netnstest.NewNS(t, "wvi")
 			h := ns.Netlink(t)
 			if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "eth1"}); err != nil {
 				t.Fatal(err)
 			}
-			eth0 := backendtest.SetupLink(t, ns, "eth0", pfx("198.18.0.1/24"))
+			eth0 := netnstest.SetupLink(t, ns, "eth0", pfx("198.18.0.1/24"))
 			if err := h.LinkAdd(tt.dev(eth0.Attrs().Index)); err != nil {
 				t.Fatal(err)
 			}
@@ -493,7 +493,7 @@ func TestDriftRepaired(t *testing.T) {
 	if err := h.NeighDel(&netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, IP: n2.pub.AsSlice(), HardwareAddr: mac}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.RouteDel(&netlink.Route{Dst: backendtest.IPNet(n2.subnet), Protocol: backend.RouteProtocol}); err != nil {
+	if err := h.RouteDel(&netlink.Route{Dst: netnstest.IPNet(n2.subnet), Protocol: backend.RouteProtocol}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: netlink.FAMILY_V6, State: netlink.NUD_PERMANENT, IP: n2.subnet6.Addr().AsSlice(), HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}); err != nil {
@@ -540,7 +540,7 @@ func TestPeerChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h2.AddrAdd(eth0, &netlink.Addr{IPNet: backendtest.IPNet(pfx("198.18.0.12/24"))}); err != nil {
+	if err := h2.AddrAdd(eth0, &netlink.Addr{IPNet: netnstest.IPNet(pfx("198.18.0.12/24"))}); err != nil {
 		t.Fatal(err)
 	}
 	n2.pub = netip.MustParseAddr("198.18.0.12")
@@ -604,7 +604,7 @@ func TestForeignEntriesSurvive(t *testing.T) {
 	c.up()
 	n1 := c.nodes[0]
 	h := n1.ns.Netlink(t)
-	backendtest.AddRoute(t, n1.ns, pfx("10.244.77.0/24"), netip.MustParseAddr("198.18.0.77"), "eth0")
+	netnstest.AddRoute(t, n1.ns, pfx("10.244.77.0/24"), netip.MustParseAddr("198.18.0.77"), "eth0")
 	eth0, _ := h.LinkByName("eth0")
 	if err := h.NeighSet(&netlink.Neigh{LinkIndex: eth0.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT, IP: net.ParseIP("198.18.0.77"), HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 0x77}}); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // capture records every frame seen on every interface of a namespace with a
@@ -28,7 +28,7 @@ type capture struct {
 	frames [][]byte
 }
 
-func startCapture(t testing.TB, ns *backendtest.NS) *capture {
+func startCapture(t testing.TB, ns *netnstest.NS) *capture {
 	t.Helper()
 	c := &capture{stop: make(chan struct{})}
 	must(t, ns.Do(func() error {

@@ -46,7 +46,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 const helperEnv = "WEFT_WG_TEST_HELPER"
@@ -205,7 +205,7 @@ func (l *lockedBuffer) String() string {
 
 // startHelper starts a child in ns. It is killed (by PID) at cleanup if
 // still running; its log is printed if the test failed.
-func startHelper(t testing.TB, ns *backendtest.NS, label string) *helper {
+func startHelper(t testing.TB, ns *netnstest.NS, label string) *helper {
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -302,9 +302,9 @@ func (h *helper) pid() int { return h.cmd.Process.Pid }
 // testNode is one node of the test topology.
 type testNode struct {
 	idx       int
-	ns        *backendtest.NS
+	ns        *netnstest.NS
 	nl        *netlink.Handle
-	pod       *backendtest.NS
+	pod       *netnstest.NS
 	underlay  netip.Addr
 	subnet    netip.Prefix
 	subnet6   netip.Prefix
@@ -322,7 +322,7 @@ type testNode struct {
 
 type topology struct {
 	t        testing.TB
-	underlay *backendtest.NS
+	underlay *netnstest.NS
 	nodes    []*testNode
 	prefix   string
 }
@@ -331,13 +331,13 @@ type topology struct {
 // Nothing runs yet: call start on each node.
 func newTopology(t testing.TB, n int) *topology {
 	t.Helper()
-	backendtest.SkipUnlessRoot(t)
+	netnstest.SkipUnlessRoot(t)
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		t.Skipf("skipping: no /dev/net/tun (%v)", err)
 	}
-	tp := &topology{t: t, prefix: "wgt" + backendtest.Suffix(6)}
-	tp.underlay = backendtest.NewNS(t, "wgu")
-	backendtest.AddBridge(t, tp.underlay, "br0")
+	tp := &topology{t: t, prefix: "wgt" + netnstest.Suffix(6)}
+	tp.underlay = netnstest.NewNS(t, "wgu")
+	netnstest.AddBridge(t, tp.underlay, "br0")
 	for i := 1; i <= n; i++ {
 		tp.nodes = append(tp.nodes, tp.addNode(i))
 	}
@@ -349,8 +349,8 @@ func (tp *topology) addNode(i int) *testNode {
 	t.Helper()
 	nd := &testNode{
 		idx:      i,
-		ns:       backendtest.NewNS(t, fmt.Sprintf("wgn%d", i)),
-		pod:      backendtest.NewNS(t, fmt.Sprintf("wgp%d", i)),
+		ns:       netnstest.NewNS(t, fmt.Sprintf("wgn%d", i)),
+		pod:      netnstest.NewNS(t, fmt.Sprintf("wgp%d", i)),
 		underlay: netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}),
 		subnet:   netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i)),
 		subnet6:  netip.MustParsePrefix(fmt.Sprintf("fd10:244:0:%x::/64", i)),
@@ -362,7 +362,7 @@ func (tp *topology) addNode(i int) *testNode {
 	nd.nl = nd.ns.Netlink(t)
 	// No duplicate address detection on the test links: a tentative
 	// link-local address delays neighbour discovery by seconds.
-	for _, ns := range []*backendtest.NS{nd.ns, nd.pod} {
+	for _, ns := range []*netnstest.NS{nd.ns, nd.pod} {
 		must(t, ns.Do(func() error {
 			for _, k := range []string{"all", "default"} {
 				if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/accept_dad", []byte("0"), 0o644); err != nil {
@@ -374,19 +374,19 @@ func (tp *topology) addNode(i int) *testNode {
 	}
 
 	// Underlay: veth eth0 (node) ── underlay ns, on br0.
-	backendtest.Attach(t, tp.underlay, "br0", nd.ns, "eth0", netip.PrefixFrom(nd.underlay, 24))
+	netnstest.Attach(t, tp.underlay, "br0", nd.ns, "eth0", netip.PrefixFrom(nd.underlay, 24))
 
-	// Pod: veth pod0 (node) ── peth (pod ns). Not backendtest.AddPod: the
+	// Pod: veth pod0 (node) ── peth (pod ns). Not netnstest.AddPod: the
 	// pod namespace must exist, with DAD off, before its link does.
 	pveth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "pod0"}, PeerName: "peth", PeerNamespace: netlink.NsFd(nd.pod.Handle)}
 	must(t, nd.nl.LinkAdd(pveth), "add pod veth")
 	gw4 := nd.subnet.Addr().Next()
 	gw6 := nd.subnet6.Addr().Next()
-	backendtest.SetupLink(t, nd.ns, "pod0", netip.PrefixFrom(gw4, 24), netip.PrefixFrom(gw6, 64))
-	backendtest.SetupLink(t, nd.pod, "peth", netip.PrefixFrom(nd.podIP, 24), netip.PrefixFrom(nd.podIP6, 64))
-	backendtest.AddRoute(t, nd.pod, netip.Prefix{}, gw4, "peth")
-	backendtest.AddRoute(t, nd.pod, netip.Prefix{}, gw6, "peth")
-	backendtest.EnableForwarding(t, nd.ns)
+	netnstest.SetupLink(t, nd.ns, "pod0", netip.PrefixFrom(gw4, 24), netip.PrefixFrom(gw6, 64))
+	netnstest.SetupLink(t, nd.pod, "peth", netip.PrefixFrom(nd.podIP, 24), netip.PrefixFrom(nd.podIP6, 64))
+	netnstest.AddRoute(t, nd.pod, netip.Prefix{}, gw4, "peth")
+	netnstest.AddRoute(t, nd.pod, netip.Prefix{}, gw6, "peth")
+	netnstest.EnableForwarding(t, nd.ns)
 
 	nd.cfg = helperConfig{
 		Name:     fmt.Sprintf("%sn%d", tp.prefix, i),
@@ -497,7 +497,7 @@ type arrival struct {
 	at  time.Time
 }
 
-func listenUDP(t testing.TB, ns *backendtest.NS, ip netip.Addr) *udpListener {
+func listenUDP(t testing.TB, ns *netnstest.NS, ip netip.Addr) *udpListener {
 	t.Helper()
 	var c *net.UDPConn
 	must(t, ns.Do(func() error {
@@ -554,7 +554,7 @@ func (l *udpListener) arrivals(tag string) []time.Time {
 }
 
 // udpSender is a UDP socket in a namespace.
-func dialUDP(t testing.TB, ns *backendtest.NS, src netip.Addr, dst netip.AddrPort) *net.UDPConn {
+func dialUDP(t testing.TB, ns *netnstest.NS, src netip.Addr, dst netip.AddrPort) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
 	must(t, ns.Do(func() error {
@@ -568,7 +568,7 @@ func dialUDP(t testing.TB, ns *backendtest.NS, src netip.Addr, dst netip.AddrPor
 
 // reach sends tagged datagrams from (ns, src) to l every 20 ms until one
 // arrives or timeout passes; it returns how long that took.
-func reach(t testing.TB, ns *backendtest.NS, src netip.Addr, l *udpListener, tag, payload string, timeout time.Duration) (time.Duration, bool) {
+func reach(t testing.TB, ns *netnstest.NS, src netip.Addr, l *udpListener, tag, payload string, timeout time.Duration) (time.Duration, bool) {
 	t.Helper()
 	c := dialUDP(t, ns, src, l.addr())
 	defer c.Close()

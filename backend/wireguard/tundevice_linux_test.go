@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 func TestTUNAdvice(t *testing.T) {
@@ -83,7 +83,7 @@ func TestExplainTUN(t *testing.T) {
 		}
 	})
 	t.Run("char device 0600", func(t *testing.T) {
-		backendtest.SkipUnlessRoot(t)
+		netnstest.SkipUnlessRoot(t)
 		node := filepath.Join(dir, "tun")
 		if err := unix.Mknod(node, unix.S_IFCHR|0o600, int(unix.Mkdev(10, 200))); err != nil {
 			t.Fatal(err)

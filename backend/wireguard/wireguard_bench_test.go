@@ -39,7 +39,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 const (
@@ -151,7 +151,7 @@ func TestBenchWireGuard(t *testing.T) {
 		mib(noLimitPeak), mib(benchMemLimit), mib(peak), gbit(weftNoLimit))
 }
 
-func podNS(nd *testNode) *backendtest.NS { return nd.pod }
+func podNS(nd *testNode) *netnstest.NS { return nd.pod }
 
 // throughputTool measures TCP throughput from one namespace to another.
 type throughputTool struct {
@@ -169,7 +169,7 @@ func newThroughputTool(t *testing.T) *throughputTool {
 
 // best runs benchRuns measurements from src (in a's namespace, or the one
 // nsOf picks) to dst and returns the best in bit/s.
-func (tt *throughputTool) best(t *testing.T, a, b *testNode, src, dst netip.Addr, nsOf ...func(*testNode) *backendtest.NS) float64 {
+func (tt *throughputTool) best(t *testing.T, a, b *testNode, src, dst netip.Addr, nsOf ...func(*testNode) *netnstest.NS) float64 {
 	t.Helper()
 	srcNS, dstNS := a.ns, b.ns
 	if len(nsOf) > 0 {
@@ -193,7 +193,7 @@ func (tt *throughputTool) best(t *testing.T, a, b *testNode, src, dst netip.Addr
 	return slices.Max(results)
 }
 
-func (tt *throughputTool) iperf3(t *testing.T, srcNS, dstNS *backendtest.NS, src, dst netip.Addr, port int) (float64, error) {
+func (tt *throughputTool) iperf3(t *testing.T, srcNS, dstNS *netnstest.NS, src, dst netip.Addr, port int) (float64, error) {
 	srv := exec.Command(tt.iperf, "-s", "-1", "--forceflush", "-B", dst.String(), "-p", strconv.Itoa(port))
 	srvOut, _ := srv.StdoutPipe()
 	if err := dstNS.Do(srv.Start); err != nil {
@@ -244,7 +244,7 @@ func (tt *throughputTool) iperf3(t *testing.T, srcNS, dstNS *backendtest.NS, src
 
 // goTCP sends for benchDuration over one TCP connection and returns the
 // receiver's rate.
-func goTCP(srcNS, dstNS *backendtest.NS, src, dst netip.Addr) (float64, error) {
+func goTCP(srcNS, dstNS *netnstest.NS, src, dst netip.Addr) (float64, error) {
 	var ln net.Listener
 	if err := dstNS.Do(func() error {
 		var err error

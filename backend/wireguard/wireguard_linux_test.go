@@ -24,7 +24,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -55,8 +55,8 @@ func TestSetupRefusesReadablePSK(t *testing.T) {
 }
 
 func TestKernelDetection(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
-	ns := backendtest.NewNS(t, "wgk")
+	netnstest.SkipUnlessRoot(t)
+	ns := netnstest.NewNS(t, "wgk")
 	var supported bool
 	must(t, ns.Do(func() error {
 		var err error
@@ -77,7 +77,7 @@ func TestKernelDetection(t *testing.T) {
 	}
 
 	t.Run("mode kernel", func(t *testing.T) {
-		name := "wgk" + backendtest.Suffix(6)
+		name := "wgk" + netnstest.Suffix(6)
 		var setupErr error
 		var kernel bool
 		must(t, ns.Do(func() error {
@@ -230,7 +230,7 @@ func TestMesh(t *testing.T) {
 	})
 
 	t.Run("encrypted on the wire", func(t *testing.T) {
-		marker := "WEFT-CLEARTEXT-MARKER-" + backendtest.Suffix(16)
+		marker := "WEFT-CLEARTEXT-MARKER-" + netnstest.Suffix(16)
 		cap := startCapture(t, tp.underlay)
 		sent := checkAllToAllPayload(t, tp, "enc", marker, 5*time.Second)
 		frames := cap.Frames()
@@ -274,7 +274,7 @@ func TestMesh(t *testing.T) {
 	t.Run("drift repaired", func(t *testing.T) {
 		// Someone deletes a route, the device address and a peer.
 		link := mustLink(t, n1.nl, n1.cfg.Name)
-		must(t, n1.nl.RouteDel(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: backendtest.IPNet(n2.subnet), Scope: netlink.SCOPE_LINK, Protocol: backend.RouteProtocol}), "delete route")
+		must(t, n1.nl.RouteDel(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: netnstest.IPNet(n2.subnet), Scope: netlink.SCOPE_LINK, Protocol: backend.RouteProtocol}), "delete route")
 		must(t, n1.nl.AddrDel(link, addr(netip.PrefixFrom(n1.subnet.Addr(), 32))), "delete address")
 		k3, err := wgtypes.ParseKey(n3.attrs.Data.WireGuardKey)
 		if err != nil {
@@ -598,10 +598,10 @@ func TestIPv6Underlay(t *testing.T) {
 }
 
 func TestSetupRefusesForeignLink(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
-	ns := backendtest.NewNS(t, "wgl")
+	netnstest.SkipUnlessRoot(t)
+	ns := netnstest.NewNS(t, "wgl")
 	nl := ns.Netlink(t)
-	name := "wgl" + backendtest.Suffix(6)
+	name := "wgl" + netnstest.Suffix(6)
 	must(t, nl.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}), "bridge link")
 	t.Run("userspace", func(t *testing.T) {
 		err := ns.Do(func() error {

@@ -35,7 +35,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 const helperEnv = "WEFT_MEMBERSHIP_HELPER"
@@ -100,7 +100,7 @@ func (n *nsMember) state(name string) State {
 
 func skipUnlessRoot(t *testing.T) {
 	t.Helper()
-	backendtest.SkipUnlessRoot(t)
+	netnstest.SkipUnlessRoot(t)
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs the ip command (iproute2)")
 	}

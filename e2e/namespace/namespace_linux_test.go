@@ -13,19 +13,19 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"github.com/weftnet/weft/backend/backendtest"
 	"github.com/weftnet/weft/e2e/namespace"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 func TestLifecycle(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
+	netnstest.SkipUnlessRoot(t)
 	before, err := netns.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer before.Close()
 
-	name := "wnst-" + backendtest.Suffix(6)
+	name := "wnst-" + netnstest.Suffix(6)
 	h, err := namespace.Create(name)
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // scripts returns the shell scripts of the setup.
@@ -36,7 +36,7 @@ func scripts(t *testing.T) []string {
 }
 
 func TestVagrantfileSyntax(t *testing.T) {
-	ruby := backendtest.RequireTool(t, "ruby", "ruby")
+	ruby := netnstest.RequireTool(t, "ruby", "ruby")
 	if out, err := exec.Command(ruby, "-c", "Vagrantfile").CombinedOutput(); err != nil {
 		t.Errorf("ruby -c Vagrantfile: %v\n%s", err, out)
 	}
@@ -198,7 +198,7 @@ func shapeProblems(cfg *recorder, repo string) []string {
 }
 
 func TestVagrantfileShape(t *testing.T) {
-	ruby := backendtest.RequireTool(t, "ruby", "ruby")
+	ruby := netnstest.RequireTool(t, "ruby", "ruby")
 	repo, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +258,7 @@ func TestVagrantfileShape(t *testing.T) {
 }
 
 func TestShellcheck(t *testing.T) {
-	sc := backendtest.RequireTool(t, "shellcheck", "shellcheck")
+	sc := netnstest.RequireTool(t, "shellcheck", "shellcheck")
 	for _, s := range scripts(t) {
 		t.Run(s, func(t *testing.T) {
 			if out, err := exec.Command(sc, "--severity=style", "--external-sources", s).CombinedOutput(); err != nil {

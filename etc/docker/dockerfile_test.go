@@ -14,7 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 const repoRoot = "../.."
@@ -223,7 +223,7 @@ func TestDockerfile(t *testing.T) {
 // TestInstallScriptLint runs shellcheck on install-cni.sh as POSIX sh (the
 // image's /bin/sh is dash).
 func TestInstallScriptLint(t *testing.T) {
-	sc := backendtest.RequireTool(t, "shellcheck", "shellcheck")
+	sc := netnstest.RequireTool(t, "shellcheck", "shellcheck")
 	out, err := exec.Command(sc, "--shell=sh", "--severity=style", "install-cni.sh").CombinedOutput()
 	if err != nil {
 		t.Errorf("shellcheck install-cni.sh: %v\n%s", err, out)

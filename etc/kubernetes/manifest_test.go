@@ -23,9 +23,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/weftnet/weft/backend/backendtest"
 	"github.com/weftnet/weft/cni"
 	"github.com/weftnet/weft/daemon"
+	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -570,7 +570,7 @@ func TestManifestChecksCanFail(t *testing.T) {
 // directories, executable and byte for byte, and a second run (a restarted
 // pod) must replace them in place.
 func TestInstallCNI(t *testing.T) {
-	sh := backendtest.RequireTool(t, "sh", "dash")
+	sh := netnstest.RequireTool(t, "sh", "dash")
 	m, err := decodeManifest(readFile(t, manifestFile))
 	if err != nil {
 		t.Fatal(err)

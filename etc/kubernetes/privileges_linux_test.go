@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/backend/backendtest"
 	"github.com/weftnet/weft/e2e"
 	"github.com/weftnet/weft/e2e/e2etest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // capBits maps the capabilities the manifest may add to their numbers.
@@ -52,11 +52,11 @@ exec unshare --mount --propagation private /bin/sh -c '
 // host without udev), which the container, unlike the systemd unit, can
 // open because it runs as uid 0, the node's owner.
 func TestContainerPrivileges(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
-	setpriv := backendtest.RequireTool(t, "setpriv", "util-linux")
-	backendtest.RequireTool(t, "unshare", "util-linux")
-	backendtest.RequireTool(t, "mount", "mount")
-	backendtest.RequireTool(t, "mknod", "coreutils")
+	netnstest.SkipUnlessRoot(t)
+	setpriv := netnstest.RequireTool(t, "setpriv", "util-linux")
+	netnstest.RequireTool(t, "unshare", "util-linux")
+	netnstest.RequireTool(t, "mount", "mount")
+	netnstest.RequireTool(t, "mknod", "coreutils")
 	if _, err := os.Stat("/dev/net"); err != nil {
 		t.Fatalf("no /dev/net (%v): the kernel has no TUN driver (modprobe tun)", err)
 	}

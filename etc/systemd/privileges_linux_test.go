@@ -15,9 +15,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/weftnet/weft/backend/backendtest"
 	"github.com/weftnet/weft/e2e"
 	"github.com/weftnet/weft/e2e/e2etest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // capBits maps the capability names the unit may hold to their numbers.
@@ -87,11 +87,11 @@ func procStatus(pid int) (map[string]string, error) {
 // checks what weftd does on a host without udev: it exits, and its error
 // names the device, its mode and owner, and the fix.
 func TestUnitPrivileges(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
-	setpriv := backendtest.RequireTool(t, "setpriv", "util-linux")
-	backendtest.RequireTool(t, "unshare", "util-linux")
-	backendtest.RequireTool(t, "mount", "mount")
-	backendtest.RequireTool(t, "mknod", "coreutils")
+	netnstest.SkipUnlessRoot(t)
+	setpriv := netnstest.RequireTool(t, "setpriv", "util-linux")
+	netnstest.RequireTool(t, "unshare", "util-linux")
+	netnstest.RequireTool(t, "mount", "mount")
+	netnstest.RequireTool(t, "mknod", "coreutils")
 	if _, err := os.Stat("/dev/net"); err != nil {
 		t.Fatalf("no /dev/net (%v): the kernel has no TUN driver (modprobe tun)", err)
 	}

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -104,7 +104,7 @@ func exposure(t *testing.T, analyze, unit string) float64 {
 // TestSecurityExposure keeps the unit's sandboxing from eroding: systemd's
 // own offline review must score it at most maxExposure.
 func TestSecurityExposure(t *testing.T) {
-	analyze := backendtest.RequireTool(t, "systemd-analyze", "systemd")
+	analyze := netnstest.RequireTool(t, "systemd-analyze", "systemd")
 	unit := readFile(t, unitFile)
 	if got := exposure(t, analyze, unit); got > maxExposure {
 		t.Errorf("systemd-analyze security: exposure %.1f, want at most %.1f", got, maxExposure)
@@ -137,7 +137,7 @@ func readFile(t *testing.T, name string) string {
 // TestVerify runs systemd-analyze verify on weftd.service and fails on any
 // warning about the unit.
 func TestVerify(t *testing.T) {
-	analyze := backendtest.RequireTool(t, "systemd-analyze", "systemd")
+	analyze := netnstest.RequireTool(t, "systemd-analyze", "systemd")
 	unit := readFile(t, unitFile)
 	if !strings.Contains(unit, "ExecStart="+execStart+"\n") {
 		t.Fatalf("%s: ExecStart must be %s", unitFile, execStart)
@@ -334,7 +334,7 @@ func TestEnvFile(t *testing.T) {
 // TestSysusers creates the weft user from weft.sysusers in a temporary root
 // with systemd-sysusers, as a package install would, and checks the result.
 func TestSysusers(t *testing.T) {
-	tool := backendtest.RequireTool(t, "systemd-sysusers", "systemd")
+	tool := netnstest.RequireTool(t, "systemd-sysusers", "systemd")
 	create := func(t *testing.T, conf string) (string, error) {
 		root := t.TempDir()
 		if err := os.Mkdir(filepath.Join(root, "etc"), 0o755); err != nil {

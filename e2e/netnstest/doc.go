@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-// Package backendtest helps privileged tests build their topology in
+// Package netnstest helps privileged tests build their topology in
 // network namespaces of their own: [SkipUnlessRoot], [NewNS] (a named
 // namespace removed at cleanup, with a netlink handle into it) and [NS.Do]
 // (run a function on a thread switched into the namespace, restoring the
@@ -11,4 +11,4 @@
 //
 // Tests never touch the root network namespace: everything they create
 // lives in namespaces made here, so removing those namespaces removes it.
-package backendtest
+package netnstest

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-package backendtest
+package netnstest
 
 import (
 	"errors"
