@@ -11,11 +11,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"regexp"
 	"strings"
 
 	"github.com/weftnet/weft/subnet"
+	subnetetcd "github.com/weftnet/weft/subnet/etcd"
 )
 
 const configUsage = `usage: weftctl config set|get [flags]
@@ -220,12 +222,51 @@ func configSet(ctx context.Context, args []string, cio *cmdIO) error {
 				"changing the network under running nodes breaks their pods; drain and remove them first "+
 				"(weftctl leases rm <node>), or pass --force", len(outside), strings.Join(outside, ", "))
 		}
+		if err := familyChange(ctx, st, cfg, len(view.Leases)); err != nil {
+			return err
+		}
 	}
 	if err := st.PutConfig(ctx, raw); err != nil {
 		return conn.explain(err)
 	}
 	fmt.Fprintf(cio.out, "network config written to %s\n", st.ConfigKey())
 	return nil
+}
+
+// familyChange refuses a config that adds or removes an address family
+// while nodes hold leases: their running pods keep the families they were
+// given, and only pods created after each node's weftd restarts get the
+// new set. An absent or invalid stored config is no family to compare.
+func familyChange(ctx context.Context, st *subnetetcd.Store, cfg *subnet.Config, leases int) error {
+	if leases == 0 {
+		return nil
+	}
+	old, err := st.GetConfig(ctx)
+	var cerr *subnet.ConfigError
+	switch {
+	case errors.Is(err, subnet.ErrNoConfig) || errors.As(err, &cerr):
+		return nil
+	case err != nil:
+		return fmt.Errorf("config set: read the current config: %w", err)
+	}
+	var changes []string
+	for _, f := range []struct {
+		name     string
+		old, new netip.Prefix
+	}{{"IPv4", old.Network, cfg.Network}, {"IPv6", old.IPv6Network, cfg.IPv6Network}} {
+		switch {
+		case !f.old.IsValid() && f.new.IsValid():
+			changes = append(changes, "adds "+f.name+" ("+f.new.String()+")")
+		case f.old.IsValid() && !f.new.IsValid():
+			changes = append(changes, "removes "+f.name+" ("+f.old.String()+")")
+		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	return fmt.Errorf("config set: the new network %s while %d lease(s) are live: running pods keep the "+
+		"addresses they have, and only pods created after each node's weftd restarts get the new families; "+
+		"see docs/operations.md, \"Adding or removing an address family\", then pass --force", strings.Join(changes, " and "), leases)
 }
 
 // keyWord matches the config keys in a validation message.

@@ -251,6 +251,33 @@ func TestConfigSetGet(t *testing.T) {
 			t.Errorf("set --force: %v", err)
 		}
 	})
+
+}
+
+// TestConfigSetFamilyChange: adding or removing an address family while
+// leases are live asks for --force and explains what running pods keep.
+func TestConfigSetFamilyChange(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.config("set", "--network", "10.246.0.0/16"); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := subnet.ParseConfig([]byte(`{"Network": "10.246.0.0/16"}`))
+	e.claim("node-f", cfg, "198.18.0.3")
+	_, err := e.config("set", "--network", "10.246.0.0/16", "--ipv6-network", "fd10:246::/56")
+	if got := errText(err); !strings.Contains(got, "adds IPv6 (fd10:246::/56)") ||
+		!strings.Contains(got, "running pods keep the addresses they have") || !strings.Contains(got, "pass --force") {
+		t.Errorf("adding IPv6 under a live lease: %q, want the family change explained and --force asked for", got)
+	}
+	if c, err := e.store.GetConfig(context.Background()); err != nil || c.IPv6Network.IsValid() {
+		t.Errorf("config after the refused change: %+v (%v), want IPv4 only still", c, err)
+	}
+	if _, err := e.config("set", "--network", "10.246.0.0/16", "--ipv6-network", "fd10:246::/56", "--force"); err != nil {
+		t.Errorf("set --force: %v", err)
+	}
+	// Same families, other settings: no question asked.
+	if _, err := e.config("set", "--network", "10.246.0.0/16", "--ipv6-network", "fd10:246::/56", "--vni", "7"); err != nil {
+		t.Errorf("set without a family change: %v", err)
+	}
 }
 
 func TestConnFlagsFromEnv(t *testing.T) {
