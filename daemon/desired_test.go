@@ -95,7 +95,7 @@ func TestBuildDesiredFromMerge(t *testing.T) {
 		lease("c", "id-c", "10.244.3.0/24", "198.18.0.3", 12, 4),
 	}}
 	self := &view.Leases[0]
-	d := buildDesired(self, "me", membership.Merge("me", view, nil), view.Complete)
+	d := buildDesired(self, "me", membership.Merge(membership.MergeInput{Self: "me", View: view, Authoritative: true}), view.Complete)
 	var names []string
 	for _, p := range d.Peers {
 		names = append(names, p.Name+"="+p.Subnet.String())
@@ -324,7 +324,10 @@ func TestMergeDropsDeleted(t *testing.T) {
 		member("d", "10.244.4.0/24", 120, membership.StateAlive), // claimed after the view: provisional
 	}
 	var got []string
-	for _, p := range membership.Merge("a", view, members) {
+	for _, p := range membership.Merge(membership.MergeInput{
+		Self: "a", View: view, Members: members,
+		Network: &subnet.Config{Network: pfx("10.244.0.0/16"), SubnetLen: 24}, // etcd unreachable: claims are checked
+	}) {
 		got = append(got, fmt.Sprintf("%s provisional=%t", p.Name, p.Provisional))
 	}
 	if diff := cmp.Diff([]string{"b provisional=false", "d provisional=true"}, got); diff != "" {

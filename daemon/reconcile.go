@@ -77,12 +77,16 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	d.lease.mu.Lock()
 	lease := d.lease.cur
 	base, complete := d.baseViewLocked()
+	haveView := d.lease.haveView
 	d.lease.mu.Unlock()
+	netCfg, authoritative := d.netConfig(), d.reachable.Load() && haveView
 	var members []membership.Member
 	if d.gossip != nil {
 		members = d.gossip.Members()
 	}
-	peers := membership.Merge(d.nodeName, base, members)
+	peers := membership.Merge(membership.MergeInput{
+		Self: d.nodeName, View: base, Members: members, Network: netCfg, Authoritative: authoritative,
+	})
 	desired := buildDesired(lease, d.nodeName, peers, complete)
 
 	res, err := d.be.Reconcile(ctx, desired)

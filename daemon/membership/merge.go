@@ -12,34 +12,81 @@ import (
 	"github.com/weftnet/weft/subnet"
 )
 
-// Merge builds the desired peer set from etcd's lease view and the gossip
-// members, by DESIGN.md's rules:
+// MergeInput is what [Merge] combines.
+type MergeInput struct {
+	// Self is this node's name. Members named Self are ignored, and the
+	// view's leases held under Self are this node's, not peers.
+	Self string
+	// View is the authority's lease view (etcd's listing, kept current by
+	// its watch, or the persisted snapshot before the first listing).
+	View subnet.View
+	// Members is what gossip reports ([Membership.Members]).
+	Members []Member
+	// Network is the network config in force. Without it (nil) no gossip
+	// claim is used provisionally: none could be checked against the
+	// network's spaces.
+	Network *subnet.Config
+	// Authoritative is true when View is a listing the authority gave and
+	// the authority answers now. Gossip claims the view does not confirm
+	// are then not used: they lapse on the first successful listing after
+	// an outage. False while the authority is unreachable, or before its
+	// first listing (View is then the snapshot, or empty).
+	Authoritative bool
+}
+
+// Merge builds the desired peer set from the authority's lease view and
+// the gossip members. The authority (the store) is the only one who says
+// which node holds which subnet; gossip carries liveness and newer copies
+// of data the authority already attributes to the same node. The rules:
 //
-//   - Every lease in view except self's is a peer, whatever its member's
-//     state: a dead or left member keeps its routes. Only a lease's
-//     disappearance from view or a newer epoch removes a peer.
-//   - A member whose Meta names the lease's subnet with the lease's epoch
-//     (and, when both are set, the record's node ID) and a higher Version
-//     than the record supplies the peer's public addresses and backend
-//     data (Source "gossip"). Metadata of an older epoch is ignored.
-//   - A member whose Meta names a subnet with a newer epoch than the
-//     lease's, or a subnet the view does not hold with an epoch newer than
-//     the view's revision (an older one was deleted from etcd since),
-//     becomes the peer for that subnet provisionally. Its newer epoch also supersedes an older
-//     lease held under the member's name (same node ID), since a node holds
-//     one lease at a time. Subnets held by self's leases are never taken
-//     from gossip.
-//   - When several members claim one subnet, the higher epoch wins, then
-//     the higher version, then the livelier state, then the smaller name.
+//   - Every lease in the view except self's is a peer, whatever its
+//     member's state: a dead or left member keeps its routes. Only the
+//     lease's disappearance from the view (or its replacement by a
+//     provisional claim of the same node, below) removes a peer.
+//   - Same node: a member is the same node as a lease's holder only when
+//     its name equals the record's node name and its node ID equals the
+//     record's node ID, and neither ID is empty. A claim without a node
+//     ID is never the same node as anything.
+//   - Update: a member that is the same node as a lease's holder, whose
+//     Meta names the lease's primary subnet with the lease's epoch and a
+//     higher Version than the record, supplies the peer's public
+//     addresses and backend data (Source "gossip"). The subnets and the
+//     epoch always stay the lease's. This holds whether or not the
+//     authority answers: it is how a node restarted on a new address
+//     while etcd is down is followed.
+//   - Provisional claim: any other claim (a member's Meta with a subnet
+//     and an epoch) is used only when all of these hold: in.Authoritative
+//     is false; in.Network is set; the member is alive or suspect (a dead
+//     or left member's claims lapse); each of its subnets is one of the
+//     network's subnets at the configured length (IPv4 in Network at
+//     SubnetLen, IPv6 in IPv6Network at IPv6SubnetLen; SubnetMin and
+//     SubnetMax are not applied, they bound only new claims); no subnet
+//     overlaps one of self's leases, or a lease the view attributes to
+//     another node (a subnet held by the same node at an older epoch may
+//     be re-claimed); a subnet the view does not hold is claimed at an
+//     epoch newer than the view's revision (an older one was a lease
+//     deleted since, which gossip must not bring back); and, for a
+//     subnet the view holds, the claim's epoch is newer than the
+//     lease's. Such a peer has Provisional set. Its newer epoch ends the
+//     same node's leases of older epochs (a node holds one lease at a
+//     time).
+//   - When several provisional claims name one primary subnet, the
+//     higher epoch wins, then the higher version, then the livelier
+//     state, then the smaller name; a claim whose IPv6 subnet overlaps a
+//     claim already taken loses.
 //
 // A peer's State is that of the member named after it (StateUnknown if
-// there is none). Members named self are ignored. The result is sorted by
-// name, then subnet. Merge is pure: it keeps no state between calls.
-func Merge(self string, view subnet.View, members []Member) []PeerView {
-	byName := make(map[string]*Member, len(members))
+// there is none). The result is sorted by name, then subnet. Merge is
+// pure: it keeps no state between calls and does not modify its input.
+// It does not check peer entries beyond the above (addresses, MACs,
+// keys): [backend.CheckPeers] does that, for every source alike.
+func Merge(in MergeInput) []PeerView {
+	self := in.Self
+	view := in.View
+	byName := make(map[string]*Member, len(in.Members))
 	claims := make(map[netip.Prefix][]*Member)
-	for i := range members {
-		m := &members[i]
+	for i := range in.Members {
+		m := &in.Members[i]
 		if m.Name == self || m.Name == "" {
 			continue
 		}
@@ -50,7 +97,7 @@ func Merge(self string, view subnet.View, members []Member) []PeerView {
 	}
 
 	leases := make(map[netip.Prefix]*subnet.Lease, len(view.Leases))
-	selfSubnets := make(map[netip.Prefix]bool)
+	var selfSubnets []netip.Prefix
 	for i := range view.Leases {
 		l := &view.Leases[i]
 		p := l.Primary().Masked()
@@ -58,10 +105,7 @@ func Merge(self string, view subnet.View, members []Member) []PeerView {
 			continue
 		}
 		if l.Record.NodeName == self {
-			selfSubnets[p] = true
-			if l.IPv6Subnet.IsValid() {
-				selfSubnets[l.IPv6Subnet.Masked()] = true
-			}
+			selfSubnets = appendValid(selfSubnets, l.Subnet, l.IPv6Subnet)
 			continue
 		}
 		// Two leases with one primary subnet cannot come from one etcd
@@ -71,26 +115,9 @@ func Merge(self string, view subnet.View, members []Member) []PeerView {
 		}
 	}
 
-	// Decide every subnet gossip claims with a newer epoch than etcd's
-	// view, or that the view does not hold.
-	provisionals := make(map[netip.Prefix]*Member)
-	for p, cands := range claims {
-		if selfSubnets[p] {
-			continue
-		}
-		if l, ok := leases[p]; ok {
-			cands = slices.DeleteFunc(slices.Clone(cands), func(m *Member) bool { return m.Meta.Epoch <= l.Epoch })
-		} else if view.Revision > 0 {
-			// etcd issued these epochs before the view's revision and
-			// the view no longer holds the subnet: the lease was
-			// deleted (evicted or expired), and gossip must not bring
-			// it back.
-			cands = slices.DeleteFunc(slices.Clone(cands), func(m *Member) bool { return m.Meta.Epoch <= view.Revision })
-		}
-		if len(cands) == 0 {
-			continue
-		}
-		provisionals[p] = bestClaim(cands)
+	var provisionals map[netip.Prefix]*Member
+	if !in.Authoritative && in.Network != nil {
+		provisionals = provisionalClaims(in.Network, view, leases, selfSubnets, claims)
 	}
 	// superseded[name] is the newest provisional claim by member name; it
 	// ends that node's leases of older epochs.
@@ -105,7 +132,7 @@ func Merge(self string, view subnet.View, members []Member) []PeerView {
 
 	for p, l := range leases {
 		rec := &l.Record
-		if by, ok := superseded[rec.NodeName]; ok && by.Meta.Epoch > l.Epoch && sameNode(by.Meta.NodeID, rec.NodeID) {
+		if by, ok := superseded[rec.NodeName]; ok && by.Meta.Epoch > l.Epoch && sameNode(by, rec) {
 			continue
 		}
 		if _, ok := provisionals[p]; ok {
@@ -113,7 +140,7 @@ func Merge(self string, view subnet.View, members []Member) []PeerView {
 		}
 		var update []*Member
 		for _, m := range claims[p] {
-			if m.Meta.Epoch == l.Epoch && m.Meta.Version > rec.Version && sameNode(m.Meta.NodeID, rec.NodeID) {
+			if m.Meta.Epoch == l.Epoch && m.Meta.Version > rec.Version && sameNode(m, rec) {
 				update = append(update, m)
 			}
 		}
@@ -155,6 +182,117 @@ func Merge(self string, view subnet.View, members []Member) []PeerView {
 		return a.IPv6Subnet.Addr().Compare(b.IPv6Subnet.Addr())
 	})
 	return out
+}
+
+// provisionalClaims decides which claims the view does not confirm are
+// used while the authority is unreachable, by Merge's rules, keyed by
+// primary subnet.
+func provisionalClaims(nc *subnet.Config, view subnet.View, leases map[netip.Prefix]*subnet.Lease,
+	selfSubnets []netip.Prefix, claims map[netip.Prefix][]*Member,
+) map[netip.Prefix]*Member {
+	type cand struct {
+		p  netip.Prefix
+		ms []*Member
+	}
+	var cands []cand
+	for p, ms := range claims {
+		ms = slices.DeleteFunc(slices.Clone(ms), func(m *Member) bool {
+			if m.State != StateAlive && m.State != StateSuspect {
+				return true
+			}
+			if !claimInNetwork(nc, &m.Meta) {
+				return true
+			}
+			if l, ok := leases[p]; ok {
+				return m.Meta.Epoch <= l.Epoch
+			}
+			// etcd issued epochs up to the view's revision; the view no
+			// longer holds the subnet, so such a lease was deleted.
+			return view.Revision > 0 && m.Meta.Epoch <= view.Revision
+		})
+		ms = slices.DeleteFunc(ms, func(m *Member) bool {
+			for _, s := range claimSubnets(&m.Meta) {
+				if overlapsAny(selfSubnets, s) || overlapsOtherNode(view.Leases, m, s) {
+					return true
+				}
+			}
+			return false
+		})
+		if len(ms) > 0 {
+			cands = append(cands, cand{p, ms})
+		}
+	}
+	// Decide in a fixed order, so that IPv6 overlaps between claims of
+	// different primary subnets go the same way on every call.
+	slices.SortFunc(cands, func(a, b cand) int { return comparePrefix(a.p, b.p) })
+	out := make(map[netip.Prefix]*Member, len(cands))
+	var taken []netip.Prefix
+	for _, c := range cands {
+		for len(c.ms) > 0 {
+			m := bestClaim(c.ms)
+			v6 := m.Meta.IPv6Subnet
+			if m.Meta.Subnet.IsValid() && v6.IsValid() && overlapsAny(taken, v6.Masked()) {
+				c.ms = slices.DeleteFunc(c.ms, func(o *Member) bool { return o == m })
+				continue
+			}
+			out[c.p] = m
+			taken = append(taken, claimSubnets(&m.Meta)...)
+			break
+		}
+	}
+	return out
+}
+
+// claimInNetwork reports whether every subnet of meta is one of nc's
+// subnets at the configured length, and meta has a primary subnet.
+func claimInNetwork(nc *subnet.Config, meta *Meta) bool {
+	if meta.Subnet.IsValid() && !inSpace(meta.Subnet, nc.Network, nc.SubnetLen) {
+		return false
+	}
+	if meta.IPv6Subnet.IsValid() && !inSpace(meta.IPv6Subnet, nc.IPv6Network, nc.IPv6SubnetLen) {
+		return false
+	}
+	return meta.Primary().IsValid()
+}
+
+// inSpace reports whether p is a subnet of network of length bits: same
+// family, that length, its own network address, inside network.
+func inSpace(p, network netip.Prefix, bits int) bool {
+	return p.IsValid() && network.IsValid() && p.Bits() == bits && bits >= network.Bits() &&
+		p.Addr().Is4() == network.Addr().Is4() && p.Masked() == p && network.Contains(p.Addr())
+}
+
+// claimSubnets returns meta's valid subnets, masked.
+func claimSubnets(meta *Meta) []netip.Prefix {
+	return appendValid(nil, meta.Subnet, meta.IPv6Subnet)
+}
+
+func appendValid(dst []netip.Prefix, ps ...netip.Prefix) []netip.Prefix {
+	for _, p := range ps {
+		if p.IsValid() {
+			dst = append(dst, p.Masked())
+		}
+	}
+	return dst
+}
+
+func overlapsAny(ps []netip.Prefix, s netip.Prefix) bool {
+	return slices.ContainsFunc(ps, s.Overlaps)
+}
+
+// overlapsOtherNode reports whether s overlaps a subnet of a lease in
+// leases that is not m's own node's.
+func overlapsOtherNode(leases []subnet.Lease, m *Member, s netip.Prefix) bool {
+	for i := range leases {
+		l := &leases[i]
+		if sameNode(m, &l.Record) {
+			continue
+		}
+		if (l.Subnet.IsValid() && l.Subnet.Masked().Overlaps(s)) || (l.IPv6Subnet.IsValid() && l.IPv6Subnet.Masked().Overlaps(s)) {
+			return true
+		}
+	}
+	return false
 }
 
 // provisional makes a peer from a member's metadata alone.
@@ -210,8 +348,15 @@ func stateRank(s State) int {
 	return 4
 }
 
-// sameNode reports whether two node IDs may be the same node: equal, or
-// either unknown.
-func sameNode(a, b string) bool {
-	return a == "" || b == "" || a == b
+// sameNode reports whether member m is the node that holds rec: the same
+// name and the same node ID, which must not be empty.
+func sameNode(m *Member, rec *subnet.Record) bool {
+	return m.Name == rec.NodeName && m.Meta.NodeID != "" && m.Meta.NodeID == rec.NodeID
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Bits(), b.Bits())
 }

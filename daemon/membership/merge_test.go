@@ -121,6 +121,12 @@ func prov(m Member) PeerView {
 	}
 }
 
+// testNetwork is the network of the Merge tests: dual-stack, /24 and /64.
+var testNetwork = &subnet.Config{
+	Network: pfx("10.244.0.0/16"), SubnetLen: 24,
+	IPv6Network: pfx("fd10:244::/56"), IPv6SubnetLen: 64,
+}
+
 func TestMerge(t *testing.T) {
 	var (
 		selfL = lease("self", "10.244.0.0/24", 10, 1, "198.18.0.10")
@@ -133,11 +139,18 @@ func TestMerge(t *testing.T) {
 		v6L = lease("v6", "fd10:244:0:7::/64", 17, 2, "198.18.0.17")
 	)
 	dead := func(m Member) Member { m.State, m.Since = StateDead, t1; return m }
+	noID := func(m Member) Member { m.Meta.NodeID = ""; return m }
+	v6 := func(m Member, sn string) Member { m.Meta.IPv6Subnet = pfx(sn); return m }
 
+	// Each case runs with the authority unreachable (auth false) unless
+	// it says otherwise.
 	tests := []struct {
 		name    string
 		view    []subnet.Lease
 		members []Member
+		auth    bool
+		network *subnet.Config // testNetwork unless set; none with noNet
+		noNet   bool
 		want    []PeerView
 	}{
 		{
@@ -146,6 +159,7 @@ func TestMerge(t *testing.T) {
 		{
 			name: "etcd only: unknown state, self excluded",
 			view: []subnet.Lease{bL, selfL, aL},
+			auth: true,
 			want: []PeerView{fromEtcd(aL, StateUnknown, time.Time{}), fromEtcd(bL, StateUnknown, time.Time{})},
 		},
 		{
@@ -155,9 +169,16 @@ func TestMerge(t *testing.T) {
 			want:    []PeerView{fromEtcd(aL, StateAlive, t0)},
 		},
 		{
-			name:    "same epoch higher version: gossip data wins",
+			name:    "same epoch higher version: gossip data wins (etcd down)",
 			view:    []subnet.Lease{aL},
 			members: []Member{member("a", "10.244.1.0/24", 11, 4, "198.18.0.99")},
+			want:    []PeerView{updated(aL, member("a", "10.244.1.0/24", 11, 4, "198.18.0.99"))},
+		},
+		{
+			name:    "same epoch higher version: gossip data wins (etcd up)",
+			view:    []subnet.Lease{aL},
+			members: []Member{member("a", "10.244.1.0/24", 11, 4, "198.18.0.99")},
+			auth:    true,
 			want:    []PeerView{updated(aL, member("a", "10.244.1.0/24", 11, 4, "198.18.0.99"))},
 		},
 		{
@@ -185,10 +206,22 @@ func TestMerge(t *testing.T) {
 			want:    []PeerView{fromEtcd(aL, StateAlive, t0)},
 		},
 		{
-			name:    "same epoch higher version without node ID in meta: accepted",
+			name:    "same epoch higher version without node ID: never the same node",
 			view:    []subnet.Lease{aL},
-			members: []Member{with(member("a", "10.244.1.0/24", 11, 9, "198.18.0.99"), func(m *Member) { m.Meta.NodeID = "" })},
-			want:    []PeerView{updated(aL, with(member("a", "10.244.1.0/24", 11, 9, "198.18.0.99"), func(m *Member) { m.Meta.NodeID = "" }))},
+			members: []Member{noID(member("a", "10.244.1.0/24", 11, 9, "198.18.0.99"))},
+			want:    []PeerView{fromEtcd(aL, StateAlive, t0)},
+		},
+		{
+			name:    "same epoch higher version, record without node ID: ignored",
+			view:    []subnet.Lease{with(aL, func(l *subnet.Lease) { l.Record.NodeID = "" })},
+			members: []Member{noID(member("a", "10.244.1.0/24", 11, 9, "198.18.0.99"))},
+			want:    []PeerView{fromEtcd(with(aL, func(l *subnet.Lease) { l.Record.NodeID = "" }), StateAlive, t0)},
+		},
+		{
+			name:    "same epoch higher version under another name with the node's ID: ignored",
+			view:    []subnet.Lease{aL},
+			members: []Member{with(member("x", "10.244.1.0/24", 11, 9, "198.18.0.99"), func(m *Member) { m.Meta.NodeID = "id-a" })},
+			want:    []PeerView{fromEtcd(aL, StateUnknown, time.Time{})},
 		},
 		{
 			name:    "dead member keeps its routes",
@@ -209,18 +242,68 @@ func TestMerge(t *testing.T) {
 			want:    []PeerView{fromEtcd(aL, StateSuspect, t1)},
 		},
 		{
-			name:    "subnet not in view (etcd down): provisional",
+			name:    "subnet not in view, etcd down: provisional",
 			members: []Member{member("c", "10.244.3.0/24", 13, 1, "198.18.0.13")},
 			want:    []PeerView{prov(member("c", "10.244.3.0/24", 13, 1, "198.18.0.13"))},
 		},
 		{
-			name:    "dead provisional member stays",
+			name:    "subnet not in view, etcd up: lapses",
+			members: []Member{member("c", "10.244.3.0/24", 13, 1, "198.18.0.13")},
+			auth:    true,
+		},
+		{
+			name:    "subnet not in view, no network config: not used",
+			members: []Member{member("c", "10.244.3.0/24", 13, 1, "198.18.0.13")},
+			noNet:   true,
+		},
+		{
+			name:    "suspect member's claim used",
+			members: []Member{with(member("c", "10.244.3.0/24", 13, 1, "198.18.0.13"), func(m *Member) { m.State = StateSuspect })},
+			want:    []PeerView{prov(with(member("c", "10.244.3.0/24", 13, 1, "198.18.0.13"), func(m *Member) { m.State = StateSuspect }))},
+		},
+		{
+			name:    "dead member's provisional claim lapses",
 			members: []Member{dead(member("c", "10.244.3.0/24", 13, 1, "198.18.0.13"))},
-			want:    []PeerView{prov(dead(member("c", "10.244.3.0/24", 13, 1, "198.18.0.13")))},
+		},
+		{
+			name:    "left member's provisional claim lapses",
+			members: []Member{with(member("c", "10.244.3.0/24", 13, 1, "198.18.0.13"), func(m *Member) { m.State = StateLeft })},
+		},
+		{
+			name:    "claim without node ID on a free subnet: still a provisional claim",
+			members: []Member{noID(member("c", "10.244.3.0/24", 13, 1, "198.18.0.13"))},
+			want:    []PeerView{prov(noID(member("c", "10.244.3.0/24", 13, 1, "198.18.0.13")))},
 		},
 		{
 			name:    "claim without epoch is not a claim",
 			members: []Member{member("c", "10.244.3.0/24", 0, 1, "198.18.0.13")},
+		},
+		{
+			name: "claims outside the network or at another length: refused",
+			members: []Member{
+				member("c1", "101.0.0.0/8", 13, 1, "198.18.0.13"),
+				member("c2", "0.0.0.0/1", 13, 1, "198.18.0.13"),
+				member("c3", "128.0.0.0/1", 13, 1, "198.18.0.13"),
+				member("c4", "10.244.3.0/25", 13, 1, "198.18.0.13"),
+				member("c5", "10.244.0.0/16", 13, 1, "198.18.0.13"),
+				member("c6", "10.245.3.0/24", 13, 1, "198.18.0.13"),
+				member("c7", "10.244.3.7/24", 13, 1, "198.18.0.13"),
+				member("c8", "198.18.0.1/32", 13, 1, "198.18.0.13"),
+				member("c9", "::/1", 13, 1, "198.18.0.13"),
+				member("ca", "fd10:244:0:100::/64", 13, 1, "198.18.0.13"),
+				member("cb", "fd10:244:0:3::/80", 13, 1, "198.18.0.13"),
+				v6(member("cc", "10.244.3.0/24", 13, 1, "198.18.0.13"), "fd10:245::/64"),
+			},
+		},
+		{
+			name:    "IPv6 claim inside the network: provisional",
+			members: []Member{member("c", "fd10:244:0:3::/64", 13, 1, "198.18.0.13")},
+			want:    []PeerView{prov(member("c", "fd10:244:0:3::/64", 13, 1, "198.18.0.13"))},
+		},
+		{
+			name:    "IPv6 claim in an IPv4-only network: refused",
+			members: []Member{v6(member("c", "10.244.3.0/24", 13, 1, "198.18.0.13"), "fd10:244:0:3::/64")},
+			network: &subnet.Config{Network: pfx("10.244.0.0/16"), SubnetLen: 24},
 		},
 		{
 			name:    "newer epoch by the same node replaces the lease provisionally",
@@ -229,10 +312,23 @@ func TestMerge(t *testing.T) {
 			want:    []PeerView{prov(member("a", "10.244.1.0/24", 20, 1, "198.18.0.99"))},
 		},
 		{
-			name:    "newer epoch by another node takes the subnet provisionally",
+			name:    "newer epoch by the same node, etcd up: lease kept",
+			view:    []subnet.Lease{aL},
+			members: []Member{member("a", "10.244.1.0/24", 20, 1, "198.18.0.99")},
+			auth:    true,
+			want:    []PeerView{fromEtcd(aL, StateAlive, t0)},
+		},
+		{
+			name:    "newer epoch under the holder's name without node ID: refused",
+			view:    []subnet.Lease{aL},
+			members: []Member{noID(member("a", "10.244.1.0/24", 20, 1, "198.18.0.99"))},
+			want:    []PeerView{fromEtcd(aL, StateAlive, t0)},
+		},
+		{
+			name:    "newer epoch by another node: refused",
 			view:    []subnet.Lease{aL, bL},
 			members: []Member{member("a", "", 0, 0, "198.18.0.11"), member("c", "10.244.1.0/24", 20, 1, "198.18.0.13")},
-			want:    []PeerView{fromEtcd(bL, StateUnknown, time.Time{}), prov(member("c", "10.244.1.0/24", 20, 1, "198.18.0.13"))},
+			want:    []PeerView{fromEtcd(aL, StateAlive, t0), fromEtcd(bL, StateUnknown, time.Time{})},
 		},
 		{
 			name:    "node moved to a subnet etcd's view lacks: old lease superseded",
@@ -241,10 +337,18 @@ func TestMerge(t *testing.T) {
 			want:    []PeerView{prov(member("a", "10.244.9.0/24", 30, 1, "198.18.0.11")), fromEtcd(bL, StateUnknown, time.Time{})},
 		},
 		{
-			name:    "node moved to a subnet held at an older epoch by another: both superseded",
+			name:    "node claiming a subnet another node holds at an older epoch: refused",
 			view:    []subnet.Lease{aL, bL},
 			members: []Member{member("a", "10.244.2.0/24", 30, 1, "198.18.0.11")},
-			want:    []PeerView{prov(member("a", "10.244.2.0/24", 30, 1, "198.18.0.11"))},
+			want:    []PeerView{fromEtcd(aL, StateAlive, t0), fromEtcd(bL, StateUnknown, time.Time{})},
+		},
+		{
+			name: "dual-stack claim whose IPv6 subnet another node holds: refused",
+			view: []subnet.Lease{aDual},
+			members: []Member{
+				v6(member("c", "10.244.3.0/24", 30, 1, "198.18.0.13"), "fd10:244:0:1::/64"),
+			},
+			want: []PeerView{fromEtcd(aDual, StateUnknown, time.Time{})},
 		},
 		{
 			name: "same name, other node ID, new subnet: old lease kept",
@@ -293,9 +397,9 @@ func TestMerge(t *testing.T) {
 			want: []PeerView{prov(member("c", "10.244.3.0/24", 13, 2, "198.18.0.13"))},
 		},
 		{
-			name: "conflict, same epoch and version: alive beats dead",
+			name: "conflict, same epoch and version: alive beats suspect",
 			members: []Member{
-				dead(member("c", "10.244.3.0/24", 13, 2, "198.18.0.13")),
+				with(member("c", "10.244.3.0/24", 13, 2, "198.18.0.13"), func(m *Member) { m.State = StateSuspect }),
 				member("d", "10.244.3.0/24", 13, 2, "198.18.0.14"),
 			},
 			want: []PeerView{prov(member("d", "10.244.3.0/24", 13, 2, "198.18.0.14"))},
@@ -309,25 +413,31 @@ func TestMerge(t *testing.T) {
 			want: []PeerView{prov(member("c", "10.244.3.0/24", 13, 2, "198.18.0.13"))},
 		},
 		{
-			name: "conflict on a leased subnet: newer epoch beats same-epoch update",
+			name: "claims of different IPv4 subnets sharing an IPv6 subnet: the first subnet's claim wins",
+			members: []Member{
+				v6(member("d", "10.244.4.0/24", 13, 2, "198.18.0.14"), "fd10:244:0:3::/64"),
+				v6(member("c", "10.244.3.0/24", 13, 2, "198.18.0.13"), "fd10:244:0:3::/64"),
+			},
+			want: []PeerView{prov(v6(member("c", "10.244.3.0/24", 13, 2, "198.18.0.13"), "fd10:244:0:3::/64"))},
+		},
+		{
+			name: "claim of a leased subnet by another node does not stop the holder's update",
 			view: []subnet.Lease{aL},
 			members: []Member{
 				member("a", "10.244.1.0/24", 11, 8, "198.18.0.99"),
 				member("c", "10.244.1.0/24", 25, 1, "198.18.0.13"),
 			},
-			want: []PeerView{prov(member("c", "10.244.1.0/24", 25, 1, "198.18.0.13"))},
+			want: []PeerView{updated(aL, member("a", "10.244.1.0/24", 11, 8, "198.18.0.99"))},
 		},
 		{
-			name: "several same-epoch updates: highest version of the same node wins",
+			name: "several same-epoch updates: only the holder's name and ID count",
 			view: []subnet.Lease{aL},
 			members: []Member{
 				member("a", "10.244.1.0/24", 11, 6, "198.18.0.96"),
 				with(member("a2", "10.244.1.0/24", 11, 7, "198.18.0.97"), func(m *Member) { m.Meta.NodeID = "id-a" }),
-				member("a3", "10.244.1.0/24", 11, 9, "198.18.0.98"), // another node ID: ignored
+				member("a3", "10.244.1.0/24", 11, 9, "198.18.0.98"),
 			},
-			want: []PeerView{with(updated(aL, member("a2", "10.244.1.0/24", 11, 7, "198.18.0.97")), func(p *PeerView) {
-				p.State, p.Since = StateAlive, t0 // a's state: the peer is named a
-			})},
+			want: []PeerView{updated(aL, member("a", "10.244.1.0/24", 11, 6, "198.18.0.96"))},
 		},
 		{
 			name:    "dual-stack lease updated by gossip keeps etcd's subnets",
@@ -342,7 +452,7 @@ func TestMerge(t *testing.T) {
 			want:    []PeerView{updated(v6L, member("v6", "fd10:244:0:7::/64", 17, 3, "198.18.0.77"))},
 		},
 		{
-			name:    "unmasked subnet in metadata still matches",
+			name:    "unmasked subnet in metadata still matches its lease",
 			view:    []subnet.Lease{aL},
 			members: []Member{member("a", "10.244.1.7/24", 11, 4, "198.18.0.99")},
 			want:    []PeerView{updated(aL, member("a", "10.244.1.7/24", 11, 4, "198.18.0.99"))},
@@ -355,13 +465,25 @@ func TestMerge(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Merge("self", subnet.View{Leases: tc.view, Complete: true}, tc.members)
-			if diff := cmp.Diff(tc.want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			nc := testNetwork
+			if tc.network != nil {
+				nc = tc.network
+			}
+			if tc.noNet {
+				nc = nil
+			}
+			got := Merge(MergeInput{
+				Self: "self", View: subnet.View{Leases: tc.view, Complete: true},
+				Members: tc.members, Network: nc, Authoritative: tc.auth,
+			})
+			if diff := cmp.Diff(tc.want, got, cmpNet); diff != "" {
 				t.Errorf("Merge() mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
+
+var cmpNet = cmp.Options{cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
 
 // TestMergeDoesNotModifyInputs guards the purity Merge promises.
 func TestMergeDoesNotModifyInputs(t *testing.T) {
@@ -376,10 +498,10 @@ func TestMergeDoesNotModifyInputs(t *testing.T) {
 	}
 	wantView := subnet.View{Leases: append([]subnet.Lease(nil), view.Leases...)}
 	wantMembers := append([]Member(nil), members...)
-	for range 3 {
-		Merge("self", view, members)
+	for _, auth := range []bool{false, true, false} {
+		Merge(MergeInput{Self: "self", View: view, Members: members, Network: testNetwork, Authoritative: auth})
 	}
-	opts := cmp.Options{cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+	opts := cmpNet
 	if diff := cmp.Diff(wantView, view, opts); diff != "" {
 		t.Errorf("view modified (-want +got):\n%s", diff)
 	}
