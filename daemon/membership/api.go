@@ -89,6 +89,39 @@ const (
 	DefaultDeadNodeReclaimTime = 500 * time.Millisecond
 	DefaultRejoinInterval      = 2 * time.Second
 	DefaultKeyCheckInterval    = 3 * time.Second
+	// DefaultMaxMembers caps the member table (see Config.MaxMembers):
+	// the largest /16 network of /24 subnets has 256 nodes, a /8 of /24
+	// 65536; 4096 members of ~1 KiB each keep the table near 4 MiB.
+	DefaultMaxMembers = 4096
+	// DefaultForgetAfter is how long a dead or left member that the
+	// authority's view does not name stays in the table.
+	DefaultForgetAfter = 5 * time.Minute
+)
+
+// Encryption is how a member treats gossip encryption.
+type Encryption string
+
+// Encryption modes. The three middle steps of a switch from an
+// unencrypted cluster to an encrypted one are done on every member, one
+// member at a time, each step finished everywhere before the next:
+// EncryptionAccept, then EncryptionSend, then EncryptionOn. No two members
+// ever stop understanding each other.
+const (
+	// EncryptionAuto (the zero value) encrypts when keys are given
+	// (EncryptionOn) and does not otherwise (EncryptionOff).
+	EncryptionAuto Encryption = ""
+	// EncryptionOff sends and accepts only unencrypted gossip. It must
+	// be chosen explicitly to run without keys; keys are then refused.
+	EncryptionOff Encryption = "off"
+	// EncryptionAccept needs keys: it accepts encrypted and unencrypted
+	// gossip and sends unencrypted gossip (step 1 of a switch).
+	EncryptionAccept Encryption = "accept"
+	// EncryptionSend needs keys: it accepts both and sends encrypted
+	// gossip (step 2 of a switch).
+	EncryptionSend Encryption = "send"
+	// EncryptionOn needs keys: it sends and accepts only gossip encrypted
+	// with one of them.
+	EncryptionOn Encryption = "on"
 )
 
 // Config configures a [Membership]. Zero durations and counts take the
@@ -109,8 +142,31 @@ type Config struct {
 	Join []string
 	// KeyFile is the gossip key file: one base64 key (16, 24 or 32 bytes)
 	// per line, the first encrypts, all decrypt. Mode must be 0600 or
-	// stricter. Empty: gossip is not encrypted.
+	// stricter. It is watched for changes (see [Membership.ReloadKeys]).
 	KeyFile string
+	// Keys are gossip keys given directly (for example read from the
+	// store), 16, 24 or 32 bytes each: the first encrypts, all decrypt.
+	// Only one of KeyFile and Keys may be set. [Membership.SetKeys]
+	// replaces them while running.
+	Keys [][]byte
+	// Encryption is the encryption mode (see [Encryption]). The zero
+	// value encrypts when KeyFile or Keys is set.
+	Encryption Encryption
+
+	// MaxMembers caps the member table: at most MaxMembers members that
+	// the authority's view does not name (see [Membership.Prune]) are
+	// admitted; a new name beyond that is refused before memberlist
+	// records it. Members the view names are always admitted. Default
+	// [DefaultMaxMembers].
+	MaxMembers int
+	// ForgetAfter is how long a member the view does not name stays in
+	// the table once it is dead or left (at least GossipToTheDeadTime).
+	// Default [DefaultForgetAfter].
+	ForgetAfter time.Duration
+	// AllowedCIDRs, when not empty, are the only source ranges gossip is
+	// accepted from (packets, streams and advertised member addresses):
+	// memberlist's CIDRsAllowed.
+	AllowedCIDRs []netip.Prefix
 
 	// Failure detection and dissemination (see docs/membership.md).
 	ProbeInterval    time.Duration

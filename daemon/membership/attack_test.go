@@ -39,23 +39,20 @@ func (r *rogue) MergeRemoteState([]byte, bool)   {}
 // startRogue runs a plain memberlist member named name on 127.0.0.1 that
 // advertises meta and joins join. It is shut down (without leaving) when
 // the test ends, if not before.
-func startRogue(t *testing.T, name string, meta any, join string, tune func(*memberlist.Config)) *rogue {
+func startRogue(t *testing.T, name string, meta any, join string) *rogue {
 	t.Helper()
 	b, err := json.Marshal(meta)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &rogue{meta: b}
-	c := memberlist.DefaultLocalConfig()
+	c := memberlist.DefaultLANConfig() // slow probes: 20 of them must not load the machine
 	c.Name = name
 	c.BindAddr, c.BindPort = "127.0.0.1", 0
 	c.AdvertiseAddr = "127.0.0.1"
 	c.Delegate = r
+	c.GossipInterval = DefaultGossipInterval
 	c.Logger = log.New(io.Discard, "", 0)
-	c.ProbeInterval, c.ProbeTimeout, c.GossipInterval = DefaultProbeInterval, DefaultProbeTimeout, DefaultGossipInterval
-	if tune != nil {
-		tune(c)
-	}
 	if r.ml, err = memberlist.Create(c); err != nil {
 		t.Fatalf("rogue %s: %v", name, err)
 	}
@@ -76,8 +73,9 @@ func startRogue(t *testing.T, name string, meta any, join string, tune func(*mem
 // attackers are dead.
 func TestGossipCannotStealSubnets(t *testing.T) {
 	cfg := testConfig("self")
-	// Quicker probes, so that 20 dead rogues are declared dead sooner.
-	cfg.ProbeInterval, cfg.ProbeTimeout = 100*time.Millisecond, 50*time.Millisecond
+	// Quicker probes, so that 20 dead rogues are declared dead sooner,
+	// with a timeout that a loaded machine meets.
+	cfg.ProbeInterval, cfg.ProbeTimeout = 200*time.Millisecond, 150*time.Millisecond
 	victim := start(t, cfg)
 	addr := victim.m.LocalAddr()
 
@@ -98,11 +96,11 @@ func TestGossipCannotStealSubnets(t *testing.T) {
 			Data: subnet.BackendData{VTEPMAC: "02:66:66:66:66:66"}, Epoch: epoch, Version: 99}
 	}
 	var rogues []*rogue
-	rogues = append(rogues, startRogue(t, "n1", claim("", "10.244.1.0/24", 50), addr, nil)) // the victim's name, no node ID
+	rogues = append(rogues, startRogue(t, "n1", claim("", "10.244.1.0/24", 50), addr)) // the victim's name, no node ID
 	for i := 101; i <= 119; i++ {
-		rogues = append(rogues, startRogue(t, fmt.Sprintf("rogue-%d", i), claim(fmt.Sprintf("id-%d", i), fmt.Sprintf("%d.0.0.0/8", i), int64(100+i)), addr, nil))
+		rogues = append(rogues, startRogue(t, fmt.Sprintf("rogue-%d", i), claim(fmt.Sprintf("id-%d", i), fmt.Sprintf("%d.0.0.0/8", i), int64(100+i)), addr))
 	}
-	waitFor(t, 10*time.Second, "the weft member to see all 20 rogues alive with their claims", func() bool {
+	waitFor(t, 20*time.Second, "the weft member to see all 20 rogues alive with their claims", func() bool {
 		n := 0
 		for _, mb := range victim.m.Members() {
 			if mb.State == StateAlive && mb.Meta.Epoch >= 50 {
@@ -137,7 +135,7 @@ func TestGossipCannotStealSubnets(t *testing.T) {
 		t.Helper()
 		r.meta, _ = json.Marshal(m)
 		if err := r.ml.UpdateNode(time.Second); err != nil {
-			t.Fatal(err)
+			t.Logf("rogue update not yet broadcast: %v", err) // gossip spreads it anyway
 		}
 	}
 	update(rogues[0], claim("", "10.244.1.0/24", 11))      // n1 without ID, same epoch, higher version
@@ -147,8 +145,13 @@ func TestGossipCannotStealSubnets(t *testing.T) {
 	update(rogues[4], claim("id-y", "128.0.0.0/1", 301))
 	update(rogues[5], claim("id-z", "10.244.1.0/25", 302))
 	waitFor(t, 10*time.Second, "the second round's claims", func() bool {
-		mb, _ := victim.member("rogue-105")
-		return mb.Meta.Epoch == 302
+		want := map[string]int64{"n1": 11, "rogue-101": 60, "rogue-102": 11, "rogue-103": 300, "rogue-104": 301, "rogue-105": 302}
+		for name, epoch := range want {
+			if mb, _ := victim.member(name); mb.Meta.Epoch != epoch {
+				return false
+			}
+		}
+		return true
 	})
 	check("second round")
 

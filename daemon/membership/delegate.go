@@ -4,7 +4,7 @@
 package membership
 
 import (
-	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -24,7 +24,38 @@ var (
 	_ memberlist.EventDelegate    = (*delegate)(nil)
 	_ memberlist.ConflictDelegate = (*delegate)(nil)
 	_ memberlist.PingDelegate     = (*delegate)(nil)
+	_ memberlist.AliveDelegate    = (*delegate)(nil)
 )
+
+// errTableFull is returned to memberlist for a new member name when the
+// member table is at its cap.
+var errTableFull = errors.New("gossip member table full")
+
+// NotifyAlive is called for every alive message (and every node of a
+// push/pull) before memberlist records it. A name not yet in the member
+// table is refused while the table holds Config.MaxMembers members the
+// authority's view does not name, unless the view names it.
+func (d *delegate) NotifyAlive(n *memberlist.Node) error {
+	m := d.m
+	if n.Name == m.cfg.Name {
+		return nil
+	}
+	m.mu.Lock()
+	_, known := m.members[n.Name]
+	full := !known && !m.keep[n.Name] && m.extra >= m.cfg.MaxMembers
+	if full {
+		m.refused++
+	}
+	m.mu.Unlock()
+	if !full {
+		return nil
+	}
+	if m.limiter.allow("table full") {
+		m.log.WithFields(logrus.Fields{"member": n.Name, "max": m.cfg.MaxMembers}).
+			Warn("gossip member table full: new members the store does not know are refused")
+	}
+	return errTableFull
+}
 
 // NodeMeta returns this node's encoded metadata. SetMeta guarantees it
 // fits; the limit check only guards against memberlist's panic.
@@ -51,9 +82,8 @@ func (d *delegate) NotifyUpdate(n *memberlist.Node) { d.m.observe(n, StateAlive)
 // announces metadata with the leaving flag set (see Run): its last
 // metadata tells.
 func (d *delegate) NotifyLeave(n *memberlist.Node) {
-	var w wireMeta
 	st := StateDead
-	if json.Unmarshal(n.Meta, &w) == nil && w.Leaving {
+	if w, err := decodeMeta(n.Meta); err == nil && w.Leaving {
 		st = StateLeft
 	}
 	d.m.observe(n, st)
@@ -68,13 +98,12 @@ func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 	if existing.Name == m.cfg.Name {
 		// Others still hold this node at an older address. Once they have
 		// declared it dead, a fresh announcement is accepted: ask the
-		// rejoin loop to push our state to every live member.
+		// rejoin loop to push our state to every known address for a
+		// while (the old address's death takes a few probe rounds).
 		if m.limiter.allow("self conflict") {
 			m.log.WithField("other_addr", other.Address()).Info("other members hold this node's name at another address (this node's previous run, or another node with the same name); re-announcing")
 		}
-		m.mu.Lock()
-		m.reannounce = true
-		m.mu.Unlock()
+		m.startReannounce()
 		return
 	}
 	if m.limiter.allow("conflict " + existing.Name) {
@@ -84,13 +113,9 @@ func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 			"other_addr": other.Address(),
 		}).Warn("two gossip members claim one name: the one at other_addr is refused until the member at addr is dead (a node restarted on another address, or two nodes configured with one name)")
 	}
-	// Remember the other address: if it is a restart, the rejoin loop
-	// joins it once the old incarnation is dead.
-	m.mu.Lock()
-	if a := other.Address(); m.addrs[a] == nil {
-		m.addrs[a] = &knownAddr{last: time.Now()}
-	}
-	m.mu.Unlock()
+	// The other address is not added to the rejoin set: only seeds and
+	// the addresses the daemon takes from the store are dialled. A node
+	// restarted on another address re-joins by itself.
 }
 
 func (d *delegate) AckPayload() []byte { return nil }
@@ -113,7 +138,7 @@ func (m *Membership) observe(n *memberlist.Node, st State) {
 	var w wireMeta
 	var metaErr error
 	if len(n.Meta) > 0 {
-		metaErr = json.Unmarshal(n.Meta, &w)
+		w, metaErr = decodeMeta(n.Meta)
 	}
 	meta := w.Meta
 	m.mu.Lock()
@@ -121,6 +146,9 @@ func (m *Membership) observe(n *memberlist.Node, st State) {
 	if !known {
 		mb = &Member{Name: n.Name}
 		m.members[n.Name] = mb
+		if !m.keep[n.Name] {
+			m.extra++
+		}
 	}
 	prev := *mb
 	mb.Addr = addr
@@ -132,10 +160,10 @@ func (m *Membership) observe(n *memberlist.Node, st State) {
 	if mb.State != st {
 		mb.State, mb.Since = st, now
 	}
+	// A member's address is not added to the rejoin set (a member can
+	// advertise anyone's address); an address already in it stays fresh.
 	if k, ok := m.addrs[addr]; ok {
 		k.last = now
-	} else if addr != m.localAddr {
-		m.addrs[addr] = &knownAddr{last: now}
 	}
 	cur := *mb
 	m.mu.Unlock()
@@ -156,6 +184,18 @@ func (m *Membership) observe(n *memberlist.Node, st State) {
 	if !known || prev.State != cur.State || prev.Addr != cur.Addr || prev.Meta != cur.Meta {
 		wake(m.changed)
 	}
+}
+
+// startReannounce makes the rejoin loop push this node's state to every
+// known address, live members' too, for reannounceWindow: others hold this
+// node at an older address or as dead, and accept a fresh announcement
+// once the old incarnation is dead (memberlist's DeadNodeReclaimTime). Only
+// seeds and addresses given to Join are used.
+func (m *Membership) startReannounce() {
+	m.mu.Lock()
+	m.reannounceUntil = time.Now().Add(reannounceWindow)
+	m.mu.Unlock()
+	wake(m.wakeJoin)
 }
 
 // observeSuspicion moves a member between alive and suspect, as this

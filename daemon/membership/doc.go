@@ -8,24 +8,29 @@
 // failure detector tells within about a second when a node stops
 // answering.
 //
-// Gossip never decides who owns a subnet: etcd does. [Merge] combines the
-// etcd lease view with what gossip reports, by the rules of DESIGN.md:
+// Gossip never decides who owns a subnet: the store (etcd) does. [Merge]
+// combines the store's lease view with what gossip reports:
 //
 //   - a lease's epoch is its key's etcd CreateRevision; etcd alone creates
 //     and ends epochs;
-//   - within one epoch the higher data version wins, from etcd or gossip;
-//   - gossip data from an older epoch than etcd's is ignored;
-//   - gossip data from a newer epoch, or for a subnet etcd's view does not
-//     hold (etcd down, watch lagging), is taken provisionally until the
-//     next relist;
+//   - gossip updates a lease's data only from the same node (same name and
+//     same non-empty node ID), within the lease's epoch, with a higher
+//     version;
+//   - any other gossip claim is used provisionally only while the store is
+//     unreachable, from a live member, for a subnet of the network at the
+//     configured length that overlaps nobody else's; it lapses with the
+//     first listing once the store is back;
 //   - a dead member keeps its routes; only an etcd delete or a newer epoch
 //     removes a peer.
 //
 // [Membership] runs the member: New starts nothing, Run creates the
-// memberlist, joins the seeds, keeps re-joining known addresses of members
-// that are not alive (so partitions longer than memberlist's
-// GossipToTheDeadTime heal), watches the gossip key file, and leaves the
-// cluster when its context ends.
+// memberlist, joins the seeds, keeps re-joining the seeds and the addresses
+// given to Join (from the store's records) where no live member answers (so
+// partitions longer than memberlist's GossipToTheDeadTime heal), watches
+// the gossip key file, and leaves the cluster when its context ends. State
+// that other members can grow is bounded: the member table (Config.MaxMembers,
+// [Membership.Prune]), the rejoin set (never an address a member only
+// advertised), and what the metadata decoder accepts.
 //
 // Member states and how they are observed:
 //

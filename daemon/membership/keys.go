@@ -85,6 +85,25 @@ func keyID(k []byte) string {
 	return hex.EncodeToString(sum[:4])
 }
 
+// checkKeys checks gossip keys given directly: at least one, each 16, 24
+// or 32 bytes. It returns them without duplicates. Errors never quote key
+// material.
+func checkKeys(keys [][]byte) ([][]byte, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("no gossip key given")
+	}
+	var out [][]byte
+	for i, k := range keys {
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("gossip key %d is %d bytes, want 16, 24 or 32", i+1, n)
+		}
+		if !slices.ContainsFunc(out, func(o []byte) bool { return bytes.Equal(o, k) }) {
+			out = append(out, bytes.Clone(k))
+		}
+	}
+	return out, nil
+}
+
 // ReloadKeys re-reads Config.KeyFile and makes the running member's keyring
 // match it: the first key encrypts, every key in the file decrypts, keys no
 // longer in the file are dropped. An invalid file changes nothing and
@@ -104,6 +123,38 @@ func (m *Membership) ReloadKeys() error {
 	if err != nil {
 		return err
 	}
+	if err := m.applyKeysLocked(keys); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.keyStamp = stamp
+	m.mu.Unlock()
+	return nil
+}
+
+// SetKeys replaces the keys given in Config.Keys (for example after the
+// key in the store changed), as [Membership.ReloadKeys] does for a key
+// file: the first key encrypts, all decrypt, the rest are dropped. It is
+// refused for a member configured with a KeyFile or without keys.
+func (m *Membership) SetKeys(keys [][]byte) error {
+	keys, err := checkKeys(keys)
+	if err != nil {
+		return err
+	}
+	m.keyMu.Lock()
+	defer m.keyMu.Unlock()
+	if m.cfg.KeyFile != "" || len(m.cfg.Keys) == 0 {
+		return errors.New("gossip keys can be set only on a member configured with Keys")
+	}
+	m.mu.Lock()
+	m.cfg.Keys = keys
+	m.mu.Unlock()
+	return m.applyKeysLocked(keys)
+}
+
+// applyKeysLocked makes the running member's keyring hold keys, keys[0]
+// as the primary. The caller holds keyMu. Before Run it does nothing.
+func (m *Membership) applyKeysLocked(keys [][]byte) error {
 	m.mu.Lock()
 	ring := m.keyring
 	m.mu.Unlock()
@@ -140,9 +191,6 @@ func (m *Membership) ReloadKeys() error {
 			return fmt.Errorf("install gossip key: %w", err)
 		}
 	}
-	m.mu.Lock()
-	m.keyStamp = stamp
-	m.mu.Unlock()
 	m.log.WithFields(logrus.Fields{
 		"primary": keyID(keys[0]),
 		"keys":    len(keys),

@@ -23,7 +23,10 @@ import (
 //     it should not be or vice versa: a warning naming the sender and the
 //     likely cause (a wrong or missing gossip key), rate-limited per sender;
 //   - "Suspect <node> has failed": this node's probe of <node> failed and
-//     memberlist now suspects it; the member table records it.
+//     memberlist now suspects it; the member table records it;
+//   - "Refuting a suspect/dead message": others hold this node suspect or
+//     dead (a restart, perhaps on a new address): the rejoin loop
+//     re-announces this node for a while.
 type logWriter struct {
 	m *Membership
 }
@@ -93,6 +96,11 @@ func (w *logWriter) line(line string) {
 	}
 	if sm := reSuspect.FindStringSubmatch(msg); sm != nil {
 		m.observeSuspicion(sm[1], true)
+	}
+	if strings.HasPrefix(msg, "Refuting a ") {
+		// Others hold this node suspect or dead, perhaps at an older
+		// address (a restart): re-announce to them for a while.
+		m.startReannounce()
 	}
 
 	if strings.HasPrefix(msg, "Conflicting address for") {

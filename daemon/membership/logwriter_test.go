@@ -157,12 +157,15 @@ func TestJoinTargets(t *testing.T) {
 		t.Error("stale address not forgotten")
 	}
 
-	m.reannounce = true
-	got, _ = m.joinTargets()
-	if !strings.Contains(strings.Join(got, " "), "198.18.0.6:7950") {
-		t.Errorf("re-announce: %v lacks the live member's address", got)
+	m.reannounceUntil = time.Now().Add(time.Minute)
+	for range 2 {
+		got, _ = m.joinTargets()
+		if !strings.Contains(strings.Join(got, " "), "198.18.0.6:7950") {
+			t.Errorf("re-announce: %v lacks the live member's address", got)
+		}
 	}
+	m.reannounceUntil = time.Now().Add(-time.Second)
 	if got, _ = m.joinTargets(); strings.Contains(strings.Join(got, " "), "198.18.0.6:7950") {
-		t.Errorf("re-announce not reset: %v", got)
+		t.Errorf("re-announce window over, still: %v", got)
 	}
 }

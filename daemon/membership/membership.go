@@ -39,6 +39,10 @@ const (
 	// is re-joined after it was last given or last answered. Seeds from
 	// Config.Join are kept for ever.
 	addrTTL = time.Hour
+	// reannounceWindow is how long the rejoin loop keeps pushing this
+	// node's state to live members after others were seen holding it at
+	// an older address (a restart on a new port).
+	reannounceWindow = 30 * time.Second
 )
 
 // Membership is this node's gossip member. Create it with [New] and run it
@@ -82,9 +86,16 @@ type Membership struct {
 	leaving   bool   // Run is leaving the cluster
 	members   map[string]*Member
 	addrs     map[string]*knownAddr
-	// reannounce is set when other members hold this node at an older
-	// address: the rejoin loop then pushes our state to live members too.
-	reannounce bool
+	// keep holds the names the authority's view names (nil until the
+	// first Prune); extra counts the members whose name is not in keep.
+	keep  map[string]bool
+	extra int
+	// refused counts new member names refused because the table was full.
+	refused uint64
+	// reannounceUntil is set when other members hold this node at an
+	// older address: until then the rejoin loop pushes our state to live
+	// members too, so that they accept us once the old address is dead.
+	reannounceUntil time.Time
 }
 
 // wireMeta is the metadata as gossiped: Meta plus the leaving flag a
@@ -122,6 +133,11 @@ func New(cfg Config) (*Membership, error) {
 	def(&cfg.DeadNodeReclaimTime, DefaultDeadNodeReclaimTime)
 	def(&cfg.RejoinInterval, DefaultRejoinInterval)
 	def(&cfg.KeyCheckInterval, DefaultKeyCheckInterval)
+	def(&cfg.ForgetAfter, DefaultForgetAfter)
+	cfg.ForgetAfter = max(cfg.ForgetAfter, cfg.GossipToTheDeadTime)
+	if cfg.MaxMembers <= 0 {
+		cfg.MaxMembers = DefaultMaxMembers
+	}
 	if cfg.SuspicionMult <= 0 {
 		cfg.SuspicionMult = DefaultSuspicionMult
 	}
@@ -152,12 +168,46 @@ func New(cfg Config) (*Membership, error) {
 			return nil, fmt.Errorf("gossip advertise address: %w", err)
 		}
 	}
+	if cfg.KeyFile != "" && len(cfg.Keys) > 0 {
+		return nil, errors.New("gossip keys given both as a key file and directly: give one")
+	}
 	if cfg.KeyFile != "" {
 		// Fail early on a bad key file; Run reads it again.
 		if _, _, err := readKeyFile(cfg.KeyFile); err != nil {
 			return nil, err
 		}
 	}
+	if len(cfg.Keys) > 0 {
+		keys, err := checkKeys(cfg.Keys)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Keys = keys
+	}
+	haveKeys := cfg.KeyFile != "" || len(cfg.Keys) > 0
+	switch cfg.Encryption {
+	case EncryptionAuto:
+		cfg.Encryption = EncryptionOff
+		if haveKeys {
+			cfg.Encryption = EncryptionOn
+		}
+	case EncryptionOff:
+		if haveKeys {
+			return nil, errors.New("gossip encryption is off but gossip keys are given")
+		}
+	case EncryptionAccept, EncryptionSend, EncryptionOn:
+		if !haveKeys {
+			return nil, fmt.Errorf("gossip encryption mode %q needs a gossip key", cfg.Encryption)
+		}
+	default:
+		return nil, fmt.Errorf("unknown gossip encryption mode %q (want off, accept, send or on)", cfg.Encryption)
+	}
+	for _, p := range cfg.AllowedCIDRs {
+		if !p.IsValid() {
+			return nil, errors.New("gossip allowed source range is not a valid prefix")
+		}
+	}
+	m.cfg.Keys, m.cfg.Encryption = cfg.Keys, cfg.Encryption
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("boot id: %w", err)
@@ -290,6 +340,57 @@ func (m *Membership) Members() []Member {
 	return out
 }
 
+// Prune tells the member which names the authority's view names (every
+// lease holder) and forgets the members it does not name that have been
+// dead or left for Config.ForgetAfter. Members keep names are always
+// admitted to the table; the others count against Config.MaxMembers. The
+// rejoin loop repeats the forgetting with the last keep set, so one call
+// per change of the view is enough. It returns how many members it forgot.
+func (m *Membership) Prune(keep []string) int {
+	set := make(map[string]bool, len(keep))
+	for _, n := range keep {
+		set[n] = true
+	}
+	m.mu.Lock()
+	m.keep = set
+	n := m.pruneLocked(time.Now())
+	m.mu.Unlock()
+	if n > 0 {
+		wake(m.changed)
+	}
+	return n
+}
+
+// pruneLocked forgets members not in keep that have been dead or left for
+// ForgetAfter, and recounts extra. It does nothing before the first Prune.
+func (m *Membership) pruneLocked(now time.Time) int {
+	if m.keep == nil {
+		return 0
+	}
+	forgot := 0
+	m.extra = 0
+	for name, mb := range m.members {
+		if m.keep[name] {
+			continue
+		}
+		if (mb.State == StateDead || mb.State == StateLeft) && now.Sub(mb.Since) >= m.cfg.ForgetAfter {
+			delete(m.members, name)
+			forgot++
+			continue
+		}
+		m.extra++
+	}
+	return forgot
+}
+
+// Refused returns how many new member names were refused since New
+// because the member table was full.
+func (m *Membership) Refused() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.refused
+}
+
 func wake(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
@@ -307,17 +408,25 @@ func (m *Membership) Run(ctx context.Context) error {
 	logger := log.New(&logWriter{m: m}, "", 0)
 
 	var ring *memberlist.Keyring
-	if m.cfg.KeyFile != "" {
-		keys, stamp, err := readKeyFile(m.cfg.KeyFile)
-		if err != nil {
-			return err
+	if m.cfg.KeyFile != "" || len(m.cfg.Keys) > 0 {
+		m.keyMu.Lock()
+		keys, stamp := m.cfg.Keys, ""
+		if m.cfg.KeyFile != "" {
+			var err error
+			if keys, stamp, err = readKeyFile(m.cfg.KeyFile); err != nil {
+				m.keyMu.Unlock()
+				return err
+			}
 		}
+		var err error
 		if ring, err = memberlist.NewKeyring(keys[1:], keys[0]); err != nil {
+			m.keyMu.Unlock()
 			return fmt.Errorf("gossip keyring: %w", err)
 		}
 		m.mu.Lock()
 		m.keyring, m.keyStamp = ring, stamp
 		m.mu.Unlock()
+		m.keyMu.Unlock()
 	}
 
 	if m.advHost == "" {
@@ -341,6 +450,11 @@ func (m *Membership) Run(ctx context.Context) error {
 		return fmt.Errorf("gossip advertise address: %w", err)
 	}
 	local := net.JoinHostPort(ip.String(), strconv.Itoa(aport))
+	if a, ok := netip.AddrFromSlice(ip); ok && len(m.cfg.AllowedCIDRs) > 0 &&
+		!slices.ContainsFunc(m.cfg.AllowedCIDRs, func(p netip.Prefix) bool { return p.Contains(a.Unmap()) }) {
+		tr.Shutdown()
+		return fmt.Errorf("gossip advertise address %s is outside the allowed source ranges %v", a.Unmap(), m.cfg.AllowedCIDRs)
+	}
 
 	d := &delegate{m: m}
 	mlc := memberlist.DefaultLANConfig()
@@ -359,6 +473,13 @@ func (m *Membership) Run(ctx context.Context) error {
 	mlc.GossipToTheDeadTime = m.cfg.GossipToTheDeadTime
 	mlc.DeadNodeReclaimTime = m.cfg.DeadNodeReclaimTime
 	mlc.Keyring = ring
+	mlc.GossipVerifyIncoming = m.cfg.Encryption == EncryptionOn
+	mlc.GossipVerifyOutgoing = m.cfg.Encryption == EncryptionOn || m.cfg.Encryption == EncryptionSend
+	for _, p := range m.cfg.AllowedCIDRs {
+		p = p.Masked()
+		mlc.CIDRsAllowed = append(mlc.CIDRsAllowed, net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
+	}
+	mlc.Alive = d
 	mlc.Delegate = d
 	mlc.Events = d
 	mlc.Conflict = d
@@ -374,7 +495,7 @@ func (m *Membership) Run(ctx context.Context) error {
 	m.ml, m.localAddr = ml, local
 	delete(m.addrs, local)
 	m.mu.Unlock()
-	m.log.WithFields(logrus.Fields{"addr": local, "encrypted": ring != nil, "boot": m.bootID}).Info("gossip member started")
+	m.log.WithFields(logrus.Fields{"addr": local, "encryption": m.cfg.Encryption, "boot": m.bootID}).Info("gossip member started")
 
 	var wg sync.WaitGroup
 	loopCtx, stopLoops := context.WithCancel(context.Background())
@@ -435,8 +556,9 @@ func (m *Membership) notifyLoop(ctx context.Context) {
 }
 
 // rejoinLoop joins, every RejoinInterval and when woken, each known
-// address at which no live member is known: seeds, addresses given to
-// Join, and the last addresses of members that are dead or left. This
+// address at which no live member is known: seeds and addresses given to
+// Join (the daemon gives those of the store's records), never an address
+// only a member advertised. This
 // heals partitions longer than memberlist's GossipToTheDeadTime, after
 // which memberlist itself stops contacting dead members. Each address
 // has at most one join in flight.
@@ -505,11 +627,15 @@ func (m *Membership) rejoinLoop(ctx context.Context, ml *memberlist.Memberlist) 
 
 // joinTargets returns the known addresses without a live member (all
 // addresses of live members too when a re-announce is due) and whether
-// any other member is alive. It forgets stale addresses.
+// any other member is alive. It forgets stale addresses, and members as
+// Prune does.
 func (m *Membership) joinTargets() (targets []string, anyAlive bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := time.Now()
+	if m.pruneLocked(now) > 0 {
+		wake(m.changed)
+	}
 	live := make(map[string]bool)
 	for _, mb := range m.members {
 		if mb.State == StateAlive || mb.State == StateSuspect {
@@ -522,12 +648,11 @@ func (m *Membership) joinTargets() (targets []string, anyAlive bool) {
 			delete(m.addrs, a)
 			continue
 		}
-		if a == m.localAddr || (live[a] && !m.reannounce) {
+		if a == m.localAddr || (live[a] && !now.Before(m.reannounceUntil)) {
 			continue
 		}
 		targets = append(targets, a)
 	}
-	m.reannounce = false
 	slices.Sort(targets)
 	return targets, anyAlive
 }

@@ -417,6 +417,13 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"short key", Config{Name: "x", KeyFile: short}, "5 bytes"},
 		{"no key", Config{Name: "x", KeyFile: empty}, "no key"},
 		{"missing key file", Config{Name: "x", KeyFile: filepath.Join(dir, "nope")}, "no such file"},
+		{"key file and keys", Config{Name: "x", KeyFile: filepath.Join(dir, "nope"), Keys: [][]byte{make([]byte, 32)}}, "give one"},
+		{"short direct key", Config{Name: "x", Keys: [][]byte{make([]byte, 32), make([]byte, 5)}}, "gossip key 2 is 5 bytes"},
+		{"off with a key", Config{Name: "x", Encryption: EncryptionOff, Keys: [][]byte{make([]byte, 32)}}, "encryption is off but gossip keys are given"},
+		{"on without a key", Config{Name: "x", Encryption: EncryptionOn}, `mode "on" needs a gossip key`},
+		{"accept without a key", Config{Name: "x", Encryption: EncryptionAccept}, `mode "accept" needs a gossip key`},
+		{"unknown mode", Config{Name: "x", Encryption: "maybe"}, `unknown gossip encryption mode "maybe"`},
+		{"bad allowed range", Config{Name: "x", AllowedCIDRs: []netip.Prefix{{}}}, "not a valid prefix"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(tc.cfg)
