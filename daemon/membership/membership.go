@@ -495,7 +495,7 @@ func (m *Membership) Run(ctx context.Context) error {
 	m.ml, m.localAddr = ml, local
 	delete(m.addrs, local)
 	m.mu.Unlock()
-	m.log.WithFields(logrus.Fields{"addr": local, "encryption": m.cfg.Encryption, "boot": m.bootID}).Info("gossip member started")
+	m.log.WithFields(logrus.Fields{"addr": local, "encrypted": ring != nil, "encryption": m.cfg.Encryption, "boot": m.bootID}).Info("gossip member started")
 
 	var wg sync.WaitGroup
 	loopCtx, stopLoops := context.WithCancel(context.Background())
