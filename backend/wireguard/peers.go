@@ -32,29 +32,24 @@ type wantPeer struct {
 // public key. Peers that cannot be served are reported in problems (keyed
 // by peer name). Two leases held by one key (a node holding an old and a
 // new lease for a while) become one WireGuard peer allowed both subnets,
-// with the endpoint of the newest lease; a subnet claimed by two keys goes
-// to the newer lease (higher epoch) and the other is reported.
+// with the endpoint of the newest lease. A subnet that overlaps this
+// node's or one already taken is refused: peers are taken oldest lease
+// first (then by name), so the older lease wins, as in every backend and
+// in backend.CheckPeers.
 func desiredPeers(d backend.Desired, self wgtypes.Key, defaultPort int) (map[wgtypes.Key]*wantPeer, map[string]string) {
 	problems := map[string]string{}
 	want := map[wgtypes.Key]*wantPeer{}
-	// Newest first, so that the newest lease wins a contested subnet and
-	// sets the endpoint of a key seen twice.
 	peers := slices.Clone(d.Peers)
 	slices.SortStableFunc(peers, func(a, b backend.Peer) int {
-		if c := cmp.Compare(b.Epoch, a.Epoch); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(b.Version, a.Version); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Name, b.Name)
+		return cmp.Or(cmp.Compare(a.Epoch, b.Epoch), cmp.Compare(a.Name, b.Name))
 	})
+	var taken []netip.Prefix
 	owner := map[netip.Prefix]string{}
-	if d.Local.Subnet.IsValid() {
-		owner[d.Local.Subnet.Masked()] = "this node"
-	}
-	if d.Local.IPv6Subnet.IsValid() {
-		owner[d.Local.IPv6Subnet.Masked()] = "this node"
+	for _, s := range []netip.Prefix{d.Local.Subnet, d.Local.IPv6Subnet} {
+		if s.IsValid() {
+			taken = append(taken, s.Masked())
+			owner[s.Masked()] = "this node"
+		}
 	}
 	for _, p := range peers {
 		key, err := wgtypes.ParseKey(p.Data.WireGuardKey)
@@ -84,10 +79,11 @@ func desiredPeers(d backend.Desired, self wgtypes.Key, defaultPort int) (map[wgt
 				continue
 			}
 			s = s.Masked()
-			if o, taken := owner[s]; taken {
-				problems[p.Name] = fmt.Sprintf("subnet %s is also claimed by %s", s, o)
+			if o := overlapping(taken, s); o.IsValid() {
+				problems[p.Name] = fmt.Sprintf("subnet %s overlaps %s of %s", s, o, owner[o])
 				continue
 			}
+			taken = append(taken, s)
 			owner[s] = p.Name
 			allowed = append(allowed, s)
 		}
@@ -97,16 +93,16 @@ func desiredPeers(d backend.Desired, self wgtypes.Key, defaultPort int) (map[wgt
 			}
 			continue
 		}
+		endpoint := netip.AddrPortFrom(p.PublicIP.Unmap(), uint16(port))
 		w, seen := want[key]
-		if !seen {
-			w = &wantPeer{
-				name:     p.Name,
-				key:      key,
-				endpoint: netip.AddrPortFrom(p.PublicIP.Unmap(), uint16(port)),
-				epoch:    p.Epoch,
-				version:  p.Version,
-			}
+		switch {
+		case !seen:
+			w = &wantPeer{key: key}
 			want[key] = w
+			fallthrough
+		case p.Epoch > w.epoch || (p.Epoch == w.epoch && p.Version > w.version):
+			// The newest lease of a key names the peer and its endpoint.
+			w.name, w.endpoint, w.epoch, w.version = p.Name, endpoint, p.Epoch, p.Version
 		}
 		w.allowed = append(w.allowed, allowed...)
 	}
@@ -114,6 +110,15 @@ func desiredPeers(d backend.Desired, self wgtypes.Key, defaultPort int) (map[wgt
 		slices.SortFunc(w.allowed, comparePrefix)
 	}
 	return want, problems
+}
+
+func overlapping(taken []netip.Prefix, p netip.Prefix) netip.Prefix {
+	for _, t := range taken {
+		if t.Overlaps(p) {
+			return t
+		}
+	}
+	return netip.Prefix{}
 }
 
 // peerPlan is the set of wgctrl peer changes that converges a device.

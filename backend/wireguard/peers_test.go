@@ -28,7 +28,7 @@ func mustKey(t *testing.T) wgtypes.Key {
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 func TestDesiredPeers(t *testing.T) {
-	self, k1, k2 := mustKey(t), mustKey(t), mustKey(t)
+	self, k1, k2, k3 := mustKey(t), mustKey(t), mustKey(t), mustKey(t)
 	local := backend.Local{Subnet: pfx("10.244.1.0/24"), IPv6Subnet: pfx("fd10:244:0:1::/64")}
 	peer := func(name string, k wgtypes.Key, ip string, port int, v4, v6 string, epoch int64) backend.Peer {
 		p := backend.Peer{Name: name, Data: subnet.BackendData{WireGuardKey: k.String(), WireGuardPort: port}, Epoch: epoch}
@@ -72,15 +72,30 @@ func TestDesiredPeers(t *testing.T) {
 			}},
 		},
 		{
-			name: "contested subnet goes to the newer lease",
+			name: "contested subnet goes to the older lease, as in every backend",
 			peers: []backend.Peer{
-				peer("old", k1, "198.18.0.2", 51820, "10.244.2.0/24", "", 3),
 				peer("new", k2, "198.18.0.3", 51820, "10.244.2.0/24", "", 9),
+				peer("old", k1, "198.18.0.2", 51820, "10.244.2.0/24", "", 3),
 			},
-			want: map[wgtypes.Key]got{k2: {
-				Endpoint: "198.18.0.3:51820", Allowed: []string{"10.244.2.0/24"}, Name: "new",
+			want: map[wgtypes.Key]got{k1: {
+				Endpoint: "198.18.0.2:51820", Allowed: []string{"10.244.2.0/24"}, Name: "old",
 			}},
-			problems: map[string]string{"old": "subnet 10.244.2.0/24 is also claimed by new"},
+			problems: map[string]string{"new": "subnet 10.244.2.0/24 overlaps 10.244.2.0/24 of old"},
+		},
+		{
+			name: "a /25 inside a peer's /24 and 0.0.0.0/1 are refused, not only exact duplicates",
+			peers: []backend.Peer{
+				peer("b", k1, "198.18.0.2", 51820, "10.244.2.0/24", "", 3),
+				peer("half", k2, "198.18.0.3", 51820, "10.244.2.128/25", "", 9),
+				peer("wide", k3, "198.18.0.4", 51820, "0.0.0.0/1", "", 10),
+			},
+			want: map[wgtypes.Key]got{k1: {
+				Endpoint: "198.18.0.2:51820", Allowed: []string{"10.244.2.0/24"}, Name: "b",
+			}},
+			problems: map[string]string{
+				"half": "subnet 10.244.2.128/25 overlaps 10.244.2.0/24 of b",
+				"wide": "subnet 0.0.0.0/1 overlaps 10.244.1.0/24 of this node",
+			},
 		},
 		{
 			name: "unusable peers are reported, not dropped silently",
@@ -95,7 +110,7 @@ func TestDesiredPeers(t *testing.T) {
 				"badkey": `invalid wireguard public key "xyz"`,
 				"self":   "peer has this node's wireguard public key",
 				"noip":   "peer has no public ip",
-				"mine":   "subnet 10.244.1.0/24 is also claimed by this node",
+				"mine":   "subnet 10.244.1.0/24 overlaps 10.244.1.0/24 of this node",
 			},
 		},
 	}
