@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -165,6 +166,11 @@ func (l *lab) apply(t *testing.T, pols []*networkingv1.NetworkPolicy) *policy.St
 	}
 	if err := policy.Apply(nftConn(t, l.node), st); err != nil {
 		t.Fatal(err)
+	}
+	// Connections of the previous case stay established in conntrack and
+	// would pass (a UDP probe reusing a source port): start clean.
+	if err := l.node.Do(func() error { return netlink.ConntrackTableFlush(netlink.ConntrackTable) }); err != nil {
+		t.Fatalf("flush conntrack: %v", err)
 	}
 	return st
 }
