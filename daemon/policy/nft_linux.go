@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	mnl "github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,12 +42,53 @@ func tableRef() *nftables.Table {
 	return &nftables.Table{Name: Table, Family: nftables.TableFamilyINet}
 }
 
+// NewConn opens an nftables connection for [Apply], [Counters] and
+// [Remove], with opts (such as nftables.WithNetNSFd). One transaction of a
+// large table is one sendmsg of several megabytes and thousands of
+// acknowledgements: the socket buffers are raised past net.core.wmem_max
+// and rmem_max (SO_SNDBUFFORCE, SO_RCVBUFFORCE: weftd has CAP_NET_ADMIN),
+// and acknowledgements come without the request echoed (NETLINK_CAP_ACK),
+// so that neither the send (EMSGSIZE) nor the acknowledgements (ENOBUFS)
+// overflow.
+func NewConn(opts ...nftables.ConnOption) (*nftables.Conn, error) {
+	opts = append(opts, nftables.WithSockOptions(func(c *mnl.Conn) error {
+		if err := c.SetOption(mnl.CapAcknowledge, true); err != nil {
+			return fmt.Errorf("set NETLINK_CAP_ACK: %w", err)
+		}
+		raw, err := c.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("netlink socket: %w", err)
+		}
+		var serr error
+		cerr := raw.Control(func(fd uintptr) {
+			for _, o := range [][2]int{{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}, {unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}} {
+				if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[0], socketBuffer); err != nil {
+					// Without CAP_NET_ADMIN: as much as the sysctl allows.
+					if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[1], socketBuffer); err != nil {
+						serr = fmt.Errorf("set netlink socket buffer: %w", err)
+					}
+				}
+			}
+		})
+		return errors.Join(cerr, serr)
+	}))
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open nftables connection: %w", err)
+	}
+	return c, nil
+}
+
+// socketBuffer bounds one transaction: about 60 MiB of messages (some
+// 100,000 rules or a million set elements).
+const socketBuffer = 64 << 20
+
 // Apply makes the policy table in c's network namespace hold exactly st:
 // the old table is deleted and the new one built in one netlink
 // transaction, so no packet ever sees a half-built or missing table. It is
 // level-triggered: whatever was changed by hand is gone after it returns.
 // Apply may be called again at any time; calls must not overlap on one
-// Conn.
+// Conn. Use a Conn from [NewConn]: a large table overflows a default one.
 func Apply(c *nftables.Conn, st *State) error {
 	t := tableRef()
 	c.AddTable(t)

@@ -146,7 +146,7 @@ func tcpProbe(ns *netnstest.NS, dst netip.AddrPort) error {
 
 func nftConn(t *testing.T, ns *netnstest.NS) *nftables.Conn {
 	t.Helper()
-	c, err := nftables.New(nftables.WithNetNSFd(int(ns.Handle)))
+	c, err := policy.NewConn(nftables.WithNetNSFd(int(ns.Handle)))
 	if err != nil {
 		t.Fatal(err)
 	}
