@@ -19,6 +19,7 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/subnet"
+	subnetetcd "github.com/weftnet/weft/subnet/etcd"
 )
 
 // EnvPrefix prefixes the environment variable of every weftd flag:
@@ -237,6 +238,23 @@ func (c *Config) validateEtcd(bad func(format string, a ...any)) {
 	}
 	if (c.EtcdUsername == "") != (c.EtcdPassword == "") {
 		bad("--etcd-username and --etcd-password must be given together")
+	}
+	cc := c.etcdClientConfig()
+	if err := cc.CheckTransport(); err != nil {
+		bad("--etcd-endpoints: %w", err)
+	}
+}
+
+// etcdClientConfig returns how the flags say to reach etcd.
+func (c *Config) etcdClientConfig() subnetetcd.ClientConfig {
+	return subnetetcd.ClientConfig{
+		Endpoints:   c.EtcdEndpoints,
+		CAFile:      c.EtcdCAFile,
+		CertFile:    c.EtcdCertFile,
+		KeyFile:     c.EtcdKeyFile,
+		Username:    c.EtcdUsername,
+		Password:    c.EtcdPassword,
+		DialTimeout: storeCallTimeout,
 	}
 }
 

@@ -74,15 +74,7 @@ func (d *daemon) start(ctx context.Context) error {
 // openStore connects the store the flags name (the etcd store; the daemon
 // reaches etcd only through it).
 func (d *daemon) openStore() (subnet.Store, error) {
-	s, err := subnetetcd.Open(subnetetcd.ClientConfig{
-		Endpoints:   d.cfg.EtcdEndpoints,
-		CAFile:      d.cfg.EtcdCAFile,
-		CertFile:    d.cfg.EtcdCertFile,
-		KeyFile:     d.cfg.EtcdKeyFile,
-		Username:    d.cfg.EtcdUsername,
-		Password:    d.cfg.EtcdPassword,
-		DialTimeout: storeCallTimeout,
-	}, subnetetcd.Config{
+	s, err := subnetetcd.Open(d.cfg.etcdClientConfig(), subnetetcd.Config{
 		Prefix:   d.cfg.EtcdPrefix,
 		LeaseTTL: d.cfg.LeaseTTL,
 		Log:      d.log.WithField("component", "etcd"),

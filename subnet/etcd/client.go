@@ -23,8 +23,10 @@ const DefaultDialTimeout = 5 * time.Second
 
 // ClientConfig says how to reach etcd.
 type ClientConfig struct {
-	// Endpoints are etcd client URLs (http:// or https://). An entry may
-	// hold several URLs separated by commas, as a flag value does.
+	// Endpoints are etcd client URLs (http://, https://, unix:// or
+	// unixs://). An entry may hold several URLs separated by commas, as a
+	// flag value does. With any credential below, every endpoint must use
+	// TLS (see [ClientConfig.Validate]).
 	Endpoints []string
 	// CAFile verifies the server certificates; CertFile and KeyFile are
 	// this client's certificate and key for mutual TLS. Setting any of
@@ -37,10 +39,8 @@ type ClientConfig struct {
 	DialTimeout time.Duration
 }
 
-// NewClient creates an etcd client from cfg. It does not wait for etcd to
-// be reachable (unless Username is set: authentication needs a round
-// trip). The caller closes the client.
-func NewClient(cfg ClientConfig) (*clientv3.Client, error) {
+// endpoints returns cfg's endpoints, comma-separated entries split.
+func (cfg *ClientConfig) endpoints() []string {
 	var eps []string
 	for _, e := range cfg.Endpoints {
 		for _, u := range strings.Split(e, ",") {
@@ -49,15 +49,101 @@ func NewClient(cfg ClientConfig) (*clientv3.Client, error) {
 			}
 		}
 	}
+	return eps
+}
+
+// Validate checks cfg without touching the network or the files: at least
+// one endpoint, cert and key given together, username and password given
+// together, and that no credential would be downgraded
+// ([ClientConfig.CheckTransport]).
+//
+// Credentials are never downgraded: when TLS files (CA, cert, key) or a
+// password are given, every endpoint must be https:// or unixs://. The etcd
+// client speaks plain HTTP/2 to an http:// endpoint whatever TLS files it
+// was given, sending the password in the clear without a word; on unix://
+// and on an address without a scheme, TLS is the client's choice, not the
+// operator's. Endpoints that mix TLS and plain schemes are refused too:
+// the client picks the transport of all of them from the first one.
+func (cfg *ClientConfig) Validate() error {
+	eps := cfg.endpoints()
 	if len(eps) == 0 {
-		return nil, errors.New("no etcd endpoints given (e.g. --etcd-endpoints http://127.0.0.1:2379)")
+		return errors.New("no etcd endpoints given (e.g. --etcd-endpoints http://127.0.0.1:2379)")
 	}
 	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
-		return nil, errors.New("an etcd client certificate needs both a cert file and a key file (--etcd-certfile and --etcd-keyfile)")
+		return errors.New("an etcd client certificate needs both a cert file and a key file (--etcd-certfile and --etcd-keyfile)")
 	}
 	if (cfg.Username == "") != (cfg.Password == "") {
-		return nil, errors.New("etcd authentication needs both a username and a password (--etcd-username and --etcd-password)")
+		return errors.New("etcd authentication needs both a username and a password (--etcd-username and --etcd-password)")
 	}
+	return cfg.CheckTransport()
+}
+
+// CheckTransport is the part of [ClientConfig.Validate] that keeps
+// credentials from being downgraded: with TLS files or a password, every
+// endpoint must be https:// or unixs://, and no endpoints may mix TLS and
+// plain schemes. The error names the endpoint and what to do.
+func (cfg *ClientConfig) CheckTransport() error {
+	eps := cfg.endpoints()
+	var creds []string
+	for _, c := range []struct {
+		set  bool
+		flag string
+	}{
+		{cfg.CAFile != "", "--etcd-cafile"},
+		{cfg.CertFile != "", "--etcd-certfile/--etcd-keyfile"},
+		{cfg.Password != "", "--etcd-username/--etcd-password"},
+	} {
+		if c.set {
+			creds = append(creds, c.flag)
+		}
+	}
+	var secure, plain []string
+	for _, e := range eps {
+		if endpointTLS(e) {
+			secure = append(secure, e)
+		} else {
+			plain = append(plain, e)
+		}
+	}
+	if len(creds) > 0 && len(plain) > 0 {
+		return fmt.Errorf("etcd endpoint %s does not use TLS, but credentials are given (%s): they would be ignored or sent in the clear; "+
+			"use %s, or drop the credentials", plain[0], strings.Join(creds, ", "), secureForm(plain[0]))
+	}
+	if len(secure) > 0 && len(plain) > 0 {
+		return fmt.Errorf("etcd endpoints mix TLS (%s) and plain (%s) schemes: the client would use one for all; "+
+			"give every endpoint as https:// (or unixs://), or every one as http://", secure[0], plain[0])
+	}
+	return nil
+}
+
+// endpointTLS reports whether endpoint e says TLS: https:// or unixs://.
+func endpointTLS(e string) bool {
+	return strings.HasPrefix(e, "https://") || strings.HasPrefix(e, "unixs:")
+}
+
+// secureForm returns the TLS form of a plain endpoint, for error messages.
+func secureForm(e string) string {
+	switch {
+	case strings.HasPrefix(e, "http://"):
+		return "https://" + strings.TrimPrefix(e, "http://")
+	case strings.HasPrefix(e, "unix://"):
+		return "unixs://" + strings.TrimPrefix(e, "unix://")
+	case strings.HasPrefix(e, "unix:"):
+		return "unixs:" + strings.TrimPrefix(e, "unix:")
+	case !strings.Contains(e, "://"):
+		return "https://" + e
+	}
+	return "an https:// endpoint"
+}
+
+// NewClient creates an etcd client from cfg, after [ClientConfig.Validate].
+// It does not wait for etcd to be reachable (unless Username is set:
+// authentication needs a round trip). The caller closes the client.
+func NewClient(cfg ClientConfig) (*clientv3.Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	eps := cfg.endpoints()
 	var tlsConfig *tls.Config
 	if cfg.CAFile != "" || cfg.CertFile != "" {
 		info := transport.TLSInfo{CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, TrustedCAFile: cfg.CAFile}
@@ -67,12 +153,9 @@ func NewClient(cfg ClientConfig) (*clientv3.Client, error) {
 		}
 		tlsConfig = c
 	} else {
-		for _, e := range eps {
-			if strings.HasPrefix(e, "https://") {
-				// No CA given: verify with the system's roots.
-				tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-				break
-			}
+		if endpointTLS(eps[0]) { // Validate made them all alike
+			// No CA given: verify with the system's roots.
+			tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
 	}
 	timeout := cfg.DialTimeout

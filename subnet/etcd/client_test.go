@@ -128,14 +128,22 @@ func TestClientMutualTLS(t *testing.T) {
 	}
 }
 
-// TestClientAuth talks to an etcd with authentication turned on.
+// TestClientAuth talks to an etcd with authentication turned on, over TLS
+// (a password is never sent over plain HTTP: see TestClientNoDowngrade).
 func TestClientAuth(t *testing.T) {
-	srv, err := etcdtest.Start(t.TempDir())
+	dir := t.TempDir()
+	pki := newTestPKI(t, dir)
+	srv, err := etcdtest.New(etcdtest.Config{Dir: filepath.Join(dir, "data"), TLS: &etcdtest.TLSConfig{
+		CertFile: pki.serverCert, KeyFile: pki.serverKey,
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	defer srv.Stop()
-	admin, err := srv.Client()
+	admin, err := NewClient(ClientConfig{Endpoints: []string{srv.Endpoint()}, CAFile: pki.ca})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +166,7 @@ func TestClientAuth(t *testing.T) {
 	}
 	admin.Close()
 
-	c, err := NewClient(ClientConfig{Endpoints: []string{srv.Endpoint()}, Username: "weft", Password: "s3cret"})
+	c, err := NewClient(ClientConfig{Endpoints: []string{srv.Endpoint()}, CAFile: pki.ca, Username: "weft", Password: "s3cret"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +180,7 @@ func TestClientAuth(t *testing.T) {
 	if _, err := New(Config{Client: c, Prefix: "/other"}).Claim(ctx, subnetClaim(cfg, "b")); err == nil {
 		t.Error("Claim outside the user's permission succeeded")
 	}
-	if c, err := NewClient(ClientConfig{Endpoints: []string{srv.Endpoint()}, Username: "weft", Password: "wrong"}); err == nil {
+	if c, err := NewClient(ClientConfig{Endpoints: []string{srv.Endpoint()}, CAFile: pki.ca, Username: "weft", Password: "wrong"}); err == nil {
 		c.Close()
 		t.Error("NewClient with a wrong password succeeded")
 	} else if !strings.Contains(err.Error(), "authentication failed") {
@@ -225,5 +233,63 @@ func TestOpenProbeClose(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("Probe of a dead endpoint took %s, beyond its 2 s deadline", took)
+	}
+}
+
+// TestClientNoDowngrade: TLS files or a password with an endpoint that is
+// not https:// or unixs:// are refused before any connection, naming the
+// endpoint and what to do; so are endpoints mixing TLS and plain.
+func TestClientNoDowngrade(t *testing.T) {
+	const fix = ": they would be ignored or sent in the clear; "
+	tests := []struct {
+		name string
+		cfg  ClientConfig
+		want string // "": accepted
+	}{
+		{"password over http", ClientConfig{Endpoints: []string{"http://198.18.0.1:2379"}, Username: "weft", Password: "pw"},
+			"etcd endpoint http://198.18.0.1:2379 does not use TLS, but credentials are given (--etcd-username/--etcd-password)" + fix +
+				"use https://198.18.0.1:2379, or drop the credentials"},
+		{"CA over http", ClientConfig{Endpoints: []string{"http://198.18.0.1:2379"}, CAFile: "ca.pem"},
+			"etcd endpoint http://198.18.0.1:2379 does not use TLS, but credentials are given (--etcd-cafile)" + fix +
+				"use https://198.18.0.1:2379, or drop the credentials"},
+		{"client cert over http, second endpoint", ClientConfig{Endpoints: []string{"https://198.18.0.1:2379,http://198.18.0.2:2379"},
+			CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem"},
+			"etcd endpoint http://198.18.0.2:2379 does not use TLS, but credentials are given (--etcd-cafile, --etcd-certfile/--etcd-keyfile)" + fix +
+				"use https://198.18.0.2:2379, or drop the credentials"},
+		{"password over unix", ClientConfig{Endpoints: []string{"unix:///run/etcd.sock"}, Username: "weft", Password: "pw"},
+			"etcd endpoint unix:///run/etcd.sock does not use TLS, but credentials are given (--etcd-username/--etcd-password)" + fix +
+				"use unixs:///run/etcd.sock, or drop the credentials"},
+		{"cert over an address without scheme", ClientConfig{Endpoints: []string{"198.18.0.1:2379"}, CertFile: "c.pem", KeyFile: "k.pem"},
+			"etcd endpoint 198.18.0.1:2379 does not use TLS, but credentials are given (--etcd-certfile/--etcd-keyfile)" + fix +
+				"use https://198.18.0.1:2379, or drop the credentials"},
+		{"mixed schemes without credentials", ClientConfig{Endpoints: []string{"https://198.18.0.1:2379", "http://198.18.0.2:2379"}},
+			"etcd endpoints mix TLS (https://198.18.0.1:2379) and plain (http://198.18.0.2:2379) schemes: the client would use one for all; " +
+				"give every endpoint as https:// (or unixs://), or every one as http://"},
+		{"password over https", ClientConfig{Endpoints: []string{"https://198.18.0.1:2379"}, Username: "weft", Password: "pw"}, ""},
+		{"mutual TLS over unixs", ClientConfig{Endpoints: []string{"unixs:///run/etcd.sock"}, CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem"}, ""},
+		{"plain without credentials", ClientConfig{Endpoints: []string{"http://198.18.0.1:2379", "unix:///run/etcd.sock"}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("Validate: %v\nwant %s", err, tt.want)
+			}
+			// NewClient refuses the same before it dials or reads a file.
+			c, err := NewClient(tt.cfg)
+			if err == nil {
+				c.Close()
+				t.Fatal("NewClient succeeded")
+			}
+			if err.Error() != tt.want {
+				t.Errorf("NewClient: %v\nwant %s", err, tt.want)
+			}
+		})
 	}
 }

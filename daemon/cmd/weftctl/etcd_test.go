@@ -314,6 +314,26 @@ func TestConnFlagsFromEnv(t *testing.T) {
 	t.Logf("dead endpoint reported after %.1f s", time.Since(start).Seconds())
 }
 
+// TestConnNoDowngrade: weftctl refuses credentials with a plain endpoint
+// (it shares subnet/etcd's client), whether they come from flags or the
+// environment, and says what to do.
+func TestConnNoDowngrade(t *testing.T) {
+	newEnv(t)
+	var out bytes.Buffer
+	cio := &cmdIO{in: strings.NewReader(""), out: &out, errOut: &out}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	want := "etcd endpoint " + etcdServer.Endpoint() + " does not use TLS, but credentials are given (--etcd-username/--etcd-password)"
+	err := runConfig(ctx, []string{"get", "--etcd-endpoints", etcdServer.Endpoint(), "--etcd-username", "weft", "--etcd-password", "pw"}, cio)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "or drop the credentials") {
+		t.Errorf("get with a password over http: %v\nwant %s…", err, want)
+	}
+	t.Setenv("WEFTCTL_ETCD_CAFILE", "/nonexistent/ca.pem")
+	if err := runLeases(ctx, []string{"--etcd-endpoints", etcdServer.Endpoint()}, cio); err == nil || !strings.Contains(err.Error(), "(--etcd-cafile)") {
+		t.Errorf("leases with WEFTCTL_ETCD_CAFILE and an http endpoint: %v", err)
+	}
+}
+
 var ttlCell = regexp.MustCompile(`\b1h5\dm\b`)
 
 func TestLeasesList(t *testing.T) {
