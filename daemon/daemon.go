@@ -170,6 +170,9 @@ type leaseState struct {
 	// joinFrom: from loops before the lease watch starts, then from the
 	// lease watch).
 	joined map[string]bool
+	// rejectedLogged holds the rejected lease records of the last view,
+	// each logged once (written by the lease watch).
+	rejectedLogged map[subnet.RejectedLease]bool
 }
 
 // progressState is how far start got, for /readyz and /status. Written by

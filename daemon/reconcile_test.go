@@ -131,6 +131,48 @@ func TestReconcileOnce(t *testing.T) {
 	}
 }
 
+// TestRejectedLeasesNeverPeers: leases that are not subnets of the
+// network in force at its subnet length (half the internet, a host route
+// to etcd, a /25 inside a peer's /24) or whose record is malformed never
+// reach the backend, and /status lists each with its reason beside the
+// store's own rejections.
+func TestRejectedLeasesNeverPeers(t *testing.T) {
+	d, be, own := newReconcileDaemon(t)
+	d.progress.subnetFileWritten = true
+	noID := lease("node-f", "", "10.244.6.0/24", "198.18.0.6", 16, 1)
+	d.onView(subnet.View{Complete: true, Revision: 20, Leases: []subnet.Lease{own,
+		lease("node-b", "id-b", "0.0.0.0/1", "198.18.0.2", 11, 1),
+		lease("node-c", "id-c", "198.18.0.2/32", "198.18.0.3", 12, 1),
+		lease("node-d", "id-d", "10.244.2.128/25", "198.18.0.4", 13, 1),
+		lease("node-e", "id-e", "10.244.2.0/24", "198.18.0.5", 14, 1),
+		noID,
+	}, Rejected: []subnet.RejectedLease{{Key: "README", Reason: "lease key \"README\" is not <address>-<prefix length>"}}})
+	d.reconcileOnce(context.Background(), "change")
+	if got := be.last(); !got.Complete || len(got.Peers) != 1 || got.Peers[0].Name != "node-e" {
+		t.Errorf("desired peers: %+v, want node-e only", got.Peers)
+	}
+	want := []subnet.RejectedLease{
+		{Key: "0.0.0.0-1", Reason: "subnet 0.0.0.0/1 is not a /24 of network 10.244.0.0/16"},
+		{Key: "10.244.2.128-25", Reason: "subnet 10.244.2.128/25 is not a /24 of network 10.244.0.0/16"},
+		{Key: "10.244.6.0-24", Reason: "record: nodeID is empty"},
+		{Key: "198.18.0.2-32", Reason: "subnet 198.18.0.2/32 is not a /24 of network 10.244.0.0/16"},
+		{Key: "README", Reason: "lease key \"README\" is not <address>-<prefix length>"},
+	}
+	st := d.status()
+	if len(st.RejectedLeases) != len(want) {
+		t.Fatalf("status rejectedLeases: %+v\nwant %+v", st.RejectedLeases, want)
+	}
+	for i := range want {
+		if st.RejectedLeases[i] != want[i] {
+			t.Errorf("status rejectedLeases[%d] = %+v, want %+v", i, st.RejectedLeases[i], want[i])
+		}
+	}
+	snap, err := d.state.snapshot()
+	if err != nil || snap == nil || len(snap.Leases) != 2 {
+		t.Errorf("snapshot holds rejected leases: %+v, %v", snap, err)
+	}
+}
+
 func TestReconcileFromSnapshot(t *testing.T) {
 	d, be, _ := newReconcileDaemon(t)
 	d.lease.snapshot = &subnet.View{Complete: true, Leases: []subnet.Lease{lease("node-c", "id-c", "10.244.3.0/24", "198.18.0.3", 12, 1)}}

@@ -37,6 +37,7 @@ func (d *daemon) status() status.Report {
 	n.BackendType, n.BackendData, n.Version = data.BackendType, data.BackendData, data.Version
 	n.MTU = d.lease.attrs.MTU
 	_, n.Complete = d.baseViewLocked()
+	rejected := slices.Clone(d.lease.view.Rejected)
 	if l := d.lease.cur; l != nil {
 		n.Subnet, n.IPv6Subnet, n.Epoch, n.LeaseExpiry = l.Subnet, l.IPv6Subnet, l.Epoch, l.Expiry
 	}
@@ -53,7 +54,7 @@ func (d *daemon) status() status.Report {
 	d.recon.mu.Lock()
 	defer d.recon.mu.Unlock()
 	n.LastReconcile, n.ReconcileError = d.recon.last, d.recon.err
-	st := status.Report{Node: n, Peers: []status.Peer{}, Members: []status.Member{}}
+	st := status.Report{Node: n, Peers: []status.Peer{}, Members: []status.Member{}, RejectedLeases: rejected}
 	for _, p := range d.recon.peers { // Merge leaves this node out
 		st.Peers = append(st.Peers, status.Peer{
 			Name: p.Name, Subnet: p.Subnet, IPv6Subnet: p.IPv6Subnet,

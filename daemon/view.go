@@ -14,8 +14,14 @@ import (
 // which keeps it in d.lease, tells the lease loop when our own record needs
 // it, and feeds gossip the addresses of new nodes.
 
-// onView handles a complete lease view from the store.
+// onView handles a complete lease view from the store. Leases that do not
+// belong to the network in force (or whose record is malformed) move to
+// v.Rejected: they are never peers, and /status shows why.
 func (d *daemon) onView(v subnet.View) {
+	if nc := d.netConfig(); nc != nil {
+		v = v.Check(nc)
+	}
+	d.logRejected(v.Rejected)
 	d.setReachable(true)
 	d.lease.mu.Lock()
 	d.lease.view = v
@@ -103,4 +109,19 @@ func (d *daemon) pushMeta() {
 	if err != nil {
 		d.log.WithError(err).Error("publish gossip metadata")
 	}
+}
+
+// logRejected logs each rejected lease record once per reason (a view
+// comes with every change of any lease).
+func (d *daemon) logRejected(rs []subnet.RejectedLease) {
+	d.lease.mu.Lock()
+	defer d.lease.mu.Unlock()
+	seen := make(map[subnet.RejectedLease]bool, len(rs))
+	for _, r := range rs {
+		seen[r] = true
+		if !d.lease.rejectedLogged[r] {
+			d.log.WithFields(logrus.Fields{"key": r.Key, "reason": r.Reason}).Warn("lease record in the store rejected; it is not a peer")
+		}
+	}
+	d.lease.rejectedLogged = seen
 }

@@ -4,7 +4,11 @@
 package subnet
 
 import (
+	"encoding/base64"
+	"fmt"
+	"net"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -70,4 +74,103 @@ func (l *Lease) Primary() netip.Prefix {
 		return l.Subnet
 	}
 	return l.IPv6Subnet
+}
+
+// Bounds of a record read from the store, checked by [Record.Validate].
+const (
+	maxNodeName = 253
+	maxNodeID   = 64
+	maxHostPort = 300
+)
+
+// Validate checks that r is well formed, as a record read from the store
+// must be before it is believed: a node name (1 to 253 visible ASCII
+// characters) and a node ID (1 to 64), addresses of the right family
+// without zones, a known backend type, a VTEP MAC of 6 bytes, a WireGuard
+// key of 32 bytes in base64, ports in range and a gossip address of the
+// form host:port. It does not judge whether the addresses are usable as a
+// peer's (unicast, not this node's): that is the peer check's business.
+// The error names the field.
+func (r *Record) Validate() error {
+	if err := checkName("nodeName", r.NodeName, maxNodeName); err != nil {
+		return err
+	}
+	if err := checkName("nodeID", r.NodeID, maxNodeID); err != nil {
+		return err
+	}
+	if a := r.PublicIP; a.IsValid() && a.Zone() != "" {
+		return fmt.Errorf("publicIP %s has a zone", a)
+	}
+	if a := r.PublicIPv6; a.IsValid() && (!a.Is6() || a.Is4In6() || a.Zone() != "") {
+		return fmt.Errorf("publicIPv6 %s is not a plain IPv6 address", a)
+	}
+	if r.GossipAddr != "" {
+		if err := checkHostPort(r.GossipAddr); err != nil {
+			return fmt.Errorf("gossipAddr: %w", err)
+		}
+	}
+	switch r.BackendType {
+	case "", BackendVXLAN, BackendWireGuard, BackendHostGW:
+	default:
+		return fmt.Errorf("backendType %q is not %s, %s or %s", truncate(r.BackendType), BackendVXLAN, BackendWireGuard, BackendHostGW)
+	}
+	d := r.BackendData
+	if d.VTEPMAC != "" {
+		if m, err := net.ParseMAC(d.VTEPMAC); err != nil || len(m) != 6 {
+			return fmt.Errorf("backendData.vtepMAC %q is not a 6-byte MAC address", truncate(d.VTEPMAC))
+		}
+	}
+	if d.WireGuardKey != "" {
+		if k, err := base64.StdEncoding.DecodeString(d.WireGuardKey); err != nil || len(k) != 32 {
+			return fmt.Errorf("backendData.wgKey is not a 32-byte key in base64")
+		}
+	}
+	if d.WireGuardPort < 0 || d.WireGuardPort > 65535 {
+		return fmt.Errorf("backendData.wgPort %d is out of range 0-65535", d.WireGuardPort)
+	}
+	return nil
+}
+
+// checkName checks a name or ID field: 1 to max visible ASCII characters.
+func checkName(field, s string, max int) error {
+	if s == "" {
+		return fmt.Errorf("%s is empty", field)
+	}
+	if len(s) > max {
+		return fmt.Errorf("%s is %d bytes long, more than %d", field, len(s), max)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' {
+			return fmt.Errorf("%s %q has a character that is not visible ASCII", field, truncate(s))
+		}
+	}
+	return nil
+}
+
+// checkHostPort checks host:port with a host of visible ASCII and a port
+// 1-65535.
+func checkHostPort(s string) error {
+	if len(s) > maxHostPort {
+		return fmt.Errorf("%d bytes long, more than %d", len(s), maxHostPort)
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", truncate(s))
+	}
+	if err := checkName("host", host, maxHostPort); err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not 1-65535", truncate(port))
+	}
+	return nil
+}
+
+// truncate shortens s for an error message.
+func truncate(s string) string {
+	const n = 64
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

@@ -63,6 +63,22 @@ type View struct {
 	// write whose [Lease.ModRevision] is at most Revision. Zero when the
 	// store does not say.
 	Revision int64
+	// Rejected lists the records the store holds that are not in Leases
+	// because they failed a check (see [View.Check] and the store's own
+	// checks of what it reads), sorted by key. A rejected record's subnet
+	// still counts as taken for claims.
+	Rejected []RejectedLease
+}
+
+// RejectedLease is a lease record that is not handed out as a lease, and
+// why.
+type RejectedLease struct {
+	// Key is the record's name in the store: for etcd, its key below
+	// <prefix>/leases/ (10.244.3.0-24), as weftctl leases rm takes it.
+	Key string `json:"key"`
+	// Reason says what is wrong, naming the field; it never quotes a
+	// whole record.
+	Reason string `json:"reason"`
 }
 
 // The store is split by consumer: the daemon's config handling, its lease

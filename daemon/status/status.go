@@ -19,6 +19,10 @@ type Report struct {
 	Node    Node     `json:"node"`
 	Peers   []Peer   `json:"peers"`
 	Members []Member `json:"members"`
+	// RejectedLeases lists the lease records in the store that are not
+	// peers, with why: outside the network in force, malformed, or a key
+	// that names no subnet. Their subnets still count as taken.
+	RejectedLeases []subnet.RejectedLease `json:"rejectedLeases,omitempty"`
 }
 
 // Node describes this node.

@@ -160,6 +160,9 @@ func (s *Store) Claim(ctx context.Context, req subnet.ClaimRequest) (*subnet.Lea
 	if req.Record.NodeName == "" || req.Record.NodeID == "" {
 		return nil, errors.New("claim: the record needs a node name and a node ID")
 	}
+	if err := req.Record.Validate(); err != nil {
+		return nil, fmt.Errorf("claim: invalid record (other nodes would reject it): %w", err)
+	}
 	if err := req.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
@@ -199,7 +202,9 @@ func (s *Store) Claim(ctx context.Context, req subnet.ClaimRequest) (*subnet.Lea
 		if !resp.Succeeded {
 			s.claimConflicts.Add(1)
 			s.log.WithField("attempt", attempt).Debug("claim transaction lost a race, deciding again")
-			sn = s.snapshotFromTxn(resp)
+			if sn, err = s.snapshotFromTxn(resp); err != nil {
+				return nil, fmt.Errorf("claim: %w", err)
+			}
 			continue
 		}
 		granted = true
@@ -259,10 +264,7 @@ func (s *Store) claimTxn(ctx context.Context, p *claimPlan, req *subnet.ClaimReq
 	}
 	cctx, cancel := s.call(ctx)
 	defer cancel()
-	return s.c.Txn(cctx).If(cmps...).Then(ops...).Else(
-		clientv3.OpGet(s.LeasesPrefix(), clientv3.WithPrefix()),
-		clientv3.OpGet(s.ReleasedPrefix(), clientv3.WithPrefix()),
-	).Commit()
+	return s.c.Txn(cctx).If(cmps...).Then(ops...).Else(s.listOps()...).Commit()
 }
 
 // leaseKeys returns the keys of l's subnets, primary first.
@@ -300,9 +302,12 @@ func (s *Store) ownKeys(ctx context.Context, l *subnet.Lease) ([]*entry, int64, 
 		if len(kvs) == 0 {
 			return nil, 0, fmt.Errorf("%w: %s is no longer in etcd (expired, revoked or evicted)", subnet.ErrLeaseLost, keys[i])
 		}
-		e, ok := s.parseEntry(kvs[0])
-		if !ok || !e.ok {
-			return nil, 0, fmt.Errorf("%w: %s holds a record that does not parse", subnet.ErrLeaseLost, keys[i])
+		e, err := s.parseEntry(kvs[0])
+		if err != nil {
+			return nil, 0, fmt.Errorf("read own lease keys: %w", err)
+		}
+		if !e.ok {
+			return nil, 0, fmt.Errorf("%w: %s holds a record that was rejected: %s", subnet.ErrLeaseLost, keys[i], e.reason)
 		}
 		if e.val.NodeID != l.Record.NodeID || e.val.NodeName != l.Record.NodeName {
 			return nil, 0, fmt.Errorf("%w: %s is now held by node %q (ID %s)", subnet.ErrLeaseLost, keys[i], e.val.NodeName, e.val.NodeID)
@@ -321,6 +326,9 @@ func (s *Store) UpdateRecord(ctx context.Context, l *subnet.Lease, rec subnet.Re
 	if rec.NodeName != l.Record.NodeName || rec.NodeID != l.Record.NodeID {
 		return nil, fmt.Errorf("update record: the new record is for node %q (ID %s), the lease for %q (ID %s)",
 			rec.NodeName, rec.NodeID, l.Record.NodeName, l.Record.NodeID)
+	}
+	if err := rec.Validate(); err != nil {
+		return nil, fmt.Errorf("update record: invalid record (other nodes would reject it): %w", err)
 	}
 	data, err := json.Marshal(value{Record: rec, Subnet: l.Subnet, IPv6Subnet: l.IPv6Subnet})
 	if err != nil {

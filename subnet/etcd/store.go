@@ -26,7 +26,6 @@ package etcd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +79,8 @@ type Store struct {
 	leaseTTL    time.Duration
 	// ownsClient is set by Open: Close closes c.
 	ownsClient bool
+	// maxListKeys is MaxListKeys (lowered by tests).
+	maxListKeys int
 
 	// mu guards the following.
 	mu sync.Mutex
@@ -121,6 +122,7 @@ func New(cfg Config) *Store {
 		callTimeout: cfg.CallTimeout,
 		releasedTTL: cfg.ReleasedTTL,
 		leaseTTL:    cfg.LeaseTTL,
+		maxListKeys: MaxListKeys,
 		ttls:        map[clientv3.LeaseID]int64{},
 		warned:      map[string]int64{},
 	}
@@ -222,9 +224,10 @@ type entry struct {
 	subnet netip.Prefix
 	kv     *mvccpb.KeyValue
 	val    value
-	// ok is false when the value does not parse: the key is then still
-	// taken, but belongs to no one we can name.
-	ok bool
+	// ok is false when the value fails parseValue (reason says why): the
+	// key is then still taken, but belongs to no one we can name.
+	ok     bool
+	reason string
 }
 
 func (e *entry) key() string { return string(e.kv.Key) }
@@ -234,44 +237,18 @@ type snapshot struct {
 	rev      int64
 	leases   map[netip.Prefix]*entry
 	released map[netip.Prefix]bool
-}
-
-func (s *Store) parseEntry(kv *mvccpb.KeyValue) (*entry, bool) {
-	name := strings.TrimPrefix(string(kv.Key), s.LeasesPrefix())
-	p, err := subnet.ParseKeyName(name)
-	if err != nil {
-		s.log.WithField("key", string(kv.Key)).Debug("ignoring key that names no subnet")
-		return nil, false
-	}
-	e := &entry{subnet: p, kv: kv}
-	if err := json.Unmarshal(kv.Value, &e.val); err != nil {
-		s.mu.Lock()
-		first := s.warned[string(kv.Key)] != kv.ModRevision
-		if first {
-			if len(s.warned) > 10000 {
-				clear(s.warned)
-			}
-			s.warned[string(kv.Key)] = kv.ModRevision
-		}
-		s.mu.Unlock()
-		if first {
-			s.log.WithField("key", string(kv.Key)).WithError(err).Warn("lease record does not parse; the subnet counts as taken")
-		}
-	} else {
-		e.ok = true
-	}
-	return e, true
+	// stray holds the keys under leases/ that name no subnet, by key
+	// name, with the reason.
+	stray map[string]string
 }
 
 func (s *Store) snapshotOf(rev int64, leases, released []*mvccpb.KeyValue) *snapshot {
-	sn := &snapshot{rev: rev, leases: map[netip.Prefix]*entry{}, released: map[netip.Prefix]bool{}}
+	sn := &snapshot{rev: rev, leases: map[netip.Prefix]*entry{}, released: map[netip.Prefix]bool{}, stray: map[string]string{}}
 	for _, kv := range leases {
-		if e, ok := s.parseEntry(kv); ok {
-			sn.leases[e.subnet] = e
-		}
+		s.addEntry(sn.leases, sn.stray, kv)
 	}
 	for _, kv := range released {
-		if p, err := subnet.ParseKeyName(strings.TrimPrefix(string(kv.Key), s.ReleasedPrefix())); err == nil {
+		if p, err := parseLeaseKey(strings.TrimPrefix(string(kv.Key), s.ReleasedPrefix())); err == nil {
 			sn.released[p] = true
 		}
 	}
@@ -282,29 +259,58 @@ func (s *Store) snapshotOf(rev int64, leases, released []*mvccpb.KeyValue) *snap
 func (s *Store) readAll(ctx context.Context) (*snapshot, error) {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
-	resp, err := s.c.Txn(cctx).Then(
-		clientv3.OpGet(s.LeasesPrefix(), clientv3.WithPrefix()),
-		clientv3.OpGet(s.ReleasedPrefix(), clientv3.WithPrefix()),
-	).Commit()
+	resp, err := s.c.Txn(cctx).Then(s.listOps()...).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("read leases from etcd: %w", err)
 	}
-	return s.snapshotFromTxn(resp), nil
+	return s.snapshotFromTxn(resp)
+}
+
+// listOps are the two prefix Gets of readAll, each limited to one key
+// more than a listing may hold.
+func (s *Store) listOps() []clientv3.Op {
+	return []clientv3.Op{
+		clientv3.OpGet(s.LeasesPrefix(), clientv3.WithPrefix(), clientv3.WithLimit(int64(s.maxListKeys)+1)),
+		clientv3.OpGet(s.ReleasedPrefix(), clientv3.WithPrefix(), clientv3.WithLimit(int64(s.maxListKeys)+1)),
+	}
 }
 
 // snapshotFromTxn builds a snapshot from a response whose (Then or Else)
-// branch was the two prefix Gets of readAll, last in the branch.
-func (s *Store) snapshotFromTxn(resp *clientv3.TxnResponse) *snapshot {
+// branch was listOps, last in the branch.
+func (s *Store) snapshotFromTxn(resp *clientv3.TxnResponse) (*snapshot, error) {
 	r := resp.Responses
-	leases := r[len(r)-2].GetResponseRange().Kvs
-	released := r[len(r)-1].GetResponseRange().Kvs
-	return s.snapshotOf(resp.Header.Revision, leases, released)
+	leases := r[len(r)-2].GetResponseRange()
+	released := r[len(r)-1].GetResponseRange()
+	if err := s.checkListed(s.LeasesPrefix(), leases.Kvs, leases.More); err != nil {
+		return nil, err
+	}
+	if err := s.checkListed(s.ReleasedPrefix(), released.Kvs, released.More); err != nil {
+		return nil, err
+	}
+	return s.snapshotOf(resp.Header.Revision, leases.Kvs, released.Kvs), nil
+}
+
+// viewOf makes the complete view of the lease keys at revision rev: the
+// leases of entries, and as rejected the entries that failed parseValue
+// and the stray keys.
+func viewOf(rev int64, entries map[netip.Prefix]*entry, stray map[string]string) subnet.View {
+	v := subnet.View{Leases: leasesOf(entries), Complete: true, Revision: rev}
+	for _, e := range entries {
+		if !e.ok {
+			v.Rejected = append(v.Rejected, subnet.RejectedLease{Key: subnet.KeyName(e.subnet), Reason: e.reason})
+		}
+	}
+	for k, why := range stray {
+		v.Rejected = append(v.Rejected, subnet.RejectedLease{Key: k, Reason: why})
+	}
+	subnet.SortRejected(v.Rejected)
+	return v
 }
 
 // leasesOf groups lease keys into leases: a dual-stack lease is its IPv4
 // key plus the IPv6 key that names it back. An IPv6 key whose IPv4 partner
-// is missing is shown as a lease of its own. Keys whose value does not
-// parse are left out. The result is sorted by primary subnet.
+// is missing is shown as a lease of its own. Keys whose value failed
+// parseValue are left out. The result is sorted by primary subnet.
 func leasesOf(entries map[netip.Prefix]*entry) []subnet.Lease {
 	var out []subnet.Lease
 	for p, e := range entries {
@@ -401,17 +407,28 @@ func (s *Store) GetConfigRaw(ctx context.Context) ([]byte, error) {
 	return resp.Kvs[0].Value, nil
 }
 
-// List returns all leases (a complete view). Expiry is not filled in: see
-// [Store.FillExpiry].
+// List returns all leases (a complete view), and the keys it rejected
+// with the reason. Expiry is not filled in: see [Store.FillExpiry].
 func (s *Store) List(ctx context.Context) (subnet.View, error) {
+	sn, err := s.listLeases(ctx)
+	if err != nil {
+		return subnet.View{}, err
+	}
+	return viewOf(sn.rev, sn.leases, sn.stray), nil
+}
+
+// listLeases reads and parses the lease keys (not the tombstones).
+func (s *Store) listLeases(ctx context.Context) (*snapshot, error) {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
-	resp, err := s.c.Get(cctx, s.LeasesPrefix(), clientv3.WithPrefix())
+	resp, err := s.c.Get(cctx, s.LeasesPrefix(), clientv3.WithPrefix(), clientv3.WithLimit(int64(s.maxListKeys)+1))
 	if err != nil {
-		return subnet.View{}, fmt.Errorf("list leases: %w", err)
+		return nil, fmt.Errorf("list leases: %w", err)
 	}
-	sn := s.snapshotOf(resp.Header.Revision, resp.Kvs, nil)
-	return subnet.View{Leases: leasesOf(sn.leases), Complete: true, Revision: sn.rev}, nil
+	if err := s.checkListed(s.LeasesPrefix(), resp.Kvs, resp.More); err != nil {
+		return nil, err
+	}
+	return s.snapshotOf(resp.Header.Revision, resp.Kvs, nil), nil
 }
 
 // FillExpiry sets the Expiry of each lease from etcd, with one TimeToLive

@@ -51,18 +51,13 @@ func (s *Store) WatchLeases(ctx context.Context, fn func(subnet.View)) error {
 }
 
 func (s *Store) watchLeasesOnce(ctx context.Context, fn func(subnet.View), bo *backoff) error {
-	cctx, cancel := s.call(ctx)
-	resp, err := s.c.Get(cctx, s.LeasesPrefix(), clientv3.WithPrefix())
-	cancel()
+	sn, err := s.listLeases(ctx)
 	if err != nil {
-		return fmt.Errorf("list leases: %w", err)
+		return err
 	}
 	// Parsed once per change, not once per view.
-	entries := s.snapshotOf(resp.Header.Revision, resp.Kvs, nil).leases
-	rev := resp.Header.Revision
-	view := func() subnet.View {
-		return subnet.View{Leases: leasesOf(entries), Complete: true, Revision: rev}
-	}
+	entries, stray, rev := sn.leases, sn.stray, sn.rev
+	view := func() subnet.View { return viewOf(rev, entries, stray) }
 	fn(view())
 	if s.testHookWatchListed != nil {
 		s.testHookWatchListed(rev)
@@ -89,8 +84,11 @@ func (s *Store) watchLeasesOnce(ctx context.Context, fn func(subnet.View), bo *b
 		for _, ev := range wr.Events {
 			switch ev.Type {
 			case mvccpb.PUT:
-				e, ok := s.parseEntry(ev.Kv)
-				if !ok {
+				e, err := s.parseEntry(ev.Kv)
+				if err != nil {
+					name := strings.TrimPrefix(string(ev.Kv.Key), s.LeasesPrefix())
+					changed = changed || stray[name] == ""
+					s.addEntry(entries, stray, ev.Kv)
 					continue
 				}
 				old := entries[e.subnet]
@@ -101,8 +99,15 @@ func (s *Store) watchLeasesOnce(ctx context.Context, fn func(subnet.View), bo *b
 				if p, ok := s.leaseKeySubnet(string(ev.Kv.Key)); ok && entries[p] != nil {
 					changed = true
 					delete(entries, p)
+				} else if name := strings.TrimPrefix(string(ev.Kv.Key), s.LeasesPrefix()); stray[name] != "" {
+					changed = true
+					delete(stray, name)
 				}
 			}
+		}
+		if len(entries)+len(stray) > s.maxListKeys {
+			// Listing again reports it (and fails until keys go).
+			return s.checkListed(s.LeasesPrefix(), nil, true)
 		}
 		if changed {
 			fn(view())
@@ -191,6 +196,6 @@ func (s *Store) leaseKeySubnet(key string) (netip.Prefix, bool) {
 	if !strings.HasPrefix(key, s.LeasesPrefix()) {
 		return netip.Prefix{}, false
 	}
-	p, err := subnet.ParseKeyName(strings.TrimPrefix(key, s.LeasesPrefix()))
+	p, err := parseLeaseKey(strings.TrimPrefix(key, s.LeasesPrefix()))
 	return p, err == nil
 }

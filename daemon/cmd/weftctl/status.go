@@ -136,6 +136,9 @@ func renderStatus(w io.Writer, st status.Report, now time.Time) error {
 			row(p.k, p.v)
 		}
 	}
+	for _, r := range st.RejectedLeases {
+		row("REJECTED LEASE", r.Key+": "+r.Reason)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

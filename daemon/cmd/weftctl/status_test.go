@@ -30,7 +30,8 @@ func sampleStatus(now time.Time) status.Report {
 			BackendData: subnet.BackendData{VTEPMAC: "02:00:00:00:00:02"}, Epoch: 9, Version: 1, State: "dead",
 			Since: now.Add(-3 * time.Second), Source: "gossip", Provisional: true, Problem: "not on this L2 segment",
 		}},
-		Members: []status.Member{{Name: "node-b", Addr: "198.18.0.2:7950", State: "dead", Since: now.Add(-3 * time.Second), Subnet: netip.MustParsePrefix("10.244.2.0/24")}},
+		Members:        []status.Member{{Name: "node-b", Addr: "198.18.0.2:7950", State: "dead", Since: now.Add(-3 * time.Second), Subnet: netip.MustParsePrefix("10.244.2.0/24")}},
+		RejectedLeases: []subnet.RejectedLease{{Key: "0.0.0.0-1", Reason: "subnet 0.0.0.0/1 is not a /24 of network 10.244.0.0/16"}},
 	}
 }
 
@@ -42,7 +43,7 @@ func TestRenderStatus(t *testing.T) {
 	}
 	for _, want := range []string{
 		"node-a (3f0c)", "no: first reconcile not done yet", "10.244.1.0/24", "198.18.0.1 on eth0", "vxlan vtep 02:00:00:00:00:01, mtu 1450",
-		"CONFIG ERROR:", "Backend.VNI", "1 peer(s)", "node-b", "gossip (provisional)", "dead", "3s ago", "not on this L2 segment",
+		"CONFIG ERROR:", "Backend.VNI", "REJECTED LEASE:", "0.0.0.0-1: subnet 0.0.0.0/1 is not a /24 of network 10.244.0.0/16", "1 peer(s)", "node-b", "gossip (provisional)", "dead", "3s ago", "not on this L2 segment",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, b.String())
