@@ -131,6 +131,34 @@ func (s Space) netIndex(p netip.Prefix) (uint64, bool) {
 	return d.lo, true
 }
 
+// Overlapping returns the subnets of s's network at s's length that
+// overlap q, or false when there are more than limit. q of another family,
+// or outside the network, overlaps none. (The bounds of s are ignored: a
+// subnet outside them overlaps q just the same.)
+func (s Space) Overlapping(q netip.Prefix, limit int) ([]netip.Prefix, bool) {
+	if !s.IsValid() || !q.IsValid() || q.Addr().Is4() != s.Network.Addr().Is4() || !s.Network.Overlaps(q) {
+		return nil, true
+	}
+	q = q.Masked()
+	if q.Bits() >= s.Bits {
+		return []netip.Prefix{netip.PrefixFrom(q.Addr(), s.Bits).Masked()}, true
+	}
+	inner := q
+	if s.Network.Bits() > q.Bits() {
+		inner = s.Network // q holds the whole network
+	}
+	n := s.Bits - inner.Bits()
+	if n >= 63 || 1<<n > limit {
+		return nil, false
+	}
+	sub := newSpace(inner, s.Bits)
+	out := make([]netip.Prefix, 0, 1<<n)
+	for i := uint64(0); i < 1<<n; i++ {
+		out = append(out, sub.Subnet(i))
+	}
+	return out, true
+}
+
 // Exhausted returns the error for a space with no free subnet: it wraps
 // [ErrExhausted] and names the network and its number of subnets.
 func (s Space) Exhausted() error {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -216,4 +217,40 @@ func TestPick(t *testing.T) {
 			t.Errorf("scan of a full space = %s", p)
 		}
 	})
+}
+
+func TestSpaceOverlapping(t *testing.T) {
+	p := netip.MustParsePrefix
+	s24 := newSpace(p("10.244.0.0/16"), 24)
+	s64 := newSpace(p("fd10:244::/56"), 64)
+	tests := []struct {
+		name  string
+		s     Space
+		q     netip.Prefix
+		limit int
+		want  []netip.Prefix
+		ok    bool
+	}{
+		{"longer inside", s24, p("10.244.3.128/25"), 10, []netip.Prefix{p("10.244.3.0/24")}, true},
+		{"same", s24, p("10.244.3.0/24"), 10, []netip.Prefix{p("10.244.3.0/24")}, true},
+		{"shorter", s24, p("10.244.2.0/23"), 10, []netip.Prefix{p("10.244.2.0/24"), p("10.244.3.0/24")}, true},
+		{"shorter over the limit", s24, p("10.244.0.0/20"), 10, nil, false},
+		{"holds the network, over the limit", s24, p("0.0.0.0/1"), 255, nil, false},
+		{"outside", s24, p("10.245.0.0/24"), 10, nil, true},
+		{"other family", s24, p("fd10:244::/64"), 10, nil, true},
+		{"IPv6 shorter", s64, p("fd10:244:0:4::/63"), 10, []netip.Prefix{p("fd10:244:0:4::/64"), p("fd10:244:0:5::/64")}, true},
+		{"IPv6 huge", s64, p("fd10:244::/56"), 1 << 16, []netip.Prefix(nil), true},
+	}
+	tests[len(tests)-1].want = make([]netip.Prefix, 256)
+	for i := range 256 {
+		tests[len(tests)-1].want[i] = s64.Subnet(uint64(i))
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := tt.s.Overlapping(tt.q, tt.limit)
+			if ok != tt.ok || !slices.Equal(got, tt.want) {
+				t.Errorf("Overlapping(%s, %d) = %v, %t; want %v, %t", tt.q, tt.limit, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
 }

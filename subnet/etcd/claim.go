@@ -73,6 +73,46 @@ type claimPlan struct {
 	own4, own6  *entry   // our existing key for v4/v6, if we re-bind it
 	stale       []*entry // our keys that are no longer wanted
 	oldLeaseIDs []clientv3.LeaseID
+	// listedAt is set when leases of another length were in the list the
+	// plan was made from: the transaction then also requires that no
+	// lease key changed since that revision.
+	listedAt int64
+}
+
+// maxOverlapMarks bounds how many subnets one claim marks as taken because
+// they overlap leases of another length.
+const maxOverlapMarks = 1 << 16
+
+// markOverlaps marks as taken every subnet of sp that overlaps a lease of
+// another length inside sp's network, other than our own (which the
+// claim deletes). It reports whether there was such a lease.
+//
+// At the configured length the claim transaction's own guard (the key
+// does not exist yet) keeps claims apart, at O(1) cost. Leases of another
+// length exist only after a forced SubnetLen change; that guard cannot see
+// them, so then (and only then) the claim avoids every subnet overlapping
+// one, and its transaction checks the whole list (listedAt). Keys that
+// are not subnets of the network (0.0.0.0/1) are no leases of it: View.Check
+// rejects them, and they take nothing here.
+func markOverlaps(sp subnet.Space, leases map[netip.Prefix]*entry, ours map[*entry]bool, taken map[netip.Prefix]bool, marks *int) (bool, error) {
+	found := false
+	for q, e := range leases {
+		if q.Bits() == sp.Bits || ours[e] || q.Addr().Is4() != sp.Network.Addr().Is4() ||
+			q.Bits() <= sp.Network.Bits() || !sp.Network.Contains(q.Addr()) {
+			continue
+		}
+		ps, ok := sp.Overlapping(q, maxOverlapMarks-*marks)
+		if !ok {
+			return false, fmt.Errorf("claim: leases of other lengths than /%d (left by a SubnetLen change) overlap more than %d subnets of %s; "+
+				"remove them with weftctl leases rm, or restore the SubnetLen they were claimed with", sp.Bits, maxOverlapMarks, sp.Network)
+		}
+		*marks += len(ps)
+		for _, x := range ps {
+			taken[x] = true
+		}
+		found = true
+	}
+	return found, nil
 }
 
 // plan decides what to claim from snapshot sn.
@@ -96,6 +136,23 @@ func (s *Store) plan(sn *snapshot, req *subnet.ClaimRequest, r *rand.Rand) (*cla
 		taken[p] = true
 	}
 	p := &claimPlan{}
+	isOurs := make(map[*entry]bool, len(ours))
+	for _, e := range ours {
+		isOurs[e] = true
+	}
+	marks := 0
+	for _, sp := range []subnet.Space{req.Config.IPv4Space(), req.Config.IPv6Space()} {
+		if !sp.IsValid() {
+			continue
+		}
+		found, err := markOverlaps(sp, sn.leases, isOurs, taken, &marks)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			p.listedAt = sn.rev
+		}
+	}
 	var prev4, prev6 netip.Prefix
 	if req.Prev != nil {
 		prev4, prev6 = req.Prev.Subnet, req.Prev.IPv6Subnet
@@ -261,6 +318,11 @@ func (s *Store) claimTxn(ctx context.Context, p *claimPlan, req *subnet.ClaimReq
 	for _, e := range p.stale {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(e.key()), "=", e.kv.ModRevision))
 		ops = append(ops, clientv3.OpDelete(e.key()))
+	}
+	if p.listedAt != 0 {
+		// No lease key was written since the list the plan was made from,
+		// so no lease of another length appeared over our choice.
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.LeasesPrefix()), "<", p.listedAt+1).WithPrefix())
 	}
 	cctx, cancel := s.call(ctx)
 	defer cancel()
