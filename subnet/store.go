@@ -150,6 +150,21 @@ type Prober interface {
 	Probe(ctx context.Context) error
 }
 
+// GossipKeys keeps the cluster's gossip encryption key in the store, for
+// clusters whose nodes are given no key file: whoever can read the store
+// can already do more than the key allows (rewrite any lease), so the
+// store is as good a place for it as any, and needs no operator step.
+type GossipKeys interface {
+	// GossipKey returns the cluster's gossip key, creating it if the
+	// store has none: 32 random bytes (AES-256), created once by
+	// whichever caller comes first (create-if-absent, one atomic step);
+	// every caller, concurrent or later, on any node, gets the same key.
+	// A key an operator stored (16, 24 or 32 bytes) is returned as it is;
+	// a stored value that is no such key is an error, never replaced.
+	// The key is a secret: implementations and callers never log it.
+	GossipKey(ctx context.Context) ([]byte, error)
+}
+
 // Store is the whole store, as the daemon uses it. Implementations:
 // subnet/etcd (real) and subnet/subnettest (in-memory fake for pure-logic
 // tests only).

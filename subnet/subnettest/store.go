@@ -14,6 +14,7 @@ package subnettest
 
 import (
 	"context"
+	cryptorand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -40,13 +41,19 @@ type Store struct {
 	claimErr error
 	// probeErr, when set, is returned by Probe (see SetProbeError).
 	probeErr error
+	// gossipKey is the cluster's gossip key (nil until GossipKey makes
+	// one or SetGossipKey sets one).
+	gossipKey []byte
 }
 
 // leaseTTL is the expiry the fake writes into a claimed lease. Nothing
 // expires in the fake; leases go only by [Store.Delete].
 const leaseTTL = 24 * time.Hour
 
-var _ subnet.Store = (*Store)(nil)
+var (
+	_ subnet.Store      = (*Store)(nil)
+	_ subnet.GossipKeys = (*Store)(nil)
+)
 
 // New returns an empty store with no config.
 func New() *Store {
@@ -364,4 +371,30 @@ func (s *Store) WatchLeases(ctx context.Context, fn func(subnet.View)) error {
 		case <-ch:
 		}
 	}
+}
+
+// GossipKey returns the store's gossip key, creating 32 random bytes on
+// the first call (see [subnet.GossipKeys]).
+func (s *Store) GossipKey(ctx context.Context) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gossipKey == nil {
+		k := make([]byte, 32)
+		if _, err := cryptorand.Read(k); err != nil {
+			return nil, fmt.Errorf("gossip key: read random bytes: %w", err)
+		}
+		s.gossipKey = k
+	}
+	return slices.Clone(s.gossipKey), nil
+}
+
+// SetGossipKey sets the gossip key GossipKey returns, as an operator who
+// stored one would (nil: none, the next GossipKey creates one).
+func (s *Store) SetGossipKey(k []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gossipKey = slices.Clone(k)
 }

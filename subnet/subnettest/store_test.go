@@ -126,3 +126,36 @@ func TestStore(t *testing.T) {
 		t.Errorf("Probe after SetProbeError(nil): %v", err)
 	}
 }
+
+// TestGossipKey: the fake's key is made once, of 32 bytes, and the same
+// for every caller, concurrent or later; SetGossipKey replaces it.
+func TestGossipKey(t *testing.T) {
+	s := New()
+	keys := make([][]byte, 20)
+	var wg sync.WaitGroup
+	for i := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k, err := s.GossipKey(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			keys[i] = k
+		}()
+	}
+	wg.Wait()
+	for i, k := range keys {
+		if len(k) != 32 || string(k) != string(keys[0]) {
+			t.Fatalf("caller %d: a key of %d bytes, different from caller 0's", i, len(k))
+		}
+	}
+	keys[0][0] ^= 0xff // callers get copies
+	if k, _ := s.GossipKey(context.Background()); string(k) != string(keys[1]) {
+		t.Error("a caller changed the store's key through its copy")
+	}
+	s.SetGossipKey([]byte("0123456789abcdef"))
+	if k, _ := s.GossipKey(context.Background()); string(k) != "0123456789abcdef" {
+		t.Errorf("after SetGossipKey: %q", k)
+	}
+}
