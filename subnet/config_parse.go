@@ -171,7 +171,7 @@ func decodeObject(data []byte, what string) (map[string]json.RawMessage, error) 
 		case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 			return fmt.Errorf("%s is not valid JSON: unexpected end of input", what)
 		}
-		return fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %s", what, truncate(err.Error()))
 	}
 	tok, err := dec.Token()
 	if err != nil {
@@ -192,7 +192,7 @@ func decodeObject(data []byte, what string) (map[string]json.RawMessage, error) 
 			return nil, syntax(err)
 		}
 		if _, dup := obj[key]; dup {
-			return nil, fmt.Errorf("%s has the key %q twice", what, key)
+			return nil, fmt.Errorf("%s has the key %q twice", what, truncate(key))
 		}
 		obj[key] = raw
 	}
@@ -234,10 +234,10 @@ func checkKeys(obj map[string]json.RawMessage, known []string, path string) erro
 		}
 		for _, want := range known {
 			if strings.EqualFold(k, want) {
-				return fmt.Errorf("unknown key %q in %s (did you mean %q? keys are case-sensitive)", path+k, where(path), want)
+				return fmt.Errorf("unknown key %q in %s (did you mean %q? keys are case-sensitive)", truncate(path+k), where(path), want)
 			}
 		}
-		return fmt.Errorf("unknown key %q in %s (known keys: %s)", path+k, where(path), strings.Join(known, ", "))
+		return fmt.Errorf("unknown key %q in %s (known keys: %s)", truncate(path+k), where(path), strings.Join(known, ", "))
 	}
 	return nil
 }
@@ -257,7 +257,7 @@ func decodeValue(obj map[string]json.RawMessage, key, want string, dst any) (boo
 		return false, nil
 	}
 	if err := json.Unmarshal(raw, dst); err != nil {
-		return true, fmt.Errorf("%s must be %s, not %s", key, want, strings.TrimSpace(string(raw)))
+		return true, fmt.Errorf("%s must be %s, not %s", key, want, truncate(strings.TrimSpace(string(raw))))
 	}
 	return true, nil
 }
@@ -270,7 +270,7 @@ func decodePrefix(obj map[string]json.RawMessage, key string, dst *netip.Prefix)
 	}
 	p, err := netip.ParsePrefix(strings.TrimSpace(s))
 	if err != nil {
-		return fmt.Errorf("%s %q is not a valid CIDR (want an address and a prefix length, such as 10.244.0.0/16 or fd10:244::/56)", key, s)
+		return fmt.Errorf("%s %q is not a valid CIDR (want an address and a prefix length, such as 10.244.0.0/16 or fd10:244::/56)", key, truncate(s))
 	}
 	*dst = p
 	return nil
@@ -288,14 +288,14 @@ func decodeAddr(obj map[string]json.RawMessage, key string, dst *netip.Addr) err
 		if strings.Contains(s, "/") {
 			hint = " (write the subnet's first address, without a prefix length)"
 		}
-		return fmt.Errorf("%s %q is not a valid IP address%s", key, s, hint)
+		return fmt.Errorf("%s %q is not a valid IP address%s", key, truncate(s), hint)
 	}
 	*dst = a
 	return nil
 }
 
 func unknownBackendError(t string) error {
-	return fmt.Errorf("unknown backend type %q (want %s, %s or %s)", t, BackendVXLAN, BackendWireGuard, BackendHostGW)
+	return fmt.Errorf("unknown backend type %q (want %s, %s or %s)", truncate(t), BackendVXLAN, BackendWireGuard, BackendHostGW)
 }
 
 // SetDefaults fills unset fields with their defaults: SubnetLen 24 (when

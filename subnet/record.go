@@ -166,7 +166,8 @@ func checkHostPort(s string) error {
 	return nil
 }
 
-// truncate shortens s for an error message.
+// truncate shortens s for an error message about outside input, which
+// may name a value but never echo a large one.
 func truncate(s string) string {
 	const n = 64
 	if len(s) <= n {

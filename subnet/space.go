@@ -254,11 +254,11 @@ func KeyName(p netip.Prefix) string {
 func ParseKeyName(name string) (netip.Prefix, error) {
 	i := strings.LastIndexByte(name, '-')
 	if i < 0 {
-		return netip.Prefix{}, fmt.Errorf("lease key %q is not <address>-<prefix length>", name)
+		return netip.Prefix{}, fmt.Errorf("lease key %q is not <address>-<prefix length>", truncate(name))
 	}
 	p, err := netip.ParsePrefix(name[:i] + "/" + name[i+1:])
 	if err != nil || p.Masked() != p {
-		return netip.Prefix{}, fmt.Errorf("lease key %q does not name a subnet", name)
+		return netip.Prefix{}, fmt.Errorf("lease key %q does not name a subnet", truncate(name))
 	}
 	return p, nil
 }
