@@ -314,6 +314,32 @@ func TestConnFlagsFromEnv(t *testing.T) {
 	t.Logf("dead endpoint reported after %.1f s", time.Since(start).Seconds())
 }
 
+// TestLeasesRejected: records the store rejects are named on stderr with
+// the reason; stdout keeps only the leases.
+func TestLeasesRejected(t *testing.T) {
+	e := newEnv(t)
+	cfg, _ := subnet.ParseConfig([]byte(`{"Network": "10.244.0.0/16"}`))
+	a := e.claim("node-a", cfg, "198.18.0.2")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := e.cli.Put(ctx, e.prefix+"/leases/10.244.9.0-24", `{"nodeName":"x","nodeID":"y","subnet":"10.244.8.0/24"}`); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	err := runLeases(ctx, append(e.conn(), "-o", "json"), &cmdIO{in: strings.NewReader(""), out: &out, errOut: &errOut})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leases []leaseJSON
+	if err := json.Unmarshal(out.Bytes(), &leases); err != nil || len(leases) != 1 || leases[0].Subnet != a.Subnet {
+		t.Errorf("stdout: %v, %s", err, out.String())
+	}
+	want := "rejected " + e.prefix + "/leases/10.244.9.0-24: record's subnet is 10.244.8.0/24, not the key's subnet 10.244.9.0/24\n"
+	if errOut.String() != want {
+		t.Errorf("stderr %q, want %q", errOut.String(), want)
+	}
+}
+
 // TestConnNoDowngrade: weftctl refuses credentials with a plain endpoint
 // (it shares subnet/etcd's client), whether they come from flags or the
 // environment, and says what to do.

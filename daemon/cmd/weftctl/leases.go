@@ -77,6 +77,11 @@ func leasesList(ctx context.Context, args []string, cio *cmdIO) error {
 	if err := st.FillExpiry(ctx, view.Leases); err != nil {
 		return conn.explain(err)
 	}
+	// Records the store rejected are no leases; say so apart from the
+	// listing, so that stdout stays a table (or JSON).
+	for _, r := range view.Rejected {
+		fmt.Fprintf(cio.errOut, "rejected %s%s: %s\n", st.LeasesPrefix(), r.Key, r.Reason)
+	}
 	now := time.Now()
 	if *output == "json" {
 		return writeLeasesJSON(cio.out, view.Leases, now)
