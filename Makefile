@@ -11,7 +11,16 @@ IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
 export WEFT_BIN_DIR := $(BIN)
 
-.PHONY: help build test test-unit test-priv e2e bench fuzz lab lab-down lint check-tidy e2e-vagrant clean
+# kube-apiserver, kube-controller-manager and kubectl for the Kubernetes-mode
+# tests, built from the nested module e2e/kube/tools into a cache directory
+# named for everything that decides the binaries: the Go version and that
+# module's go.mod, go.sum and mains. Tests find them through WEFT_KUBE_TOOLS.
+KUBE_TOOLS_MOD   := e2e/kube/tools
+KUBE_TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/weft/kube-tools
+KUBE_TOOLS_KEY   := $(shell { $(GO) env GOVERSION; cat $(KUBE_TOOLS_MOD)/go.mod $(KUBE_TOOLS_MOD)/go.sum $(KUBE_TOOLS_MOD)/cmd/*/main.go; } | sha256sum | cut -c1-16)
+export WEFT_KUBE_TOOLS := $(KUBE_TOOLS_CACHE)/$(KUBE_TOOLS_KEY)
+
+.PHONY: help build kube-tools test test-unit test-priv e2e bench fuzz lab lab-down lint check-tidy e2e-vagrant clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,7 +33,7 @@ build: ## build weftd, weftctl, the weft CNI plugin, weft-etcd (lab/e2e) and wef
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft-etcd ./e2e/cmd/weft-etcd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/weft-lab ./e2e/cmd/weft-lab
 
-test: lint check-tidy ## the README's test command: lint, go.mod tidiness, unit tests (-race), then as root the privileged and e2e tiers
+test: lint check-tidy ## the README's test command: lint, go.mod tidiness, unit tests (-race), then as root the privileged and e2e tiers (e2e after kube-tools)
 	@$(MAKE) --no-print-directory test-unit
 	@if [ "$(IS_ROOT)" = yes ]; then \
 		$(MAKE) --no-print-directory test-priv && $(MAKE) --no-print-directory e2e && \
@@ -34,6 +43,18 @@ test: lint check-tidy ## the README's test command: lint, go.mod tidiness, unit 
 		echo "tiers skipped: privileged and e2e (they need root: network namespaces, links, nftables)"; \
 	fi
 
+kube-tools: ## build kube-apiserver, kube-controller-manager and kubectl for the Kubernetes-mode tests, once per key (WEFT_KUBE_TOOLS)
+	@set -e; dir='$(WEFT_KUBE_TOOLS)'; start=$$(date +%s); \
+	if [ -x "$$dir/kube-apiserver" ] && [ -x "$$dir/kube-controller-manager" ] && [ -x "$$dir/kubectl" ]; then \
+		echo "kube-tools: cached in $$dir (0 s)"; exit 0; \
+	fi; \
+	echo "kube-tools: building kube-apiserver, kube-controller-manager and kubectl into $$dir (10 to 20 min with a cold Go build cache on 2 cores)"; \
+	tmp="$$dir.partial"; rm -rf "$$tmp"; mkdir -p "$$tmp"; trap 'rm -rf "$$tmp"' EXIT; \
+	(cd $(KUBE_TOOLS_MOD) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o "$$tmp/" ./cmd/...); \
+	rm -rf "$$dir"; mv "$$tmp" "$$dir"; \
+	find '$(KUBE_TOOLS_CACHE)' -mindepth 1 -maxdepth 1 -type d ! -name '$(KUBE_TOOLS_KEY)' -exec rm -rf {} +; \
+	echo "kube-tools: built in $$(( $$(date +%s) - start )) s ($$(du -sh "$$dir" | cut -f1) in $$dir)"
+
 test-unit: ## tier 1: unit tests with -race, then every benchmark once; privileged tests skip (WEFT_TEST_UNPRIVILEGED=1)
 	WEFT_TEST_UNPRIVILEGED=1 $(GO) test -race -count=1 -timeout 20m ./...
 	WEFT_TEST_UNPRIVILEGED=1 $(GO) test -count=1 -run '^$$' -bench . -benchtime=1x ./...  # benchmarks compile and run once
@@ -42,7 +63,7 @@ test-priv: build ## tier 2 (root): every package's tests, privileged ones includ
 	@[ "$(IS_ROOT)" = yes ] || { echo "test-priv needs root"; exit 1; }
 	$(GO) test -count=1 -p 2 -timeout 30m ./...
 
-e2e: build ## tier 3 (root): multi-node tests with real weftd processes in network namespaces
+e2e: build kube-tools ## tier 3 (root): multi-node tests with real weftd processes in network namespaces, and a real kube-apiserver
 	@[ "$(IS_ROOT)" = yes ] || { echo "e2e needs root"; exit 1; }
 	$(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./e2e/...
 
