@@ -49,10 +49,10 @@ kube-tools: ## build kube-apiserver, kube-controller-manager and kubectl for the
 		echo "kube-tools: cached in $$dir (0 s)"; exit 0; \
 	fi; \
 	echo "kube-tools: building kube-apiserver, kube-controller-manager and kubectl into $$dir (10 to 20 min with a cold Go build cache on 2 cores)"; \
-	tmp="$$dir.partial"; rm -rf "$$tmp"; mkdir -p "$$tmp"; trap 'rm -rf "$$tmp"' EXIT; \
+	mkdir -p '$(KUBE_TOOLS_CACHE)'; tmp=$$(mktemp -d "$$dir.partial.XXXXXX"); trap 'rm -rf "$$tmp"' EXIT; \
 	(cd $(KUBE_TOOLS_MOD) && GOWORK=off CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o "$$tmp/" ./cmd/...); \
-	rm -rf "$$dir"; mv "$$tmp" "$$dir"; \
-	find '$(KUBE_TOOLS_CACHE)' -mindepth 1 -maxdepth 1 -type d ! -name '$(KUBE_TOOLS_KEY)' -exec rm -rf {} +; \
+	chmod 755 "$$tmp"; rm -rf "$$dir"; mv -T "$$tmp" "$$dir" || echo "kube-tools: another build filled $$dir meanwhile; keeping it"; \
+	find '$(KUBE_TOOLS_CACHE)' -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{16}' ! -name '$(KUBE_TOOLS_KEY)' -exec rm -rf {} +; \
 	echo "kube-tools: built in $$(( $$(date +%s) - start )) s ($$(du -sh "$$dir" | cut -f1) in $$dir)"
 
 test-unit: ## tier 1: unit tests with -race, then every benchmark once; privileged tests skip (WEFT_TEST_UNPRIVILEGED=1)
@@ -63,8 +63,9 @@ test-priv: build ## tier 2 (root): every package's tests, privileged ones includ
 	@[ "$(IS_ROOT)" = yes ] || { echo "test-priv needs root"; exit 1; }
 	$(GO) test -count=1 -p 2 -timeout 30m ./...
 
-e2e: build kube-tools ## tier 3 (root): multi-node tests with real weftd processes in network namespaces, and a real kube-apiserver
+e2e: build ## tier 3 (root): multi-node tests with real weftd processes in network namespaces, and a real kube-apiserver (after kube-tools)
 	@[ "$(IS_ROOT)" = yes ] || { echo "e2e needs root"; exit 1; }
+	@$(MAKE) --no-print-directory kube-tools
 	$(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./e2e/...
 
 bench: build ## benchmarks: a table of figures, each beside its reference from the same run (apt-installs missing references: .ci/bench-deps)
