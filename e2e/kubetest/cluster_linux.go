@@ -27,9 +27,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/weftnet/weft/e2e"
 	"github.com/weftnet/weft/e2e/namespace"
 	"github.com/weftnet/weft/e2e/netnstest"
-	"github.com/weftnet/weft/e2e"
 )
 
 // Ports the control plane listens on inside its namespace.
@@ -46,7 +46,7 @@ type Options struct {
 	// NetNS names an existing network namespace (under /run/netns) to run
 	// in, and Addr is an address of one of its links: the API server
 	// advertises it and listens on it. Empty: Start creates a namespace
-	// with a dummy link holding 198.18.0.2/24.
+	// whose loopback link holds DefaultAddr.
 	NetNS string
 	Addr  netip.Addr
 	// ControllerManager also runs kube-controller-manager with the
@@ -201,8 +201,8 @@ func withDefaults(o Options) Options {
 // serving certificate must name for in-cluster clients.
 func firstServiceIP(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
 
-// setupNS opens opts.NetNS, or creates a namespace with a dummy link
-// holding DefaultAddr.
+// setupNS opens opts.NetNS, or creates a namespace whose loopback holds
+// DefaultAddr.
 func (c *Cluster) setupNS(t testing.TB) error {
 	if c.opts.NetNS != "" {
 		if !c.opts.Addr.IsValid() {
@@ -221,17 +221,16 @@ func (c *Cluster) setupNS(t testing.TB) error {
 		return err
 	}
 	c.NetNS, c.Addr, c.ns = ns.Name, DefaultAddr, h
+	// This kernel has no dummy links; loopback (already up) holds the
+	// address as well: the API server only needs it on some link.
 	nl := ns.Netlink(t)
-	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "kube0"}}
-	if err := nl.LinkAdd(link); err != nil {
-		return fmt.Errorf("add dummy link in %s: %w", ns.Name, err)
+	lo, err := nl.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo in %s: %w", ns.Name, err)
 	}
-	addr := &netlink.Addr{IPNet: netnstest.IPNet(netip.PrefixFrom(c.Addr, 24))}
-	if err := nl.AddrAdd(link, addr); err != nil {
-		return fmt.Errorf("add %s in %s: %w", c.Addr, ns.Name, err)
-	}
-	if err := nl.LinkSetUp(link); err != nil {
-		return fmt.Errorf("set kube0 up in %s: %w", ns.Name, err)
+	addr := &netlink.Addr{IPNet: netnstest.IPNet(netip.PrefixFrom(c.Addr, c.Addr.BitLen()))}
+	if err := nl.AddrAdd(lo, addr); err != nil {
+		return fmt.Errorf("add %s to lo in %s: %w", c.Addr, ns.Name, err)
 	}
 	return nil
 }

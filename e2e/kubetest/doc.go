@@ -17,14 +17,14 @@
 // under CI, where they fail.
 //
 // The control plane lives in one network namespace, by default one
-// created for the test with a dummy link holding 198.18.0.2/24:
+// created for the test, whose loopback link holds 198.18.0.2/32:
 //
 //	namespace kt-<random> (or Options.NetNS)
 //	┌───────────────────────────────────────────────────────────────┐
 //	│ weft-etcd                127.0.0.1:2479 (client), :2480 (peer)│
 //	│ kube-apiserver           https://<Addr>:6443                  │
 //	│ kube-controller-manager  https://127.0.0.1:10257 (/healthz)   │
-//	│ link kube0 (dummy)       198.18.0.2/24 = Addr                 │
+//	│ link lo                  127.0.0.1/8, 198.18.0.2/32 = Addr    │
 //	└───────────────────────────────────────────────────────────────┘
 //
 // The test process reaches the API server through [Cluster.DialContext],
