@@ -279,10 +279,17 @@ func (c *Cluster) DialContext(ctx context.Context, network, address string) (net
 	return conn, err
 }
 
-// Client returns an admin clientset.
+// Client returns an admin clientset; its connections are closed when the
+// test ends.
 func (c *Cluster) Client(t testing.TB) kubernetes.Interface {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(rest.CopyConfig(c.Config))
+	cfg := rest.CopyConfig(c.Config)
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		t.Fatalf("http client: %v", err)
+	}
+	t.Cleanup(hc.CloseIdleConnections)
+	cs, err := kubernetes.NewForConfigAndClient(cfg, hc)
 	if err != nil {
 		t.Fatalf("clientset: %v", err)
 	}
@@ -346,6 +353,7 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("http client: %w", err)
 	}
+	defer hc.CloseIdleConnections()
 	if err := c.poll(ctx, p, hc, c.URL+"/readyz"); err != nil {
 		return err
 	}
@@ -420,6 +428,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 		DialContext:     c.DialContext,
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 	}}
+	defer hc.CloseIdleConnections()
 	if err := c.poll(ctx, p, hc, kcmHealthz); err != nil {
 		return err
 	}
