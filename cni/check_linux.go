@@ -197,7 +197,9 @@ func sortPrefixes(ps []netip.Prefix) {
 // cni.dev/attachments) is removed. A veth belongs to the network when its
 // alias or its name is that of an attachment the network's store holds a
 // record of: a weft-named veth of another network on the same bridge is
-// left alone. A record is removed only once its veth is gone; when the
+// left alone. ADD stores an attachment's record before it makes the veth,
+// so the veth of an ADD killed at any point has one and goes here too.
+// A record is removed only once its veth is gone; when the
 // veth could not be deleted the record stays (its address is still in
 // use) and the next GC tries again. GC carries on past failures and
 // reports them all.

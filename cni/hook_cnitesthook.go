@@ -16,9 +16,13 @@ import (
 // This file is compiled only with the cnitesthook build tag, used by the
 // package's tests; production binaries never read these variables.
 //
-//	WEFT_CNI_TEST_SLEEP_<POINT>=<duration>  sleep at a named point of ADD
-//	                                        (AFTER_ALLOC, AFTER_VETH), so a
-//	                                        test can SIGKILL the plugin there
+//	WEFT_CNI_TEST_SLEEP_<POINT>=<duration>  sleep at a named point of ADD,
+//	                                        so a test can SIGKILL the plugin
+//	                                        there: BEFORE_ALLOC and
+//	                                        AFTER_ALLOC (the allocation's
+//	                                        goroutine), BEFORE_ALIAS (the
+//	                                        veth made, its alias not set),
+//	                                        AFTER_VETH
 //	WEFT_CNI_TEST_TRACE=<file>              append "step seconds" lines with
 //	                                        the time each step of ADD took
 //	WEFT_CNI_TEST_T0=<unix ns>              with TRACE: also trace "exec",

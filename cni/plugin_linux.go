@@ -85,7 +85,11 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 
 	// The address allocation (file I/O under a lock) runs while this
 	// goroutine does the kernel work that does not need the address:
-	// forwarding, bridge, veth pair.
+	// forwarding, bridge, the pod's netlink socket. The veth pair is made
+	// only once the allocation's record is stored: a veth of this network
+	// then never exists without a record, and GC, which deletes only veths
+	// it can tie to a record of the network (another network's weft veths
+	// may sit on the bridge), finds the veth of an ADD killed at any point.
 	type allocation struct {
 		rec     ipam.Record
 		created bool
@@ -93,6 +97,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}
 	allocated := make(chan allocation, 1)
 	go func() {
+		testHook("BEFORE_ALLOC")
 		start := time.Now()
 		var a allocation
 		st, err := ipam.Open(c.StoreDir())
@@ -112,23 +117,23 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	host, err := p.prepareHost(c, sf, mtu, args, podNS)
 	a := <-allocated
 	traceStep("ipam wait")
-	if a.created && (err != nil || a.err != nil) {
-		p.release(c, args.ContainerID, args.IfName)
+	if err == nil && a.err != nil {
+		host.close()
+		err = allocError(a.err)
+	}
+	if err == nil {
+		if err = p.createVeth(host, args, mtu, c.HairpinMode); err != nil {
+			host.close()
+		}
+		traceStep("veth")
 	}
 	if err != nil {
+		if a.created {
+			p.release(c, args.ContainerID, args.IfName)
+		}
 		return err
 	}
 	defer host.close()
-	if a.err != nil {
-		host.deleteVeth()
-		if errors.Is(a.err, ipam.ErrExhausted) {
-			return cniErr(CodeNoAddress, "%v: delete pods or give the node a larger subnet", a.err)
-		}
-		if errors.As(a.err, new(*ipam.HeldError)) {
-			return cniErr(CodeIfExists, "%v: DEL it before adding it again", a.err)
-		}
-		return cniErr(types.ErrIOFailure, "%v", a.err)
-	}
 	rec := a.rec
 	defer func() {
 		if err != nil {
@@ -163,6 +168,17 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	return nil
 }
 
+// allocError is the CNI error for a failed allocation.
+func allocError(err error) error {
+	if errors.Is(err, ipam.ErrExhausted) {
+		return cniErr(CodeNoAddress, "%v: delete pods or give the node a larger subnet", err)
+	}
+	if errors.As(err, new(*ipam.HeldError)) {
+		return cniErr(CodeIfExists, "%v: DEL it before adding it again", err)
+	}
+	return cniErr(types.ErrIOFailure, "%v", err)
+}
+
 // openNetNS opens a network namespace file (CNI_NETNS) and checks that it
 // is one.
 func openNetNS(path string) (int, error) {
@@ -183,10 +199,12 @@ func openNetNS(path string) (int, error) {
 	return fd, nil
 }
 
-// hostSide is what prepareHost made in the node's namespace.
+// hostSide is what prepareHost made ready in the node's namespace, and
+// the veth pair createVeth adds to it.
 type hostSide struct {
 	h      *netlink.Handle // for the bridge (its lookups go through backend)
 	rt     *rtnl           // for the veth
+	bridge int             // the bridge's ifindex
 	veth   string
 	mac    net.HardwareAddr
 	peer   net.HardwareAddr
@@ -209,9 +227,9 @@ func (hs *hostSide) deleteVeth() {
 	_ = hs.h.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hs.veth}})
 }
 
-// prepareHost does ADD's work in the node's namespace: forwarding, the
-// bridge, and the veth pair with its far end in the pod. On error nothing
-// it created is left.
+// prepareHost does the part of ADD's work that needs no address:
+// forwarding, the bridge, and a netlink socket in the pod's namespace. On
+// error nothing it opened is left.
 func (p *Plugin) prepareHost(c *Config, sf *subnet.SubnetFile, mtu int, args *skel.CmdArgs, podNS int) (*hostSide, error) {
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
@@ -238,22 +256,10 @@ func (p *Plugin) prepareHost(c *Config, sf *subnet.SubnetFile, mtu int, args *sk
 		}
 		return fail(cniErr(CodeKernel, "%v", err))
 	}
+	hs.bridge = br.Attrs().Index
 	traceStep("bridge")
-	if err := p.createVeth(hs, br, args, mtu, c.HairpinMode); err != nil {
-		return fail(err)
-	}
-	traceStep("veth")
-	// The pod side's socket and the peer's index need no address: get them
-	// while the allocation may still run.
 	if hs.podRt, err = openRtnlIn(podNS); err != nil {
-		hs.deleteVeth()
 		return fail(cniErr(CodeKernel, "netlink in %s: %v", args.Netns, err))
-	}
-	if hs.peerIx == 0 { // kernels before 6.3 do not echo the new link
-		if hs.peerIx, err = hs.podRt.linkIndex(args.IfName); err != nil {
-			hs.deleteVeth()
-			return fail(cniErr(CodeKernel, "look up %s in the container: %v", args.IfName, err))
-		}
 	}
 	traceStep("pod socket")
 	return hs, nil
@@ -433,16 +439,17 @@ func (p *Plugin) adoptBridge(h *netlink.Handle, l netlink.Link, c *Config, addrs
 }
 
 // createVeth creates the veth pair: the host end named after the
-// attachment, up, enslaved to br, tagged with the attachment's alias,
-// hairpin as configured; the other end named ifname directly in the
-// container's namespace. An existing host end fails the ADD: its peer
-// is in the pod.
-func (p *Plugin) createVeth(hs *hostSide, br netlink.Link, args *skel.CmdArgs, mtu int, hairpin bool) error {
+// attachment, up, enslaved to the bridge, tagged with the attachment's
+// alias, hairpin as configured; the other end named ifname directly in the
+// container's namespace. An existing host end fails the ADD: its peer is in
+// the pod. On error the pair is gone. ADD calls it only once the
+// attachment's address record is stored (see Add).
+func (p *Plugin) createVeth(hs *hostSide, args *skel.CmdArgs, mtu int, hairpin bool) error {
 	hs.veth = HostVethName(args.ContainerID, args.IfName)
 	hs.mac, hs.peer = randomMAC(), randomMAC()
 	alias := VethAlias(args.ContainerID, args.IfName)
 	peerIx, err := hs.rt.createVeth(vethSpec{
-		name: hs.veth, mac: hs.mac, mtu: mtu, master: br.Attrs().Index,
+		name: hs.veth, mac: hs.mac, mtu: mtu, master: hs.bridge,
 		peerName: args.IfName, peerMAC: hs.peer, peerNS: hs.podNS,
 	})
 	if err != nil {
@@ -461,11 +468,18 @@ func (p *Plugin) createVeth(hs *hostSide, br netlink.Link, args *skel.CmdArgs, m
 		}
 		return cniErr(CodeKernel, "host interface %s already exists and belongs to %q", hs.veth, old.Attrs().Alias)
 	}
-	hs.peerIx = peerIx
+	testHook("BEFORE_ALIAS")
 	if err := hs.rt.setPort(hs.veth, alias, hairpin); err != nil {
 		hs.deleteVeth()
 		return cniErr(CodeKernel, "%v", err)
 	}
+	if peerIx == 0 { // kernels before 6.3 do not echo the new link
+		if peerIx, err = hs.podRt.linkIndex(args.IfName); err != nil {
+			hs.deleteVeth()
+			return cniErr(CodeKernel, "look up %s in the container: %v", args.IfName, err)
+		}
+	}
+	hs.peerIx = peerIx
 	return nil
 }
 

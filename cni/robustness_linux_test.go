@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/cni"
+	"github.com/weftnet/weft/cni/ipam"
 	"github.com/weftnet/weft/e2e/netnstest"
 )
 
@@ -121,32 +123,59 @@ func TestChurn(t *testing.T) {
 }
 
 // TestCrash kills the plugin with SIGKILL in the middle of ADD and checks
-// that the runtime's next DEL, or a GC, leaves nothing behind.
+// that the runtime's next DEL, or a GC, leaves nothing behind and that the
+// same container can then be added again. Each point is a state the kill
+// leaves, and the test waits until the plugin has visibly reached it:
+//
+//	BEFORE_ALLOC  the allocation held back, the rest of ADD done up to
+//	              waiting for it (the trace's "pod socket" step): no veth
+//	              may exist yet, since GC could not tie it to a record
+//	AFTER_ALLOC   the record stored, the kill anywhere up to the veth
+//	BEFORE_ALIAS  the record stored, the veth made without its alias
+//	AFTER_VETH    the record stored, the veth made and named
 func TestCrash(t *testing.T) {
-	for _, point := range []string{"AFTER_ALLOC", "AFTER_VETH"} {
+	for _, point := range []string{"BEFORE_ALLOC", "AFTER_ALLOC", "BEFORE_ALIAS", "AFTER_VETH"} {
 		for _, cleanup := range []string{"DEL", "GC"} {
 			t.Run(point+"/"+cleanup, func(t *testing.T) {
 				e := newEnv(t)
 				pod := netnstest.NewNS(t, "weftcni-pod")
 				netnsPath := "/run/netns/" + pod.Name
+				trace := filepath.Join(e.dir, "trace")
 				var cmd *exec.Cmd
 				if err := e.inNode(func() error {
 					cmd = exec.Command(filepath.Join(hookDir, "weft"))
-					cmd.Env = append(cniEnv("ADD", "ctr-crash", netnsPath, "eth0", hookDir), "WEFT_CNI_TEST_SLEEP_"+point+"=1m")
+					cmd.Env = append(cniEnv("ADD", "ctr-crash", netnsPath, "eth0", hookDir), "WEFT_CNI_TEST_SLEEP_"+point+"=1m", "WEFT_CNI_TEST_TRACE="+trace)
 					cmd.Stdin = strings.NewReader(string(e.weftJSON("1.1.0", nil)))
 					return cmd.Start()
 				}); err != nil {
 					t.Fatal(err)
 				}
+				// Only a record's own name counts: the store writes a
+				// record to a temporary file first.
+				stored := func() bool {
+					return slices.ContainsFunc(e.records(), func(n string) bool { return ipam.KeyOfName(n) != "" })
+				}
+				veth := func() (alias string, ok bool) {
+					l, err := backend.LinkByName(e.nl, cni.HostVethName("ctr-crash", "eth0"))
+					if err != nil {
+						return "", false
+					}
+					return l.Attrs().Alias, true
+				}
 				reached := func() bool {
-					if len(e.records()) == 0 {
-						return false
+					switch point {
+					case "BEFORE_ALLOC":
+						b, _ := os.ReadFile(trace)
+						return slices.ContainsFunc(strings.Split(string(b), "\n"), func(l string) bool { return strings.HasPrefix(l, "pod socket ") })
+					case "AFTER_ALLOC":
+						return stored()
+					case "BEFORE_ALIAS":
+						_, ok := veth()
+						return stored() && ok
+					default:
+						alias, ok := veth()
+						return stored() && ok && alias != ""
 					}
-					if point == "AFTER_VETH" {
-						l, err := backend.LinkByName(e.nl, cni.HostVethName("ctr-crash", "eth0"))
-						return err == nil && l.Attrs().Alias != ""
-					}
-					return true
 				}
 				deadline := time.Now().Add(20 * time.Second)
 				for !reached() && time.Now().Before(deadline) {
@@ -161,6 +190,14 @@ func TestCrash(t *testing.T) {
 					t.Fatal(err)
 				}
 				_ = cmd.Wait()
+				// What the kill left is the state the point names.
+				alias, ok := veth()
+				switch {
+				case point == "BEFORE_ALLOC" && (ok || stored()):
+					t.Errorf("killed while the allocation was held back: veth %v, record %v; want neither", ok, stored())
+				case point == "BEFORE_ALIAS" && (!ok || alias != ""):
+					t.Errorf("killed before the alias was set: veth %v with alias %q, want one without", ok, alias)
+				}
 
 				l := e.confList("1.1.0", e.weftConf(nil))
 				rt := runtimeConf("ctr-crash", pod)
