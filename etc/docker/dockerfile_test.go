@@ -4,17 +4,15 @@
 package docker
 
 import (
-	"debug/elf"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/weftnet/weft/e2e/netnstest"
+	"github.com/weftnet/weft/etc/image"
 )
 
 const repoRoot = "../.."
@@ -66,7 +64,8 @@ func madeBinaries(makefile string) []string {
 }
 
 // dockerfileProblems checks the Dockerfile's shape against what make build
-// produces and what the repository holds (root).
+// produces and what the repository holds (root), and its run-time stage
+// against the image make image builds (package image).
 func dockerfileProblems(text, makefile, root string) []string {
 	var bad []string
 	add := func(format string, a ...any) { bad = append(bad, fmt.Sprintf(format, a...)) }
@@ -107,17 +106,16 @@ func dockerfileProblems(text, makefile, root string) []string {
 	if !makeBuild {
 		add("the build stage must RUN make build")
 	}
-	// Run-time stage: a minimal base.
+	// Run-time stage: an empty base, as make image's.
 	last := froms[len(froms)-1]
-	minimal := []string{"debian:bookworm-slim", "gcr.io/distroless/static-debian12", "gcr.io/distroless/static-debian12:nonroot"}
-	if !slices.Contains(minimal, last.args[0]) {
-		add("line %d: run-time base %q is not one of %v", last.line, last.args[0], minimal)
+	if last.args[0] != "scratch" {
+		add("line %d: run-time base %q is not scratch (make image builds on an empty base)", last.line, last.args[0])
 	}
 	made := madeBinaries(makefile)
 	if len(made) == 0 {
 		add("no binaries found in the Makefile's build recipe")
 	}
-	var image []string
+	var held []string
 	for _, in := range ins {
 		if in.stage != last.stage {
 			continue
@@ -157,28 +155,42 @@ func dockerfileProblems(text, makefile, root string) []string {
 					}
 				}
 				if strings.HasSuffix(dst, "/") {
-					image = append(image, dst+filepath.Base(s))
+					held = append(held, dst+filepath.Base(s))
 				} else {
-					image = append(image, dst)
+					held = append(held, dst)
 				}
 			}
 		}
 	}
-	var entry []string
-	for _, in := range ins {
-		if in.stage == last.stage && in.op == "ENTRYPOINT" {
-			entry = in.args
+	last1 := func(op string) string {
+		v := ""
+		for _, in := range ins {
+			if in.stage == last.stage && in.op == op {
+				v = strings.Join(in.args, " ")
+			}
+		}
+		return v
+	}
+	if e := last1("ENTRYPOINT"); e != `["`+image.Entrypoint+`"]` {
+		add("ENTRYPOINT %s, want [%q] as make image sets", e, image.Entrypoint)
+	}
+	if u := last1("USER"); u != image.User {
+		add("USER %q, want %q as make image sets", u, image.User)
+	}
+	if e := last1("ENV"); e != "PATH="+image.Path {
+		add("ENV %q, want PATH=%s as make image sets", e, image.Path)
+	}
+	var want []string
+	for _, f := range image.Files {
+		want = append(want, f.Path)
+		if !slices.Contains(made, f.Binary) {
+			add("make image's %s is not a binary make build writes (%v)", f.Binary, made)
 		}
 	}
-	if len(entry) == 0 {
-		add("the run-time stage needs an ENTRYPOINT")
-	} else if e := strings.Trim(entry[0], `[]",`); !slices.Contains(image, e) {
-		add("ENTRYPOINT %s is not a file the image holds (%v)", e, image)
-	}
-	for _, want := range []string{"/usr/local/bin/weftd", "/usr/local/bin/weftctl", "/opt/weft/bin/weft", "/opt/weft/install-cni.sh"} {
-		if !slices.Contains(image, want) {
-			add("the image lacks %s", want)
-		}
+	slices.Sort(want)
+	slices.Sort(held)
+	if !slices.Equal(held, want) {
+		add("the run-time stage holds %v, make image's image %v", held, want)
 	}
 	return bad
 }
@@ -203,9 +215,12 @@ func TestDockerfile(t *testing.T) {
 		{"cgo on", "ENV CGO_ENABLED=0", "ENV CGO_ENABLED=1", "CGO_ENABLED=0"},
 		{"no make build", "RUN make build", "RUN go build ./...", "RUN make build"},
 		{"binary make does not build", "/src/bin/weftctl ", "/src/bin/weftcli ", "/src/bin/weftcli is not a binary"},
-		{"missing script", "COPY etc/docker/install-cni.sh", "COPY etc/docker/install.sh", "etc/docker/install.sh is not in the repository"},
-		{"fat base", "FROM debian:bookworm-slim", "FROM ubuntu:24.04", `run-time base "ubuntu:24.04"`},
-		{"single stage", "FROM debian:bookworm-slim\n", "", "multi-stage"},
+		{"missing file", "COPY --from=build /src/bin/weft /opt/weft/bin/weft", "COPY etc/cni/10-weft.conflis /opt/weft/bin/weft", "etc/cni/10-weft.conflis is not in the repository"},
+		{"file not in make image's image", " /src/bin/weft-install-cni ", " ", "make image's image"},
+		{"another entrypoint", `ENTRYPOINT ["/usr/local/bin/weftd"]`, `ENTRYPOINT ["/usr/local/bin/weftctl"]`, "ENTRYPOINT"},
+		{"root", "USER 65532:65532", "USER 0", `USER "0"`},
+		{"fat base", "FROM scratch", "FROM debian:bookworm-slim", `run-time base "debian:bookworm-slim"`},
+		{"single stage", "FROM scratch\n", "", "multi-stage"},
 	} {
 		t.Run("can fail/"+tc.name, func(t *testing.T) {
 			edited := strings.Replace(df, tc.old, tc.new, 1)
@@ -218,48 +233,6 @@ func TestDockerfile(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestInstallScriptLint runs shellcheck on install-cni.sh as POSIX sh (the
-// image's /bin/sh is dash).
-func TestInstallScriptLint(t *testing.T) {
-	sc := netnstest.RequireTool(t, "shellcheck", "shellcheck")
-	out, err := exec.Command(sc, "--shell=sh", "--severity=style", "install-cni.sh").CombinedOutput()
-	if err != nil {
-		t.Errorf("shellcheck install-cni.sh: %v\n%s", err, out)
-	}
-	// The check can fail: a bashism in a sh script is reported.
-	bad := filepath.Join(t.TempDir(), "bad.sh")
-	if err := os.WriteFile(bad, []byte("#!/bin/sh\n[[ -n \"$1\" ]] && echo $1\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := exec.Command(sc, "--shell=sh", bad).Run(); err == nil {
-		t.Error("shellcheck accepted a script with a bashism and an unquoted variable")
-	}
-}
-
-// dynamicParts returns why the ELF file at path is not a static
-// executable: a program interpreter or needed shared libraries.
-func dynamicParts(path string) ([]string, error) {
-	f, err := elf.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var why []string
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			why = append(why, "has a program interpreter")
-		}
-	}
-	libs, err := f.ImportedLibraries()
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range libs {
-		why = append(why, "needs "+l)
-	}
-	return why, nil
 }
 
 // TestBinariesStatic checks that the binaries make build wrote (the ones
@@ -280,24 +253,9 @@ func TestBinariesStatic(t *testing.T) {
 		}
 	}
 	for _, name := range names {
-		why, err := dynamicParts(filepath.Join(dir, name))
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
-		if len(why) > 0 {
-			t.Errorf("%s is not static: %s", name, strings.Join(why, ", "))
+		if err := image.CheckBinary(filepath.Join(dir, name), ""); err != nil {
+			t.Errorf("not a static executable: %v", err)
 		}
 	}
-	// The check can fail: the test binary itself, built with cgo where a
-	// C toolchain exists, or any dynamic system binary.
-	for _, p := range []string{"/bin/sh", "/usr/bin/env"} {
-		if why, err := dynamicParts(p); err == nil {
-			if len(why) == 0 {
-				t.Errorf("%s reported static; the check cannot see dynamic binaries", p)
-			}
-			return
-		}
-	}
-	t.Log("no dynamic system binary found to prove the check")
+	// The check can fail on a dynamic binary: image's tests prove it.
 }

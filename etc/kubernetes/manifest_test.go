@@ -25,7 +25,6 @@ import (
 
 	"github.com/weftnet/weft/cni"
 	"github.com/weftnet/weft/daemon"
-	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -38,7 +37,7 @@ const (
 	conflistKey       = "10-weft.conflist"
 	netConfigKey      = "network-config.json"
 	etcdEndpointsKey  = "etcd-endpoints"
-	installScriptPath = "/opt/weft/install-cni.sh"
+	installerPath     = "/usr/local/bin/weft-install-cni"
 )
 
 // manifest is the decoded weft.yaml.
@@ -466,10 +465,10 @@ func problems(m *manifest, dockerfileText string, exampleConfig, exampleCNI []by
 		add("init container install-cni is missing")
 		return bad
 	}
-	if !slices.Contains(ic.Command, installScriptPath) {
-		add("install-cni: command %q does not run %s", ic.Command, installScriptPath)
+	if len(ic.Command) == 0 || ic.Command[0] != installerPath {
+		add("install-cni: command %q does not run %s", ic.Command, installerPath)
 	}
-	inImage("install-cni", installScriptPath)
+	inImage("install-cni", installerPath)
 	ivars, ibad := env(ic, cms)
 	bad = append(bad, ibad...)
 	inImage("install-cni", ivars["WEFT_CNI_BIN"])
@@ -552,25 +551,29 @@ func TestManifestChecksCanFail(t *testing.T) {
 			}
 		})
 	}
-	t.Run("image lacks the script", func(t *testing.T) {
+	t.Run("image lacks the installer", func(t *testing.T) {
 		m, err := decodeManifest([]byte(orig))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := strings.Join(problems(m, strings.ReplaceAll(df, "install-cni.sh", "install.sh"), readFile(t, exampleNetConfig), readFile(t, exampleConflist)), "\n")
-		if !strings.Contains(got, installScriptPath+" is not in the image") {
-			t.Errorf("missing script not reported:\n%s", got)
+		got := strings.Join(problems(m, strings.ReplaceAll(df, "weft-install-cni", "weft-install"), readFile(t, exampleNetConfig), readFile(t, exampleConflist)), "\n")
+		if !strings.Contains(got, installerPath+" is not in the image") {
+			t.Errorf("missing installer not reported:\n%s", got)
 		}
 	})
 }
 
-// TestInstallCNI runs the init container's copy step, as the manifest
-// configures it, with the container's paths moved under a temporary root:
+// TestInstallCNI runs the init container's installer (weft-install-cni,
+// built from the module) as the manifest configures it, with the
+// container's paths moved under a temporary root:
 // the CNI binary and the ConfigMap's conflist must land in the host
 // directories, executable and byte for byte, and a second run (a restarted
 // pod) must replace them in place.
 func TestInstallCNI(t *testing.T) {
-	sh := netnstest.RequireTool(t, "sh", "dash")
+	installer := filepath.Join(t.TempDir(), "weft-install-cni")
+	if out, err := exec.Command("go", "build", "-o", installer, "../../cni/cmd/weft-install-cni").CombinedOutput(); err != nil {
+		t.Fatalf("go build weft-install-cni: %v\n%s", err, out)
+	}
 	m, err := decodeManifest(readFile(t, manifestFile))
 	if err != nil {
 		t.Fatal(err)
@@ -588,6 +591,9 @@ func TestInstallCNI(t *testing.T) {
 	root := t.TempDir()
 	in := func(p string) string { return filepath.Join(root, p) }
 	binary := []byte("\x7fELF weft plugin stand-in")
+	if len(vars) != 4 {
+		t.Fatalf("install-cni sets %v, want the 4 WEFT_CNI_ variables weft-install-cni reads", vars)
+	}
 	conflist := []byte(cms["weft-config"].Data[conflistKey])
 	for p, data := range map[string][]byte{vars["WEFT_CNI_BIN"]: binary, vars["WEFT_CNI_CONFLIST"]: conflist} {
 		if err := os.MkdirAll(filepath.Dir(in(p)), 0o755); err != nil {
@@ -604,16 +610,15 @@ func TestInstallCNI(t *testing.T) {
 	}
 	run := func() {
 		t.Helper()
-		cmd := exec.Command(sh, "../docker/install-cni.sh")
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		cmd := exec.Command(installer)
 		for k, v := range vars {
 			cmd.Env = append(cmd.Env, k+"="+in(v))
 		}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("install-cni.sh: %v\n%s", err, out)
+			t.Fatalf("weft-install-cni: %v\n%s", err, out)
 		}
-		t.Logf("install-cni.sh:\n%s", out)
+		t.Logf("weft-install-cni:\n%s", out)
 	}
 	check := func() {
 		t.Helper()

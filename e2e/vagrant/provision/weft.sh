@@ -11,7 +11,7 @@ etcd_ip=$2
 src=/weft
 export DEBIAN_FRONTEND=noninteractive
 
-for f in bin/weftd bin/weftctl bin/weft etc/systemd/weftd.service etc/systemd/weft.sysusers etc/docker/install-cni.sh; do
+for f in bin/weftd bin/weftctl bin/weft bin/weft-install-cni etc/systemd/weftd.service etc/systemd/weft.sysusers; do
 	if [[ ! -s $src/$f ]]; then
 		echo "weft.sh: $src/$f is missing: run make build on the host, then vagrant rsync" >&2
 		exit 1
@@ -38,7 +38,7 @@ systemd-sysusers
 # Binaries.
 install -m 0755 "$src/bin/weftd" "$src/bin/weftctl" /usr/local/bin/
 
-# The CNI plugin and the conflist, with the DaemonSet's install script.
+# The CNI plugin and the conflist, with the DaemonSet's installer.
 install -d -m 0755 /opt/cni/bin /etc/cni/net.d
 ln -sf /usr/lib/cni/portmap /opt/cni/bin/portmap
 conflist=$src/etc/cni/10-weft.conflist
@@ -48,9 +48,8 @@ if [[ ! -s $conflist ]]; then
 	conflist=$tmp/10-weft.conflist
 	printf '%s\n' '{"cniVersion": "1.0.0", "name": "weft", "plugins": [{"type": "weft"}, {"type": "portmap", "capabilities": {"portMappings": true}}]}' >"$conflist"
 fi
-WEFT_CNI_BIN=$src/bin/weft WEFT_CNI_CONFLIST=$conflist \
-	WEFT_CNI_BIN_DIR=/opt/cni/bin WEFT_CNI_CONF_DIR=/etc/cni/net.d \
-	sh "$src/etc/docker/install-cni.sh"
+"$src/bin/weft-install-cni" --plugin "$src/bin/weft" --conflist "$conflist" \
+	--bin-dir /opt/cni/bin --conf-dir /etc/cni/net.d
 
 # Configuration: /etc/weft/weftd.env (every variable: etc/systemd/weftd.env).
 install -d -m 0755 /etc/weft
