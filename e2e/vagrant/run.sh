@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 repo=$(cd ../.. && pwd)
 
-for b in weftd weftctl weft; do
+for b in weftd weftctl weft weft-install-cni; do
 	if [[ ! -x $repo/bin/$b ]]; then
 		echo "run.sh: $repo/bin/$b is missing: run make build first" >&2
 		exit 1

@@ -6,7 +6,7 @@
 // rotting: every document is decoded strictly into the k8s.io/api types
 // (an unknown or misspelt field fails), and the essentials are asserted
 // against the code they depend on: weftd's flags and their validation, the
-// network config parser, the CNI plugin's config parser, the image the
-// Dockerfile builds, and the init container's install script, which the test
-// runs.
+// network config parser, the CNI plugin's config parser, the image make
+// image tags and the files it holds, and the init container's installer
+// (weft-install-cni), which the test runs.
 package kubernetes
