@@ -29,15 +29,15 @@ import (
 )
 
 const (
-	manifestFile      = "weft.yaml"
-	dockerfile        = "../docker/Dockerfile"
-	exampleNetConfig  = "../network-config.json"
-	exampleConflist   = "../cni/10-weft.conflist"
-	namespace         = "weft-system"
-	conflistKey       = "10-weft.conflist"
-	netConfigKey      = "network-config.json"
-	etcdEndpointsKey  = "etcd-endpoints"
-	installerPath     = "/usr/local/bin/weft-install-cni"
+	manifestFile     = "weft.yaml"
+	dockerfile       = "../docker/Dockerfile"
+	exampleNetConfig = "../network-config.json"
+	exampleConflist  = "../cni/10-weft.conflist"
+	namespace        = "weft-system"
+	conflistKey      = "10-weft.conflist"
+	netConfigKey     = "network-config.json"
+	etcdEndpointsKey = "etcd-endpoints"
+	installerPath    = "/usr/local/bin/weft-install-cni"
 )
 
 // manifest is the decoded weft.yaml.
