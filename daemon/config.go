@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/daemon/membership"
 	"github.com/weftnet/weft/subnet"
 	subnetetcd "github.com/weftnet/weft/subnet/etcd"
 )
@@ -37,6 +38,9 @@ const (
 	DefaultMemoryLimit    = 128 << 20
 	DefaultGossipBind     = "0.0.0.0:7950"
 	DefaultWireGuardName  = "weft-wg"
+	// DefaultGossipEncryption: gossip is authenticated and encrypted
+	// unless turned off explicitly.
+	DefaultGossipEncryption = "on"
 )
 
 // Config is weftd's configuration: one field per flag (see [NewFlagSet])
@@ -86,6 +90,14 @@ type Config struct {
 	GossipAdvertise        string
 	GossipJoin             []string
 	GossipKeyFile          string
+	// GossipEncryption is on (default), send, accept or off. Without a
+	// key file, the key is the cluster's key kept in the store.
+	GossipEncryption string
+	// GossipAllowedCIDRs, when set, are the only source ranges gossip is
+	// accepted from.
+	GossipAllowedCIDRs []netip.Prefix
+	// GossipMaxMembers caps the gossip members the store does not name.
+	GossipMaxMembers       int
 	GossipProbeInterval    time.Duration
 	GossipProbeTimeout     time.Duration
 	GossipSuspicionMult    int
@@ -158,7 +170,10 @@ func NewFlagSet(name string) (*flag.FlagSet, *Config) {
 	str(&c.GossipBind, "gossip-bind", DefaultGossipBind, "gossip (memberlist) bind address host:port (empty: gossip off)")
 	str(&c.GossipAdvertise, "gossip-advertise", "", "gossip address host:port advertised to peers (default: --public-ip with the bind port)")
 	value((*listValue)(&c.GossipJoin), "gossip-join", "comma-separated gossip seeds host:port (optional: lease records name every member)")
-	str(&c.GossipKeyFile, "gossip-key-file", "", "file (0600) of base64 gossip keys, one a line; the first encrypts (optional)")
+	str(&c.GossipKeyFile, "gossip-key-file", "", "file (0600) of base64 gossip keys, one a line; the first encrypts (default: the cluster's key kept in etcd, created by the first node)")
+	str(&c.GossipEncryption, "gossip-encryption", DefaultGossipEncryption, "gossip encryption: on, send (step 2 of a switch to encryption), accept (step 1), or off (unauthenticated: any host that reaches the gossip port can join)")
+	value((*prefixList)(&c.GossipAllowedCIDRs), "gossip-allowed-cidrs", "comma-separated source ranges gossip is accepted from (default: any)")
+	fs.IntVar(&c.GossipMaxMembers, "gossip-max-members", membership.DefaultMaxMembers, "most gossip members the store does not name; new names beyond are refused (env "+EnvName("gossip-max-members")+")")
 	dur(&c.GossipProbeInterval, "gossip-probe-interval", 250*time.Millisecond, "gossip failure-detection probe interval")
 	dur(&c.GossipProbeTimeout, "gossip-probe-timeout", 100*time.Millisecond, "gossip probe timeout")
 	fs.IntVar(&c.GossipSuspicionMult, "gossip-suspicion-mult", 3, "gossip suspicion multiplier (env "+EnvName("gossip-suspicion-mult")+")")
@@ -347,6 +362,18 @@ func (c *Config) validateGossip(bad func(format string, a ...any)) {
 	if c.GossipSuspicionMult < 1 {
 		bad("--gossip-suspicion-mult must be at least 1")
 	}
+	switch membership.Encryption(c.GossipEncryption) {
+	case membership.EncryptionOn, membership.EncryptionSend, membership.EncryptionAccept:
+	case membership.EncryptionOff:
+		if c.GossipKeyFile != "" {
+			bad("--gossip-encryption off with --gossip-key-file: drop one (a key is refused when encryption is off)")
+		}
+	default:
+		bad("--gossip-encryption: %q is not on, send, accept or off", c.GossipEncryption)
+	}
+	if c.GossipMaxMembers < 1 {
+		bad("--gossip-max-members must be at least 1")
+	}
 }
 
 // splitPort splits host:port and checks the port.
@@ -408,6 +435,34 @@ func (l *listValue) Set(s string) error {
 		if p = strings.TrimSpace(p); p != "" {
 			out = append(out, p)
 		}
+	}
+	*l = out
+	return nil
+}
+
+// prefixList is a comma-separated list of CIDR prefixes; setting it
+// replaces the list, "" empties it.
+type prefixList []netip.Prefix
+
+func (l *prefixList) String() string {
+	var s []string
+	for _, p := range *l {
+		s = append(s, p.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *prefixList) Set(s string) error {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return fmt.Errorf("%q is not a CIDR prefix like 198.18.0.0/15", f)
+		}
+		out = append(out, p.Masked())
 	}
 	*l = out
 	return nil

@@ -23,7 +23,7 @@ var briefFlags = []string{
 	"resync-interval", "lease-ttl", "log-level", "log-format", "vxlan-device", "wireguard-device", "wireguard-mode",
 	"wireguard-psk-file", "wireguard-offloads", "memory-limit", "gossip-bind", "gossip-advertise", "gossip-join",
 	"gossip-key-file", "gossip-probe-interval", "gossip-probe-timeout", "gossip-suspicion-mult", "gossip-interval",
-	"gossip-pushpull-interval",
+	"gossip-pushpull-interval", "gossip-encryption", "gossip-allowed-cidrs", "gossip-max-members",
 }
 
 func TestFlagSetHasAgreedFlags(t *testing.T) {
@@ -52,6 +52,7 @@ func TestDefaults(t *testing.T) {
 		WireGuardDevice: "weft-wg", WireGuardMode: "auto", WireGuardOffloads: true, MemoryLimit: 128 << 20,
 		GossipBind: "0.0.0.0:7950", GossipProbeInterval: 250 * time.Millisecond, GossipProbeTimeout: 100 * time.Millisecond,
 		GossipSuspicionMult: 3, GossipInterval: 50 * time.Millisecond, GossipPushPullInterval: 10 * time.Second,
+		GossipEncryption: "on", GossipMaxMembers: 4096,
 	}
 	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -85,10 +86,15 @@ func TestParseFlagsEnv(t *testing.T) {
 				"WEFTD_MEMORY_LIMIT":          "1GiB",
 				"WEFTD_GOSSIP_SUSPICION_MULT": "5",
 				"WEFTD_NODE_NAME":             "node-a",
+				"WEFTD_GOSSIP_ALLOWED_CIDRS":  "198.18.0.0/15, 2001:2::1/48",
+				"WEFTD_GOSSIP_ENCRYPTION":     "accept",
+				"WEFTD_GOSSIP_MAX_MEMBERS":    "64",
 			},
 			check: func(c *Config) string {
-				return cmp.Diff([]any{[]string{"http://198.18.0.1:2379", "http://198.18.0.2:2379"}, "198.18.0.5", false, 3 * time.Second, int64(1 << 30), 5, "node-a"},
-					[]any{c.EtcdEndpoints, c.PublicIP.String(), c.IPMasq, c.ResyncInterval, c.MemoryLimit, c.GossipSuspicionMult, c.NodeName})
+				return cmp.Diff([]any{[]string{"http://198.18.0.1:2379", "http://198.18.0.2:2379"}, "198.18.0.5", false, 3 * time.Second, int64(1 << 30), 5, "node-a",
+					"198.18.0.0/15,2001:2::/48", "accept", 64},
+					[]any{c.EtcdEndpoints, c.PublicIP.String(), c.IPMasq, c.ResyncInterval, c.MemoryLimit, c.GossipSuspicionMult, c.NodeName,
+						(*prefixList)(&c.GossipAllowedCIDRs).String(), c.GossipEncryption, c.GossipMaxMembers})
 			},
 		},
 		{
@@ -161,6 +167,11 @@ func TestValidate(t *testing.T) {
 		{name: "mutual TLS over https", args: []string{"--etcd-endpoints=https://198.18.0.1:2379", "--etcd-cafile=/ca.pem",
 			"--etcd-certfile=/c.pem", "--etcd-keyfile=/k.pem", "--etcd-username=u", "--etcd-password=p"}},
 		{name: "node name", args: []string{"--node-name=a b"}, want: []string{"--node-name"}},
+		{name: "gossip encryption mode", args: []string{"--gossip-encryption=maybe"}, want: []string{`--gossip-encryption: "maybe" is not on, send, accept or off`}},
+		{name: "gossip off with a key file", args: []string{"--gossip-encryption=off", "--gossip-key-file=/k"}, want: []string{"--gossip-encryption off with --gossip-key-file"}},
+		{name: "gossip max members", args: []string{"--gossip-max-members=0"}, want: []string{"--gossip-max-members must be at least 1"}},
+		{name: "gossip off without a key", args: []string{"--gossip-encryption=off"}},
+		{name: "gossip accept with a key file", args: []string{"--gossip-encryption=accept", "--gossip-key-file=/k"}},
 		{name: "loopback public ip", args: []string{"--public-ip=127.0.0.1"}, want: []string{"--public-ip"}},
 		{name: "public ipv6 not v6", args: []string{"--public-ipv6=198.18.0.1"}, want: []string{"--public-ipv6"}},
 		{name: "http addr", args: []string{"--http-addr=9950"}, want: []string{"--http-addr"}},

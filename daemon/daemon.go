@@ -22,6 +22,7 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/daemon/membership"
+	"github.com/weftnet/weft/daemon/status"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -47,6 +48,7 @@ type gossip interface {
 	SetMeta(meta membership.Meta) error
 	Join(addrs []string)
 	Members() []membership.Member
+	Prune(keep []string) int
 	ReloadKeys() error
 }
 
@@ -185,6 +187,8 @@ type progressState struct {
 	subnetFileWritten bool
 	// forwardingProblem is why IP forwarding could not be turned on.
 	forwardingProblem string
+	// gossipKeySource is where the gossip key came from (keySource*).
+	gossipKeySource string
 }
 
 // reconState is what the reconcile loop found. Written by the reconcile
@@ -199,6 +203,7 @@ type reconState struct {
 	peers         []membership.PeerView
 	members       []membership.Member
 	problems      map[string]string
+	rejected      []status.RejectedPeer // entries refused by the checks (recordRejected)
 	savedSnapshot []subnet.Lease // the snapshot last written to the state dir (normalised)
 }
 
@@ -284,6 +289,7 @@ func (d *daemon) loops(ctx context.Context) error {
 		d.lease.mu.Unlock()
 		if snap != nil {
 			d.joinFrom(*snap)
+			d.pruneGossip(*snap)
 		}
 	}
 	g.Go(func() error { return d.reconcileLoop(ctx) })

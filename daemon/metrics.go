@@ -4,6 +4,8 @@
 package daemon
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -29,6 +31,11 @@ type metrics struct {
 	etcdReachable     prometheus.Gauge
 	ready             prometheus.Gauge
 	configErrors      prometheus.Counter
+	rejected          *prometheus.GaugeVec
+	rejections        *prometheus.CounterVec
+	// refused reads the gossip member's refused-names count (set once
+	// gossip exists; 0 before and without gossip).
+	refused atomic.Pointer[func() uint64]
 }
 
 func newMetrics() *metrics {
@@ -76,6 +83,26 @@ func newMetrics() *metrics {
 	m.configErrors = f.NewCounter(prometheus.CounterOpts{
 		Name: "weft_config_errors_total", Help: "Invalid network configs seen in etcd (the last good one stayed in force).",
 	})
+	m.rejected = f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "weft_peers_rejected", Help: "Peer entries refused by the checks at the last reconcile (none reaches the data plane), by source and reason.",
+	}, []string{"source", "reason"})
+	m.rejections = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_peer_rejections_total", Help: "Peer entries refused by the checks, each counted once when it appears or changes, by source and reason.",
+	}, []string{"source", "reason"})
+	f.NewCounterFunc(prometheus.CounterOpts{
+		Name: "weft_gossip_members_refused_total", Help: "New gossip member names refused because the member table held its cap of members the store does not name.",
+	}, func() float64 {
+		if fn := m.refused.Load(); fn != nil {
+			return float64((*fn)())
+		}
+		return 0
+	})
+	for _, s := range rejectionSources {
+		for _, r := range rejectionReasons {
+			m.rejected.WithLabelValues(s, r)
+			m.rejections.WithLabelValues(s, r)
+		}
+	}
 	for _, op := range []string{"added", "updated", "removed"} {
 		m.changes.WithLabelValues(op)
 	}

@@ -88,6 +88,10 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 		Self: d.nodeName, View: base, Members: members, Network: netCfg, Authoritative: authoritative,
 	})
 	desired := buildDesired(lease, d.nodeName, peers, complete)
+	// Only entries that pass the checks reach the backend (or the saved
+	// snapshot, or /status's peer list).
+	desired, peers, rejected := checkPeers(d.checkInput(netCfg, desired.Local), desired, peers, members, authoritative)
+	d.recordRejected(rejected)
 
 	res, err := d.be.Reconcile(ctx, desired)
 	took := time.Since(start)

@@ -4,7 +4,9 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -42,7 +44,7 @@ func (d *daemon) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := d.setUpOwnData(nc, attrs); err != nil {
+	if err := d.setUpOwnData(ctx, nc, attrs); err != nil {
 		return err
 	}
 
@@ -111,7 +113,7 @@ func (d *daemon) setUpBackend(ctx context.Context, nc *subnet.Config) (backend.A
 
 // setUpOwnData settles this node's own data and its version, and creates
 // the gossip member (not yet running) when gossip is on.
-func (d *daemon) setUpOwnData(nc *subnet.Config, attrs backend.Attrs) error {
+func (d *daemon) setUpOwnData(ctx context.Context, nc *subnet.Config, attrs backend.Attrs) error {
 	gaddr, err := d.gossipAdvertise()
 	if err != nil {
 		return err
@@ -129,12 +131,20 @@ func (d *daemon) setUpOwnData(nc *subnet.Config, attrs backend.Attrs) error {
 	if d.cfg.GossipBind == "" {
 		return nil
 	}
+	keys, err := d.gossipKeys(ctx)
+	if err != nil {
+		return err
+	}
 	m, err := membership.New(membership.Config{
 		Name:             d.nodeName,
 		BindAddr:         d.cfg.GossipBind,
 		AdvertiseAddr:    gaddr,
 		Join:             d.cfg.GossipJoin,
 		KeyFile:          d.cfg.GossipKeyFile,
+		Keys:             keys,
+		Encryption:       membership.Encryption(d.cfg.GossipEncryption),
+		AllowedCIDRs:     d.cfg.GossipAllowedCIDRs,
+		MaxMembers:       d.cfg.GossipMaxMembers,
 		ProbeInterval:    d.cfg.GossipProbeInterval,
 		ProbeTimeout:     d.cfg.GossipProbeTimeout,
 		GossipInterval:   d.cfg.GossipInterval,
@@ -147,7 +157,90 @@ func (d *daemon) setUpOwnData(nc *subnet.Config, attrs backend.Attrs) error {
 		return fmt.Errorf("gossip: %w", err)
 	}
 	d.gossip = m
+	refused := m.Refused
+	d.metrics.refused.Store(&refused)
+	if w := d.gossipWarning(); w != "" {
+		d.log.WithField("encryption", d.cfg.GossipEncryption).Warn(w)
+	}
 	return nil
+}
+
+// storeGossipKeys is what the daemon uses of a store that keeps the
+// cluster's gossip key (subnet.GossipKeys).
+type storeGossipKeys interface {
+	GossipKey(ctx context.Context) ([]byte, error)
+}
+
+// Where the gossip key came from (status.Node.GossipKeySource).
+const (
+	keySourceFile  = "file"
+	keySourceStore = "store"
+	keySourceSaved = "saved"
+)
+
+// gossipKeys returns the gossip keys to hand to membership directly: none
+// with a key file (membership reads it) or with encryption off; otherwise
+// the cluster's key from the store (created there by the first node to
+// ask), which is saved in the state dir so that a start while the store is
+// away still has it. The key is never logged.
+func (d *daemon) gossipKeys(ctx context.Context) ([][]byte, error) {
+	switch {
+	case d.cfg.GossipKeyFile != "":
+		d.setKeySource(keySourceFile)
+		return nil, nil
+	case membership.Encryption(d.cfg.GossipEncryption) == membership.EncryptionOff:
+		return nil, nil
+	}
+	saved, serr := d.state.gossipKey()
+	var err error
+	if gk, ok := d.store.(storeGossipKeys); ok {
+		cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		var key []byte
+		key, err = gk.GossipKey(cctx)
+		cancel()
+		if err == nil {
+			if !bytes.Equal(key, saved) {
+				if err := d.state.saveGossipKey(key); err != nil {
+					return nil, fmt.Errorf("gossip key: %w", err)
+				}
+			}
+			d.setKeySource(keySourceStore)
+			return [][]byte{key}, nil
+		}
+	} else {
+		err = errors.New("the store does not keep a gossip key")
+	}
+	if saved != nil {
+		d.log.WithError(err).Warn("gossip key: the store did not give it; using the copy saved in the state dir")
+		d.setKeySource(keySourceSaved)
+		return [][]byte{saved}, nil
+	}
+	if serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return nil, fmt.Errorf("gossip key: none in the state dir and the store did not give it (%w); "+
+		"start once with the store reachable, give --gossip-key-file, or run unencrypted with --gossip-encryption off", err)
+}
+
+func (d *daemon) setKeySource(s string) {
+	d.progress.mu.Lock()
+	d.progress.gossipKeySource = s
+	d.progress.mu.Unlock()
+}
+
+// gossipWarning says what an attacker on the underlay can do with the
+// gossip encryption mode in force, or "" when gossip is authenticated.
+func (d *daemon) gossipWarning() string {
+	if d.cfg.GossipBind == "" {
+		return ""
+	}
+	switch membership.Encryption(d.cfg.GossipEncryption) {
+	case membership.EncryptionOff:
+		return "gossip is NOT encrypted or authenticated (--gossip-encryption off): any host that reaches the gossip port can join and read node data"
+	case membership.EncryptionAccept, membership.EncryptionSend:
+		return "gossip accepts unencrypted messages (--gossip-encryption " + d.cfg.GossipEncryption + ", a step of the switch to encryption): finish it with --gossip-encryption on"
+	}
+	return ""
 }
 
 // loadSnapshot loads the peer view saved at the last run, the base of the

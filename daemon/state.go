@@ -4,6 +4,7 @@
 package daemon
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,9 @@ const (
 	configFile   = "config.json"
 	leaseFile    = "lease.json"
 	snapshotFile = "peers.json"
+	// gossipKeyFile holds a copy of the cluster's gossip key from the
+	// store (base64, mode 0600), for a start while the store is away.
+	gossipKeyFile = "gossip-key"
 )
 
 // stateDir is weftd's persistent state: everything it needs to start and
@@ -206,3 +210,24 @@ func (s *stateDir) snapshot() (*subnet.View, error) {
 }
 
 func (s *stateDir) saveSnapshot(v subnet.View) error { return s.writeJSON(snapshotFile, v) }
+
+// gossipKey returns the saved copy of the store's gossip key, or nil if
+// none was saved. Errors never quote the file's content.
+func (s *stateDir) gossipKey() ([]byte, error) {
+	data, err := os.ReadFile(s.path(gossipKeyFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read saved gossip key: %w", err)
+	}
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
+		return nil, fmt.Errorf("saved gossip key %s is not a base64 key of 16, 24 or 32 bytes (remove it; it is fetched from the store again)", s.path(gossipKeyFile))
+	}
+	return k, nil
+}
+
+func (s *stateDir) saveGossipKey(k []byte) error {
+	return s.write(gossipKeyFile, []byte(base64.StdEncoding.EncodeToString(k)+"\n"))
+}

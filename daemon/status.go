@@ -45,7 +45,14 @@ func (d *daemon) status() status.Report {
 
 	d.progress.mu.Lock()
 	n.ForwardingProblem = d.progress.forwardingProblem
+	n.GossipKeySource = d.progress.gossipKeySource
 	d.progress.mu.Unlock()
+	if d.cfg.GossipBind != "" {
+		n.GossipEncryption, n.GossipWarning = d.cfg.GossipEncryption, d.gossipWarning()
+		if fn := d.metrics.refused.Load(); fn != nil {
+			n.GossipRefused = (*fn)()
+		}
+	}
 
 	d.masq.mu.Lock()
 	n.MasqueradeProblem, n.ForwardDropWarning = d.masq.problem, d.masq.forwardDropWarn
@@ -64,6 +71,7 @@ func (d *daemon) status() status.Report {
 			Problem: d.recon.problems[p.Name],
 		})
 	}
+	st.Rejected = slices.Clone(d.recon.rejected)
 	for _, m := range d.recon.members {
 		st.Members = append(st.Members, status.Member{
 			Name: m.Name, Addr: m.Addr, State: string(m.State), Since: m.Since,

@@ -47,7 +47,26 @@ func (d *daemon) onView(v subnet.View) {
 		}
 	}
 	d.joinFrom(v)
+	d.pruneGossip(v)
 	d.trigger()
+}
+
+// pruneGossip tells gossip which names the store's view holds: those are
+// always admitted to the member table, the others count against its cap
+// and are forgotten a while after they died or left.
+func (d *daemon) pruneGossip(v subnet.View) {
+	if d.gossip == nil || !v.Complete {
+		return
+	}
+	keep := make([]string, 0, len(v.Leases))
+	for _, l := range v.Leases {
+		if l.Record.NodeName != "" && l.Record.NodeName != d.nodeName {
+			keep = append(keep, l.Record.NodeName)
+		}
+	}
+	if n := d.gossip.Prune(keep); n > 0 {
+		d.log.WithField("forgot", n).Debug("gossip: forgot members the store does not name")
+	}
 }
 
 // joinFrom hands the gossip addresses of v's records to gossip (each

@@ -19,10 +19,17 @@ type Report struct {
 	Node    Node     `json:"node"`
 	Peers   []Peer   `json:"peers"`
 	Members []Member `json:"members"`
+<<<<<<< HEAD
 	// RejectedLeases lists the lease records in the store that are not
 	// peers, with why: outside the network in force, malformed, or a key
 	// that names no subnet. Their subnets still count as taken.
 	RejectedLeases []subnet.RejectedLease `json:"rejectedLeases,omitempty"`
+=======
+	// Rejected lists the peer entries (from the store, or claims from
+	// gossip) that were checked and refused: none of them reaches the
+	// data plane.
+	Rejected []RejectedPeer `json:"rejected,omitempty"`
+>>>>>>> 4ddb368 (daemon: check every peer entry before the backend; gossip trust flags)
 }
 
 // Node describes this node.
@@ -39,6 +46,17 @@ type Node struct {
 	PublicIP    netip.Addr   `json:"publicIP,omitzero"`
 	PublicIPv6  netip.Addr   `json:"publicIPv6,omitzero"`
 	GossipAddr  string       `json:"gossipAddr,omitempty"`
+	// GossipEncryption is the gossip encryption mode (on, send, accept
+	// or off; empty when gossip is off) and GossipKeySource where the key
+	// came from (file, store, or saved: the copy of the store's key in the
+	// state dir). GossipWarning is set when gossip is not (fully)
+	// authenticated.
+	GossipEncryption string `json:"gossipEncryption,omitempty"`
+	GossipKeySource  string `json:"gossipKeySource,omitempty"`
+	GossipWarning    string `json:"gossipWarning,omitempty"`
+	// GossipRefused counts the gossip members refused because the member
+	// table was full.
+	GossipRefused uint64 `json:"gossipRefused,omitempty"`
 	// BackendType is vxlan, host-gw or wireguard; BackendData what this
 	// node publishes; MTU the pod MTU.
 	BackendType string             `json:"backendType,omitempty"`
@@ -104,4 +122,20 @@ type Member struct {
 	Subnet     netip.Prefix `json:"subnet,omitzero"`
 	IPv6Subnet netip.Prefix `json:"ipv6Subnet,omitzero"`
 	PublicIP   netip.Addr   `json:"publicIP,omitzero"`
+}
+
+// RejectedPeer is a peer entry that failed the checks every entry passes
+// before a backend sees it, with why.
+type RejectedPeer struct {
+	Name       string       `json:"name"`
+	Subnet     netip.Prefix `json:"subnet,omitzero"`
+	IPv6Subnet netip.Prefix `json:"ipv6Subnet,omitzero"`
+	PublicIP   netip.Addr   `json:"publicIP,omitzero"`
+	PublicIPv6 netip.Addr   `json:"publicIPv6,omitzero"`
+	Epoch      int64        `json:"epoch,omitempty"`
+	// Source is where the entry came from: etcd (the store's lease
+	// records, or their saved snapshot) or gossip.
+	Source string `json:"source"`
+	// Reason says why it was refused.
+	Reason string `json:"reason"`
 }

@@ -122,7 +122,17 @@ func renderStatus(w io.Writer, st status.Report, now time.Time) error {
 	row("lease", fmt.Sprintf("epoch %d, data version %d%s", n.Epoch, n.Version, expiry(n.LeaseExpiry, now)))
 	row("etcd", map[bool]string{true: "reachable", false: "UNREACHABLE"}[n.EtcdReachable])
 	if n.GossipAddr != "" {
-		row("gossip", n.GossipAddr)
+		g := n.GossipAddr
+		if n.GossipEncryption != "" {
+			g += ", encryption " + n.GossipEncryption
+			if n.GossipKeySource != "" {
+				g += " (key from " + n.GossipKeySource + ")"
+			}
+		}
+		if n.GossipRefused > 0 {
+			g += fmt.Sprintf(", %d member name(s) refused (table full)", n.GossipRefused)
+		}
+		row("gossip", g)
 	}
 	if !n.Complete {
 		row("peer view", "incomplete (reconciles only add until a full list arrives)")
@@ -131,6 +141,7 @@ func renderStatus(w io.Writer, st status.Report, now time.Time) error {
 		{"CONFIG ERROR", n.ConfigError}, {"RESTART NEEDED", strings.Join(n.PendingRestart, "; ")},
 		{"FORWARDING", n.ForwardingProblem}, {"MASQUERADE", n.MasqueradeProblem},
 		{"FORWARD DROP", n.ForwardDropWarning}, {"RECONCILE ERROR", n.ReconcileError},
+		{"GOSSIP", n.GossipWarning},
 	} {
 		if p.v != "" {
 			row(p.k, p.v)
@@ -143,12 +154,29 @@ func renderStatus(w io.Writer, st status.Report, now time.Time) error {
 		return err
 	}
 	fmt.Fprintf(w, "\n%d peer(s)\n", len(st.Peers))
-	if len(st.Peers) == 0 {
+	if len(st.Peers) > 0 {
+		if err := renderPeers(w, st.Peers, now); err != nil {
+			return err
+		}
+	}
+	if len(st.Rejected) == 0 {
 		return nil
 	}
+	fmt.Fprintf(w, "\n%d rejected peer entr(ies): none reaches the data plane\n", len(st.Rejected))
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSUBNET\tPUBLIC IP\tEPOCH\tSOURCE\tREASON")
+	for _, r := range st.Rejected {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", orDash(r.Name), joinPrefixes(r.Subnet, r.IPv6Subnet),
+			joinAddrs(r.PublicIP, r.PublicIPv6), r.Epoch, r.Source, r.Reason)
+	}
+	return tw.Flush()
+}
+
+// renderPeers prints the peer table.
+func renderPeers(w io.Writer, peers []status.Peer, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSUBNET\tPUBLIC IP\tBACKEND DATA\tEPOCH\tVERSION\tSTATE\tSINCE\tSOURCE\tPROBLEM")
-	for _, p := range st.Peers {
+	for _, p := range peers {
 		src := p.Source
 		if p.Provisional {
 			src += " (provisional)"
