@@ -86,10 +86,10 @@ type Config struct {
 	MemoryLimit int64
 
 	// Gossip (memberlist). An empty GossipBind turns gossip off.
-	GossipBind             string
-	GossipAdvertise        string
-	GossipJoin             []string
-	GossipKeyFile          string
+	GossipBind      string
+	GossipAdvertise string
+	GossipJoin      []string
+	GossipKeyFile   string
 	// GossipEncryption is on (default), send, accept or off. Without a
 	// key file, the key is the cluster's key kept in the store.
 	GossipEncryption string

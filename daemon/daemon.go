@@ -204,7 +204,7 @@ type reconState struct {
 	members       []membership.Member
 	problems      map[string]string
 	rejected      []status.RejectedPeer // entries refused by the checks (recordRejected)
-	savedSnapshot []subnet.Lease // the snapshot last written to the state dir (normalised)
+	savedSnapshot []subnet.Lease        // the snapshot last written to the state dir (normalised)
 }
 
 func newDaemon(cfg *Config, log logrus.FieldLogger) (*daemon, error) {
