@@ -19,17 +19,14 @@ type Report struct {
 	Node    Node     `json:"node"`
 	Peers   []Peer   `json:"peers"`
 	Members []Member `json:"members"`
-<<<<<<< HEAD
 	// RejectedLeases lists the lease records in the store that are not
 	// peers, with why: outside the network in force, malformed, or a key
 	// that names no subnet. Their subnets still count as taken.
 	RejectedLeases []subnet.RejectedLease `json:"rejectedLeases,omitempty"`
-=======
 	// Rejected lists the peer entries (from the store, or claims from
 	// gossip) that were checked and refused: none of them reaches the
 	// data plane.
 	Rejected []RejectedPeer `json:"rejected,omitempty"`
->>>>>>> 4ddb368 (daemon: check every peer entry before the backend; gossip trust flags)
 }
 
 // Node describes this node.
