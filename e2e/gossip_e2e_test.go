@@ -716,7 +716,7 @@ func testGossipWrongKey(t *testing.T, c *e2e.Cluster, nodes []*e2e.Node, wrongKe
 		reason string
 	}{
 		{"wrong key", []string{"--gossip-key-file", gossipKeyFile(n4)}, "sender uses a gossip key this node does not have"},
-		{"no key", nil, "sender has no gossip key configured"},
+		{"no key", []string{"--gossip-encryption", "off"}, "sender has no gossip key configured"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
