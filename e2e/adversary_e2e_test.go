@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -287,7 +288,7 @@ func kernelClean(nodes []*e2e.Node, rogueIP netip.Addr, macs []string, subnets [
 func TestAdversary(t *testing.T) {
 	const maxMembers = 200
 	c := e2etest.NewCluster(t, e2e.Options{Nodes: 4, PodsPerNode: 1, ResyncInterval: time.Second,
-		WeftdArgs: []string{"--gossip-max-members", strconv.Itoa(maxMembers)}})
+		WeftdArgs: []string{"--log-format", "json", "--gossip-max-members", strconv.Itoa(maxMembers)}})
 	ctx := t.Context()
 	all := c.Nodes()
 	for _, n := range all {
@@ -395,6 +396,14 @@ func TestAdversary(t *testing.T) {
 		})
 		if err != nil {
 			t.Error(err)
+			for _, n := range nodes {
+				data, _ := os.ReadFile(n.LogFile)
+				for _, l := range strings.Split(string(data[min(int(offsets[n.Name]), len(data)):]), "\n") {
+					if strings.Contains(l, rogueIP.String()) || strings.Contains(l, "gossip message rejected") {
+						t.Logf("%s: %s", n.Name, l)
+					}
+				}
+			}
 		}
 		for _, n := range nodes {
 			st, err := n.Status(ctx)
@@ -423,7 +432,11 @@ func TestAdversary(t *testing.T) {
 			claims[i].Meta.PublicIP = rogueIP
 			claims[i].Meta.Data = subnet.BackendData{VTEPMAC: mac}
 			macs = append(macs, mac)
-			rogueSubnets = append(rogueSubnets, claims[i].Meta.Subnet)
+			// Honest subnets (node2's, the dead node4's) keep their
+			// routes: want checks those are unchanged.
+			if !slices.Contains(slices.Collect(maps.Values(subnets)), claims[i].Meta.Subnet) {
+				rogueSubnets = append(rogueSubnets, claims[i].Meta.Subnet)
+			}
 		}
 		start := time.Now()
 		r := startRogue(t, c.Outside, rogueSpec{Key: key, BindIP: rogueIP.String(), Join: joinAddrs, Claims: claims})
