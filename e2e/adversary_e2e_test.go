@@ -21,6 +21,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -96,7 +98,9 @@ func TestRogueProcess(t *testing.T) {
 		ms = append(ms, member{fmt.Sprintf("rogue-name-%04d", i), nil})
 	}
 	var lists []*memberlist.Memberlist
-	joined := 0
+	var joined atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16) // joins in flight
 	for _, m := range ms {
 		cfg := memberlist.DefaultLANConfig()
 		cfg.Name = m.name
@@ -116,11 +120,16 @@ func TestRogueProcess(t *testing.T) {
 			t.Fatalf("rogue %s: %v", m.name, err)
 		}
 		lists = append(lists, ml)
-		if _, err := ml.Join(spec.Join); err == nil {
-			joined++
-		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := ml.Join(spec.Join); err == nil {
+				joined.Add(1)
+			}
+		})
 	}
-	fmt.Printf("joined %d of %d\n", joined, len(ms))
+	wg.Wait()
+	fmt.Printf("joined %d of %d\n", joined.Load(), len(ms))
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig
@@ -175,8 +184,8 @@ func startRogue(t *testing.T, ns e2e.NS, spec rogueSpec) *rogue {
 			t.Fatal("rogue process ended before joining")
 		}
 		r.joined = l
-	case <-time.After(3 * time.Minute):
-		t.Fatal("rogue process did not join within 3 minutes")
+	case <-time.After(5 * time.Minute):
+		t.Fatal("rogue process did not join within 5 minutes")
 	}
 	return r
 }
@@ -319,6 +328,23 @@ func TestAdversary(t *testing.T) {
 		t.Fatal(err)
 	}
 	nodes := all[:3]
+	// Wait until every node holds it dead, so that its name can be taken
+	// from another address (memberlist's dead-node reclaim).
+	err = e2e.Eventually(30*time.Second, 100*time.Millisecond, func() error {
+		for _, n := range nodes {
+			st, err := n.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if s := memberState(st, dead.Name); s != "dead" {
+				return fmt.Errorf("%s holds %s %q", n.Name, dead.Name, s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cli, err := c.Etcd.Client()
 	if err != nil {
 		t.Fatal(err)
