@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-// Command weft-etcd is a minimal single-member etcd server for weft's e2e
-// tests and lab. It runs etcd's embedded server as its own process, so that
+// Command weft-etcd is a minimal etcd server for weft's e2e tests and lab:
+// a single member by default, or one member of a cluster (--name,
+// --initial-cluster, --initial-cluster-state, --listen-peer-url). It runs etcd's embedded server as its own process, so that
 // it can be started inside a network namespace with `ip netns exec` and keep
 // every socket there (an etcd embedded in the test process would not), and
 // so that the lab's etcd outlives the command that started it.
@@ -43,6 +44,8 @@ func run(args []string) error {
 	pidfile := fs.String("pidfile", "", "write the process ID to this file")
 	name := fs.String("name", "weft-etcd", "member name")
 	verbose := fs.Bool("verbose", false, "log etcd's own messages to stderr")
+	initialCluster := fs.String("initial-cluster", "", "members of a multi-member cluster as name=peer-URL,... (this member included); empty: a single-member cluster")
+	clusterState := fs.String("initial-cluster-state", "new", `"new" to bootstrap the initial cluster, "existing" to join a running cluster after a member add (read only when the data directory is empty)`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,6 +63,9 @@ func run(args []string) error {
 		ClientURL: *clientURL,
 		PeerURL:   *peerURL,
 		Verbose:   *verbose,
+
+		InitialCluster: *initialCluster,
+		ClusterState:   *clusterState,
 	})
 	if err != nil {
 		return err

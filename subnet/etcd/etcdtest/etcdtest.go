@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-// Package etcdtest builds and runs weft's single-member test etcd on
-// etcd's embedded server (go.etcd.io/etcd/server/v3/embed), so that tests
-// and the lab talk to etcd itself rather than to a fake. It is the one
-// place that configures such a server (data dir, member name, listeners,
-// quiet logger, readiness); three kinds of callers use it:
+// Package etcdtest builds and runs weft's test etcd on etcd's embedded
+// server (go.etcd.io/etcd/server/v3/embed), so that tests and the lab talk
+// to etcd itself rather than to a fake. It is the one place that
+// configures such a server (data dir, member name, listeners, quiet
+// logger, readiness); three kinds of callers use it:
 //
 //   - tests of the lease store and of weftctl run a server in their own
 //     process on 127.0.0.1 with ports chosen by the kernel ([Start]); start
@@ -22,6 +22,11 @@
 // test of the package checks that). A server can be stopped and restarted
 // on the same data directory and addresses, to test behaviour across an
 // etcd outage.
+//
+// A server is a single-member cluster by default, or one member of a
+// multi-member cluster ([Config.InitialCluster], [Config.ClusterState]),
+// which the e2e tests run as three processes to take members away under
+// load.
 package etcdtest
 
 import (
@@ -33,6 +38,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +64,17 @@ type Config struct {
 	// PeerURL is the same for the peer (raft) listener; empty:
 	// http://127.0.0.1:0.
 	PeerURL string
+	// InitialCluster lists the members of a multi-member cluster as
+	// name=peerURL pairs separated by commas (etcd's --initial-cluster);
+	// it must include this member with PeerURL (no port 0). Empty: a
+	// single-member cluster of this member alone.
+	InitialCluster string
+	// ClusterState is "new" (default: the members in InitialCluster
+	// bootstrap a cluster together) or "existing" (this member joins a
+	// running cluster that already lists it, after a MemberAdd). It is
+	// read only when Dir holds no data yet: a member with data restarts
+	// from it.
+	ClusterState string
 	// TLS, when set, makes the server serve clients over TLS.
 	TLS *TLSConfig
 	// Verbose keeps etcd's own logger (JSON lines on stderr); by default
@@ -105,6 +122,24 @@ func New(cfg Config) (*Server, error) {
 	peer, err := parseURL("peer", cfg.PeerURL, "http")
 	if err != nil {
 		return nil, err
+	}
+	switch cfg.ClusterState {
+	case "", embed.ClusterStateFlagNew, embed.ClusterStateFlagExisting:
+	default:
+		return nil, fmt.Errorf("cluster state %q is neither %q nor %q", cfg.ClusterState, embed.ClusterStateFlagNew, embed.ClusterStateFlagExisting)
+	}
+	if cfg.InitialCluster != "" {
+		if cfg.Name == "" {
+			return nil, errors.New("a member of an initial cluster needs a name")
+		}
+		if peer.Port() == "0" || peer.Scheme == "unix" {
+			return nil, fmt.Errorf("a member of an initial cluster needs a fixed TCP peer URL, not %s", peer.String())
+		}
+		if !strings.Contains(","+cfg.InitialCluster+",", ","+cfg.Name+"="+peer.String()+",") {
+			return nil, fmt.Errorf("initial cluster %q does not list this member as %s=%s", cfg.InitialCluster, cfg.Name, peer.String())
+		}
+	} else if cfg.ClusterState == embed.ClusterStateFlagExisting {
+		return nil, errors.New("joining an existing cluster needs the initial cluster (its members and this one)")
 	}
 	return &Server{Dir: cfg.Dir, cfg: cfg, client: client, peer: peer}, nil
 }
@@ -165,6 +200,12 @@ func (s *Server) Start(ctx context.Context) error {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{s.client}, []url.URL{s.client}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{s.peer}, []url.URL{s.peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	if s.cfg.InitialCluster != "" {
+		cfg.InitialCluster = s.cfg.InitialCluster
+	}
+	if s.cfg.ClusterState != "" {
+		cfg.ClusterState = s.cfg.ClusterState
+	}
 	// No extra listeners for metrics or the gRPC gateway's HTTP side.
 	cfg.ListenMetricsUrls = nil
 	if t := s.cfg.TLS; t != nil {
