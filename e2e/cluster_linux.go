@@ -38,8 +38,10 @@ type Cluster struct {
 	Outside  NS
 	// Router is set when the second segment exists.
 	Router *NS
-	// Etcd is the cluster's etcd process.
-	Etcd *Etcd
+	// Etcd is the cluster's etcd process; nil when the cluster runs a
+	// multi-member etcd (Options.EtcdMembers), which is EtcdCluster.
+	Etcd        *Etcd
+	EtcdCluster *EtcdCluster
 
 	// mu guards the following.
 	mu    sync.Mutex
@@ -140,7 +142,7 @@ func (c *Cluster) build(ctx context.Context) error {
 		return err
 	}
 	c.logf("etcd ready in %.2fs", time.Since(etcdStart).Seconds())
-	if err := c.Etcd.PutConfig(ctx, c.NetworkConfig()); err != nil {
+	if err := c.putConfig(ctx, c.NetworkConfig()); err != nil {
 		return err
 	}
 	c.logf("network config written: %s", c.NetworkConfig())
@@ -413,7 +415,12 @@ func (c *Cluster) buildRouter() error {
 
 // EtcdEndpoint is the client URL of the cluster's etcd (reachable from
 // every namespace of the cluster, never from the root namespace).
+// With a multi-member etcd it lists every member's, separated by commas
+// (as --etcd-endpoints takes them).
 func (c *Cluster) EtcdEndpoint() string {
+	if c.opts.EtcdMembers > 1 {
+		return strings.Join(c.etcdMemberEndpoints(), ",")
+	}
 	return fmt.Sprintf("http://%s:%d", EtcdIP, EtcdClientPort)
 }
 
@@ -421,6 +428,9 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 	bin, err := checkBinary(c.BinDir, BinWeftEtcd)
 	if err != nil {
 		return err
+	}
+	if c.opts.EtcdMembers > 1 {
+		return c.startEtcdCluster(ctx, bin)
 	}
 	c.Etcd = &Etcd{
 		NS:       c.Underlay,
@@ -551,6 +561,7 @@ func (c *Cluster) State() State {
 	defer c.mu.Unlock()
 	s := c.state
 	s.Namespaces = append([]string(nil), s.Namespaces...)
+	s.EtcdMembers = append([]*Proc(nil), s.EtcdMembers...)
 	s.Nodes = append([]NodeState(nil), s.Nodes...)
 	s.Pods = append([]PodState(nil), s.Pods...)
 	s.WireGuardDevices = append([]string(nil), s.WireGuardDevices...)
@@ -613,6 +624,11 @@ func Teardown(s State) error {
 	if s.Etcd != nil {
 		if err := s.Etcd.Stop(10 * time.Second); err != nil {
 			errs = append(errs, fmt.Errorf("stop etcd: %w", err))
+		}
+	}
+	for i, p := range s.EtcdMembers {
+		if err := p.Stop(10 * time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("stop etcd member %d: %w", i+1, err))
 		}
 	}
 	for i := len(s.Namespaces) - 1; i >= 0; i-- {
@@ -679,6 +695,11 @@ func (s State) Live() []string {
 	if s.Etcd.Alive() {
 		live = append(live, fmt.Sprintf("etcd (pid %d)", s.Etcd.PID))
 	}
+	for i, p := range s.EtcdMembers {
+		if p.Alive() {
+			live = append(live, fmt.Sprintf("etcd member %d (pid %d)", i+1, p.PID))
+		}
+	}
 	for _, n := range s.Nodes {
 		if n.Weftd.Alive() {
 			live = append(live, fmt.Sprintf("weftd on %s (pid %d)", n.Name, n.Weftd.PID))
@@ -693,6 +714,12 @@ func (c *Cluster) Logs(lines int) string {
 	if c.Etcd != nil {
 		data, _ := os.ReadFile(c.Etcd.LogFile)
 		fmt.Fprintf(&b, "----- etcd (%s) -----\n%s\n", c.Etcd.LogFile, tail(data, lines))
+	}
+	if c.EtcdCluster != nil {
+		for _, m := range c.EtcdCluster.Members {
+			data, _ := os.ReadFile(m.LogFile)
+			fmt.Fprintf(&b, "----- etcd member %s (%s) -----\n%s\n", m.Name, m.LogFile, tail(data, lines))
+		}
 	}
 	for _, n := range c.Nodes() {
 		if n.Proc() == nil {

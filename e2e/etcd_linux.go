@@ -32,6 +32,12 @@ type Etcd struct {
 	Endpoint string
 	peerURL  string
 	onStart  func(*Proc)
+	// Name, InitialCluster and ClusterState make the process a member
+	// of a multi-member cluster (empty for the single etcd); see
+	// [EtcdCluster].
+	Name           string
+	InitialCluster string
+	ClusterState   string
 
 	// mu guards proc.
 	mu   sync.Mutex
@@ -49,12 +55,12 @@ func (e *Etcd) Start(ctx context.Context) error {
 		return fmt.Errorf("create etcd dir: %w", err)
 	}
 	off := fileSize(e.LogFile)
-	p, err := startProc(e.NS, e.Binary, []string{
+	p, err := startProc(e.NS, e.Binary, append([]string{
 		"--data-dir", e.DataDir,
 		"--listen-client-url", e.Endpoint,
 		"--listen-peer-url", e.peerURL,
 		"--pidfile", e.DataDir + ".pid",
-	}, cleanEnv(), e.LogFile)
+	}, e.memberArgs()...), cleanEnv(), e.LogFile)
 	if err != nil {
 		return err
 	}

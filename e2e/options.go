@@ -77,6 +77,12 @@ type Options struct {
 	// Router creates the router namespace and the second segment even
 	// when no initial node uses it.
 	Router bool
+	// EtcdMembers is the size of the etcd cluster. 0 or 1: one etcd
+	// process in the underlay namespace ([Cluster.Etcd]); 3 (or any
+	// larger odd number): that many members, each its own process in
+	// its own namespace on the underlay ([Cluster.EtcdCluster]), and
+	// every weftd is given all their endpoints.
+	EtcdMembers int
 
 	// BinDir holds weftd, weftctl, weft and weft-etcd.
 	BinDir string

@@ -25,6 +25,9 @@ type State struct {
 	Etcd  *Proc       `json:"etcd,omitempty"`
 	Nodes []NodeState `json:"nodes"`
 	Pods  []PodState  `json:"pods"`
+	// EtcdMembers are the processes of a multi-member etcd, by member
+	// index (nil for a member never started).
+	EtcdMembers []*Proc `json:"etcdMembers,omitempty"`
 	// WireGuardDevices are device names whose UAPI sockets in
 	// /var/run/wireguard belong to this cluster.
 	WireGuardDevices []string `json:"wireguardDevices"`
