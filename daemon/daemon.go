@@ -123,6 +123,12 @@ type daemon struct {
 	// by the probe loop, the lease watch, and claims in start and the
 	// lease loop).
 	reachable atomic.Bool
+	// reachLog is the reachability last logged (reachUnknown before the
+	// first answer) and unreachableAt when it went unreachable (unix
+	// nanos): an outage is logged when it starts and when it ends, not
+	// per failed request.
+	reachLog      atomic.Int32
+	unreachableAt atomic.Int64
 
 	netconf  netconfState
 	lease    leaseState
@@ -328,12 +334,27 @@ func (d *daemon) probe(ctx context.Context) error {
 	defer cancel()
 	err := d.store.Probe(cctx)
 	d.setReachable(err == nil)
+	if err != nil && d.reachLog.Swap(reachDown) != reachDown {
+		d.unreachableAt.Store(time.Now().UnixNano())
+		d.log.WithError(err).Warn("etcd unreachable")
+	}
 	return err
 }
+
+// Values of daemon.reachLog.
+const (
+	reachUnknown int32 = iota
+	reachUp
+	reachDown
+)
 
 func (d *daemon) setReachable(ok bool) {
 	d.metrics.etcdReachable.Set(boolGauge(ok))
 	d.reachable.Store(ok)
+	if ok && d.reachLog.Swap(reachUp) == reachDown {
+		down := time.Since(time.Unix(0, d.unreachableAt.Load()))
+		d.log.WithField("unreachableFor", down.Seconds()).Info("etcd reachable again")
+	}
 }
 
 func (d *daemon) probeLoop(ctx context.Context) error {

@@ -43,6 +43,7 @@ func (s *Store) KeepAlive(ctx context.Context, l *subnet.Lease, onChange func(*s
 	cur := *l
 	bo := newBackoff(250*time.Millisecond, 10*time.Second)
 	recovered := false
+	failing := false // the last verify failed
 	for {
 		nl, rev, err := s.verify(ctx, &cur)
 		if ctx.Err() != nil {
@@ -53,13 +54,21 @@ func (s *Store) KeepAlive(ctx context.Context, l *subnet.Lease, onChange func(*s
 			return err
 		}
 		if err != nil {
+			// Warn once per outage; the retries go to debug.
 			d := bo.next()
-			s.log.WithError(err).WithField("retryIn", d.Seconds()).Warn("cannot check lease, retrying")
+			log := s.log.WithError(err).WithField("retryIn", d.Seconds())
+			if failing {
+				log.Debug("cannot check lease, retrying")
+			} else {
+				log.Warn("cannot check lease, retrying")
+			}
+			failing = true
 			if !sleep(ctx, d) {
 				return nil
 			}
 			continue
 		}
+		failing = false
 		changed := nl.LeaseID != cur.LeaseID || nl.ModRevision != cur.ModRevision
 		cur = *nl
 		if (recovered || changed) && onChange != nil {

@@ -31,8 +31,14 @@ import (
 // it runs on WatchLeases' goroutine, so it should be quick.
 func (s *Store) WatchLeases(ctx context.Context, fn func(subnet.View)) error {
 	bo := newBackoff(250*time.Millisecond, 10*time.Second)
+	// failing is set after an interruption until a list succeeds again:
+	// an outage is logged once, its retries at debug.
+	failing := false
 	for {
-		err := s.watchLeasesOnce(ctx, fn, bo)
+		err := s.watchLeasesOnce(ctx, func(v subnet.View) {
+			failing = false
+			fn(v)
+		}, bo)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -43,7 +49,13 @@ func (s *Store) WatchLeases(ctx context.Context, fn func(subnet.View)) error {
 			continue
 		}
 		d := bo.next()
-		s.log.WithError(err).WithField("retryIn", d.Seconds()).Info("lease watch interrupted, relisting")
+		log := s.log.WithError(err).WithField("retryIn", d.Seconds())
+		if failing {
+			log.Debug("lease watch interrupted, relisting")
+		} else {
+			log.Info("lease watch interrupted, relisting")
+		}
+		failing = true
 		if !sleep(ctx, d) {
 			return nil
 		}
