@@ -56,6 +56,13 @@ type EtcdCluster struct {
 	// dialNS is where the harness's clients dial from (the underlay,
 	// which reaches every member).
 	dialNS NS
+	// ports are the members' bridge ports in dialNS, by member.
+	ports map[*Etcd]string
+
+	// mu guards the following.
+	mu sync.Mutex
+	// cut are the members whose bridge port is down (see Partition).
+	cut map[*Etcd]bool
 }
 
 // startEtcdCluster creates the member namespaces and starts every member
@@ -65,7 +72,7 @@ func (c *Cluster) startEtcdCluster(ctx context.Context, bin string) error {
 	if n%2 == 0 {
 		return fmt.Errorf("an etcd cluster of %d members: use an odd number", n)
 	}
-	ec := &EtcdCluster{dialNS: c.Underlay}
+	ec := &EtcdCluster{dialNS: c.Underlay, ports: map[*Etcd]string{}, cut: map[*Etcd]bool{}}
 	var initial []string
 	c.mu.Lock()
 	c.state.EtcdMembers = make([]*Proc, n)
@@ -77,7 +84,8 @@ func (c *Cluster) startEtcdCluster(ctx context.Context, bin string) error {
 			return err
 		}
 		ip := etcdMemberIP(i)
-		if err := plugIn(c.Underlay, "br0", fmt.Sprintf("e%d-%s", i, c.ID), ns, "eth0", []netip.Prefix{netip.PrefixFrom(ip, 24)}, netip.Addr{}, netip.Addr{}); err != nil {
+		port := fmt.Sprintf("e%d-%s", i, c.ID)
+		if err := plugIn(c.Underlay, "br0", port, ns, "eth0", []netip.Prefix{netip.PrefixFrom(ip, 24)}, netip.Addr{}, netip.Addr{}); err != nil {
 			return err
 		}
 		if c.Router != nil {
@@ -107,6 +115,7 @@ func (c *Cluster) startEtcdCluster(ctx context.Context, bin string) error {
 		}
 		initial = append(initial, name+"="+m.peerURL)
 		ec.Members = append(ec.Members, m)
+		ec.ports[m] = port
 	}
 	for _, m := range ec.Members {
 		m.InitialCluster = strings.Join(initial, ",")
@@ -241,8 +250,8 @@ func (ec *EtcdCluster) Status(ctx context.Context) []MemberStatus {
 	var wg sync.WaitGroup
 	for i, m := range ec.Members {
 		out[i].Member = m
-		if !m.Running() {
-			out[i].Err = errors.New("not running")
+		if !ec.reachable(m) {
+			out[i].Err = errors.New("not running or cut off")
 			continue
 		}
 		wg.Add(1)
@@ -269,16 +278,57 @@ func (ec *EtcdCluster) Status(ctx context.Context) []MemberStatus {
 	return out
 }
 
-// Leader returns the member every running member follows, or an error
-// when they do not agree on one (an election is going on, or there is no
-// quorum).
+// Partition cuts member m off the underlay (cut true) by setting its
+// bridge port down, or plugs it back in. Nothing is closed or reset: its
+// clients and peers see silence, as when a machine loses power or its
+// network. The process keeps running.
+func (ec *EtcdCluster) Partition(m *Etcd, cut bool) error {
+	ec.mu.Lock()
+	ec.cut[m] = cut
+	ec.mu.Unlock()
+	return ec.dialNS.withHandle(func(h *netlink.Handle) error {
+		l, err := h.LinkByName(ec.ports[m])
+		if err != nil {
+			return fmt.Errorf("find bridge port of %s: %w", m.Name, err)
+		}
+		if cut {
+			err = h.LinkSetDown(l)
+		} else {
+			err = h.LinkSetUp(l)
+		}
+		if err != nil {
+			return fmt.Errorf("set bridge port of %s up=%v: %w", m.Name, !cut, err)
+		}
+		return nil
+	})
+}
+
+// reachable reports whether m runs and is not cut off.
+func (ec *EtcdCluster) reachable(m *Etcd) bool {
+	ec.mu.Lock()
+	defer ec.mu.Unlock()
+	return !ec.cut[m] && m.Running()
+}
+
+// IP returns the member's underlay address.
+func (e *Etcd) IP() netip.Addr {
+	ap, err := netip.ParseAddrPort(strings.TrimPrefix(e.Endpoint, "http://"))
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr()
+}
+
+// Leader returns the member every running member that is not cut off
+// follows, or an error when they do not agree on one (an election is going
+// on, or there is no quorum).
 func (ec *EtcdCluster) Leader(ctx context.Context) (*Etcd, error) {
 	sts := ec.Status(ctx)
 	var leader uint64
 	var running int
 	var errs []error
 	for _, st := range sts {
-		if !st.Member.Running() {
+		if !ec.reachable(st.Member) {
 			continue
 		}
 		running++
@@ -294,7 +344,7 @@ func (ec *EtcdCluster) Leader(ctx context.Context) (*Etcd, error) {
 		}
 	}
 	if running == 0 {
-		return nil, errors.New("no etcd member runs")
+		return nil, errors.New("no etcd member runs (or all are cut off)")
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
