@@ -176,6 +176,12 @@ func NewClient(cfg ClientConfig) (*clientv3.Client, error) {
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
 		PermitWithoutStream:  true,
+		// The endpoints given are used as given: auto-sync would replace
+		// them with the URLs the members advertise, which a node may not
+		// reach or verify (127.0.0.1, names it cannot resolve, addresses
+		// the members' certificates do not name). See
+		// docs/operations.md, "etcd as a cluster".
+		AutoSyncInterval: 0,
 		// gRPC's default reconnect back-off grows to 120 s: after an
 		// etcd outage a node would take that long to notice etcd is
 		// back. Cap it so leases and watches recover within seconds.
