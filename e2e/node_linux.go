@@ -49,6 +49,15 @@ type Node struct {
 
 	// ExtraArgs are appended to weftd's flags at the next Start.
 	ExtraArgs []string
+	// Env is added to weftd's environment at the next Start (weftd reads
+	// every flag from WEFTD_<FLAG> too, as from the systemd unit's
+	// environment file).
+	Env []string
+	// BinDir, when set, holds the weftd and weft CNI plugin this node runs
+	// instead of the cluster's BinDir (an upgrade runs an earlier
+	// release's binaries on some nodes). It is read at every Start and
+	// every plugin call; weftctl and etcd stay the cluster's.
+	BinDir string
 
 	// mu guards the following.
 	mu   sync.Mutex
@@ -118,7 +127,7 @@ func (n *Node) Start() error {
 	if n.Running() {
 		return nil
 	}
-	bin, err := checkBinary(n.c.BinDir, BinWeftd)
+	bin, err := checkBinary(n.binDir(), BinWeftd)
 	if err != nil {
 		return err
 	}
@@ -128,13 +137,24 @@ func (n *Node) Start() error {
 	args := n.Args()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	p, err := startProc(n.NS, bin, args, cleanEnv(), n.LogFile)
+	p, err := startProc(n.NS, bin, args, cleanEnv(n.Env...), n.LogFile)
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.Name, err)
 	}
 	n.proc = p
 	n.c.updateNode(n.Name, func(s *NodeState) { s.Weftd = p })
 	return nil
+}
+
+// binDir is where the node's weftd and CNI plugin are: [Node.BinDir], or
+// the cluster's.
+func (n *Node) binDir() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.BinDir != "" {
+		return n.BinDir
+	}
+	return n.c.BinDir
 }
 
 // Proc returns the weftd process (nil if never started).

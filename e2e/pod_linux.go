@@ -30,6 +30,9 @@ type Pod struct {
 	IPv6 netip.Addr
 	// ContainerID is the CNI container ID used for ADD and DEL.
 	ContainerID string
+	// Result is the CNI plugin's ADD result (JSON; empty for a pod the
+	// harness attached), the prevResult of a CHECK.
+	Result json.RawMessage
 }
 
 // Addr returns the pod's IPv4 address, or its IPv6 one when v6 is set.
@@ -75,7 +78,7 @@ func (n *Node) AddPod(ctx context.Context) (*Pod, error) {
 	if n.c.opts.HarnessPods || n.c.opts.NoDaemons {
 		err = n.attachByHarness(p, j)
 	} else {
-		err = n.cni(ctx, "ADD", p)
+		p.Result, err = n.cni(ctx, "ADD", p, n.CNIConfig())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("attach pod %s: %w", name, err)
@@ -106,7 +109,7 @@ func (p *Pod) Remove(ctx context.Context) error {
 	n := p.Node
 	var err error
 	if !(n.c.opts.HarnessPods || n.c.opts.NoDaemons) {
-		err = n.cni(ctx, "DEL", p)
+		_, err = n.cni(ctx, "DEL", p, n.CNIConfig())
 	}
 	n.mu.Lock()
 	for i, q := range n.pods {
@@ -119,11 +122,33 @@ func (p *Pod) Remove(ctx context.Context) error {
 	return errors.Join(err, deleteNS(p.NS.Name))
 }
 
-// cni runs the weft plugin inside the node namespace.
-func (n *Node) cni(ctx context.Context, command string, p *Pod) error {
-	bin, err := checkBinary(n.c.BinDir, BinCNI)
+// Check runs the CNI plugin's CHECK for the pod, with its ADD result as
+// prevResult, and returns the plugin's error.
+func (p *Pod) Check(ctx context.Context) error {
+	if len(p.Result) == 0 {
+		return fmt.Errorf("pod %s has no ADD result to check against (attached by the harness)", p.Name)
+	}
+	n := p.Node
+	var cfg map[string]any
+	if err := json.Unmarshal([]byte(n.CNIConfig()), &cfg); err != nil {
+		return err
+	}
+	cfg["prevResult"] = p.Result
+	conf, err := json.Marshal(cfg)
 	if err != nil {
 		return err
+	}
+	_, err = n.cni(ctx, "CHECK", p, string(conf))
+	return err
+}
+
+// cni runs the weft plugin (the node's: see [Node.BinDir]) inside the node
+// namespace with network config conf, and returns its stdout.
+func (n *Node) cni(ctx context.Context, command string, p *Pod, conf string) ([]byte, error) {
+	dir := n.binDir()
+	bin, err := checkBinary(dir, BinCNI)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -133,16 +158,16 @@ func (n *Node) cni(ctx context.Context, command string, p *Pod) error {
 		"CNI_CONTAINERID="+p.ContainerID,
 		"CNI_NETNS="+p.NS.Path(),
 		"CNI_IFNAME=eth0",
-		"CNI_PATH="+n.c.BinDir,
+		"CNI_PATH="+dir,
 	)
-	cmd.Stdin = strings.NewReader(n.CNIConfig())
+	cmd.Stdin = strings.NewReader(conf)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("weft CNI %s on %s: %w: %s %s", command, n.Name, err, strings.TrimSpace(stdout.String()), strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("weft CNI %s on %s: %w: %s %s", command, n.Name, err, strings.TrimSpace(stdout.String()), strings.TrimSpace(stderr.String()))
 	}
-	return nil
+	return stdout.Bytes(), nil
 }
 
 // readAddrs reads the pod's global addresses from eth0.
