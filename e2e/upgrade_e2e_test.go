@@ -136,10 +136,13 @@ func TestUpgrade(t *testing.T) {
 				t.Fatalf("step %d (%s): %v", step+1, mode, err)
 			}
 			ready := time.Since(restartStart)
-			if err := waitGossipAlive(ctx, nodes, 30*time.Second); err != nil {
+			if err := waitRejoined(ctx, nodes, n, restartStart, 30*time.Second); err != nil {
 				t.Fatalf("step %d (%s), %s restarted: gossip split: %v", step+1, mode, n.Name, err)
 			}
 			alive := time.Since(restartStart)
+			if err := holdGossipAlive(ctx, nodes, upgradeHold); err != nil {
+				t.Fatalf("step %d (%s), %s restarted: gossip split after %.2fs: %v", step+1, mode, n.Name, time.Since(restartStart).Seconds(), err)
+			}
 			st, err := n.Status(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -148,7 +151,7 @@ func TestUpgrade(t *testing.T) {
 				t.Errorf("%s after step %d: gossip encryption %q, key from %q; want %q, from the store", n.Name, step+1, st.Node.GossipEncryption, st.Node.GossipKeySource, mode)
 			}
 			checkSubnetsKept(t, before.status[n.Name], st, "across the upgrade restart of "+n.Name)
-			t.Logf("step %d (%s): %s ready %.2fs after the restart began, every node sees every other alive after %.2fs", step+1, mode, n.Name, ready.Seconds(), alive.Seconds())
+			t.Logf("step %d (%s): %s ready %.2fs after the restart began, seen rejoined by every node after %.2fs; every member alive everywhere for the next %s", step+1, mode, n.Name, ready.Seconds(), alive.Seconds(), upgradeHold)
 		}
 	}
 	took := time.Since(start)
@@ -207,6 +210,58 @@ func TestUpgrade(t *testing.T) {
 		}
 	}
 	allToAll(t, c.Pods(), false)
+}
+
+// upgradeHold is how long after each restart every node must keep seeing
+// every other alive: a gossip split shows within it, as members that stop
+// answering are suspected and then declared dead within gossipDeadBound.
+const upgradeHold = gossipDeadBound + time.Second
+
+// waitRejoined waits until every node sees every other alive and the
+// others saw the restarted node come back after since: an alive state from
+// before the restart would prove nothing about the new process's gossip.
+func waitRejoined(ctx context.Context, nodes []*e2e.Node, restarted *e2e.Node, since time.Time, timeout time.Duration) error {
+	return e2e.Eventually(timeout, 50*time.Millisecond, func() error {
+		for _, o := range nodes {
+			st, err := o.Status(ctx)
+			if err != nil {
+				return err
+			}
+			for _, n := range nodes {
+				if n == o {
+					continue
+				}
+				p, ok := statusPeer(st, n.Name)
+				switch {
+				case !ok:
+					return fmt.Errorf("%s lists no peer %s (peers: %s)", o.Name, n.Name, peerStates(st))
+				case p.State != "alive":
+					return fmt.Errorf("%s sees %s %s, want alive", o.Name, n.Name, p.State)
+				case n == restarted && !p.Since.After(since):
+					return fmt.Errorf("%s has seen %s alive since %s, before its restart at %s: not rejoined yet", o.Name, n.Name, p.Since.Format(time.StampMilli), since.Format(time.StampMilli))
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// holdGossipAlive checks, every 100 ms for d, that every node sees every
+// other alive, and returns the first view that differs.
+func holdGossipAlive(ctx context.Context, nodes []*e2e.Node, d time.Duration) error {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		for _, o := range nodes {
+			for _, n := range nodes {
+				if o == n {
+					continue
+				}
+				if err := checkGossipPeerState(ctx, o, n, "alive"); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // upgradeState is what the cluster looks like at one moment: each node's
