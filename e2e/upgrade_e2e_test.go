@@ -151,6 +151,22 @@ func TestUpgrade(t *testing.T) {
 				t.Errorf("%s after step %d: gossip encryption %q, key from %q; want %q, from the store", n.Name, step+1, st.Node.GossipEncryption, st.Node.GossipKeySource, mode)
 			}
 			checkSubnetsKept(t, before.status[n.Name], st, "across the upgrade restart of "+n.Name)
+			// The others, of either release, read the record the new
+			// weftd renewed in etcd as before.
+			for _, o := range nodes {
+				if o == n {
+					continue
+				}
+				ost, err := o.Status(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b := before.status[n.Name].Node
+				p, _ := statusPeer(ost, n.Name)
+				if p.Source != "etcd" || p.Subnet.Masked() != b.Subnet.Masked() || p.Epoch != b.Epoch || p.Problem != "" {
+					t.Errorf("step %d: %s (%s) sees the restarted %s as %+v; want from etcd, %s epoch %d, no problem", step+1, o.Name, o.Proc().Binary, n.Name, p, b.Subnet.Masked(), b.Epoch)
+				}
+			}
 			t.Logf("step %d (%s): %s ready %.2fs after the restart began, seen rejoined by every node after %.2fs; every member alive everywhere for the next %s", step+1, mode, n.Name, ready.Seconds(), alive.Seconds(), upgradeHold)
 		}
 	}
