@@ -18,9 +18,9 @@ import (
 	"github.com/weftnet/weft/subnet"
 )
 
-// maxClaimAttempts bounds the transactions one Claim tries. Each failed
-// attempt returns a fresh list of all keys in the same round trip, so only
-// claimers that pick the same subnet at the same moment collide again.
+// maxClaimAttempts bounds the transactions one Claim tries. After a failed
+// attempt Claim reads again; claimers collide again only when they pick
+// the same subnet at the same moment.
 const maxClaimAttempts = 64
 
 // ttlSeconds converts a lease TTL to etcd's whole seconds (rounding up).
@@ -74,9 +74,18 @@ type claimPlan struct {
 	stale       []*entry // our keys that are no longer wanted
 	oldLeaseIDs []clientv3.LeaseID
 	// listedAt is set when leases of another length were in the list the
-	// plan was made from: the transaction then also requires that no
-	// lease key changed since that revision.
+	// plan was made from, or when the plan rewrites the lengths marker:
+	// the transaction then also requires that no lease key changed since
+	// that revision.
 	listedAt int64
+	// lengthsRev is the ModRevision of the lengths marker the plan was
+	// made with (0: missing); lengths, when set, is its new value.
+	lengthsRev int64
+	lengths    *lengthSet
+	// guardIndex makes the transaction require that the node's name
+	// index entry still has ModRevision indexRev (0: missing).
+	guardIndex bool
+	indexRev   int64
 }
 
 // maxOverlapMarks bounds how many subnets one claim marks as taken because
@@ -124,10 +133,7 @@ func (s *Store) plan(sn *snapshot, req *subnet.ClaimRequest, r *rand.Rand) (*cla
 			continue
 		}
 		if e.val.NodeID != id {
-			return nil, fmt.Errorf("%w: node name %q has a live lease on %s held by node ID %s, but this node's ID is %s: "+
-				"two nodes share the name, or the node was reinstalled; if the other node is gone, remove its lease with "+
-				"'weftctl leases rm %s' or wait for it to expire",
-				subnet.ErrNodeConflict, name, e.subnet, e.val.NodeID, id, e.subnet)
+			return nil, nodeConflict(name, id, e)
 		}
 		ours = append(ours, e)
 	}
@@ -200,16 +206,42 @@ func (s *Store) plan(sn *snapshot, req *subnet.ClaimRequest, r *rand.Rand) (*cla
 			p.oldLeaseIDs = append(p.oldLeaseIDs, id)
 		}
 	}
+	// The lengths marker becomes exactly what the list shows after this
+	// claim; rewriting it needs the list guard.
+	gone := make(map[*entry]bool, len(p.stale))
+	for _, e := range p.stale {
+		gone[e] = true
+	}
+	want := &lengthSet{}
+	for q, e := range sn.leases {
+		if !gone[e] {
+			want.add(q)
+		}
+	}
+	for _, q := range []netip.Prefix{p.v4, p.v6} {
+		if q.IsValid() {
+			want.add(q)
+		}
+	}
+	p.lengthsRev = sn.lengthsRev
+	if !want.equal(sn.lengths) {
+		p.lengths = want
+		p.listedAt = sn.rev
+	}
 	return p, nil
 }
 
 // Claim gets a lease for req.Record's node (see [subnet.Store.Claim]).
 //
-// It reads all lease keys and tombstones, then tries one transaction that
-// creates the chosen keys if they do not exist (or re-binds our own
-// existing keys, guarded by their ModRevision) on a new etcd lease. When
-// the transaction fails, its Else branch returns a fresh list and Claim
-// decides again.
+// In the common case it reads O(1) keys (quickPlan): the lengths marker,
+// the node's name index entry, the keys of the subnets these and req.Prev
+// name, and a few random candidate subnets with their tombstones. Only
+// when that cannot decide (no marker yet, leases of another length, or
+// the random candidates keep being taken in a nearly full network) does
+// it read all lease keys and tombstones (plan). Then it tries one
+// transaction that creates the chosen keys if they do not exist (or
+// re-binds our own existing keys, guarded by their ModRevision) on a new
+// etcd lease. When the transaction fails, Claim reads and decides again.
 func (s *Store) Claim(ctx context.Context, req subnet.ClaimRequest) (*subnet.Lease, error) {
 	if req.Config == nil {
 		return nil, errors.New("claim: no network config")
@@ -226,30 +258,45 @@ func (s *Store) Claim(ctx context.Context, req subnet.ClaimRequest) (*subnet.Lea
 	ttl := ttlSeconds(s.leaseTTL)
 	r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 
-	sn, err := s.readAll(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("claim: %w", err)
-	}
-	// Decide before granting: a refused claim (name conflict, exhausted
-	// network) costs no etcd lease.
-	p, err := s.plan(sn, &req, r)
-	if err != nil {
-		return nil, err
-	}
-	leaseID, err := s.grant(ctx, ttl)
-	if err != nil {
-		return nil, fmt.Errorf("claim: %w", err)
-	}
+	var leaseID clientv3.LeaseID
 	granted := false
 	defer func() {
-		if !granted {
+		if leaseID != 0 && !granted {
 			s.revoke(ctx, leaseID)
 		}
 	}()
+	list := s.alwaysList
 	for attempt := 1; attempt <= maxClaimAttempts; attempt++ {
-		if attempt > 1 {
+		var p *claimPlan
+		if !list {
+			var why string
+			var err error
+			if p, why, err = s.quickPlan(ctx, &req, r); err != nil {
+				return nil, err
+			}
+			if p == nil {
+				s.log.WithField("reason", why).Debug("claim reads all lease keys")
+				// Without a marker the listing claim writes one: try
+				// the quick way again after it.
+				list = why != whyNoMarker
+			}
+		}
+		if p == nil {
+			s.claimLists.Add(1)
+			sn, err := s.readAll(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("claim: %w", err)
+			}
 			if p, err = s.plan(sn, &req, r); err != nil {
 				return nil, err
+			}
+		}
+		// Grant only once there is a plan: a refused claim (name
+		// conflict, exhausted network) costs no etcd lease.
+		if leaseID == 0 {
+			var err error
+			if leaseID, err = s.grant(ctx, ttl); err != nil {
+				return nil, fmt.Errorf("claim: %w", err)
 			}
 		}
 		resp, err := s.claimTxn(ctx, p, &req, leaseID)
@@ -259,9 +306,6 @@ func (s *Store) Claim(ctx context.Context, req subnet.ClaimRequest) (*subnet.Lea
 		if !resp.Succeeded {
 			s.claimConflicts.Add(1)
 			s.log.WithField("attempt", attempt).Debug("claim transaction lost a race, deciding again")
-			if sn, err = s.snapshotFromTxn(resp); err != nil {
-				return nil, fmt.Errorf("claim: %w", err)
-			}
 			continue
 		}
 		granted = true
@@ -290,6 +334,24 @@ func (s *Store) Claim(ctx context.Context, req subnet.ClaimRequest) (*subnet.Lea
 		return l, nil
 	}
 	return nil, fmt.Errorf("claim: gave up after %d attempts that each lost a race for a subnet", maxClaimAttempts)
+}
+
+// nameIndex is what a node's name index entry (<prefix>/names/<name>)
+// holds: the node ID and the subnets of its latest claim. It lives on the
+// claim's etcd lease. It is only a hint: Claim believes a lease key, never
+// the index.
+type nameIndex struct {
+	NodeID     string       `json:"nodeID"`
+	Subnet     netip.Prefix `json:"subnet,omitzero"`
+	IPv6Subnet netip.Prefix `json:"ipv6Subnet,omitzero"`
+}
+
+func (s *Store) nameIndexOp(rec subnet.Record, v4, v6 netip.Prefix, leaseID clientv3.LeaseID) (clientv3.Op, error) {
+	data, err := json.Marshal(nameIndex{NodeID: rec.NodeID, Subnet: v4, IPv6Subnet: v6})
+	if err != nil {
+		return clientv3.Op{}, fmt.Errorf("encode name index: %w", err)
+	}
+	return clientv3.OpPut(s.NameKey(rec.NodeName), string(data), clientv3.WithLease(leaseID)), nil
 }
 
 func (s *Store) claimTxn(ctx context.Context, p *claimPlan, req *subnet.ClaimRequest, leaseID clientv3.LeaseID) (*clientv3.TxnResponse, error) {
@@ -324,9 +386,24 @@ func (s *Store) claimTxn(ctx context.Context, p *claimPlan, req *subnet.ClaimReq
 		// so no lease of another length appeared over our choice.
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.LeasesPrefix()), "<", p.listedAt+1).WithPrefix())
 	}
+	// The lengths marker is what it was when we decided (see lengths.go).
+	cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.LengthsKey()), "=", p.lengthsRev))
+	if p.lengths != nil {
+		ops = append(ops, clientv3.OpPut(s.LengthsKey(), p.lengths.encode()))
+	}
+	if p.guardIndex {
+		// Two nodes of one name claiming at once: one of them fails here,
+		// reads the other's index entry and is refused.
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.NameKey(req.Record.NodeName)), "=", p.indexRev))
+	}
+	idx, err := s.nameIndexOp(req.Record, p.v4, p.v6, leaseID)
+	if err != nil {
+		return nil, err
+	}
+	ops = append(ops, idx)
 	cctx, cancel := s.call(ctx)
 	defer cancel()
-	return s.c.Txn(cctx).If(cmps...).Then(ops...).Else(s.listOps()...).Commit()
+	return s.c.Txn(cctx).If(cmps...).Then(ops...).Commit()
 }
 
 // leaseKeys returns the keys of l's subnets, primary first.

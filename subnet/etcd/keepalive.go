@@ -151,6 +151,14 @@ func (s *Store) verify(ctx context.Context, l *subnet.Lease) (*subnet.Lease, int
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(e.key()), "=", e.kv.ModRevision))
 		ops = append(ops, clientv3.OpPut(e.key(), string(e.kv.Value), clientv3.WithLease(newID)))
 	}
+	// The name index entry moves along (it was on the lost etcd lease):
+	// our keys are live, so the name is ours to point with.
+	idx, err := s.nameIndexOp(nl.Record, l.Subnet, l.IPv6Subnet, newID)
+	if err != nil {
+		s.revoke(ctx, newID)
+		return nil, 0, err
+	}
+	ops = append(ops, idx)
 	cctx, cancel := s.call(ctx)
 	resp, err := s.c.Txn(cctx).If(cmps...).Then(ops...).Commit()
 	cancel()

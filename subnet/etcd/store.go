@@ -91,8 +91,13 @@ type Store struct {
 	// parse and was logged, so that each bad version is logged once.
 	warned map[string]int64
 
-	// claimConflicts counts claim transactions that lost a race.
+	// claimConflicts counts claim transactions that lost a race;
+	// claimLists counts claims' reads of all lease keys.
 	claimConflicts atomic.Int64
+	claimLists     atomic.Int64
+	// alwaysList makes every claim read all lease keys, as claims did
+	// before quickPlan (set by the benchmark for its reference).
+	alwaysList bool
 
 	// Test hooks, nil outside tests: testHookWatchListed runs in
 	// WatchLeases between the list at rev and the start of the watch;
@@ -189,6 +194,15 @@ func (s *Store) ReleasedPrefix() string { return s.prefix + "/released/" }
 // LeaseKey returns the key of subnet p.
 func (s *Store) LeaseKey(p netip.Prefix) string { return s.LeasesPrefix() + subnet.KeyName(p) }
 
+// LengthsKey returns the key of the lengths marker: which prefix lengths
+// the lease keys have (see lengths.go).
+func (s *Store) LengthsKey() string { return s.prefix + "/subnet-lengths" }
+
+// NameKey returns the key of node name's index entry: which subnets the
+// node's latest claim took (a hint that Claim checks against the lease
+// keys; see claim.go).
+func (s *Store) NameKey(name string) string { return s.prefix + "/names/" + name }
+
 // ReleasedKey returns the tombstone key of subnet p.
 func (s *Store) ReleasedKey(p netip.Prefix) string { return s.ReleasedPrefix() + subnet.KeyName(p) }
 
@@ -240,6 +254,10 @@ type snapshot struct {
 	// stray holds the keys under leases/ that name no subnet, by key
 	// name, with the reason.
 	stray map[string]string
+	// lengths is the lengths marker at rev (nil when it is missing or
+	// does not parse), lengthsRev its ModRevision (0 when missing).
+	lengths    *lengthSet
+	lengthsRev int64
 }
 
 func (s *Store) snapshotOf(rev int64, leases, released []*mvccpb.KeyValue) *snapshot {
@@ -267,11 +285,12 @@ func (s *Store) readAll(ctx context.Context) (*snapshot, error) {
 }
 
 // listOps are the two prefix Gets of readAll, each limited to one key
-// more than a listing may hold.
+// more than a listing may hold, and the Get of the lengths marker.
 func (s *Store) listOps() []clientv3.Op {
 	return []clientv3.Op{
 		clientv3.OpGet(s.LeasesPrefix(), clientv3.WithPrefix(), clientv3.WithLimit(int64(s.maxListKeys)+1)),
 		clientv3.OpGet(s.ReleasedPrefix(), clientv3.WithPrefix(), clientv3.WithLimit(int64(s.maxListKeys)+1)),
+		clientv3.OpGet(s.LengthsKey()),
 	}
 }
 
@@ -279,15 +298,20 @@ func (s *Store) listOps() []clientv3.Op {
 // branch was listOps, last in the branch.
 func (s *Store) snapshotFromTxn(resp *clientv3.TxnResponse) (*snapshot, error) {
 	r := resp.Responses
-	leases := r[len(r)-2].GetResponseRange()
-	released := r[len(r)-1].GetResponseRange()
+	leases := r[len(r)-3].GetResponseRange()
+	released := r[len(r)-2].GetResponseRange()
+	marker := r[len(r)-1].GetResponseRange()
 	if err := s.checkListed(s.LeasesPrefix(), leases.Kvs, leases.More); err != nil {
 		return nil, err
 	}
 	if err := s.checkListed(s.ReleasedPrefix(), released.Kvs, released.More); err != nil {
 		return nil, err
 	}
-	return s.snapshotOf(resp.Header.Revision, leases.Kvs, released.Kvs), nil
+	sn := s.snapshotOf(resp.Header.Revision, leases.Kvs, released.Kvs)
+	if len(marker.Kvs) == 1 {
+		sn.lengths, sn.lengthsRev = parseLengths(marker.Kvs[0].Value), marker.Kvs[0].ModRevision
+	}
+	return sn, nil
 }
 
 // viewOf makes the complete view of the lease keys at revision rev: the
