@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/subnet"
@@ -57,22 +58,45 @@ func (s *Store) quickPlan(ctx context.Context, req *subnet.ClaimRequest, r *rand
 		prev = [2]netip.Prefix{req.Prev.Subnet, req.Prev.IPv6Subnet}
 	}
 
-	// Round trip 1: marker, index entry, Prev's keys.
+	// Random candidates of the families not yet chosen, with their
+	// tombstones, counted only.
+	tried := [2]map[netip.Prefix]bool{{}, {}}
+	candidates := func(chosen [2]netip.Prefix) (cands [2][]netip.Prefix, ops []clientv3.Op) {
+		for f, sp := range spaces {
+			if !sp.IsValid() || chosen[f].IsValid() {
+				continue
+			}
+			cands[f] = sample(sp, r, tried[f], quickCandidates)
+			for _, q := range cands[f] {
+				ops = append(ops, clientv3.OpGet(s.LeaseKey(q), clientv3.WithCountOnly()),
+					clientv3.OpGet(s.ReleasedKey(q), clientv3.WithCountOnly()))
+			}
+		}
+		return cands, ops
+	}
+
+	// Round trip 1: marker, index entry, Prev's keys, and a first round
+	// of candidates (a new node needs nothing else).
 	ops := []clientv3.Op{clientv3.OpGet(s.LengthsKey()), clientv3.OpGet(s.NameKey(name))}
 	for _, q := range prev {
 		if q.IsValid() {
 			ops = append(ops, clientv3.OpGet(s.LeaseKey(q)))
 		}
 	}
-	resp, err := s.readTxn(ctx, ops)
+	nfirst := len(ops)
+	cands, cops := candidates([2]netip.Prefix{})
+	resp, err := s.readTxn(ctx, append(ops, cops...))
 	if err != nil {
 		return nil, "", err
 	}
+	candResps := resp.Responses[nfirst:]
 	p := &claimPlan{guardIndex: true}
 	rs := resp.Responses
 	m := rs[0].GetResponseRange().Kvs
 	if len(m) == 0 {
-		return nil, whyNoMarker, nil
+		if m, err = s.seedLengths(ctx, req.Config); err != nil || len(m) == 0 {
+			return nil, whyNoMarker, err
+		}
 	}
 	lengths := parseLengths(m[0].Value)
 	if lengths == nil {
@@ -149,36 +173,26 @@ func (s *Store) quickPlan(ctx context.Context, req *subnet.ClaimRequest, r *rand
 		}
 	}
 
-	// Random candidates for the families still open.
-	tried := [2]map[netip.Prefix]bool{{}, {}}
 	for round := 0; ; round++ {
-		var cands [2][]netip.Prefix
-		ops = ops[:0]
-		for f, sp := range spaces {
-			if !sp.IsValid() || chosen[f].IsValid() {
-				continue
+		if round > 0 {
+			var cops []clientv3.Op
+			if cands, cops = candidates(chosen); len(cops) == 0 {
+				break
 			}
-			cands[f] = sample(sp, r, tried[f], quickCandidates)
-			for _, q := range cands[f] {
-				ops = append(ops, clientv3.OpGet(s.LeaseKey(q), clientv3.WithCountOnly()),
-					clientv3.OpGet(s.ReleasedKey(q), clientv3.WithCountOnly()))
+			if round == quickRounds {
+				return nil, whyNoFree, nil
 			}
-		}
-		if len(ops) == 0 {
-			break
-		}
-		if round == quickRounds {
-			return nil, whyNoFree, nil
-		}
-		resp, err := s.readTxn(ctx, ops)
-		if err != nil {
-			return nil, "", err
+			resp, err := s.readTxn(ctx, cops)
+			if err != nil {
+				return nil, "", err
+			}
+			candResps = resp.Responses
 		}
 		i := 0
 		for f, sp := range spaces {
 			for _, q := range cands[f] {
-				leased := resp.Responses[i].GetResponseRange().Count > 0
-				released := resp.Responses[i+1].GetResponseRange().Count > 0
+				leased := candResps[i].GetResponseRange().Count > 0
+				released := candResps[i+1].GetResponseRange().Count > 0
 				i += 2
 				if !leased && !released && !chosen[f].IsValid() {
 					chosen[f] = q
@@ -215,6 +229,35 @@ func (s *Store) quickPlan(ctx context.Context, req *subnet.ClaimRequest, r *rand
 		}
 	}
 	return p, "", nil
+}
+
+// seedLengths writes the lengths marker of a network that has no lease
+// key yet: the config's lengths (a superset of none). It returns the
+// marker as it is now, or nothing when lease keys exist without one (the
+// listing claim then writes it). So a cluster starting at once on a new
+// network does not list at all.
+func (s *Store) seedLengths(ctx context.Context, cfg *subnet.Config) ([]*mvccpb.KeyValue, error) {
+	ls := &lengthSet{}
+	for _, sp := range []subnet.Space{cfg.IPv4Space(), cfg.IPv6Space()} {
+		if sp.IsValid() {
+			ls.add(sp.First())
+		}
+	}
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.c.Txn(cctx).If(
+		// No key under leases/ (a compare over an empty range compares
+		// a zero key), and no marker.
+		clientv3.Compare(clientv3.CreateRevision(s.LeasesPrefix()), "=", 0).WithPrefix(),
+		clientv3.Compare(clientv3.CreateRevision(s.LengthsKey()), "=", 0),
+	).Then(clientv3.OpPut(s.LengthsKey(), ls.encode())).Else(clientv3.OpGet(s.LengthsKey())).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("claim: write the lengths marker: %w", err)
+	}
+	if resp.Succeeded {
+		return []*mvccpb.KeyValue{{Key: []byte(s.LengthsKey()), Value: []byte(ls.encode()), ModRevision: resp.Header.Revision}}, nil
+	}
+	return resp.Responses[0].GetResponseRange().Kvs, nil
 }
 
 // readTxn runs ops as one read-only transaction.
