@@ -19,9 +19,10 @@ import (
 // The quick claim reads quickCandidates random subnets per family (and
 // their tombstones) per round, for at most quickRounds rounds, before it
 // falls back to reading all lease keys. With a fraction f of the network
-// leased, all candidates of a round are taken with probability f^4: one
-// claim in 16 reads a second round when half the network is leased, one
-// in 300 lists when three quarters are.
+// leased, all candidates of a round are taken with probability f^4, and
+// a claim lists with f^12: one claim in 16 reads a second round and one
+// in 4000 lists when half the network is leased; one in 30 lists when
+// three quarters are.
 const (
 	quickCandidates = 4
 	quickRounds     = 3
