@@ -547,6 +547,12 @@ func (s *Store) deleteWithTombstones(ctx context.Context, es []*entry, rec subne
 		ops = append(ops, clientv3.OpDelete(e.key()),
 			clientv3.OpPut(s.ReleasedKey(e.subnet), string(data), clientv3.WithLease(tombLease)))
 	}
+	if rec.NodeName != "" {
+		// The name index entry goes in the same revision (it would go
+		// with the etcd lease, but in a revision of its own that
+		// watchers of leases/ never see).
+		ops = append(ops, clientv3.OpDelete(s.NameKey(rec.NodeName)))
+	}
 	cctx, cancel := s.call(ctx)
 	defer cancel()
 	resp, err := s.c.Txn(cctx).If(cmps...).Then(ops...).Commit()
