@@ -74,14 +74,18 @@ func CheckPeers(in CheckInput, peers []Peer) (accepted []Peer, rejected []Reject
 			comparePrefix(primary(a), primary(b)), comparePrefix(a.IPv6Subnet, b.IPv6Subnet))
 	})
 
-	var taken []netip.Prefix
-	owner := map[netip.Prefix]string{}
+	// Every accepted subnet has the configured length of its family
+	// (checkSubnets), so two of them overlap only when they are equal: a
+	// map finds a conflict at once, and the check stays linear in the
+	// number of peers. This node's subnets may have another length (after
+	// a forced SubnetLen change); the few of them are compared one by one.
+	var local []netip.Prefix
 	for _, s := range []netip.Prefix{in.Local.Subnet, in.Local.IPv6Subnet} {
 		if s.IsValid() {
-			taken = append(taken, s.Masked())
-			owner[s.Masked()] = "this node's subnet"
+			local = append(local, s.Masked())
 		}
 	}
+	owner := map[netip.Prefix]int{} // accepted subnet → index in peers
 	macOwner := map[string]string{}
 	keyOwner := map[[32]byte]string{}
 	selfKey, _ := decodeKey(in.SelfWireGuardKey)
@@ -128,8 +132,10 @@ func CheckPeers(in CheckInput, peers []Peer) (accepted []Peer, rejected []Reject
 		// that is otherwise valid is weighed against the others.
 		if len(why) == 0 {
 			for _, s := range subnets {
-				if o := overlapping(taken, s); o.IsValid() {
-					complain("subnet %s overlaps %s (%s)", s, o, owner[o])
+				if o := overlapping(local, s); o.IsValid() {
+					complain("subnet %s overlaps %s (this node's subnet)", s, o)
+				} else if j, dup := owner[s]; dup {
+					complain("subnet %s overlaps %s (peer %s, epoch %d)", s, s, peers[j].Name, peers[j].Epoch)
 				}
 			}
 			if o, dup := macOwner[mac]; mac != "" && dup {
@@ -145,8 +151,7 @@ func CheckPeers(in CheckInput, peers []Peer) (accepted []Peer, rejected []Reject
 		}
 		ok[i] = true
 		for _, s := range subnets {
-			taken = append(taken, s)
-			owner[s] = fmt.Sprintf("peer %s, epoch %d", p.Name, p.Epoch)
+			owner[s] = i
 		}
 		if mac != "" {
 			macOwner[mac] = p.Name

@@ -5,8 +5,10 @@ package backend
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -217,5 +219,38 @@ func TestCheckPeersDeterministic(t *testing.T) {
 		} else if strings.Join(names, ",") != strings.Join(first, ",") {
 			t.Errorf("rotation %d accepted %v, rotation 0 %v", rot, names, first)
 		}
+	}
+}
+
+// BenchmarkCheckPeers measures the check on the reconcile path, at the
+// sizes issue 15 names: its cost must grow linearly with the peers (an
+// earlier version compared every subnet with every other).
+func BenchmarkCheckPeers(b *testing.B) {
+	for _, n := range []int{500, 5000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			in := CheckInput{
+				Network: &subnet.Config{Network: netip.MustParsePrefix("10.0.0.0/8"), SubnetLen: 24},
+				Local:   Local{Subnet: netip.MustParsePrefix("10.0.0.0/24")},
+				SelfIPs: []netip.Addr{netip.MustParseAddr("198.19.255.254")},
+			}
+			peers := make([]Peer, n)
+			for i := range peers {
+				j := i + 1
+				peers[i] = Peer{
+					Name:     fmt.Sprintf("node%d", j),
+					Subnet:   netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(j >> 8), byte(j), 0}), 24),
+					PublicIP: netip.AddrFrom4([4]byte{198, 18 + byte(j>>16), byte(j >> 8), byte(j)}),
+					Data:     subnet.BackendData{VTEPMAC: fmt.Sprintf("02:00:00:00:%02x:%02x", byte(j>>8), byte(j))},
+					Epoch:    int64(j),
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				acc, rej := CheckPeers(in, peers)
+				if len(acc) != n || len(rej) != 0 {
+					b.Fatalf("accepted %d, rejected %d (%v), want %d and 0", len(acc), len(rej), rej[:min(1, len(rej))], n)
+				}
+			}
+		})
 	}
 }
