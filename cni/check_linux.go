@@ -6,6 +6,7 @@ package cni
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/cni/antispoof"
 	"github.com/weftnet/weft/cni/ipam"
 )
 
@@ -131,6 +133,9 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 			return fail("interface %s has MAC %s, prevResult says %s", args.IfName, l.Attrs().HardwareAddr, i.Mac)
 		}
 	}
+	if err := checkSpoofEntries(c, args, rec, hostName, l.Attrs().HardwareAddr); err != nil {
+		return err
+	}
 	addrs, err := backend.AddrList(ch, l, netlink.FAMILY_ALL)
 	if err != nil {
 		return cniErr(CodeKernel, "list addresses of %s: %v", args.IfName, err)
@@ -160,6 +165,32 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 		if !found {
 			return fail("the container lacks route %s via %s on %s", want.Dst.String(), want.GW, args.IfName)
 		}
+	}
+	return nil
+}
+
+// checkSpoofEntries checks the attachment's pod record against its IPAM
+// record and the container's MAC, and that the kernel holds every
+// anti-spoofing entry of it.
+func checkSpoofEntries(c *Config, args *skel.CmdArgs, rec ipam.Record, port string, mac net.HardwareAddr) error {
+	fail := func(format string, a ...any) error { return cniErr(CodeCheckFailed, format, a...) }
+	pr, err := antispoof.ReadRecord(c.DataDir, port)
+	if err != nil {
+		return fail("anti-spoofing: %v", err)
+	}
+	if pr.ContainerID != args.ContainerID || pr.IfName != args.IfName || pr.IPv4 != rec.IPv4 || pr.IPv6 != rec.IPv6 || !strings.EqualFold(pr.MAC, mac.String()) {
+		return fail("anti-spoofing: pod record of %s (container %s/%s, MAC %s, %v %v) differs from the attachment (container %s/%s, MAC %s, %v %v)",
+			port, pr.ContainerID, pr.IfName, pr.MAC, pr.IPv4, pr.IPv6, args.ContainerID, args.IfName, mac, rec.IPv4, rec.IPv6)
+	}
+	missing, intact, err := antispoof.Missing(pr)
+	if err != nil {
+		return cniErr(CodeKernel, "anti-spoofing: %v", err)
+	}
+	if len(missing) > 0 {
+		return fail("anti-spoofing: nftables table bridge %s lacks %d entries of this pod, the first %s", antispoof.TableName, len(missing), missing[0])
+	}
+	if !intact {
+		return fail("anti-spoofing: nftables table bridge %s lacks some of its chains or rules", antispoof.TableName)
 	}
 	return nil
 }
@@ -271,6 +302,7 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 		}
 	}
 
+	errs = append(errs, p.gcSpoofEntries(c, recs, validKey, kept)...)
 	for _, r := range recs {
 		k := ipam.KeyOfName(r.Name)
 		if validKey[k] || kept[k] {
@@ -290,4 +322,57 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 		return cniErr(CodeGC, "gc: %d failures: %s", len(errs), strings.Join(msgs, "; "))
 	}
 	return nil
+}
+
+// gcSpoofEntries removes the pod records and anti-spoofing entries of the
+// stale attachments of recs (the network's IPAM records; those in kept
+// still have their veth), and those of every port that no longer exists
+// (whatever network it was of: a port that is gone carries no traffic).
+// Records go before entries, as in DEL.
+func (p *Plugin) gcSpoofEntries(c *Config, recs []ipam.Stored, validKey, kept map[string]bool) []error {
+	var errs []error
+	stale := map[string]bool{}
+	for _, r := range recs {
+		k := ipam.KeyOfName(r.Name)
+		if r.Err != nil || validKey[k] || kept[k] {
+			continue
+		}
+		stale[HostVethName(r.Record.ContainerID, r.Record.IfName)] = true
+	}
+	links, err := backend.LinkList(nil)
+	if err != nil {
+		return append(errs, fmt.Errorf("list links: %w", err))
+	}
+	exists := map[string]bool{}
+	for _, l := range links {
+		exists[l.Attrs().Name] = true
+	}
+	gone := func(port string) bool { return stale[port] || !exists[port] }
+	podRecs, err := antispoof.ReadRecords(antispoof.RecordDir(c.DataDir))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	ports := map[string]bool{}
+	for _, r := range podRecs.Good {
+		ports[r.Port] = true
+	}
+	for port := range podRecs.Bad {
+		ports[port] = true
+	}
+	for port := range ports {
+		if !gone(port) {
+			continue
+		}
+		if err := antispoof.RemoveRecord(c.DataDir, port); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	removed, err := antispoof.RemoveStale(gone)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(removed) > 0 {
+		p.log().WithField("network", c.Name).WithField("entries", len(removed)).Info("gc: removed stale anti-spoofing entries")
+	}
+	return errs
 }

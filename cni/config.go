@@ -16,6 +16,7 @@ import (
 	"github.com/containernetworking/cni/pkg/utils"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/cni/antispoof"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -25,7 +26,7 @@ const (
 	DefaultBridge  = "weft0"
 	// HostVethPrefix starts the name of every host-side veth the plugin
 	// creates.
-	HostVethPrefix = "weft"
+	HostVethPrefix = antispoof.PortPrefix
 )
 
 // Config is the plugin's network configuration after defaults.

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/cni/antispoof"
 	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/subnet"
 )
@@ -297,6 +298,16 @@ func (e *testEnv) assertClean() {
 	}
 	if l := e.links(); len(l) > 0 {
 		e.t.Errorf("leaked links in the node namespace: %v", l)
+	}
+	if r, err := antispoof.ReadRecords(antispoof.RecordDir(e.dataDir)); err == nil && len(r.Good)+len(r.Bad) > 0 {
+		e.t.Errorf("leaked pod records: %v %v", r.Good, r.Bad)
+	}
+	var elems []antispoof.Element
+	if err := e.inNode(func() (err error) { elems, err = antispoof.Elements(); return err }); err != nil {
+		e.t.Errorf("list anti-spoofing entries: %v", err)
+	}
+	if len(elems) > 0 {
+		e.t.Errorf("leaked anti-spoofing entries: %v", elems)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/cni/antispoof"
 	"github.com/weftnet/weft/cni/ipam"
 	"github.com/weftnet/weft/subnet"
 )
@@ -135,8 +136,12 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}
 	defer host.close()
 	rec := a.rec
+	spoofAdded := false
 	defer func() {
 		if err != nil {
+			if spoofAdded {
+				p.undoSpoofEntries(c, host.veth)
+			}
 			host.deleteVeth()
 			if a.created {
 				p.release(c, args.ContainerID, args.IfName)
@@ -144,6 +149,14 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		}
 	}()
 	testHook("AFTER_VETH")
+
+	// Anti-spoofing: the pod record, then its entries, before the pod's
+	// interface comes up (see package antispoof).
+	spoofAdded = true
+	if err := addSpoofEntries(c, args, rec, host); err != nil {
+		return err
+	}
+	traceStep("anti-spoofing")
 
 	res, err := configureContainer(c, sf, rec, host, args.IfName)
 	if err != nil {
@@ -533,6 +546,39 @@ func configureContainer(c *Config, sf *subnet.SubnetFile, rec ipam.Record, hs *h
 	return res, nil
 }
 
+// addSpoofEntries writes the pod record of the attachment and adds its
+// anti-spoofing entries, in that order (see package antispoof).
+func addSpoofEntries(c *Config, args *skel.CmdArgs, rec ipam.Record, hs *hostSide) error {
+	r := antispoof.Record{
+		ContainerID: args.ContainerID, IfName: args.IfName, Port: hs.veth,
+		MAC: hs.peer.String(), IPv4: rec.IPv4, IPv6: rec.IPv6,
+	}
+	if err := antispoof.WriteRecord(c.DataDir, r); err != nil {
+		return cniErr(types.ErrIOFailure, "%v", err)
+	}
+	if err := antispoof.AddPod(r); err != nil {
+		return cniErr(CodeKernel, "%v", err)
+	}
+	return nil
+}
+
+// removeSpoofEntries removes the pod record of port and then its
+// anti-spoofing entries; none is no error.
+func removeSpoofEntries(c *Config, port string) error {
+	if err := antispoof.RemoveRecord(c.DataDir, port); err != nil {
+		return err
+	}
+	return antispoof.RemovePort(port)
+}
+
+// undoSpoofEntries undoes addSpoofEntries of a failing ADD, logging a
+// failure.
+func (p *Plugin) undoSpoofEntries(c *Config, port string) {
+	if err := removeSpoofEntries(c, port); err != nil {
+		p.log().WithError(err).WithField("port", port).Warn("remove anti-spoofing entries after a failed ADD")
+	}
+}
+
 // release deletes the IPAM record of an attachment, logging a failure (the
 // caller is already returning an error).
 func (p *Plugin) release(c *Config, containerID, ifname string) {
@@ -561,6 +607,9 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		return err
 	}
 	var errs []string
+	if err := removeSpoofEntries(c, HostVethName(args.ContainerID, args.IfName)); err != nil {
+		errs = append(errs, err.Error())
+	}
 	if err := deleteHostVeth(args.ContainerID, args.IfName); err != nil {
 		errs = append(errs, err.Error())
 	}
