@@ -6,14 +6,14 @@ package cni_test
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io/fs"
-	"os/exec"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -120,7 +120,7 @@ func TestAntiSpoofing(t *testing.T) {
 		t.Errorf("the table holds %d elements, want 12 (4 per pod): %v", len(elems), elems)
 	}
 
-	randomIP := netip.AddrFrom4([4]byte{172, 16 + byte(randByte()%16), randByte(), randByte()|1})
+	randomIP := netip.AddrFrom4([4]byte{172, 16 + byte(randByte()%16), randByte(), randByte() | 1})
 	otherNode := netip.MustParseAddr("10.244.7.9")
 	forgedMAC := net.HardwareAddr{0x02, 0x42, randByte(), randByte(), randByte(), randByte()}
 	frames := []frame{
