@@ -32,6 +32,7 @@ const (
 	DefaultEtcdEndpoints  = "http://127.0.0.1:2379"
 	DefaultEtcdPrefix     = "/weft"
 	DefaultStateDir       = "/var/lib/weft"
+	DefaultCNIDataDir     = "/var/lib/cni/weft"
 	DefaultHTTPAddr       = "127.0.0.1:9950"
 	DefaultResyncInterval = 10 * time.Second
 	DefaultLeaseTTL       = 24 * time.Hour
@@ -65,8 +66,11 @@ type Config struct {
 	PublicIP   netip.Addr
 	PublicIPv6 netip.Addr
 
-	SubnetFile     string
-	StateDir       string
+	SubnetFile string
+	StateDir   string
+	// CNIDataDir is the CNI plugin's data directory, whose pod records
+	// the anti-spoofing reconcile reads ("": no reconcile).
+	CNIDataDir     string
 	IPMasq         bool
 	HTTPAddr       string
 	ResyncInterval time.Duration
@@ -151,6 +155,7 @@ func NewFlagSet(name string) (*flag.FlagSet, *Config) {
 	value((*addrValue)(&c.PublicIPv6), "public-ipv6", "this node's IPv6 underlay address when it has both families (default: the first global IPv6 address of --iface, if any)")
 	str(&c.SubnetFile, "subnet-file", subnet.DefaultSubnetFile, "where to write the subnet file the CNI plugin reads")
 	str(&c.StateDir, "state-dir", DefaultStateDir, "directory for node ID, lease, last good config and peer snapshot (created 0700)")
+	str(&c.CNIDataDir, "cni-data-dir", DefaultCNIDataDir, "the CNI plugin's dataDir: the pod records there drive the anti-spoofing entries weftd repairs on every resync (empty: off)")
 	boolean(&c.IPMasq, "ip-masq", true, "masquerade pod traffic leaving the cluster network (nftables table 'weft')")
 	str(&c.HTTPAddr, "http-addr", DefaultHTTPAddr, "address of /healthz, /readyz, /metrics and /status (empty: off)")
 	dur(&c.ResyncInterval, "resync-interval", DefaultResyncInterval, "period of the full reconcile that repairs drift")

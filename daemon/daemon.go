@@ -135,6 +135,7 @@ type daemon struct {
 	progress progressState
 	recon    reconState
 	masq     masqState
+	spoof    spoofState
 }
 
 // netconfState is the network config. Writers: start (loadConfig) and the

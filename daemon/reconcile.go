@@ -116,6 +116,9 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 		if d.repairMasquerade() {
 			m.driftRepairs.Inc()
 		}
+		if d.repairAntispoof() {
+			m.driftRepairs.Inc()
+		}
 		if r, ok := d.be.(backend.MemoryReleaser); ok {
 			r.ReleaseMemory()
 		}
