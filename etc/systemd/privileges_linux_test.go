@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/cni/antispoof"
 	"github.com/weftnet/weft/e2e"
 	"github.com/weftnet/weft/e2e/e2etest"
 	"github.com/weftnet/weft/e2e/netnstest"
@@ -126,7 +128,10 @@ func TestUnitPrivileges(t *testing.T) {
 	for _, backend := range []string{"vxlan", "wireguard"} {
 		t.Run(backend, func(t *testing.T) {
 			wrap := wrapperDir(t, bin, fmt.Sprintf(wrapperScript, setpriv, capList, filepath.Join(bin, "weftd"), "0666"))
-			runUnprivilegedCluster(t, wrap, backend, mask)
+			c := runUnprivilegedCluster(t, wrap, backend, mask)
+			if backend == "vxlan" {
+				checkPodRecords(t, c, setpriv)
+			}
 		})
 	}
 	t.Run("wireguard-tun-0600", func(t *testing.T) {
@@ -213,7 +218,7 @@ func clusterDir(t *testing.T) string {
 	return dir
 }
 
-func runUnprivilegedCluster(t *testing.T, wrap, backend string, mask uint64) {
+func runUnprivilegedCluster(t *testing.T, wrap, backend string, mask uint64) *e2e.Cluster {
 	c := e2etest.NewCluster(t, e2e.Options{Nodes: 2, PodsPerNode: 1, BinDir: wrap, Dir: clusterDir(t), Backend: backend})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -271,5 +276,76 @@ func runUnprivilegedCluster(t *testing.T, wrap, backend string, mask uint64) {
 		if err != nil {
 			t.Errorf("ping %s (%s) -> %s (%s): %v", p.from.Name, p.from.IP, p.to.Name, p.to.IP, err)
 		}
+	}
+	return c
+}
+
+// checkPodRecords checks that weftd, as the unit runs it, can read the
+// CNI plugin's pod records and cannot change them, and that it repairs
+// the anti-spoofing entries from them: an entry deleted by hand is back
+// within a resync.
+func checkPodRecords(t *testing.T, c *e2e.Cluster, setpriv string) {
+	nft := netnstest.RequireTool(t, "nft", "nftables")
+	n := c.Nodes()[0]
+	pod := n.Pods()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n.ExtraArgs = append(n.ExtraArgs, "--cni-data-dir", n.CNIDataDir, "--resync-interval", "500ms")
+	if err := n.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dir := antispoof.RecordDir(n.CNIDataDir)
+	recs, err := antispoof.ReadRecords(dir)
+	if err != nil || len(recs.Good) != 1 || recs.Good[0].IPv4 != pod.IP {
+		t.Fatalf("pod records in %s: %+v %v; want the one of %s", dir, recs, err, pod.IP)
+	}
+	rec := recs.Good[0]
+	file := filepath.Join(dir, rec.Port+".json")
+	for path, want := range map[string]string{n.CNIDataDir: "-rwx--x--x 0:0", dir: "-rwxr-xr-x 0:0", file: "-rw-r--r-- 0:0"} {
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%s %d:%d", os.FileMode(st.Mode&0o777), st.Uid, st.Gid); got != want {
+			t.Errorf("%s: %s, want %s", path, got, want)
+		}
+	}
+	// As weftd's user: reading works; writing, replacing and removing do
+	// not.
+	asWeftd := func(script string) ([]byte, error) {
+		return exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/sh", "-c", script, "sh", dir, file).CombinedOutput()
+	}
+	if out, err := asWeftd(`cat "$2"`); err != nil || !strings.Contains(string(out), rec.Port) {
+		t.Errorf("uid 65534 cannot read %s: %v %s", file, err, out)
+	}
+	for _, script := range []string{`echo x > "$1/weft00000000.json"`, `echo x > "$2"`, `rm -f "$2"`, `mv "$2" "$2.x"`} {
+		if out, err := asWeftd(script); err == nil {
+			t.Errorf("uid 65534 could run %q in the pod record directory: %s", script, out)
+		}
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("the record is gone: %v", err)
+	}
+
+	// Delete the pod's IPv4 entry by hand: weftd puts it back.
+	elem := fmt.Sprintf(`{ "%s" . %s . %s }`, rec.Port, rec.MAC, rec.IPv4)
+	if out, err := exec.Command("ip", "netns", "exec", n.NS.Name, nft, "delete", "element", "bridge", antispoof.TableName, antispoof.SetIPv4, elem).CombinedOutput(); err != nil {
+		t.Fatalf("nft delete element: %v %s", err, out)
+	}
+	err = e2e.Eventually(10*time.Second, 100*time.Millisecond, func() error {
+		out, err := exec.Command("ip", "netns", "exec", n.NS.Name, nft, "list", "set", "bridge", antispoof.TableName, antispoof.SetIPv4).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("nft list set: %v %s", err, out)
+		}
+		if !strings.Contains(string(out), rec.IPv4.String()) {
+			return fmt.Errorf("the entry of %s is still missing:\n%s", rec.IPv4, out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("weftd (uid 65534) did not repair the anti-spoofing entry: %v\n%s", err, n.LogTail(20))
+	}
+	if _, err := e2e.Ping(pod.NS, c.Nodes()[1].Pods()[0].IP, 5*time.Second); err != nil {
+		t.Errorf("pod traffic after the repair: %v", err)
 	}
 }
