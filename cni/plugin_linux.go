@@ -607,10 +607,14 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		return err
 	}
 	var errs []string
-	if err := removeSpoofEntries(c, HostVethName(args.ContainerID, args.IfName)); err != nil {
+	// The anti-spoofing entries go beside the veth: both deletes wait for
+	// the kernel (an RCU grace period each), and neither needs the other.
+	spoof := make(chan error, 1)
+	go func() { spoof <- removeSpoofEntries(c, HostVethName(args.ContainerID, args.IfName)) }()
+	if err := deleteHostVeth(args.ContainerID, args.IfName); err != nil {
 		errs = append(errs, err.Error())
 	}
-	if err := deleteHostVeth(args.ContainerID, args.IfName); err != nil {
+	if err := <-spoof; err != nil {
 		errs = append(errs, err.Error())
 	}
 	if err := releaseRecord(c, args.ContainerID, args.IfName); err != nil {

@@ -25,9 +25,12 @@ const maxRetries = 5
 
 // state is what the kernel holds of the table.
 type state struct {
-	exists bool
-	intact bool // every chain has exactly its rules
-	elems  []Element
+	exists  bool
+	intact  bool            // every chain and set is there, each chain with exactly its rules
+	chains  map[string]bool // there with the right hook settings
+	present map[string]bool // there
+	sets    map[string]bool
+	elems   []Element
 }
 
 // readState lists the table's rules and elements. withElems false skips
@@ -46,14 +49,16 @@ func readState(c *nftables.Conn, withElems bool) (state, error) {
 			have[ch.Name] = ch
 		}
 	}
-	st := state{exists: len(have) > 0, intact: true}
+	st := state{exists: len(have) > 0, intact: true, chains: map[string]bool{}, present: map[string]bool{}, sets: map[string]bool{}}
 	want := chainRules()
 	for _, name := range chainOrder {
 		ch, ok := have[name]
-		if !ok || (name == chainPrerouting) != (ch.Hooknum != nil) {
+		st.present[name] = ok
+		if !ok || !sameChain(ch, baseChain(name)) {
 			st.intact = false
 			continue
 		}
+		st.chains[name] = true
 		rules, err := c.GetRules(t, ch)
 		if err != nil {
 			return state{}, fmt.Errorf("list rules of bridge %s %s: %w", TableName, name, err)
@@ -69,13 +74,16 @@ func readState(c *nftables.Conn, withElems bool) (state, error) {
 	if err != nil {
 		return state{}, fmt.Errorf("list sets of bridge %s: %w", TableName, err)
 	}
-	haveSet := map[string]bool{}
-	for _, s := range got {
-		haveSet[s.Name] = true
-	}
 	mac, v4, v6 := sets(t)
+	for _, s := range got {
+		for _, w := range []*nftables.Set{mac, v4, v6} {
+			if s.Name == w.Name && s.KeyType.Bytes == w.KeyType.Bytes && s.Concatenation {
+				st.sets[s.Name] = true
+			}
+		}
+	}
 	for _, s := range []*nftables.Set{mac, v4, v6} {
-		if !haveSet[s.Name] {
+		if !st.sets[s.Name] {
 			st.intact = false
 			continue
 		}
@@ -109,36 +117,81 @@ func sameRules(got []*nftables.Rule, want []rule) bool {
 	return true
 }
 
-// queueTable queues the table, its sets and chains (adding what is
-// missing: existing ones and set elements are kept) and, when rules is
-// true, the replacement of every chain's rules. It returns the sets.
-func queueTable(c *nftables.Conn, rules bool) (mac, v4, v6 *nftables.Set, err error) {
-	t := c.AddTable(tableRef())
+// baseChain returns the hook settings of chain name (nil for a regular
+// chain).
+func baseChain(name string) *nftables.Chain {
+	if name != chainPrerouting {
+		return nil
+	}
+	accept := nftables.ChainPolicyAccept
+	return &nftables.Chain{
+		Type:     nftables.ChainTypeFilter,
+		Hooknum:  nftables.ChainHookPrerouting,
+		Priority: nftables.ChainPriorityRef(-200), // NF_BR_PRI_FILTER_BRIDGED
+		Policy:   &accept,
+	}
+}
+
+// sameChain reports whether ch has the hook settings of want (nil: a
+// regular chain).
+func sameChain(ch, want *nftables.Chain) bool {
+	if want == nil || ch.Hooknum == nil {
+		return want == nil && ch.Hooknum == nil
+	}
+	return *ch.Hooknum == *want.Hooknum && ch.Priority != nil && *ch.Priority == *want.Priority &&
+		ch.Type == want.Type && ch.Policy != nil && *ch.Policy == *want.Policy
+}
+
+// queueTable queues what st lacks: the table, the sets and chains that are
+// missing (a chain whose hook settings differ is deleted and made again),
+// and, unless st is intact, the replacement of every chain's rules. It
+// never touches a set that exists, nor its elements. Existing objects are
+// not queued again: the kernel takes a batch that updates a table or
+// chain much longer (milliseconds) than one that only adds elements. It
+// returns the sets.
+func queueTable(c *nftables.Conn, st state) (mac, v4, v6 *nftables.Set, err error) {
+	t := tableRef()
 	mac, v4, v6 = sets(t)
+	if st.intact {
+		return mac, v4, v6, nil
+	}
+	if !st.exists {
+		c.AddTable(t)
+	}
 	for _, s := range []*nftables.Set{mac, v4, v6} {
+		if st.sets[s.Name] {
+			continue
+		}
 		if err := c.AddSet(s, nil); err != nil {
 			return nil, nil, nil, fmt.Errorf("queue set %s: %w", s.Name, err)
 		}
 	}
-	accept := nftables.ChainPolicyAccept
-	chains := map[string]*nftables.Chain{}
-	for _, name := range chainOrder {
+	chain := func(name string) *nftables.Chain {
 		ch := &nftables.Chain{Name: name, Table: t}
-		if name == chainPrerouting {
-			ch.Type = nftables.ChainTypeFilter
-			ch.Hooknum = nftables.ChainHookPrerouting
-			ch.Priority = nftables.ChainPriorityRef(-200) // NF_BR_PRI_FILTER_BRIDGED
-			ch.Policy = &accept
+		if b := baseChain(name); b != nil {
+			ch.Type, ch.Hooknum, ch.Priority, ch.Policy = b.Type, b.Hooknum, b.Priority, b.Policy
 		}
-		chains[name] = c.AddChain(ch)
+		return ch
 	}
-	if rules {
-		want := chainRules()
-		for _, name := range chainOrder {
-			c.FlushChain(chains[name])
-			for _, r := range want[name] {
-				c.AddRule(&nftables.Rule{Table: t, Chain: chains[name], Exprs: r.exprs, UserData: comment(r.reason)})
-			}
+	// Empty every chain first: a rule may refer to a chain replaced next.
+	for _, name := range chainOrder {
+		if st.present[name] {
+			c.FlushChain(chain(name))
+		}
+	}
+	// A chain with other hook settings is made again; a missing one made.
+	for _, name := range chainOrder {
+		if st.present[name] && !st.chains[name] {
+			c.DelChain(chain(name))
+		}
+		if !st.chains[name] {
+			c.AddChain(chain(name))
+		}
+	}
+	want := chainRules()
+	for _, name := range chainOrder {
+		for _, r := range want[name] {
+			c.AddRule(&nftables.Rule{Table: t, Chain: chain(name), Exprs: r.exprs, UserData: comment(r.reason)})
 		}
 	}
 	return mac, v4, v6, nil
@@ -205,6 +258,16 @@ func decodeElement(set string, k []byte) (Element, bool) {
 	return e, true
 }
 
+// newConn opens one netlink socket for every request of a function (a
+// socket per request costs more than most requests).
+func newConn() (*nftables.Conn, error) {
+	c, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	return c, nil
+}
+
 // AddPod makes sure the table is complete (creating it, its sets and
 // chains when missing, and restoring its rules when they differ, but
 // never touching another element) and adds r's elements, in one
@@ -214,15 +277,16 @@ func AddPod(r Record) error {
 	if err != nil {
 		return fmt.Errorf("anti-spoofing entries: %w", err)
 	}
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
+		return err
 	}
+	defer c.CloseLasting()
 	st, err := readState(c, false)
 	if err != nil {
 		return err
 	}
-	mac, v4, v6, err := queueTable(c, !st.intact)
+	mac, v4, v6, err := queueTable(c, st)
 	if err != nil {
 		return err
 	}
@@ -249,37 +313,42 @@ func RemoveStale(stale func(port string) bool) ([]Element, error) {
 
 func removeWhere(match func(Element) bool) ([]Element, error) {
 	for attempt := 0; ; attempt++ {
-		c, err := nftables.New()
+		c, err := newConn()
 		if err != nil {
-			return nil, fmt.Errorf("nftables: %w", err)
-		}
-		st, err := readState(c, true)
-		if err != nil || !st.exists {
 			return nil, err
 		}
-		var del []Element
-		for _, e := range st.elems {
-			if match(e) {
-				del = append(del, e)
-			}
-		}
-		if len(del) == 0 {
-			return nil, nil
-		}
-		t := tableRef()
-		mac, v4, v6 := sets(t)
-		if err := queueElements(c, mac, v4, v6, del, true); err != nil {
-			return nil, err
-		}
-		err = c.Flush()
-		if err == nil {
-			return del, nil
+		del, err := removeOnce(c, match)
+		c.CloseLasting()
+		if err == nil || !errors.Is(err, unix.ENOENT) || attempt == maxRetries {
+			return del, err
 		}
 		// Someone deleted one of them meanwhile: list again.
-		if !errors.Is(err, unix.ENOENT) || attempt == maxRetries {
-			return nil, fmt.Errorf("delete anti-spoofing entries (nftables table bridge %s): %w", TableName, err)
+	}
+}
+
+// removeOnce deletes the elements match selects in one batch.
+func removeOnce(c *nftables.Conn, match func(Element) bool) ([]Element, error) {
+	st, err := readState(c, true)
+	if err != nil || !st.exists {
+		return nil, err
+	}
+	var del []Element
+	for _, e := range st.elems {
+		if match(e) {
+			del = append(del, e)
 		}
 	}
+	if len(del) == 0 {
+		return nil, nil
+	}
+	mac, v4, v6 := sets(tableRef())
+	if err := queueElements(c, mac, v4, v6, del, true); err != nil {
+		return nil, err
+	}
+	if err := c.Flush(); err != nil {
+		return nil, fmt.Errorf("delete anti-spoofing entries (nftables table bridge %s): %w", TableName, err)
+	}
+	return del, nil
 }
 
 // Missing returns the elements of r that the kernel lacks, and whether
@@ -289,10 +358,11 @@ func Missing(r Record) (missing []Element, intact bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
-		return nil, false, fmt.Errorf("nftables: %w", err)
+		return nil, false, err
 	}
+	defer c.CloseLasting()
 	st, err := readState(c, true)
 	if err != nil {
 		return nil, false, err
@@ -307,10 +377,11 @@ func Missing(r Record) (missing []Element, intact bool, err error) {
 
 // Elements lists the elements of the table's sets.
 func Elements() ([]Element, error) {
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
-		return nil, fmt.Errorf("nftables: %w", err)
+		return nil, err
 	}
+	defer c.CloseLasting()
 	st, err := readState(c, true)
 	return st.elems, err
 }
@@ -319,10 +390,11 @@ func Elements() ([]Element, error) {
 // by reason ("ether-saddr", "ipv4-saddr", "arp-spa", "nd-target", ...).
 // A missing table counts nothing.
 func Counters() (map[string]uint64, error) {
-	c, err := nftables.New()
+	c, err := newConn()
 	if err != nil {
-		return nil, fmt.Errorf("nftables: %w", err)
+		return nil, err
 	}
+	defer c.CloseLasting()
 	t := tableRef()
 	out := map[string]uint64{}
 	for _, name := range chainOrder {
@@ -358,48 +430,54 @@ func Reconcile(dir string) (Result, error) { return reconcile(dir, nil) }
 // and writing (tests use it to race an ADD against the write).
 func reconcile(dir string, afterRead func()) (Result, error) {
 	for attempt := 0; ; attempt++ {
-		c, err := nftables.New()
-		if err != nil {
-			return Result{}, fmt.Errorf("nftables: %w", err)
-		}
-		// The elements first, then the records: see the package doc.
-		st, err := readState(c, true)
+		c, err := newConn()
 		if err != nil {
 			return Result{}, err
 		}
-		recs, err := ReadRecords(dir)
-		if err != nil {
-			return Result{}, err
-		}
-		if afterRead != nil {
-			afterRead()
-		}
-		keep := map[string]bool{}
-		for p := range recs.Bad {
-			keep[p] = true
-		}
-		add, del := Plan(st.elems, recs.Good, keep)
-		res := Result{Added: add, Removed: del, RulesRestored: !st.intact, Bad: recs.Bad}
-		if !res.Changed() {
-			return res, nil
-		}
-		mac, v4, v6, err := queueTable(c, !st.intact)
-		if err != nil {
-			return Result{}, err
-		}
-		if err := queueElements(c, mac, v4, v6, del, true); err != nil {
-			return Result{}, err
-		}
-		if err := queueElements(c, mac, v4, v6, add, false); err != nil {
-			return Result{}, err
-		}
-		err = c.Flush()
-		if err == nil {
-			return res, nil
+		res, err := reconcileOnce(c, dir, afterRead)
+		c.CloseLasting()
+		if err == nil || !errors.Is(err, unix.ENOENT) || attempt == maxRetries {
+			return res, err
 		}
 		// A DEL removed an element this batch deletes: start over.
-		if !errors.Is(err, unix.ENOENT) || attempt == maxRetries {
-			return Result{}, fmt.Errorf("reconcile anti-spoofing entries (nftables table bridge %s): %w", TableName, err)
-		}
 	}
+}
+
+// reconcileOnce is one attempt of reconcile.
+func reconcileOnce(c *nftables.Conn, dir string, afterRead func()) (Result, error) {
+	// The elements first, then the records: see the package doc.
+	st, err := readState(c, true)
+	if err != nil {
+		return Result{}, err
+	}
+	recs, err := ReadRecords(dir)
+	if err != nil {
+		return Result{}, err
+	}
+	if afterRead != nil {
+		afterRead()
+	}
+	keep := map[string]bool{}
+	for p := range recs.Bad {
+		keep[p] = true
+	}
+	add, del := Plan(st.elems, recs.Good, keep)
+	res := Result{Added: add, Removed: del, RulesRestored: !st.intact, Bad: recs.Bad}
+	if !res.Changed() {
+		return res, nil
+	}
+	mac, v4, v6, err := queueTable(c, st)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := queueElements(c, mac, v4, v6, del, true); err != nil {
+		return Result{}, err
+	}
+	if err := queueElements(c, mac, v4, v6, add, false); err != nil {
+		return Result{}, err
+	}
+	if err := c.Flush(); err != nil {
+		return Result{}, fmt.Errorf("reconcile anti-spoofing entries (nftables table bridge %s): %w", TableName, err)
+	}
+	return res, nil
 }
