@@ -39,6 +39,7 @@ import (
 //	     ├── weftBBBBBBBB ─── eth0 other     (whose addresses it forges)
 //	     └── weftCCCCCCCC ─── eth0 victim    (sniffer: eth0)
 //
+// A fourth port, not made by the plugin (an uplink), is not checked.
 // The attacker writes whole Ethernet frames (so the kernel's own source
 // selection plays no part) to the victim and to the node. A packet
 // socket on the victim's eth0 and one on the bridge see every frame that
@@ -110,14 +111,14 @@ func TestAntiSpoofing(t *testing.T) {
 	// of the pods' own start-up lands in a counter the test reads.
 	waitLinkLocal(t, pods)
 
-	// The elements the plugin added: per pod its MAC, its IPv4, its IPv6
-	// and its link-local address.
+	// The elements the plugin added: per pod its port, its MAC, its
+	// IPv4, its IPv6 and its link-local address.
 	var elems []antispoof.Element
 	if err := e.inNode(func() (err error) { elems, err = antispoof.Elements(); return err }); err != nil {
 		t.Fatal(err)
 	}
-	if len(elems) != 12 {
-		t.Errorf("the table holds %d elements, want 12 (4 per pod): %v", len(elems), elems)
+	if len(elems) != 15 {
+		t.Errorf("the table holds %d elements, want 15 (5 per pod): %v", len(elems), elems)
 	}
 
 	randomIP := netip.AddrFrom4([4]byte{172, 16 + byte(randByte()%16), randByte(), randByte() | 1})
@@ -151,6 +152,14 @@ func TestAntiSpoofing(t *testing.T) {
 		{"vlan-tagged frame", vlanTagged(att.mac, vic.mac, udp4(att.mac, vic.mac, att.ip4, vic.ip4)), "ethertype", "victim"},
 	}
 
+	// A port that is not a pod's (an uplink, a legacy pod) is not
+	// checked: the uplink's frames from any address get through.
+	uplink := backendtest.NewNS(t, "weftcni-upl")
+	upMAC := backendtest.Attach(t, e.node, e.bridge, uplink, "eth0").Attrs().HardwareAddr
+	upFrames := []frame{
+		{"udp4 from an uplink port, from any address", udp4(upMAC, vic.mac, randomIP, vic.ip4), "", "victim"},
+	}
+
 	vicSniff := sniff(t, vic.ns, "eth0")
 	nodeSniff := sniff(t, e.node, e.bridge)
 	var before, after map[string]uint64
@@ -158,6 +167,8 @@ func TestAntiSpoofing(t *testing.T) {
 		t.Fatal(err)
 	}
 	sendRaw(t, att.ns, "eth0", frames)
+	sendRaw(t, uplink, "eth0", upFrames)
+	frames = append(frames, upFrames...)
 	time.Sleep(300 * time.Millisecond) // the last frames' way through the bridge
 	seen := map[string][][]byte{"victim": vicSniff.stop(), "node": nodeSniff.stop()}
 	if err := e.inNode(func() (err error) { after, err = antispoof.Counters(); return err }); err != nil {
@@ -476,8 +487,8 @@ func TestAntiSpoofConcurrentAdd(t *testing.T) {
 	if err := e.inNode(func() (err error) { elems, err = antispoof.Elements(); return err }); err != nil {
 		t.Fatal(err)
 	}
-	if len(elems) != 4*n {
-		t.Errorf("%d elements after %d concurrent ADDs, want %d", len(elems), n, 4*n)
+	if len(elems) != 5*n {
+		t.Errorf("%d elements after %d concurrent ADDs, want %d", len(elems), n, 5*n)
 	}
 	for _, rt := range rts {
 		if err := e.check(l, rt); err != nil {
@@ -565,8 +576,8 @@ func TestAntiSpoofCheckDelGC(t *testing.T) {
 		t.Errorf("pod record after DEL: %v", err)
 	}
 	for _, q := range pods[1:] {
-		if n := count(q.port); n != 4 {
-			t.Errorf("%s has %d entries after another pod's DEL, want 4", q.port, n)
+		if n := count(q.port); n != 5 {
+			t.Errorf("%s has %d entries after another pod's DEL, want 5", q.port, n)
 		}
 	}
 
@@ -580,8 +591,8 @@ func TestAntiSpoofCheckDelGC(t *testing.T) {
 	if n := count(pods[2].port); n != 0 {
 		t.Errorf("%d entries of a pod GC removed remain", n)
 	}
-	if n := count(pods[1].port); n != 4 {
-		t.Errorf("the pod GC kept has %d entries, want 4", n)
+	if n := count(pods[1].port); n != 5 {
+		t.Errorf("the pod GC kept has %d entries, want 5", n)
 	}
 	if err := e.check(l, rts[1]); err != nil {
 		t.Errorf("CHECK of the kept pod after GC: %v", err)

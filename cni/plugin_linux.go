@@ -140,7 +140,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	defer func() {
 		if err != nil {
 			if spoofAdded {
-				p.undoSpoofEntries(c, host.veth)
+				p.undoSpoofEntries(c, args.ContainerID, args.IfName)
 			}
 			host.deleteVeth()
 			if a.created {
@@ -562,9 +562,15 @@ func addSpoofEntries(c *Config, args *skel.CmdArgs, rec ipam.Record, hs *hostSid
 	return nil
 }
 
-// removeSpoofEntries removes the pod record of port and then its
-// anti-spoofing entries; none is no error.
-func removeSpoofEntries(c *Config, port string) error {
+// removeSpoofEntries removes the pod record of the attachment's port and
+// then the port's anti-spoofing entries; none is no error. A record of
+// another attachment (the port names collided) is left alone, with its
+// entries.
+func removeSpoofEntries(c *Config, containerID, ifname string) error {
+	port := HostVethName(containerID, ifname)
+	if r, err := antispoof.ReadRecord(c.DataDir, port); err == nil && (r.ContainerID != containerID || r.IfName != ifname) {
+		return nil
+	}
 	if err := antispoof.RemoveRecord(c.DataDir, port); err != nil {
 		return err
 	}
@@ -573,9 +579,9 @@ func removeSpoofEntries(c *Config, port string) error {
 
 // undoSpoofEntries undoes addSpoofEntries of a failing ADD, logging a
 // failure.
-func (p *Plugin) undoSpoofEntries(c *Config, port string) {
-	if err := removeSpoofEntries(c, port); err != nil {
-		p.log().WithError(err).WithField("port", port).Warn("remove anti-spoofing entries after a failed ADD")
+func (p *Plugin) undoSpoofEntries(c *Config, containerID, ifname string) {
+	if err := removeSpoofEntries(c, containerID, ifname); err != nil {
+		p.log().WithError(err).WithField("container", containerID).Warn("remove anti-spoofing entries after a failed ADD")
 	}
 }
 
@@ -610,7 +616,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	// The anti-spoofing entries go beside the veth: both deletes wait for
 	// the kernel (an RCU grace period each), and neither needs the other.
 	spoof := make(chan error, 1)
-	go func() { spoof <- removeSpoofEntries(c, HostVethName(args.ContainerID, args.IfName)) }()
+	go func() { spoof <- removeSpoofEntries(c, args.ContainerID, args.IfName) }()
 	if err := deleteHostVeth(args.ContainerID, args.IfName); err != nil {
 		errs = append(errs, err.Error())
 	}

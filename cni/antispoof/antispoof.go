@@ -10,6 +10,7 @@
 // "bridge weft" (see rules_linux.go for the rules):
 //
 //	table bridge weft {
+//	  set pod-ports { type ifname }                           # the ports checked
 //	  set pod-mac  { type ifname . ether_addr }               # port . pod MAC
 //	  set pod-ipv4 { type ifname . ether_addr . ipv4_addr }   # port . pod MAC . pod IPv4
 //	  set pod-ipv6 { type ifname . ether_addr . ipv6_addr }   # port . pod MAC . pod IPv6 and link-local
@@ -17,11 +18,13 @@
 //	  chain pod-ipv4 { ... }  chain pod-ipv6 { ... }  chain pod-arp { ... }
 //	}
 //
-// A pod port is a bridge port named like a weft host veth: "weft" and 8
-// more characters. Frames entering from any other port (the node's own
-// traffic leaves through the bridge device and never passes here) are not
-// checked. A pod port without elements drops everything: the check fails
-// closed.
+// A pod port is a bridge port in the set pod-ports: the plugin adds a
+// pod's port with the pod's other elements, in one transaction, before
+// the pod's interface is up. Frames entering from any other port (an
+// uplink, a pod made before anti-spoofing existed) are not checked, and
+// the node's own frames leave through the bridge device and never pass
+// this hook. A pod port lacking its MAC or address entries drops those
+// frames: the check fails closed.
 //
 // Who writes what. The CNI plugin (root) creates the table, sets and
 // chains when missing (never replacing a set or its elements: two plugin
@@ -66,9 +69,10 @@ const TableName = "weft"
 
 // Names of the sets.
 const (
-	SetMAC  = "pod-mac"
-	SetIPv4 = "pod-ipv4"
-	SetIPv6 = "pod-ipv6"
+	SetPorts = "pod-ports"
+	SetMAC   = "pod-mac"
+	SetIPv4  = "pod-ipv4"
+	SetIPv6  = "pod-ipv6"
 )
 
 // PortPrefix starts the name of every pod port (the plugin's host veths,
@@ -145,8 +149,8 @@ func (r Record) HardwareAddr() ([6]byte, error) {
 	return [6]byte(hw), nil
 }
 
-// Element is one set element. IP is zero for the MAC set (port . MAC);
-// otherwise it is an element of the set of its family.
+// Element is one set element: of the ports set (MAC and IP zero), of the
+// MAC set (port . MAC, IP zero), or of the set of IP's family.
 type Element struct {
 	Port string
 	MAC  [6]byte
@@ -154,6 +158,9 @@ type Element struct {
 }
 
 func (e Element) String() string {
+	if e.MAC == [6]byte{} && !e.IP.IsValid() {
+		return e.Port
+	}
 	s := e.Port + " . " + net.HardwareAddr(e.MAC[:]).String()
 	if e.IP.IsValid() {
 		s += " . " + e.IP.String()
@@ -173,15 +180,15 @@ func LinkLocal(mac [6]byte) netip.Addr {
 	return netip.AddrFrom16(b)
 }
 
-// Elements returns the elements r's pod needs: its port and MAC, and its
-// port, MAC and each address (the IPv6 link-local derived from the MAC
-// whenever the pod has IPv6).
+// Elements returns the elements r's pod needs: its port (which makes the
+// port checked), its port and MAC, and its port, MAC and each address
+// (the IPv6 link-local derived from the MAC whenever the pod has IPv6).
 func (r Record) Elements() ([]Element, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	mac, _ := r.HardwareAddr()
-	es := []Element{{Port: r.Port, MAC: mac}}
+	es := []Element{{Port: r.Port}, {Port: r.Port, MAC: mac}}
 	if r.IPv4.IsValid() {
 		es = append(es, Element{Port: r.Port, MAC: mac, IP: r.IPv4})
 	}

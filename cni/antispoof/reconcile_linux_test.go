@@ -96,13 +96,12 @@ func TestReconcileRepairsDrift(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mac, v4, v6 := sets(tableRef())
 		lost := Element{Port: r1.Port, MAC: [6]byte{2, 0, 0, 0, 0, 1}, IP: r1.IPv4}
 		stranger := Element{Port: "weft0000ffff", MAC: [6]byte{2, 0, 0, 0, 0, 0x99}, IP: netip.MustParseAddr("10.244.3.99")}
-		if err := queueElements(c, mac, v4, v6, []Element{lost}, true); err != nil {
+		if err := queueElements(c, []Element{lost}, true); err != nil {
 			t.Fatal(err)
 		}
-		if err := queueElements(c, mac, v4, v6, []Element{stranger}, false); err != nil {
+		if err := queueElements(c, []Element{stranger}, false); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.Flush(); err != nil {
@@ -128,7 +127,7 @@ func TestReconcileRepairsDrift(t *testing.T) {
 		// The rules of these two refer to the IPv4 set.
 		c.FlushChain(&nftables.Chain{Name: chainIPv4, Table: tableRef()})
 		c.FlushChain(&nftables.Chain{Name: chainARP, Table: tableRef()})
-		c.DelSet(v4)
+		c.DelSet(sets(tableRef())[1])
 		if err := c.Flush(); err != nil {
 			t.Fatalf("break the table: %v", err)
 		}
@@ -149,7 +148,7 @@ func TestReconcileRepairsDrift(t *testing.T) {
 		if err := c.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		if res, err = Reconcile(dir); err != nil || !res.RulesRestored || len(res.Added) != 8 {
+		if res, err = Reconcile(dir); err != nil || !res.RulesRestored || len(res.Added) != 10 {
 			t.Errorf("reconcile of a deleted table: %+v %v", res, err)
 		}
 		if diff := cmp.Diff(elementsOf(t, r1, r2), current(t), cmpAddr); diff != "" {

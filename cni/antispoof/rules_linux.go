@@ -13,7 +13,7 @@ import (
 // comment names the reason [Counters] reports.
 //
 //	chain prerouting {  # type filter hook prerouting priority -200; policy accept
-//	  iifname != "weft????????" accept                  # not a pod port (two rules)
+//	  iifname != @pod-ports accept                       # not a pod port
 //	  iifname . ether saddr != @pod-mac counter drop     # ether-saddr
 //	  ether type ip goto pod-ipv4
 //	  ether type ip6 goto pod-ipv6
@@ -88,14 +88,35 @@ func tableRef() *nftables.Table {
 	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyBridge}
 }
 
-// sets returns the three sets of the table.
-func sets(t *nftables.Table) (mac, v4, v6 *nftables.Set) {
+// sets returns the sets of the table, in the order elements are added
+// (a port's other elements before the port, so that a half-applied list
+// never checks a port against nothing; a batch is atomic anyway).
+func sets(t *nftables.Table) []*nftables.Set {
 	mk := func(name string, types ...nftables.SetDatatype) *nftables.Set {
+		if len(types) == 1 {
+			return &nftables.Set{Table: t, Name: name, KeyType: types[0]}
+		}
 		return &nftables.Set{Table: t, Name: name, KeyType: nftables.MustConcatSetType(types...), Concatenation: true}
 	}
-	return mk(SetMAC, nftables.TypeIFName, nftables.TypeEtherAddr),
+	return []*nftables.Set{
+		mk(SetMAC, nftables.TypeIFName, nftables.TypeEtherAddr),
 		mk(SetIPv4, nftables.TypeIFName, nftables.TypeEtherAddr, nftables.TypeIPAddr),
-		mk(SetIPv6, nftables.TypeIFName, nftables.TypeEtherAddr, nftables.TypeIP6Addr)
+		mk(SetIPv6, nftables.TypeIFName, nftables.TypeEtherAddr, nftables.TypeIP6Addr),
+		mk(SetPorts, nftables.TypeIFName),
+	}
+}
+
+// setOf returns the name of the set e belongs to.
+func setOf(e Element) string {
+	switch {
+	case e.IP.Is4():
+		return SetIPv4
+	case e.IP.Is6():
+		return SetIPv6
+	case e.MAC != [6]byte{}:
+		return SetMAC
+	}
+	return SetPorts
 }
 
 // rule is one rule of the table: its reason (the comment) and expressions.
@@ -110,21 +131,11 @@ func chainRules() map[string][]rule {
 		return rule{reason, append(e, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})}
 	}
 	accept := func(reason string, e ...expr.Any) rule {
-		return rule{reason, append(e, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept})}
+		return rule{reason, append(e, &expr.Verdict{Kind: expr.VerdictAccept})}
 	}
 	gotoChain := func(reason, chain string, e ...expr.Any) rule {
 		return rule{reason, append(e, &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain})}
 	}
-	// notPod12: the port name does not start with "weft" or is longer
-	// than 12 characters; notPodShort: it is shorter than 12.
-	prefixMask := make([]byte, 16)
-	copy(prefixMask, []byte{0xff, 0xff, 0xff, 0xff})
-	prefixMask[PortLen] = 0xff
-	prefixWant := make([]byte, 16)
-	copy(prefixWant, PortPrefix)
-	shortMask := make([]byte, 16)
-	shortMask[PortLen-1] = 0xff
-
 	icmpv6Type := func(op expr.CmpOp, t byte) []expr.Any {
 		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
@@ -140,13 +151,8 @@ func chainRules() map[string][]rule {
 	return map[string][]rule{
 		chainPrerouting: {
 			accept("not a pod port",
-				&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
-				&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: prefixMask, Xor: make([]byte, 16)},
-				&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: prefixWant}),
-			accept("not a pod port (short)",
-				&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
-				&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: shortMask, Xor: make([]byte, 16)},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: make([]byte, 16)}),
+				&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: regPort},
+				&expr.Lookup{SourceRegister: regPort, SetName: SetPorts, Invert: true}),
 			drop("ether-saddr", append(portMAC(), lookup(SetMAC))...),
 			gotoChain("ipv4", chainIPv4, etherType(ethIPv4)...),
 			gotoChain("ipv6", chainIPv6, etherType(ethIPv6)...),

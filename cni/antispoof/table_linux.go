@@ -50,7 +50,7 @@ func readState(c *nftables.Conn, withElems bool) (state, error) {
 		}
 	}
 	st := state{exists: len(have) > 0, intact: true, chains: map[string]bool{}, present: map[string]bool{}, sets: map[string]bool{}}
-	want := chainRules()
+	wantRules := chainRules()
 	for _, name := range chainOrder {
 		ch, ok := have[name]
 		st.present[name] = ok
@@ -63,7 +63,7 @@ func readState(c *nftables.Conn, withElems bool) (state, error) {
 		if err != nil {
 			return state{}, fmt.Errorf("list rules of bridge %s %s: %w", TableName, name, err)
 		}
-		if !sameRules(rules, want[name]) {
+		if !sameRules(rules, wantRules[name]) {
 			st.intact = false
 		}
 	}
@@ -74,15 +74,15 @@ func readState(c *nftables.Conn, withElems bool) (state, error) {
 	if err != nil {
 		return state{}, fmt.Errorf("list sets of bridge %s: %w", TableName, err)
 	}
-	mac, v4, v6 := sets(t)
+	want := sets(t)
 	for _, s := range got {
-		for _, w := range []*nftables.Set{mac, v4, v6} {
-			if s.Name == w.Name && s.KeyType.Bytes == w.KeyType.Bytes && s.Concatenation {
+		for _, w := range want {
+			if s.Name == w.Name && s.KeyType.Bytes == w.KeyType.Bytes && s.Concatenation == w.Concatenation {
 				st.sets[s.Name] = true
 			}
 		}
 	}
-	for _, s := range []*nftables.Set{mac, v4, v6} {
+	for _, s := range want {
 		if !st.sets[s.Name] {
 			st.intact = false
 			continue
@@ -149,21 +149,20 @@ func sameChain(ch, want *nftables.Chain) bool {
 // not queued again: the kernel takes a batch that updates a table or
 // chain much longer (milliseconds) than one that only adds elements. It
 // returns the sets.
-func queueTable(c *nftables.Conn, st state) (mac, v4, v6 *nftables.Set, err error) {
+func queueTable(c *nftables.Conn, st state) error {
 	t := tableRef()
-	mac, v4, v6 = sets(t)
 	if st.intact {
-		return mac, v4, v6, nil
+		return nil
 	}
 	if !st.exists {
 		c.AddTable(t)
 	}
-	for _, s := range []*nftables.Set{mac, v4, v6} {
+	for _, s := range sets(t) {
 		if st.sets[s.Name] {
 			continue
 		}
 		if err := c.AddSet(s, nil); err != nil {
-			return nil, nil, nil, fmt.Errorf("queue set %s: %w", s.Name, err)
+			return fmt.Errorf("queue set %s: %w", s.Name, err)
 		}
 	}
 	chain := func(name string) *nftables.Chain {
@@ -180,12 +179,15 @@ func queueTable(c *nftables.Conn, st state) (mac, v4, v6 *nftables.Set, err erro
 		}
 	}
 	// A chain with other hook settings is made again; a missing one made.
+	// Each is emptied again: another process may have made it, rules
+	// and all, since st was read (adding an existing chain is no error).
 	for _, name := range chainOrder {
 		if st.present[name] && !st.chains[name] {
 			c.DelChain(chain(name))
 		}
 		if !st.chains[name] {
 			c.AddChain(chain(name))
+			c.FlushChain(chain(name))
 		}
 	}
 	want := chainRules()
@@ -194,31 +196,24 @@ func queueTable(c *nftables.Conn, st state) (mac, v4, v6 *nftables.Set, err erro
 			c.AddRule(&nftables.Rule{Table: t, Chain: chain(name), Exprs: r.exprs, UserData: comment(r.reason)})
 		}
 	}
-	return mac, v4, v6, nil
+	return nil
 }
 
 // queueElements queues adding (del false) or deleting es.
-func queueElements(c *nftables.Conn, mac, v4, v6 *nftables.Set, es []Element, del bool) error {
-	by := map[*nftables.Set][]nftables.SetElement{}
+func queueElements(c *nftables.Conn, es []Element, del bool) error {
+	by := map[string][]nftables.SetElement{}
 	for _, e := range es {
-		s := mac
-		switch {
-		case e.IP.Is4():
-			s = v4
-		case e.IP.Is6():
-			s = v6
-		}
-		by[s] = append(by[s], nftables.SetElement{Key: encodeElement(e)})
+		by[setOf(e)] = append(by[setOf(e)], nftables.SetElement{Key: encodeElement(e)})
 	}
-	for _, s := range []*nftables.Set{mac, v4, v6} {
-		if len(by[s]) == 0 {
+	for _, s := range sets(tableRef()) {
+		if len(by[s.Name]) == 0 {
 			continue
 		}
 		op := c.SetAddElements
 		if del {
 			op = c.SetDeleteElements
 		}
-		if err := op(s, by[s]); err != nil {
+		if err := op(s, by[s.Name]); err != nil {
 			return fmt.Errorf("queue elements of set %s: %w", s.Name, err)
 		}
 	}
@@ -228,6 +223,11 @@ func queueElements(c *nftables.Conn, mac, v4, v6 *nftables.Set, es []Element, de
 // encodeElement returns e's key: the port name padded to 16 bytes, the MAC
 // padded to 8, then the address.
 func encodeElement(e Element) []byte {
+	if setOf(e) == SetPorts {
+		k := make([]byte, 16)
+		copy(k, e.Port)
+		return k
+	}
 	k := make([]byte, 24, 40)
 	copy(k, e.Port)
 	copy(k[16:], e.MAC[:])
@@ -239,7 +239,7 @@ func encodeElement(e Element) []byte {
 
 // decodeElement is the inverse of encodeElement for an element of set.
 func decodeElement(set string, k []byte) (Element, bool) {
-	want := map[string]int{SetMAC: 24, SetIPv4: 28, SetIPv6: 40}[set]
+	want := map[string]int{SetPorts: 16, SetMAC: 24, SetIPv4: 28, SetIPv6: 40}[set]
 	if want == 0 || len(k) != want {
 		return Element{}, false
 	}
@@ -247,7 +247,11 @@ func decodeElement(set string, k []byte) (Element, bool) {
 	for n < 16 && k[n] != 0 {
 		n++
 	}
-	e := Element{Port: string(k[:n]), MAC: [6]byte(k[16:22])}
+	e := Element{Port: string(k[:n])}
+	if set == SetPorts {
+		return e, true
+	}
+	e.MAC = [6]byte(k[16:22])
 	if len(k) > 24 {
 		ip, ok := netip.AddrFromSlice(k[24:])
 		if !ok {
@@ -268,10 +272,13 @@ func newConn() (*nftables.Conn, error) {
 	return c, nil
 }
 
-// AddPod makes sure the table is complete (creating it, its sets and
-// chains when missing, and restoring its rules when they differ, but
-// never touching another element) and adds r's elements, in one
-// transaction.
+// AddPod adds r's elements. The common case is one batch of the elements
+// alone: it fails as a whole when the table or a set is missing, and then
+// AddPod makes the table complete (creating its sets and chains, and
+// restoring its rules) with the elements, in one transaction. It never
+// flushes or replaces a set. When the sets exist AddPod does not look at
+// the rules: weftd restores them on its next resync, and CHECK reports
+// them; reading them on every ADD would double its cost here.
 func AddPod(r Record) error {
 	es, err := r.Elements()
 	if err != nil {
@@ -282,15 +289,24 @@ func AddPod(r Record) error {
 		return err
 	}
 	defer c.CloseLasting()
+	if err := queueElements(c, es, false); err != nil {
+		return err
+	}
+	err = c.Flush()
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("add anti-spoofing entries of %s (nftables table bridge %s): %w", r.Port, TableName, err)
+	}
 	st, err := readState(c, false)
 	if err != nil {
 		return err
 	}
-	mac, v4, v6, err := queueTable(c, st)
-	if err != nil {
+	if err := queueTable(c, st); err != nil {
 		return err
 	}
-	if err := queueElements(c, mac, v4, v6, es, false); err != nil {
+	if err := queueElements(c, es, false); err != nil {
 		return err
 	}
 	if err := c.Flush(); err != nil {
@@ -341,8 +357,7 @@ func removeOnce(c *nftables.Conn, match func(Element) bool) ([]Element, error) {
 	if len(del) == 0 {
 		return nil, nil
 	}
-	mac, v4, v6 := sets(tableRef())
-	if err := queueElements(c, mac, v4, v6, del, true); err != nil {
+	if err := queueElements(c, del, true); err != nil {
 		return nil, err
 	}
 	if err := c.Flush(); err != nil {
@@ -404,7 +419,10 @@ func Counters() (map[string]uint64, error) {
 		}
 		for _, r := range rules {
 			reason, ok := reasonOf(r)
-			if !ok {
+			if !ok || len(r.Exprs) == 0 {
+				continue
+			}
+			if v, ok := r.Exprs[len(r.Exprs)-1].(*expr.Verdict); !ok || v.Kind != expr.VerdictDrop {
 				continue
 			}
 			for _, e := range r.Exprs {
@@ -466,14 +484,13 @@ func reconcileOnce(c *nftables.Conn, dir string, afterRead func()) (Result, erro
 	if !res.Changed() {
 		return res, nil
 	}
-	mac, v4, v6, err := queueTable(c, st)
-	if err != nil {
+	if err := queueTable(c, st); err != nil {
 		return Result{}, err
 	}
-	if err := queueElements(c, mac, v4, v6, del, true); err != nil {
+	if err := queueElements(c, del, true); err != nil {
 		return Result{}, err
 	}
-	if err := queueElements(c, mac, v4, v6, add, false); err != nil {
+	if err := queueElements(c, add, false); err != nil {
 		return Result{}, err
 	}
 	if err := c.Flush(); err != nil {
