@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/weftnet/weft/cni/antispoof"
@@ -71,4 +72,26 @@ func (d *daemon) repairAntispoof() bool {
 		"added": len(res.Added), "removed": len(res.Removed), "rulesRestored": res.RulesRestored,
 	}).Warn("anti-spoofing entries differed from the pod records; repaired")
 	return true
+}
+
+// spoofCollector exports the drop counters of the anti-spoofing rules,
+// read from the kernel at each scrape, as
+// weft_antispoof_dropped_packets_total{reason}. Nothing is exported while
+// the table does not exist or cannot be read.
+type spoofCollector struct{}
+
+var spoofDropsDesc = prometheus.NewDesc("weft_antispoof_dropped_packets_total",
+	"Frames dropped at a pod's bridge port because they were not from the pod's own MAC or addresses, by reason (see docs/cni.md, Anti-spoofing).",
+	[]string{"reason"}, nil)
+
+func (spoofCollector) Describe(ch chan<- *prometheus.Desc) { ch <- spoofDropsDesc }
+
+func (spoofCollector) Collect(ch chan<- prometheus.Metric) {
+	counts, err := antispoof.Counters()
+	if err != nil {
+		return
+	}
+	for reason, n := range counts {
+		ch <- prometheus.MustNewConstMetric(spoofDropsDesc, prometheus.CounterValue, float64(n), reason)
+	}
 }

@@ -247,6 +247,7 @@ func newDaemon(cfg *Config, log logrus.FieldLogger) (*daemon, error) {
 		lostc:    make(chan struct{}, 1),
 		updatec:  make(chan struct{}, 1),
 	}
+	d.metrics.reg.MustRegister(spoofCollector{})
 	d.progress.phase = "starting"
 	d.log.WithFields(fields(logrus.Fields{
 		"nodeID": id, "iface": u.Iface, "publicIP": u.PublicIP, "publicIPv6": u.PublicIPv6,
