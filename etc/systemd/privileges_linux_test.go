@@ -29,7 +29,9 @@ var capBits = map[string]uint{"CAP_NET_BIND_SERVICE": 10, "CAP_NET_ADMIN": 12, "
 // (65534 stands in for weft), no new privileges, and only the unit's
 // capabilities in its bounding, inheritable and ambient sets. Before it
 // drops root it hands the node's state dir and subnet file directory to
-// that user, as systemd does with StateDirectory= and RuntimeDirectory=.
+// that user, as systemd does with StateDirectory= and RuntimeDirectory=
+// (the latter not recursively: the test's node directory also holds the
+// CNI plugin's data directory, which stays root's as on a real node).
 // In a mount namespace of its own it puts a directory of that user's over
 // /var/run/wireguard (RuntimeDirectory=wireguard), so the shared directory
 // of the machine is left alone, and a tmpfs over /dev/net holding a TUN
@@ -47,7 +49,8 @@ for a in "$@"; do
 	prev=$a
 done
 mkdir -p "$state" "$state.wireguard" /var/run/wireguard
-chown -R 65534:65534 "$state" "$state.wireguard" "$(dirname "$subnet")"
+chown -R 65534:65534 "$state" "$state.wireguard"
+chown 65534:65534 "$(dirname "$subnet")"
 export WEFT_WG_DIR="$state.wireguard"
 exec unshare --mount --propagation private /bin/sh -c '
 	mount --bind "$WEFT_WG_DIR" /var/run/wireguard
