@@ -26,9 +26,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/cni"
 	"github.com/weftnet/weft/cni/antispoof"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // The anti-spoofing tests send real frames. Three pods on one node:
@@ -154,8 +154,8 @@ func TestAntiSpoofing(t *testing.T) {
 
 	// A port that is not a pod's (an uplink, a legacy pod) is not
 	// checked: the uplink's frames from any address get through.
-	uplink := backendtest.NewNS(t, "weftcni-upl")
-	upMAC := backendtest.Attach(t, e.node, e.bridge, uplink, "eth0").Attrs().HardwareAddr
+	uplink := netnstest.NewNS(t, "weftcni-upl")
+	upMAC := netnstest.Attach(t, e.node, e.bridge, uplink, "eth0").Attrs().HardwareAddr
 	upFrames := []frame{
 		{"udp4 from an uplink port, from any address", udp4(upMAC, vic.mac, randomIP, vic.ip4), "", "victim"},
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 
-	"github.com/weftnet/weft/backend/backendtest"
 	"github.com/weftnet/weft/cni/antispoof"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // TestRepairAntispoof runs the daemon's part of anti-spoofing in a
@@ -24,8 +24,8 @@ import (
 // record, the log lines, the drift count, and the drop counters in
 // /metrics.
 func TestRepairAntispoof(t *testing.T) {
-	backendtest.SkipUnlessRoot(t)
-	ns := backendtest.NewNS(t, "weftd-spoof")
+	netnstest.SkipUnlessRoot(t)
+	ns := netnstest.NewNS(t, "weftd-spoof")
 	dataDir := t.TempDir()
 	logger, hook := test.NewNullLogger()
 	logger.SetLevel(logrus.DebugLevel)

@@ -14,7 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
 
-	"github.com/weftnet/weft/backend/backendtest"
+	"github.com/weftnet/weft/e2e/netnstest"
 )
 
 // The reconcile tests run in a namespace of their own with no bridge: the
@@ -69,8 +69,8 @@ func current(t *testing.T) []Element {
 
 func inNS(t *testing.T, fn func()) {
 	t.Helper()
-	backendtest.SkipUnlessRoot(t)
-	ns := backendtest.NewNS(t, "weftspoof")
+	netnstest.SkipUnlessRoot(t)
+	ns := netnstest.NewNS(t, "weftspoof")
 	if err := ns.Do(func() error { fn(); return nil }); err != nil {
 		t.Fatal(err)
 	}
