@@ -127,7 +127,7 @@ func (r Record) Validate() error {
 	if !r.IPv4.IsValid() && !r.IPv6.IsValid() {
 		return errors.New("no address")
 	}
-	if r.IPv4.IsValid() && (!r.IPv4.Is4() || !r.IPv4.IsGlobalUnicast() && !r.IPv4.IsPrivate()) {
+	if r.IPv4.IsValid() && (!r.IPv4.Is4() || !r.IPv4.IsGlobalUnicast()) {
 		return fmt.Errorf("ipv4 %s is not a unicast IPv4 address", r.IPv4)
 	}
 	if r.IPv6.IsValid() && (!r.IPv6.Is6() || r.IPv6.Is4In6() || r.IPv6.Zone() != "" || !r.IPv6.IsGlobalUnicast()) {
