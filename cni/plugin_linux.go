@@ -565,22 +565,29 @@ func addSpoofEntries(c *Config, args *skel.CmdArgs, rec ipam.Record, hs *hostSid
 // removeSpoofEntries removes the pod record of the attachment's port and
 // then the port's anti-spoofing entries; none is no error. A record of
 // another attachment (the port names collided) is left alone, with its
-// entries.
-func removeSpoofEntries(c *Config, containerID, ifname string) error {
+// entries. The caller closes the Removal (see [antispoof.Removal]).
+func removeSpoofEntries(c *Config, containerID, ifname string) (*antispoof.Removal, error) {
 	port := HostVethName(containerID, ifname)
-	if r, err := antispoof.ReadRecord(c.DataDir, port); err == nil && (r.ContainerID != containerID || r.IfName != ifname) {
-		return nil
+	r, err := antispoof.ReadRecord(c.DataDir, port)
+	known := &r
+	switch {
+	case err == nil && (r.ContainerID != containerID || r.IfName != ifname):
+		return nil, nil
+	case err != nil:
+		known = nil
 	}
 	if err := antispoof.RemoveRecord(c.DataDir, port); err != nil {
-		return err
+		return nil, err
 	}
-	return antispoof.RemovePort(port)
+	return antispoof.RemovePod(port, known)
 }
 
 // undoSpoofEntries undoes addSpoofEntries of a failing ADD, logging a
 // failure.
 func (p *Plugin) undoSpoofEntries(c *Config, containerID, ifname string) {
-	if err := removeSpoofEntries(c, containerID, ifname); err != nil {
+	rm, err := removeSpoofEntries(c, containerID, ifname)
+	rm.Close()
+	if err != nil {
 		p.log().WithError(err).WithField("container", containerID).Warn("remove anti-spoofing entries after a failed ADD")
 	}
 }
@@ -613,16 +620,20 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		return err
 	}
 	var errs []string
-	// The anti-spoofing entries go beside the veth: both deletes wait for
-	// the kernel (an RCU grace period each), and neither needs the other.
-	spoof := make(chan error, 1)
-	go func() { spoof <- removeSpoofEntries(c, args.ContainerID, args.IfName) }()
+	// The port goes down first, so that nothing its pod sends passes
+	// while its anti-spoofing entries are gone and it is not yet deleted.
+	// The entries go before the veth, and the netlink socket is closed
+	// after it, so that the kernel's release of the entries overlaps the
+	// veth's delete (see antispoof.Removal).
+	setHostVethDown(args.ContainerID, args.IfName)
+	rm, err := removeSpoofEntries(c, args.ContainerID, args.IfName)
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
 	if err := deleteHostVeth(args.ContainerID, args.IfName); err != nil {
 		errs = append(errs, err.Error())
 	}
-	if err := <-spoof; err != nil {
-		errs = append(errs, err.Error())
-	}
+	rm.Close()
 	if err := releaseRecord(c, args.ContainerID, args.IfName); err != nil {
 		errs = append(errs, err.Error())
 	}
@@ -630,6 +641,15 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		return cniErr(CodeKernel, "%s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// setHostVethDown sets the host end of the attachment's veth down, if it
+// exists and is the attachment's (best effort: DEL deletes it next).
+func setHostVethDown(containerID, ifname string) {
+	l, err := backend.LinkByName(nil, HostVethName(containerID, ifname))
+	if err == nil && ownedBy(l, VethAlias(containerID, ifname)) {
+		_ = netlink.LinkSetDown(l)
+	}
 }
 
 // deleteHostVeth removes the host end of the attachment's veth, if it

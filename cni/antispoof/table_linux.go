@@ -317,8 +317,65 @@ func AddPod(r Record) error {
 
 // RemovePort deletes every element of port; none is no error.
 func RemovePort(port string) error {
-	_, err := removeWhere(func(e Element) bool { return e.Port == port })
+	rm, err := RemovePod(port, nil)
+	rm.Close()
 	return err
+}
+
+// Removal is a deletion whose netlink socket is still open. Closing a
+// netfilter socket waits until the kernel has released what the last
+// batch deleted (an RCU grace period, 5-15 ms here); deleting a veth
+// waits for grace periods too, so a DEL closes the socket once its veth
+// is gone, and the two waits overlap.
+type Removal struct{ c *nftables.Conn }
+
+// Close closes the socket (a nil Removal is fine).
+func (r *Removal) Close() {
+	if r != nil && r.c != nil {
+		r.c.CloseLasting()
+		r.c = nil
+	}
+}
+
+// RemovePod deletes every element of port; none is no error. When known
+// is port's record, its elements go in one batch without listing the
+// table first; when one of them is missing (deleted by hand, or never
+// added), or no record is known, the table is listed and whatever port
+// has is deleted. The caller closes the returned Removal.
+func RemovePod(port string, known *Record) (*Removal, error) {
+	if known != nil && known.Port == port {
+		if es, err := known.Elements(); err == nil {
+			c, err := newConn()
+			if err != nil {
+				return nil, err
+			}
+			if err := queueElements(c, es, true); err != nil {
+				return &Removal{c}, err
+			}
+			err = c.Flush()
+			if err == nil {
+				return &Removal{c}, nil
+			}
+			c.CloseLasting()
+			if !errors.Is(err, unix.ENOENT) {
+				return nil, fmt.Errorf("delete anti-spoofing entries of %s (nftables table bridge %s): %w", port, TableName, err)
+			}
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		c, err := newConn()
+		if err != nil {
+			return nil, err
+		}
+		_, err = removeOnce(c, func(e Element) bool { return e.Port == port })
+		if err == nil {
+			return &Removal{c}, nil
+		}
+		c.CloseLasting()
+		if !errors.Is(err, unix.ENOENT) || attempt == maxRetries {
+			return nil, err
+		}
+	}
 }
 
 // RemoveStale deletes the elements of every port for which stale returns
