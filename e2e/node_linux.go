@@ -137,7 +137,13 @@ func (n *Node) Start() error {
 	args := n.Args()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	p, err := startProc(n.NS, bin, args, cleanEnv(n.Env...), n.LogFile)
+	// weftd repairs the anti-spoofing entries from the pod records of
+	// this node's CNI data dir, not the host's /var/lib/cni/weft. The
+	// environment carries it because an earlier release (an upgrade
+	// test's old nodes) ignores variables it does not know but refuses
+	// unknown flags; n.Env comes after, so a test can override it.
+	env := cleanEnv(append([]string{"WEFTD_CNI_DATA_DIR=" + n.CNIDataDir}, n.Env...)...)
+	p, err := startProc(n.NS, bin, args, env, n.LogFile)
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.Name, err)
 	}
