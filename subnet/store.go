@@ -22,6 +22,15 @@ var (
 	ErrLeaseTaken = errors.New("subnet leased by another node")
 	// ErrLeaseLost: our lease key is gone or no longer ours.
 	ErrLeaseLost = errors.New("lease lost")
+	// ErrNotAssigned: the store assigns subnets itself (Kubernetes:
+	// Nodes' podCIDRs) and has not assigned one to this node yet; a
+	// claim later may succeed. The error returned wraps it and says what
+	// assigns subnets.
+	ErrNotAssigned = errors.New("no subnet assigned to this node yet")
+	// ErrSubnetRefused: the subnet the store assigned to this node does
+	// not fit the network config. The error returned wraps it and names
+	// both.
+	ErrSubnetRefused = errors.New("the subnet assigned to this node does not fit the network config")
 )
 
 // ConfigError is returned for a network config that exists in the store but
