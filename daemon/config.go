@@ -108,6 +108,9 @@ type Config struct {
 	GossipInterval         time.Duration
 	GossipPushPullInterval time.Duration
 
+	// Kube holds the Kubernetes-mode flags (--kube-subnet-mgr).
+	Kube KubeConfig
+
 	// Log receives all of the daemon's logs; nil discards them.
 	Log logrus.FieldLogger
 	// Reload, when set, asks the daemon to re-read its key files (main
@@ -184,6 +187,7 @@ func NewFlagSet(name string) (*flag.FlagSet, *Config) {
 	fs.IntVar(&c.GossipSuspicionMult, "gossip-suspicion-mult", 3, "gossip suspicion multiplier (env "+EnvName("gossip-suspicion-mult")+")")
 	dur(&c.GossipInterval, "gossip-interval", 50*time.Millisecond, "gossip interval")
 	dur(&c.GossipPushPullInterval, "gossip-pushpull-interval", 10*time.Second, "gossip full state sync interval")
+	addKubeFlags(fs, &c.Kube)
 	return fs, c
 }
 
@@ -225,6 +229,7 @@ func (c *Config) Validate() error {
 	c.validateNode(p.add)
 	c.validateLocal(p.add)
 	c.validateGossip(p.add)
+	c.validateKube(p.add)
 	return errors.Join(p...)
 }
 

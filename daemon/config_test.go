@@ -24,6 +24,7 @@ var briefFlags = []string{
 	"wireguard-psk-file", "wireguard-offloads", "memory-limit", "gossip-bind", "gossip-advertise", "gossip-join",
 	"gossip-key-file", "gossip-probe-interval", "gossip-probe-timeout", "gossip-suspicion-mult", "gossip-interval",
 	"gossip-pushpull-interval", "gossip-encryption", "gossip-allowed-cidrs", "gossip-max-members",
+	"kube-subnet-mgr", "kubeconfig", "net-conf-namespace", "net-conf-configmap", "net-conf", "net-config-path",
 }
 
 func TestFlagSetHasAgreedFlags(t *testing.T) {
@@ -53,6 +54,7 @@ func TestDefaults(t *testing.T) {
 		GossipBind: "0.0.0.0:7950", GossipProbeInterval: 250 * time.Millisecond, GossipProbeTimeout: 100 * time.Millisecond,
 		GossipSuspicionMult: 3, GossipInterval: 50 * time.Millisecond, GossipPushPullInterval: 10 * time.Second,
 		GossipEncryption: "on", GossipMaxMembers: 4096,
+		Kube: KubeConfig{ConfigNamespace: "weft-system", ConfigName: "weft-config"},
 	}
 	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)

@@ -215,7 +215,7 @@ type reconState struct {
 }
 
 func newDaemon(cfg *Config, log logrus.FieldLogger) (*daemon, error) {
-	name := cfg.NodeName
+	name := cfg.nodeName()
 	if name == "" {
 		h, err := os.Hostname()
 		if err != nil {

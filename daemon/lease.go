@@ -23,7 +23,8 @@ var ErrSubnetTaken = errors.New("this node's subnet is leased by another node")
 // fatalClaimError reports whether a Claim error cannot be cured by
 // retrying.
 func fatalClaimError(err error) bool {
-	return errors.Is(err, subnet.ErrNodeConflict) || errors.Is(err, subnet.ErrExhausted) || errors.Is(err, subnet.ErrLeaseTaken)
+	return errors.Is(err, subnet.ErrNodeConflict) || errors.Is(err, subnet.ErrExhausted) || errors.Is(err, subnet.ErrLeaseTaken) ||
+		errors.Is(err, subnet.ErrSubnetRefused)
 }
 
 // acquireLease gets the lease to start with: a claim in etcd (Prev: the
@@ -39,6 +40,7 @@ func (d *daemon) acquireLease(ctx context.Context, nc *subnet.Config, online boo
 		prev = nil
 	}
 	deadline := time.Now().Add(startWait)
+	var waitedFor string
 	for attempt := 0; ; attempt++ {
 		if online || attempt > 0 {
 			rec := d.ownRecord()
@@ -60,6 +62,16 @@ func (d *daemon) acquireLease(ctx context.Context, nc *subnet.Config, online boo
 			if fatalClaimError(err) {
 				return nil, fmt.Errorf("claim a subnet: %w", err)
 			}
+			if errors.Is(err, subnet.ErrNotAssigned) {
+				// The store answers; it has no subnet for us yet: wait,
+				// not ready, as long as it takes.
+				d.waitAssigned(err, &waitedFor)
+				deadline = time.Now().Add(startWait)
+				if err := sleep(ctx, min(backoff(attempt), 2*time.Second)); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			d.log.WithError(err).Warn("claim a subnet")
 		}
 		if prev != nil {
@@ -75,6 +87,18 @@ func (d *daemon) acquireLease(ctx context.Context, nc *subnet.Config, online boo
 		if err := sleep(ctx, min(backoff(attempt), max(time.Until(deadline), 100*time.Millisecond))); err != nil {
 			return nil, err
 		}
+	}
+}
+
+// waitAssigned reports a claim waiting for the store to assign a subnet
+// (Kubernetes: the Node's podCIDRs): in the phase that /readyz and /status
+// show, and in the log once per distinct reason.
+func (d *daemon) waitAssigned(err error, last *string) {
+	d.setReachable(true)
+	if reason := err.Error(); reason != *last {
+		*last = reason
+		d.log.WithError(err).Error("waiting for this node's subnet")
+		d.setPhase("waiting for this node's subnet: " + reason)
 	}
 }
 

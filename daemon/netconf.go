@@ -39,8 +39,8 @@ func (d *daemon) loadConfig(ctx context.Context) (*subnet.Config, bool, error) {
 				return saved, false, nil
 			}
 			if time.Now().After(deadline) {
-				return nil, false, fmt.Errorf("cannot start: etcd (%s) is unreachable (%w) and %s has no saved network config (the first start of a node needs etcd)",
-					strings.Join(d.cfg.EtcdEndpoints, ","), perr, d.cfg.StateDir)
+				return nil, false, fmt.Errorf("cannot start: %s is unreachable (%w) and %s has no saved network config (the first start of a node needs it)",
+					d.cfg.storeName(), perr, d.cfg.StateDir)
 			}
 			d.log.WithError(perr).Warn("etcd unreachable; retrying")
 		} else {
@@ -64,7 +64,7 @@ func (d *daemon) loadConfig(ctx context.Context) (*subnet.Config, bool, error) {
 			}
 			if reason != waitedFor {
 				waitedFor = reason
-				d.log.WithError(err).Errorf("waiting for a valid network config at %s/config (write one with 'weftctl config set')", d.cfg.EtcdPrefix)
+				d.log.WithError(err).Errorf("waiting for a valid network config in %s", d.cfg.configPlace())
 				d.setPhase("waiting for a valid network config: " + reason)
 				d.setConfigErr(reason)
 			}

@@ -23,7 +23,7 @@ import (
 // node is set up: config, backend, own data, lease, subnet file and
 // masquerade. It starts no goroutine; run then runs the loops.
 func (d *daemon) start(ctx context.Context) error {
-	store, err := d.openStore()
+	store, err := d.openStore(ctx)
 	if err != nil {
 		return err
 	}
@@ -73,9 +73,13 @@ func (d *daemon) start(ctx context.Context) error {
 	return nil
 }
 
-// openStore connects the store the flags name (the etcd store; the daemon
-// reaches etcd only through it).
-func (d *daemon) openStore() (subnet.Store, error) {
+// openStore connects the store the flags name: the Kubernetes API with
+// --kube-subnet-mgr, else etcd (the daemon reaches either only through the
+// store).
+func (d *daemon) openStore(ctx context.Context) (subnet.Store, error) {
+	if d.cfg.Kube.SubnetMgr {
+		return d.openKubeStore(ctx)
+	}
 	s, err := subnetetcd.Open(d.cfg.etcdClientConfig(), subnetetcd.Config{
 		Prefix:   d.cfg.EtcdPrefix,
 		LeaseTTL: d.cfg.LeaseTTL,
