@@ -82,7 +82,7 @@ test-priv: build ## tier 2 (root): every package's tests, privileged ones includ
 e2e: build ## tier 3 (root): multi-node tests with real weftd processes in network namespaces, and a real kube-apiserver (after kube-tools)
 	@[ "$(IS_ROOT)" = yes ] || { echo "e2e needs root"; exit 1; }
 	@$(MAKE) --no-print-directory kube-tools
-	$(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./e2e/...
+	$(GO) test -tags e2e -count=1 -p 1 -timeout 40m ./e2e/... ./subnet/kube/...
 
 bench: build ## benchmarks: a table of figures, each beside its reference from the same run (apt-installs missing references: .ci/bench-deps)
 	@[ "$(IS_ROOT)" = yes ] || { echo "bench needs root (network namespaces)"; exit 1; }

@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+//go:build e2e && linux
+
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/weftnet/weft/e2e"
+	"github.com/weftnet/weft/e2e/e2etest"
+	"github.com/weftnet/weft/e2e/kubetest"
+)
+
+// TestKubeMode runs real weftd processes in Kubernetes mode (VXLAN) on a
+// real kube-apiserver and kube-controller-manager, which run in the
+// cluster's underlay namespace on 198.18.0.2:6443. weftd holds a token of
+// its own ServiceAccount, bound by etc/kubernetes/weft-rbac.yaml (never
+// admin credentials), and reads the network config from the ConfigMap.
+// Each node's subnet is the podCIDR the controller-manager assigned to its
+// Node; pods on different nodes reach each other. A third node started
+// before its Node exists waits, not ready, saying why, and joins once the
+// Node is created.
+func TestKubeMode(t *testing.T) {
+	c := e2etest.NewCluster(t, e2e.Options{Nodes: 2, NoDaemons: true})
+	kc := kubetest.Start(t, kubetest.Options{NetNS: c.Underlay.Name, Addr: e2e.EtcdIP, ControllerManager: true})
+	// Cleanups run last-in first-out: weftd stops before the control
+	// plane, so that the API server has no watches to drain.
+	t.Cleanup(func() {
+		for _, n := range c.Nodes() {
+			if err := n.Stop(); err != nil {
+				t.Logf("stop weftd on %s: %v", n.Name, err)
+			}
+		}
+	})
+	cs := kc.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	for _, f := range []string{"weft-crd.yaml", "weft-rbac.yaml"} {
+		if out, err := kc.Kubectl(ctx, "apply", "-f", filepath.Join("..", "etc", "kubernetes", f)); err != nil {
+			t.Fatalf("kubectl apply -f %s: %v\n%s", f, err, out)
+		}
+	}
+	if out, err := kc.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd/weftnodes.weft.dev"); err != nil {
+		t.Fatalf("wait for the CRD: %v\n%s", err, out)
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "weft-config", Namespace: "weft-system"},
+		Data:       map[string]string{"network-config.json": c.NetworkConfig()},
+	}
+	if _, err := cs.CoreV1().ConfigMaps("weft-system").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := weftdKubeconfig(t, ctx, cs, kc)
+
+	nodes := c.Nodes()
+	for _, n := range nodes {
+		if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create Node %s: %v", n.Name, err)
+		}
+	}
+	start := time.Now()
+	for _, n := range nodes {
+		n.ExtraArgs = []string{"--kube-subnet-mgr", "--kubeconfig", kubeconfig}
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		if err := n.WaitReady(ctx, 90*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d weftd ready in Kubernetes mode %s after start", len(nodes), time.Since(start).Round(time.Millisecond))
+	for _, n := range nodes {
+		checkSubnetIsPodCIDR(t, ctx, cs, n)
+	}
+
+	var pods []*e2e.Pod
+	for _, n := range nodes {
+		p, err := n.AddPod(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods = append(pods, p)
+	}
+	for _, from := range pods {
+		for _, to := range pods {
+			if from == to {
+				continue
+			}
+			if err := e2e.Eventually(20*time.Second, 100*time.Millisecond, func() error {
+				_, err := e2e.Ping(from.NS, to.IP, time.Second)
+				return err
+			}); err != nil {
+				t.Errorf("pod %s (%s) → pod %s (%s): %v", from.Name, from.IP, to.Name, to.IP, err)
+			}
+		}
+	}
+
+	t.Run("node-before-its-Node", func(t *testing.T) {
+		n, err := c.AddNode(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.ExtraArgs = []string{"--kube-subnet-mgr", "--kubeconfig", kubeconfig}
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var last string
+		err = e2e.Eventually(30*time.Second, 100*time.Millisecond, func() error {
+			code, body, err := n.Get(ctx, "/readyz")
+			if err != nil {
+				return err
+			}
+			last = fmt.Sprintf("HTTP %d: %s", code, body)
+			if code == 200 || !strings.Contains(string(body), "there is no Node "+n.Name) {
+				return fmt.Errorf("/readyz: %s", last)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("weftd without its Node: want not ready naming the missing Node: %v", err)
+		}
+		t.Logf("before its Node: %s", strings.TrimSpace(last))
+		joined := time.Now()
+		if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.WaitReady(ctx, 60*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("Node %s created → weftd ready: %s", n.Name, time.Since(joined).Round(time.Millisecond))
+		checkSubnetIsPodCIDR(t, ctx, cs, n)
+		p, err := n.AddPod(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e2e.Eventually(20*time.Second, 100*time.Millisecond, func() error {
+			_, err := e2e.Ping(pods[0].NS, p.IP, time.Second)
+			return err
+		}); err != nil {
+			t.Errorf("pod %s → new pod %s (%s): %v", pods[0].Name, p.Name, p.IP, err)
+		}
+	})
+}
+
+// weftdKubeconfig writes a kubeconfig holding a token of the weftd
+// ServiceAccount and returns its path.
+func weftdKubeconfig(t *testing.T, ctx context.Context, cs kubernetes.Interface, kc *kubetest.Cluster) string {
+	t.Helper()
+	exp := int64(3600)
+	tok, err := cs.CoreV1().ServiceAccounts("weft-system").CreateToken(ctx, "weftd",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for weft-system/weftd: %v", err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: kc.URL, CertificateAuthorityData: kc.CAPEM}
+	cfg.AuthInfos["weftd"] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
+	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "weftd"}
+	cfg.CurrentContext = "test"
+	path := filepath.Join(t.TempDir(), "weftd.kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// checkSubnetIsPodCIDR checks that the node's subnet file holds its Node's
+// podCIDR, and that its WeftNode names the node's public IP.
+func checkSubnetIsPodCIDR(t *testing.T, ctx context.Context, cs kubernetes.Interface, n *e2e.Node) {
+	t.Helper()
+	node, err := cs.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, err := n.SubnetFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(node.Spec.PodCIDRs) == 0 || sf.Subnet.Masked().String() != node.Spec.PodCIDRs[0] {
+		t.Errorf("%s: subnet file %s, Node podCIDRs %v", n.Name, sf.Subnet, node.Spec.PodCIDRs)
+	}
+	var rec struct {
+		Metadata struct {
+			OwnerReferences []metav1.OwnerReference `json:"ownerReferences"`
+		} `json:"metadata"`
+		Spec struct {
+			PublicIP string `json:"publicIP"`
+			Epoch    int64  `json:"epoch"`
+		} `json:"spec"`
+	}
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/apis/weft.dev/v1alpha1/weftnodes", n.Name).DoRaw(ctx)
+		if err != nil {
+			return false, nil
+		}
+		return true, json.Unmarshal(raw, &rec)
+	})
+	if err != nil {
+		t.Fatalf("WeftNode %s: %v", n.Name, err)
+	}
+	if rec.Spec.PublicIP != n.IP.String() || rec.Spec.Epoch <= 0 || len(rec.Metadata.OwnerReferences) != 1 || rec.Metadata.OwnerReferences[0].UID != node.UID {
+		t.Errorf("WeftNode %s: %+v, want public IP %s, an epoch, owned by Node UID %s", n.Name, rec, n.IP, node.UID)
+	}
+}
