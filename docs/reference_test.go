@@ -22,6 +22,7 @@ var operatorDocs = []string{
 	"architecture.md", "configuration.md", "flannel.md", "install.md",
 	"operations.md", "security.md", "troubleshooting.md", "membership.md",
 	"lab.md", "backends/host-gw.md", "backends/vxlan.md", "backends/wireguard.md",
+	"kubernetes.md",
 }
 
 func readDocs(t *testing.T, names []string) map[string]string {

@@ -9,4 +9,10 @@
 // network config parser, the CNI plugin's config parser, the image make
 // image tags and the files it holds, and the init container's installer
 // (weft-install-cni), which the test runs.
+//
+// Kubernetes mode (weftd --kube-subnet-mgr) adds weft-crd.yaml (the WeftNode
+// CustomResourceDefinition) and weft-rbac.yaml (weftd's ServiceAccount and
+// the verbs it uses). Those are tested by applying them to a real
+// kube-apiserver with kubectl and running the store and weftd on them (the
+// e2e tier: subnet/kube and e2e).
 package kubernetes
