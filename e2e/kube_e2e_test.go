@@ -68,6 +68,13 @@ func TestKubeMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	kubeconfig := weftdKubeconfig(t, ctx, cs, kc)
+	// The cluster's gossip key, as a DaemonSet mounts it from a Secret:
+	// the API server does not keep it.
+	gossipKey := newGossipKey(t)
+	kubeArgs := func(n *e2e.Node) []string {
+		writeGossipKeyFile(t, n, gossipKey)
+		return []string{"--kube-subnet-mgr", "--kubeconfig", kubeconfig, "--gossip-key-file", gossipKeyFile(n)}
+	}
 
 	nodes := c.Nodes()
 	for _, n := range nodes {
@@ -77,7 +84,7 @@ func TestKubeMode(t *testing.T) {
 	}
 	start := time.Now()
 	for _, n := range nodes {
-		n.ExtraArgs = []string{"--kube-subnet-mgr", "--kubeconfig", kubeconfig}
+		n.ExtraArgs = kubeArgs(n)
 		if err := n.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +126,7 @@ func TestKubeMode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n.ExtraArgs = []string{"--kube-subnet-mgr", "--kubeconfig", kubeconfig}
+		n.ExtraArgs = kubeArgs(n)
 		if err := n.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -158,6 +165,95 @@ func TestKubeMode(t *testing.T) {
 		}); err != nil {
 			t.Errorf("pod %s → new pod %s (%s): %v", pods[0].Name, p.Name, p.IP, err)
 		}
+	})
+
+	t.Run("invalid-config-keeps-the-last-good", func(t *testing.T) {
+		cms := cs.CoreV1().ConfigMaps("weft-system")
+		cm, err := cms.Get(ctx, "weft-config", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		good := cm.Data["network-config.json"]
+		cm.Data["network-config.json"] = `{"Network": "10.244.0.0/16", "SubnetLen": 33}`
+		if cm, err = cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		n := nodes[0]
+		if err := e2e.Eventually(20*time.Second, 100*time.Millisecond, func() error {
+			st, err := n.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(st.Node.ConfigError, "ConfigMap weft-system/weft-config") || !strings.Contains(st.Node.ConfigError, "SubnetLen 33") {
+				return fmt.Errorf("configError %q", st.Node.ConfigError)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("%s after an invalid ConfigMap: %v", n.Name, err)
+		}
+		if _, err := e2e.Ping(pods[0].NS, pods[1].IP, 5*time.Second); err != nil {
+			t.Errorf("pods with an invalid config in the ConfigMap: %v", err)
+		}
+		cm.Data["network-config.json"] = good
+		if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e2e.Eventually(20*time.Second, 100*time.Millisecond, func() error {
+			st, err := n.Status(ctx)
+			if err == nil && st.Node.ConfigError != "" {
+				err = fmt.Errorf("configError %q", st.Node.ConfigError)
+			}
+			return err
+		}); err != nil {
+			t.Fatalf("%s after the config was fixed: %v", n.Name, err)
+		}
+	})
+
+	// A Node deleted: its peer goes from every weftd, also from one that
+	// was stopped meanwhile (gone at its first complete view).
+	t.Run("node-deleted", func(t *testing.T) {
+		all := c.Nodes()
+		gone, stopped, running := all[2], all[0], all[1]
+		if err := stopped.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := cs.CoreV1().Nodes().Delete(ctx, gone.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitNoPeer(ctx, running, gone.Name); err != nil {
+			t.Fatalf("%s still has peer %s after its Node's deletion: %v", running.Name, gone.Name, err)
+		}
+		t.Logf("Node %s deleted → gone from %s's peers in %s", gone.Name, running.Name, time.Since(start).Round(time.Millisecond))
+		if err := stopped.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := stopped.WaitReady(ctx, 60*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitNoPeer(ctx, stopped, gone.Name); err != nil {
+			t.Fatalf("%s, stopped while Node %s was deleted, still has it as a peer: %v", stopped.Name, gone.Name, err)
+		}
+		if _, err := e2e.Ping(pods[0].NS, pods[1].IP, 5*time.Second); err != nil {
+			t.Errorf("pods after the restart: %v", err)
+		}
+	})
+}
+
+// waitNoPeer waits until n's /status lists no peer named name (the
+// reconcile removes what is not a peer from the kernel).
+func waitNoPeer(ctx context.Context, n *e2e.Node, name string) error {
+	return e2e.Eventually(30*time.Second, 100*time.Millisecond, func() error {
+		st, err := n.Status(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range st.Peers {
+			if p.Name == name {
+				return fmt.Errorf("peer %s (%s) still listed", name, p.Subnet)
+			}
+		}
+		return nil
 	})
 }
 
