@@ -89,6 +89,8 @@ func Run(ctx context.Context, cfg *Config) error {
 //	lease watch    WatchLeases, calling onView
 //	config watch   WatchConfig, calling onConfig
 //	probe          the store probe (probeLoop)
+//	network mark   once ready, the store's report of it, when the store
+//	               takes one (markNetworkAvailable: the Node's condition)
 //	reload         SIGHUP handling (reloadLoop)
 //	gossip         membership's own goroutines; they only call trigger
 //
@@ -309,6 +311,7 @@ func (d *daemon) loops(ctx context.Context) error {
 		return d.retry(ctx, "watch config", func(ctx context.Context) error { return d.store.WatchConfig(ctx, d.onConfig) })
 	})
 	g.Go(func() error { return d.probeLoop(ctx) })
+	g.Go(func() error { return d.markNetworkAvailable(ctx) })
 	if d.cfg.Reload != nil {
 		g.Go(func() error { return d.reloadLoop(ctx) })
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/weftnet/weft/subnet"
 	subnetkube "github.com/weftnet/weft/subnet/kube"
@@ -128,4 +129,42 @@ func (c *Config) configPlace() string {
 		return fmt.Sprintf("ConfigMap %s/%s, key %s", c.Kube.ConfigNamespace, c.Kube.ConfigName, subnetkube.ConfigKey)
 	}
 	return c.EtcdPrefix + "/config (write one with 'weftctl config set')"
+}
+
+// networkMarker is what the daemon uses of a store that reports a ready
+// data plane on the node's object (subnet/kube: the Node's
+// NetworkUnavailable condition).
+type networkMarker interface {
+	SetNetworkAvailable(ctx context.Context, nodeName string) error
+}
+
+// markNetworkAvailable waits until the node is ready, then tells a store
+// that wants to know (networkMarker), retrying with back-off until it took
+// the report; it never reports the network unavailable.
+func (d *daemon) markNetworkAvailable(ctx context.Context) error {
+	m, ok := d.store.(networkMarker)
+	if !ok {
+		return nil
+	}
+	for d.notReady() != "" {
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return nil
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		err := m.SetNetworkAvailable(cctx, d.nodeName)
+		cancel()
+		if err == nil {
+			d.log.Info("Node condition NetworkUnavailable set to False")
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		d.log.WithError(err).Warn("set the Node's NetworkUnavailable condition; retrying")
+		if err := sleep(ctx, backoff(attempt)); err != nil {
+			return nil
+		}
+	}
 }

@@ -97,6 +97,7 @@ func TestKubeMode(t *testing.T) {
 	t.Logf("%d weftd ready in Kubernetes mode %s after start", len(nodes), time.Since(start).Round(time.Millisecond))
 	for _, n := range nodes {
 		checkSubnetIsPodCIDR(t, ctx, cs, n)
+		checkNetworkAvailable(t, ctx, cs, n)
 	}
 
 	var pods []*e2e.Pod
@@ -315,5 +316,26 @@ func checkSubnetIsPodCIDR(t *testing.T, ctx context.Context, cs kubernetes.Inter
 	}
 	if rec.Spec.PublicIP != n.IP.String() || rec.Spec.Epoch <= 0 || len(rec.Metadata.OwnerReferences) != 1 || rec.Metadata.OwnerReferences[0].UID != node.UID {
 		t.Errorf("WeftNode %s: %+v, want public IP %s, an epoch, owned by Node UID %s", n.Name, rec, n.IP, node.UID)
+	}
+}
+
+// checkNetworkAvailable waits for weftd to set its Node's
+// NetworkUnavailable condition to False.
+func checkNetworkAvailable(t *testing.T, ctx context.Context, cs kubernetes.Interface, n *e2e.Node) {
+	t.Helper()
+	err := e2e.Eventually(20*time.Second, 100*time.Millisecond, func() error {
+		node, err := cs.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionFalse {
+				return nil
+			}
+		}
+		return fmt.Errorf("conditions %+v", node.Status.Conditions)
+	})
+	if err != nil {
+		t.Errorf("Node %s: no NetworkUnavailable=False: %v", n.Name, err)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/weftnet/weft/e2e/kubetest"
 	"github.com/weftnet/weft/subnet"
@@ -90,6 +91,7 @@ func TestStore(t *testing.T) {
 	t.Run("watch-leases", e.testWatchLeases)
 	t.Run("claim-race", e.testClaimRace)
 	t.Run("update-race", e.testUpdateRace)
+	t.Run("network-available", e.testNetworkAvailable)
 	t.Run("configmap", e.testConfigMap)
 	t.Run("config-file", e.testConfigFile)
 	// Last: it stops the controller-manager.
@@ -755,4 +757,58 @@ func (e *env) testPodCIDRMissing(t *testing.T) {
 	if err != nil || l.Subnet.String() != "10.244.251.0/24" {
 		t.Fatalf("claim after the podCIDRs were set = %+v, %v", l, err)
 	}
+}
+
+// testNetworkAvailable: the NetworkUnavailable condition set False through
+// weftd's token, other conditions left alone, and a second call writes
+// nothing.
+func (e *env) testNetworkAvailable(t *testing.T) {
+	s := e.store(t, Config{})
+	ctx := ctxT(t, 30*time.Second)
+	n := e.node(t, "condition")
+	// As a kubelet and a cloud route controller would have left them (the
+	// controller-manager may write the Node meanwhile: retry).
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := e.admin.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Status.Conditions = []corev1.NodeCondition{
+			{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionTrue, Reason: "NoRouteCreated", LastTransitionTime: metav1.Now()},
+			{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse, Reason: "KubeletHasSufficientMemory", LastTransitionTime: metav1.Now()},
+		}
+		_, err = e.admin.CoreV1().Nodes().UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetNetworkAvailable(ctx, n.Name); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.admin.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conds := map[corev1.NodeConditionType]corev1.NodeCondition{}
+	for _, c := range got.Status.Conditions {
+		conds[c.Type] = c
+	}
+	if c := conds[corev1.NodeNetworkUnavailable]; c.Status != corev1.ConditionFalse || c.Reason != conditionReason {
+		t.Errorf("NetworkUnavailable %+v, want False for %s", c, conditionReason)
+	}
+	if c := conds[corev1.NodeMemoryPressure]; c.Status != corev1.ConditionFalse || c.Reason != "KubeletHasSufficientMemory" {
+		t.Errorf("MemoryPressure %+v: changed", c)
+	}
+	if err := s.SetNetworkAvailable(ctx, n.Name); err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.admin.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ResourceVersion != got.ResourceVersion {
+		t.Errorf("a second SetNetworkAvailable wrote the Node (resourceVersion %s → %s)", got.ResourceVersion, again.ResourceVersion)
+	}
+	e.deleteNode(t, n.Name)
 }
