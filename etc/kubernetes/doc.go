@@ -11,8 +11,9 @@
 // (weft-install-cni), which the test runs.
 //
 // Kubernetes mode (weftd --kube-subnet-mgr) adds weft-crd.yaml (the WeftNode
-// CustomResourceDefinition) and weft-rbac.yaml (weftd's ServiceAccount and
-// the verbs it uses). Those are tested by applying them to a real
+// CustomResourceDefinition), weft-rbac.yaml (weftd's ServiceAccount and the
+// verbs it uses) and weft-guard.yaml (the admission policy that lets a node
+// write only its own record). Those are tested by applying them to a real
 // kube-apiserver with kubectl and running the store and weftd on them (the
 // e2e tier: subnet/kube and e2e).
 package kubernetes

@@ -94,8 +94,10 @@ func TestStore(t *testing.T) {
 	t.Run("network-available", e.testNetworkAvailable)
 	t.Run("configmap", e.testConfigMap)
 	t.Run("config-file", e.testConfigFile)
-	// Last: it stops the controller-manager.
+	// It stops the controller-manager.
 	t.Run("podcidr-missing", e.testPodCIDRMissing)
+	// Last: the guard denies weftd's token that is bound to no pod.
+	t.Run("own-record-guard", e.testOwnRecordGuard)
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -811,4 +813,108 @@ func (e *env) testNetworkAvailable(t *testing.T) {
 		t.Errorf("a second SetNetworkAvailable wrote the Node (resourceVersion %s → %s)", got.ResourceVersion, again.ResourceVersion)
 	}
 	e.deleteNode(t, n.Name)
+}
+
+// podToken returns a rest.Config with a token of weftd's ServiceAccount
+// bound to a pod of it on node (created here; no kubelet runs it): the
+// token a DaemonSet pod on that node gets.
+func (e *env) podToken(t *testing.T, node string) *rest.Config {
+	t.Helper()
+	ctx := ctxT(t, 30*time.Second)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "weftd-" + node, Namespace: "weft-system"},
+		Spec: corev1.PodSpec{
+			NodeName: node, ServiceAccountName: "weftd", AutomountServiceAccountToken: ptr(false),
+			Containers: []corev1.Container{{Name: "weftd", Image: "weft:test"}},
+		},
+	}
+	pod, err := e.admin.CoreV1().Pods("weft-system").Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create pod on %s: %v", node, err)
+	}
+	tok, err := e.admin.CoreV1().ServiceAccounts("weft-system").CreateToken(ctx, "weftd", &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			ExpirationSeconds: ptr(int64(3600)),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("pod-bound token for %s: %v", pod.Name, err)
+	}
+	rc := rest.CopyConfig(e.weftd)
+	rc.BearerToken = tok.Status.Token
+	return rc
+}
+
+// testOwnRecordGuard applies etc/kubernetes/weft-guard.yaml: with tokens
+// bound to pods on their nodes, each weftd claims and updates its own
+// record, and node b's token can neither update nor delete node a's. A
+// token bound to no pod writes no record.
+func (e *env) testOwnRecordGuard(t *testing.T) {
+	ctx := ctxT(t, 2*time.Minute)
+	path, err := filepath.Abs(filepath.Join("..", "..", "etc", "kubernetes", "weft-guard.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := e.c.Kubectl(ctx, "apply", "-f", path); err != nil {
+		t.Fatalf("kubectl apply -f weft-guard.yaml: %v\n%s", err, out)
+	}
+	a := e.node(t, "guard-a", "10.244.252.0/24", "fd10:244:0:fc::/64")
+	b := e.node(t, "guard-b", "10.244.253.0/24", "fd10:244:0:fd::/64")
+	sa := newStore(t, e.podToken(t, a.Name), Config{})
+	sb := newStore(t, e.podToken(t, b.Name), Config{})
+
+	// The policy takes effect a moment after it is created: b's write of
+	// a's record is refused once it has.
+	la, err := sa.Claim(ctx, subnet.ClaimRequest{Config: e.nc, Record: record(a.Name, 40)})
+	if err != nil {
+		t.Fatalf("claim of its own record with a pod-bound token: %v", err)
+	}
+	if _, err := sb.Claim(ctx, subnet.ClaimRequest{Config: e.nc, Record: record(b.Name, 41)}); err != nil {
+		t.Fatalf("claim of its own record with a pod-bound token: %v", err)
+	}
+	hijack := la.Record
+	hijack.PublicIP = netip.MustParseAddr("198.18.1.66")
+	hijack.Version++
+	var last error
+	err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		_, last = sb.UpdateRecord(ctx, la, hijack)
+		if last == nil {
+			// The policy was not in force yet: put a's record back.
+			if la, last = sa.UpdateRecord(ctx, la, la.Record); last != nil {
+				return false, last
+			}
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("the guard never refused node b's update of a's record: %v (last: %v)", err, last)
+	}
+	if !strings.Contains(last.Error(), "WeftNode of the node its pod runs on") {
+		t.Errorf("b's update of a's record: %v, want the policy's refusal", last)
+	}
+	t.Logf("refused: %v", last)
+	if w := e.getRecord(t, a.Name); w.Spec.PublicIP != la.Record.PublicIP.String() {
+		t.Errorf("a's record holds public IP %s after b's refused write, want %s", w.Spec.PublicIP, la.Record.PublicIP)
+	}
+	if err := sb.dyn.Resource(GVR).Delete(ctx, a.Name, metav1.DeleteOptions{}); err == nil || !strings.Contains(err.Error(), "WeftNode of the node its pod runs on") {
+		t.Errorf("b's delete of a's record = %v, want the policy's refusal", err)
+	}
+	// Its own record: allowed.
+	own := record(b.Name, 41)
+	own.Version = 2
+	lb, err := sb.Claim(ctx, subnet.ClaimRequest{Config: e.nc, Record: record(b.Name, 41)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.UpdateRecord(ctx, lb, own); err != nil {
+		t.Errorf("b's update of its own record: %v", err)
+	}
+	// A token bound to no pod (weftd's token in the tests above): no node
+	// name, no write.
+	unbound := e.store(t, Config{})
+	if _, err := unbound.UpdateRecord(ctx, lb, own); err == nil || !strings.Contains(err.Error(), "WeftNode of the node its pod runs on") {
+		t.Errorf("update with a token bound to no pod = %v, want the policy's refusal", err)
+	}
 }
