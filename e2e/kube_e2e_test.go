@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,7 +28,8 @@ import (
 	"github.com/weftnet/weft/e2e/kubetest"
 )
 
-// TestKubeMode runs real weftd processes in Kubernetes mode (VXLAN) on a
+// TestKubeMode runs real weftd processes in Kubernetes mode (VXLAN,
+// dual-stack) on a
 // real kube-apiserver and kube-controller-manager, which run in the
 // cluster's underlay namespace on 198.18.0.2:6443. weftd holds a token of
 // its own ServiceAccount, bound by etc/kubernetes/weft-rbac.yaml (never
@@ -37,8 +39,11 @@ import (
 // before its Node exists waits, not ready, saying why, and joins once the
 // Node is created.
 func TestKubeMode(t *testing.T) {
-	c := e2etest.NewCluster(t, e2e.Options{Nodes: 2, NoDaemons: true})
-	kc := kubetest.Start(t, kubetest.Options{NetNS: c.Underlay.Name, Addr: e2e.EtcdIP, ControllerManager: true})
+	c := e2etest.NewCluster(t, e2e.Options{Nodes: 2, NoDaemons: true, DualStack: true})
+	kc := kubetest.Start(t, kubetest.Options{
+		NetNS: c.Underlay.Name, Addr: e2e.EtcdIP, ControllerManager: true,
+		ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(e2e.DefaultNetwork), netip.MustParsePrefix(e2e.DefaultIPv6Network)},
+	})
 	// Cleanups run last-in first-out: weftd stops before the control
 	// plane, so that the API server has no watches to drain.
 	t.Cleanup(func() {
@@ -113,11 +118,13 @@ func TestKubeMode(t *testing.T) {
 			if from == to {
 				continue
 			}
-			if err := e2e.Eventually(20*time.Second, 100*time.Millisecond, func() error {
-				_, err := e2e.Ping(from.NS, to.IP, time.Second)
-				return err
-			}); err != nil {
-				t.Errorf("pod %s (%s) → pod %s (%s): %v", from.Name, from.IP, to.Name, to.IP, err)
+			for _, dst := range []netip.Addr{to.IP, to.IPv6} {
+				if err := e2e.Eventually(20*time.Second, 100*time.Millisecond, func() error {
+					_, err := e2e.Ping(from.NS, dst, time.Second)
+					return err
+				}); err != nil {
+					t.Errorf("pod %s → pod %s (%s): %v", from.Name, to.Name, dst, err)
+				}
 			}
 		}
 	}
@@ -210,6 +217,42 @@ func TestKubeMode(t *testing.T) {
 		}
 	})
 
+	// The API server away: the data plane carries on, nothing changes
+	// when it returns.
+	t.Run("api-server-outage", func(t *testing.T) {
+		before := peerEpochs(t, ctx, nodes)
+		stream, err := e2e.StartStream(pods[0].NS, pods[1].IP, 20*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := kc.StopAPIServer(); err != nil {
+			// It may wait for weftd's watches past the grace period and be
+			// killed: stopped either way.
+			t.Logf("stop kube-apiserver: %v", err)
+		}
+		time.Sleep(max(0, 20*time.Second-time.Since(start)))
+		if err := kc.StartAPIServer(ctx); err != nil {
+			stream.Stop()
+			t.Fatal(err)
+		}
+		outage := time.Since(start)
+		time.Sleep(5 * time.Second)
+		res := stream.Stop()
+		t.Logf("API server away %s: pod → pod %s", outage.Round(time.Second), res)
+		if res.Lost() != 0 || res.Sent == 0 {
+			t.Errorf("pod traffic across the API server outage: %s, want nothing lost", res)
+		}
+		for _, n := range nodes {
+			if err := n.WaitReady(ctx, 30*time.Second); err != nil {
+				t.Error(err)
+			}
+		}
+		if after := peerEpochs(t, ctx, nodes); after != before {
+			t.Errorf("peers before the outage %s, after %s", before, after)
+		}
+	})
+
 	// A Node deleted: its peer goes from every weftd, also from one that
 	// was stopped meanwhile (gone at its first complete view).
 	t.Run("node-deleted", func(t *testing.T) {
@@ -292,8 +335,8 @@ func checkSubnetIsPodCIDR(t *testing.T, ctx context.Context, cs kubernetes.Inter
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(node.Spec.PodCIDRs) == 0 || sf.Subnet.Masked().String() != node.Spec.PodCIDRs[0] {
-		t.Errorf("%s: subnet file %s, Node podCIDRs %v", n.Name, sf.Subnet, node.Spec.PodCIDRs)
+	if got := []string{sf.Subnet.Masked().String(), sf.IPv6Subnet.Masked().String()}; strings.Join(got, ",") != strings.Join(node.Spec.PodCIDRs, ",") {
+		t.Errorf("%s: subnet file %v, Node podCIDRs %v", n.Name, got, node.Spec.PodCIDRs)
 	}
 	var rec struct {
 		Metadata struct {
@@ -338,4 +381,23 @@ func checkNetworkAvailable(t *testing.T, ctx context.Context, cs kubernetes.Inte
 	if err != nil {
 		t.Errorf("Node %s: no NetworkUnavailable=False: %v", n.Name, err)
 	}
+}
+
+// peerEpochs returns each node's peers with their subnets and epochs, as
+// /status shows them, in one comparable string.
+func peerEpochs(t *testing.T, ctx context.Context, nodes []*e2e.Node) string {
+	t.Helper()
+	var b strings.Builder
+	for _, n := range nodes {
+		st, err := n.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s:", n.Name)
+		for _, p := range st.Peers {
+			fmt.Fprintf(&b, " %s=%s/%s@%d", p.Name, p.Subnet, p.IPv6Subnet, p.Epoch)
+		}
+		b.WriteString("; ")
+	}
+	return b.String()
 }
