@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +129,27 @@ func TestKubeMode(t *testing.T) {
 			}
 		}
 	}
+
+	t.Run("weftctl-leases", func(t *testing.T) {
+		out, err := c.Weftctl(ctx, "leases", "--kubeconfig", kubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("weftctl leases --kubeconfig:\n%s", out)
+		for _, n := range nodes {
+			sf, err := n.SubnetFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{sf.Subnet.Masked().String(), sf.IPv6Subnet.Masked().String(), n.Name, n.IP.String() + "," + n.IPv6.String()}
+			if !slices.ContainsFunc(strings.Split(out, "\n"), func(line string) bool {
+				f := strings.Fields(line)
+				return len(f) >= 4 && slices.Equal(f[:4], want)
+			}) {
+				t.Errorf("weftctl leases: no line starting %v", want)
+			}
+		}
+	})
 
 	t.Run("node-before-its-Node", func(t *testing.T) {
 		n, err := c.AddNode(0)

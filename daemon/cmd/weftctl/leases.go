@@ -52,6 +52,7 @@ func leasesList(ctx context.Context, args []string, cio *cmdIO) error {
 	fs := flag.NewFlagSet("weftctl leases", flag.ContinueOnError)
 	fs.SetOutput(cio.errOut)
 	conn := connFlags(fs)
+	kubeconfig := kubeconfigFlag(fs)
 	output := fs.String("o", "table", "output: table or json")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -64,6 +65,9 @@ func leasesList(ctx context.Context, args []string, cio *cmdIO) error {
 	}
 	if err := argsChecked(ctx); err != nil {
 		return err
+	}
+	if *kubeconfig != "" {
+		return kubeLeasesList(ctx, *kubeconfig, *output, cio)
 	}
 	st, closeStore, err := conn.store(ctx)
 	if err != nil {
