@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -93,7 +92,6 @@ func TestStore(t *testing.T) {
 	t.Run("update-race", e.testUpdateRace)
 	t.Run("network-available", e.testNetworkAvailable)
 	t.Run("configmap", e.testConfigMap)
-	t.Run("config-file", e.testConfigFile)
 	// It stops the controller-manager.
 	t.Run("podcidr-missing", e.testPodCIDRMissing)
 	// Last: the guard denies weftd's token that is bound to no pod.
@@ -682,45 +680,6 @@ func (e *env) testConfigMap(t *testing.T) {
 	}
 	if r := next("deletion"); !errors.Is(r.err, subnet.ErrNoConfig) {
 		t.Fatalf("WatchConfig after deletion: %v, want ErrNoConfig", r.err)
-	}
-}
-
-// testConfigFile: --net-conf: read, followed, invalid reported naming the
-// file.
-func (e *env) testConfigFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "net-conf.json")
-	if err := os.WriteFile(path, []byte(netConfJSON), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s := e.store(t, Config{NetConfFile: path, FilePollInterval: 50 * time.Millisecond})
-	ctx, cancel := context.WithCancel(context.Background())
-	results := make(chan error, 16)
-	vnis := make(chan int, 16)
-	done := make(chan error, 1)
-	go func() {
-		done <- s.WatchConfig(ctx, func(c *subnet.Config, err error) {
-			results <- err
-			if c != nil {
-				vnis <- c.Backend.VNI
-			}
-		})
-	}()
-	defer func() { cancel(); <-done }()
-	if err := <-results; err != nil || <-vnis != 1 {
-		t.Fatalf("first: %v", err)
-	}
-	if err := os.WriteFile(path, []byte(`{"Network": "nope"}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var ce *subnet.ConfigError
-	if err := <-results; !errors.As(err, &ce) || ce.Key != "file "+path {
-		t.Fatalf("after an invalid file: %v, want a ConfigError naming the file", err)
-	}
-	if err := os.WriteFile(path, []byte(strings.Replace(netConfJSON, `"vxlan"`, `"vxlan", "VNI": 9`, 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-results; err != nil || <-vnis != 9 {
-		t.Fatalf("after a valid file: %v", err)
 	}
 }
 
