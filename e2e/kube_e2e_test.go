@@ -58,6 +58,30 @@ func TestKubeMode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
+	// Without the CRD weftd refuses to start, saying how to install it
+	// (admin credentials here: weftd's ServiceAccount comes with the RBAC
+	// manifest, applied below).
+	t.Run("crd-missing", func(t *testing.T) {
+		n := c.Nodes()[0]
+		writeGossipKeyFile(t, n, newGossipKey(t))
+		n.ExtraArgs = []string{"--kube-subnet-mgr", "--kubeconfig", kc.Kubeconfig, "--gossip-key-file", gossipKeyFile(n)}
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := e2e.Eventually(30*time.Second, 100*time.Millisecond, func() error {
+			if n.Running() {
+				return fmt.Errorf("weftd still running")
+			}
+			return nil
+		}); err != nil {
+			n.Stop()
+			t.Fatalf("weftd without the CRD: %v", err)
+		}
+		if log := n.LogTail(5); !strings.Contains(log, "kubectl apply -f etc/kubernetes/weft-crd.yaml") {
+			t.Errorf("weftd without the CRD exited; its log does not say how to install it:\n%s", log)
+		}
+	})
+
 	for _, f := range []string{"weft-crd.yaml", "weft-rbac.yaml"} {
 		if out, err := kc.Kubectl(ctx, "apply", "-f", filepath.Join("..", "etc", "kubernetes", f)); err != nil {
 			t.Fatalf("kubectl apply -f %s: %v\n%s", f, err, out)
