@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/weftnet/weft/internal/safefile"
 )
 
 // DefaultSubnetFile is where weftd writes the subnet file by default.
@@ -106,7 +108,7 @@ const MaxSubnetFileSize = 4096
 
 // ReadSubnetFile reads and parses the subnet file at path. The CNI plugin
 // runs it as root on a file in a directory that weftd's unprivileged user
-// owns, so it opens the file as described in [readTrusted]: no symbolic
+// owns, so it opens the file as described in [safefile.Read]: no symbolic
 // link anywhere on the path, a regular file of at most
 // [MaxSubnetFileSize] bytes with one link, owned by root or by the owner of
 // its directory and writable by no one else, in directories only root or
@@ -114,7 +116,7 @@ const MaxSubnetFileSize = 4096
 // which errors.Is(err, fs.ErrNotExist) holds. Errors never quote the
 // file's content.
 func ReadSubnetFile(path string) (*SubnetFile, error) {
-	data, err := readTrusted(path, MaxSubnetFileSize)
+	data, err := safefile.Read(path, safefile.Rules{What: "subnet file", Max: MaxSubnetFileSize, Owners: safefile.DirOwner})
 	if err != nil {
 		return nil, err
 	}
@@ -123,17 +125,6 @@ func ReadSubnetFile(path string) (*SubnetFile, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return f, nil
-}
-
-// unsafeFile is the error of a subnet file (or a directory on its path)
-// that a root reader must not trust. It names the path and the reason,
-// never the content.
-type unsafeFile struct {
-	path, reason string
-}
-
-func (e *unsafeFile) Error() string {
-	return fmt.Sprintf("refusing subnet file %s: %s", e.path, e.reason)
 }
 
 // FileError is a problem in a subnet file's content. Its message names the

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package safefile
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Read reads the file at path (absolute) under the rules r. It walks the
+// path one component at a time from "/", opening each directory with
+// O_NOFOLLOW relative to the previous one, so no symbolic link is followed
+// anywhere on the path (what openat2's RESOLVE_NO_SYMLINKS does, on every
+// kernel; the walk also lets it check every directory on the way). It
+// accepts:
+//
+//   - directories owned by root or an accepted owner, none writable by
+//     group or others unless sticky (in a sticky directory nobody can
+//     rename or remove another's entry);
+//   - a regular file with one link (a hard link to someone else's file has
+//     two), owned by root or an accepted owner, not writable by group or
+//     others (nor readable, for a secret), of at most r.Max bytes.
+//
+// The file is looked at with fstatat before it is opened, so a FIFO or a
+// device is never opened; it is then opened with O_NONBLOCK|O_NOFOLLOW and
+// checked again through its descriptor (the check that counts: the entry
+// may have been swapped in between). A missing file (or directory) gives
+// an error for which errors.Is(err, fs.ErrNotExist) holds.
+func Read(path string, r Rules) ([]byte, error) {
+	max := r.Max
+	if !filepath.IsAbs(path) {
+		return nil, &Error{r.What, path, "not an absolute path", nil}
+	}
+	clean := filepath.Clean(path)
+	dir, base := filepath.Split(clean)
+	if base == "" {
+		return nil, &Error{r.What, path, "not a file name", nil}
+	}
+	fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /: %w", err)
+	}
+	defer func() { unix.Close(fd) }()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("stat /: %w", err)
+	}
+	type dirStat struct {
+		name string
+		st   unix.Stat_t
+	}
+	dirs := []dirStat{{"/", st}}
+	walked := "/"
+	for _, c := range strings.Split(strings.Trim(dir, "/"), "/") {
+		if c == "" {
+			continue
+		}
+		walked = filepath.Join(walked, c)
+		next, err := unix.Openat(fd, c, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, r.entryError(fd, c, walked, path, err)
+		}
+		unix.Close(fd)
+		fd = next
+		if err := unix.Fstat(fd, &st); err != nil {
+			return nil, fmt.Errorf("stat %s: %w", walked, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return nil, &Error{r.What, path, walked + " is not a directory", nil}
+		}
+		dirs = append(dirs, dirStat{walked, st})
+	}
+	owner := dirs[len(dirs)-1].st.Uid // the file's directory's owner
+	self := uint32(unix.Geteuid())
+	for _, d := range dirs {
+		if !r.accepts(d.st.Uid, self, owner) {
+			return nil, &Error{r.What, path, fmt.Sprintf("directory %s is owned by uid %d, %s", d.name, d.st.Uid, r.ownerText(self, owner, true)), nil}
+		}
+		if d.st.Mode&0o022 != 0 && d.st.Mode&unix.S_ISVTX == 0 {
+			return nil, &Error{r.What, path, fmt.Sprintf("directory %s is writable by group or others and not sticky (mode %04o)", d.name, d.st.Mode&0o7777), nil}
+		}
+	}
+	if err := unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, r.entryError(fd, base, clean, path, err)
+	}
+	if err := r.checkFile(path, &st, self, owner); err != nil {
+		return nil, err
+	}
+	ffd, err := unix.Openat(fd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, r.entryError(fd, base, clean, path, err)
+	}
+	defer unix.Close(ffd)
+	var fst unix.Stat_t
+	if err := unix.Fstat(ffd, &fst); err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if err := r.checkFile(path, &fst, self, owner); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, max+1)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(ffd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	if int64(n) > max {
+		return nil, r.tooLarge(path, int64(n))
+	}
+	return buf[:n], nil
+}
+
+// checkFile checks the file's stat as [Read] describes.
+func (r Rules) checkFile(path string, st *unix.Stat_t, self, owner uint32) error {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFLNK:
+		return &Error{r.What, path, "it is a symbolic link (none is followed there: give the real file)", nil}
+	case unix.S_IFIFO:
+		return &Error{r.What, path, "not a regular file (a FIFO)", nil}
+	case unix.S_IFDIR:
+		return &Error{r.What, path, "not a regular file (a directory)", nil}
+	default:
+		return &Error{r.What, path, fmt.Sprintf("not a regular file (mode %#o)", st.Mode&unix.S_IFMT), nil}
+	}
+	if st.Size > r.Max {
+		return r.tooLarge(path, st.Size)
+	}
+	if st.Nlink != 1 {
+		return &Error{r.What, path, fmt.Sprintf("it has %d hard links (a file of its own has one)", st.Nlink), nil}
+	}
+	if !r.accepts(st.Uid, self, owner) {
+		return &Error{r.What, path, fmt.Sprintf("owned by uid %d, %s (chown it)", st.Uid, r.ownerText(self, owner, false)), nil}
+	}
+	if r.Secret && st.Mode&0o077 != 0 {
+		return r.secretMode(path, os.FileMode(st.Mode&0o777))
+	}
+	if st.Mode&0o022 != 0 {
+		return &Error{r.What, path, fmt.Sprintf("writable by group or others (mode %04o)", st.Mode&0o7777), nil}
+	}
+	return nil
+}
+
+// entryError explains a failure to open the entry name of directory dirfd
+// (shown as shown): a missing entry keeps fs.ErrNotExist, a symbolic link
+// says so.
+func (r Rules) entryError(dirfd int, name, shown, path string, err error) error {
+	var st unix.Stat_t
+	if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		if shown == filepath.Clean(path) {
+			return &Error{r.What, path, "it is a symbolic link (none is followed there: give the real file)", nil}
+		}
+		return &Error{r.What, path, shown + " is a symbolic link (none is followed on the path: give the real path)", nil}
+	}
+	return &fs.PathError{Op: "open", Path: shown, Err: err}
+}
