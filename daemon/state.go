@@ -16,7 +16,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/weftnet/weft/internal/safefile"
 	"github.com/weftnet/weft/subnet"
+	subnetetcd "github.com/weftnet/weft/subnet/etcd"
 )
 
 // Files in the state dir. The backends keep their own files there too
@@ -51,6 +53,35 @@ func openStateDir(dir string) (*stateDir, error) {
 }
 
 func (s *stateDir) path(name string) string { return filepath.Join(s.dir, name) }
+
+// Bounds of the state dir's files as read back. Each is far above what
+// weftd writes; a larger file is not weftd's and is refused unread.
+const (
+	// maxSmallStateFile bounds the node ID and the gossip key copy.
+	maxSmallStateFile = 4 << 10
+	// maxStateFile bounds the data version, the lease and the network
+	// config (a lease record in the store is at most
+	// subnetetcd.MaxValueSize; a config is a few hundred bytes).
+	maxStateFile = 1 << 20
+	// maxSnapshotFile bounds the peer snapshot: one listing holds at most
+	// subnetetcd.MaxListKeys leases, each well under 1 KiB of indented
+	// JSON here.
+	maxSnapshotFile = subnetetcd.MaxListKeys << 10
+)
+
+// stateRules are the rules for reading the state file name: no symbolic
+// link on the path, a regular file of at most max bytes owned by root,
+// weftd's user or the state dir's owner, writable by no one else (and for
+// a secret, accessible by no one else), in directories no one else can
+// write; a FIFO is never opened (see [safefile.Read]).
+func stateRules(max int64, secret bool) safefile.Rules {
+	return safefile.Rules{What: "state file", Max: max, Owners: safefile.Self | safefile.DirOwner, Secret: secret}
+}
+
+// read reads the state file name under stateRules.
+func (s *stateDir) read(name string, max int64, secret bool) ([]byte, error) {
+	return safefile.Read(s.path(name), stateRules(max, secret))
+}
 
 // write stores data in the named file atomically.
 func (s *stateDir) write(name string, data []byte) error {
@@ -88,8 +119,8 @@ func (s *stateDir) writeJSON(name string, v any) error {
 
 // readJSON decodes the named file into v. It returns false (and no error)
 // when the file does not exist.
-func (s *stateDir) readJSON(name string, v any) (bool, error) {
-	data, err := os.ReadFile(s.path(name))
+func (s *stateDir) readJSON(name string, max int64, v any) (bool, error) {
+	data, err := s.read(name, max, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -106,7 +137,7 @@ func (s *stateDir) readJSON(name string, v any) (bool, error) {
 // changes afterwards: it tells this node from another one with the same
 // name.
 func (s *stateDir) nodeID() (string, error) {
-	data, err := os.ReadFile(s.path(nodeIDFile))
+	data, err := s.read(nodeIDFile, maxSmallStateFile, false)
 	if err == nil {
 		id, perr := uuid.Parse(strings.TrimSpace(string(data)))
 		if perr != nil {
@@ -146,7 +177,7 @@ func sameData(a, b ownData) bool {
 // first time), and persists the result.
 func (s *stateDir) dataVersion(cur ownData) (ownData, error) {
 	var prev ownData
-	found, err := s.readJSON(dataFile, &prev)
+	found, err := s.readJSON(dataFile, maxStateFile, &prev)
 	if err != nil {
 		return ownData{}, err
 	}
@@ -167,7 +198,7 @@ func (s *stateDir) setDataVersion(d ownData) error { return s.writeJSON(dataFile
 // config returns the last good network config, or nil if none was saved.
 // It is validated again on load.
 func (s *stateDir) config() (*subnet.Config, error) {
-	data, err := os.ReadFile(s.path(configFile))
+	data, err := s.read(configFile, maxStateFile, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -186,7 +217,7 @@ func (s *stateDir) saveConfig(c *subnet.Config) error { return s.writeJSON(confi
 // lease returns the saved lease, or nil.
 func (s *stateDir) lease() (*subnet.Lease, error) {
 	var l subnet.Lease
-	found, err := s.readJSON(leaseFile, &l)
+	found, err := s.readJSON(leaseFile, maxStateFile, &l)
 	if err != nil || !found {
 		return nil, err
 	}
@@ -201,7 +232,7 @@ func (s *stateDir) saveLease(l *subnet.Lease) error { return s.writeJSON(leaseFi
 // snapshot returns the last complete peer view saved, or nil.
 func (s *stateDir) snapshot() (*subnet.View, error) {
 	var v subnet.View
-	found, err := s.readJSON(snapshotFile, &v)
+	found, err := s.readJSON(snapshotFile, maxSnapshotFile, &v)
 	if err != nil || !found {
 		return nil, err
 	}
@@ -214,7 +245,7 @@ func (s *stateDir) saveSnapshot(v subnet.View) error { return s.writeJSON(snapsh
 // gossipKey returns the saved copy of the store's gossip key, or nil if
 // none was saved. Errors never quote the file's content.
 func (s *stateDir) gossipKey() ([]byte, error) {
-	data, err := os.ReadFile(s.path(gossipKeyFile))
+	data, err := s.read(gossipKeyFile, maxSmallStateFile, true)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

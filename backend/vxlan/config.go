@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/internal/safefile"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -102,7 +103,9 @@ func loadMAC(stateDir, name string) (net.HardwareAddr, error) {
 	if stateDir == "" {
 		return nil, nil
 	}
-	data, err := os.ReadFile(macFile(stateDir, name))
+	// The state dir's rules (see [safefile.Read]): owned by root, weftd's
+	// user or the state dir's owner; no link, no FIFO; a MAC is 18 bytes.
+	data, err := safefile.Read(macFile(stateDir, name), safefile.Rules{What: "VTEP MAC file", Max: 4 << 10, Owners: safefile.Self | safefile.DirOwner})
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -111,7 +114,7 @@ func loadMAC(stateDir, name string) (net.HardwareAddr, error) {
 	}
 	mac, err := net.ParseMAC(strings.TrimSpace(string(data)))
 	if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
-		return nil, fmt.Errorf("%s does not hold a unicast Ethernet MAC: %q", macFile(stateDir, name), strings.TrimSpace(string(data)))
+		return nil, fmt.Errorf("%s does not hold a unicast Ethernet MAC (remove it: a new MAC is made)", macFile(stateDir, name))
 	}
 	return mac, nil
 }

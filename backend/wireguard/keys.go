@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/weftnet/weft/internal/safefile"
 )
 
 // KeyFileName is the name of the private key file in the state dir. It holds
@@ -27,7 +29,7 @@ const KeyFileName = "wireguard.key"
 // than used: the key may have leaked.
 func loadOrCreateKey(stateDir string) (k wgtypes.Key, created bool, err error) {
 	path := filepath.Join(stateDir, KeyFileName)
-	k, err = readSecretKey(path)
+	k, err = readSecretKey(path, privateKeyRules)
 	if err == nil {
 		return k, false, nil
 	}
@@ -47,40 +49,32 @@ func loadOrCreateKey(stateDir string) (k wgtypes.Key, created bool, err error) {
 	return k, true, nil
 }
 
-// readPSK reads the pre-shared key file, refusing a file that group or
-// others can access.
+// readPSK reads the pre-shared key file, an operator's file: owned by root
+// or weftd's user, refusing a file that group or others can access.
 func readPSK(path string) (wgtypes.Key, error) {
-	k, err := readSecretKey(path)
+	k, err := readSecretKey(path, safefile.Rules{What: "WireGuard pre-shared key file", Max: maxKeyFile, Owners: safefile.Self, Secret: true})
 	if err != nil {
 		return wgtypes.Key{}, fmt.Errorf("read pre-shared key: %w", err)
 	}
 	return k, nil
 }
 
-// readSecretKey reads a base64 WireGuard key from a file that must be a
-// regular file with no permission bits for group or others.
-func readSecretKey(path string) (wgtypes.Key, error) {
-	f, err := os.Open(path)
+// maxKeyFile bounds a key file: a key is 44 bytes of base64.
+const maxKeyFile = 4 << 10
+
+// privateKeyRules are the rules of the private key file in the state dir:
+// owned by root, weftd's user or the state dir's owner.
+var privateKeyRules = safefile.Rules{What: "WireGuard private key file", Max: maxKeyFile, Owners: safefile.Self | safefile.DirOwner, Secret: true}
+
+// readSecretKey reads a base64 WireGuard key from a file opened under r
+// (see [safefile.Read]: no symbolic link on the path, never a FIFO, a
+// regular file with no permission bits for group or others, bounded).
+func readSecretKey(path string, r safefile.Rules) (wgtypes.Key, error) {
+	data, err := safefile.Read(path, r)
 	if err != nil {
 		return wgtypes.Key{}, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return wgtypes.Key{}, err
-	}
-	if !fi.Mode().IsRegular() {
-		return wgtypes.Key{}, fmt.Errorf("%s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return wgtypes.Key{}, fmt.Errorf("%s has mode %04o, want 0600: fix it with chmod 600 (and consider the key leaked)", path, perm)
-	}
-	buf := make([]byte, 256)
-	n, err := f.Read(buf)
-	if err != nil {
-		return wgtypes.Key{}, fmt.Errorf("read %s: %w", path, err)
-	}
-	k, err := wgtypes.ParseKey(strings.TrimSpace(string(buf[:n])))
+	k, err := wgtypes.ParseKey(strings.TrimSpace(string(data)))
 	if err != nil {
 		return wgtypes.Key{}, fmt.Errorf("%s: not a base64 WireGuard key: %w", path, err)
 	}

@@ -12,40 +12,46 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/weftnet/weft/internal/safefile"
 )
 
 // ErrKeyFileMode is wrapped by the error for a gossip key file that group
 // or others may access.
 var ErrKeyFileMode = errors.New("gossip key file must be mode 0600")
 
+// MaxKeyFileSize bounds a gossip key file: a key line is at most 45
+// bytes, so 64 KiB leaves room for many keys and comments.
+const MaxKeyFileSize = 64 << 10
+
+// KeyFileRules are how a gossip key file is opened (see [safefile.Read]):
+// no symbolic link on the path, never a FIFO, a regular file of at most
+// [MaxKeyFileSize] bytes with one link, owned by root or weftd's user,
+// accessible by no one else, in directories no one else can write.
+var KeyFileRules = safefile.Rules{What: "gossip key file", Max: MaxKeyFileSize, Owners: safefile.Self, Secret: true}
+
 // readKeyFile reads a gossip key file: one base64 key of 16, 24 or 32
 // bytes per line (blank lines and # comments ignored), the first being
-// the one that encrypts. It refuses a file readable or writable by group
-// or others. stamp identifies the file's content and mode, to notice
-// changes. Errors never quote key material.
+// the one that encrypts. It opens it under [KeyFileRules], refusing among
+// others a file readable or writable by group or others. stamp identifies
+// the file's content and mode, to notice changes. Errors never quote key material.
 func readKeyFile(path string) (keys [][]byte, stamp string, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, "", fmt.Errorf("open gossip key file: %w", err)
+	data, err := safefile.Read(path, KeyFileRules)
+	if errors.Is(err, safefile.ErrSecretMode) {
+		return nil, "", fmt.Errorf("%w: %w", ErrKeyFileMode, err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, "", fmt.Errorf("stat gossip key file: %w", err)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, "", fmt.Errorf("%w: %s has mode %04o (chmod 600 %s)", ErrKeyFileMode, path, perm, path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
 		return nil, "", fmt.Errorf("read gossip key file: %w", err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("stat gossip key file: %w", err)
 	}
 	sum := sha256.Sum256(data)
 	stamp = fmt.Sprintf("%s %s", fi.Mode(), hex.EncodeToString(sum[:]))

@@ -13,7 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Read reads the file at path (absolute) under the rules r. It walks the
+// Read reads the file at path under the rules r (a relative path is
+// taken from the working directory). It walks the
 // path one component at a time from "/", opening each directory with
 // O_NOFOLLOW relative to the previous one, so no symbolic link is followed
 // anywhere on the path (what openat2's RESOLVE_NO_SYMLINKS does, on every
@@ -33,13 +34,12 @@ import (
 // may have been swapped in between). A missing file (or directory) gives
 // an error for which errors.Is(err, fs.ErrNotExist) holds.
 func Read(path string, r Rules) ([]byte, error) {
-	max := r.Max
-	if !filepath.IsAbs(path) {
-		return nil, &Error{r.What, path, "not an absolute path", nil}
+	clean, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &Error{r.What, path, "no absolute path: " + err.Error(), nil}
 	}
-	clean := filepath.Clean(path)
 	dir, base := filepath.Split(clean)
-	if base == "" {
+	if base == "" || clean == "/" {
 		return nil, &Error{r.What, path, "not a file name", nil}
 	}
 	fd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -64,7 +64,7 @@ func Read(path string, r Rules) ([]byte, error) {
 		walked = filepath.Join(walked, c)
 		next, err := unix.Openat(fd, c, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return nil, r.entryError(fd, c, walked, path, err)
+			return nil, r.entryError(fd, c, walked, path, false, err)
 		}
 		unix.Close(fd)
 		fd = next
@@ -87,14 +87,14 @@ func Read(path string, r Rules) ([]byte, error) {
 		}
 	}
 	if err := unix.Fstatat(fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return nil, r.entryError(fd, base, clean, path, err)
+		return nil, r.entryError(fd, base, clean, path, true, err)
 	}
 	if err := r.checkFile(path, &st, self, owner); err != nil {
 		return nil, err
 	}
 	ffd, err := unix.Openat(fd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, r.entryError(fd, base, clean, path, err)
+		return nil, r.entryError(fd, base, clean, path, true, err)
 	}
 	defer unix.Close(ffd)
 	var fst unix.Stat_t
@@ -104,9 +104,17 @@ func Read(path string, r Rules) ([]byte, error) {
 	if err := r.checkFile(path, &fst, self, owner); err != nil {
 		return nil, err
 	}
-	buf := make([]byte, max+1)
+	// Room for the size seen (checked against max) and one byte more to
+	// see the end; the buffer grows, up to max+1, only if the file does.
+	buf := make([]byte, fst.Size+1)
 	n := 0
-	for n < len(buf) {
+	for {
+		if n == len(buf) {
+			if int64(n) > r.Max {
+				break
+			}
+			buf = append(buf, make([]byte, min(int64(n), r.Max+1-int64(n)))...)
+		}
 		m, err := unix.Read(ffd, buf[n:])
 		if err == unix.EINTR {
 			continue
@@ -119,7 +127,7 @@ func Read(path string, r Rules) ([]byte, error) {
 		}
 		n += m
 	}
-	if int64(n) > max {
+	if int64(n) > r.Max {
 		return nil, r.tooLarge(path, int64(n))
 	}
 	return buf[:n], nil
@@ -159,10 +167,10 @@ func (r Rules) checkFile(path string, st *unix.Stat_t, self, owner uint32) error
 // entryError explains a failure to open the entry name of directory dirfd
 // (shown as shown): a missing entry keeps fs.ErrNotExist, a symbolic link
 // says so.
-func (r Rules) entryError(dirfd int, name, shown, path string, err error) error {
+func (r Rules) entryError(dirfd int, name, shown, path string, last bool, err error) error {
 	var st unix.Stat_t
 	if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
-		if shown == filepath.Clean(path) {
+		if last {
 			return &Error{r.What, path, "it is a symbolic link (none is followed there: give the real file)", nil}
 		}
 		return &Error{r.What, path, shown + " is a symbolic link (none is followed on the path: give the real path)", nil}
