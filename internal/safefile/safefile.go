@@ -68,7 +68,7 @@ func (r Rules) ownerText(self, dirOwner uint32, ofDir bool) string {
 	if r.Owners&Self != 0 {
 		alt = append(alt, fmt.Sprintf("this process's user (uid %d)", self))
 	}
-	if r.Owners&DirOwner != 0 {
+	if r.Owners&DirOwner != 0 && (r.Owners&Self == 0 || dirOwner != self) {
 		if ofDir {
 			alt = append(alt, fmt.Sprintf("the owner (uid %d) of the file's directory", dirOwner))
 		} else {

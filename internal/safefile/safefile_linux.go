@@ -153,7 +153,7 @@ func (r Rules) checkFile(path string, st *unix.Stat_t, self, owner uint32) error
 		return &Error{r.What, path, fmt.Sprintf("it has %d hard links (a file of its own has one)", st.Nlink), nil}
 	}
 	if !r.accepts(st.Uid, self, owner) {
-		return &Error{r.What, path, fmt.Sprintf("owned by uid %d, %s (chown it)", st.Uid, r.ownerText(self, owner, false)), nil}
+		return &Error{r.What, path, fmt.Sprintf("owned by uid %d, %s: chown it", st.Uid, r.ownerText(self, owner, false)), nil}
 	}
 	if r.Secret && st.Mode&0o077 != 0 {
 		return r.secretMode(path, os.FileMode(st.Mode&0o777))
