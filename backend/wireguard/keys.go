@@ -52,7 +52,7 @@ func loadOrCreateKey(stateDir string) (k wgtypes.Key, created bool, err error) {
 // readPSK reads the pre-shared key file, an operator's file: owned by root
 // or weftd's user, refusing a file that group or others can access.
 func readPSK(path string) (wgtypes.Key, error) {
-	k, err := readSecretKey(path, safefile.Rules{What: "WireGuard pre-shared key file", Max: maxKeyFile, Owners: safefile.Self, Secret: true})
+	k, err := readSecretKey(path, safefile.Rules{What: "WireGuard pre-shared key file", Max: maxKeyFile, Owners: safefile.Self, Secret: true, FollowLinks: true})
 	if err != nil {
 		return wgtypes.Key{}, fmt.Errorf("read pre-shared key: %w", err)
 	}

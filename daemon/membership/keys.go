@@ -31,10 +31,11 @@ var ErrKeyFileMode = errors.New("gossip key file must be mode 0600")
 const MaxKeyFileSize = 64 << 10
 
 // KeyFileRules are how a gossip key file is opened (see [safefile.Read]):
-// no symbolic link on the path, never a FIFO, a regular file of at most
+// a symbolic link on the path only if root or weftd's user owns it (a
+// Kubernetes Secret volume), never a FIFO, a regular file of at most
 // [MaxKeyFileSize] bytes with one link, owned by root or weftd's user,
 // accessible by no one else, in directories no one else can write.
-var KeyFileRules = safefile.Rules{What: "gossip key file", Max: MaxKeyFileSize, Owners: safefile.Self, Secret: true}
+var KeyFileRules = safefile.Rules{What: "gossip key file", Max: MaxKeyFileSize, Owners: safefile.Self, Secret: true, FollowLinks: true}
 
 // readKeyFile reads a gossip key file: one base64 key of 16, 24 or 32
 // bytes per line (blank lines and # comments ignored), the first being

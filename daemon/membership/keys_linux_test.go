@@ -16,7 +16,8 @@ import (
 )
 
 // TestKeyFileRefusesUnsafe leaves each file an unprivileged local user
-// could try to make weftd read as its gossip key file, and checks that
+// could try to make weftd read as its gossip key file (a link counts only
+// when root or weftd's user made it, as in a Kubernetes Secret volume), and checks that
 // reading it fails within a second, names the file and the reason, and
 // shows none of the content (a valid key sits in every target, so a read
 // that followed the trick would succeed).
@@ -36,18 +37,31 @@ func TestKeyFileRefusesUnsafe(t *testing.T) {
 		want     string
 		mode     bool // the error wraps ErrKeyFileMode
 	}{
-		{"symlink", false, func(t *testing.T, d string) string {
+		{"symlink of another user", true, func(t *testing.T, d string) string {
 			target := write(t, filepath.Join(t.TempDir(), "other"), line, 0o600)
+			mustOK(t, os.Chmod(d, os.ModeSticky|0o777)) // a shared directory, like /tmp
 			mustOK(t, os.Symlink(target, filepath.Join(d, "key")))
+			mustOK(t, os.Lchown(filepath.Join(d, "key"), 4242, 4242))
 			return filepath.Join(d, "key")
-		}, "it is a symbolic link", false},
-		{"symlinked directory", false, func(t *testing.T, d string) string {
+		}, "/key is a symbolic link owned by uid 4242, neither root nor this process's user (uid 0)", false},
+		{"symlinked directory of another user", true, func(t *testing.T, d string) string {
 			real := filepath.Join(d, "real")
 			mustOK(t, os.Mkdir(real, 0o700))
 			write(t, filepath.Join(real, "key"), line, 0o600)
 			mustOK(t, os.Symlink(real, filepath.Join(d, "link")))
+			mustOK(t, os.Lchown(filepath.Join(d, "link"), 4242, 4242))
 			return filepath.Join(d, "link", "key")
-		}, "/link is a symbolic link", false},
+		}, "/link is a symbolic link owned by uid 4242", false},
+		{"symlink in a world-writable directory", false, func(t *testing.T, d string) string {
+			target := write(t, filepath.Join(t.TempDir(), "other"), line, 0o600)
+			mustOK(t, os.Chmod(d, 0o777))
+			mustOK(t, os.Symlink(target, filepath.Join(d, "key")))
+			return filepath.Join(d, "key")
+		}, "is writable by group or others and not sticky (mode 0777)", false},
+		{"symlink loop", false, func(t *testing.T, d string) string {
+			mustOK(t, os.Symlink("key", filepath.Join(d, "key")))
+			return filepath.Join(d, "key")
+		}, "more than 40 symbolic links on the path", false},
 		{"FIFO", false, func(t *testing.T, d string) string {
 			p := filepath.Join(d, "key")
 			mustOK(t, unix.Mkfifo(p, 0o600))
@@ -127,7 +141,8 @@ func TestKeyFileRefusesUnsafe(t *testing.T) {
 }
 
 // TestKeyFileAccepts checks the layouts an operator uses: a 0600 or 0400
-// file of root or of weftd's user, given by a relative path too.
+// file of root or of weftd's user, in a Kubernetes Secret volume (links
+// of root), given by a relative path too.
 func TestKeyFileAccepts(t *testing.T) {
 	key := []byte("0123456789abcdef")
 	for _, mode := range []os.FileMode{0o600, 0o400} {
@@ -138,7 +153,19 @@ func TestKeyFileAccepts(t *testing.T) {
 			t.Fatalf("mode %04o: %d keys, %v; want the key", mode, len(keys), err)
 		}
 	}
+	// A Kubernetes Secret volume: a sticky directory of root, the file
+	// reached through root's links ..data and key.
 	d := t.TempDir()
+	mustOK(t, os.Chmod(d, os.ModeSticky|0o777))
+	ts := filepath.Join(d, "..2026_12_05_20_00_00.1")
+	mustOK(t, os.Mkdir(ts, 0o755))
+	writeKeys(t, filepath.Join(ts, "gossip.key"), 0o400, key)
+	mustOK(t, os.Symlink(filepath.Base(ts), filepath.Join(d, "..data")))
+	mustOK(t, os.Symlink("..data/gossip.key", filepath.Join(d, "gossip.key")))
+	if keys, _, err := readKeyFile(filepath.Join(d, "gossip.key")); err != nil || len(keys) != 1 {
+		t.Fatalf("Secret volume: %d keys, %v; want the key", len(keys), err)
+	}
+	d = t.TempDir()
 	writeKeys(t, filepath.Join(d, "key"), 0o600, key)
 	t.Chdir(d)
 	if _, _, err := readKeyFile("key"); err != nil {

@@ -39,6 +39,14 @@ type Rules struct {
 	Max int64
 	// Owners are the accepted owners besides root.
 	Owners Owners
+	// FollowLinks follows a symbolic link on the path when the link is
+	// owned by root or an accepted owner, and its directory (like every
+	// other on the path) by no one else and writable by no one else
+	// unless sticky: such a link was placed by a trusted user (a
+	// Kubernetes Secret volume is made of them). Without it, no link is
+	// followed at all. A reader of files in a less trusted user's
+	// directory (the CNI plugin) or of weftd's own state leaves it off.
+	FollowLinks bool
 	// Secret also refuses a file that group or others may read (0600 or
 	// 0400 are accepted).
 	Secret bool

@@ -16,21 +16,8 @@ import (
 // regular file, bounded, and for a secret no permission bits for group or
 // others.
 func Read(path string, r Rules) ([]byte, error) {
-	st, err := os.Lstat(path)
-	if err != nil {
+	if err := Check(path, r); err != nil {
 		return nil, err
-	}
-	if st.Mode()&os.ModeSymlink != 0 {
-		return nil, &Error{r.What, path, "it is a symbolic link", nil}
-	}
-	if !st.Mode().IsRegular() {
-		return nil, &Error{r.What, path, "not a regular file", nil}
-	}
-	if st.Size() > r.Max {
-		return nil, r.tooLarge(path, st.Size())
-	}
-	if r.Secret && st.Mode().Perm()&0o077 != 0 {
-		return nil, r.secretMode(path, st.Mode().Perm())
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -45,4 +32,25 @@ func Read(path string, r Rules) ([]byte, error) {
 		return nil, r.tooLarge(path, int64(len(data)))
 	}
 	return data, nil
+}
+
+// Check checks the file at path as [Read] does, without opening it.
+func Check(path string, r Rules) error {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if st.Mode()&os.ModeSymlink != 0 {
+		return &Error{r.What, path, "it is a symbolic link", nil}
+	}
+	if !st.Mode().IsRegular() {
+		return &Error{r.What, path, "not a regular file", nil}
+	}
+	if st.Size() > r.Max {
+		return r.tooLarge(path, st.Size())
+	}
+	if r.Secret && st.Mode().Perm()&0o077 != 0 {
+		return r.secretMode(path, st.Mode().Perm())
+	}
+	return nil
 }

@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
+
+	"github.com/weftnet/weft/internal/safefile"
 )
 
 // DefaultDialTimeout bounds connecting to etcd when ClientConfig leaves
@@ -136,6 +138,35 @@ func secureForm(e string) string {
 	return "an https:// endpoint"
 }
 
+// maxTLSFile bounds an etcd TLS file: a CA bundle of the system's roots is
+// about 200 KiB.
+const maxTLSFile = 4 << 20
+
+// checkTLSFiles checks the TLS files before the etcd client library reads
+// them (see [safefile.Check]): a symbolic link on the path only if root
+// or this process's user owns it (a Kubernetes Secret volume), a regular
+// file (never a FIFO) of bounded size with one link, owned by root or this
+// process's user, not writable by others, in directories no one else can
+// write; the key file also accessible by no one else (0600 or 0400).
+func (cfg *ClientConfig) checkTLSFiles() error {
+	for _, f := range []struct {
+		path, what string
+		secret     bool
+	}{
+		{cfg.CAFile, "etcd CA file", false},
+		{cfg.CertFile, "etcd certificate file", false},
+		{cfg.KeyFile, "etcd key file", true},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if err := safefile.Check(f.path, safefile.Rules{What: f.what, Max: maxTLSFile, Owners: safefile.Self, Secret: f.secret, FollowLinks: true}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // NewClient creates an etcd client from cfg, after [ClientConfig.Validate].
 // It does not wait for etcd to be reachable (unless Username is set:
 // authentication needs a round trip). The caller closes the client.
@@ -146,6 +177,9 @@ func NewClient(cfg ClientConfig) (*clientv3.Client, error) {
 	eps := cfg.endpoints()
 	var tlsConfig *tls.Config
 	if cfg.CAFile != "" || cfg.CertFile != "" {
+		if err := cfg.checkTLSFiles(); err != nil {
+			return nil, fmt.Errorf("load etcd TLS files: %w", err)
+		}
 		info := transport.TLSInfo{CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, TrustedCAFile: cfg.CAFile}
 		c, err := info.ClientConfig()
 		if err != nil {
