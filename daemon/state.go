@@ -16,9 +16,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/weftnet/weft/internal/safefile"
 	"github.com/weftnet/weft/subnet"
 	subnetetcd "github.com/weftnet/weft/subnet/etcd"
+	"github.com/weftnet/weft/subnet/safefile"
 )
 
 // Files in the state dir. The backends keep their own files there too

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/weftnet/weft/internal/safefile"
+	"github.com/weftnet/weft/subnet/safefile"
 )
 
 // DefaultSubnetFile is where weftd writes the subnet file by default.

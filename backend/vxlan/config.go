@@ -17,8 +17,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/internal/safefile"
 	"github.com/weftnet/weft/subnet"
+	"github.com/weftnet/weft/subnet/safefile"
 )
 
 // Encapsulation overhead: outer Ethernet is not counted by the MTU, so an

@@ -15,7 +15,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/weftnet/weft/internal/safefile"
+	"github.com/weftnet/weft/subnet/safefile"
 )
 
 // KeyFileName is the name of the private key file in the state dir. It holds

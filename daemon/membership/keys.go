@@ -19,7 +19,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/weftnet/weft/internal/safefile"
+	"github.com/weftnet/weft/subnet/safefile"
 )
 
 // ErrKeyFileMode is wrapped by the error for a gossip key file that group

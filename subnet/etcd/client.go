@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
 
-	"github.com/weftnet/weft/internal/safefile"
+	"github.com/weftnet/weft/subnet/safefile"
 )
 
 // DefaultDialTimeout bounds connecting to etcd when ClientConfig leaves
