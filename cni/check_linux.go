@@ -175,6 +175,13 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 func checkSpoofEntries(c *Config, args *skel.CmdArgs, rec ipam.Record, port string, mac net.HardwareAddr) error {
 	fail := func(format string, a ...any) error { return cniErr(CodeCheckFailed, format, a...) }
 	pr, err := antispoof.ReadRecord(c.DataDir, port)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Attached by a release without anti-spoofing (an upgrade): such
+		// a pod has no record and its port is in no set, so its frames
+		// are not checked and nothing of it can be missing. A record
+		// removed by hand leaves the port unlisted at weftd's next resync.
+		return nil
+	}
 	if err != nil {
 		return fail("anti-spoofing: %v", err)
 	}
