@@ -91,14 +91,25 @@ func (e *Etcd) Proc() *Proc {
 // Client returns an etcd client whose connections are made inside the
 // underlay namespace. Close it when done.
 func (e *Etcd) Client() (*clientv3.Client, error) {
+	return nsClient(e.NS, e.Endpoint)
+}
+
+// Put writes key=value.
+func (e *Etcd) Put(ctx context.Context, key, value string) error {
+	return put(ctx, e.Client, key, value)
+}
+
+// nsClient returns an etcd client of endpoints whose connections are made
+// from ns. Close it when done.
+func nsClient(ns NS, endpoints ...string) (*clientv3.Client, error) {
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
 		if i := strings.Index(addr, "://"); i >= 0 {
 			addr = addr[i+3:]
 		}
-		return e.NS.DialContext(ctx, "tcp", addr)
+		return ns.DialContext(ctx, "tcp", addr)
 	}
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{e.Endpoint},
+		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)},
 		Logger:      zap.NewNop(),
@@ -109,9 +120,9 @@ func (e *Etcd) Client() (*clientv3.Client, error) {
 	return cli, nil
 }
 
-// Put writes key=value.
-func (e *Etcd) Put(ctx context.Context, key, value string) error {
-	cli, err := e.Client()
+// put writes key=value with a client from newClient, closed afterwards.
+func put(ctx context.Context, newClient func() (*clientv3.Client, error), key, value string) error {
+	cli, err := newClient()
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,8 +18,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
 )
 
 // A multi-member etcd (Options.EtcdMembers = 3):
@@ -197,37 +194,12 @@ func (ec *EtcdCluster) Client() (*clientv3.Client, error) {
 }
 
 func (ec *EtcdCluster) client(eps ...string) (*clientv3.Client, error) {
-	dial := func(ctx context.Context, addr string) (net.Conn, error) {
-		if i := strings.Index(addr, "://"); i >= 0 {
-			addr = addr[i+3:]
-		}
-		return ec.dialNS.DialContext(ctx, "tcp", addr)
-	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   eps,
-		DialTimeout: 5 * time.Second,
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)},
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("etcd client: %w", err)
-	}
-	return cli, nil
+	return nsClient(ec.dialNS, eps...)
 }
 
 // Put writes key=value through any member.
 func (ec *EtcdCluster) Put(ctx context.Context, key, value string) error {
-	cli, err := ec.Client()
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := cli.Put(ctx, key, value); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
-	}
-	return nil
+	return put(ctx, ec.Client, key, value)
 }
 
 // MemberStatus is what one member says of itself.
