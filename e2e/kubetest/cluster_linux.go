@@ -24,8 +24,6 @@ import (
 	"github.com/vishvananda/netns"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/weftnet/weft/e2e"
 	"github.com/weftnet/weft/e2e/namespace"
@@ -37,8 +35,11 @@ const (
 	APIServerPort = 6443
 	etcdClientURL = "http://127.0.0.1:2479"
 	etcdPeerURL   = "http://127.0.0.1:2480"
-	kcmHealthz    = "https://127.0.0.1:10257/healthz"
 )
+
+// AdminUser is the user name of the admin token; it is in the
+// system:masters group.
+const AdminUser = e2e.KubeAdminUser
 
 // Options configure [Start]. The zero value runs etcd and kube-apiserver
 // in a namespace of their own.
@@ -117,7 +118,7 @@ type Cluster struct {
 	tools string
 	ns    netns.NsHandle
 	opts  Options
-	pki   *pki
+	pki   *e2e.KubePKI
 
 	// mu guards the processes.
 	mu                   sync.Mutex
@@ -140,7 +141,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	t.Cleanup(func() { c.cleanup(t) })
 
 	var err error
-	if c.pki, err = writePKI(c.Dir, []netip.Addr{c.Addr, firstServiceIP(opts.ServiceCIDR)}); err != nil {
+	if c.pki, err = e2e.WriteKubePKI(c.Dir, []netip.Addr{c.Addr, e2e.FirstServiceIP(opts.ServiceCIDR)}); err != nil {
 		t.Fatal(err)
 	}
 	c.CAPEM, c.ServiceAccountKey = c.pki.CAPEM, c.pki.ServiceAccountKey
@@ -197,10 +198,6 @@ func withDefaults(o Options) Options {
 	return o
 }
 
-// firstServiceIP is the ClusterIP of the kubernetes Service, which the
-// serving certificate must name for in-cluster clients.
-func firstServiceIP(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
-
 // setupNS opens opts.NetNS, or creates a namespace whose loopback holds
 // DefaultAddr.
 func (c *Cluster) setupNS(t testing.TB) error {
@@ -254,16 +251,8 @@ func findEtcd(t testing.TB) (string, error) {
 }
 
 func (c *Cluster) writeKubeconfig() (string, error) {
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["weft-test"] = &clientcmdapi.Cluster{Server: c.URL, CertificateAuthorityData: c.CAPEM}
-	cfg.AuthInfos[AdminUser] = &clientcmdapi.AuthInfo{Token: c.pki.AdminToken}
-	cfg.Contexts["weft-test"] = &clientcmdapi.Context{Cluster: "weft-test", AuthInfo: AdminUser}
-	cfg.CurrentContext = "weft-test"
 	path := filepath.Join(c.Dir, "admin.kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		return "", fmt.Errorf("write kubeconfig: %w", err)
-	}
-	return path, nil
+	return path, e2e.WriteKubeconfig(path, c.URL, c.CAPEM, AdminUser, c.pki.AdminToken)
 }
 
 // DialContext dials address from inside the cluster's namespace. It fits
@@ -313,23 +302,13 @@ func (c *Cluster) startEtcd(bin string) error {
 	return p.waitLogLine("ready", 60*time.Second)
 }
 
-func (c *Cluster) apiserverArgs() []string {
-	return []string{
-		"--advertise-address=" + c.Addr.String(),
-		"--bind-address=" + c.Addr.String(),
-		"--secure-port=" + strconv.Itoa(APIServerPort),
-		"--etcd-servers=" + etcdClientURL,
-		"--cert-dir=" + c.Dir,
-		"--tls-cert-file=" + c.pki.ServingCert,
-		"--tls-private-key-file=" + c.pki.ServingKey,
-		"--token-auth-file=" + c.pki.TokenFile,
-		"--authorization-mode=Node,RBAC",
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file=" + c.pki.ServiceAccountKey,
-		"--service-account-signing-key-file=" + c.pki.ServiceAccountKey,
-		"--service-cluster-ip-range=" + c.opts.ServiceCIDR.String(),
-		"--allow-privileged=true",
-		"--profiling=false",
+// plane describes the processes' command lines.
+func (c *Cluster) plane() e2e.KubePlane {
+	return e2e.KubePlane{
+		Addr: c.Addr, Port: APIServerPort, EtcdServers: etcdClientURL, Dir: c.Dir, PKI: c.pki,
+		ServiceCIDR: c.opts.ServiceCIDR, ClusterCIDRs: c.opts.ClusterCIDRs,
+		NodeMaskSize4: c.opts.NodeMaskSize4, NodeMaskSize6: c.opts.NodeMaskSize6,
+		Kubeconfig: c.Kubeconfig,
 	}
 }
 
@@ -344,7 +323,7 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 		}
 	}
 	start := time.Now()
-	p, err := startProc(c.ns, filepath.Join(c.tools, "kube-apiserver"), c.apiserverArgs(), filepath.Join(c.Dir, "kube-apiserver.log"))
+	p, err := startProc(c.ns, filepath.Join(c.tools, "kube-apiserver"), c.plane().APIServerArgs(), filepath.Join(c.Dir, "kube-apiserver.log"))
 	if err != nil {
 		return err
 	}
@@ -388,32 +367,7 @@ func (c *Cluster) ControllerManager() *Proc {
 }
 
 func (c *Cluster) startControllerManager(ctx context.Context) error {
-	var cidrs []string
-	for _, p := range c.opts.ClusterCIDRs {
-		cidrs = append(cidrs, p.String())
-	}
-	args := []string{
-		"--kubeconfig=" + c.Kubeconfig,
-		"--bind-address=127.0.0.1",
-		"--cert-dir=" + filepath.Join(c.Dir, "kcm"),
-		"--controllers=nodeipam,garbagecollector",
-		"--leader-elect=false",
-		"--use-service-account-credentials=false",
-		"--allocate-node-cidrs=true",
-		"--cluster-cidr=" + strings.Join(cidrs, ","),
-		"--service-cluster-ip-range=" + c.opts.ServiceCIDR.String(),
-	}
-	if len(cidrs) == 1 {
-		mask := c.opts.NodeMaskSize4
-		if c.opts.ClusterCIDRs[0].Addr().Is6() {
-			mask = c.opts.NodeMaskSize6
-		}
-		args = append(args, "--node-cidr-mask-size="+strconv.Itoa(mask))
-	} else {
-		args = append(args,
-			"--node-cidr-mask-size-ipv4="+strconv.Itoa(c.opts.NodeMaskSize4),
-			"--node-cidr-mask-size-ipv6="+strconv.Itoa(c.opts.NodeMaskSize6))
-	}
+	args := c.plane().ControllerManagerArgs()
 	start := time.Now()
 	p, err := startProc(c.ns, filepath.Join(c.tools, "kube-controller-manager"), args, filepath.Join(c.Dir, "kube-controller-manager.log"))
 	if err != nil {
@@ -429,7 +383,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 	}}
 	defer hc.CloseIdleConnections()
-	if err := c.poll(ctx, p, hc, kcmHealthz); err != nil {
+	if err := c.poll(ctx, p, hc, e2e.KubeControllerManagerHealthz); err != nil {
 		return err
 	}
 	c.ControllerManagerHealthy = time.Since(start)

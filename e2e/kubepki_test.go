@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-package kubetest
+package e2e
 
 import (
 	"crypto/rsa"
@@ -17,11 +17,11 @@ import (
 // certificate verifies against the CA for every address and in-cluster
 // name, the service-account key is RSA, and the token file gives the
 // admin token to a system:masters user.
-func TestPKI(t *testing.T) {
+func TestKubePKI(t *testing.T) {
 	dir := t.TempDir()
 	addr := netip.MustParseAddr("198.18.0.2")
 	svc := netip.MustParseAddr("10.96.0.1")
-	p, err := writePKI(dir, []netip.Addr{addr, svc})
+	p, err := WriteKubePKI(dir, []netip.Addr{addr, svc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestPKI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := p.AdminToken + "," + AdminUser + "," + AdminUser + "-uid,\"system:masters\"\n"
+	want := p.AdminToken + "," + KubeAdminUser + "," + KubeAdminUser + "-uid,\"system:masters\"\n"
 	if string(tokens) != want || len(p.AdminToken) < 32 {
 		t.Errorf("token file = %q, want %q with a token of 32+ characters", tokens, want)
 	}

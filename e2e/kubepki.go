@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-package kubetest
+package e2e
 
 import (
 	"crypto/ecdsa"
@@ -20,31 +20,32 @@ import (
 	"time"
 )
 
-// pki holds the files of a test API server's credentials, all in one
-// directory:
+// KubePKI holds the files of a test API server's credentials (the e2e
+// tests' and the lab's), all in one directory:
 //
 //	ca.crt              the CA that signed the serving certificate
 //	apiserver.crt/.key  the serving certificate (SANs: the API server's
 //	                    addresses, the first service IP, kubernetes.default...)
 //	sa.key              the RSA key that signs and verifies service-account tokens
 //	tokens.csv          the static token file (one admin in system:masters)
-type pki struct {
+type KubePKI struct {
+	// CA, ServingCert, ... are the paths of the files above.
 	CA, ServingCert, ServingKey, ServiceAccountKey, TokenFile string
 	// CAPEM is ca.crt's content, for kubeconfigs and rest.Config.
 	CAPEM []byte
-	// AdminToken is the bearer token of the user AdminUser.
+	// AdminToken is the bearer token of the user KubeAdminUser.
 	AdminToken string
 }
 
-// AdminUser is the user name of the admin token; it is in the
+// KubeAdminUser is the user name of the admin token; it is in the
 // system:masters group.
-const AdminUser = "weft-test-admin"
+const KubeAdminUser = "weft-test-admin"
 
-// writePKI generates a CA, a serving certificate for ips and the
+// WriteKubePKI generates a CA, a serving certificate for ips and the
 // in-cluster names of the API server, a service-account signing key and
 // an admin token, and writes them to dir.
-func writePKI(dir string, ips []netip.Addr) (*pki, error) {
-	p := &pki{
+func WriteKubePKI(dir string, ips []netip.Addr) (*KubePKI, error) {
+	p := &KubePKI{
 		CA:                filepath.Join(dir, "ca.crt"),
 		ServingCert:       filepath.Join(dir, "apiserver.crt"),
 		ServingKey:        filepath.Join(dir, "apiserver.key"),
@@ -127,7 +128,7 @@ func writePKI(dir string, ips []netip.Addr) (*pki, error) {
 		{p.ServingKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: srvKeyDER})},
 		{p.ServiceAccountKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: saDER})},
 		// token,user,uid,"group1,group2"
-		{p.TokenFile, []byte(fmt.Sprintf("%s,%s,%s-uid,\"system:masters\"\n", p.AdminToken, AdminUser, AdminUser))},
+		{p.TokenFile, []byte(fmt.Sprintf("%s,%s,%s-uid,\"system:masters\"\n", p.AdminToken, KubeAdminUser, KubeAdminUser))},
 	}
 	for _, f := range files {
 		if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
