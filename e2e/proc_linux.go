@@ -89,8 +89,11 @@ func (p *Proc) Alive() bool {
 	if err != nil || len(cmdline) == 0 {
 		return false
 	}
-	arg0, _, _ := bytes.Cut(cmdline, []byte{0})
-	if filepath.Base(string(arg0)) != filepath.Base(p.Binary) {
+	argv := bytes.Split(cmdline, []byte{0})
+	// Right after start the process may still be `ip netns exec <ns>`,
+	// about to exec the program.
+	starting := len(argv) > 4 && filepath.Base(string(argv[0])) == "ip" && string(argv[3]) == p.Namespace && string(argv[4]) == p.Binary
+	if filepath.Base(string(argv[0])) != filepath.Base(p.Binary) && !starting {
 		return false
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
