@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/weftnet/weft/subnet"
 	subnetkube "github.com/weftnet/weft/subnet/kube"
 )
 
@@ -28,21 +29,9 @@ func kubeconfigFlag(fs *flag.FlagSet) *string {
 // leasesList does etcd's: records that are not leases go to errOut with
 // the reason. Kubernetes-mode leases do not expire (TTL LEFT is -).
 func kubeLeasesList(ctx context.Context, kubeconfig, output string, cio *cmdIO) error {
-	rc, err := subnetkube.RESTConfig(kubeconfig)
+	view, err := kubeView(ctx, kubeconfig)
 	if err != nil {
 		return err
-	}
-	rc.Timeout = callTimeout
-	log := logrus.New()
-	log.Out = io.Discard
-	s, err := subnetkube.New(rc, subnetkube.Config{CallTimeout: callTimeout, Log: log})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	view, err := s.List(ctx)
-	if err != nil {
-		return fmt.Errorf("%w\ncheck --kubeconfig %s and that the API server serves %s (kubectl get weftnodes)", err, kubeconfig, subnetkube.CRDName)
 	}
 	for _, r := range view.Rejected {
 		fmt.Fprintf(cio.errOut, "rejected weftnode/%s: %s\n", r.Key, r.Reason)
@@ -56,4 +45,26 @@ func kubeLeasesList(ctx context.Context, kubeconfig, output string, cio *cmdIO) 
 		return nil
 	}
 	return writeLeasesTable(cio.out, view.Leases, now)
+}
+
+// kubeView lists a Kubernetes-mode cluster's leases: Nodes' podCIDRs
+// joined with their WeftNode records, as weftd's store sees them.
+func kubeView(ctx context.Context, kubeconfig string) (subnet.View, error) {
+	rc, err := subnetkube.RESTConfig(kubeconfig)
+	if err != nil {
+		return subnet.View{}, err
+	}
+	rc.Timeout = callTimeout
+	log := logrus.New()
+	log.Out = io.Discard
+	s, err := subnetkube.New(rc, subnetkube.Config{CallTimeout: callTimeout, Log: log})
+	if err != nil {
+		return subnet.View{}, err
+	}
+	defer s.Close()
+	view, err := s.List(ctx)
+	if err != nil {
+		return subnet.View{}, fmt.Errorf("%w\ncheck --kubeconfig %s and that the API server serves %s (kubectl get weftnodes)", err, kubeconfig, subnetkube.CRDName)
+	}
+	return view, nil
 }

@@ -21,8 +21,8 @@ const usage = `usage: weftctl <command> [flags]
 commands:
   config set|get     write (validated) or show the network config in etcd
   leases [rm]        list leases, or evict a node's lease
-  status             show a node's status (from weftd's HTTP API)
-  members            show gossip members as a node sees them
+  status             show a node's status (from weftd's HTTP API), or every node's (--kubeconfig)
+  members            show gossip members as a node (or, with --kubeconfig, each node) sees them
   gossip-key         generate a gossip encryption key
   version            print the version
 

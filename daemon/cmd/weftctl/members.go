@@ -22,7 +22,17 @@ func cmdMembers(ctx context.Context, args []string) error {
 	if err := argsChecked(ctx); err != nil {
 		return err
 	}
-	st, _, err := fetchStatus(ctx, f.addr)
+	addr := f.addr
+	if *f.kubeconfig != "" {
+		if f.node == "" {
+			return kubeMembersAll(ctx, f)
+		}
+		var err error
+		if addr, err = kubeNodeAddr(ctx, f); err != nil {
+			return err
+		}
+	}
+	st, _, err := fetchStatus(ctx, addr)
 	if err != nil {
 		return err
 	}

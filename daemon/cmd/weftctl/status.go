@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,13 +20,23 @@ import (
 	"github.com/weftnet/weft/daemon/status"
 )
 
-// defaultStatusAddr is weftd's default --http-addr.
-const defaultStatusAddr = "127.0.0.1:9950"
+// defaultStatusAddr is weftd's default --http-addr, defaultHTTPPort its
+// port.
+const (
+	defaultStatusAddr = "127.0.0.1:9950"
+	defaultHTTPPort   = 9950
+)
 
 // statusFlags are the flags of the commands that read weftd's /status.
 type statusFlags struct {
 	addr   string
 	output string
+	// Kubernetes mode: the nodes come from the cluster's WeftNode
+	// records; node picks one, httpPort is where each weftd serves.
+	kubeconfig *string
+	node       string
+	httpPort   int
+	addrSet    bool
 }
 
 func newStatusFlags(name string) (*flag.FlagSet, *statusFlags) {
@@ -38,6 +49,9 @@ func newStatusFlags(name string) (*flag.FlagSet, *statusFlags) {
 	}
 	fs.StringVar(&f.addr, "addr", def, "weftd HTTP address host:port or URL (env WEFTCTL_ADDR)")
 	fs.StringVar(&f.output, "o", "table", "output: table or json (the raw /status document)")
+	f.kubeconfig = kubeconfigFlag(fs)
+	fs.StringVar(&f.node, "node", "", "with --kubeconfig: the node to ask (default: every node, one line each)")
+	fs.IntVar(&f.httpPort, "http-port", defaultHTTPPort, "with --kubeconfig: the port of weftd's --http-addr on each node's public IP")
 	return fs, f
 }
 
@@ -50,6 +64,23 @@ func (f *statusFlags) parse(fs *flag.FlagSet, args []string) error {
 	}
 	if f.output != "table" && f.output != "json" {
 		return fmt.Errorf("-o %q: want table or json", f.output)
+	}
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "addr" {
+			f.addrSet = true
+		}
+	})
+	if *f.kubeconfig == "" {
+		if f.node != "" {
+			return errors.New("--node needs --kubeconfig (without it, --addr names the node)")
+		}
+		return nil
+	}
+	if f.addrSet {
+		return errors.New("--addr and --kubeconfig: give one (--kubeconfig finds every node's address, --node picks one)")
+	}
+	if f.httpPort < 1 || f.httpPort > 65535 {
+		return fmt.Errorf("--http-port %d: want 1-65535", f.httpPort)
 	}
 	return nil
 }
@@ -93,7 +124,17 @@ func cmdStatus(ctx context.Context, args []string) error {
 	if err := argsChecked(ctx); err != nil {
 		return err
 	}
-	st, raw, err := fetchStatus(ctx, f.addr)
+	addr := f.addr
+	if *f.kubeconfig != "" {
+		if f.node == "" {
+			return kubeStatusAll(ctx, f)
+		}
+		var err error
+		if addr, err = kubeNodeAddr(ctx, f); err != nil {
+			return err
+		}
+	}
+	st, raw, err := fetchStatus(ctx, addr)
 	if err != nil {
 		return err
 	}
