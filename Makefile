@@ -112,9 +112,14 @@ fuzz: ## fuzz every Fuzz target (found with go test -list) for a share of FUZZ_B
 	  left=$$((left - 1)); \
 	done; echo "fuzzing took $$(( $$(date +%s) - start ))s"; exit $$rc
 
-lab: build ## bring up the lab (weft-lab up): etcd, 3 nodes, 2 pods each, in network namespaces (BACKEND=vxlan|wireguard|host-gw)
+# STORE=kube runs the lab in Kubernetes mode, on a real kube-apiserver and
+# kube-controller-manager (built first by kube-tools when not cached).
+STORE ?= etcd
+
+lab: build ## bring up the lab (weft-lab up): etcd, 3 nodes, 2 pods each, in network namespaces (BACKEND=vxlan|wireguard|host-gw, STORE=etcd|kube)
 	@[ "$(IS_ROOT)" = yes ] || { echo "the lab needs root (network namespaces)"; exit 1; }
-	$(BIN)/weft-lab up --backend $(BACKEND)
+	@if [ "$(STORE)" = kube ]; then $(MAKE) --no-print-directory kube-tools; fi
+	$(BIN)/weft-lab up --backend $(BACKEND) --store $(STORE)
 
 lab-down: ## remove everything the lab made (weft-lab down)
 	@[ -x $(BIN)/weft-lab ] || $(MAKE) --no-print-directory build

@@ -43,6 +43,9 @@ type Cluster struct {
 	Etcd        *Etcd
 	EtcdCluster *EtcdCluster
 
+	// kube is the control plane in Kubernetes mode (Options.Kube).
+	kube *kubeRun
+
 	// mu guards the following.
 	mu    sync.Mutex
 	nodes []*Node
@@ -142,10 +145,18 @@ func (c *Cluster) build(ctx context.Context) error {
 		return err
 	}
 	c.logf("etcd ready in %.2fs", time.Since(etcdStart).Seconds())
-	if err := c.putConfig(ctx, c.NetworkConfig()); err != nil {
-		return err
+	if c.opts.Kube != nil {
+		c.logf("starting the Kubernetes control plane in %s", c.Underlay.Name)
+		if err := c.startKube(ctx); err != nil {
+			return err
+		}
+		c.logf("network config in ConfigMap %s/weft-config: %s", KubeNamespace, c.NetworkConfig())
+	} else {
+		if err := c.putConfig(ctx, c.NetworkConfig()); err != nil {
+			return err
+		}
+		c.logf("network config written: %s", c.NetworkConfig())
 	}
-	c.logf("network config written: %s", c.NetworkConfig())
 	var nodes []*Node
 	for i := 0; i < c.opts.Nodes; i++ {
 		seg := 0
@@ -157,6 +168,14 @@ func (c *Cluster) build(ctx context.Context) error {
 			return err
 		}
 		nodes = append(nodes, n)
+	}
+	if c.kube != nil {
+		for _, n := range nodes {
+			if err := c.KubeJoin(ctx, n); err != nil {
+				return err
+			}
+			c.logf("created Node %s, its weftd pod and a token bound to it", n.Name)
+		}
 	}
 	if !c.opts.NoDaemons {
 		for _, n := range nodes {
@@ -621,6 +640,14 @@ func Teardown(s State) error {
 			errs = append(errs, fmt.Errorf("weftd pid %d still running", p.PID))
 		}
 	}
+	if k := s.Kube; k != nil {
+		// The controller-manager first: it writes through the API server.
+		for _, p := range []*Proc{k.ControllerManager, k.APIServer} {
+			if err := p.Stop(15 * time.Second); err != nil {
+				errs = append(errs, fmt.Errorf("stop %s: %w", filepath.Base(p.Binary), err))
+			}
+		}
+	}
 	if s.Etcd != nil {
 		if err := s.Etcd.Stop(10 * time.Second); err != nil {
 			errs = append(errs, fmt.Errorf("stop etcd: %w", err))
@@ -705,6 +732,13 @@ func (s State) Live() []string {
 			live = append(live, fmt.Sprintf("weftd on %s (pid %d)", n.Name, n.Weftd.PID))
 		}
 	}
+	if k := s.Kube; k != nil {
+		for _, p := range []*Proc{k.APIServer, k.ControllerManager} {
+			if p.Alive() {
+				live = append(live, fmt.Sprintf("%s (pid %d)", filepath.Base(p.Binary), p.PID))
+			}
+		}
+	}
 	return live
 }
 
@@ -719,6 +753,14 @@ func (c *Cluster) Logs(lines int) string {
 		for _, m := range c.EtcdCluster.Members {
 			data, _ := os.ReadFile(m.LogFile)
 			fmt.Fprintf(&b, "----- etcd member %s (%s) -----\n%s\n", m.Name, m.LogFile, tail(data, lines))
+		}
+	}
+	if k := c.State().Kube; k != nil {
+		for _, p := range []*Proc{k.APIServer, k.ControllerManager} {
+			if p != nil {
+				data, _ := os.ReadFile(p.Log)
+				fmt.Fprintf(&b, "----- %s (%s) -----\n%s\n", filepath.Base(p.Binary), p.Log, tail(data, lines))
+			}
 		}
 	}
 	for _, n := range c.Nodes() {

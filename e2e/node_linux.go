@@ -93,10 +93,13 @@ func (n *Node) VXLANDeviceName() string {
 
 // Args returns weftd's command line flags for this node.
 func (n *Node) Args() []string {
-	args := []string{
-		"--node-name", n.Name,
-		"--etcd-endpoints", n.c.EtcdEndpoint(),
-		"--etcd-prefix", EtcdPrefix,
+	args := []string{"--node-name", n.Name}
+	if n.c.kube != nil {
+		args = append(args, "--kube-subnet-mgr", "--kubeconfig", n.KubeconfigPath(), "--gossip-key-file", n.gossipKeyPath())
+	} else {
+		args = append(args, "--etcd-endpoints", n.c.EtcdEndpoint(), "--etcd-prefix", EtcdPrefix)
+	}
+	args = append(args,
 		"--iface", "eth0",
 		"--public-ip", n.IP.String(),
 		"--subnet-file", n.SubnetFilePath,
@@ -104,7 +107,7 @@ func (n *Node) Args() []string {
 		"--http-addr", n.HTTPAddr,
 		"--gossip-bind", net.JoinHostPort(n.IP.String(), strconv.Itoa(GossipPort)),
 		"--wireguard-device", n.WireGuardDevice,
-	}
+	)
 	if n.IPv6.IsValid() {
 		args = append(args, "--public-ipv6", n.IPv6.String())
 	}

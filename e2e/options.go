@@ -113,6 +113,43 @@ type Options struct {
 	// addresses made by the harness from the node's subnet file).
 	HarnessPods bool
 
+	// Kube, when set, runs the cluster in Kubernetes mode: a real
+	// kube-apiserver and kube-controller-manager in the underlay namespace
+	// (on the cluster's etcd), weft's manifests applied, a Node per node
+	// (podCIDRs assigned by the controller-manager) and weftd started with
+	// --kube-subnet-mgr instead of reading etcd.
+	Kube *KubeOptions
+
 	// Logf receives progress lines (may be nil).
 	Logf func(format string, args ...any)
 }
+
+// KubeOptions configure Kubernetes mode (Options.Kube).
+type KubeOptions struct {
+	// Tools is the directory holding kube-apiserver,
+	// kube-controller-manager and kubectl (`make kube-tools`).
+	Tools string
+	// Manifests are applied with kubectl, in order, before any node
+	// starts: weft's CRD, RBAC and guard (etc/kubernetes).
+	Manifests []Manifest
+}
+
+// Manifest is one file of Kubernetes objects.
+type Manifest struct {
+	// Name names it in messages (its file name).
+	Name string
+	Data []byte
+}
+
+// Kubernetes-mode addresses: the API server listens on [EtcdIP] (the
+// underlay namespace), port KubeAPIServerPort; the controller-manager
+// assigns podCIDRs from the network config's networks.
+const (
+	// KubeAPIServerPort is the API server's https port.
+	KubeAPIServerPort = 6443
+	// KubeServiceCIDR is the service IP range.
+	KubeServiceCIDR = "10.96.0.0/16"
+	// KubeNamespace holds weft's ServiceAccount, ConfigMap and the
+	// stand-in pods whose bound tokens weftd uses.
+	KubeNamespace = "weft-system"
+)

@@ -37,6 +37,21 @@ type State struct {
 	Outside  string `json:"outside"`
 	// EtcdEndpoint is etcd's client URL (from the cluster's namespaces).
 	EtcdEndpoint string `json:"etcdEndpoint"`
+	// Kube is the control plane of a Kubernetes-mode cluster.
+	Kube *KubeState `json:"kube,omitempty"`
+}
+
+// KubeState is a Kubernetes-mode cluster's part of [State].
+type KubeState struct {
+	// APIServer and ControllerManager are the processes (in the underlay
+	// namespace).
+	APIServer         *Proc `json:"apiserver,omitempty"`
+	ControllerManager *Proc `json:"controllerManager,omitempty"`
+	// URL is the API server's URL (from the cluster's namespaces);
+	// Kubeconfig an admin kubeconfig for it; Kubectl the kubectl program.
+	URL        string `json:"url"`
+	Kubeconfig string `json:"kubeconfig"`
+	Kubectl    string `json:"kubectl"`
 }
 
 // NodeState is a node's part of [State].

@@ -15,5 +15,7 @@
 // verbs it uses) and weft-guard.yaml (the admission policy that lets a node
 // write only its own record). Those are tested by applying them to a real
 // kube-apiserver with kubectl and running the store and weftd on them (the
-// e2e tier: subnet/kube and e2e).
+// e2e tier: subnet/kube and e2e). The package embeds those three
+// ([ModeManifests], [Manifest]) for the lab, which applies them to its own
+// API server (make lab STORE=kube).
 package kubernetes

@@ -85,7 +85,7 @@ func TestDocumentedCommandLines(t *testing.T) {
 		}
 		for _, want := range []string{
 			"bad.md:1: weft-lab up --nodes 40: --nodes 40: want 1 to 20",
-			"bad.md:2: weft-lab restart node1 node2: usage: weft-lab restart <node|etcd>",
+			"bad.md:2: weft-lab restart node1 node2: usage: weft-lab restart <node|etcd|kube-apiserver|kube-controller-manager>",
 			"bad.md:5: weft-lab up --backend geneve: --backend \"geneve\"",
 			"bad.md:8: weft-lab sideways --now: unknown command \"sideways\"",
 			"bad.md:9: weft-lab lab up: unknown command \"lab\"",

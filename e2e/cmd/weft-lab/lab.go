@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/weftnet/weft/e2e"
+	weftkube "github.com/weftnet/weft/etc/kubernetes"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -24,6 +25,10 @@ const labDirEnv = "WEFT_LAB_DIR"
 
 // labPrefix starts the lab's namespace names.
 const labPrefix = "weftlab-"
+
+// kubeToolsEnv names the environment variable with the directory of the
+// Kubernetes programs (the Makefile exports it).
+const kubeToolsEnv = "WEFT_KUBE_TOOLS"
 
 func labDirFlag(fl *flag.FlagSet) *string {
 	def := defaultLabDir
@@ -61,6 +66,8 @@ func labUp(ctx context.Context, args []string) error {
 	pods := fl.Int("pods", 2, "pods per node (0-20)")
 	backend := fl.String("backend", "vxlan", "backend: vxlan, wireguard or host-gw")
 	dualStack := fl.Bool("dual-stack", false, "add an IPv6 pod network ("+e2e.DefaultIPv6Network+") and IPv6 underlay addresses")
+	store := fl.String("store", "etcd", "where subnets come from: etcd (weftd's default) or kube (a real kube-apiserver and controller-manager, weftd --kube-subnet-mgr)")
+	kubeTools := fl.String("kube-tools", os.Getenv(kubeToolsEnv), "with --store kube: directory of kube-apiserver, kube-controller-manager and kubectl, built by make kube-tools (env "+kubeToolsEnv+")")
 	binDir := fl.String("bin-dir", defaultBinDir(), "directory with weftd, weft (CNI plugin) and weft-etcd (env "+e2e.BinDirEnv+")")
 	dir := labDirFlag(fl)
 	if err := fl.Parse(args); err != nil {
@@ -74,6 +81,17 @@ func labUp(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf("--backend %q: want vxlan, wireguard or host-gw", *backend)
 	}
+	var kube *e2e.KubeOptions
+	switch *store {
+	case "etcd":
+	case "kube":
+		if *kubeTools == "" {
+			return fmt.Errorf("--store kube needs --kube-tools (or %s): the directory make kube-tools builds kube-apiserver, kube-controller-manager and kubectl into; make lab STORE=kube does both", kubeToolsEnv)
+		}
+		kube = &e2e.KubeOptions{Tools: *kubeTools}
+	default:
+		return fmt.Errorf("--store %q: want etcd or kube", *store)
+	}
 	if *nodes < 1 || *nodes > 20 {
 		return fmt.Errorf("--nodes %d: want 1 to 20", *nodes)
 	}
@@ -86,7 +104,16 @@ func labUp(ctx context.Context, args []string) error {
 	if err := requireRoot(); err != nil {
 		return err
 	}
-	return up(ctx, *nodes, *pods, *backend, *dualStack, *binDir, *dir)
+	if kube != nil {
+		for _, name := range weftkube.ModeManifests {
+			data, err := weftkube.Manifest(name)
+			if err != nil {
+				return err
+			}
+			kube.Manifests = append(kube.Manifests, e2e.Manifest{Name: "etc/kubernetes/" + name, Data: data})
+		}
+	}
+	return up(ctx, *nodes, *pods, *backend, *dualStack, kube, *binDir, *dir)
 }
 
 func labDown(ctx context.Context, args []string) error {
@@ -152,7 +179,7 @@ func labProc(ctx context.Context, verb string, args []string) error {
 		return err
 	}
 	if fl.NArg() != 1 {
-		return fmt.Errorf("usage: weft-lab %s <node|etcd>", verb)
+		return fmt.Errorf("usage: weft-lab %s <node|etcd|kube-apiserver|kube-controller-manager>", verb)
 	}
 	if err := argsChecked(ctx); err != nil {
 		return err

@@ -22,7 +22,7 @@ import (
 )
 
 // up builds the lab and prints what it built.
-func up(ctx context.Context, nodes, pods int, backend string, dualStack bool, binDir, dir string) error {
+func up(ctx context.Context, nodes, pods int, backend string, dualStack bool, kube *e2e.KubeOptions, binDir, dir string) error {
 	bins, err := filepath.Abs(binDir)
 	if err != nil {
 		return err
@@ -54,7 +54,11 @@ func up(ctx context.Context, nodes, pods int, backend string, dualStack bool, bi
 	step := func(format string, a ...any) {
 		fmt.Printf("==> [%5.2fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
 	}
-	step("building a %d-node %s lab (%d pods per node%s) in %s", nodes, backend, pods, map[bool]string{true: ", dual-stack"}[dualStack], dir)
+	mode := ""
+	if kube != nil {
+		mode = ", Kubernetes mode"
+	}
+	step("building a %d-node %s lab (%d pods per node%s%s) in %s", nodes, backend, pods, map[bool]string{true: ", dual-stack"}[dualStack], mode, dir)
 	c, err := e2e.New(ctx, e2e.Options{
 		Nodes:        nodes,
 		PodsPerNode:  pods,
@@ -66,6 +70,7 @@ func up(ctx context.Context, nodes, pods int, backend string, dualStack bool, bi
 		NamePrefix:   labPrefix,
 		DeviceSuffix: "-",
 		StateFile:    sf,
+		Kube:         kube,
 		Logf:         step,
 	})
 	if err != nil {
@@ -75,6 +80,10 @@ func up(ctx context.Context, nodes, pods int, backend string, dualStack bool, bi
 
 	fmt.Println()
 	printNodes(ctx, c)
+	if kube != nil {
+		fmt.Println()
+		printKube(ctx, c)
+	}
 	fmt.Println()
 	step("measuring pod-to-pod reachability (ICMP echo from every pod to every pod)")
 	fmt.Println()
@@ -106,6 +115,10 @@ func down(s e2e.State, sf string) error {
 // status prints what of the lab s runs and measures reachability.
 func status(ctx context.Context, s e2e.State) error {
 	fmt.Printf("lab in %s, backend %s, etcd %s in namespace %s: %s\n", s.Dir, s.Backend, s.EtcdEndpoint, s.Underlay, alive(s.Etcd))
+	if k := s.Kube; k != nil {
+		fmt.Printf("Kubernetes mode: kube-apiserver %s: %s; kube-controller-manager: %s\n", k.URL, alive(k.APIServer), alive(k.ControllerManager))
+		fmt.Printf("admin kubeconfig (from namespace %s): %s\n", s.Underlay, k.Kubeconfig)
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tNAMESPACE\tPUBLIC IP\tSUBNET\tWEFTD\tREADY")
 	for _, n := range s.Nodes {
@@ -152,9 +165,14 @@ func status(ctx context.Context, s e2e.State) error {
 // new PID in the state file sf.
 func proc(verb, name, sf string, s e2e.State) error {
 	var slot **e2e.Proc
-	if name == "etcd" {
+	switch {
+	case name == "etcd":
 		slot = &s.Etcd
-	} else {
+	case name == "kube-apiserver" && s.Kube != nil:
+		slot = &s.Kube.APIServer
+	case name == "kube-controller-manager" && s.Kube != nil:
+		slot = &s.Kube.ControllerManager
+	default:
 		var names []string
 		for i := range s.Nodes {
 			names = append(names, s.Nodes[i].Name)
@@ -163,6 +181,9 @@ func proc(verb, name, sf string, s e2e.State) error {
 			}
 		}
 		if slot == nil {
+			if s.Kube != nil {
+				names = append(names, "kube-apiserver", "kube-controller-manager")
+			}
 			return fmt.Errorf("no node %q in the lab (nodes: %s, or etcd)", name, strings.Join(names, ", "))
 		}
 	}
@@ -306,11 +327,23 @@ func printExplore(c *e2e.Cluster, bins string) {
 	if len(pods) > 0 {
 		fmt.Printf("  ip netns exec %s ip addr show eth0\n", pods[0].NS.Name)
 	}
-	fmt.Printf("  ip netns exec %s %s leases --etcd-endpoints %s\n", c.Underlay.Name, weftctl, c.EtcdEndpoint())
-	fmt.Printf("  ip netns exec %s %s status --addr %s\n", n1.NS.Name, weftctl, n1.HTTPAddr)
-	fmt.Printf("  ip netns exec %s %s members --addr %s\n", n1.NS.Name, weftctl, n1.HTTPAddr)
+	if kc := c.Kubeconfig(); kc != "" {
+		kubectl := c.State().Kube.Kubectl
+		fmt.Printf("  ip netns exec %s %s --kubeconfig %s get nodes,weftnodes -o wide\n", c.Underlay.Name, kubectl, kc)
+		fmt.Printf("  ip netns exec %s %s leases --kubeconfig %s\n", c.Underlay.Name, weftctl, kc)
+		fmt.Printf("  ip netns exec %s %s status --kubeconfig %s [--node %s]\n", c.Underlay.Name, weftctl, kc, n1.Name)
+		fmt.Printf("  ip netns exec %s %s members --kubeconfig %s [--node %s]\n", c.Underlay.Name, weftctl, kc, n1.Name)
+		fmt.Printf("  %s stop kube-apiserver   # the data plane carries on; start it again with start\n", filepath.Join(bins, e2e.BinWeftLab))
+	} else {
+		fmt.Printf("  ip netns exec %s %s leases --etcd-endpoints %s\n", c.Underlay.Name, weftctl, c.EtcdEndpoint())
+		fmt.Printf("  ip netns exec %s %s status --addr %s\n", n1.NS.Name, weftctl, n1.HTTPAddr)
+		fmt.Printf("  ip netns exec %s %s members --addr %s\n", n1.NS.Name, weftctl, n1.HTTPAddr)
+	}
 	fmt.Printf("  %s status\n", filepath.Join(bins, e2e.BinWeftLab))
 	fmt.Printf("  logs: %s/<node>/weftd.log, %s/etcd.log\n", c.Dir, c.Dir)
+	if c.Kubeconfig() != "" {
+		fmt.Printf("        %s/kube/kube-apiserver.log, %s/kube/kube-controller-manager.log\n", c.Dir, c.Dir)
+	}
 	fmt.Println()
 	fmt.Println("Remove it with: make lab-down   (or: weft-lab down)")
 }
@@ -361,4 +394,24 @@ func joinValid[T interface {
 		return "-"
 	}
 	return strings.Join(s, ",")
+}
+
+// printKube prints the Kubernetes side of a lab in Kubernetes mode: each
+// Node's podCIDRs (assigned by the controller-manager) and the admin
+// kubeconfig.
+func printKube(ctx context.Context, c *e2e.Cluster) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE OBJECT\tPODCIDRS (controller-manager)\tWEFTD KUBECONFIG")
+	for _, n := range c.Nodes() {
+		cidrs, err := c.PodCIDRs(ctx, n)
+		got := strings.Join(cidrs, ",")
+		if err != nil {
+			got = "? " + err.Error()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", n.Name, got, n.KubeconfigPath())
+	}
+	w.Flush()
+	fmt.Println()
+	fmt.Printf("kubeconfig (admin; its server %s is reachable from the lab's namespaces, e.g. ip netns exec %s):\n  %s\n",
+		c.State().Kube.URL, c.Underlay.Name, c.Kubeconfig())
 }

@@ -16,7 +16,7 @@ import (
 // errNoLab is what every action returns off Linux.
 var errNoLab = fmt.Errorf("the lab needs Linux (network namespaces, veth, bridges): %w", errors.ErrUnsupported)
 
-func up(ctx context.Context, nodes, pods int, backend string, dualStack bool, binDir, dir string) error {
+func up(ctx context.Context, nodes, pods int, backend string, dualStack bool, kube *e2e.KubeOptions, binDir, dir string) error {
 	return errNoLab
 }
 

@@ -19,13 +19,15 @@ import (
 )
 
 const usage = `usage: weft-lab up|down|status [flags]
-       weft-lab stop|start|restart <node|etcd>
+       weft-lab stop|start|restart <node|etcd|kube-apiserver|kube-controller-manager>
 
   up       build a local cluster in network namespaces: an underlay bridge,
            etcd, N nodes running weftd, pods attached by the weft CNI plugin
+           (--store kube: on a real kube-apiserver and controller-manager)
   down     remove everything 'up' made
   status   show what runs, and measure pod-to-pod reachability
-  stop     stop a node's weftd (SIGTERM: its data plane stays) or etcd
+  stop     stop a node's weftd (SIGTERM: its data plane stays), etcd or a
+           Kubernetes program
   start    start it again with the same flags
   restart  stop, then start
   version  print the version
