@@ -280,7 +280,6 @@ func iperf(t *testing.T, cliNS, srvNS e2e.NS, addr netip.Addr) (float64, error) 
 // every peer.
 func TestBenchJoin(t *testing.T) {
 	c := e2etest.NewCluster(t, e2e.Options{Nodes: 3, Logf: func(string, ...any) {}})
-	ctx := t.Context()
 	var ready, routes, propagate []float64
 	for trial := 0; trial < 5; trial++ {
 		peers := c.Nodes()
@@ -288,47 +287,7 @@ func TestBenchJoin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		start := time.Now()
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-		err = e2e.Eventually(30*time.Second, 2*time.Millisecond, func() error {
-			code, _, err := n.Get(ctx, "/readyz")
-			if err != nil {
-				return err
-			}
-			if code != 200 {
-				return fmt.Errorf("HTTP %d", code)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("%s not ready: %v\n%s", n.Name, err, n.LogTail(30))
-		}
-		tReady := time.Since(start)
-		sub, err := n.Subnet()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pending := slices.Clone(peers)
-		err = e2e.Eventually(30*time.Second, 2*time.Millisecond, func() error {
-			pending = slices.DeleteFunc(pending, func(p *e2e.Node) bool {
-				k, err := p.Kernel()
-				if err != nil {
-					return false
-				}
-				_, ok := k.RouteTo(sub)
-				return ok
-			})
-			if len(pending) > 0 {
-				return fmt.Errorf("%d peers without a route to %s", len(pending), sub)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tRoutes := time.Since(start)
+		tReady, tRoutes := timeJoin(t, n, peers)
 		ready = append(ready, msOf(tReady))
 		routes = append(routes, msOf(tRoutes))
 		propagate = append(propagate, msOf(tRoutes-tReady))
@@ -337,6 +296,54 @@ func TestBenchJoin(t *testing.T) {
 	benchRow("join: weftd start → ready (median of 5)", fmt.Sprintf("%.0f ms (max %.0f)", median(ready), slices.Max(ready)), flannelReadyRef, "node joins a running cluster of 3–7")
 	benchRow("join: weftd start → route on every peer (median of 5)", fmt.Sprintf("%.0f ms (max %.0f)", median(routes), slices.Max(routes)), flannelRoutesRef,
 		fmt.Sprintf("ready → routes everywhere: median %.0f ms", median(propagate)))
+}
+
+// timeJoin starts weftd on n and returns the time from start to /readyz
+// 200, and to a route to n's subnet on every one of peers.
+func timeJoin(t *testing.T, n *e2e.Node, peers []*e2e.Node) (ready, routes time.Duration) {
+	t.Helper()
+	ctx := t.Context()
+	start := time.Now()
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	err := e2e.Eventually(30*time.Second, 2*time.Millisecond, func() error {
+		code, _, err := n.Get(ctx, "/readyz")
+		if err != nil {
+			return err
+		}
+		if code != 200 {
+			return fmt.Errorf("HTTP %d", code)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s not ready: %v\n%s", n.Name, err, n.LogTail(30))
+	}
+	ready = time.Since(start)
+	sub, err := n.Subnet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := slices.Clone(peers)
+	err = e2e.Eventually(30*time.Second, 2*time.Millisecond, func() error {
+		pending = slices.DeleteFunc(pending, func(p *e2e.Node) bool {
+			k, err := p.Kernel()
+			if err != nil {
+				return false
+			}
+			_, ok := k.RouteTo(sub)
+			return ok
+		})
+		if len(pending) > 0 {
+			return fmt.Errorf("%d peers without a route to %s", len(pending), sub)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ready, time.Since(start)
 }
 
 func msOf(d time.Duration) float64 { return d.Seconds() * 1000 }

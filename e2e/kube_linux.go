@@ -81,8 +81,16 @@ func (c *Cluster) startKube(ctx context.Context) error {
 	c.mu.Unlock()
 	c.saveState()
 
+	args := k.plane.APIServerArgs()
+	if ko.Audit {
+		policy := filepath.Join(dir, "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+			return fmt.Errorf("write audit policy: %w", err)
+		}
+		args = append(args, "--audit-policy-file="+policy, "--audit-log-path="+c.KubeAuditLog(), "--audit-log-format=json")
+	}
 	start := time.Now()
-	if err := c.startKubeProc(ctx, "kube-apiserver", k.plane.APIServerArgs(), k.plane.URL()+"/readyz"); err != nil {
+	if err := c.startKubeProc(ctx, "kube-apiserver", args, k.plane.URL()+"/readyz"); err != nil {
 		return err
 	}
 	c.logf("kube-apiserver ready on %s in %.2fs", k.plane.URL(), time.Since(start).Seconds())
@@ -192,6 +200,34 @@ func (c *Cluster) kubectlIn(ctx context.Context, stdin []byte, args ...string) (
 		return out.String(), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errOut.String()))
 	}
 	return out.String(), nil
+}
+
+// auditPolicy logs each request once, when the API server receives it,
+// with its user (weftd's node name is in the user's extra), verb and
+// resource; the admin's requests (the test's own and the
+// controller-manager's) are not logged.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [ResponseStarted, ResponseComplete, Panic]
+rules:
+- level: None
+  users: [` + KubeAdminUser + `]
+- level: Metadata
+`
+
+// KubeAuditLog is the API server's audit log (KubeOptions.Audit): one
+// JSON event a line.
+func (c *Cluster) KubeAuditLog() string { return filepath.Join(c.Dir, "kube", "audit.log") }
+
+// KubeAdmin returns the API server's URL, its CA certificate and the
+// admin token of a Kubernetes-mode cluster (ok false otherwise). The URL
+// is reachable from the cluster's namespaces ([NS.DialContext] of
+// Underlay).
+func (c *Cluster) KubeAdmin() (url string, caPEM []byte, token string, ok bool) {
+	if c.kube == nil {
+		return "", nil, "", false
+	}
+	return c.kube.plane.URL(), c.kube.plane.PKI.CAPEM, c.kube.plane.PKI.AdminToken, true
 }
 
 // Kubeconfig is the admin kubeconfig of a Kubernetes-mode cluster (its

@@ -132,6 +132,10 @@ type KubeOptions struct {
 	// Manifests are applied with kubectl, in order, before any node
 	// starts: weft's CRD, RBAC and guard (etc/kubernetes).
 	Manifests []Manifest
+	// Audit makes the API server log every request but the admin's (so
+	// weftd's) once, when received, in kube/audit.log (see
+	// [Cluster.KubeAuditLog]): the benchmarks count weftd's requests.
+	Audit bool
 }
 
 // Manifest is one file of Kubernetes objects.
