@@ -65,8 +65,8 @@ func TestDocumentedCommandLines(t *testing.T) {
 	// The lab's walk-through alone has these; fewer means the extraction
 	// broke.
 	for _, want := range []string{
-		"docs/lab.md:136: weftctl status --addr 198.18.0.11:9950",
-		"docs/lab.md:159: weftctl config set --etcd-endpoints http://198.18.0.2:2379 --network 10.244.0.0/16 --vni 2",
+		"docs/lab.md:187: weftctl status --addr 198.18.0.11:9950",
+		"docs/lab.md:210: weftctl config set --etcd-endpoints http://198.18.0.2:2379 --network 10.244.0.0/16 --vni 2",
 	} {
 		if !slices.Contains(checked, want) {
 			t.Errorf("not found in the docs: %s", want)

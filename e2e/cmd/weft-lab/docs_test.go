@@ -61,8 +61,8 @@ func TestDocumentedCommandLines(t *testing.T) {
 	t.Logf("%d documented command lines checked:\n%s", len(checked), strings.Join(checked, "\n"))
 	// The lab's page has these; fewer means the extraction broke.
 	for _, want := range []string{
-		"docs/lab.md:68: weft-lab up --nodes 4 --dual-stack",
-		"docs/lab.md:150: weft-lab restart node1",
+		"docs/lab.md:69: weft-lab up --nodes 4 --dual-stack",
+		"docs/lab.md:201: weft-lab restart node1",
 	} {
 		if !slices.Contains(checked, want) {
 			t.Errorf("not found in the docs: %s", want)
