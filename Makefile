@@ -94,7 +94,7 @@ bench: build ## benchmarks: a table of figures, each beside its reference from t
 	  grep -hE '^\s+--- SKIP|^--- FAIL' $(CURDIR)/.bench.log || true; \
 	  echo "(full log: .bench.log)"; exit $$rc
 
-bench-scale: ## make bench at full scale: Kubernetes mode with 1000 simulated Nodes (TestBenchKubeScale alone takes about 4.5 min)
+bench-scale: ## make bench at full scale: Kubernetes mode with 1000 simulated Nodes (TestBenchKubeScale alone takes 3 to 5 min on 2 shared cores)
 	@WEFT_BENCH_KUBE_NODES=1000 $(MAKE) --no-print-directory bench
 
 # Wall-clock seconds `make fuzz` may take in all: each target gets an even

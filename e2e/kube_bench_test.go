@@ -109,7 +109,7 @@ func TestBenchKubeJoin(t *testing.T) {
 
 // kubeBenchNodes is how many simulated Nodes TestBenchKubeScale creates:
 // WEFT_BENCH_KUBE_NODES, default 200 (about 2 minutes here); make
-// bench-scale sets 1000 (about 4.5 minutes on this 2-core machine).
+// bench-scale sets 1000 (3 to 5 minutes on this 2-core machine).
 func kubeBenchNodes(t *testing.T) int {
 	v := os.Getenv("WEFT_BENCH_KUBE_NODES")
 	if v == "" {
