@@ -29,7 +29,7 @@ KUBE_TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/weft/kube-tools
 KUBE_TOOLS_KEY   := $(shell { $(GO) env GOVERSION; cat $(KUBE_TOOLS_MOD)/go.mod $(KUBE_TOOLS_MOD)/go.sum $(KUBE_TOOLS_MOD)/cmd/*/main.go; } | sha256sum | cut -c1-16)
 export WEFT_KUBE_TOOLS := $(KUBE_TOOLS_CACHE)/$(KUBE_TOOLS_KEY)
 
-.PHONY: help build image kube-tools test test-unit test-priv e2e bench bench-scale fuzz lab lab-down lint check-tidy e2e-vagrant clean
+.PHONY: help build image kube-tools test test-unit test-priv e2e bench fuzz lab lab-down lint check-tidy e2e-vagrant clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -93,9 +93,6 @@ bench: build ## benchmarks: a table of figures, each beside its reference from t
 	  grep -h '^BENCH|' $(CURDIR)/.bench.log | sed 's/^BENCH| *//' | awk -F' *\\| *' '{printf "%-58s | %-22s | %-44s | %s\n", $$1, $$2, $$3, $$4}'; \
 	  grep -hE '^\s+--- SKIP|^--- FAIL' $(CURDIR)/.bench.log || true; \
 	  echo "(full log: .bench.log)"; exit $$rc
-
-bench-scale: ## make bench at full scale: Kubernetes mode with 1000 simulated Nodes (TestBenchKubeScale alone takes 3 to 5 min on 2 shared cores)
-	@WEFT_BENCH_KUBE_NODES=1000 $(MAKE) --no-print-directory bench
 
 # Wall-clock seconds `make fuzz` may take in all: each target gets an even
 # share of what is left, less 8 s for compiling its package (at most 30 s).
