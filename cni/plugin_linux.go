@@ -278,21 +278,34 @@ func (p *Plugin) prepareHost(c *Config, sf *subnet.SubnetFile, mtu int, args *sk
 	return hs, nil
 }
 
+// bridgeSysctlDir holds br_netfilter's sysctls; it exists only while the
+// module is loaded (or built in).
+const bridgeSysctlDir = "/proc/sys/net/bridge"
+
 // enableForwarding turns on forwarding in the plugin's namespace for the
-// families the node uses (writes only when it is off).
+// families the node uses, and br_netfilter's calls into the IP hooks for
+// bridged packets (net.bridge.bridge-nf-call-iptables, -ip6tables), so that
+// packets between pods on the node's bridge meet kube-proxy's Service rules
+// and the network policy table (writes only when a value is off). Without
+// br_netfilter (no /proc/sys/net/bridge) the bridge settings are left: weftd
+// reports the missing module, and the plugin cannot load one.
 func enableForwarding(sf *subnet.SubnetFile) error {
+	_, err := os.Stat(bridgeSysctlDir)
+	bridgeNF := err == nil
 	for _, f := range []struct {
 		on   bool
 		path string
 	}{
 		{sf.Subnet.IsValid(), "/proc/sys/net/ipv4/ip_forward"},
 		{sf.IPv6Subnet.IsValid(), "/proc/sys/net/ipv6/conf/all/forwarding"},
+		{bridgeNF && sf.Subnet.IsValid(), bridgeSysctlDir + "/bridge-nf-call-iptables"},
+		{bridgeNF && sf.IPv6Subnet.IsValid(), bridgeSysctlDir + "/bridge-nf-call-ip6tables"},
 	} {
 		if !f.on || sysctlIsOne(f.path) {
 			continue
 		}
 		if err := os.WriteFile(f.path, []byte("1"), 0o644); err != nil {
-			return fmt.Errorf("enable forwarding: %w", err)
+			return fmt.Errorf("set %s to 1: %w", strings.TrimPrefix(f.path, "/proc/sys/"), err)
 		}
 	}
 	return nil
