@@ -116,6 +116,10 @@ type Config struct {
 	// Reload, when set, asks the daemon to re-read its key files (main
 	// delivers SIGHUP here).
 	Reload <-chan os.Signal
+
+	// bridgeSysctlDir is where br_netfilter's sysctls are read
+	// (default [defaultBridgeSysctlDir]; the tests point it elsewhere).
+	bridgeSysctlDir string
 }
 
 // EnvName returns the environment variable that sets flag name

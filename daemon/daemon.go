@@ -138,6 +138,7 @@ type daemon struct {
 	recon    reconState
 	masq     masqState
 	spoof    spoofState
+	bridgeNF bridgeNFState
 }
 
 // netconfState is the network config. Writers: start (loadConfig) and the

@@ -66,7 +66,7 @@ func newLeaseHarness(t *testing.T) *leaseHarness {
 	store := subnettest.New()
 	store.SetConfig(nc)
 	d := &daemon{
-		cfg:      &Config{LeaseTTL: time.Minute, ResyncInterval: time.Second},
+		cfg:      &Config{LeaseTTL: time.Minute, ResyncInterval: time.Second, bridgeSysctlDir: fakeBridgeSysctls(t, "1", "1")},
 		log:      log,
 		nodeName: "node-a",
 		nodeID:   "id-a",

@@ -26,6 +26,11 @@ import (
 // the daemon stays there).
 const childEnv = "WEFT_DAEMON_TEST_CHILD"
 
+// bridgeSysctlDirEnv, in a child, replaces the directory of br_netfilter's
+// sysctls (/proc/sys/net/bridge), so that a test can show weftd a kernel
+// without br_netfilter.
+const bridgeSysctlDirEnv = "WEFT_DAEMON_TEST_BRIDGE_SYSCTL_DIR"
+
 // testEtcd is the embedded etcd of the privileged tests, or nil (not
 // root, or WEFT_TEST_UNPRIVILEGED=1).
 var testEtcd *etcdtest.Server
@@ -72,6 +77,7 @@ func runChild() int {
 		return 2
 	}
 	cfg.Log = log
+	cfg.bridgeSysctlDir = os.Getenv(bridgeSysctlDirEnv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)

@@ -107,6 +107,7 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	m.changes.WithLabelValues("removed").Add(float64(res.Removed))
 	m.setMembers(members)
 
+	d.checkBridgeNetfilter()
 	prev := d.recordReconcile(desired, peers, members, res, err)
 	d.logReconcile(prev, desired, res, err, reason, complete, took)
 	if complete {

@@ -47,6 +47,8 @@ func (d *daemon) status() status.Report {
 	n.ForwardingProblem = d.progress.forwardingProblem
 	n.GossipKeySource = d.progress.gossipKeySource
 	d.progress.mu.Unlock()
+	bn := d.bridgeNetfilter()
+	n.BridgeNetfilter = &bn
 	if d.cfg.GossipBind != "" {
 		n.GossipEncryption, n.GossipWarning = d.cfg.GossipEncryption, d.gossipWarning()
 		if fn := d.metrics.refused.Load(); fn != nil {
@@ -89,9 +91,15 @@ func (d *daemon) notReady() string {
 	d.recon.mu.Lock()
 	reconciled, rerr := d.recon.reconciled, d.recon.err
 	d.recon.mu.Unlock()
-	switch {
-	case phase != "":
+	if phase != "" {
 		return phase
+	}
+	// Without br_netfilter kube-proxy's Services and network policy do not
+	// work between pods of this node: not ready, naming the fix.
+	if bn := d.bridgeNetfilter(); !bn.Loaded {
+		return bn.Problem
+	}
+	switch {
 	case !written:
 		return "subnet file not written yet"
 	case reconciled:

@@ -78,6 +78,9 @@ type Node struct {
 	PendingRestart []string `json:"pendingRestart,omitempty"`
 	// ForwardingProblem is set when IP forwarding could not be enabled.
 	ForwardingProblem string `json:"forwardingProblem,omitempty"`
+	// BridgeNetfilter is what br_netfilter does for packets bridged
+	// between this node's pods (nil from a weftd that does not report it).
+	BridgeNetfilter *BridgeNetfilter `json:"bridgeNetfilter,omitempty"`
 	// MasqueradeProblem is set when the masquerade rules could not be
 	// installed or removed; ForwardDropWarning when another nftables table
 	// drops forwarded traffic.
@@ -85,6 +88,22 @@ type Node struct {
 	ForwardDropWarning string    `json:"forwardDropWarning,omitempty"`
 	LastReconcile      time.Time `json:"lastReconcile,omitzero"`
 	ReconcileError     string    `json:"reconcileError,omitempty"`
+}
+
+// BridgeNetfilter is the state of br_netfilter in weftd's network
+// namespace. Pods of a node share a bridge, so packets between them reach
+// kube-proxy's Service rules and the network policy table (IP hooks) only
+// when br_netfilter is loaded and its bridge-nf-call sysctls are 1.
+type BridgeNetfilter struct {
+	// Loaded is false when the kernel has no br_netfilter
+	// (/proc/sys/net/bridge is missing): the node is then not ready.
+	Loaded bool `json:"loaded"`
+	// CallIPTables and CallIP6Tables are net.bridge.bridge-nf-call-iptables
+	// and -ip6tables (the CNI plugin sets them to 1 at each ADD).
+	CallIPTables  bool `json:"callIPTables"`
+	CallIP6Tables bool `json:"callIP6Tables"`
+	// Problem says what is wrong and how to fix it ("" when nothing is).
+	Problem string `json:"problem,omitempty"`
 }
 
 // Peer describes one peer of the desired set.

@@ -175,6 +175,9 @@ func renderStatus(w io.Writer, st status.Report, now time.Time) error {
 		}
 		row("gossip", g)
 	}
+	if bn := n.BridgeNetfilter; bn != nil {
+		row("br_netfilter", bridgeNetfilter(bn))
+	}
 	if !n.Complete {
 		row("peer view", "incomplete (reconciles only add until a full list arrives)")
 	}
@@ -182,6 +185,7 @@ func renderStatus(w io.Writer, st status.Report, now time.Time) error {
 		{"CONFIG ERROR", n.ConfigError}, {"RESTART NEEDED", strings.Join(n.PendingRestart, "; ")},
 		{"FORWARDING", n.ForwardingProblem}, {"MASQUERADE", n.MasqueradeProblem},
 		{"FORWARD DROP", n.ForwardDropWarning}, {"RECONCILE ERROR", n.ReconcileError},
+		{"BR_NETFILTER", bridgeNetfilterProblem(n.BridgeNetfilter)},
 		{"GOSSIP", n.GossipWarning},
 	} {
 		if p.v != "" {
@@ -211,6 +215,23 @@ func renderStatus(w io.Writer, st status.Report, now time.Time) error {
 			joinAddrs(r.PublicIP, r.PublicIPv6), r.Epoch, r.Source, r.Reason)
 	}
 	return tw.Flush()
+}
+
+// bridgeNetfilter summarises br_netfilter's state in one line.
+func bridgeNetfilter(bn *status.BridgeNetfilter) string {
+	if !bn.Loaded {
+		return "NOT LOADED"
+	}
+	onOff := map[bool]string{true: "1", false: "0"}
+	return "loaded, bridge-nf-call-iptables " + onOff[bn.CallIPTables] + ", bridge-nf-call-ip6tables " + onOff[bn.CallIP6Tables]
+}
+
+// bridgeNetfilterProblem is br_netfilter's problem, if any.
+func bridgeNetfilterProblem(bn *status.BridgeNetfilter) string {
+	if bn == nil {
+		return ""
+	}
+	return bn.Problem
 }
 
 // renderPeers prints the peer table.

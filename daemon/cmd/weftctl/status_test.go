@@ -25,6 +25,7 @@ func sampleStatus(now time.Time) status.Report {
 			BackendData: subnet.BackendData{VTEPMAC: "02:00:00:00:00:01"}, MTU: 1450, Epoch: 7, Version: 2,
 			Ready: false, NotReady: "first reconcile not done yet", EtcdReachable: true, ConfigError: "Backend.VNI: want a number",
 			GossipAddr: "198.18.0.1:7950", GossipEncryption: "off", GossipWarning: "gossip is NOT encrypted", GossipRefused: 12,
+			BridgeNetfilter: &status.BridgeNetfilter{Loaded: true, CallIPTables: true, Problem: "net.bridge.bridge-nf-call-ip6tables is 0, want 1"},
 		},
 		Rejected: []status.RejectedPeer{{
 			Name: "rogue", Subnet: netip.MustParsePrefix("0.0.0.0/1"), PublicIP: netip.MustParseAddr("198.18.0.66"), Epoch: 99,
@@ -50,6 +51,7 @@ func TestRenderStatus(t *testing.T) {
 		"node-a (3f0c)", "no: first reconcile not done yet", "10.244.1.0/24", "198.18.0.1 on eth0", "vxlan vtep 02:00:00:00:00:01, mtu 1450",
 		"CONFIG ERROR:", "Backend.VNI", "REJECTED LEASE:", "0.0.0.0-1: subnet 0.0.0.0/1 is not a /24 of network 10.244.0.0/16", "1 peer(s)", "node-b", "gossip (provisional)", "dead", "3s ago", "not on this L2 segment",
 		"198.18.0.1:7950, encryption off, 12 member name(s) refused (table full)", "GOSSIP:", "gossip is NOT encrypted",
+		"br_netfilter:", "loaded, bridge-nf-call-iptables 1, bridge-nf-call-ip6tables 0", "BR_NETFILTER:", "bridge-nf-call-ip6tables is 0, want 1",
 		"1 rejected peer entr(ies)", "rogue", "0.0.0.0/1", "198.18.0.66", "is not a /24 of the network 10.244.0.0/16",
 	} {
 		if !strings.Contains(b.String(), want) {
