@@ -47,7 +47,7 @@ func imageProblems(m *manifest, makefile string) []string {
 	return bad
 }
 
-// TestManifestImage checks the manifest's image names and users against
+// TestManifestImage checks the manifests' image names (one image for both) and users against
 // make image (see imageProblems), and that the check can fail.
 func TestManifestImage(t *testing.T) {
 	orig := string(readFile(t, manifestFile))
@@ -59,8 +59,18 @@ func TestManifestImage(t *testing.T) {
 		}
 		return strings.Join(imageProblems(m, mk), "\n")
 	}
-	if p := check(orig); p != "" {
-		t.Errorf("%s:\n%s", manifestFile, p)
+	images := map[string]bool{}
+	for _, mf := range manifests {
+		text := string(readFile(t, mf.file))
+		if p := check(text); p != "" {
+			t.Errorf("%s:\n%s", mf.file, p)
+		}
+		for _, m := range regexp.MustCompile(`(?m)^\s*image:\s*(\S+)$`).FindAllStringSubmatch(text, -1) {
+			images[m[1]] = true
+		}
+	}
+	if len(images) != 1 {
+		t.Errorf("the manifests name %d images %v, want one", len(images), images)
 	}
 	for _, tc := range []struct{ name, old, new, want string }{
 		{"another repository", "image: ghcr.io/weftnet/weft:", "image: docker.io/weft/weft:", `image "docker.io/weft/weft:`},

@@ -30,6 +30,7 @@ import (
 
 const (
 	manifestFile     = "weft.yaml"
+	kubeManifestFile = "weft-kube.yaml"
 	dockerfile       = "../docker/Dockerfile"
 	exampleNetConfig = "../network-config.json"
 	exampleConflist  = "../cni/10-weft.conflist"
@@ -38,7 +39,17 @@ const (
 	netConfigKey     = "network-config.json"
 	etcdEndpointsKey = "etcd-endpoints"
 	installerPath    = "/usr/local/bin/weft-install-cni"
+	// tokenDir is where client-go's in-cluster config reads the pod's
+	// ServiceAccount token, CA and namespace.
+	tokenDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 )
+
+// manifests are the DaemonSet manifests: weft.yaml (etcd mode) and
+// weft-kube.yaml (Kubernetes mode, kube set).
+var manifests = []struct {
+	file string
+	kube bool
+}{{manifestFile, false}, {kubeManifestFile, true}}
 
 // manifest is the decoded weft.yaml.
 type manifest struct {
@@ -224,7 +235,7 @@ func imageFiles(dockerfileText string) []string {
 
 // problems checks the essentials of the decoded manifest. Every problem
 // found is returned; none means the manifest is right.
-func problems(m *manifest, dockerfileText string, exampleConfig, exampleCNI []byte) []string {
+func problems(m *manifest, kube bool, dockerfileText string, exampleConfig, exampleCNI []byte) []string {
 	var bad []string
 	add := func(format string, a ...any) { bad = append(bad, fmt.Sprintf(format, a...)) }
 
@@ -311,7 +322,7 @@ func problems(m *manifest, dockerfileText string, exampleConfig, exampleCNI []by
 	} else if diff := cmp.Diff(want, got); diff != "" {
 		add("ConfigMap %s differs from %s (-example +ConfigMap):\n%s", conflistKey, exampleConflist, diff)
 	}
-	if cm.Data[etcdEndpointsKey] == "" {
+	if !kube && cm.Data[etcdEndpointsKey] == "" {
 		add("ConfigMap key %s is empty", etcdEndpointsKey)
 	}
 
@@ -371,10 +382,18 @@ func problems(m *manifest, dockerfileText string, exampleConfig, exampleCNI []by
 	if cfg.LogFormat != "json" {
 		add("weftd: log format %q, want json", cfg.LogFormat)
 	}
-	if nn := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == daemon.EnvName("node-name") }); nn < 0 ||
-		c.Env[nn].ValueFrom == nil || c.Env[nn].ValueFrom.FieldRef == nil || c.Env[nn].ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
-		add("weftd: %s must come from the downward API (spec.nodeName)", daemon.EnvName("node-name"))
+	nodeNameVar := daemon.EnvName("node-name")
+	if kube {
+		nodeNameVar = daemon.NodeNameEnv
 	}
+	if nn := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == nodeNameVar }); nn < 0 ||
+		c.Env[nn].ValueFrom == nil || c.Env[nn].ValueFrom.FieldRef == nil || c.Env[nn].ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
+		add("weftd: %s must come from the downward API (spec.nodeName)", nodeNameVar)
+	}
+	if cfg.Kube.SubnetMgr != kube {
+		add("weftd: --kube-subnet-mgr is %t, want %t in this manifest", cfg.Kube.SubnetMgr, kube)
+	}
+	bad = append(bad, apiAccessProblems(spec, kube, cfg, cms)...)
 
 	// Probes must reach weftd's HTTP server: same port, and the host
 	// weftd binds (the kubelet probes from the node's namespace).
@@ -448,10 +467,13 @@ func problems(m *manifest, dockerfileText string, exampleConfig, exampleCNI []by
 		add("weftd: state dir %s is not the /var/lib/weft host path", cfg.StateDir)
 	}
 	// Secrets: the files weftd reads are keys of mounted Secrets.
-	for _, f := range []struct{ flag, path string }{
-		{"etcd-cafile", cfg.EtcdCAFile}, {"etcd-certfile", cfg.EtcdCertFile},
-		{"etcd-keyfile", cfg.EtcdKeyFile}, {"gossip-key-file", cfg.GossipKeyFile},
-	} {
+	secretFiles := []struct{ flag, path string }{{"gossip-key-file", cfg.GossipKeyFile}}
+	if !kube {
+		secretFiles = append(secretFiles, []struct{ flag, path string }{
+			{"etcd-cafile", cfg.EtcdCAFile}, {"etcd-certfile", cfg.EtcdCertFile}, {"etcd-keyfile", cfg.EtcdKeyFile},
+		}...)
+	}
+	for _, f := range secretFiles {
 		m, v := mountOf(spec, c, f.path)
 		if m == nil || v.Secret == nil || m.SubPath != "" {
 			add("weftd: --%s %q is not in a mounted Secret (directory mount, no subPath)", f.flag, f.path)
@@ -490,6 +512,81 @@ func problems(m *manifest, dockerfileText string, exampleConfig, exampleCNI []by
 	return bad
 }
 
+// apiAccessProblems checks how the pod reaches the Kubernetes API. In
+// Kubernetes mode weftd alone gets a token of the ServiceAccount weftd,
+// bound to its pod, from a projected volume where client-go's in-cluster
+// config reads it, and the network config's ConfigMap is the manifest's;
+// in etcd mode no container gets a token.
+func apiAccessProblems(spec *corev1.PodSpec, kube bool, cfg *daemon.Config, cms map[string]*corev1.ConfigMap) []string {
+	var bad []string
+	add := func(format string, a ...any) { bad = append(bad, fmt.Sprintf(format, a...)) }
+	if a := spec.AutomountServiceAccountToken; a == nil || *a {
+		add("automountServiceAccountToken must be false (weftd's token comes from its own projected volume)")
+	}
+	tokenMounts := map[string]string{} // container → volume
+	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+		for _, m := range c.VolumeMounts {
+			for _, v := range spec.Volumes {
+				if v.Name == m.Name && v.Projected != nil && slices.ContainsFunc(v.Projected.Sources, func(p corev1.VolumeProjection) bool { return p.ServiceAccountToken != nil }) {
+					tokenMounts[c.Name] = m.MountPath
+				}
+			}
+		}
+	}
+	if !kube {
+		if len(tokenMounts) > 0 || spec.ServiceAccountName != "" {
+			add("etcd mode: no container needs a ServiceAccount token (mounted in %v, serviceAccountName %q)", tokenMounts, spec.ServiceAccountName)
+		}
+		return bad
+	}
+	if spec.ServiceAccountName != "weftd" {
+		add("serviceAccountName %q, want weftd (weft-rbac.yaml)", spec.ServiceAccountName)
+	}
+	if at, ok := tokenMounts["weftd"]; !ok || at != tokenDir {
+		add("weftd: the projected ServiceAccount token must be mounted at %s (got %q)", tokenDir, at)
+	}
+	if len(tokenMounts) != 1 {
+		add("only weftd may get the token, mounted in %v", tokenMounts)
+	}
+	for _, v := range spec.Volumes {
+		if v.Projected == nil || !slices.ContainsFunc(v.Projected.Sources, func(p corev1.VolumeProjection) bool { return p.ServiceAccountToken != nil }) {
+			continue
+		}
+		var files []string
+		for _, p := range v.Projected.Sources {
+			switch {
+			case p.ServiceAccountToken != nil:
+				files = append(files, p.ServiceAccountToken.Path)
+				if p.ServiceAccountToken.Audience != "" {
+					add("the token's audience must be the API server's (none given), not %q", p.ServiceAccountToken.Audience)
+				}
+			case p.ConfigMap != nil && p.ConfigMap.Name == "kube-root-ca.crt":
+				for _, k := range p.ConfigMap.Items {
+					files = append(files, k.Path)
+				}
+			case p.DownwardAPI != nil:
+				for _, k := range p.DownwardAPI.Items {
+					files = append(files, k.Path)
+				}
+			}
+		}
+		slices.Sort(files)
+		if !slices.Equal(files, []string{"ca.crt", "namespace", "token"}) {
+			add("volume %s holds %v, want ca.crt, namespace and token (what the in-cluster config reads)", v.Name, files)
+		}
+	}
+	if cfg.Kube.Kubeconfig != "" {
+		add("weftd: --kubeconfig %q: in a pod weftd uses the in-cluster config", cfg.Kube.Kubeconfig)
+	}
+	if cfg.Kube.NetConfFile != "" {
+		add("weftd: --net-conf: the manifest gives the network config in its ConfigMap")
+	}
+	if cm := cms[cfg.Kube.ConfigName]; cm == nil || cm.Namespace != cfg.Kube.ConfigNamespace || cm.Data[netConfigKey] == "" {
+		add("weftd reads the network config from ConfigMap %s/%s key %s, which the manifest does not hold", cfg.Kube.ConfigNamespace, cfg.Kube.ConfigName, netConfigKey)
+	}
+	return bad
+}
+
 func readFile(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(name)
@@ -499,42 +596,81 @@ func readFile(t *testing.T, name string) []byte {
 	return b
 }
 
-// TestManifest decodes weft.yaml strictly and checks its essentials.
+// TestManifest decodes the manifests strictly and checks their
+// essentials; the two DaemonSets must install the CNI plugin and run
+// weftd with the same privileges (the privilege and installer tests run
+// weft.yaml's).
 func TestManifest(t *testing.T) {
-	m, err := decodeManifest(readFile(t, manifestFile))
-	if err != nil {
-		t.Fatal(err)
+	specs := map[string]*corev1.PodSpec{}
+	for _, mf := range manifests {
+		m, err := decodeManifest(readFile(t, mf.file))
+		if err != nil {
+			t.Fatalf("%s: %v", mf.file, err)
+		}
+		if p := problems(m, mf.kube, string(readFile(t, dockerfile)), readFile(t, exampleNetConfig), readFile(t, exampleConflist)); len(p) > 0 {
+			t.Errorf("%s:\n%s", mf.file, strings.Join(p, "\n"))
+		}
+		if len(m.DaemonSets) == 1 {
+			specs[mf.file] = &m.DaemonSets[0].Spec.Template.Spec
+		}
 	}
-	if p := problems(m, string(readFile(t, dockerfile)), readFile(t, exampleNetConfig), readFile(t, exampleConflist)); len(p) > 0 {
-		t.Errorf("%s:\n%s", manifestFile, strings.Join(p, "\n"))
+	etcd, kube := specs[manifestFile], specs[kubeManifestFile]
+	if etcd == nil || kube == nil {
+		return
+	}
+	if diff := cmp.Diff(etcd.InitContainers, kube.InitContainers); diff != "" {
+		t.Errorf("install-cni differs between %s and %s (-etcd +kube):\n%s", manifestFile, kubeManifestFile, diff)
+	}
+	ew, kw := container(etcd.Containers, "weftd"), container(kube.Containers, "weftd")
+	if ew == nil || kw == nil {
+		return
+	}
+	if diff := cmp.Diff(ew.SecurityContext, kw.SecurityContext); diff != "" {
+		t.Errorf("weftd's securityContext differs between %s and %s (-etcd +kube):\n%s", manifestFile, kubeManifestFile, diff)
 	}
 }
 
 // TestManifestChecksCanFail feeds broken manifests and expects each break
 // to be reported.
 func TestManifestChecksCanFail(t *testing.T) {
-	orig := string(readFile(t, manifestFile))
 	df := string(readFile(t, dockerfile))
 	for _, tc := range []struct {
 		name, old, new, want string
+		kube                 bool // edit weft-kube.yaml instead of weft.yaml
 	}{
-		{"unknown field", "      hostNetwork: true\n", "      hostNetwork: true\n      hostNetwrk: true\n", `unknown field "hostNetwrk"`},
-		{"no host network", "      hostNetwork: true\n", "      hostNetwork: false\n", "hostNetwork must be true"},
-		{"privileged", "            privileged: false\n", "            privileged: true\n", "must not be privileged"},
-		{"capability dropped", `add: ["NET_ADMIN", "NET_RAW"]`, `add: ["NET_ADMIN"]`, "capabilities.add [NET_ADMIN]"},
-		{"probe on the wrong port", "              port: 9950\n              path: /readyz", "              port: 9951\n              path: /readyz", "readinessProbe port 9951"},
-		{"probe on the node address", "              host: 127.0.0.1\n              port: 9950\n              path: /healthz\n            periodSeconds: 10", "              port: 9950\n              path: /healthz\n            periodSeconds: 10", `livenessProbe host ""`},
-		{"unknown weftd variable", "            - name: WEFTD_MEMORY_LIMIT", "            - name: WEFTD_MEMORY_LIMITS", "WEFTD_MEMORY_LIMITS is not a weftd flag"},
-		{"soft limit above the hard limit", "              value: 160MiB", "              value: 512MiB", "--memory-limit 536870912 bytes"},
-		{"bad flag value", "--log-format=json", "--log-format=xml", `"xml" is not text or json`},
-		{"state not mounted", "              mountPath: /var/lib/weft\n", "              mountPath: /var/lib/weft2\n", "host path /var/lib/weft must be mounted"},
-		{"bad network config", `"Network": "10.244.0.0/16",`, `"Network": "10.244.0.0/33",`, "ConfigMap network-config.json"},
-		{"conflist without weft", `"type": "weft"`, `"type": "bridge"`, "the first plugin must be weft"},
-		{"conflist unlike the example", `"cniVersion": "1.0.0",`, `"cniVersion": "0.4.0",`, "differs from ../cni/10-weft.conflist"},
-		{"init copies elsewhere", "              value: /host/opt/cni/bin", "              value: /host/opt/cni/bin2", "WEFT_CNI_BIN_DIR"},
-		{"no tolerations", "        - operator: Exists\n", "        - operator: Exists\n          key: foo\n", "tolerations must include"},
+		{"unknown field", "      hostNetwork: true\n", "      hostNetwork: true\n      hostNetwrk: true\n", `unknown field "hostNetwrk"`, false},
+		{"no host network", "      hostNetwork: true\n", "      hostNetwork: false\n", "hostNetwork must be true", false},
+		{"privileged", "            privileged: false\n", "            privileged: true\n", "must not be privileged", false},
+		{"capability dropped", `add: ["NET_ADMIN", "NET_RAW"]`, `add: ["NET_ADMIN"]`, "capabilities.add [NET_ADMIN]", false},
+		{"probe on the wrong port", "              port: 9950\n              path: /readyz", "              port: 9951\n              path: /readyz", "readinessProbe port 9951", false},
+		{"probe on the node address", "              host: 127.0.0.1\n              port: 9950\n              path: /healthz\n            periodSeconds: 10", "              port: 9950\n              path: /healthz\n            periodSeconds: 10", `livenessProbe host ""`, false},
+		{"unknown weftd variable", "            - name: WEFTD_MEMORY_LIMIT", "            - name: WEFTD_MEMORY_LIMITS", "WEFTD_MEMORY_LIMITS is not a weftd flag", false},
+		{"soft limit above the hard limit", "              value: 160MiB", "              value: 512MiB", "--memory-limit 536870912 bytes", false},
+		{"bad flag value", "--log-format=json", "--log-format=xml", `"xml" is not text or json`, false},
+		{"state not mounted", "              mountPath: /var/lib/weft\n", "              mountPath: /var/lib/weft2\n", "host path /var/lib/weft must be mounted", false},
+		{"bad network config", `"Network": "10.244.0.0/16",`, `"Network": "10.244.0.0/33",`, "ConfigMap network-config.json", false},
+		{"conflist without weft", `"type": "weft"`, `"type": "bridge"`, "the first plugin must be weft", false},
+		{"conflist unlike the example", `"cniVersion": "1.0.0",`, `"cniVersion": "0.4.0",`, "differs from ../cni/10-weft.conflist", false},
+		{"init copies elsewhere", "              value: /host/opt/cni/bin", "              value: /host/opt/cni/bin2", "WEFT_CNI_BIN_DIR", false},
+		{"no tolerations", "        - operator: Exists\n", "        - operator: Exists\n          key: foo\n", "tolerations must include", false},
+		{"etcd mode with a token", "      automountServiceAccountToken: false\n", "      automountServiceAccountToken: true\n", "automountServiceAccountToken must be false", false},
+		{"kube: no kube-subnet-mgr", "              value: \"true\"\n", "              value: \"false\"\n", "--kube-subnet-mgr is false", true},
+		{"kube: another ServiceAccount", "serviceAccountName: weftd", "serviceAccountName: default", `serviceAccountName "default"`, true},
+		{"kube: token elsewhere", "              mountPath: /var/run/secrets/kubernetes.io/serviceaccount\n", "              mountPath: /var/run/secrets/weft\n", "token must be mounted at", true},
+		{"kube: token for install-cni too", "            - name: cni-bin\n              mountPath: /host/opt/cni/bin\n", "            - name: cni-bin\n              mountPath: /host/opt/cni/bin\n            - name: kube-api-access\n              mountPath: /var/run/secrets/kubernetes.io/serviceaccount\n", "only weftd may get the token", true},
+		{"kube: automounted token", "      automountServiceAccountToken: false\n", "      automountServiceAccountToken: true\n", "automountServiceAccountToken must be false", true},
+		{"kube: token audience", "                  path: token\n", "                  path: token\n                  audience: vault\n", `audience must be the API server's`, true},
+		{"kube: no CA", "                  name: kube-root-ca.crt\n", "                  name: kube-root-ca\n", "want ca.crt, namespace and token", true},
+		{"kube: node name from the host name", "            - name: NODE_NAME\n", "            - name: HOSTNAME\n", "NODE_NAME must come from the downward API", true},
+		{"kube: no ConfigMap", "  network-config.json: |", "  network-config.jsn: |", "ConfigMap weft-system/weft-config key network-config.json", true},
+		{"kube: etcd Secret", "              value: /etc/weft/gossip/gossip.key\n", "              value: /etc/weft/etcd/gossip.key\n", "--gossip-key-file \"/etc/weft/etcd/gossip.key\" is not in a mounted Secret", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			file := manifestFile
+			if tc.kube {
+				file = kubeManifestFile
+			}
+			orig := string(readFile(t, file))
 			text := strings.Replace(orig, tc.old, tc.new, 1)
 			if text == orig {
 				t.Fatalf("the edit %q did not apply", tc.old)
@@ -544,7 +680,7 @@ func TestManifestChecksCanFail(t *testing.T) {
 			if err != nil {
 				got = err.Error()
 			} else {
-				got = strings.Join(problems(m, df, readFile(t, exampleNetConfig), readFile(t, exampleConflist)), "\n")
+				got = strings.Join(problems(m, tc.kube, df, readFile(t, exampleNetConfig), readFile(t, exampleConflist)), "\n")
 			}
 			if !strings.Contains(got, tc.want) {
 				t.Errorf("want a problem containing %q, got:\n%s", tc.want, got)
@@ -552,11 +688,11 @@ func TestManifestChecksCanFail(t *testing.T) {
 		})
 	}
 	t.Run("image lacks the installer", func(t *testing.T) {
-		m, err := decodeManifest([]byte(orig))
+		m, err := decodeManifest(readFile(t, manifestFile))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := strings.Join(problems(m, strings.ReplaceAll(df, "weft-install-cni", "weft-install"), readFile(t, exampleNetConfig), readFile(t, exampleConflist)), "\n")
+		got := strings.Join(problems(m, false, strings.ReplaceAll(df, "weft-install-cni", "weft-install"), readFile(t, exampleNetConfig), readFile(t, exampleConflist)), "\n")
 		if !strings.Contains(got, installerPath+" is not in the image") {
 			t.Errorf("missing installer not reported:\n%s", got)
 		}
