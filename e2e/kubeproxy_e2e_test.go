@@ -25,24 +25,23 @@ import (
 // iptables-restore (iptables-nft, as kube-proxy runs it on current
 // distributions), for two Services of both families. Real weftd processes
 // (etcd mode: the DNAT path does not depend on the store), pods attached by
-// the weft CNI plugin, TCP connections to the ClusterIPs:
+// the weft CNI plugin, TCP connections to the ClusterIPs.
+//
+// Hairpin: pod a through "local" reaches itself; kube-proxy's KUBE-SEP rule
+// marks it, and it arrives masqueraded to node1's bridge address (the reply
+// must come back through the node to be un-NATed). Same bridge: pod b
+// through "local" reaches pod a with its own address; a's reply to b is
+// bridged, not routed, and only br_netfilter (bridge-nf-call-iptables=1,
+// which the CNI plugin sets) passes it through conntrack to undo the DNAT:
+// with the sysctl set to 0 the connection fails, and the next pod's ADD
+// turns it on again. Other node: pod a through "remote" reaches pod c on
+// node2, and pod c through "local" reaches pod a (the VXLAN path).
 //
 //	underlay br0 198.18.0.0/24 ── node1 .11 ──────────── node2 .12
 //	                               bridge: pod a, pod b    bridge: pod c
 //
 //	Service local  10.96.0.10:80, [fd10:96::a]:80 → pod a :8080
 //	Service remote 10.96.0.11:80, [fd10:96::b]:80 → pod c :8080
-//
-//   - hairpin: pod a through "local" reaches itself; kube-proxy's
-//     KUBE-SEP rule marks it, and it arrives masqueraded to node1's bridge
-//     address (the reply must come back through the node to be un-NATed);
-//   - same bridge: pod b through "local" reaches pod a with its own address.
-//     pod a's reply to b is bridged, not routed: only br_netfilter
-//     (bridge-nf-call-iptables=1, which the CNI plugin sets) passes it
-//     through conntrack to undo the DNAT. With the sysctl set to 0 the
-//     connection fails, and the next pod's ADD turns it on again;
-//   - other node: pod a through "remote" reaches pod c on node2, and pod c
-//     through "local" reaches pod a (the VXLAN path).
 func TestKubeProxyDNAT(t *testing.T) {
 	restore := map[bool]string{
 		false: netnstest.RequireTool(t, "iptables-restore", "iptables"),
