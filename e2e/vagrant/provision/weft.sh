@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # weft.sh IP ETCD_IP: installs weft on a VM as an operator would on bare
-# metal (docs/install.md): the weft user, weftd and weftctl, the systemd unit
+# metal (docs/install.md): br_netfilter, the weft user, weftd and weftctl, the systemd unit
 # and its environment file, the CNI plugin and its conflist; then starts
 # weftd and waits until it is ready. Run by Vagrant as root; safe to run
 # again.
@@ -30,6 +30,11 @@ if [[ -z $iface ]]; then
 	ip -o addr show >&2
 	exit 1
 fi
+
+# br_netfilter, now and at every boot: weftd is not ready without it, and
+# cannot load it itself.
+modprobe br_netfilter
+echo br_netfilter >/etc/modules-load.d/weft.conf
 
 # The user weftd runs as.
 install -D -m 0644 "$src/etc/systemd/weft.sysusers" /usr/lib/sysusers.d/weft.conf
