@@ -423,7 +423,7 @@ func breakdown(t *testing.T, e *testEnv, pod *netnstest.NS, variant string) {
 		"skel":            "main and skel: read the environment and stdin, check the config's version",
 		"parse":           "decode and check the network config",
 		"subnet-file":     "open the netns, read the subnet file",
-		"bridge":          "open two netlink sockets, read the forwarding sysctls (written only when off), ensure the bridge (1 get, 1 address dump)",
+		"bridge":          "open two netlink sockets, read the forwarding and bridge-nf-call sysctls (written only when off), ensure the bridge (1 get, 1 address dump)",
 		"ipam (parallel)": "flock, read the store, write and rename the record, unlock; runs beside bridge and pod socket, not in the total",
 		"veth":            "one request creates the pair up, on the bridge, its peer in the pod; one sets alias and hairpin (made once the record is stored)",
 		"ipam wait":       "wait for the allocation's record, which the veth waits for",
