@@ -56,7 +56,7 @@ func TestDefaults(t *testing.T) {
 		GossipEncryption: "on", GossipMaxMembers: 4096,
 		Kube: KubeConfig{ConfigNamespace: "weft-system", ConfigName: "weft-config"},
 	}
-	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(want, c, cmp.AllowUnexported(Config{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
 	if err := c.Validate(); err != nil {
