@@ -134,6 +134,11 @@ func runContainerCluster(t *testing.T, wrap, backend string, mask uint64) {
 		if p := s.Node.ForwardingProblem; !strings.Contains(p, "ip_forward") {
 			t.Errorf("%s: weftd with a read-only /proc/sys should report a forwarding problem, /status has %q", n.Name, p)
 		}
+		// weftd reads br_netfilter's state through the read-only
+		// /proc/sys (the CNI plugin sets the sysctls).
+		if bn := s.Node.BridgeNetfilter; bn == nil || !bn.Loaded || !bn.CallIPTables || bn.Problem != "" {
+			t.Errorf("%s: /status bridgeNetfilter %+v, want loaded, call-iptables on, no problem", n.Name, bn)
+		}
 		// The pod the harness attached through the CNI plugin turned
 		// forwarding on in the node's namespace.
 		out, err := exec.Command("ip", "netns", "exec", n.NS.Name, "cat", "/proc/sys/net/ipv4/ip_forward").Output()
