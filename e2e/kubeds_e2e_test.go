@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +39,8 @@ var kubeManifests = []string{"weft-crd.yaml", "weft-rbac.yaml", "weft-guard.yaml
 // TestKubeDaemonSet applies every manifest of etc/kubernetes to a real
 // kube-apiserver with server-side apply (weft.yaml, the etcd-mode
 // alternative with the same object names, as a server-side dry run), then
-// runs weftd on two nodes as weft-kube.yaml's DaemonSet would: each with
+// runs weftd on two nodes as weft-kube.yaml's DaemonSet would: with its
+// container's environment and args (Kubernetes mode comes from there) and
 // a token of the ServiceAccount weftd bound to a pod made from the
 // DaemonSet's template and scheduled to its node, so only the project's
 // RBAC (and the guard) stand between weftd and the API. A verb the
@@ -98,10 +100,16 @@ func TestKubeDaemonSet(t *testing.T) {
 		if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("create Node %s: %v", n.Name, err)
 		}
-		tok := daemonSetPodToken(t, ctx, cs, n.Name)
+		pod, tok := daemonSetPodToken(t, ctx, cs, n.Name)
 		tokens[n.Name] = &rest.Config{Host: kc.URL, BearerToken: tok, TLSClientConfig: rest.TLSClientConfig{CAData: kc.CAPEM}, Dial: kc.DialContext}
 		writeGossipKeyFile(t, n, gossipKey)
-		n.ExtraArgs = []string{"--kube-subnet-mgr", "--kubeconfig", tokenKubeconfig(t, kc, n.Name, tok), "--gossip-key-file", gossipKeyFile(n)}
+		// weftd's container as the DaemonSet configures it: its
+		// environment (downward API resolved for this node) and args;
+		// the harness's flags (node name, paths, addresses) and the
+		// files a kubelet would mount (token, gossip key) come on top.
+		c := pod.Spec.Containers[slices.IndexFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == "weftd" })]
+		n.Env = containerEnv(t, c, n)
+		n.ExtraArgs = append(slices.Clone(c.Args), "--kubeconfig", tokenKubeconfig(t, kc, n.Name, tok), "--gossip-key-file", gossipKeyFile(n))
 		if err := n.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -210,10 +218,10 @@ func TestKubeDaemonSet(t *testing.T) {
 
 // daemonSetPodToken creates a pod from weft-kube.yaml's DaemonSet
 // template on node (as the DaemonSet controller and the scheduler would;
-// no kubelet runs it) and returns the token the kubelet would project into
-// it: a TokenRequest for its ServiceAccount, bound to the pod, with the
-// projected volume's expiry and audience.
-func daemonSetPodToken(t *testing.T, ctx context.Context, cs kubernetes.Interface, node string) string {
+// no kubelet runs it) and returns it with the token the kubelet would
+// project into it: a TokenRequest for its ServiceAccount, bound to the
+// pod, with the projected volume's expiry and audience.
+func daemonSetPodToken(t *testing.T, ctx context.Context, cs kubernetes.Interface, node string) (*corev1.Pod, string) {
 	t.Helper()
 	ds, err := cs.AppsV1().DaemonSets("weft-system").Get(ctx, "weft", metav1.GetOptions{})
 	if err != nil {
@@ -253,7 +261,30 @@ func daemonSetPodToken(t *testing.T, ctx context.Context, cs kubernetes.Interfac
 	if err != nil {
 		t.Fatalf("token for ServiceAccount %s bound to pod %s: %v", pod.Spec.ServiceAccountName, pod.Name, err)
 	}
-	return tok.Status.Token
+	return pod, tok.Status.Token
+}
+
+// containerEnv resolves a container's environment as the kubelet would on
+// node n: plain values, and the downward API's spec.nodeName and
+// status.hostIP. Any other source fails the test.
+func containerEnv(t *testing.T, c corev1.Container, n *e2e.Node) []string {
+	t.Helper()
+	var env []string
+	for _, e := range c.Env {
+		v := e.Value
+		if e.ValueFrom != nil {
+			switch f := e.ValueFrom.FieldRef; {
+			case f != nil && f.FieldPath == "spec.nodeName":
+				v = n.Name
+			case f != nil && f.FieldPath == "status.hostIP":
+				v = n.IP.String()
+			default:
+				t.Fatalf("container %s: variable %s: a source this test does not resolve", c.Name, e.Name)
+			}
+		}
+		env = append(env, e.Name+"="+v)
+	}
+	return env
 }
 
 // tokenKubeconfig writes a kubeconfig for the API server with token and
