@@ -29,12 +29,14 @@ import (
 	"github.com/weftnet/weft/e2e"
 	"github.com/weftnet/weft/e2e/e2etest"
 	"github.com/weftnet/weft/e2e/kubetest"
+	weftkube "github.com/weftnet/weft/etc/kubernetes"
 	subnetkube "github.com/weftnet/weft/subnet/kube"
 )
 
 // kubeManifests are etc/kubernetes's Kubernetes-mode files, in the order
-// docs/kubernetes.md applies them.
-var kubeManifests = []string{"weft-crd.yaml", "weft-rbac.yaml", "weft-guard.yaml", "weft-kube.yaml"}
+// docs/kubernetes.md applies them: those weftd needs before it starts,
+// then the DaemonSet.
+var kubeManifests = append(slices.Clone(weftkube.ModeManifests), "weft-kube.yaml")
 
 // TestKubeDaemonSet applies every manifest of etc/kubernetes to a real
 // kube-apiserver with server-side apply (weft.yaml, the etcd-mode
