@@ -12,7 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/weftnet/weft/subnet"
@@ -25,7 +26,7 @@ func (s *Store) nodeInformer(name string) (cache.SharedIndexInformer, error) {
 	if name != "" {
 		sel = fields.OneTermEqualSelector("metadata.name", name)
 	}
-	lw := cache.NewListWatchFromClient(s.cs.CoreV1().RESTClient(), "nodes", "", sel)
+	lw := patient(cache.NewListWatchFromClient(s.cs.CoreV1().RESTClient(), "nodes", "", sel))
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Node{}, 0, cache.Indexers{})
 	if err := inf.SetTransform(slimNode); err != nil {
 		return nil, fmt.Errorf("node informer: %w", err)
@@ -36,12 +37,21 @@ func (s *Store) nodeInformer(name string) (cache.SharedIndexInformer, error) {
 // recordInformer returns an informer on every WeftNode, or on the one
 // named, whose cache holds *WeftNode.
 func (s *Store) recordInformer(name string) (cache.SharedIndexInformer, error) {
-	tweak := func(o *metav1.ListOptions) {
+	tweak := func(o metav1.ListOptions) metav1.ListOptions {
 		if name != "" {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
 		}
+		return o
 	}
-	inf := dynamicinformer.NewFilteredDynamicInformer(s.dyn, GVR, "", 0, cache.Indexers{}, tweak).Informer()
+	lw := patient(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return s.dyn.Resource(GVR).List(ctx, tweak(o))
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return s.dyn.Resource(GVR).Watch(ctx, tweak(o))
+		},
+	})
+	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, 0, cache.Indexers{})
 	if err := inf.SetTransform(toWeftNode); err != nil {
 		return nil, fmt.Errorf("WeftNode informer: %w", err)
 	}
