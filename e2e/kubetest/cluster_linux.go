@@ -351,11 +351,50 @@ func (c *Cluster) StopAPIServer() error {
 	return c.apiserver.Stop(15 * time.Second)
 }
 
+// KillAPIServer kills kube-apiserver with SIGKILL, as a crash or a power
+// loss would, and waits until it is gone: its clients see the outage at
+// once, where a SIGTERM has it drain its watches first.
+func (c *Cluster) KillAPIServer() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.apiserver == nil {
+		return nil
+	}
+	return c.apiserver.Kill(10 * time.Second)
+}
+
 // APIServer returns the running kube-apiserver process.
 func (c *Cluster) APIServer() *Proc {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.apiserver
+}
+
+// StopControllerManager stops kube-controller-manager (SIGTERM, SIGKILL
+// after 15 s): Nodes created meanwhile get no podCIDRs, as in a cluster
+// whose controller-manager runs without --allocate-node-cidrs.
+func (c *Cluster) StopControllerManager() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kcm == nil {
+		return nil
+	}
+	return c.kcm.Stop(15 * time.Second)
+}
+
+// StartControllerManager starts kube-controller-manager again after
+// [Cluster.StopControllerManager] and waits for its /healthz. It is a
+// no-op while it runs, and an error without Options.ControllerManager.
+func (c *Cluster) StartControllerManager(ctx context.Context) error {
+	if !c.opts.ControllerManager {
+		return errors.New("kubetest: the cluster was started without Options.ControllerManager")
+	}
+	if p := c.ControllerManager(); p != nil {
+		if exited, _ := p.Exited(); !exited {
+			return nil
+		}
+	}
+	return c.startControllerManager(ctx)
 }
 
 // ControllerManager returns the kube-controller-manager process (nil

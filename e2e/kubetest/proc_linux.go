@@ -111,6 +111,23 @@ func (p *Proc) Stop(timeout time.Duration) error {
 	}
 }
 
+// Kill sends SIGKILL and waits up to timeout for the process to be
+// reaped. It is idempotent.
+func (p *Proc) Kill(timeout time.Duration) error {
+	if exited, _ := p.Exited(); exited {
+		return nil
+	}
+	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill %s (pid %d): %w", p.Name, p.PID, err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("%s (pid %d) still running %s after SIGKILL", p.Name, p.PID, timeout)
+	}
+}
+
 // RSS returns the process's resident set size in bytes.
 func (p *Proc) RSS() (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID))
