@@ -342,7 +342,7 @@ func (d *daemon) probe(ctx context.Context) error {
 	d.setReachable(err == nil)
 	if err != nil && d.reachLog.Swap(reachDown) != reachDown {
 		d.unreachableAt.Store(time.Now().UnixNano())
-		d.log.WithError(err).Warn("etcd unreachable")
+		d.log.WithError(err).Warn(d.cfg.storeKind() + " unreachable")
 	}
 	return err
 }
@@ -359,7 +359,7 @@ func (d *daemon) setReachable(ok bool) {
 	d.reachable.Store(ok)
 	if ok && d.reachLog.Swap(reachUp) == reachDown {
 		down := time.Since(time.Unix(0, d.unreachableAt.Load()))
-		d.log.WithField("unreachableFor", down.Seconds()).Info("etcd reachable again")
+		d.log.WithField("unreachableFor", down.Seconds()).Info(d.cfg.storeKind() + " reachable again")
 	}
 }
 

@@ -75,7 +75,7 @@ func (d *daemon) acquireLease(ctx context.Context, nc *subnet.Config, online boo
 			d.log.WithError(err).Warn("claim a subnet")
 		}
 		if prev != nil {
-			d.log.WithField("subnet", prev.Primary()).Warn("etcd unreachable: starting with the lease saved in the state dir; it is claimed again in the background")
+			d.log.WithField("subnet", prev.Primary()).Warn(d.cfg.storeKind() + " unreachable: starting with the lease saved in the state dir; it is claimed again in the background")
 			d.lease.mu.Lock()
 			d.lease.cur = prev
 			d.lease.mu.Unlock()

@@ -35,14 +35,14 @@ func (d *daemon) loadConfig(ctx context.Context) (*subnet.Config, bool, error) {
 	for attempt := 0; ; attempt++ {
 		if perr := d.probe(ctx); perr != nil {
 			if saved != nil {
-				d.log.WithError(perr).Warn("etcd unreachable: starting with the last good network config saved in the state dir")
+				d.log.WithError(perr).Warn(d.cfg.storeKind() + " unreachable: starting with the last good network config saved in the state dir")
 				return saved, false, nil
 			}
 			if time.Now().After(deadline) {
 				return nil, false, fmt.Errorf("cannot start: %s is unreachable (%w) and %s has no saved network config (the first start of a node needs it)",
 					d.cfg.storeName(), perr, d.cfg.StateDir)
 			}
-			d.log.WithError(perr).Warn("etcd unreachable; retrying")
+			d.log.WithError(perr).Warn(d.cfg.storeKind() + " unreachable; retrying")
 		} else {
 			cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 			c, err := d.store.GetConfig(cctx)

@@ -11,20 +11,34 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
-// TestStoreOutageLoggedOnce checks that an etcd outage is logged when it
+// TestStoreOutageLoggedOnce checks that a store outage is logged when it
 // starts and when it ends, however many probes fail in between, and that
-// an answer seen elsewhere (a claim, a lease view) ends it too.
+// an answer seen elsewhere (a claim, a lease view) ends it too. The
+// messages name the store: etcd, or the Kubernetes API server.
 func TestStoreOutageLoggedOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name, store string
+		kube        bool
+	}{
+		{"etcd", "etcd", false},
+		{"kubernetes", "Kubernetes API server", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testStoreOutageLoggedOnce(t, tc.store, tc.kube) })
+	}
+}
+
+func testStoreOutageLoggedOnce(t *testing.T, store string, kube bool) {
 	h := newLeaseHarness(t)
+	h.d.cfg.Kube.SubnetMgr = kube
 	log, hook := logtest.NewNullLogger()
 	h.d.log = log
 	ctx := t.Context()
 	count := func() (down, up int) {
 		for _, e := range hook.AllEntries() {
 			switch {
-			case e.Message == "etcd unreachable" && e.Level == logrus.WarnLevel:
+			case e.Message == store+" unreachable" && e.Level == logrus.WarnLevel:
 				down++
-			case e.Message == "etcd reachable again" && e.Level == logrus.InfoLevel:
+			case e.Message == store+" reachable again" && e.Level == logrus.InfoLevel:
 				up++
 			}
 		}
@@ -38,7 +52,7 @@ func TestStoreOutageLoggedOnce(t *testing.T) {
 
 	probes(3) // reachable from the start: nothing to say
 	if down, up := count(); down != 0 || up != 0 {
-		t.Fatalf("etcd reachable: logged %d outages and %d recoveries, want none", down, up)
+		t.Fatalf("store reachable: logged %d outages and %d recoveries, want none", down, up)
 	}
 	h.store.SetProbeError(errors.New("no leader"))
 	probes(10)
@@ -51,7 +65,7 @@ func TestStoreOutageLoggedOnce(t *testing.T) {
 	h.store.SetProbeError(nil)
 	probes(3)
 	if down, up := count(); down != 1 || up != 1 {
-		t.Fatalf("etcd back: logged %d outages and %d recoveries, want 1 and 1", down, up)
+		t.Fatalf("store back: logged %d outages and %d recoveries, want 1 and 1", down, up)
 	}
 	// A second outage, ended by a lease view rather than a probe.
 	h.store.SetProbeError(errors.New("no leader"))

@@ -120,6 +120,15 @@ func (c *Config) storeName() string {
 	return "etcd (" + strings.Join(c.EtcdEndpoints, ",") + ")"
 }
 
+// storeKind names the store in log messages, each constant within a mode
+// so that alerts can match it: "etcd", or "Kubernetes API server".
+func (c *Config) storeKind() string {
+	if c.Kube.SubnetMgr {
+		return "Kubernetes API server"
+	}
+	return "etcd"
+}
+
 // configPlace says where the network config is read and how to write it.
 func (c *Config) configPlace() string {
 	switch {
