@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -515,6 +516,10 @@ func testKubeOutage(t *testing.T, e *kubeEnv) {
 	watchers := nodesExcept(nodes, n3)
 	epochsBefore := peerEpochs(t, ctx, nodes)
 	id3 := gossipIdentity(ctx, t, n3)
+	offsets := map[string]int64{}
+	for _, n := range watchers {
+		offsets[n.Name] = haFileSize(n.LogFile)
+	}
 	tr := startHATraffic(t, watchers)
 	defer tr.stop()
 
@@ -633,6 +638,15 @@ func testKubeOutage(t *testing.T, e *kubeEnv) {
 		t.Fatal(err)
 	}
 	t.Logf("API server back: /status reachable and ready after %v; %s's new address written back", reached, n3.Name)
+	// The log says so once each way, naming the API server.
+	for _, n := range watchers {
+		log := logSince(n, offsets[n.Name])
+		for _, msg := range []string{"Kubernetes API server unreachable", "Kubernetes API server reachable again"} {
+			if got := strings.Count(log, `msg="`+msg+`"`); got != 1 {
+				t.Errorf("%s logged %q %d times over the outage, want once", n.Name, msg, got)
+			}
+		}
+	}
 	// Let a resync pass, then nothing may have changed.
 	time.Sleep(2 * time.Second)
 	if after := peerEpochs(t, ctx, nodes); after != epochsBefore {
@@ -671,6 +685,15 @@ func kubeKernels(t *testing.T, nodes []*e2e.Node) map[string]*e2e.Kernel {
 		k.Neighbours = slices.DeleteFunc(k.Neighbours, func(n e2e.KernelNeigh) bool { return n.State&netlink.NUD_PERMANENT == 0 })
 	}
 	return m
+}
+
+// logSince returns n's weftd log from offset bytes on.
+func logSince(n *e2e.Node, offset int64) string {
+	data, _ := os.ReadFile(n.LogFile)
+	if int64(len(data)) < offset {
+		return ""
+	}
+	return string(data[offset:])
 }
 
 // weftNodePublicIP reads the public IP of the WeftNode called name.
