@@ -25,36 +25,23 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/weftnet/weft/e2e"
-	"github.com/weftnet/weft/e2e/e2etest"
 	"github.com/weftnet/weft/e2e/kubetest"
 )
 
 // TestKubeMode runs real weftd processes in Kubernetes mode (VXLAN,
-// dual-stack) on a
-// real kube-apiserver and kube-controller-manager, which run in the
-// cluster's underlay namespace on 198.18.0.2:6443. weftd holds a token of
+// dual-stack) on a real kube-apiserver and kube-controller-manager, which
+// run in the cluster's underlay namespace on 198.18.0.2:6443 (see
+// [kubeEnv]). weftd holds a token of
 // its own ServiceAccount, bound by etc/kubernetes/weft-rbac.yaml (never
 // admin credentials), and reads the network config from the ConfigMap.
 // Each node's subnet is the podCIDR the controller-manager assigned to its
 // Node; pods on different nodes reach each other. A third node started
 // before its Node exists waits, not ready, saying why, and joins once the
-// Node is created.
+// Node is created. [TestKubeMatrix] runs the rest of the scenarios (API
+// server outage, Node deletions, restarts, kernel tables) on three nodes.
 func TestKubeMode(t *testing.T) {
-	c := e2etest.NewCluster(t, e2e.Options{Nodes: 2, NoDaemons: true, DualStack: true})
-	kc := kubetest.Start(t, kubetest.Options{
-		NetNS: c.Underlay.Name, Addr: e2e.EtcdIP, ControllerManager: true,
-		ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix(e2e.DefaultNetwork), netip.MustParsePrefix(e2e.DefaultIPv6Network)},
-	})
-	// Cleanups run last-in first-out: weftd stops before the control
-	// plane, so that the API server has no watches to drain.
-	t.Cleanup(func() {
-		for _, n := range c.Nodes() {
-			if err := n.Stop(); err != nil {
-				t.Logf("stop weftd on %s: %v", n.Name, err)
-			}
-		}
-	})
-	cs := kc.Client(t)
+	e := newKubeEnv(t, e2e.Options{Nodes: 2, DualStack: true})
+	c, kc, cs := e.c, e.kc, e.cs
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -82,62 +69,19 @@ func TestKubeMode(t *testing.T) {
 		}
 	})
 
-	for _, f := range []string{"weft-crd.yaml", "weft-rbac.yaml"} {
-		if out, err := kc.Kubectl(ctx, "apply", "-f", filepath.Join("..", "etc", "kubernetes", f)); err != nil {
-			t.Fatalf("kubectl apply -f %s: %v\n%s", f, err, out)
-		}
-	}
-	if out, err := kc.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd/weftnodes.weft.dev"); err != nil {
-		t.Fatalf("wait for the CRD: %v\n%s", err, out)
-	}
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: "weft-config", Namespace: "weft-system"},
-		Data:       map[string]string{"network-config.json": c.NetworkConfig()},
-	}
-	if _, err := cs.CoreV1().ConfigMaps("weft-system").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := weftdKubeconfig(t, ctx, cs, kc)
-	// The cluster's gossip key, as a DaemonSet mounts it from a Secret:
-	// the API server does not keep it.
-	gossipKey := newGossipKey(t)
-	kubeArgs := func(n *e2e.Node) []string {
-		writeGossipKeyFile(t, n, gossipKey)
-		return []string{"--kube-subnet-mgr", "--kubeconfig", kubeconfig, "--gossip-key-file", gossipKeyFile(n)}
-	}
+	e.install(t, ctx)
+	kubeconfig := e.kubeconfig
+	kubeArgs := func(n *e2e.Node) []string { return e.args(t, n) }
 
 	nodes := c.Nodes()
-	for _, n := range nodes {
-		if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name}}, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("create Node %s: %v", n.Name, err)
-		}
-	}
-	start := time.Now()
-	for _, n := range nodes {
-		n.ExtraArgs = kubeArgs(n)
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
+	e.startNodes(t, ctx, nodes, 1)
+	if t.Failed() {
+		return
 	}
 	for _, n := range nodes {
-		if err := n.WaitReady(ctx, 90*time.Second); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Logf("%d weftd ready in Kubernetes mode %s after start", len(nodes), time.Since(start).Round(time.Millisecond))
-	for _, n := range nodes {
-		checkSubnetIsPodCIDR(t, ctx, cs, n)
 		checkNetworkAvailable(t, ctx, cs, n)
 	}
-
-	var pods []*e2e.Pod
-	for _, n := range nodes {
-		p, err := n.AddPod(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pods = append(pods, p)
-	}
+	pods := c.Pods()
 	for _, from := range pods {
 		for _, to := range pods {
 			if from == to {
@@ -261,89 +205,6 @@ func TestKubeMode(t *testing.T) {
 		}); err != nil {
 			t.Fatalf("%s after the config was fixed: %v", n.Name, err)
 		}
-	})
-
-	// The API server away: the data plane carries on, nothing changes
-	// when it returns.
-	t.Run("api-server-outage", func(t *testing.T) {
-		before := peerEpochs(t, ctx, nodes)
-		stream, err := e2e.StartStream(pods[0].NS, pods[1].IP, 20*time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		if err := kc.StopAPIServer(); err != nil {
-			// It may wait for weftd's watches past the grace period and be
-			// killed: stopped either way.
-			t.Logf("stop kube-apiserver: %v", err)
-		}
-		time.Sleep(max(0, 20*time.Second-time.Since(start)))
-		if err := kc.StartAPIServer(ctx); err != nil {
-			stream.Stop()
-			t.Fatal(err)
-		}
-		outage := time.Since(start)
-		time.Sleep(5 * time.Second)
-		res := stream.Stop()
-		t.Logf("API server away %s: pod → pod %s", outage.Round(time.Second), res)
-		if res.Lost() != 0 || res.Sent == 0 {
-			t.Errorf("pod traffic across the API server outage: %s, want nothing lost", res)
-		}
-		for _, n := range nodes {
-			if err := n.WaitReady(ctx, 30*time.Second); err != nil {
-				t.Error(err)
-			}
-		}
-		if after := peerEpochs(t, ctx, nodes); after != before {
-			t.Errorf("peers before the outage %s, after %s", before, after)
-		}
-	})
-
-	// A Node deleted: its peer goes from every weftd, also from one that
-	// was stopped meanwhile (gone at its first complete view).
-	t.Run("node-deleted", func(t *testing.T) {
-		all := c.Nodes()
-		gone, stopped, running := all[2], all[0], all[1]
-		if err := stopped.Stop(); err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		if err := cs.CoreV1().Nodes().Delete(ctx, gone.Name, metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if err := waitNoPeer(ctx, running, gone.Name); err != nil {
-			t.Fatalf("%s still has peer %s after its Node's deletion: %v", running.Name, gone.Name, err)
-		}
-		t.Logf("Node %s deleted → gone from %s's peers in %s", gone.Name, running.Name, time.Since(start).Round(time.Millisecond))
-		if err := stopped.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if err := stopped.WaitReady(ctx, 60*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		if err := waitNoPeer(ctx, stopped, gone.Name); err != nil {
-			t.Fatalf("%s, stopped while Node %s was deleted, still has it as a peer: %v", stopped.Name, gone.Name, err)
-		}
-		if _, err := e2e.Ping(pods[0].NS, pods[1].IP, 5*time.Second); err != nil {
-			t.Errorf("pods after the restart: %v", err)
-		}
-	})
-}
-
-// waitNoPeer waits until n's /status lists no peer named name (the
-// reconcile removes what is not a peer from the kernel).
-func waitNoPeer(ctx context.Context, n *e2e.Node, name string) error {
-	return e2e.Eventually(30*time.Second, 100*time.Millisecond, func() error {
-		st, err := n.Status(ctx)
-		if err != nil {
-			return err
-		}
-		for _, p := range st.Peers {
-			if p.Name == name {
-				return fmt.Errorf("peer %s (%s) still listed", name, p.Subnet)
-			}
-		}
-		return nil
 	})
 }
 
