@@ -253,3 +253,26 @@ func TestReconcileReadsNothingDeletesNothing(t *testing.T) {
 		}
 	})
 }
+
+// TestCountersWithoutTable: before any pod is added (no table) every drop
+// reason is counted at 0, so that a dashboard's panels are not empty.
+func TestCountersWithoutTable(t *testing.T) {
+	inNS(t, func() {
+		got, err := Counters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := dropReasons()
+		if len(want) < 10 {
+			t.Fatalf("drop reasons %v: expected every drop rule's reason", want)
+		}
+		for _, r := range want {
+			if n, ok := got[r]; !ok || n != 0 {
+				t.Errorf("reason %q: %d, present %v; want 0, present", r, n, ok)
+			}
+		}
+		if len(got) != len(want) {
+			t.Errorf("counters %v, want exactly the reasons %v", got, want)
+		}
+	})
+}

@@ -207,6 +207,20 @@ func chainRules() map[string][]rule {
 	}
 }
 
+// dropReasons returns the reason of every drop rule, in chain order.
+func dropReasons() []string {
+	all := chainRules()
+	var out []string
+	for _, name := range chainOrder {
+		for _, r := range all[name] {
+			if v, ok := r.exprs[len(r.exprs)-1].(*expr.Verdict); ok && v.Kind == expr.VerdictDrop {
+				out = append(out, r.reason)
+			}
+		}
+	}
+	return out
+}
+
 // chainOrder lists the chains, regular chains first (the base chain jumps
 // to them).
 var chainOrder = []string{chainIPv4, chainIPv6, chainARP, chainPrerouting}

@@ -460,7 +460,8 @@ func Elements() ([]Element, error) {
 
 // Counters returns the packets each drop rule of the table has counted,
 // by reason ("ether-saddr", "ipv4-saddr", "arp-spa", "nd-target", ...).
-// A missing table counts nothing.
+// Every reason of the rules is present, 0 when nothing was dropped; a
+// missing table (no pod added on this node yet) or chain counts nothing.
 func Counters() (map[string]uint64, error) {
 	c, err := newConn()
 	if err != nil {
@@ -469,8 +470,14 @@ func Counters() (map[string]uint64, error) {
 	defer c.CloseLasting()
 	t := tableRef()
 	out := map[string]uint64{}
+	for _, reason := range dropReasons() {
+		out[reason] = 0
+	}
 	for _, name := range chainOrder {
 		rules, err := c.GetRules(t, &nftables.Chain{Name: name, Table: t})
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("list rules of bridge %s %s: %w", TableName, name, err)
 		}
