@@ -62,7 +62,7 @@ var (
 	weftctlCmd    = regexp.MustCompile("weftctl ([a-z][a-z-]*)")
 	dispatchCase  = regexp.MustCompile(`case "([a-z][a-z-]*)":`)
 	metricName    = regexp.MustCompile(`\bweft_[a-z_]+[a-z]\b`)
-	metricDefined = regexp.MustCompile(`Name:\s*"(weft_[a-z_]+)"`)
+	metricDefined = regexp.MustCompile(`(?:Name:\s*|prometheus\.NewDesc\()"(weft_[a-z_]+)"`)
 	camelToken    = regexp.MustCompile("`([a-z]+[A-Z][A-Za-z]*)`")
 )
 
