@@ -8,11 +8,9 @@ package e2e_test
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os/exec"
 	"slices"
@@ -20,8 +18,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/weftnet/weft/e2e"
 	"github.com/weftnet/weft/e2e/e2etest"
@@ -380,17 +376,7 @@ func TestBenchRSS(t *testing.T) {
 	}
 	start := time.Now()
 	for i := 0; i < simulated; i++ {
-		mac := make(net.HardwareAddr, 6)
-		rand.Read(mac)
-		mac[0] = mac[0]&^1 | 2 // unicast, locally administered
-		rec := subnet.Record{
-			NodeName:    fmt.Sprintf("sim-%03d", i),
-			NodeID:      uuid.NewString(),
-			PublicIP:    netip.AddrFrom4([4]byte{198, 19, byte(i / 250), byte(1 + i%250)}),
-			BackendType: subnet.BackendVXLAN,
-			BackendData: subnet.BackendData{VTEPMAC: mac.String()},
-			Version:     1,
-		}
+		rec := simRecord(fmt.Sprintf("sim-%03d", i), i)
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := store.Claim(cctx, subnet.ClaimRequest{Config: netcfg, Record: rec})
 		cancel()

@@ -171,6 +171,38 @@ func (p *Proc) RSS() (int64, error) {
 	return 0, fmt.Errorf("no VmRSS for pid %d", p.PID)
 }
 
+// clockTicks is the unit of /proc/PID/stat's times (USER_HZ, 100 on
+// every Linux architecture Go supports).
+const clockTicks = 100
+
+// CPUTime returns the CPU time the process has used, user and system
+// (utime + stime of /proc/PID/stat).
+func (p *Proc) CPUTime() (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
+	if err != nil {
+		return 0, fmt.Errorf("read stat of pid %d: %w", p.PID, err)
+	}
+	// The fields after the command name, which is in parentheses and
+	// may hold spaces: state is field 3, utime 14 and stime 15.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat of pid %d: no command name", p.PID)
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat of pid %d: %d fields", p.PID, len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("stat of pid %d: %w", p.PID, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
 // waitLogLine polls the log file of p until it holds line (after offset),
 // p exits, or the timeout passes.
 func waitLogLine(p *Proc, offset int64, line string, timeout time.Duration) error {

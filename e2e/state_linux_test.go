@@ -5,7 +5,9 @@ package e2e
 
 import (
 	"os"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestProcAlive(t *testing.T) {
@@ -47,5 +49,39 @@ func TestTeardownNothing(t *testing.T) {
 	}
 	if err := Teardown(s); err != nil {
 		t.Errorf("Teardown: %v", err)
+	}
+}
+
+// TestProcCPUTime spins this process until getrusage says it used 200 ms
+// more CPU; CPUTime's rise over the same span must agree (read before
+// and after the getrusage calls, so within the 10 ms ticks of /proc).
+func TestProcCPUTime(t *testing.T) {
+	rusage := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	p := &Proc{PID: os.Getpid()}
+	before, err := p.CPUTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r0 := rusage()
+	deadline := time.Now().Add(20 * time.Second)
+	for rusage()-r0 < 200*time.Millisecond && time.Now().Before(deadline) {
+	}
+	r1 := rusage()
+	after, err := p.CPUTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := after-before, r1-r0
+	if got < want-20*time.Millisecond || got > want+200*time.Millisecond {
+		t.Errorf("CPUTime rose by %s while getrusage counted %s", got, want)
+	}
+	if _, err := (&Proc{PID: 1 << 30}).CPUTime(); err == nil {
+		t.Error("no error for a PID that does not exist")
 	}
 }
