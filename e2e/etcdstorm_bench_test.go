@@ -53,9 +53,7 @@ func simRecord(name string, i int) subnet.Record {
 // stime of /proc/PID/stat, summed over the members).
 func TestBenchEtcdClusterStorm(t *testing.T) {
 	sizes := []int{100, 300, 1000}
-	type result struct {
-		p50, p99, wall, cpu time.Duration
-	}
+	type result = stormResult
 	run := func(t *testing.T, members int) map[int]result {
 		c := e2etest.NewCluster(t, e2e.Options{Nodes: -1, EtcdMembers: members, NetworkConfig: stormNetwork})
 		var procs []*e2e.Proc
@@ -73,8 +71,9 @@ func TestBenchEtcdClusterStorm(t *testing.T) {
 		for _, n := range sizes {
 			r := claimStorm(t, cli, procs, fmt.Sprintf("/storm-%d", n), n)
 			out[n] = r
-			t.Logf("%d-member etcd, %d claimers: p50 %s, p99 %s, wall %s, etcd CPU %s", members, n,
-				r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.wall.Round(time.Millisecond), r.cpu.Round(10*time.Millisecond))
+			t.Logf("%d-member etcd, %d claimers: p50 %s, p99 %s, wall %s, etcd CPU %s, database in use +%d kB (%d B a node)", members, n,
+				r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.wall.Round(time.Millisecond), r.cpu.Round(10*time.Millisecond),
+				r.dbBytes/1000, r.dbBytes/int64(n))
 		}
 		return out
 	}
@@ -110,11 +109,19 @@ func TestBenchEtcdClusterStorm(t *testing.T) {
 	}
 }
 
+// stormResult is what one storm measured.
+type stormResult struct {
+	p50, p99, wall, cpu time.Duration
+	// dbBytes is the growth of etcd's database in use (DbSizeInUse)
+	// over the storm.
+	dbBytes int64
+}
+
 // claimStorm has n distinct nodes claim at once under prefix, through 16
 // clients, and checks that every claim succeeded with its own subnet and
 // that etcd holds n lease keys. It returns the claim-time quantiles, the
 // storm's wall time and the CPU the etcd processes used meanwhile.
-func claimStorm(t *testing.T, newClient func() (*clientv3.Client, error), etcd []*e2e.Proc, prefix string, n int) (r struct{ p50, p99, wall, cpu time.Duration }) {
+func claimStorm(t *testing.T, newClient func() (*clientv3.Client, error), etcd []*e2e.Proc, prefix string, n int) (r stormResult) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -123,12 +130,16 @@ func claimStorm(t *testing.T, newClient func() (*clientv3.Client, error), etcd [
 		t.Fatal(err)
 	}
 	var stores []*subnetetcd.Store
+	var first *clientv3.Client
 	for range 16 {
 		cli, err := newClient()
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cli.Close() })
+		if first == nil {
+			first = cli
+		}
 		stores = append(stores, subnetetcd.New(subnetetcd.Config{Client: cli, Prefix: prefix, LeaseTTL: time.Hour}))
 	}
 	if err := stores[0].PutConfig(ctx, []byte(stormNetwork)); err != nil {
@@ -166,12 +177,21 @@ func claimStorm(t *testing.T, newClient func() (*clientv3.Client, error), etcd [
 			}
 		})
 	}
+	dbInUse := func() int64 {
+		st, err := first.Status(ctx, first.Endpoints()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.DbSizeInUse
+	}
+	db0 := dbInUse()
 	cpu0 := cpu()
 	start := time.Now()
 	close(ready)
 	wg.Wait()
 	r.wall = time.Since(start)
 	r.cpu = cpu() - cpu0
+	r.dbBytes = dbInUse() - db0
 	seen := map[netip.Prefix]int{}
 	for i := range n {
 		if errs[i] != nil {
