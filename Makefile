@@ -29,7 +29,7 @@ KUBE_TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/weft/kube-tools
 KUBE_TOOLS_KEY   := $(shell { $(GO) env GOVERSION; cat $(KUBE_TOOLS_MOD)/go.mod $(KUBE_TOOLS_MOD)/go.sum $(KUBE_TOOLS_MOD)/cmd/*/main.go; } | sha256sum | cut -c1-16)
 export WEFT_KUBE_TOOLS := $(KUBE_TOOLS_CACHE)/$(KUBE_TOOLS_KEY)
 
-.PHONY: help build image kube-tools test test-unit test-priv e2e bench fuzz lab lab-down lint check-tidy e2e-vagrant clean
+.PHONY: help build image kube-tools test test-unit test-priv e2e bench bench-scale fuzz lab lab-down lint check-tidy e2e-vagrant clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -93,6 +93,12 @@ bench: build ## benchmarks: a table of figures, each beside its reference from t
 	  grep -h '^BENCH|' $(CURDIR)/.bench.log | sed 's/^BENCH| *//' | awk -F' *\\| *' '{printf "%-58s | %-22s | %-44s | %s\n", $$1, $$2, $$3, $$4}'; \
 	  grep -hE '^\s+--- SKIP|^--- FAIL' $(CURDIR)/.bench.log || true; \
 	  echo "(full log: .bench.log)"; exit $$rc
+
+bench-scale: ## bench with the long scale runs (WEFT_BENCH_SCALE=1), then docs/scale.md's model: .bench-scale.png and .bench-scale.md from the points in .bench-scale.jsonl
+	@rm -f $(CURDIR)/.bench-scale.jsonl
+	@WEFT_BENCH_SCALE=1 WEFT_BENCH_OUT=$(CURDIR)/.bench-scale.jsonl $(MAKE) --no-print-directory bench; rc=$$?; \
+	  $(GO) run ./e2e/cmd/weft-scaleplot -png $(CURDIR)/.bench-scale.png -md $(CURDIR)/.bench-scale.md $(CURDIR)/.bench-scale.jsonl && \
+	  echo "(scale model: .bench-scale.md, .bench-scale.png; points: .bench-scale.jsonl)"; exit $$rc
 
 # Wall-clock seconds `make fuzz` may take in all: each target gets an even
 # share of what is left, less 8 s for compiling its package (at most 30 s).

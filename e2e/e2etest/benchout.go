@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"testing"
+
+	"github.com/weftnet/weft/e2e/scaleplot"
 )
 
 // BenchOutEnv names the file benchmarks append their points to, one JSON
@@ -15,18 +18,9 @@ import (
 // e2e/cmd/weft-scaleplot reads it (docs/scale.md).
 const BenchOutEnv = "WEFT_BENCH_OUT"
 
-// BenchPoint is one measured point of a scale figure: Value (in Unit) of
-// the figure Series at Size (nodes, peers, claimers, members: what the
-// series is measured against). Ref, when set, is the reference measured
-// in the same run (RefValue, in Unit).
-type BenchPoint struct {
-	Series   string  `json:"series"`
-	Size     float64 `json:"size"`
-	Value    float64 `json:"value"`
-	Unit     string  `json:"unit"`
-	Ref      string  `json:"ref,omitempty"`
-	RefValue float64 `json:"refValue,omitempty"`
-}
+// BenchPoint is one measured point of a scale figure (see
+// [scaleplot.Point]).
+type BenchPoint = scaleplot.Point
 
 var benchOutMu sync.Mutex
 
@@ -51,4 +45,17 @@ func WriteBenchPoint(p BenchPoint) error {
 		return fmt.Errorf("%s: %w", BenchOutEnv, err)
 	}
 	return f.Close()
+}
+
+// BenchScaleEnv, set non-empty (`make bench-scale` does), runs the scale
+// benchmarks that take longer than a few minutes; `make bench` skips them.
+const BenchScaleEnv = "WEFT_BENCH_SCALE"
+
+// RequireBenchScale skips a long scale benchmark unless [BenchScaleEnv] is
+// set, saying how to run it.
+func RequireBenchScale(tb testing.TB) {
+	tb.Helper()
+	if os.Getenv(BenchScaleEnv) == "" {
+		tb.Skipf("skipping %s: a long scale run; make bench-scale runs it (%s=1)", tb.Name(), BenchScaleEnv)
+	}
 }
