@@ -170,13 +170,61 @@ func (s *Store) Close() error {
 
 // Probe checks that etcd answers now: a count-only read of the config key
 // that needs a leader, bounded by ctx and the call timeout.
+//
+// With several endpoints the read goes to one member's connection, and a
+// member cut off silently (no reset: its connection looks alive until
+// gRPC keep-alive finds it dead, up to 15 s) would make the read hang and
+// a store that has a quorum look down. So the read gets half of ctx's
+// time, and when it fails every endpoint is asked for its status on a
+// connection of its own: the store answers when one member does and knows
+// a leader.
 func (s *Store) Probe(ctx context.Context) error {
+	eps := s.c.Endpoints()
+	first := ctx
+	if dl, ok := ctx.Deadline(); ok && len(eps) > 1 {
+		var cancel context.CancelFunc
+		first, cancel = context.WithTimeout(ctx, time.Until(dl)/2)
+		defer cancel()
+	}
+	err := s.probeRead(first)
+	if err == nil || len(eps) < 2 || ctx.Err() != nil {
+		return err
+	}
+	if s.memberWithLeader(ctx, eps) {
+		return nil
+	}
+	return err
+}
+
+func (s *Store) probeRead(ctx context.Context) error {
 	cctx, cancel := s.call(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	if _, err := s.c.Get(cctx, s.ConfigKey(), clientv3.WithCountOnly()); err != nil {
 		return fmt.Errorf("probe etcd: %w", err)
 	}
 	return nil
+}
+
+// memberWithLeader asks every endpoint for its status at once, each on a
+// new connection, and reports whether one answered knowing a leader.
+func (s *Store) memberWithLeader(ctx context.Context, eps []string) bool {
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	led := make(chan bool, len(eps))
+	for _, ep := range eps {
+		go func() {
+			st, err := s.c.Status(cctx, ep)
+			led <- err == nil && st.Leader != 0
+		}()
+	}
+	found := false
+	for range eps {
+		if <-led && !found {
+			found = true
+			cancel() // the others need not finish
+		}
+	}
+	return found
 }
 
 // Prefix returns the store's key prefix, without a trailing slash.
