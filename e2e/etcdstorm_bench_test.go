@@ -44,7 +44,7 @@ func simRecord(name string, i int) subnet.Record {
 	}
 }
 
-// TestBenchEtcdClusterStorm: start storms of 100, 300 and 1000 distinct
+// TestBenchEtcdClusterStorm: start storms of 100 to 5000 distinct
 // nodes claiming at once (16 etcd connections, each claimer a real
 // subnet/etcd Store claim) against a 3-member etcd cluster of weft-etcd
 // processes, each in its own namespace, beside the same storms against a
@@ -52,7 +52,7 @@ func simRecord(name string, i int) subnet.Record {
 // distinct, and the CPU the etcd processes used over the storm (utime +
 // stime of /proc/PID/stat, summed over the members).
 func TestBenchEtcdClusterStorm(t *testing.T) {
-	sizes := []int{100, 300, 1000}
+	sizes := []int{100, 500, 1000, 2000, 5000}
 	type result = stormResult
 	run := func(t *testing.T, members int) map[int]result {
 		c := e2etest.NewCluster(t, e2e.Options{Nodes: -1, EtcdMembers: members, NetworkConfig: stormNetwork})

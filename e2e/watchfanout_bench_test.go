@@ -26,14 +26,14 @@ import (
 )
 
 // TestBenchWatchFanout: 5 real weftd (VXLAN) watch one etcd holding 500,
-// then 5000, simulated lease records. One record's VTEP MAC changes; the
-// figure is the time until EVERY weftd has the new MAC in its kernel (the
-// neighbour entry and the FDB entry, seen by a netlink subscription in
-// each node's namespace, so nothing polls), and the CPU each weftd spent
-// from the write until then. The reference, in the same run, is etcd's
-// own delivery: the time from the write to the event on a raw etcd watch
-// of the same key. The periodic resync is set to 10 minutes so that
-// only the watch can apply the change.
+// 1000, 2000, then 5000 simulated lease records. One record's VTEP MAC
+// changes; the figure is the time until EVERY weftd has the new MAC in its
+// kernel (the neighbour entry and the FDB entry, seen by a netlink
+// subscription in each node's namespace, so nothing polls), and the CPU
+// each weftd spent from the write until then. The reference, in the same
+// run, is etcd's own delivery: the time from the write to the event on a
+// raw etcd watch of the same key. The periodic resync is set to 10
+// minutes so that only the watch can apply the change.
 func TestBenchWatchFanout(t *testing.T) {
 	const watchers, changes = 5, 5
 	c := e2etest.NewCluster(t, e2e.Options{Nodes: watchers, NetworkConfig: stormNetwork, ResyncInterval: 10 * time.Minute})
@@ -59,7 +59,7 @@ func TestBenchWatchFanout(t *testing.T) {
 	defer raw.Close()
 
 	var leases []*subnet.Lease
-	for _, size := range []int{500, 5000} {
+	for _, size := range []int{500, 1000, 2000, 5000} {
 		// The records are written while weftd is stopped: each then
 		// programs them from one listing at its start. (Written while
 		// 5 weftd watch, each event costs every weftd a full reconcile
