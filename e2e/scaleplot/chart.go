@@ -107,7 +107,7 @@ func panel(img *image.RGBA, o image.Point, f Figure, upTo float64) {
 
 	title := clip(f.Series+" ("+f.Unit+")", panelW-20)
 	drawText(img, o.X+10, o.Y+10, title, ink)
-	foot := "x: size. blue: measured, grey: reference, red: " + asciiModel(f.Model)
+	foot := "blue: measured, grey: reference, red: " + asciiModel(f.Model)
 	if f.Model.Kind != "" {
 		foot += fmt.Sprintf("; at %s: %s %s", compact(upTo), compact(f.Model.At(upTo)), f.Unit)
 	}
