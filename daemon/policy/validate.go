@@ -13,6 +13,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	netutils "k8s.io/utils/net"
 )
 
 // ErrorType is the kind of a [FieldError], spelled as the API server
@@ -52,8 +53,11 @@ func (l ErrorList) Error() string {
 
 // Validate checks np as the API server checks a new NetworkPolicy (after
 // its defaulting, which does not change the verdict): the same objects are
-// refused, with the same field paths. The namespace must be set (the API
-// server takes it from the request URL).
+// refused, with the same field paths and cause types, as a kube-apiserver
+// of Kubernetes 1.37 with its default feature gates refuses them (e2e
+// TestPolicyValidationAgainstAPIServer replays testdata/validation.json
+// on one). The namespace must be set (the API server takes it from the
+// request URL).
 func Validate(np *networkingv1.NetworkPolicy) ErrorList {
 	var v validator
 	v.meta(&np.ObjectMeta)
@@ -134,9 +138,9 @@ func (v *validator) spec(s *networkingv1.NetworkPolicySpec) {
 
 func (v *validator) port(p *networkingv1.NetworkPolicyPort, path string) {
 	if p.Protocol != nil {
+		// Defaulting fills in TCP only for an absent protocol; "" is refused.
 		switch *p.Protocol {
-		case "", corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP:
-			// "" is what defaulting turns into TCP.
+		case corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP:
 		default:
 			v.add(path+".protocol", ErrNotSupported, "%q: supported values: \"SCTP\", \"TCP\", \"UDP\"", *p.Protocol)
 		}
@@ -195,27 +199,50 @@ func (v *validator) ipBlock(b *networkingv1.IPBlock, path string) {
 		v.add(path+".cidr", ErrRequired, "")
 		return
 	}
-	cidr, err := parseCIDR(b.CIDR)
+	v.cidr(b.CIDR, path+".cidr")
+	// The subset check uses the lax parse, as the API server does: a CIDR
+	// refused only by the strict rule (host bits set, leading zeros) still
+	// has its excepts checked.
+	_, cidr, err := netutils.ParseCIDRSloppy(b.CIDR)
 	if err != nil {
-		v.add(path+".cidr", ErrInvalid, "%q: must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)", b.CIDR)
 		return
 	}
+	cidrBits, _ := cidr.Mask.Size()
 	for i, e := range b.Except {
 		epath := fmt.Sprintf("%s.except[%d]", path, i)
-		ex, err := parseCIDR(e)
+		v.cidr(e, epath)
+		_, ex, err := netutils.ParseCIDRSloppy(e)
 		if err != nil {
-			v.add(epath, ErrInvalid, "%q: must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)", e)
 			continue
 		}
-		if ex.Addr().Is4() != cidr.Addr().Is4() || !cidr.Contains(ex.Addr()) || cidr.Bits() >= ex.Bits() {
+		if exBits, _ := ex.Mask.Size(); !cidr.Contains(ex.IP) || cidrBits >= exBits {
 			v.add(epath, ErrInvalid, "%q: must be a strict subset of `cidr`", e)
 		}
 	}
 }
 
-// parseCIDR parses a CIDR as the API server's legacy rule accepts it
-// (host bits may be set; the prefix is masked). IPv4-mapped IPv6 prefixes
-// are refused.
+// cidr checks an ipBlock CIDR as the API server does for a new object
+// (its StrictIPCIDRValidation rule, on by default since Kubernetes 1.36):
+// at most one error, the first of: not a CIDR even to the lax parser of
+// older servers; leading zeros; an IPv4-mapped IPv6 address; host bits set.
+func (v *validator) cidr(s, path string) {
+	if _, _, err := netutils.ParseCIDRSloppy(s); err != nil {
+		v.add(path, ErrInvalid, "%q: must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)", s)
+		return
+	}
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		v.add(path, ErrInvalid, "%q: must not have leading 0s in IP or prefix length", s)
+	case p.Addr().Is4In6():
+		v.add(path, ErrInvalid, "%q: must not have an IPv4-mapped IPv6 address", s)
+	case p.Addr() != p.Masked().Addr():
+		v.add(path, ErrInvalid, "%q: must not have bits set beyond the prefix length", s)
+	}
+}
+
+// parseCIDR parses a CIDR the way [Validate] accepts it, for the compiler.
+// IPv4-mapped IPv6 prefixes and zones are refused; the prefix is masked.
 func parseCIDR(s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
