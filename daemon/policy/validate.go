@@ -84,6 +84,14 @@ func (v *validator) meta(m *metav1.ObjectMeta) {
 		if msg := dnsSubdomain(maskTrailingDash(m.GenerateName)); msg != "" {
 			v.add("metadata.generateName", ErrInvalid, "%q: %s", m.GenerateName, msg)
 		}
+		if m.Name == "" {
+			// The server generates the name before validating: at most 58
+			// characters of generateName and 5 lowercase alphanumerics.
+			base := m.GenerateName[:min(len(m.GenerateName), 58)]
+			if msg := dnsSubdomain(base + "bcdfg"); msg != "" {
+				v.add("metadata.name", ErrInvalid, "%q and 5 generated characters: %s", base, msg)
+			}
+		}
 	}
 	if m.Namespace == "" {
 		v.add("metadata.namespace", ErrRequired, "")
