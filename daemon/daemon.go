@@ -88,7 +88,8 @@ func Run(ctx context.Context, cfg *Config) error {
 //	lease          the lease loop (leaseLoop) and the KeepAlive call it runs
 //	lease watch    WatchLeases, calling onView
 //	config watch   WatchConfig, calling onConfig
-//	probe          the store probe (probeLoop)
+//	reachability   the store's reachability (reachabilityLoop): a probe
+//	               every 5 s, or the store's own report of its watches
 //	network mark   once ready, the store's report of it, when the store
 //	               takes one (markNetworkAvailable: the Node's condition)
 //	reload         SIGHUP handling (reloadLoop)
@@ -251,6 +252,7 @@ func newDaemon(cfg *Config, log logrus.FieldLogger) (*daemon, error) {
 		updatec:  make(chan struct{}, 1),
 	}
 	d.metrics.reg.MustRegister(spoofCollector{})
+	d.metrics.storeReachable.WithLabelValues(d.storeLabel()).Set(0)
 	d.progress.phase = "starting"
 	d.log.WithFields(fields(logrus.Fields{
 		"nodeID": id, "iface": u.Iface, "publicIP": u.PublicIP, "publicIPv6": u.PublicIPv6,
@@ -311,7 +313,7 @@ func (d *daemon) loops(ctx context.Context) error {
 	g.Go(func() error {
 		return d.retry(ctx, "watch config", func(ctx context.Context) error { return d.store.WatchConfig(ctx, d.onConfig) })
 	})
-	g.Go(func() error { return d.probeLoop(ctx) })
+	g.Go(func() error { return d.reachabilityLoop(ctx) })
 	g.Go(func() error { return d.markNetworkAvailable(ctx) })
 	if d.cfg.Reload != nil {
 		g.Go(func() error { return d.reloadLoop(ctx) })
@@ -339,12 +341,27 @@ func (d *daemon) probe(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, storeProbeTimeout)
 	defer cancel()
 	err := d.store.Probe(cctx)
+	d.noteReachable(err)
+	return err
+}
+
+// noteReachable records whether the store answers (err nil) or not, and
+// logs an outage when it starts.
+func (d *daemon) noteReachable(err error) {
 	d.setReachable(err == nil)
 	if err != nil && d.reachLog.Swap(reachDown) != reachDown {
 		d.unreachableAt.Store(time.Now().UnixNano())
-		d.log.WithError(err).Warn(d.cfg.storeKind() + " unreachable")
+		d.log.WithError(err).WithField("store", d.storeLabel()).Warn(d.cfg.storeKind() + " unreachable")
 	}
-	return err
+}
+
+// storeLabel is the kind of store weftd uses, as /status, /metrics and
+// the log's store field name it: status.StoreEtcd or status.StoreKube.
+func (d *daemon) storeLabel() string {
+	if d.cfg.Kube.SubnetMgr {
+		return status.StoreKube
+	}
+	return status.StoreEtcd
 }
 
 // Values of daemon.reachLog.
@@ -356,11 +373,24 @@ const (
 
 func (d *daemon) setReachable(ok bool) {
 	d.metrics.etcdReachable.Set(boolGauge(ok))
+	d.metrics.storeReachable.WithLabelValues(d.storeLabel()).Set(boolGauge(ok))
 	d.reachable.Store(ok)
 	if ok && d.reachLog.Swap(reachUp) == reachDown {
 		down := time.Since(time.Unix(0, d.unreachableAt.Load()))
-		d.log.WithField("unreachableFor", down.Seconds()).Info(d.cfg.storeKind() + " reachable again")
+		d.log.WithFields(logrus.Fields{"store": d.storeLabel(), "unreachableFor": down.Seconds()}).Info(d.cfg.storeKind() + " reachable again")
 	}
+}
+
+// reachabilityLoop keeps d.reachable: from the store's own report when it
+// gives one (subnet.ReachabilityWatcher: Kubernetes mode's informers, no
+// request of their own), else from a probe every 5 s (etcd).
+func (d *daemon) reachabilityLoop(ctx context.Context) error {
+	if w, ok := d.store.(subnet.ReachabilityWatcher); ok {
+		return d.retry(ctx, "follow the store's reachability", func(ctx context.Context) error {
+			return w.WatchReachability(ctx, d.noteReachable)
+		})
+	}
+	return d.probeLoop(ctx)
 }
 
 func (d *daemon) probeLoop(ctx context.Context) error {

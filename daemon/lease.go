@@ -82,7 +82,7 @@ func (d *daemon) acquireLease(ctx context.Context, nc *subnet.Config, online boo
 			return prev, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("cannot start: no subnet could be claimed from etcd within %s and %s has no saved lease", startWait, d.cfg.StateDir)
+			return nil, fmt.Errorf("cannot start: no subnet could be claimed from %s within %s and %s has no saved lease", d.cfg.storeName(), startWait, d.cfg.StateDir)
 		}
 		if err := sleep(ctx, min(backoff(attempt), max(time.Until(deadline), 100*time.Millisecond))); err != nil {
 			return nil, err

@@ -28,7 +28,8 @@ type metrics struct {
 	leaseRecoveries   prometheus.Counter
 	leaseClaims       prometheus.Counter
 	members           *prometheus.GaugeVec
-	etcdReachable     prometheus.Gauge
+	etcdReachable     prometheus.Gauge // deprecated name of storeReachable
+	storeReachable    *prometheus.GaugeVec
 	ready             prometheus.Gauge
 	configErrors      prometheus.Counter
 	rejected          *prometheus.GaugeVec
@@ -75,8 +76,11 @@ func newMetrics() *metrics {
 		Name: "weft_members", Help: "Gossip members (other nodes) by state.",
 	}, []string{"state"})
 	m.etcdReachable = f.NewGauge(prometheus.GaugeOpts{
-		Name: "weft_etcd_reachable", Help: "1 when the last etcd request succeeded, 0 otherwise.",
+		Name: "weft_etcd_reachable", Help: "Deprecated: read weft_store_reachable. The same value, in both store modes.",
 	})
+	m.storeReachable = f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "weft_store_reachable", Help: "1 while the store (label store: etcd or kube) answers, 0 otherwise.",
+	}, []string{"store"})
 	m.ready = f.NewGauge(prometheus.GaugeOpts{
 		Name: "weft_ready", Help: "1 once the subnet file is written and the first reconcile is done.",
 	})

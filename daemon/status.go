@@ -15,12 +15,14 @@ import (
 // (never two at once), so the groups are each consistent in themselves.
 func (d *daemon) status() status.Report {
 	n := status.Node{
-		Name:          d.nodeName,
-		ID:            d.nodeID,
-		Iface:         d.under.Iface,
-		NotReady:      d.notReady(),
-		EtcdReachable: d.reachable.Load(),
+		Name:     d.nodeName,
+		ID:       d.nodeID,
+		Iface:    d.under.Iface,
+		NotReady: d.notReady(),
+		Store:    d.storeLabel(),
 	}
+	n.StoreReachable = d.reachable.Load()
+	n.EtcdReachable = n.StoreReachable
 	n.Ready = n.NotReady == ""
 
 	d.netconf.mu.Lock()

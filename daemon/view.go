@@ -37,10 +37,10 @@ func (d *daemon) onView(v subnet.View) {
 		own, other := findOwn(v, lease.Primary(), d.nodeID)
 		switch {
 		case own == nil && other != nil:
-			d.log.WithFields(logrus.Fields{"subnet": lease.Primary(), "holder": other.NodeName}).Error("our subnet is held by another node in etcd")
+			d.log.WithFields(logrus.Fields{"subnet": lease.Primary(), "holder": other.NodeName}).Error("our subnet is held by another node in the store")
 			poke(d.lostc)
 		case own == nil:
-			d.log.WithField("subnet", lease.Primary()).Warn("our lease key is gone from etcd; re-claiming the same subnet")
+			d.log.WithField("subnet", lease.Primary()).Warn("our lease record is gone from the store; re-claiming the same subnet")
 			poke(d.lostc)
 		case !recordMatches(own.Record, d.record(data)):
 			poke(d.updatec)

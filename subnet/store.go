@@ -159,6 +159,19 @@ type Prober interface {
 	Probe(ctx context.Context) error
 }
 
+// ReachabilityWatcher is implemented by a store that learns whether it
+// answers from the requests it makes anyway (Kubernetes: its informers'
+// lists and watches). The daemon then follows it instead of calling
+// Probe periodically, so a quiet cluster costs no request besides the
+// watches.
+type ReachabilityWatcher interface {
+	// WatchReachability calls fn with nil when the store's requests
+	// succeed and with an error when they fail: for the first outcome and
+	// then at each change, until ctx is done. Calls to fn never run
+	// concurrently.
+	WatchReachability(ctx context.Context, fn func(error)) error
+}
+
 // GossipKeys keeps the cluster's gossip encryption key in the store, for
 // clusters whose nodes are given no key file: whoever can read the store
 // can already do more than the key allows (rewrite any lease), so the

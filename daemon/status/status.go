@@ -13,6 +13,29 @@ import (
 	"github.com/weftnet/weft/subnet"
 )
 
+// Kinds of store (Node.Store).
+const (
+	StoreEtcd = "etcd"
+	StoreKube = "kube"
+)
+
+// StoreName names a kind of store for people: the program that answers.
+func StoreName(kind string) string {
+	if kind == StoreKube {
+		return "kube-apiserver"
+	}
+	return "etcd" // StoreEtcd, and documents older than Node.Store
+}
+
+// Reachable returns the kind of store n reports and whether it answers,
+// from the fields of any weftd version.
+func (n Node) Reachable() (store string, ok bool) {
+	if n.Store == "" {
+		return StoreEtcd, n.EtcdReachable
+	}
+	return n.Store, n.StoreReachable
+}
+
 // Report is the JSON document GET /status returns: this node, every peer
 // of the desired set, and the gossip members as this node sees them.
 type Report struct {
@@ -68,7 +91,17 @@ type Node struct {
 	NotReady string `json:"notReady,omitempty"`
 	// Complete is true once the peer view is complete (etcd list or
 	// persisted snapshot): until then reconciles only add.
-	Complete      bool `json:"complete"`
+	Complete bool `json:"complete"`
+	// Store is the kind of store weftd uses: StoreEtcd or StoreKube
+	// (empty from a weftd older than this field).
+	Store string `json:"store,omitempty"`
+	// StoreReachable is whether the store answers (etcd, or the
+	// Kubernetes API server).
+	StoreReachable bool `json:"storeReachable"`
+	// EtcdReachable is StoreReachable under its old name, in both modes.
+	//
+	// Deprecated: read StoreReachable; kept for the readers of older
+	// documents and will be removed.
 	EtcdReachable bool `json:"etcdReachable"`
 	// ConfigError is why the last network config seen in etcd was
 	// rejected (the last good one stays in force).

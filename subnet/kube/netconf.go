@@ -131,8 +131,8 @@ func (s *Store) watchFile(ctx context.Context, fn func(*subnet.Config, error)) e
 }
 
 func (s *Store) watchConfigMap(ctx context.Context, fn func(*subnet.Config, error)) error {
-	lw := patient(cache.NewListWatchFromClient(s.cs.CoreV1().RESTClient(), "configmaps", s.cfg.ConfigNamespace,
-		fields.OneTermEqualSelector("metadata.name", s.cfg.ConfigName)))
+	lw := patient(s.observed(cache.NewListWatchFromClient(s.cs.CoreV1().RESTClient(), "configmaps", s.cfg.ConfigNamespace,
+		fields.OneTermEqualSelector("metadata.name", s.cfg.ConfigName))))
 	inf := cache.NewSharedIndexInformer(lw, &corev1.ConfigMap{}, 0, cache.Indexers{})
 	kick := make(chan struct{}, 1)
 	if _, err := inf.AddEventHandler(kicker(kick)); err != nil {

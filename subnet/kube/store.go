@@ -60,6 +60,9 @@ type Store struct {
 	cfg         Config
 	log         logrus.FieldLogger
 	callTimeout time.Duration
+	// health is the outcome of the informers' last list or watch (see
+	// health.go).
+	health health
 
 	// testHookBeforeWrite, nil outside tests, runs in UpdateRecord between
 	// reading the record and writing it.

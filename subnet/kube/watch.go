@@ -26,7 +26,7 @@ func (s *Store) nodeInformer(name string) (cache.SharedIndexInformer, error) {
 	if name != "" {
 		sel = fields.OneTermEqualSelector("metadata.name", name)
 	}
-	lw := patient(cache.NewListWatchFromClient(s.cs.CoreV1().RESTClient(), "nodes", "", sel))
+	lw := patient(s.observed(cache.NewListWatchFromClient(s.cs.CoreV1().RESTClient(), "nodes", "", sel)))
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Node{}, 0, cache.Indexers{})
 	if err := inf.SetTransform(slimNode); err != nil {
 		return nil, fmt.Errorf("node informer: %w", err)
@@ -43,14 +43,14 @@ func (s *Store) recordInformer(name string) (cache.SharedIndexInformer, error) {
 		}
 		return o
 	}
-	lw := patient(&cache.ListWatch{
+	lw := patient(s.observed(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return s.dyn.Resource(GVR).List(ctx, tweak(o))
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			return s.dyn.Resource(GVR).Watch(ctx, tweak(o))
 		},
-	})
+	}))
 	inf := cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, 0, cache.Indexers{})
 	if err := inf.SetTransform(toWeftNode); err != nil {
 		return nil, fmt.Errorf("WeftNode informer: %w", err)

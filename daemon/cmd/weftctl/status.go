@@ -161,7 +161,8 @@ func renderStatus(w io.Writer, st status.Report, now time.Time) error {
 	row("public ip", joinAddrs(n.PublicIP, n.PublicIPv6)+" on "+orDash(n.Iface))
 	row("backend", fmt.Sprintf("%s %s, mtu %d", n.BackendType, backendData(n.BackendData.VTEPMAC, n.BackendData.WireGuardKey, n.BackendData.WireGuardPort), n.MTU))
 	row("lease", fmt.Sprintf("epoch %d, data version %d%s", n.Epoch, n.Version, expiry(n.LeaseExpiry, now)))
-	row("etcd", map[bool]string{true: "reachable", false: "UNREACHABLE"}[n.EtcdReachable])
+	kind, reachable := n.Reachable()
+	row("store", status.StoreName(kind)+" "+map[bool]string{true: "reachable", false: "UNREACHABLE"}[reachable])
 	if n.GossipAddr != "" {
 		g := n.GossipAddr
 		if n.GossipEncryption != "" {
