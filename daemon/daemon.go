@@ -207,7 +207,7 @@ type progressState struct {
 type reconState struct {
 	// mu guards the following.
 	mu            sync.Mutex
-	reconciled    bool // a reconcile succeeded after the subnet file was written
+	reconciled    bool // a reconcile of a complete peer list succeeded after the subnet file was written
 	err           string
 	last          time.Time
 	lastDesired   backend.Desired

@@ -82,7 +82,7 @@ func newMetrics() *metrics {
 		Name: "weft_store_reachable", Help: "1 while the store (label store: etcd or kube) answers, 0 otherwise.",
 	}, []string{"store"})
 	m.ready = f.NewGauge(prometheus.GaugeOpts{
-		Name: "weft_ready", Help: "1 once the subnet file is written and the first reconcile is done.",
+		Name: "weft_ready", Help: "1 once the subnet file is written and the first complete list of peers is programmed.",
 	})
 	m.configErrors = f.NewCounter(prometheus.CounterOpts{
 		Name: "weft_config_errors_total", Help: "Invalid network configs seen in etcd (the last good one stayed in force).",

@@ -108,7 +108,12 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	m.setMembers(members)
 
 	d.checkBridgeNetfilter()
-	prev := d.recordReconcile(desired, peers, members, res, err)
+	// Ready means the data plane holds a complete list of peers: the
+	// store's first (every peer it lists programmed), or the saved
+	// snapshot of an earlier one while the store does not answer (a start
+	// during an outage). Gossip alone or an empty start never is.
+	full := haveView || (complete && !d.reachable.Load())
+	prev := d.recordReconcile(desired, peers, members, res, err, full)
 	d.logReconcile(prev, desired, res, err, reason, complete, took)
 	if complete {
 		d.saveSnapshot(foldGossip(base, peers))
@@ -135,8 +140,9 @@ type reconcileOutcome struct {
 }
 
 // recordReconcile stores a reconcile's outcome in d.recon (marking the node
-// ready after its first success) and returns what it replaced.
-func (d *daemon) recordReconcile(desired backend.Desired, peers []membership.PeerView, members []membership.Member, res backend.Result, err error) reconcileOutcome {
+// ready after its first success on a complete list of peers: full) and
+// returns what it replaced.
+func (d *daemon) recordReconcile(desired backend.Desired, peers []membership.PeerView, members []membership.Member, res backend.Result, err error, full bool) reconcileOutcome {
 	d.progress.mu.Lock()
 	fileWritten := d.progress.subnetFileWritten
 	d.progress.mu.Unlock()
@@ -152,10 +158,10 @@ func (d *daemon) recordReconcile(desired backend.Desired, peers []membership.Pee
 	r.err = ""
 	if err != nil {
 		r.err = err.Error()
-	} else if !r.reconciled && fileWritten {
+	} else if !r.reconciled && fileWritten && full {
 		r.reconciled = true
 		d.metrics.ready.Set(1)
-		d.log.Info("ready: subnet file written and first reconcile done")
+		d.log.WithField("peers", len(desired.Peers)).Info("ready: subnet file written and the first complete list of peers programmed")
 	}
 	return prev
 }

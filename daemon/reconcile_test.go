@@ -75,14 +75,18 @@ func TestReconcileOnce(t *testing.T) {
 	if got := be.last(); got.Complete || len(got.Peers) != 0 || got.Local.Subnet != own.Subnet {
 		t.Errorf("before any view: %+v", got)
 	}
-	if d.notReady() != "" {
-		t.Errorf("not ready after the first reconcile: %s", d.notReady())
+	// Not ready: no peer list is programmed yet.
+	if why := d.notReady(); why != "waiting for the first complete list of peers from the store" {
+		t.Errorf("after a reconcile without any view: notReady %q", why)
 	}
 
-	// A complete view: peers handed over, snapshot saved.
+	// A complete view: peers handed over, snapshot saved, ready.
 	d.onView(subnet.View{Complete: true, Revision: 20, Leases: []subnet.Lease{own,
 		lease("node-b", "id-b", "10.244.2.0/24", "198.18.0.2", 11, 1)}})
 	d.reconcileOnce(ctx, "change")
+	if d.notReady() != "" {
+		t.Errorf("not ready after the reconcile of a complete view: %s", d.notReady())
+	}
 	got := be.last()
 	if !got.Complete || len(got.Peers) != 1 || got.Peers[0].Name != "node-b" {
 		t.Errorf("with a view: %+v", got)
@@ -225,5 +229,30 @@ func TestLogProblems(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReadyNeedsCompleteList: a start with a saved snapshot is ready on it
+// only while the store does not answer; with the store answering it waits
+// for the store's own complete list.
+func TestReadyNeedsCompleteList(t *testing.T) {
+	for _, reachable := range []bool{true, false} {
+		d, _, own := newReconcileDaemon(t)
+		d.progress.subnetFileWritten = true
+		peer := lease("node-b", "id-b", "10.244.2.0/24", "198.18.0.2", 11, 1)
+		d.lease.snapshot = &subnet.View{Complete: true, Revision: 20, Leases: []subnet.Lease{own, peer}}
+		d.setReachable(reachable)
+		d.reconcileOnce(t.Context(), "change")
+		ready := d.notReady() == ""
+		if ready == reachable {
+			t.Errorf("store reachable %t, snapshot programmed, no view from the store: ready %t (%s)", reachable, ready, d.notReady())
+		}
+		if reachable {
+			d.onView(subnet.View{Complete: true, Revision: 21, Leases: []subnet.Lease{own, peer}})
+			d.reconcileOnce(t.Context(), "change")
+			if why := d.notReady(); why != "" {
+				t.Errorf("after the store's complete view: not ready: %s", why)
+			}
+		}
 	}
 }

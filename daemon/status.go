@@ -91,7 +91,7 @@ func (d *daemon) notReady() string {
 	phase, written := d.progress.phase, d.progress.subnetFileWritten
 	d.progress.mu.Unlock()
 	d.recon.mu.Lock()
-	reconciled, rerr := d.recon.reconciled, d.recon.err
+	reconciled, rerr, ran := d.recon.reconciled, d.recon.err, !d.recon.last.IsZero()
 	d.recon.mu.Unlock()
 	if phase != "" {
 		return phase
@@ -108,6 +108,8 @@ func (d *daemon) notReady() string {
 		return ""
 	case rerr != "":
 		return "first reconcile failed: " + rerr
+	case ran:
+		return "waiting for the first complete list of peers from the store"
 	}
 	return "first reconcile not done yet"
 }
