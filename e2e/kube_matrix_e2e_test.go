@@ -697,16 +697,25 @@ func holdOutage(t *testing.T, nodes []*e2e.Node, start time.Time, d time.Duratio
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, seen := unreachable[o.Name]; !seen && !g.Node.EtcdReachable {
+			store, ok := g.Node.Reachable()
+			if store != status.StoreKube || g.Node.EtcdReachable != ok {
+				t.Fatalf("%s's /status: store %q reachable %t, etcdReachable %t: want store kube, the same value twice", o.Name, store, ok, g.Node.EtcdReachable)
+			}
+			if _, seen := unreachable[o.Name]; !seen && !ok {
 				unreachable[o.Name] = time.Since(start)
 			}
 		}
-		time.Sleep(min(time.Second, max(0, d-time.Since(start))))
+		time.Sleep(min(100*time.Millisecond, max(0, d-time.Since(start))))
 	}
-	t.Logf("the API server reported unreachable in /status after: %v", unreachable)
+	t.Logf("the API server reported unreachable in /status after (sampled every 100 ms): %v", unreachable)
 	for _, o := range nodes {
-		if _, ok := unreachable[o.Name]; !ok {
+		// No probe: the watches break at the kill, and the next watch
+		// request is refused.
+		switch after, ok := unreachable[o.Name]; {
+		case !ok:
 			t.Errorf("%s's /status never said the API server was unreachable over %s", o.Name, d)
+		case after > 5*time.Second:
+			t.Errorf("%s's /status said the API server was unreachable %s after it was killed, want within 5 s", o.Name, after)
 		}
 	}
 }

@@ -49,7 +49,7 @@ func TestReadyMeansProgrammed(t *testing.T) {
 		parallel(t, readyPeers, func(i int) error {
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
-			_, err := store.Claim(ctx, subnet.ClaimRequest{Config: nc, Record: simRecord(i)})
+			_, err := store.Claim(ctx, subnet.ClaimRequest{Config: nc, Record: readyRecord(i)})
 			return err
 		})
 		n, err := c.AddNode(0)
@@ -64,7 +64,7 @@ func TestReadyMeansProgrammed(t *testing.T) {
 		ctx := t.Context()
 		cs, rc := kubeAdminClient(t, c)
 		parallel(t, readyPeers, func(i int) error {
-			_, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: simRecord(i).NodeName}}, metav1.CreateOptions{})
+			_, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: readyRecord(i).NodeName}}, metav1.CreateOptions{})
 			return err
 		})
 		if err := e2e.Eventually(3*time.Minute, time.Second, func() error {
@@ -91,7 +91,7 @@ func TestReadyMeansProgrammed(t *testing.T) {
 			t.Fatal(err)
 		}
 		parallel(t, readyPeers, func(i int) error {
-			_, err := store.Claim(ctx, subnet.ClaimRequest{Config: nc, Record: simRecord(i)})
+			_, err := store.Claim(ctx, subnet.ClaimRequest{Config: nc, Record: readyRecord(i)})
 			return err
 		})
 		n, err := c.AddNode(0)
@@ -114,9 +114,9 @@ func TestReadyMeansProgrammed(t *testing.T) {
 	})
 }
 
-// simRecord is the record of simulated peer i (a VXLAN peer on an address
+// readyRecord is the record of simulated peer i (a VXLAN peer on an address
 // no namespace holds: its route exists all the same).
-func simRecord(i int) subnet.Record {
+func readyRecord(i int) subnet.Record {
 	mac := net.HardwareAddr{0x02, 0x5f, 0, 0, byte(i >> 8), byte(i)}
 	return subnet.Record{
 		NodeName: fmt.Sprintf("sim-%04d", i), NodeID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i),
