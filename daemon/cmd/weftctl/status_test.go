@@ -90,3 +90,30 @@ func TestMembersCommand(t *testing.T) {
 		t.Errorf("unreachable weftd: err = %v", err)
 	}
 }
+
+// TestRenderStatusStore: the store row names the store and reads the
+// field of the weftd that wrote the document (an older one has only
+// etcdReachable).
+func TestRenderStatusStore(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name string
+		node status.Node
+		want string
+	}{
+		{"older weftd", status.Node{EtcdReachable: true}, "store: etcd reachable"},
+		{"etcd", status.Node{Store: status.StoreEtcd, StoreReachable: false, EtcdReachable: false}, "store: etcd UNREACHABLE"},
+		{"kube", status.Node{Store: status.StoreKube, StoreReachable: true, EtcdReachable: true}, "store: kube-apiserver reachable"},
+		{"kube down", status.Node{Store: status.StoreKube}, "store: kube-apiserver UNREACHABLE"},
+	} {
+		st := sampleStatus(now)
+		st.Node.Store, st.Node.StoreReachable, st.Node.EtcdReachable = tc.node.Store, tc.node.StoreReachable, tc.node.EtcdReachable
+		var b bytes.Buffer
+		if err := renderStatus(&b, st, now); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(strings.Fields(b.String()), " "), tc.want) {
+			t.Errorf("%s: status output lacks %q:\n%s", tc.name, tc.want, b.String())
+		}
+	}
+}
