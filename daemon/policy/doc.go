@@ -1,41 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-// Package policy is weft's network-policy engine: it validates
-// networking.k8s.io/v1 NetworkPolicy objects as the Kubernetes API server
-// does ([Validate]), compiles policies, pods and namespaces into the
-// desired packet-filter state of one node ([Compile], [State]), and, on
-// Linux, makes the kernel hold exactly that state in weft's own nftables
-// table ([Apply]).
-//
-// Kernel state owned (Linux): one table, "inet weft-policy", replaced in a
-// single netlink transaction on every apply:
-//
-//	table inet weft-policy {
-//	  set <name> { type ipv4_addr|ipv6_addr; elements = { pod addresses } }  # one per selector use
-//	  chain forward {        # type filter hook forward priority filter; policy accept
-//	    ct state established,related accept        # replies of allowed connections
-//	    icmpv6 neighbour discovery, hop limit 255 accept
-//	    jump egress
-//	    jump ingress
-//	  }
-//	  chain egress {         # sources: this node's pods
-//	    <one rule per policy rule, peer and port> return   # allowed: go on to ingress
-//	    ip  saddr @egress-isolated4 drop
-//	    ip6 saddr @egress-isolated6 drop
-//	  }
-//	  chain ingress {        # destinations: this node's pods
-//	    <one rule per policy rule, peer and port> return   # allowed
-//	    ip  daddr @ingress-isolated4 drop
-//	    ip6 daddr @ingress-isolated6 drop
-//	  }
-//	}
-//
-// Pod addresses live only in sets, so the number of rules grows with the
-// policies' rules, never with pods × policies. Ingress is enforced on the
-// node hosting the destination pod (the ingress sets hold only local pods),
-// egress on the node hosting the source. Packets between pods on one
-// bridge reach the forward hook only through br_netfilter
-// (net.bridge.bridge-nf-call-iptables=1); [CheckKernel] reports when that
-// is not so, and weft then reports policy as not enforced.
+// Package policy is weft's network-policy engine, its pure part: it
+// validates networking.k8s.io/v1 NetworkPolicy objects as the Kubernetes
+// API server does ([Validate]) and compiles policies, pods and namespaces
+// into the desired packet-filter state of one node ([Compile], [State]),
+// which [State.Evaluate] can decide packets with. It links no kernel
+// interface: package [github.com/weftnet/weft/daemon/policy/nft] loads a
+// State into the kernel's nftables (the table is described there), so that
+// weftctl can validate policies without linking nftables.
 package policy

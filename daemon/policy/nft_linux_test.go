@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/weftnet/weft/daemon/policy"
+	"github.com/weftnet/weft/daemon/policy/nft"
 	"github.com/weftnet/weft/e2e/netnstest"
 )
 
@@ -150,7 +151,7 @@ func tcpProbeWithin(ns *netnstest.NS, dst netip.AddrPort, timeout time.Duration)
 
 func nftConn(t *testing.T, ns *netnstest.NS) *nftables.Conn {
 	t.Helper()
-	c, err := policy.NewConn(nftables.WithNetNSFd(int(ns.Handle)))
+	c, err := nft.NewConn(nftables.WithNetNSFd(int(ns.Handle)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func (l *lab) apply(t *testing.T, pols []*networkingv1.NetworkPolicy) *policy.St
 	if len(st.Problems) > 0 {
 		t.Fatalf("problems: %+v", st.Problems)
 	}
-	if err := policy.Apply(nftConn(t, l.node), st); err != nil {
+	if err := nft.Apply(nftConn(t, l.node), st); err != nil {
 		t.Fatal(err)
 	}
 	// Connections of the previous case stay established in conntrack and
@@ -387,7 +388,7 @@ func ptr[T any](v T) *T { return &v }
 func TestPolicyWithPackets(t *testing.T) {
 	l := newLab(t)
 	var kerr error
-	if err := l.node.Do(func() error { kerr = policy.CheckKernel(); return nil }); err != nil {
+	if err := l.node.Do(func() error { kerr = nft.CheckKernel(); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if kerr != nil {
@@ -397,7 +398,7 @@ func TestPolicyWithPackets(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			st := l.apply(t, c.pols)
 			l.matrix(t, c.pols)
-			ctrs, err := policy.Counters(nftConn(t, l.node))
+			ctrs, err := nft.Counters(nftConn(t, l.node))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -413,7 +414,7 @@ func TestPolicyWithPackets(t *testing.T) {
 				policyHit = policyHit || ctrs[r.ID].Packets > 0
 			}
 			for _, f := range []policy.Family{policy.IPv4, policy.IPv6} {
-				policyHit = policyHit || ctrs[policy.DropCounter(true, f)].Packets > 0 || ctrs[policy.DropCounter(false, f)].Packets > 0
+				policyHit = policyHit || ctrs[nft.DropCounter(true, f)].Packets > 0 || ctrs[nft.DropCounter(false, f)].Packets > 0
 			}
 			if !policyHit {
 				t.Errorf("no policy rule's counter moved: %v", hit)
@@ -443,8 +444,8 @@ func TestNodeReachesPodsAndDriftRepair(t *testing.T) {
 	}
 	// Delete the ingress and egress drop rules by hand: the traffic passes.
 	c := nftConn(t, l.node)
-	tbl := &nftables.Table{Name: policy.Table, Family: nftables.TableFamilyINet}
-	for _, ch := range []string{policy.ChainIngress, policy.ChainEgress} {
+	tbl := &nftables.Table{Name: nft.Table, Family: nftables.TableFamilyINet}
+	for _, ch := range []string{nft.ChainIngress, nft.ChainEgress} {
 		rules, err := c.GetRules(tbl, &nftables.Chain{Name: ch, Table: tbl})
 		if err != nil {
 			t.Fatal(err)
@@ -463,7 +464,7 @@ func TestNodeReachesPodsAndDriftRepair(t *testing.T) {
 	if err := tcpProbe(xb, dst); err != nil {
 		t.Fatalf("with the drop rules deleted by hand, x/b → x/a still fails (%v): the test proves nothing", err)
 	}
-	if err := policy.Apply(c, st); err != nil {
+	if err := nft.Apply(c, st); err != nil {
 		t.Fatal(err)
 	}
 	if err := tcpProbe(xb, dst); err == nil {
@@ -486,12 +487,12 @@ func TestCheckKernelDetectsBypass(t *testing.T) {
 		if err := os.WriteFile("/proc/sys/net/bridge/bridge-nf-call-iptables", []byte("0\n"), 0o644); err != nil {
 			return err
 		}
-		kerr = policy.CheckKernel()
+		kerr = nft.CheckKernel()
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if !errors.Is(kerr, policy.ErrNotEnforced) {
+	if !errors.Is(kerr, nft.ErrNotEnforced) {
 		t.Fatalf("CheckKernel with bridge-nf-call-iptables=0: %v, want ErrNotEnforced", kerr)
 	}
 	t.Logf("reported: %v", kerr)
@@ -598,11 +599,11 @@ func TestSCTPWithRawPackets(t *testing.T) {
 			t.Errorf("%s: seen = %v, want %v", c.name, got, c.want)
 		}
 	}
-	ctrs, err := policy.Counters(nftConn(t, l.node))
+	ctrs, err := nft.Counters(nftConn(t, l.node))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ctrs[policy.DropCounter(false, policy.IPv4)].Packets == 0 {
+	if ctrs[nft.DropCounter(false, policy.IPv4)].Packets == 0 {
 		t.Errorf("ingress drop counter did not move: %+v", ctrs)
 	}
 }

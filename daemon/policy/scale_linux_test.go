@@ -10,6 +10,7 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/weftnet/weft/daemon/policy"
+	"github.com/weftnet/weft/daemon/policy/nft"
 	"github.com/weftnet/weft/e2e/netnstest"
 )
 
@@ -22,17 +23,17 @@ func TestApplyAtScale(t *testing.T) {
 	st := policy.Compile(policy.Input{Node: "n1", Policies: manyPolicies(1000), Pods: manyPods(1000)})
 	c := nftConn(t, node)
 	start := time.Now()
-	if err := policy.Apply(c, st); err != nil {
+	if err := nft.Apply(c, st); err != nil {
 		t.Fatal(err)
 	}
 	first := time.Since(start)
 	start = time.Now()
-	if err := policy.Apply(c, st); err != nil {
+	if err := nft.Apply(c, st); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("compile+apply of %d ingress rules, %d sets: first apply %v, re-apply %v", len(st.Ingress), len(st.Sets), first.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	tbl := &nftables.Table{Name: policy.Table, Family: nftables.TableFamilyINet}
-	rules, err := c.GetRules(tbl, &nftables.Chain{Name: policy.ChainIngress, Table: tbl})
+	tbl := &nftables.Table{Name: nft.Table, Family: nftables.TableFamilyINet}
+	rules, err := c.GetRules(tbl, &nftables.Chain{Name: nft.ChainIngress, Table: tbl})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ const (
 )
 
 // State is the desired packet-filter state of one node, the compiler's
-// output. It is plain data: [Apply] loads it into the kernel, and
+// output. It is plain data: nft.Apply loads it into the kernel, and
 // [State.Evaluate] decides a packet with the same rules in Go (for
 // `weftctl policy explain` and for tests).
 type State struct {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-package policy
+package nft
 
 import (
 	"errors"
@@ -16,6 +16,8 @@ import (
 	"github.com/google/nftables/userdata"
 	mnl "github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/daemon/policy"
 )
 
 // Table is the name of weft's policy table ("inet weft-policy"); the
@@ -89,7 +91,7 @@ const socketBuffer = 64 << 20
 // level-triggered: whatever was changed by hand is gone after it returns.
 // Apply may be called again at any time; calls must not overlap on one
 // Conn. Use a Conn from [NewConn]: a large table overflows a default one.
-func Apply(c *nftables.Conn, st *State) error {
+func Apply(c *nftables.Conn, st *policy.State) error {
 	t := tableRef()
 	c.AddTable(t)
 	c.DelTable(t)
@@ -97,7 +99,7 @@ func Apply(c *nftables.Conn, st *State) error {
 	sets := map[string]*nftables.Set{}
 	for _, s := range st.Sets {
 		set := &nftables.Set{Table: t, Name: s.Name, KeyType: nftables.TypeIPAddr, Comment: truncate(s.Comment)}
-		if s.Family == IPv6 {
+		if s.Family == policy.IPv6 {
 			set.KeyType = nftables.TypeIP6Addr
 		}
 		if err := c.AddSet(set, nil); err != nil {
@@ -130,10 +132,10 @@ func Apply(c *nftables.Conn, st *State) error {
 	add(fwd, "", []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: ChainIngress}})
 	for _, d := range []struct {
 		ch       *nftables.Chain
-		rules    []Rule
+		rules    []policy.Rule
 		isEgress bool
 		iso      [2]string
-	}{{eg, st.Egress, true, [2]string{EgressIsolated4, EgressIsolated6}}, {in, st.Ingress, false, [2]string{IngressIsolated4, IngressIsolated6}}} {
+	}{{eg, st.Egress, true, [2]string{policy.EgressIsolated4, policy.EgressIsolated6}}, {in, st.Ingress, false, [2]string{policy.IngressIsolated4, policy.IngressIsolated6}}} {
 		for _, r := range d.rules {
 			exprs, err := ruleExprs(r, d.isEgress, sets)
 			if err != nil {
@@ -141,7 +143,7 @@ func Apply(c *nftables.Conn, st *State) error {
 			}
 			add(d.ch, r.ID, exprs)
 		}
-		for i, f := range []Family{IPv4, IPv6} {
+		for i, f := range []policy.Family{policy.IPv4, policy.IPv6} {
 			set, ok := sets[d.iso[i]]
 			if !ok {
 				return fmt.Errorf("state has no set %s", d.iso[i])
@@ -159,7 +161,7 @@ func Apply(c *nftables.Conn, st *State) error {
 
 // DropCounter is the counter ID of the rule dropping what no rule allowed
 // for isolated pods ("ingress default deny ipv4").
-func DropCounter(egress bool, f Family) string {
+func DropCounter(egress bool, f policy.Family) string {
 	d := "ingress"
 	if egress {
 		d = "egress"
@@ -183,7 +185,7 @@ type Counter struct {
 	Packets, Bytes uint64
 }
 
-// Counters reads the counters of the table's rules, by rule ID (the [Rule]
+// Counters reads the counters of the table's rules, by rule ID (the [policy.Rule]
 // IDs, [DropCounter] names, [CounterEstablished], [CounterND]). Counters
 // restart at zero on every [Apply].
 func Counters(c *nftables.Conn) (map[string]Counter, error) {
@@ -243,11 +245,11 @@ func truncate(s string) string {
 }
 
 // Network-header offsets and lengths of the addresses.
-func addrField(f Family, src bool) (off, n uint32) {
+func addrField(f policy.Family, src bool) (off, n uint32) {
 	switch {
-	case f == IPv4 && src:
+	case f == policy.IPv4 && src:
 		return 12, 4
-	case f == IPv4:
+	case f == policy.IPv4:
 		return 16, 4
 	case src:
 		return 8, 16
@@ -255,9 +257,9 @@ func addrField(f Family, src bool) (off, n uint32) {
 	return 24, 16
 }
 
-func nfproto(f Family) []expr.Any {
+func nfproto(f policy.Family) []expr.Any {
 	p := byte(unix.NFPROTO_IPV4)
-	if f == IPv6 {
+	if f == policy.IPv6 {
 		p = unix.NFPROTO_IPV6
 	}
 	return []expr.Any{
@@ -268,7 +270,7 @@ func nfproto(f Family) []expr.Any {
 
 // loadAddr loads the pod end's address: the source for egress, the
 // destination for ingress; with peer true, the other end's.
-func loadAddr(f Family, src bool) []expr.Any {
+func loadAddr(f policy.Family, src bool) []expr.Any {
 	off, n := addrField(f, src)
 	return []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n}}
 }
@@ -293,7 +295,7 @@ func prefixMatch(p netip.Prefix, n uint32, in bool) []expr.Any {
 	}
 }
 
-func ruleExprs(r Rule, egress bool, sets map[string]*nftables.Set) ([]expr.Any, error) {
+func ruleExprs(r policy.Rule, egress bool, sets map[string]*nftables.Set) ([]expr.Any, error) {
 	set := func(name string) (*nftables.Set, error) {
 		s, ok := sets[name]
 		if !ok {
@@ -360,7 +362,7 @@ func established() []expr.Any {
 // cross a router, so only bridged ones reach here) accept; without it an
 // isolated pod could not resolve its neighbours over IPv6.
 func neighbourDiscovery() []expr.Any {
-	exprs := nfproto(IPv6)
+	exprs := nfproto(policy.IPv6)
 	return append(exprs,
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
