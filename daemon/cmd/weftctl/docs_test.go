@@ -25,7 +25,7 @@ var incomplete = []string{"flag needs an argument", "give exactly one", "nothing
 // arguments-only context.
 var checker = doclines.Checker{
 	Program: "weftctl",
-	Depth:   map[string]int{"config": 2, "leases": 1, "status": 1, "members": 1, "gossip-key": 1, "version": 1, "help": 1},
+	Depth:   map[string]int{"config": 2, "leases": 1, "policy": 2, "namespace": 2, "status": 1, "members": 1, "gossip-key": 1, "version": 1, "help": 1},
 	Check: func(l doclines.Line) error {
 		restore := quiet()
 		defer restore()

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Copyright weft authors
 
-// Command weftctl is weft's operator tool: network config, leases, node
-// status, gossip members and gossip keys.
+// Command weftctl is weft's operator tool: network config, leases, network
+// policies and namespace labels, node status, gossip members and gossip
+// keys.
 package main
 
 import (
@@ -21,6 +22,8 @@ const usage = `usage: weftctl <command> [flags]
 commands:
   config set|get     write (validated) or show the network config in etcd
   leases [rm]        list leases, or evict a node's lease
+  policy             apply, get, list or delete network policies kept in etcd
+  namespace          label namespaces (for policies' namespaceSelectors) or list them
   status             show a node's status (from weftd's HTTP API), or every node's (--kubeconfig)
   members            show gossip members as a node (or, with --kubeconfig, each node) sees them
   gossip-key         generate a gossip encryption key
@@ -58,6 +61,10 @@ func run(ctx context.Context, args []string) error {
 		return cmdConfig(ctx, rest)
 	case "leases":
 		return cmdLeases(ctx, rest)
+	case "policy":
+		return cmdPolicy(ctx, rest)
+	case "namespace":
+		return cmdNamespace(ctx, rest)
 	case "status":
 		return cmdStatus(ctx, rest)
 	case "members":
