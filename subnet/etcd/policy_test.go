@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -252,5 +253,60 @@ func TestPolicyListPaged(t *testing.T) {
 	budget = 100
 	if _, _, err := s.listPrefix(ctx, s.PoliciesPrefix(), 0, MaxPolicyKeys, &budget); err == nil || !strings.Contains(err.Error(), "more bytes than weft reads") {
 		t.Errorf("listing over the byte budget: %v", err)
+	}
+}
+
+// What the compiler makes of a view with a broken entry: the source that
+// saw its valid version keeps enforcing it; a fresh source denies the
+// pods it selects, and only those.
+func TestBrokenEntryNeverWidens(t *testing.T) {
+	s := newStore(t)
+	ctx := ctxT(t, 30*time.Second)
+	np := testPolicy("x", "a", "web")
+	np.Spec.Ingress = []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}},
+	}}}}
+	if err := s.PutPolicies(ctx, []*networkingv1.NetworkPolicy{np}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LabelNamespace(ctx, "y", map[string]string{"team": "a"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddr
+	pods := []policy.Pod{
+		{Namespace: "x", Name: "web", Labels: map[string]string{"app": "web"}, IPs: []netip.Addr{addr("10.244.1.2")}, Node: "n1"},
+		{Namespace: "x", Name: "other", Labels: map[string]string{"app": "other"}, IPs: []netip.Addr{addr("10.244.1.3")}, Node: "n1"},
+		{Namespace: "y", Name: "client", IPs: []netip.Addr{addr("10.244.2.2")}, Node: "n2"},
+		{Namespace: "z", Name: "client", IPs: []netip.Addr{addr("10.244.3.2")}, Node: "n3"},
+	}
+	// verdicts: y/client → web, z/client → web, z/client → other.
+	verdicts := func(src *PolicySource) [3]bool {
+		t.Helper()
+		v, err := src.ListPolicies(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nss []policy.Namespace
+		for _, ns := range v.Namespaces {
+			nss = append(nss, policy.Namespace{Name: ns.Name, Labels: ns.Labels})
+		}
+		st := policy.Compile(policy.Input{Node: "n1", Policies: v.Policies, Pods: pods, Namespaces: nss})
+		var out [3]bool
+		for i, p := range [][2]string{{"10.244.2.2", "10.244.1.2"}, {"10.244.3.2", "10.244.1.2"}, {"10.244.3.2", "10.244.1.3"}} {
+			out[i] = st.Evaluate(policy.Packet{Src: addr(p[0]), Dst: addr(p[1]), Proto: policy.ProtoTCP, DstPort: 80}).Allowed
+		}
+		return out
+	}
+	src := NewPolicySource(s)
+	if got := verdicts(src); got != [3]bool{true, false, true} {
+		t.Fatalf("valid policy: %v, want y→web allowed, z→web denied, z→other allowed", got)
+	}
+	put(t, s, map[string]string{s.PolicyKey("x", "a"): `{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy",` +
+		`"metadata":{"namespace":"x","name":"a"},"spec":{"podSelector":{"matchLabels":{"app":"web"}},"ingress":[{"from":[{"ipBlock":{"cidr":"0.0.0.0/-1"}}]}]}}`})
+	if got := verdicts(src); got != [3]bool{true, false, true} {
+		t.Errorf("broken, last valid version kept: %v, want as before", got)
+	}
+	if got := verdicts(NewPolicySource(s)); got != [3]bool{false, false, true} {
+		t.Errorf("broken, fresh source: %v, want web denied to all, other still open", got)
 	}
 }
