@@ -214,10 +214,12 @@ func (s *Store) DeletePolicy(ctx context.Context, ns, name string) error {
 
 // LabelNamespace sets the labels of set and removes those of remove on
 // namespace name, and returns its labels (the implicit name label
-// included). The write is guarded by the entry's revision, retried on a
-// race. The implicit label cannot be set to another value nor removed.
-// A namespace left with no label of its own has no entry.
-func (s *Store) LabelNamespace(ctx context.Context, name string, set map[string]string, remove []string) (map[string]string, error) {
+// included). Unless overwrite is true, a label that has another value
+// already is refused, as kubectl label does. The write is guarded by the
+// entry's revision, retried on a race. The implicit label cannot be set
+// to another value nor removed. A namespace left with no label of its own
+// has no entry.
+func (s *Store) LabelNamespace(ctx context.Context, name string, set map[string]string, remove []string, overwrite bool) (map[string]string, error) {
 	for _, k := range remove {
 		if k == policy.NamespaceNameLabel {
 			return nil, fmt.Errorf("label %s cannot be removed: Kubernetes sets it on every namespace", k)
@@ -246,6 +248,13 @@ func (s *Store) LabelNamespace(ctx context.Context, name string, set map[string]
 		}
 		for _, r := range remove {
 			delete(labels, r)
+		}
+		if !overwrite {
+			for _, lk := range slices.Sorted(maps.Keys(set)) {
+				if old, ok := labels[lk]; ok && old != set[lk] && lk != policy.NamespaceNameLabel {
+					return nil, fmt.Errorf("namespace %s: label %s already has the value %q: give --overwrite to replace it", name, lk, old)
+				}
+			}
 		}
 		maps.Copy(labels, set)
 		if errs := policy.ValidateNamespace(policy.Namespace{Name: name, Labels: labels}); errs != nil {

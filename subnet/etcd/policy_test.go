@@ -73,28 +73,34 @@ func TestPolicyPutGetDelete(t *testing.T) {
 func TestNamespaceLabels(t *testing.T) {
 	s := newStore(t)
 	ctx := ctxT(t, 30*time.Second)
-	got, err := s.LabelNamespace(ctx, "x", map[string]string{"team": "a", "env": "prod"}, nil)
+	got, err := s.LabelNamespace(ctx, "x", map[string]string{"team": "a", "env": "prod"}, nil, true)
 	if err != nil || got["team"] != "a" || got["env"] != "prod" || got[policy.NamespaceNameLabel] != "x" {
 		t.Fatalf("label x: %v, %v", got, err)
 	}
-	got, err = s.LabelNamespace(ctx, "x", map[string]string{"team": "b"}, []string{"env"})
+	got, err = s.LabelNamespace(ctx, "x", map[string]string{"team": "b"}, []string{"env"}, true)
 	if err != nil || got["team"] != "b" || len(got) != 2 {
 		t.Fatalf("relabel x: %v, %v", got, err)
 	}
-	if _, err := s.LabelNamespace(ctx, "x", map[string]string{policy.NamespaceNameLabel: "y"}, nil); err == nil || !strings.Contains(err.Error(), "must be the namespace's name") {
+	if _, err := s.LabelNamespace(ctx, "x", map[string]string{"team": "c"}, nil, false); err == nil || !strings.Contains(err.Error(), `label team already has the value "b": give --overwrite`) {
+		t.Errorf("value replaced without overwrite: %v", err)
+	}
+	if _, err := s.LabelNamespace(ctx, "x", map[string]string{"team": "b"}, nil, false); err != nil {
+		t.Errorf("same value again without overwrite: %v", err)
+	}
+	if _, err := s.LabelNamespace(ctx, "x", map[string]string{policy.NamespaceNameLabel: "y"}, nil, true); err == nil || !strings.Contains(err.Error(), "must be the namespace's name") {
 		t.Errorf("name label set to another namespace: %v", err)
 	}
-	if _, err := s.LabelNamespace(ctx, "x", nil, []string{policy.NamespaceNameLabel}); err == nil {
+	if _, err := s.LabelNamespace(ctx, "x", nil, []string{policy.NamespaceNameLabel}, true); err == nil {
 		t.Error("name label removed: no error")
 	}
-	if _, err := s.LabelNamespace(ctx, "x", map[string]string{"bad key!": "v"}, nil); err == nil || !strings.Contains(err.Error(), "metadata.labels") {
+	if _, err := s.LabelNamespace(ctx, "x", map[string]string{"bad key!": "v"}, nil, true); err == nil || !strings.Contains(err.Error(), "metadata.labels") {
 		t.Errorf("invalid label key: %v", err)
 	}
-	if _, err := s.LabelNamespace(ctx, "Not_A_Namespace", map[string]string{"a": "b"}, nil); err == nil || !strings.Contains(err.Error(), "metadata.name") {
+	if _, err := s.LabelNamespace(ctx, "Not_A_Namespace", map[string]string{"a": "b"}, nil, true); err == nil || !strings.Contains(err.Error(), "metadata.name") {
 		t.Errorf("invalid namespace name: %v", err)
 	}
 	// The name label given with its own value is accepted and not stored.
-	if _, err := s.LabelNamespace(ctx, "x", map[string]string{policy.NamespaceNameLabel: "x"}, []string{"team"}); err != nil {
+	if _, err := s.LabelNamespace(ctx, "x", map[string]string{policy.NamespaceNameLabel: "x"}, []string{"team"}, true); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := s.c.Get(ctx, s.NamespaceKey("x"))
@@ -113,7 +119,7 @@ func TestPolicySourceBrokenEntries(t *testing.T) {
 	if err := s.PutPolicies(ctx, []*networkingv1.NetworkPolicy{testPolicy("x", "a", "web")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.LabelNamespace(ctx, "x", map[string]string{"team": "a"}, nil); err != nil {
+	if _, err := s.LabelNamespace(ctx, "x", map[string]string{"team": "a"}, nil, true); err != nil {
 		t.Fatal(err)
 	}
 	v, err := src.ListPolicies(ctx)
@@ -204,7 +210,7 @@ func TestPolicySourceWait(t *testing.T) {
 		t.Fatalf("WaitPolicies returned with nothing changed: %v", err)
 	case <-time.After(300 * time.Millisecond):
 	}
-	if _, err := s.LabelNamespace(ctx, "x", map[string]string{"a": "b"}, nil); err != nil {
+	if _, err := s.LabelNamespace(ctx, "x", map[string]string{"a": "b"}, nil, true); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
@@ -269,7 +275,7 @@ func TestBrokenEntryNeverWidens(t *testing.T) {
 	if err := s.PutPolicies(ctx, []*networkingv1.NetworkPolicy{np}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.LabelNamespace(ctx, "y", map[string]string{"team": "a"}, nil); err != nil {
+	if _, err := s.LabelNamespace(ctx, "y", map[string]string{"team": "a"}, nil, true); err != nil {
 		t.Fatal(err)
 	}
 	addr := netip.MustParseAddr

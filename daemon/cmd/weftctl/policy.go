@@ -74,6 +74,18 @@ func namespaceFlag(fs *flag.FlagSet) *string {
 	return ns
 }
 
+// checkPolicyName checks a policy name given on the command line as the
+// API server checks metadata.name.
+func checkPolicyName(name string) error {
+	np := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
+	for _, e := range policy.Validate(np) {
+		if e.Field == "metadata.name" {
+			return e
+		}
+	}
+	return nil
+}
+
 func checkNamespace(ns string) error {
 	if errs := policy.ValidateNamespace(policy.Namespace{Name: ns}); errs != nil {
 		return fmt.Errorf("namespace %q: %w", ns, errs)
@@ -334,6 +346,9 @@ func policyGet(ctx context.Context, args []string, cio *cmdIO) error {
 	if len(pos) != 1 {
 		return errors.New("policy get: give exactly one policy name")
 	}
+	if err := checkPolicyName(pos[0]); err != nil {
+		return fmt.Errorf("policy get: %w", err)
+	}
 	if *output != "yaml" && *output != "json" {
 		return fmt.Errorf("policy get: -o %q: want yaml or json", *output)
 	}
@@ -477,6 +492,11 @@ func policyDelete(ctx context.Context, args []string, cio *cmdIO) error {
 	if len(pos) == 0 {
 		return errors.New("policy delete: give exactly one policy name, or more")
 	}
+	for _, name := range pos {
+		if err := checkPolicyName(name); err != nil {
+			return fmt.Errorf("policy delete: %w", err)
+		}
+	}
 	namespace := *ns
 	if namespace == "" {
 		namespace = "default"
@@ -507,8 +527,8 @@ const namespaceUsage = `usage: weftctl namespace label NAMESPACE KEY=VALUE ... [
        weftctl namespace list [flags]
 
 Namespace labels for etcd mode, kept at <etcd-prefix>/namespaces/<name>;
-policies' namespaceSelectors match them. KEY=VALUE sets a label
-(replacing its value), KEY- removes it. Every namespace carries
+policies' namespaceSelectors match them. KEY=VALUE sets a label (one
+that has another value only with --overwrite), KEY- removes it. Every namespace carries
 kubernetes.io/metadata.name with its own name, as Kubernetes sets it; it
 cannot be removed or set to another value.
 `
@@ -539,6 +559,7 @@ func namespaceLabel(ctx context.Context, args []string, cio *cmdIO) error {
 	fs := flag.NewFlagSet("weftctl namespace label", flag.ContinueOnError)
 	fs.SetOutput(cio.errOut)
 	conn := connFlags(fs)
+	overwrite := fs.Bool("overwrite", false, "replace the value of a label that has one")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -577,7 +598,7 @@ func namespaceLabel(ctx context.Context, args []string, cio *cmdIO) error {
 		return err
 	}
 	defer closeStore()
-	labels, err := st.LabelNamespace(ctx, name, set, remove)
+	labels, err := st.LabelNamespace(ctx, name, set, remove, *overwrite)
 	if err != nil {
 		return conn.explain(fmt.Errorf("namespace label: %w", err))
 	}

@@ -87,6 +87,11 @@ func TestPolicyApplyGetListDelete(t *testing.T) {
 	if _, err := e.policy("", "delete", "l1", "-n", "y"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("delete again: %v", err)
 	}
+	for _, sub := range []string{"get", "delete"} {
+		if _, err := e.policy("", sub, "x/web"); err == nil || !strings.Contains(err.Error(), `metadata.name: FieldValueInvalid: "x/web"`) {
+			t.Errorf("%s of a name that is no policy name: %v", sub, err)
+		}
+	}
 }
 
 // Refused input names the field path (or what is wrong) and writes
@@ -152,7 +157,10 @@ func TestNamespaceLabelList(t *testing.T) {
 	if err != nil || out != "namespace x labeled: env=prod,kubernetes.io/metadata.name=x,team=a\n" {
 		t.Fatalf("label: %q, %v", out, err)
 	}
-	out, err = e.namespace("label", "x", "env-", "team=b")
+	if _, err := e.namespace("label", "x", "team=b"); err == nil || !strings.Contains(err.Error(), "give --overwrite") {
+		t.Errorf("changed a value without --overwrite: %v", err)
+	}
+	out, err = e.namespace("label", "x", "env-", "team=b", "--overwrite")
 	if err != nil || out != "namespace x labeled: kubernetes.io/metadata.name=x,team=b\n" {
 		t.Errorf("relabel: %q, %v", out, err)
 	}
