@@ -88,6 +88,9 @@ type helperResponse struct {
 	Result  backend.Result `json:"result"`
 	Kernel  bool           `json:"kernel"`
 	VnetHdr bool           `json:"vnetHdr"`
+	// Elapsed is how long the backend took (setup, reconcile), timed in
+	// the child.
+	Elapsed time.Duration `json:"elapsed"`
 	// Leaked lists goroutines left after close that were not there
 	// before setup (close only).
 	Leaked string `json:"leaked,omitempty"`
@@ -104,7 +107,7 @@ func runHelper(in io.Reader, out io.Writer) int {
 	}
 	enc := json.NewEncoder(out)
 	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	sc.Buffer(make([]byte, 1<<20), 64<<20) // thousands of peers in a reconcile
 	var b *Backend
 	// Goroutines that exist before the backend does (this loop, the test
 	// binary's own) are not the backend's to end.
@@ -148,7 +151,9 @@ func runHelper(in io.Reader, out io.Writer) int {
 				err = errors.New("not set up")
 				break
 			}
+			start := time.Now()
 			resp.Result, err = b.Reconcile(context.Background(), req.Desired)
+			resp.Elapsed = time.Since(start)
 		case "freeosmemory":
 			debug.FreeOSMemory()
 		case "close":

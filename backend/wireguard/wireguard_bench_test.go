@@ -389,11 +389,20 @@ type wgGo struct {
 	key  wgtypes.Key
 	addr netip.Addr
 	port int
+	// stop kills the process and removes its socket; idempotent.
+	stop func()
 }
 
 func startWireguardGo(t *testing.T, tp *topology, nd *testNode) *wgGo {
 	t.Helper()
-	g := &wgGo{nd: nd, name: fmt.Sprintf("wgr%sn%d", tp.prefix[3:], nd.idx), addr: netip.AddrFrom4([4]byte{10, 99, 0, byte(nd.idx)}), port: 51821}
+	return startWireguardGoNamed(t, nd, fmt.Sprintf("wgr%sn%d", tp.prefix[3:], nd.idx), netip.AddrFrom4([4]byte{10, 99, 0, byte(nd.idx)}), 51821)
+}
+
+// startWireguardGoNamed starts wireguard-go in nd's namespace with a new
+// key, listening on port, the link up with address ip and weft's MTU.
+func startWireguardGoNamed(t *testing.T, nd *testNode, name string, ip netip.Addr, port int) *wgGo {
+	t.Helper()
+	g := &wgGo{nd: nd, name: name, addr: ip, port: port}
 	var err error
 	if g.key, err = wgtypes.GeneratePrivateKey(); err != nil {
 		t.Fatal(err)
@@ -403,11 +412,12 @@ func startWireguardGo(t *testing.T, tp *topology, nd *testNode) *wgGo {
 	cmd.Env = append(os.Environ(), "LOG_LEVEL=error")
 	must(t, nd.ns.Do(cmd.Start), "start wireguard-go")
 	g.pid = cmd.Process.Pid
-	t.Cleanup(func() {
+	g.stop = sync.OnceFunc(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
 		os.Remove(sock) // only this process's socket
 	})
+	t.Cleanup(g.stop)
 	waitFor(t, 5*time.Second, "wireguard-go socket", func() bool { _, err := os.Stat(sock); return err == nil })
 	keyFile := filepath.Join(t.TempDir(), "key")
 	must(t, os.WriteFile(keyFile, []byte(g.key.String()), 0o600), "write key")
