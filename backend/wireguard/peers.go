@@ -43,11 +43,11 @@ func desiredPeers(d backend.Desired, self wgtypes.Key, defaultPort int) (map[wgt
 	slices.SortStableFunc(peers, func(a, b backend.Peer) int {
 		return cmp.Or(cmp.Compare(a.Epoch, b.Epoch), cmp.Compare(a.Name, b.Name))
 	})
-	var taken []netip.Prefix
+	taken := newPrefixIndex(d)
 	owner := map[netip.Prefix]string{}
 	for _, s := range []netip.Prefix{d.Local.Subnet, d.Local.IPv6Subnet} {
 		if s.IsValid() {
-			taken = append(taken, s.Masked())
+			taken.add(s.Masked())
 			owner[s.Masked()] = "this node"
 		}
 	}
@@ -79,11 +79,11 @@ func desiredPeers(d backend.Desired, self wgtypes.Key, defaultPort int) (map[wgt
 				continue
 			}
 			s = s.Masked()
-			if o := overlapping(taken, s); o.IsValid() {
+			if o := taken.overlapping(s); o.IsValid() {
 				problems[p.Name] = fmt.Sprintf("subnet %s overlaps %s of %s", s, o, owner[o])
 				continue
 			}
-			taken = append(taken, s)
+			taken.add(s)
 			owner[s] = p.Name
 			allowed = append(allowed, s)
 		}
@@ -112,13 +112,66 @@ func desiredPeers(d backend.Desired, self wgtypes.Key, defaultPort int) (map[wgt
 	return want, problems
 }
 
-func overlapping(taken []netip.Prefix, p netip.Prefix) netip.Prefix {
-	for _, t := range taken {
-		if t.Overlaps(p) {
+// prefixIndex holds non-overlapping prefixes and finds the one that
+// overlaps a prefix in O(number of distinct lengths), where a list would
+// take O(prefixes): the peer check is then linear in the number of peers
+// (it was quadratic: a tenth of the time to program 5000 peers).
+//
+// Two prefixes overlap when one contains the other. held answers "a held
+// prefix contains p" by masking p to each length; inside answers "p
+// contains a held prefix" by holding each prefix masked to every shorter
+// length. Every length added or asked about must be in lens.
+type prefixIndex struct {
+	lens   []int
+	held   map[netip.Prefix]netip.Prefix // a held prefix -> itself
+	inside map[netip.Prefix]netip.Prefix // a held prefix masked shorter -> the held prefix
+}
+
+// newPrefixIndex returns an empty index for the lengths of d's subnets.
+func newPrefixIndex(d backend.Desired) *prefixIndex {
+	x := &prefixIndex{held: map[netip.Prefix]netip.Prefix{}, inside: map[netip.Prefix]netip.Prefix{}}
+	seen := map[int]bool{}
+	note := func(p netip.Prefix) {
+		if p.IsValid() && !seen[p.Bits()] {
+			seen[p.Bits()] = true
+			x.lens = append(x.lens, p.Bits())
+		}
+	}
+	note(d.Local.Subnet)
+	note(d.Local.IPv6Subnet)
+	for _, p := range d.Peers {
+		note(p.Subnet)
+		note(p.IPv6Subnet)
+	}
+	return x
+}
+
+// add holds p, a masked prefix that overlaps none held.
+func (x *prefixIndex) add(p netip.Prefix) {
+	x.held[p] = p
+	for _, l := range x.lens {
+		if l < p.Bits() {
+			q, _ := p.Addr().Prefix(l)
+			if _, ok := x.inside[q]; !ok {
+				x.inside[q] = p
+			}
+		}
+	}
+}
+
+// overlapping returns a held prefix that overlaps the masked prefix p, or
+// the zero prefix.
+func (x *prefixIndex) overlapping(p netip.Prefix) netip.Prefix {
+	for _, l := range x.lens {
+		if l > p.Bits() {
+			continue
+		}
+		q, _ := p.Addr().Prefix(l)
+		if t, ok := x.held[q]; ok {
 			return t
 		}
 	}
-	return netip.Prefix{}
+	return x.inside[p]
 }
 
 // peerPlan is the set of wgctrl peer changes that converges a device.

@@ -4,6 +4,7 @@
 package wireguard
 
 import (
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"testing"
@@ -283,4 +284,57 @@ func sortKeys(keys ...wgtypes.Key) []wgtypes.Key {
 		m[k] = true
 	}
 	return sortedKeys(m)
+}
+
+// TestPrefixIndex checks the index against a plain scan over random
+// prefixes of both families and mixed lengths: the same verdict (overlap
+// or not) for every prefix, adding only those that overlap nothing.
+func TestPrefixIndex(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var d backend.Desired
+	for range 3000 {
+		var p netip.Prefix
+		if rng.IntN(3) == 0 {
+			var a [16]byte
+			a[0], a[1], a[7] = 0xfd, 0x10, byte(rng.IntN(16))
+			a[6] = byte(rng.IntN(4))
+			p = netip.PrefixFrom(netip.AddrFrom16(a), []int{48, 56, 60, 64}[rng.IntN(4)]).Masked()
+		} else {
+			a := [4]byte{10, 244, byte(rng.IntN(8)), byte(rng.IntN(256))}
+			p = netip.PrefixFrom(netip.AddrFrom4(a), []int{16, 20, 22, 24, 26, 29, 32}[rng.IntN(7)]).Masked()
+		}
+		if p.Addr().Is4() {
+			d.Peers = append(d.Peers, backend.Peer{Subnet: p})
+		} else {
+			d.Peers = append(d.Peers, backend.Peer{IPv6Subnet: p})
+		}
+	}
+	x := newPrefixIndex(d)
+	var list []netip.Prefix
+	added := 0
+	for i, pe := range d.Peers {
+		p := pe.Subnet
+		if !p.IsValid() {
+			p = pe.IPv6Subnet
+		}
+		want := netip.Prefix{}
+		for _, t := range list {
+			if t.Overlaps(p) {
+				want = t
+				break
+			}
+		}
+		got := x.overlapping(p)
+		if got.IsValid() != want.IsValid() || (got.IsValid() && !got.Overlaps(p)) {
+			t.Fatalf("prefix %d %s: index says %v, scan says %v", i, p, got, want)
+		}
+		if !want.IsValid() {
+			x.add(p)
+			list = append(list, p)
+			added++
+		}
+	}
+	if added < 50 || added == len(d.Peers) {
+		t.Fatalf("%d of %d prefixes added: the case does not exercise both verdicts", added, len(d.Peers))
+	}
 }
