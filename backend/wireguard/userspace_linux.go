@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -36,10 +37,14 @@ type userDevice struct {
 	name string
 	log  logrus.FieldLogger
 	dev  *device.Device
-	tun  tun.Device
+	tun  tun.Device   // the TUN as created
+	ctun *countingTUN // tun, as the library's device uses it
+	// busy is set by releaseLoop while traffic flows (see release_linux.go).
+	busy atomic.Bool
+	stop chan struct{} // closed by close: ends releaseLoop
 
-	// wg counts the UAPI accept loops, the connection handlers and the
-	// pending initiateLater timers.
+	// wg counts the UAPI accept loops, the connection handlers, the
+	// pending initiateLater timers and releaseLoop.
 	wg sync.WaitGroup
 
 	// mu guards the following.
@@ -63,15 +68,43 @@ func startUserDevice(name string, mtu int, offloads bool, log logrus.FieldLogger
 		name:   name,
 		log:    log,
 		tun:    td,
+		ctun:   &countingTUN{Device: td},
+		stop:   make(chan struct{}),
 		conns:  map[net.Conn]struct{}{},
 		timers: map[*time.Timer]struct{}{},
 	}
-	u.dev = device.NewDevice(td, conn.NewDefaultBind(), deviceLogger(log))
+	u.dev = device.NewDevice(u.ctun, conn.NewDefaultBind(), deviceLogger(log))
 	if err := u.ensureUAPI(); err != nil {
 		u.dev.Close() // also closes the TUN
 		return nil, err
 	}
+	u.wg.Add(1)
+	go u.releaseLoop()
 	return u, nil
+}
+
+// releaseLoop returns the memory of a burst of traffic to the OS once the
+// device has gone quiet (see release_linux.go).
+func (u *userDevice) releaseLoop() {
+	defer u.wg.Done()
+	u.log.Debug("memory release loop started")
+	defer u.log.Debug("memory release loop stopped")
+	t := time.NewTicker(releaseTick)
+	defer t.Stop()
+	var r releaser
+	for {
+		select {
+		case <-u.stop:
+			return
+		case <-t.C:
+		}
+		release := r.tick(u.ctun.packets.Load())
+		u.busy.Store(!r.idle())
+		if release {
+			releaseMemory()
+			u.log.Debug("traffic stopped: memory returned to the os")
+		}
+	}
 }
 
 // createTUN opens the TUN interface. With offloads (the library's default)
@@ -322,6 +355,7 @@ func (u *userDevice) close() {
 		return
 	}
 	u.closed = true
+	close(u.stop)
 	if u.uapi != nil {
 		u.uapi.Close() // unlinks the socket file
 	}

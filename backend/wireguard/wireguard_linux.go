@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -80,14 +79,17 @@ func New(cfg Config) (*Backend, error) {
 // Kernel reports whether Setup chose the kernel device (false: userspace).
 func (b *Backend) Kernel() bool { return b.kernel }
 
-// ReleaseMemory implements [backend.MemoryReleaser]. The userspace device's
-// buffer pools keep what a burst of traffic made them grow (up to
-// --memory-limit) until the garbage collector runs, which an idle process
-// rarely does: a forced collection hands that memory back. A kernel device
-// holds no such memory, so there is nothing to do.
+// ReleaseMemory implements [backend.MemoryReleaser]. The userspace
+// device's buffer pools keep what a burst of traffic made them grow (up to
+// --memory-limit) until the garbage collector has run twice, which an idle
+// process rarely does: two forced collections hand that memory back. The
+// device does so by itself a second after a burst ends; this call (at every
+// resync) does it too unless traffic is flowing, when a forced collection
+// would only empty the pools the next packets need. A kernel device holds
+// no such memory, so there is nothing to do.
 func (b *Backend) ReleaseMemory() {
-	if b.user != nil {
-		debug.FreeOSMemory()
+	if b.user != nil && !b.user.busy.Load() {
+		releaseMemory()
 	}
 }
 
