@@ -33,7 +33,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,9 +62,11 @@ func TestMain(m *testing.M) {
 
 // helperRequest is one request to the child.
 type helperRequest struct {
-	Op      string          `json:"op"` // setup, reconcile, freeosmemory, close
+	Op      string          `json:"op"` // setup, reconcile, freeosmemory, heap, close
 	Config  *helperConfig   `json:"config,omitempty"`
 	Desired backend.Desired `json:"desired"`
+	// Path, for heap, is where to write the heap profile ("": none).
+	Path string `json:"path,omitempty"`
 }
 
 // helperConfig is the JSON form of Config (without the logger).
@@ -94,6 +98,14 @@ type helperResponse struct {
 	// Leaked lists goroutines left after close that were not there
 	// before setup (close only).
 	Leaked string `json:"leaked,omitempty"`
+	// Heap is the child's heap statistics (heap only).
+	Heap *heapStats `json:"heap,omitempty"`
+}
+
+// heapStats is a few of the child's runtime.MemStats, in bytes.
+type heapStats struct {
+	HeapInuse, HeapIdle, HeapReleased, NextGC, Sys uint64
+	NumGC                                          uint32
 }
 
 // runHelper is the child's main loop.
@@ -156,6 +168,13 @@ func runHelper(in io.Reader, out io.Writer) int {
 			resp.Elapsed = time.Since(start)
 		case "freeosmemory":
 			debug.FreeOSMemory()
+		case "heap":
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			resp.Heap = &heapStats{ms.HeapInuse, ms.HeapIdle, ms.HeapReleased, ms.NextGC, ms.Sys, ms.NumGC}
+			if req.Path != "" {
+				err = writeHeapProfile(req.Path)
+			}
 		case "close":
 			if b != nil {
 				err = b.Close()
@@ -179,6 +198,18 @@ func runHelper(in io.Reader, out io.Writer) int {
 		enc.Encode(resp)
 	}
 	return 0
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // helper is a running child process serving one node's backend.
