@@ -19,7 +19,7 @@ package wireguard
 // The peers are simulated: keys, endpoints in 198.19.0.0/16 (nothing
 // answers there) and /29 pod subnets of 10.244.0.0/16. Each size is
 // measured in turn on weft and on the reference; the figures go to
-// $WEFT_BENCH_OUT (package benchout) as well.
+// $WEFT_BENCH_OUT (e2etest.WriteBenchPoint) as well.
 
 import (
 	"fmt"
@@ -34,7 +34,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/weftnet/weft/backend"
-	"github.com/weftnet/weft/e2e/benchout"
+	"github.com/weftnet/weft/e2e/e2etest"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -90,23 +90,22 @@ func TestBenchWireGuardPeers(t *testing.T) {
 			n, ms(r.Elapsed), wireguardGoVersion(), ms(setconf), ms(ipBatch), ms(ref), r.Elapsed.Seconds()/ref.Seconds())
 		fmt.Printf("BENCH| WireGuard %d peers: RSS of the process holding the device | %.1f MiB | wireguard-go %s: %.1f MiB | %.2fx (weft's is the test binary running the backend); weft's heap in use after a collection %.1f MiB\n",
 			n, mib64(weftRSS), wireguardGoVersion(), mib64(refRSS), float64(weftRSS)/float64(refRSS), mib64(live))
-		writeRows(t,
-			benchout.Row{Bench: "wireguard-peers", Figure: "program from empty (peers + routes)", Size: n, Value: ms(r.Elapsed), Unit: "ms",
-				Ref: "wireguard-go: wg setconf + ip -batch", RefValue: ms(ref), Note: fmt.Sprintf("wg setconf %.1f ms, ip -batch %.1f ms", ms(setconf), ms(ipBatch))},
-			benchout.Row{Bench: "wireguard-peers", Figure: "RSS with the peers programmed", Size: n, Value: mib64(weftRSS), Unit: "MiB",
-				Ref: "wireguard-go", RefValue: mib64(refRSS), Note: "weft: the test binary running the backend"},
-			benchout.Row{Bench: "wireguard-peers", Figure: "heap in use after a collection", Size: n, Value: mib64(live), Unit: "MiB",
-				Note: "weft's process: about 24 MiB of packet buffers the device's readers hold, then per peer mostly the library's queues (two channels of 1024 entries) and two goroutines' buffers"},
+		writePoints(t,
+			e2etest.BenchPoint{Series: "WireGuard peers from empty: peers + routes", Size: float64(n), Value: ms(r.Elapsed), Unit: "ms",
+				Ref: "wireguard-go: wg setconf + ip -batch", RefValue: ms(ref)},
+			e2etest.BenchPoint{Series: "WireGuard userspace RSS with n peers", Size: float64(n), Value: mib64(weftRSS), Unit: "MiB",
+				Ref: "wireguard-go", RefValue: mib64(refRSS)},
+			e2etest.BenchPoint{Series: "WireGuard userspace heap after a collection", Size: float64(n), Value: mib64(live), Unit: "MiB"},
 		)
 	}
 }
 
 func mib64(v int64) float64 { return float64(v) / (1 << 20) }
 
-func writeRows(t *testing.T, rows ...benchout.Row) {
+func writePoints(t *testing.T, points ...e2etest.BenchPoint) {
 	t.Helper()
-	for _, r := range rows {
-		if err := benchout.Write(r); err != nil {
+	for _, p := range points {
+		if err := e2etest.WriteBenchPoint(p); err != nil {
 			t.Error(err)
 		}
 	}

@@ -16,7 +16,7 @@ package wireguard
 // and the RSS of the process running weft's userspace device during and
 // after the load, with the soft memory limit weftd applies (128 MiB), and
 // with a lower one (64 MiB) to show what memory under load costs in
-// throughput. The memory figures go to $WEFT_BENCH_OUT too.
+// throughput.
 // Throughput is measured with iperf3 when installed, else with a Go TCP
 // sender and receiver; the same tool for every path. Packages: iperf3,
 // wireguard-go, wireguard-tools.
@@ -41,7 +41,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/weftnet/weft/e2e/benchout"
 	"github.com/weftnet/weft/e2e/netnstest"
 )
 
@@ -167,18 +166,6 @@ func TestBenchWireGuard(t *testing.T) {
 		mib(benchLowMemLimit), mib(lowLimitPeak), gbit(weftLowLimit), mib(benchMemLimit), mib(peak), gbit(weft),
 		ratio(float64(lowLimitPeak), float64(peak)), ratio(weftLowLimit, weft))
 
-	mb := func(v int64) float64 { return float64(v) / (1 << 20) }
-	row := func(figure string, v float64, unit, ref string, rv float64, note string) {
-		if err := benchout.Write(benchout.Row{Bench: "wireguard-memory", Figure: figure, Size: 2, Value: v, Unit: unit, Ref: ref, RefValue: rv, Note: note}); err != nil {
-			t.Error(err)
-		}
-	}
-	row("TCP node-to-node throughput", weft/1e9, "Gbit/s", refName, ref/1e9, tool.name)
-	row("RSS under load", mb(peak), "MiB", refName, mb(refPeak), fmt.Sprintf("soft memory limit %s", mib(benchMemLimit)))
-	row("RSS 2 s after load", mb(quickRSS), "MiB", refName, mb(refIdle), "reference: 5 s after its load")
-	row("RSS 5 s after load", mb(idleRSS), "MiB", refName, mb(refIdle), "")
-	row(fmt.Sprintf("RSS under load, %s memory limit", mib(benchLowMemLimit)), mb(lowLimitPeak), "MiB", "the same with the "+mib(benchMemLimit)+" limit", mb(peak), "")
-	row(fmt.Sprintf("TCP throughput, %s memory limit", mib(benchLowMemLimit)), weftLowLimit/1e9, "Gbit/s", "the same with the "+mib(benchMemLimit)+" limit", weft/1e9, "")
 }
 
 func podNS(nd *testNode) *netnstest.NS { return nd.pod }
