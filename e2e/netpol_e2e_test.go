@@ -24,6 +24,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/weftnet/weft/daemon/policy"
+	"github.com/weftnet/weft/daemon/policy/nft"
 	"github.com/weftnet/weft/e2e"
 	"github.com/weftnet/weft/e2e/e2etest"
 	"github.com/weftnet/weft/e2e/namespace"
@@ -92,9 +93,10 @@ func (w *npWorld) labels(extraPods, extraNS map[string]map[string]string) npLabe
 // nodes reported they could not enforce. weftd does not run the policy
 // engine yet, so today it validates each policy as the API server would,
 // compiles each node's state with daemon/policy from the endpoints of all
-// 9 pods and applies it inside the node's namespace. Once weftd runs the
-// engine this becomes `weftctl policy apply` (and `weftctl namespace
-// label`), waiting for the nodes to converge.
+// 9 pods and applies it with daemon/policy/nft inside the node's
+// namespace. Once weftd runs the engine this becomes `weftctl policy
+// apply` (and `weftctl namespace label`), waiting for the nodes to
+// converge.
 func (w *npWorld) enforcePolicies(t *testing.T, pols []*networkingv1.NetworkPolicy, l npLabels) []policy.Problem {
 	t.Helper()
 	for _, p := range pols {
@@ -126,9 +128,9 @@ func (w *npWorld) enforcePolicies(t *testing.T, pols []*networkingv1.NetworkPoli
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := policy.NewConn(nftables.WithNetNSFd(int(h)))
+		c, err := nft.NewConn(nftables.WithNetNSFd(int(h)))
 		if err == nil {
-			err = policy.Apply(c, st)
+			err = nft.Apply(c, st)
 		}
 		h.Close()
 		if err != nil {
@@ -250,7 +252,7 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 	nodes := c.Nodes()
 	for _, n := range nodes {
 		var kerr error
-		if err := n.NS.Do(func() error { kerr = policy.CheckKernel(); return nil }); err != nil {
+		if err := n.NS.Do(func() error { kerr = nft.CheckKernel(); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		if kerr != nil {
