@@ -40,6 +40,10 @@ type Config struct {
 	HairpinMode      bool
 	IsDefaultGateway bool
 
+	// Args is the config's "args" object as given (its cni.labels are
+	// read by [ParsePodIdentity] at ADD only).
+	Args json.RawMessage
+
 	// Attachments is the union of cni.dev/valid-attachments and the older
 	// cni.dev/attachments (GC only).
 	Attachments []types.GCAttachment
@@ -107,6 +111,7 @@ func ParseConfig(data []byte) (*Config, error) {
 			return nil, err
 		}
 	}
+	c.Args = raw["args"]
 	c.Attachments = append(append([]types.GCAttachment(nil), c.ValidAttachments...), attach...)
 	if err := c.validate(); err != nil {
 		return nil, err

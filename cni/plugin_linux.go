@@ -71,6 +71,13 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
+	pod, err := ParsePodIdentity(args.Args, c.Args)
+	if err != nil {
+		if ie := (*IdentityError)(nil); errors.As(err, &ie) && ie.Config {
+			return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+		}
+		return types.NewError(types.ErrInvalidEnvironmentVariables, err.Error(), "")
+	}
 	traceStep("parse")
 	podNS, err := openNetNS(args.Netns)
 	if err != nil {
@@ -153,7 +160,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	// Anti-spoofing: the pod record, then its entries, before the pod's
 	// interface comes up (see package antispoof).
 	spoofAdded = true
-	if err := addSpoofEntries(c, args, rec, host); err != nil {
+	if err := addSpoofEntries(c, args, rec, host, pod); err != nil {
 		return err
 	}
 	traceStep("anti-spoofing")
@@ -559,12 +566,13 @@ func configureContainer(c *Config, sf *subnet.SubnetFile, rec ipam.Record, hs *h
 	return res, nil
 }
 
-// addSpoofEntries writes the pod record of the attachment and adds its
+// addSpoofEntries writes the pod record of the attachment (with the pod's
+// identity, when the runtime gave one) and adds its
 // anti-spoofing entries, in that order (see package antispoof).
-func addSpoofEntries(c *Config, args *skel.CmdArgs, rec ipam.Record, hs *hostSide) error {
+func addSpoofEntries(c *Config, args *skel.CmdArgs, rec ipam.Record, hs *hostSide, pod subnet.PodIdentity) error {
 	r := antispoof.Record{
 		ContainerID: args.ContainerID, IfName: args.IfName, Port: hs.veth,
-		MAC: hs.peer.String(), IPv4: rec.IPv4, IPv6: rec.IPv6,
+		MAC: hs.peer.String(), IPv4: rec.IPv4, IPv6: rec.IPv6, Pod: pod,
 	}
 	if err := antispoof.WriteRecord(c.DataDir, r); err != nil {
 		return cniErr(types.ErrIOFailure, "%v", err)

@@ -62,6 +62,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/weftnet/weft/subnet"
 )
 
 // TableName is the name of weft's bridge table ("bridge weft").
@@ -100,6 +102,9 @@ type Record struct {
 	MAC         string     `json:"mac"`
 	IPv4        netip.Addr `json:"ipv4,omitzero"`
 	IPv6        netip.Addr `json:"ipv6,omitzero"`
+	// Pod is who the pod is, when the runtime said (CNI_ARGS and the
+	// config's args.cni.labels); records of releases before it have none.
+	Pod subnet.PodIdentity `json:"pod,omitzero"`
 }
 
 // ValidPort reports whether name has the form of a pod port.
@@ -132,6 +137,9 @@ func (r Record) Validate() error {
 	}
 	if r.IPv6.IsValid() && (!r.IPv6.Is6() || r.IPv6.Is4In6() || r.IPv6.Zone() != "" || !r.IPv6.IsGlobalUnicast()) {
 		return fmt.Errorf("ipv6 %s is not a unicast IPv6 address", r.IPv6)
+	}
+	if err := r.Pod.Validate(); err != nil {
+		return fmt.Errorf("pod identity: %w", err)
 	}
 	return nil
 }
@@ -349,8 +357,10 @@ func ReadRecord(dataDir, port string) (Record, error) {
 	return parseRecord(port, b)
 }
 
-// maxRecordSize bounds what is read of one record file.
-const maxRecordSize = 4 << 10
+// maxRecordSize bounds what is read of one record file: room for the
+// fields above and a pod identity of the largest size allowed
+// (subnet.MaxLabelBytes of labels, quoted and escaped).
+const maxRecordSize = 32 << 10
 
 func parseRecord(port string, b []byte) (Record, error) {
 	if len(b) > maxRecordSize {

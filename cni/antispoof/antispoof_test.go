@@ -8,11 +8,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/weftnet/weft/subnet"
 )
 
 func testRecord(i int) Record {
@@ -34,6 +35,7 @@ func TestRecordFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := testRecord(1)
+	r.Pod = subnet.PodIdentity{Namespace: "x", Name: "a-1", Labels: map[string]string{"app": "web", "example.com/tier": ""}}
 	if err := WriteRecord(dataDir, r); err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +53,11 @@ func TestRecordFiles(t *testing.T) {
 		}
 	}
 	got, err := ReadRecord(dataDir, r.Port)
-	if err != nil || got != r {
+	if err != nil || !cmp.Equal(got, r, cmpAddr) {
 		t.Errorf("read back %+v %v, want %+v", got, err, r)
 	}
 	recs, err := ReadRecords(RecordDir(dataDir))
-	if err != nil || !slices.Equal(recs.Good, []Record{r}) || len(recs.Bad) != 0 {
+	if err != nil || !cmp.Equal(recs.Good, []Record{r}, cmpAddr) || len(recs.Bad) != 0 {
 		t.Errorf("ReadRecords: %+v %v", recs, err)
 	}
 	bad := r
@@ -163,6 +165,11 @@ func TestReadRecordsHostile(t *testing.T) {
 	}
 	write("README", "not a record")
 	write(".tmp-123", "{}")
+	// A record of the release before pod identities: read, no identity.
+	old := `{"containerID":"ctr-7","ifname":"eth0","port":"weft000000c7","mac":"02:00:00:00:00:07","ipv4":"10.244.3.17"}`
+	write("weft000000c7.json", old)
+	write("weft000000b7.json", `{"port":"weft000000b7","mac":"02:00:00:00:00:01","ipv4":"10.244.3.9","pod":{"namespace":"x","name":"Bad_Name"}}`)
+	write("weft000000b8.json", `{"port":"weft000000b8","mac":"02:00:00:00:00:01","ipv4":"10.244.3.9","pod":{"namespace":"x","name":"a","labels":{"app":"-web"}}}`)
 	write("weft000000b2.json", `{"port":"weft000000b3","mac":"02:00:00:00:00:01","ipv4":"10.244.3.9"}`)
 	write("weft000000b4.json", `{"port":"weft000000b4","mac":"02:00:00:00:00:01","ipv4":"10.244.3.9","extra":1}`)
 	write("weft000000b5.json", `{"port":"weft000000b5","mac":"02:00:00:00:00:01","ipv4":"10.244.3.9"}{}`)
@@ -171,15 +178,16 @@ func TestReadRecordsHostile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(recs.Good, []Record{r}) {
-		t.Errorf("good records %+v, want only %+v", recs.Good, r)
+	oldRec := Record{ContainerID: "ctr-7", IfName: "eth0", Port: "weft000000c7", MAC: "02:00:00:00:00:07", IPv4: netip.MustParseAddr("10.244.3.17")}
+	if diff := cmp.Diff([]Record{r, oldRec}, recs.Good, cmpAddr); diff != "" {
+		t.Errorf("good records (-want +got):\n%s", diff)
 	}
-	for _, p := range []string{"weft000000b2", "weft000000b4", "weft000000b5", "weft000000b6"} {
+	for _, p := range []string{"weft000000b2", "weft000000b4", "weft000000b5", "weft000000b6", "weft000000b7", "weft000000b8"} {
 		if recs.Bad[p] == nil {
 			t.Errorf("%s not reported as bad", p)
 		}
 	}
-	if len(recs.Bad) != 4 {
+	if len(recs.Bad) != 6 {
 		t.Errorf("bad records: %v", recs.Bad)
 	}
 }

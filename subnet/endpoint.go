@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package subnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// Bounds of a pod's identity, checked wherever one is read (the CNI
+// call, a pod record, the store).
+const (
+	// MaxLabels is the most labels one pod may carry.
+	MaxLabels = 64
+	// MaxLabelBytes bounds the sum of the lengths of a pod's label keys
+	// and values.
+	MaxLabelBytes = 8 << 10
+	// MaxNodeEndpoints is the most endpoints one node publishes: a node
+	// with more pods publishes the first MaxNodeEndpoints (by key) and
+	// reports the rest as not published.
+	MaxNodeEndpoints = 1024
+)
+
+// PodIdentity is who a pod is, as the runtime says in the CNI call
+// (K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS, labels in the network
+// config's args.cni.labels). A zero PodIdentity is a pod the runtime did
+// not name.
+type PodIdentity struct {
+	Namespace string            `json:"namespace,omitempty"`
+	Name      string            `json:"name,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// IsZero reports whether p names no pod.
+func (p PodIdentity) IsZero() bool {
+	return p.Namespace == "" && p.Name == "" && len(p.Labels) == 0
+}
+
+// Validate checks p as the Kubernetes API server checks a pod's
+// namespace, name and labels, within weft's bounds ([MaxLabels],
+// [MaxLabelBytes]). A zero PodIdentity is valid; labels without a name are
+// not.
+func (p PodIdentity) Validate() error {
+	if p.IsZero() {
+		return nil
+	}
+	if p.Namespace == "" || p.Name == "" {
+		return fmt.Errorf("pod namespace %q and name %q: both or neither must be given", p.Namespace, p.Name)
+	}
+	if err := ValidateNamespace(p.Namespace); err != nil {
+		return err
+	}
+	if err := ValidatePodName(p.Name); err != nil {
+		return err
+	}
+	return ValidateLabels(p.Labels)
+}
+
+// ValidateNamespace checks a namespace name: an RFC 1123 label.
+func ValidateNamespace(s string) error {
+	if msg := dnsLabel(s); msg != "" {
+		return fmt.Errorf("namespace %q: %s", clip(s), msg)
+	}
+	return nil
+}
+
+// ValidatePodName checks a pod name: an RFC 1123 subdomain.
+func ValidatePodName(s string) error {
+	if msg := dnsSubdomain(s); msg != "" {
+		return fmt.Errorf("pod name %q: %s", clip(s), msg)
+	}
+	return nil
+}
+
+// ValidateLabels checks each key and value as Kubernetes does, and the
+// count and size against [MaxLabels] and [MaxLabelBytes].
+func ValidateLabels(m map[string]string) error {
+	if len(m) > MaxLabels {
+		return fmt.Errorf("%d labels: at most %d are allowed", len(m), MaxLabels)
+	}
+	size := 0
+	keys := make([]string, 0, len(m))
+	for k, v := range m {
+		size += len(k) + len(v)
+		keys = append(keys, k)
+	}
+	if size > MaxLabelBytes {
+		return fmt.Errorf("labels total %d bytes: at most %d are allowed", size, MaxLabelBytes)
+	}
+	sort.Strings(keys) // the first bad label in a stable order
+	for _, k := range keys {
+		if err := ValidateLabel(k, m[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ValidateLabel checks one label: the key a qualified name (an optional
+// RFC 1123 subdomain prefix and "/", then a name of at most 63
+// characters), the value empty or a name of at most 63 characters.
+func ValidateLabel(key, value string) error {
+	if msg := qualifiedName(key); msg != "" {
+		return fmt.Errorf("label key %q: %s", clip(key), msg)
+	}
+	if msg := labelValue(value); msg != "" {
+		return fmt.Errorf("label %q value %q: %s", key, clip(value), msg)
+	}
+	return nil
+}
+
+// clip shortens s for an error message.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}
+
+func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+
+func isAlnum(c byte) bool { return isLowerAlnum(c) || c >= 'A' && c <= 'Z' }
+
+// The checks below are written without regular expressions: the CNI
+// plugin runs them, and each plugin process would pay for compiling them.
+
+func dnsLabel(s string) string {
+	if len(s) > 63 {
+		return "must be no more than 63 characters"
+	}
+	if !dnsLabelOK(s) {
+		return "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
+	}
+	return ""
+}
+
+func dnsLabelOK(s string) bool {
+	if s == "" || !isLowerAlnum(s[0]) || !isLowerAlnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isLowerAlnum(s[i]) && s[i] != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func dnsSubdomain(s string) string {
+	if len(s) > 253 {
+		return "must be no more than 253 characters"
+	}
+	for _, part := range strings.Split(s, ".") {
+		if !dnsLabelOK(part) {
+			return "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+		}
+	}
+	return ""
+}
+
+// nameOK reports whether s is a label name or value: alphanumerics, '-',
+// '_' and '.', starting and ending with an alphanumeric.
+func nameOK(s string) bool {
+	if s == "" || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func qualifiedName(s string) string {
+	name := s
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		prefix := s[:i]
+		name = s[i+1:]
+		if strings.Contains(name, "/") {
+			return "a qualified name must consist of alphanumeric characters, '-', '_' or '.', with an optional DNS subdomain prefix and '/'"
+		}
+		if prefix == "" {
+			return "prefix part must be non-empty"
+		}
+		if msg := dnsSubdomain(prefix); msg != "" {
+			return "prefix part " + msg
+		}
+	}
+	switch {
+	case name == "":
+		return "name part must be non-empty"
+	case len(name) > 63:
+		return "name part must be no more than 63 characters"
+	case !nameOK(name):
+		return "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+	}
+	return ""
+}
+
+func labelValue(s string) string {
+	switch {
+	case len(s) > 63:
+		return "must be no more than 63 characters"
+	case s != "" && !nameOK(s):
+		return "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+	}
+	return ""
+}
+
+// Endpoint is one pod as the node hosting it publishes it: its identity
+// and addresses.
+type Endpoint struct {
+	// Node is the publishing node's name.
+	Node string `json:"node"`
+	// Key names the endpoint among its node's (the pod's bridge port).
+	Key string `json:"key"`
+	PodIdentity
+	// IPv4 and IPv6 are the pod's addresses (at least one).
+	IPv4 netip.Addr `json:"ipv4,omitzero"`
+	IPv6 netip.Addr `json:"ipv6,omitzero"`
+}
+
+// Validate checks e's own fields: a named pod, valid identity, unicast
+// addresses of the right family.
+func (e Endpoint) Validate() error {
+	if e.Node == "" || e.Key == "" {
+		return errors.New("endpoint without node or key")
+	}
+	if e.PodIdentity.Namespace == "" {
+		return errors.New("endpoint without a pod namespace and name")
+	}
+	if err := e.PodIdentity.Validate(); err != nil {
+		return err
+	}
+	if !e.IPv4.IsValid() && !e.IPv6.IsValid() {
+		return errors.New("endpoint without an address")
+	}
+	if e.IPv4.IsValid() && (!e.IPv4.Is4() || !e.IPv4.IsGlobalUnicast()) {
+		return fmt.Errorf("ipv4 %s is not a unicast IPv4 address", e.IPv4)
+	}
+	if e.IPv6.IsValid() && (!e.IPv6.Is6() || e.IPv6.Is4In6() || e.IPv6.Zone() != "" || !e.IPv6.IsGlobalUnicast()) {
+		return fmt.Errorf("ipv6 %s is not a unicast IPv6 address", e.IPv6)
+	}
+	return nil
+}
+
+// CheckEndpoint checks e against the leases of view: a valid endpoint
+// whose addresses lie in the subnets leased to its node. It returns why
+// not, or nil. This is what keeps a node from publishing another node's
+// pod addresses as its own.
+func CheckEndpoint(e Endpoint, leases []Lease) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	var v4, v6 []netip.Prefix
+	for _, l := range leases {
+		if l.Record.NodeName != e.Node {
+			continue
+		}
+		if l.Subnet.IsValid() {
+			v4 = append(v4, l.Subnet)
+		}
+		if l.IPv6Subnet.IsValid() {
+			v6 = append(v6, l.IPv6Subnet)
+		}
+	}
+	if len(v4)+len(v6) == 0 {
+		return fmt.Errorf("node %q holds no lease", e.Node)
+	}
+	in := func(a netip.Addr, ps []netip.Prefix) bool {
+		for _, p := range ps {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if e.IPv4.IsValid() && !in(e.IPv4, v4) {
+		return fmt.Errorf("ipv4 %s is outside node %q's leased subnet %v", e.IPv4, e.Node, v4)
+	}
+	if e.IPv6.IsValid() && !in(e.IPv6, v6) {
+		return fmt.Errorf("ipv6 %s is outside node %q's leased subnet %v", e.IPv6, e.Node, v6)
+	}
+	return nil
+}
+
+// EndpointView is a consistent picture of the published endpoints.
+type EndpointView struct {
+	// Endpoints are the endpoints that passed [CheckEndpoint], sorted by
+	// node and key.
+	Endpoints []Endpoint
+	// Revision is the store revision the view reflects (zero when the
+	// store does not say).
+	Revision int64
+	// Rejected lists the stored endpoints left out, and why, sorted by
+	// key (for etcd, the key below <prefix>/endpoints/: node/key).
+	Rejected []RejectedLease
+}
+
+// EndpointSource serves the pod endpoints the nodes publish. Its methods
+// are safe for concurrent use.
+type EndpointSource interface {
+	// ListEndpoints returns every published endpoint, each checked
+	// against the leases read at the same revision.
+	ListEndpoints(ctx context.Context) (EndpointView, error)
+	// WatchEndpoints calls fn with a complete view after the initial list
+	// and after every change of an endpoint or a lease, until ctx is
+	// done; then it returns nil. Missed changes are recovered by listing
+	// again. Calls to fn never run concurrently.
+	WatchEndpoints(ctx context.Context, fn func(EndpointView)) error
+}
+
+// EndpointPublisher keeps a node's own endpoints in the store. Its
+// methods are safe for concurrent use and idempotent.
+type EndpointPublisher interface {
+	// PublishEndpoints makes the node's stored endpoints exactly eps
+	// (each with Node set to the node of l), bound to l's life in the
+	// store: they vanish when the lease expires. It returns how many
+	// endpoints it wrote and deleted.
+	PublishEndpoints(ctx context.Context, l *Lease, eps []Endpoint) (put, deleted int, err error)
+}
