@@ -218,7 +218,8 @@ func labelValue(s string) string {
 type Endpoint struct {
 	// Node is the publishing node's name.
 	Node string `json:"node"`
-	// Key names the endpoint among its node's (the pod's bridge port).
+	// Key names the endpoint among its node's (the pod's bridge port): an
+	// RFC 1123 label.
 	Key string `json:"key"`
 	PodIdentity
 	// IPv4 and IPv6 are the pod's addresses (at least one).
@@ -231,6 +232,9 @@ type Endpoint struct {
 func (e Endpoint) Validate() error {
 	if e.Node == "" || e.Key == "" {
 		return errors.New("endpoint without node or key")
+	}
+	if len(e.Key) > 63 || !dnsLabelOK(e.Key) {
+		return fmt.Errorf("endpoint key %q is not an RFC 1123 label", clip(e.Key))
 	}
 	if e.PodIdentity.Namespace == "" {
 		return errors.New("endpoint without a pod namespace and name")
