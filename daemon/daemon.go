@@ -315,6 +315,7 @@ func (d *daemon) loops(ctx context.Context) error {
 	})
 	g.Go(func() error { return d.reachabilityLoop(ctx) })
 	g.Go(func() error { return d.markNetworkAvailable(ctx) })
+	g.Go(func() error { return d.endpointLoop(ctx) })
 	if d.cfg.Reload != nil {
 		g.Go(func() error { return d.reloadLoop(ctx) })
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/subnet"
 )
 
 // Pod is a namespace attached to its node's bridge, by the weft CNI plugin
@@ -33,6 +34,11 @@ type Pod struct {
 	// Result is the CNI plugin's ADD result (JSON; empty for a pod the
 	// harness attached), the prevResult of a CHECK.
 	Result json.RawMessage
+	// Identity is what the runtime told the plugin of the pod (CNI_ARGS
+	// and args.cni.labels); zero for a pod added by AddPod.
+	Identity subnet.PodIdentity
+	// Added is when the plugin's ADD returned.
+	Added time.Time
 }
 
 // Addr returns the pod's IPv4 address, or its IPv6 one when v6 is set.
@@ -65,6 +71,13 @@ func (n *Node) CNIConfig() string {
 
 // AddPod creates a pod namespace and attaches it to the node.
 func (n *Node) AddPod(ctx context.Context) (*Pod, error) {
+	return n.AddPodAs(ctx, subnet.PodIdentity{})
+}
+
+// AddPodAs is AddPod for a pod the runtime names: the plugin is given
+// id's namespace and name in CNI_ARGS and its labels in args.cni.labels,
+// as a Kubernetes runtime gives them.
+func (n *Node) AddPodAs(ctx context.Context, id subnet.PodIdentity) (*Pod, error) {
 	n.mu.Lock()
 	n.npod++
 	j := n.npod
@@ -74,11 +87,12 @@ func (n *Node) AddPod(ctx context.Context) (*Pod, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pod{Name: name, NS: ns, Node: n, ContainerID: n.c.ID + "-" + name}
+	p := &Pod{Name: name, NS: ns, Node: n, ContainerID: n.c.ID + "-" + name, Identity: id}
 	if n.c.opts.HarnessPods || n.c.opts.NoDaemons {
 		err = n.attachByHarness(p, j)
 	} else {
-		p.Result, err = n.cni(ctx, "ADD", p, n.CNIConfig())
+		p.Result, err = n.cni(ctx, "ADD", p, n.podCNIConfig(id))
+		p.Added = time.Now()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("attach pod %s: %w", name, err)
@@ -142,6 +156,22 @@ func (p *Pod) Check(ctx context.Context) error {
 	return err
 }
 
+// podCNIConfig is CNIConfig with id's labels in args.cni.labels.
+func (n *Node) podCNIConfig(id subnet.PodIdentity) string {
+	if len(id.Labels) == 0 {
+		return n.CNIConfig()
+	}
+	var cfg map[string]any
+	_ = json.Unmarshal([]byte(n.CNIConfig()), &cfg)
+	var labels []map[string]string
+	for k, v := range id.Labels {
+		labels = append(labels, map[string]string{"key": k, "value": v})
+	}
+	cfg["args"] = map[string]any{"cni": map[string]any{"labels": labels}}
+	b, _ := json.Marshal(cfg)
+	return string(b)
+}
+
 // cni runs the weft plugin (the node's: see [Node.BinDir]) inside the node
 // namespace with network config conf, and returns its stdout.
 func (n *Node) cni(ctx context.Context, command string, p *Pod, conf string) ([]byte, error) {
@@ -160,6 +190,9 @@ func (n *Node) cni(ctx context.Context, command string, p *Pod, conf string) ([]
 		"CNI_IFNAME=eth0",
 		"CNI_PATH="+dir,
 	)
+	if p.Identity.Name != "" {
+		cmd.Env = append(cmd.Env, "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE="+p.Identity.Namespace+";K8S_POD_NAME="+p.Identity.Name)
+	}
 	cmd.Stdin = strings.NewReader(conf)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: Apache-2.0
+// Copyright weft authors
+
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/weftnet/weft/cni/antispoof"
+	"github.com/weftnet/weft/subnet"
+)
+
+// endpointPoll is how often the endpoint loop looks at the pod record
+// directory for a change (one stat).
+const endpointPoll = 100 * time.Millisecond
+
+// endpointLoop publishes this node's pods in the store, for the other
+// nodes' policy: in etcd mode (a store that is a [subnet.EndpointPublisher])
+// with --cni-data-dir set; otherwise it returns at once. The source is the
+// CNI plugin's pod records (package antispoof), the ones with a pod
+// identity. It publishes when the record directory changed (a pod added
+// or deleted: the plugin renames records in and removes them, which
+// changes the directory's mtime), when the lease changed, and every
+// resync interval (which repairs drift in the store); each publication
+// converges the node's endpoints in the store to the records.
+func (d *daemon) endpointLoop(ctx context.Context) error {
+	pub, ok := d.store.(subnet.EndpointPublisher)
+	if !ok || d.cfg.CNIDataDir == "" {
+		return nil
+	}
+	dir := antispoof.RecordDir(d.cfg.CNIDataDir)
+	log := d.log.WithField("records", dir)
+	log.Debug("endpoint loop started")
+	defer log.Debug("endpoint loop stopped")
+
+	var (
+		lastMtime time.Time
+		lastLease int64
+		lastAt    time.Time
+		dirty     = true
+		retryAt   time.Time
+		backoff   = time.Second
+		problem   string
+	)
+	t := time.NewTicker(endpointPoll)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		var mtime time.Time
+		if st, err := os.Stat(dir); err == nil {
+			mtime = st.ModTime()
+		}
+		d.lease.mu.Lock()
+		var lease *subnet.Lease
+		if d.lease.ok && d.lease.cur != nil {
+			l := *d.lease.cur
+			lease = &l
+		}
+		d.lease.mu.Unlock()
+
+		if !mtime.Equal(lastMtime) {
+			dirty = true
+		}
+		due := lease != nil && lease.LeaseID != 0 && now.After(retryAt) &&
+			(dirty || lease.LeaseID != lastLease || now.Sub(lastAt) >= d.cfg.ResyncInterval)
+		if due {
+			// A change within the filesystem's timestamp granularity of
+			// this stat could leave mtime as it is: look again next turn.
+			dirty = now.Sub(mtime) < 50*time.Millisecond
+			lastMtime, lastLease, lastAt = mtime, lease.LeaseID, now
+			n, put, del, skipped, err := d.publishEndpoints(ctx, pub, dir, lease)
+			msg := ""
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return nil
+			case err != nil:
+				msg = err.Error()
+				retryAt = now.Add(backoff)
+				backoff = min(backoff*2, d.cfg.ResyncInterval)
+				dirty = true
+			default:
+				backoff = time.Second
+			}
+			if msg != problem {
+				if msg == "" {
+					log.WithField("endpoints", n).Info("pod endpoints published")
+				} else {
+					log.WithError(err).Warn("publish pod endpoints: retrying")
+				}
+				problem = msg
+			}
+			if err == nil && put+del+len(skipped) > 0 {
+				log.WithFields(logrus.Fields{"endpoints": n, "written": put, "deleted": del}).Debug("pod endpoints published")
+			}
+			for port, why := range skipped {
+				log.WithFields(logrus.Fields{"port": port, "problem": why}).Debug("pod not published")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// publishEndpoints reads the pod records of dir and publishes the
+// endpoints of those with a pod identity whose addresses lie in lease;
+// skipped maps the ports of the others that have one to why. A missing
+// directory is no pod.
+func (d *daemon) publishEndpoints(ctx context.Context, pub subnet.EndpointPublisher, dir string, lease *subnet.Lease) (n, put, del int, skipped map[string]string, err error) {
+	recs, err := antispoof.ReadRecords(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, 0, nil, err
+	}
+	skipped = map[string]string{}
+	var eps []subnet.Endpoint
+	for _, r := range recs.Good {
+		if r.Pod.IsZero() {
+			continue // a pod the runtime did not name, or an older record
+		}
+		e := subnet.Endpoint{Node: d.nodeName, Key: r.Port, PodIdentity: r.Pod, IPv4: r.IPv4, IPv6: r.IPv6}
+		if err := subnet.CheckEndpoint(e, []subnet.Lease{*lease}); err != nil {
+			skipped[r.Port] = err.Error() // addressed from an earlier lease
+			continue
+		}
+		eps = append(eps, e)
+	}
+	cctx, cancel := context.WithTimeout(ctx, d.cfg.ResyncInterval)
+	defer cancel()
+	put, del, err = pub.PublishEndpoints(cctx, lease, eps)
+	if err != nil {
+		return len(eps), put, del, skipped, fmt.Errorf("publish %d endpoints: %w", len(eps), err)
+	}
+	return len(eps), put, del, skipped, nil
+}
