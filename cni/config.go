@@ -40,8 +40,8 @@ type Config struct {
 	HairpinMode      bool
 	IsDefaultGateway bool
 
-	// Args is the config's "args" object as given (its cni.labels are
-	// read by [ParsePodIdentity] at ADD only).
+	// Args is the config's "args" object as given (checked to be an
+	// object; its cni.labels are read by [ParsePodIdentity] at ADD only).
 	Args json.RawMessage
 
 	// Attachments is the union of cni.dev/valid-attachments and the older
@@ -88,6 +88,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		return nil
 	}
 	var attach []types.GCAttachment
+	var args map[string]json.RawMessage
 	for _, f := range []struct {
 		key  string
 		dst  any
@@ -106,6 +107,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		{"mtu", &c.MTU, "an integer"},
 		{"hairpinMode", &c.HairpinMode, "true or false"},
 		{"isDefaultGateway", &c.IsDefaultGateway, "true or false"},
+		{"args", &args, "an object"},
 	} {
 		if err := get(f.key, f.dst, f.what); err != nil {
 			return nil, err
