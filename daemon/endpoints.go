@@ -29,7 +29,9 @@ const endpointPoll = 100 * time.Millisecond
 // or deleted: the plugin renames records in and removes them, which
 // changes the directory's mtime), when the lease changed, and every
 // resync interval (which repairs drift in the store); each publication
-// converges the node's endpoints in the store to the records.
+// converges the node's endpoints in the store to the records. On Linux an
+// inotify watch on the directory wakes it as soon as a record is renamed
+// in or removed; the poll stays as the fallback.
 func (d *daemon) endpointLoop(ctx context.Context) error {
 	pub, ok := d.store.(subnet.EndpointPublisher)
 	if !ok || d.cfg.CNIDataDir == "" {
@@ -49,13 +51,22 @@ func (d *daemon) endpointLoop(ctx context.Context) error {
 		backoff   = time.Second
 		problem   string
 	)
-	t := time.NewTicker(endpointPoll)
-	defer t.Stop()
+	var notify *dirNotify
+	defer func() {
+		if notify != nil {
+			notify.close()
+		}
+	}()
 	for {
 		now := time.Now()
 		var mtime time.Time
 		if st, err := os.Stat(dir); err == nil {
 			mtime = st.ModTime()
+			if notify == nil {
+				// Made before the records are read below: a record
+				// renamed in after this is seen by the watch.
+				notify, _ = newDirNotify(dir) // nil: poll only
+			}
 		}
 		d.lease.mu.Lock()
 		var lease *subnet.Lease
@@ -103,10 +114,19 @@ func (d *daemon) endpointLoop(ctx context.Context) error {
 				log.WithFields(logrus.Fields{"port": port, "problem": why}).Debug("pod not published")
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if notify != nil {
+			if notify.wait(endpointPoll) {
+				dirty = true
+			}
+			if notify.gone {
+				notify.close()
+				notify = nil
+			}
+		} else if sleep(ctx, endpointPoll) != nil {
 			return nil
-		case <-t.C:
+		}
+		if ctx.Err() != nil {
+			return nil
 		}
 	}
 }
