@@ -37,20 +37,10 @@ func (d *daemon) endpointLoop(ctx context.Context) error {
 	if !ok || d.cfg.CNIDataDir == "" {
 		return nil
 	}
-	dir := antispoof.RecordDir(d.cfg.CNIDataDir)
-	log := d.log.WithField("records", dir)
-	log.Debug("endpoint loop started")
-	defer log.Debug("endpoint loop stopped")
-
-	var (
-		lastMtime time.Time
-		lastLease int64
-		lastAt    time.Time
-		dirty     = true
-		retryAt   time.Time
-		backoff   = time.Second
-		problem   string
-	)
+	st := &endpointState{pub: pub, dir: antispoof.RecordDir(d.cfg.CNIDataDir), dirty: true, backoff: time.Second, problem: "not published yet"}
+	st.log = d.log.WithField("records", st.dir)
+	st.log.Debug("endpoint loop started")
+	defer st.log.Debug("endpoint loop stopped")
 	var notify *dirNotify
 	defer func() {
 		if notify != nil {
@@ -60,12 +50,12 @@ func (d *daemon) endpointLoop(ctx context.Context) error {
 	for {
 		now := time.Now()
 		var mtime time.Time
-		if st, err := os.Stat(dir); err == nil {
-			mtime = st.ModTime()
+		if fi, err := os.Stat(st.dir); err == nil {
+			mtime = fi.ModTime()
 			if notify == nil {
 				// Made before the records are read below: a record
 				// renamed in after this is seen by the watch.
-				notify, _ = newDirNotify(dir) // nil: poll only
+				notify, _ = newDirNotify(st.dir) // nil: poll only
 			}
 		}
 		d.lease.mu.Lock()
@@ -76,47 +66,17 @@ func (d *daemon) endpointLoop(ctx context.Context) error {
 		}
 		d.lease.mu.Unlock()
 
-		if !mtime.Equal(lastMtime) {
-			dirty = true
+		if !mtime.Equal(st.lastMtime) {
+			st.dirty = true
 		}
-		due := lease != nil && lease.LeaseID != 0 && now.After(retryAt) &&
-			(dirty || lease.LeaseID != lastLease || now.Sub(lastAt) >= d.cfg.ResyncInterval)
-		if due {
-			// A change within the filesystem's timestamp granularity of
-			// this stat could leave mtime as it is: look again next turn.
-			dirty = now.Sub(mtime) < 50*time.Millisecond
-			lastMtime, lastLease, lastAt = mtime, lease.LeaseID, now
-			n, put, del, skipped, err := d.publishEndpoints(ctx, pub, dir, lease)
-			msg := ""
-			switch {
-			case err != nil && ctx.Err() != nil:
-				return nil
-			case err != nil:
-				msg = err.Error()
-				retryAt = now.Add(backoff)
-				backoff = min(backoff*2, d.cfg.ResyncInterval)
-				dirty = true
-			default:
-				backoff = time.Second
-			}
-			if msg != problem {
-				if msg == "" {
-					log.WithField("endpoints", n).Info("pod endpoints published")
-				} else {
-					log.WithError(err).Warn("publish pod endpoints: retrying")
-				}
-				problem = msg
-			}
-			if err == nil && put+del+len(skipped) > 0 {
-				log.WithFields(logrus.Fields{"endpoints": n, "written": put, "deleted": del}).Debug("pod endpoints published")
-			}
-			for port, why := range skipped {
-				log.WithFields(logrus.Fields{"port": port, "problem": why}).Debug("pod not published")
-			}
+		due := lease != nil && lease.LeaseID != 0 && now.After(st.retryAt) &&
+			(st.dirty || lease.LeaseID != st.lastLease || now.Sub(st.lastAt) >= d.cfg.ResyncInterval)
+		if due && !d.endpointTurn(ctx, st, lease, mtime, now) {
+			return nil
 		}
 		if notify != nil {
 			if notify.wait(endpointPoll) {
-				dirty = true
+				st.dirty = true
 			}
 			if notify.gone {
 				notify.close()
@@ -129,6 +89,60 @@ func (d *daemon) endpointLoop(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// endpointState is the endpoint loop's own (no other goroutine reads it).
+type endpointState struct {
+	pub subnet.EndpointPublisher
+	dir string
+	log logrus.FieldLogger
+	// What the last publication was made from, and when.
+	lastMtime time.Time
+	lastLease int64
+	lastAt    time.Time
+	// dirty: publish at the next turn; retryAt, backoff: after a failure;
+	// problem: the failure last logged ("" when none).
+	dirty   bool
+	retryAt time.Time
+	backoff time.Duration
+	problem string
+}
+
+// endpointTurn publishes once and logs what changed; it returns false
+// when ctx ended.
+func (d *daemon) endpointTurn(ctx context.Context, st *endpointState, lease *subnet.Lease, mtime, now time.Time) bool {
+	// A change within the filesystem's timestamp granularity of the
+	// stat could leave mtime as it is: look again next turn.
+	st.dirty = now.Sub(mtime) < 50*time.Millisecond
+	st.lastMtime, st.lastLease, st.lastAt = mtime, lease.LeaseID, now
+	n, put, del, skipped, err := d.publishEndpoints(ctx, st.pub, st.dir, lease)
+	msg := ""
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return false
+	case err != nil:
+		msg = err.Error()
+		st.retryAt = now.Add(st.backoff)
+		st.backoff = min(st.backoff*2, d.cfg.ResyncInterval)
+		st.dirty = true
+	default:
+		st.backoff = time.Second
+	}
+	if msg != st.problem {
+		if msg == "" {
+			st.log.WithField("endpoints", n).Info("pod endpoints published")
+		} else {
+			st.log.WithError(err).Warn("publish pod endpoints: retrying")
+		}
+		st.problem = msg
+	}
+	if err == nil && put+del+len(skipped) > 0 {
+		st.log.WithFields(logrus.Fields{"endpoints": n, "written": put, "deleted": del}).Debug("pod endpoints published")
+	}
+	for port, why := range skipped {
+		st.log.WithFields(logrus.Fields{"port": port, "problem": why}).Debug("pod not published")
+	}
+	return true
 }
 
 // publishEndpoints reads the pod records of dir and publishes the
