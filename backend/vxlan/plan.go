@@ -96,11 +96,11 @@ func buildPlan(d backend.Desired, in planInput) plan {
 	})
 
 	// Subnets already taken (ours, then each accepted peer's).
-	var taken []netip.Prefix
+	var taken prefixSet
 	owner := map[netip.Prefix]string{}
 	for _, s := range []netip.Prefix{d.Local.Subnet, d.Local.IPv6Subnet} {
 		if s.IsValid() {
-			taken = append(taken, s.Masked())
+			taken.add(s.Masked())
 			owner[s.Masked()] = "this node"
 		}
 	}
@@ -144,7 +144,7 @@ func buildPlan(d backend.Desired, in planInput) plan {
 				complain("subnet %s has the wrong address family", subnet)
 				continue
 			}
-			if o := overlapping(taken, subnet); o.IsValid() {
+			if o := taken.overlapping(subnet); o.IsValid() {
 				complain("subnet %s overlaps %s of %s", subnet, o, owner[o])
 				continue
 			}
@@ -157,7 +157,7 @@ func buildPlan(d backend.Desired, in planInput) plan {
 					p.routes = append(p.routes, netlink.Route{
 						Dst: ipNetOf(subnet), Gw: ipOf(fam.direct), LinkIndex: idx,
 					})
-					taken = append(taken, subnet)
+					taken.add(subnet)
 					owner[subnet] = peer.Name
 					continue
 				}
@@ -177,7 +177,7 @@ func buildPlan(d backend.Desired, in planInput) plan {
 			p.routes = append(p.routes, netlink.Route{
 				Dst: ipNetOf(subnet), Gw: ipOf(vtep), LinkIndex: in.vxIndex, Flags: onlinkFlag,
 			})
-			taken = append(taken, subnet)
+			taken.add(subnet)
 			owner[subnet] = peer.Name
 		}
 		if usedTunnel {
@@ -211,10 +211,54 @@ func family(a netip.Addr) string {
 	return "IPv6"
 }
 
-func overlapping(taken []netip.Prefix, p netip.Prefix) netip.Prefix {
-	for _, t := range taken {
-		if t.Overlaps(p) {
-			return t
+// prefixSet holds masked prefixes and finds one that overlaps a given
+// prefix without comparing it with every member: two prefixes of one
+// family overlap when the shorter contains the longer, so for each length
+// in the set one map lookup of the prefix cut to that length finds a
+// member containing it. Members longer than the prefix asked about (only
+// when lengths are mixed, as after a forced SubnetLen change) are compared
+// one by one. A cluster's peers share one length per family, so finding an
+// overlap costs a lookup or two, not one comparison per peer.
+type prefixSet struct {
+	byLen map[prefixLen]map[netip.Prefix]bool
+	lens  []prefixLen // the keys of byLen
+}
+
+// prefixLen is a prefix length within one address family.
+type prefixLen struct {
+	v6   bool
+	bits int
+}
+
+func (s *prefixSet) add(p netip.Prefix) {
+	if s.byLen == nil {
+		s.byLen = map[prefixLen]map[netip.Prefix]bool{}
+	}
+	k := prefixLen{p.Addr().Is6(), p.Bits()}
+	m := s.byLen[k]
+	if m == nil {
+		m = map[netip.Prefix]bool{}
+		s.byLen[k] = m
+		s.lens = append(s.lens, k)
+	}
+	m[p] = true
+}
+
+// overlapping returns a member that overlaps p, or the zero prefix.
+func (s *prefixSet) overlapping(p netip.Prefix) netip.Prefix {
+	for _, k := range s.lens {
+		switch {
+		case k.v6 != p.Addr().Is6():
+		case k.bits <= p.Bits():
+			if c, err := p.Addr().Prefix(k.bits); err == nil && s.byLen[k][c] {
+				return c
+			}
+		default:
+			for t := range s.byLen[k] {
+				if t.Overlaps(p) {
+					return t
+				}
+			}
 		}
 	}
 	return netip.Prefix{}

@@ -395,3 +395,32 @@ func TestMACPersistence(t *testing.T) {
 		t.Errorf("no state dir: %v, %v", mac, err)
 	}
 }
+
+// TestPrefixSet compares the set's overlap lookup with comparing against
+// every member, on mixed lengths and both families.
+func TestPrefixSet(t *testing.T) {
+	members := []string{"10.244.1.0/24", "10.244.2.128/25", "10.245.0.0/16", "fd10:244::/64", "fd10:244:0:100::/56", "10.244.3.7/32"}
+	queries := []string{
+		"10.244.1.0/24", "10.244.1.128/25", "10.244.0.0/16", "10.244.2.0/24", "10.244.2.0/25", "10.245.9.0/24",
+		"10.246.0.0/24", "10.0.0.0/8", "10.244.3.0/24", "10.244.4.0/24", "fd10:244::/48", "fd10:244:0:1::/64",
+		"fd10:244:0:1ff::/64", "fd10:244:0:200::/64", "::/0", "0.0.0.0/0",
+	}
+	var s prefixSet
+	var all []netip.Prefix
+	for _, m := range members {
+		p := netip.MustParsePrefix(m).Masked()
+		s.add(p)
+		all = append(all, p)
+	}
+	for _, q := range queries {
+		p := netip.MustParsePrefix(q).Masked()
+		want := false
+		for _, m := range all {
+			want = want || m.Overlaps(p)
+		}
+		got := s.overlapping(p)
+		if got.IsValid() != want || (got.IsValid() && !got.Overlaps(p)) {
+			t.Errorf("overlapping(%s) = %v, want an overlapping member: %t", p, got, want)
+		}
+	}
+}
