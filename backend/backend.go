@@ -8,8 +8,10 @@
 // underlay link lookup).
 //
 // Backends are level-triggered: [Backend.Reconcile] receives the complete
-// desired state and converges the kernel to it. Implementations live in
-// backend/vxlan, backend/wireguard and backend/hostgw.
+// desired state and converges the kernel to it. A backend may also
+// implement [Updater], which applies a few peers' changes without reading
+// the kernel's tables (weftd uses it between resyncs). Implementations
+// live in backend/vxlan, backend/wireguard and backend/hostgw.
 package backend
 
 import (
@@ -120,6 +122,32 @@ type Backend interface {
 	Reconcile(ctx context.Context, d Desired) (Result, error)
 	// Close releases resources without tearing down the data plane.
 	Close() error
+}
+
+// Change is one peer entry's change between the desired state a backend
+// last applied and the next: Old is the entry as last applied (nil: the
+// peer is new), New is the entry to apply (nil: the peer is gone). Peer
+// entries are matched by primary subnet (IPv4 when it has one).
+type Change struct {
+	Old, New *Peer
+}
+
+// Updater is implemented by a backend that can apply a few peers' changes
+// against the kernel state its last Reconcile (and the Updates since) left,
+// touching only those peers' kernel objects: one change among thousands of
+// peers then costs what the change costs, not a read of every table.
+//
+// weftd calls Update for the changes between resyncs, and Reconcile (the
+// full comparison with the kernel, which repairs drift) at every resync,
+// after a failed Update, and whenever the local part, completeness or
+// network config changed. Update assumes the Desired.Local and Complete of
+// the last Reconcile. It is never called before the first successful
+// Reconcile, nor concurrently with itself or Reconcile. It carries on past
+// individual failures and returns them joined; its Result counts kernel
+// objects as Reconcile's does, and its Problems name only changed peers
+// (a peer changed and not named has no problem any more).
+type Updater interface {
+	Update(ctx context.Context, changes []Change) (Result, error)
 }
 
 // MemoryReleaser is implemented by a backend that holds memory only a
