@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/sirupsen/logrus"
@@ -40,9 +41,17 @@ type Backend struct {
 	devIndex int
 	mac      net.HardwareAddr
 	mtu      int
+	// local and complete are those of the last Reconcile (synced once
+	// one succeeded): what Update applies changes against.
+	local    backend.Local
+	complete bool
+	synced   bool
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend = (*Backend)(nil)
+	_ backend.Updater = (*Backend)(nil)
+)
 
 // addrGenModeNone is IN6_ADDR_GEN_MODE_NONE: no IPv6 link-local address.
 const addrGenModeNone = 1
@@ -70,6 +79,7 @@ func (b *Backend) Setup(ctx context.Context) (backend.Attrs, error) {
 	if err := ctx.Err(); err != nil {
 		return backend.Attrs{}, err
 	}
+	b.synced = false
 	if b.h == nil {
 		// Handle and namespace handle from one thread, so they agree.
 		runtime.LockOSThread()
@@ -307,7 +317,167 @@ func (b *Backend) Reconcile(ctx context.Context, d backend.Desired) (backend.Res
 		step(func(r *backend.Result) error { return b.deleteFDBLocked(fd.stale, r) })
 		step(func(r *backend.Result) error { return b.deleteNeighsLocked(nd.stale, r) })
 	}
-	return res, errors.Join(errs...)
+	err := errors.Join(errs...)
+	b.local, b.complete, b.synced = d.Local, d.Complete, err == nil
+	return res, err
+}
+
+// Update applies the changes of a few peers against the state the last
+// Reconcile left (see [backend.Updater]), without reading the kernel's
+// tables: it writes the changed peers' neighbour, FDB entry and route
+// (replacing what is there) and deletes what their old entries needed and
+// the new ones do not, in the same order as Reconcile. Entries of other
+// peers are not looked at; drift is Reconcile's to repair. Before the
+// caller's view is complete it deletes nothing.
+func (b *Backend) Update(ctx context.Context, changes []backend.Change) (backend.Result, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.h == nil {
+		return backend.Result{}, errors.New("vxlan: Update before Setup (or after Close)")
+	}
+	if !b.synced {
+		return backend.Result{}, errors.New("vxlan: Update before a successful Reconcile")
+	}
+	if err := ctx.Err(); err != nil {
+		return backend.Result{}, err
+	}
+	var olds, news []backend.Peer
+	for _, c := range changes {
+		if c.Old != nil {
+			olds = append(olds, *c.Old)
+		}
+		if c.New != nil {
+			news = append(news, *c.New)
+		}
+	}
+	in := planInput{
+		publicIP:      b.cfg.PublicIP,
+		vxIndex:       b.devIndex,
+		directRouting: b.cfg.DirectRouting,
+		direct:        func(a netip.Addr) (int, error) { return backend.DirectLink(b.h, a) },
+	}
+	// The old plan asks the kernel about direct reachability again; an
+	// old direct route whose link changed is replaced by the new plan's.
+	was := buildPlan(backend.Desired{Local: b.local, Peers: olds}, in)
+	now := buildPlan(backend.Desired{Local: b.local, Peers: news}, in)
+	for _, w := range now.warnings {
+		b.log.WithError(w).Warn("direct routing check failed; using the tunnel")
+	}
+	res := backend.Result{Problems: now.problems}
+	var errs []error
+	// Adds and updates: neighbour, FDB, route.
+	for _, ip := range sortedKeys(now.neighs, netip.Addr.Compare) {
+		mac := now.neighs[ip]
+		old, had := was.neighs[ip]
+		if had && old == mac {
+			continue
+		}
+		if err := b.h.NeighSet(b.neigh(neighEntry{ip: ip, mac: mac})); err != nil {
+			errs = append(errs, fmt.Errorf("set neighbour %s: %w", ip, err))
+			continue
+		}
+		count(&res, had)
+	}
+	for _, mac := range sortedKeys(now.fdb, strings.Compare) {
+		dst := now.fdb[mac]
+		old, had := was.fdb[mac]
+		if had && old == dst {
+			continue
+		}
+		if err := b.h.NeighSet(b.fdb(fdbEntry{mac: mac, dst: dst})); err != nil {
+			errs = append(errs, fmt.Errorf("set fdb entry %s dst %s: %w", mac, dst, err))
+			continue
+		}
+		count(&res, had)
+	}
+	oldRoutes := routesByDst(was.routes)
+	newRoutes := routesByDst(now.routes)
+	for _, r := range now.routes {
+		o, had := oldRoutes[routeDst(r)]
+		if had && sameRoute(o, r) {
+			continue
+		}
+		r := ownRoute(r)
+		if err := b.h.RouteReplace(&r); err != nil {
+			errs = append(errs, fmt.Errorf("replace route %s: %w", r.Dst, err))
+			continue
+		}
+		count(&res, had)
+	}
+	if b.complete {
+		// Deletions: route, FDB, neighbour.
+		for _, r := range was.routes {
+			if _, keep := newRoutes[routeDst(r)]; keep {
+				continue
+			}
+			r := ownRoute(r)
+			if err := b.h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, fmt.Errorf("delete route %s: %w", r.Dst, err))
+				continue
+			}
+			res.Removed++
+		}
+		var fdbGone []fdbEntry
+		for mac, dst := range was.fdb {
+			if _, keep := now.fdb[mac]; !keep {
+				fdbGone = append(fdbGone, fdbEntry{mac: mac, dst: dst})
+			}
+		}
+		if err := b.deleteFDBLocked(fdbGone, &res); err != nil {
+			errs = append(errs, err)
+		}
+		var neighGone []neighEntry
+		for ip, mac := range was.neighs {
+			if _, keep := now.neighs[ip]; !keep {
+				neighGone = append(neighGone, neighEntry{ip: ip, mac: mac})
+			}
+		}
+		if err := b.deleteNeighsLocked(neighGone, &res); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		// The kernel may hold anything of these peers now: only a full
+		// comparison can tell.
+		b.synced = false
+	}
+	return res, err
+}
+
+func count(r *backend.Result, had bool) {
+	if had {
+		r.Updated++
+	} else {
+		r.Added++
+	}
+}
+
+func routeDst(r netlink.Route) netip.Prefix {
+	a, _ := netip.AddrFromSlice(r.Dst.IP)
+	ones, _ := r.Dst.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones)
+}
+
+func routesByDst(rs []netlink.Route) map[netip.Prefix]netlink.Route {
+	m := make(map[netip.Prefix]netlink.Route, len(rs))
+	for _, r := range rs {
+		m[routeDst(r)] = r
+	}
+	return m
+}
+
+// sameRoute compares two planned routes.
+func sameRoute(a, b netlink.Route) bool {
+	return a.LinkIndex == b.LinkIndex && a.Flags == b.Flags && a.Gw.Equal(b.Gw)
+}
+
+// ownRoute is a planned route as weft installs it (SyncRoutes sets the
+// same): weft's protocol, the main table.
+func ownRoute(r netlink.Route) netlink.Route {
+	r.Protocol = backend.RouteProtocol
+	r.Table = unix.RT_TABLE_MAIN
+	return r
 }
 
 // checkDeviceLocked re-creates the device if it vanished or was replaced

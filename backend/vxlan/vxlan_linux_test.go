@@ -5,6 +5,7 @@ package vxlan
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -661,4 +662,95 @@ func TestProblemsReported(t *testing.T) {
 		t.Errorf("changed %+v", res)
 	}
 	reach(t, n1.pod, n2.podIP)
+}
+
+// TestUpdate: Update applies a peer's removal, addition and change (a new
+// underlay address and VTEP MAC) to exactly the kernel state Reconcile
+// would build, touching no other peer's entries: drift elsewhere stays
+// until the next Reconcile repairs it.
+func TestUpdate(t *testing.T) {
+	c := newCluster(t, clusterOpts{nodes: 3})
+	c.up()
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	update := func(changes ...backend.Change) backend.Result {
+		t.Helper()
+		res, err := n1.b.Update(context.Background(), changes)
+		if err != nil {
+			t.Fatalf("update: %v", err)
+		}
+		return res
+	}
+	ptr := func(p backend.Peer) *backend.Peer { return &p }
+
+	p3 := c.peer(n3)
+	if res := update(backend.Change{Old: &p3}); res.Removed != 5 || res.Added+res.Updated != 0 {
+		t.Errorf("remove: %+v, want 5 removed (2 routes, 2 neighbours, 1 FDB entry)", res)
+	}
+	if diff := cmp.Diff(wantState(n1, n2), c.state(n1)); diff != "" {
+		t.Errorf("after removing node3 (-want +got):\n%s", diff)
+	}
+	unreachable(t, n1.pod, n3.podIP)
+	if res := update(backend.Change{New: &p3}); res.Added != 5 || res.Updated+res.Removed != 0 {
+		t.Errorf("add: %+v, want 5 added", res)
+	}
+	if diff := cmp.Diff(wantState(n1, n2, n3), c.state(n1)); diff != "" {
+		t.Errorf("after adding node3 (-want +got):\n%s", diff)
+	}
+	reach(t, n1.pod, n3.podIP, n3.podIP6)
+
+	// Node 2 moves to a new underlay address with a new VTEP MAC.
+	old2 := c.peer(n2)
+	h2 := n2.ns.Netlink(t)
+	eth0, err := h2.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.AddrAdd(eth0, &netlink.Addr{IPNet: netnstest.IPNet(pfx("198.18.0.12/24"))}); err != nil {
+		t.Fatal(err)
+	}
+	n2.pub = netip.MustParseAddr("198.18.0.12")
+	if l, err := h2.LinkByName("weft.1"); err == nil {
+		h2.LinkDel(l)
+	}
+	n2.stateDir = t.TempDir()
+	c.setup(n2)
+	c.reconcile(n2, c.desired(n2, true))
+	// Two neighbours updated to the new MAC, its FDB entry added, the old
+	// MAC's removed; routes unchanged.
+	if res := update(backend.Change{Old: &old2, New: ptr(c.peer(n2))}); res.Updated != 2 || res.Added != 1 || res.Removed != 1 {
+		t.Errorf("change: %+v, want 2 updated, 1 added, 1 removed", res)
+	}
+	if diff := cmp.Diff(wantState(n1, n2, n3), c.state(n1)); diff != "" {
+		t.Errorf("after node2 moved (-want +got):\n%s", diff)
+	}
+	reach(t, n1.pod, n2.podIP, n2.podIP6)
+
+	// Drift on node3's entries: an update of node2 leaves it alone, the
+	// next Reconcile repairs it.
+	h1 := n1.ns.Netlink(t)
+	if err := h1.RouteDel(&netlink.Route{Dst: netnstest.IPNet(n3.subnet), Protocol: backend.RouteProtocol}); err != nil {
+		t.Fatal(err)
+	}
+	same2 := c.peer(n2)
+	bumped := same2
+	bumped.Version++
+	if res := update(backend.Change{Old: &same2, New: &bumped}); res.Changed() {
+		t.Errorf("a version-only change changed the kernel: %+v", res)
+	}
+	if got := c.state(n1); len(got.Routes) != 3 {
+		t.Errorf("update touched node3's entries: routes %v", got.Routes)
+	}
+	if res := c.reconcile(n1, c.desired(n1, true)); res.Added != 1 || res.Updated+res.Removed != 0 {
+		t.Errorf("resync after drift: %+v, want 1 added", res)
+	}
+	if diff := cmp.Diff(wantState(n1, n2, n3), c.state(n1)); diff != "" {
+		t.Errorf("after resync (-want +got):\n%s", diff)
+	}
+
+	// Update before any successful Reconcile is refused.
+	fresh := newCluster(t, clusterOpts{nodes: 1})
+	fresh.setup(fresh.nodes[0])
+	if _, err := fresh.nodes[0].b.Update(context.Background(), []backend.Change{{New: &p3}}); err == nil {
+		t.Error("Update before Reconcile succeeded")
+	}
 }

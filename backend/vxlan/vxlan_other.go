@@ -23,7 +23,10 @@ type Backend struct {
 	cfg Config
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend = (*Backend)(nil)
+	_ backend.Updater = (*Backend)(nil)
+)
 
 // New validates cfg and applies defaults, as on Linux.
 func New(cfg Config) (*Backend, error) {
@@ -49,3 +52,8 @@ func (b *Backend) Reconcile(context.Context, backend.Desired) (backend.Result, e
 
 // Close does nothing.
 func (b *Backend) Close() error { return nil }
+
+// Update fails with an error that wraps [errors.ErrUnsupported].
+func (b *Backend) Update(context.Context, []backend.Change) (backend.Result, error) {
+	return backend.Result{}, errUnsupported
+}
