@@ -140,6 +140,7 @@ type daemon struct {
 	masq     masqState
 	spoof    spoofState
 	bridgeNF bridgeNFState
+	applied  appliedState // the reconcile loop's own (apply.go)
 }
 
 // netconfState is the network config. Writers: start (loadConfig) and the

@@ -17,7 +17,7 @@ import (
 // buildDesired turns the merged peer view into the backend's desired
 // state. It leaves out this node (by name, or by a subnet that is ours: a
 // stale record of ours), and peers without a subnet or a public IP, which
-// cannot be served. Peers are sorted by name, then subnet, so that two
+// cannot be served. Peers are sorted by name, then subnets, so that two
 // desired states built from the same input compare equal.
 func buildDesired(self *subnet.Lease, nodeName string, peers []membership.PeerView, complete bool) backend.Desired {
 	d := backend.Desired{Complete: complete}
@@ -42,14 +42,7 @@ func buildDesired(self *subnet.Lease, nodeName string, peers []membership.PeerVi
 
 func overlaps(a, b netip.Prefix) bool { return a.IsValid() && b.IsValid() && a.Overlaps(b) }
 
-func sortPeers(ps []backend.Peer) {
-	slices.SortFunc(ps, func(a, b backend.Peer) int {
-		if c := cmp.Compare(a.Name, b.Name); c != 0 {
-			return c
-		}
-		return comparePrefix(primaryOf(a), primaryOf(b))
-	})
-}
+func sortPeers(ps []backend.Peer) { slices.SortFunc(ps, comparePeers) }
 
 func primaryOf(p backend.Peer) netip.Prefix {
 	if p.Subnet.IsValid() {

@@ -7,7 +7,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -232,44 +234,74 @@ func TestSubnetTakenError(t *testing.T) {
 	}
 }
 
+// TestDebounceLoop: a kick after a quiet spell runs at once; a burst of
+// kicks gives one call at once and one for the rest, not before the delay
+// has passed since the first.
 func TestDebounceLoop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	kick := make(chan struct{}, 1)
-	var calls atomic.Int32
+	const delay = 300 * time.Millisecond
+	var mu sync.Mutex
+	var at []time.Time
 	reasons := make(chan string, 100)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		debounceLoop(ctx, kick, 300*time.Millisecond, time.Hour, func(r string) { calls.Add(1); reasons <- r }, nil)
+		debounceLoop(ctx, kick, delay, time.Hour, func(r string) {
+			mu.Lock()
+			at = append(at, time.Now())
+			mu.Unlock()
+			reasons <- r
+		}, nil)
 	}()
+	calls := func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(at)
+	}
 	send := func() {
 		select {
 		case kick <- struct{}{}:
 		default:
 		}
 	}
-	// A burst of kicks within the delay gives one call.
+	// A burst of kicks: the first runs at once, the others together.
+	start := time.Now()
 	for range 10 {
 		send()
 		time.Sleep(time.Millisecond)
 	}
-	waitFor(t, time.Second, func() bool { return calls.Load() >= 1 })
+	waitFor(t, time.Second, func() bool { return len(calls()) >= 1 })
+	if first := calls()[0].Sub(start); first > delay/2 {
+		t.Errorf("first kick ran after %s, want at once", first)
+	}
+	waitFor(t, 2*time.Second, func() bool { return len(calls()) >= 2 })
+	c := calls()
+	if gap := c[1].Sub(c[0]); gap < delay-10*time.Millisecond {
+		t.Errorf("the rest of the burst ran %s after the first call, want about %s", gap, delay)
+	}
 	// Nothing more arrives for a while after the burst.
-	deadline := time.Now().Add(400 * time.Millisecond)
+	deadline := time.Now().Add(delay + 100*time.Millisecond)
 	for time.Now().Before(deadline) {
-		if n := calls.Load(); n != 1 {
-			t.Fatalf("a burst of kicks gave %d reconciles, want 1", n)
+		if n := len(calls()); n != 2 {
+			t.Fatalf("a burst of kicks gave %d reconciles, want 2", n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// A later kick gives another call.
+	// A kick after a quiet spell runs at once again.
+	kicked := time.Now()
 	send()
-	waitFor(t, time.Second, func() bool { return calls.Load() == 2 })
+	waitFor(t, time.Second, func() bool { return len(calls()) == 3 })
+	if after := calls()[2].Sub(kicked); after > delay/2 {
+		t.Errorf("a kick after a quiet spell ran after %s, want at once", after)
+	}
 	cancel()
 	<-done
-	if r := <-reasons; r != "change" {
-		t.Errorf("reason %q, want change", r)
+	for range 3 {
+		if r := <-reasons; r != "change" {
+			t.Errorf("reason %q, want change", r)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -12,18 +13,28 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/daemon/membership"
+	"github.com/weftnet/weft/daemon/status"
 	"github.com/weftnet/weft/subnet"
 )
 
-// debounceLoop calls fn once per burst of kicks (delay after the first
-// kick of a burst; kicks during the wait join it) and once per resync
-// tick, until ctx is done. fn never runs concurrently with itself. beat,
-// when set, is called on every turn of the loop.
+// debounceLoop calls fn("change") for kicks and fn("resync") once per
+// resync tick, until ctx is done. A kick after a quiet spell (no call for
+// at least delay) runs fn at once, so that a single change is applied
+// without waiting; kicks that come within delay of the last call are
+// collected into one call when delay has passed since it. A burst of
+// kicks thus gives at most two calls: one at once, one for the rest. fn
+// never runs concurrently with itself. beat, when set, is called on every
+// turn of the loop.
 func debounceLoop(ctx context.Context, kick <-chan struct{}, delay, resync time.Duration, fn func(reason string), beat func()) {
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
 	var wait <-chan time.Time
 	var timer *time.Timer
+	var last time.Time // when fn("change") last ran
+	change := func() {
+		fn("change")
+		last = time.Now()
+	}
 	for {
 		if beat != nil {
 			beat()
@@ -35,13 +46,18 @@ func debounceLoop(ctx context.Context, kick <-chan struct{}, delay, resync time.
 			}
 			return
 		case <-kick:
-			if wait == nil {
-				timer = time.NewTimer(delay)
+			switch quiet := time.Since(last); {
+			case wait != nil:
+				// Already collected for the pending call.
+			case quiet >= delay:
+				change()
+			default:
+				timer = time.NewTimer(delay - quiet)
 				wait = timer.C
 			}
 		case <-wait:
 			wait, timer = nil, nil
-			fn("change")
+			change()
 		case <-tick.C:
 			fn("resync")
 		}
@@ -90,10 +106,26 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	desired := buildDesired(lease, d.nodeName, peers, complete)
 	// Only entries that pass the checks reach the backend (or the saved
 	// snapshot, or /status's peer list).
-	desired, peers, rejected := checkPeers(d.checkInput(netCfg, desired.Local), desired, peers, members, authoritative)
+	in := d.checkInput(netCfg, desired.Local)
+	var res backend.Result
+	var err error
+	var rejected []status.RejectedPeer
+	mode := "in full"
+	if reason == "resync" {
+		d.applied.ok = false // a resync always compares everything
+	}
+	if turn, ok := d.applyChanges(ctx, in, desired, peers, members, authoritative); ok {
+		desired, peers, rejected, res = turn.desired, turn.peers, turn.rejected, turn.res
+		mode = fmt.Sprintf("as %d changes", turn.changes)
+	} else {
+		cands := desired.Peers
+		index, accepted, refused := backend.NewPeerIndex(in, cands)
+		desired.Peers = accepted
+		peers, rejected = keptAndRejected(in, peers, members, authoritative, refused)
+		res, err = d.be.Reconcile(ctx, desired)
+		d.applied.applyFull(err == nil && desired.Complete, in, cands, index, refused, desired.Local, res.Problems)
+	}
 	d.recordRejected(rejected)
-
-	res, err := d.be.Reconcile(ctx, desired)
 	took := time.Since(start)
 	if ctx.Err() != nil {
 		return
@@ -114,7 +146,7 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	// during an outage). Gossip alone or an empty start never is.
 	full := haveView || (complete && !d.reachable.Load())
 	prev := d.recordReconcile(desired, peers, members, res, err, full)
-	d.logReconcile(prev, desired, res, err, reason, complete, took)
+	d.logReconcile(prev, desired, res, err, logrus.Fields{"reason": reason, "applied": mode, "complete": complete}, took)
 	if complete {
 		d.saveSnapshot(foldGossip(base, peers))
 	}
@@ -168,9 +200,9 @@ func (d *daemon) recordReconcile(desired backend.Desired, peers []membership.Pee
 
 // logReconcile logs what a reconcile changed and what went wrong, each
 // change once.
-func (d *daemon) logReconcile(prev reconcileOutcome, desired backend.Desired, res backend.Result, err error, reason string, complete bool, took time.Duration) {
+func (d *daemon) logReconcile(prev reconcileOutcome, desired backend.Desired, res backend.Result, err error, turn logrus.Fields, took time.Duration) {
 	m := d.metrics
-	log := d.log.WithFields(logrus.Fields{"reason": reason, "peers": len(desired.Peers), "complete": complete})
+	log := d.log.WithFields(turn).WithField("peers", len(desired.Peers))
 	if err != nil {
 		m.reconcileErrors.Inc()
 		if err.Error() != prev.err {

@@ -52,32 +52,36 @@ func (d *daemon) checkInput(nc *subnet.Config, local backend.Local) backend.Chec
 	return in
 }
 
-// checkPeers filters desired's peers through backend.CheckPeers and returns
-// the desired state with only the accepted peers, the merged view with only
-// those, and every rejection: the entries CheckPeers refused and the gossip
-// claims Merge did not use.
-func checkPeers(in backend.CheckInput, desired backend.Desired, peers []membership.PeerView,
-	members []membership.Member, authoritative bool,
-) (backend.Desired, []membership.PeerView, []status.RejectedPeer) {
-	accepted, refused := backend.CheckPeers(in, desired.Peers)
-	desired.Peers = accepted
-	source := make(map[peerKey]string, len(peers))
-	for _, p := range peers {
-		source[keyOf(p.Peer)] = p.Source
+// keptAndRejected returns the merged view without the entries refused,
+// and the rejections to report: those entries and the gossip claims Merge
+// did not use, sorted.
+func keptAndRejected(in backend.CheckInput, peers []membership.PeerView, members []membership.Member,
+	authoritative bool, refused []backend.Rejected,
+) ([]membership.PeerView, []status.RejectedPeer) {
+	drop := make(map[peerKey]string, len(refused))
+	for _, r := range refused {
+		drop[keyOf(r.Peer)] = r.Reason
 	}
 	var out []status.RejectedPeer
-	drop := make(map[peerKey]bool, len(refused))
-	for _, r := range refused {
-		k := keyOf(r.Peer)
-		drop[k] = true
-		out = append(out, rejectedPeer(r.Peer, source[k], r.Reason))
+	kept := make([]membership.PeerView, 0, len(peers))
+	for _, p := range peers {
+		if why, ok := drop[keyOf(p.Peer)]; ok {
+			out = append(out, rejectedPeer(p.Peer, p.Source, why))
+			delete(drop, keyOf(p.Peer))
+			continue
+		}
+		kept = append(kept, p)
 	}
-	kept := slices.DeleteFunc(slices.Clone(peers), func(p membership.PeerView) bool { return drop[keyOf(p.Peer)] })
+	for _, r := range refused {
+		if why, ok := drop[keyOf(r.Peer)]; ok {
+			out = append(out, rejectedPeer(r.Peer, "", why)) // not from the merged view
+		}
+	}
 	out = append(out, unusedClaims(in, kept, members, authoritative)...)
 	slices.SortFunc(out, func(a, b status.RejectedPeer) int {
 		return strings.Compare(a.Source+"\x00"+a.Name+"\x00"+a.Subnet.String(), b.Source+"\x00"+b.Name+"\x00"+b.Subnet.String())
 	})
-	return desired, kept, out
+	return kept, out
 }
 
 // peerKey identifies a peer entry: a name and its subnets.
