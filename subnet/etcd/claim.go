@@ -650,3 +650,25 @@ func MatchLeases(leases []subnet.Lease, subnetOrNode string) []subnet.Lease {
 	}
 	return out
 }
+
+// RecordOps returns the writes that leave l in the store as a claim of l
+// would, on the etcd lease leaseID: its lease key (both keys, for a
+// dual-stack lease) and its node name's index entry. It includes none of
+// a claim's guards: whoever writes them takes care that the subnets are
+// free and the lengths marker holds their length (tools that write
+// simulated leases do).
+func (s *Store) RecordOps(l subnet.Lease, leaseID clientv3.LeaseID) ([]clientv3.Op, error) {
+	data, err := json.Marshal(value{Record: l.Record, Subnet: l.Subnet, IPv6Subnet: l.IPv6Subnet})
+	if err != nil {
+		return nil, fmt.Errorf("encode lease record: %w", err)
+	}
+	var ops []clientv3.Op
+	for _, k := range s.leaseKeys(&l) {
+		ops = append(ops, clientv3.OpPut(k, string(data), clientv3.WithLease(leaseID)))
+	}
+	idx, err := s.nameIndexOp(l.Record, l.Subnet, l.IPv6Subnet, leaseID)
+	if err != nil {
+		return nil, err
+	}
+	return append(ops, idx), nil
+}
