@@ -13,29 +13,40 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/weftnet/weft/backend"
+	"github.com/weftnet/weft/e2e/e2etest"
 	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/subnet"
 )
 
-// TestBenchReconcile measures how long the VXLAN backend takes to program
-// 500 peers into an empty node (1500 kernel objects: neighbour, FDB entry,
-// route each), to apply one change among 500, and to find nothing to do
-// (the periodic resync). The reference is the same kernel operations done
-// by iproute2 in batch mode (`bridge -batch` for the FDB, `ip -batch` for
-// neighbours and routes) into an identical fresh namespace: the cost of
-// just writing the entries, with no reading or comparing. Each figure is
-// the median of 5 runs.
+// TestBenchReconcile measures, at several numbers of peers (100, 500,
+// 1000, 2000 and 5000, or $WEFT_BENCH_SIZES), how long the VXLAN backend
+// takes to program every peer into an empty node (a neighbour, an FDB
+// entry and a route each), to apply one peer's change as a change
+// (Update, weftd's path between resyncs) and to find nothing to do (the
+// periodic resync: a full comparison with the kernel). The reference is
+// the same kernel operations done by iproute2 in batch mode (`bridge
+// -batch` for the FDB, `ip -batch` for neighbours and routes) into an
+// identical fresh namespace: the cost of just writing the entries, with
+// no reading or comparing. Each figure is the median of 3 runs; the
+// points also go to $WEFT_BENCH_OUT (docs/scale.md's model).
 func TestBenchReconcile(t *testing.T) {
 	netnstest.SkipUnlessRoot(t)
 	// iproute2 is the reference.
 	netnstest.RequireTool(t, "ip", "iproute2")
 	netnstest.RequireTool(t, "bridge", "iproute2")
-	const peers, runs = 500, 5
+	for _, peers := range benchSizes(t) {
+		benchReconcileAt(t, peers)
+	}
+}
+
+func benchReconcileAt(t *testing.T, peers int) {
+	const runs = 3
 	var fromEmpty, oneChange, noChange, refEmpty, refOne []time.Duration
 	for range runs {
 		_, b := benchNode(t)
@@ -55,9 +66,11 @@ func TestBenchReconcile(t *testing.T) {
 			t.Fatalf("no change: %+v, %v", res, err)
 		}
 
-		d.Peers[peers/2].PublicIP = netip.MustParseAddr("198.19.255.254")
+		old := d.Peers[peers/2]
+		moved := old
+		moved.PublicIP = netip.MustParseAddr("198.19.255.254")
 		start = time.Now()
-		res, err = b.Reconcile(context.Background(), d)
+		res, err = b.Update(context.Background(), []backend.Change{{Old: &old, New: &moved}})
 		oneChange = append(oneChange, time.Since(start))
 		if err != nil || res.Updated != 1 || res.Added+res.Removed != 0 {
 			t.Fatalf("one change: %+v, %v; want 1 updated", res, err)
@@ -70,7 +83,7 @@ func TestBenchReconcile(t *testing.T) {
 		rb.Close()
 		ipBatch, fdbBatch := iprouteBatch(benchDesired(peers), "weft.1")
 		refEmpty = append(refEmpty, runBatches(t, refNS, ipBatch, fdbBatch))
-		one := fmt.Sprintf("fdb replace %s dev weft.1 dst 198.19.255.254 self permanent\n", d.Peers[peers/2].Data.VTEPMAC)
+		one := fmt.Sprintf("fdb replace %s dev weft.1 dst 198.19.255.254 self permanent\n", old.Data.VTEPMAC)
 		refOne = append(refOne, runBatches(t, refNS, "", one))
 	}
 	ms := func(ds []time.Duration) float64 {
@@ -79,10 +92,37 @@ func TestBenchReconcile(t *testing.T) {
 	}
 	fmt.Printf("BENCH| vxlan reconcile, %d peers from empty (%d objects) | %.1f ms | ip+bridge -batch, same ops: %.1f ms | %.2fx\n",
 		peers, 3*peers+1, ms(fromEmpty), ms(refEmpty), ms(fromEmpty)/ms(refEmpty))
-	fmt.Printf("BENCH| vxlan reconcile, one change among %d peers | %.1f ms | bridge -batch, the one op: %.1f ms | %.2fx (weft re-reads all state: 5 netlink dumps)\n",
+	fmt.Printf("BENCH| vxlan one change among %d peers, applied as a change | %.2f ms | bridge -batch, the one op: %.1f ms | %.2fx (no table is read)\n",
 		peers, ms(oneChange), ms(refOne), ms(oneChange)/ms(refOne))
-	fmt.Printf("BENCH| vxlan resync, nothing to do, %d peers | %.1f ms | reference: n/a | level-triggered check of %d objects\n",
+	fmt.Printf("BENCH| vxlan resync, nothing to do, %d peers | %.1f ms | reference: n/a | level-triggered check of %d objects (3 dumps)\n",
 		peers, ms(noChange), 3*peers)
+	for _, p := range []e2etest.BenchPoint{
+		{Series: "vxlan program from empty", Size: float64(peers), Value: ms(fromEmpty), Unit: "ms", Ref: "ip -batch + bridge -batch", RefValue: ms(refEmpty)},
+		{Series: "vxlan one change applied as a change", Size: float64(peers), Value: ms(oneChange), Unit: "ms", Ref: "bridge -batch, one op", RefValue: ms(refOne)},
+		{Series: "vxlan resync, nothing to do", Size: float64(peers), Value: ms(noChange), Unit: "ms"},
+	} {
+		if err := e2etest.WriteBenchPoint(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// benchSizes returns the numbers of peers to measure at:
+// $WEFT_BENCH_SIZES (comma-separated) or 100, 500, 1000, 2000, 5000.
+func benchSizes(t *testing.T) []int {
+	s := os.Getenv("WEFT_BENCH_SIZES")
+	if s == "" {
+		return []int{100, 500, 1000, 2000, 5000}
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 20000 {
+			t.Fatalf("WEFT_BENCH_SIZES: %q is not a number of peers from 1 to 20000", f)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // benchNode makes a node namespace with an underlay link and a set-up
