@@ -6,6 +6,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -58,13 +59,44 @@ func (a *appliedState) applyFull(ok bool, in backend.CheckInput, cands []backend
 	}
 }
 
-// changeTurn is what applyChanges hands back to reconcileOnce.
+// changeTurn is what one turn of the reconcile loop handed the backend and
+// what came of it.
 type changeTurn struct {
 	desired  backend.Desired
-	peers    []membership.PeerView
+	peers    []membership.PeerView // the merged view less the rejected entries
 	rejected []status.RejectedPeer
 	res      backend.Result
-	changes  int
+	err      error
+	// diff is what changed, when the turn applied changes (nil: a full
+	// reconcile, which compares the whole set with the kernel).
+	diff *peerDiff
+}
+
+// how says which path a turn took, for the log.
+func (t changeTurn) how() string {
+	if t.diff == nil {
+		return "in full"
+	}
+	return fmt.Sprintf("as %d changes", len(t.diff.Added)+len(t.diff.Updated)+len(t.diff.Removed))
+}
+
+// apply hands desired to the backend: as changes when applyChanges can,
+// else in full (and then records the full check for the changes that
+// follow).
+func (d *daemon) apply(ctx context.Context, in backend.CheckInput, desired backend.Desired,
+	peers []membership.PeerView, members []membership.Member, authoritative bool,
+) changeTurn {
+	if t, ok := d.applyChanges(ctx, in, desired, peers, members, authoritative); ok {
+		return t
+	}
+	cands := desired.Peers
+	index, accepted, refused := backend.NewPeerIndex(in, cands)
+	t := changeTurn{desired: desired}
+	t.desired.Peers = accepted
+	t.peers, t.rejected = keptAndRejected(in, peers, members, authoritative, refused)
+	t.res, t.err = d.be.Reconcile(ctx, t.desired)
+	d.applied.applyFull(t.err == nil && desired.Complete, in, cands, index, refused, desired.Local, t.res.Problems)
+	return t
 }
 
 // applyChanges applies the difference between desired (buildDesired's
@@ -87,31 +119,7 @@ func (d *daemon) applyChanges(ctx context.Context, in backend.CheckInput, desire
 	if !decided {
 		return turn, false
 	}
-	// What the backend had (the accepted old entries) and gets (the
-	// accepted new ones).
-	accepted := make(map[netip.Prefix]bool, len(acc))
-	for _, p := range acc {
-		accepted[primaryOf(p)] = true
-	}
-	var beChanges []backend.Change
-	for _, c := range changes {
-		var ch backend.Change
-		if c.Old != nil {
-			if _, was := a.refused[primaryOf(*c.Old)]; !was {
-				ch.Old = c.Old
-			}
-			delete(a.refused, primaryOf(*c.Old))
-		}
-		if c.New != nil && accepted[primaryOf(*c.New)] {
-			ch.New = c.New
-		}
-		if ch.Old != nil || ch.New != nil {
-			beChanges = append(beChanges, ch)
-		}
-	}
-	for _, r := range rej {
-		a.refused[primaryOf(r.Peer)] = r
-	}
+	beChanges, diff := a.backendChanges(changes, acc, rej)
 	a.cands = desired.Peers
 	problems := a.problems
 	if len(beChanges) > 0 {
@@ -134,7 +142,7 @@ func (d *daemon) applyChanges(ctx context.Context, in backend.CheckInput, desire
 		a.problems = problems
 	}
 	turn.res.Problems = problems
-	turn.changes = len(beChanges)
+	turn.diff = diff
 
 	refused := slices.Collect(maps.Values(a.refused))
 	turn.desired = desired
@@ -146,6 +154,45 @@ func (d *daemon) applyChanges(ctx context.Context, in backend.CheckInput, desire
 	}
 	turn.peers, turn.rejected = keptAndRejected(in, peers, members, authoritative, refused)
 	return turn, true
+}
+
+// backendChanges turns the changes of candidate entries into changes of
+// what the backend holds (the accepted entries only), given the index's
+// decisions about the new entries, and records the refused ones.
+func (a *appliedState) backendChanges(changes []backend.Change, acc []backend.Peer, rej []backend.Rejected) ([]backend.Change, *peerDiff) {
+	accepted := make(map[netip.Prefix]bool, len(acc))
+	for _, p := range acc {
+		accepted[primaryOf(p)] = true
+	}
+	var out []backend.Change
+	diff := &peerDiff{}
+	for _, c := range changes {
+		var ch backend.Change
+		if c.Old != nil {
+			if _, was := a.refused[primaryOf(*c.Old)]; !was {
+				ch.Old = c.Old
+			}
+			delete(a.refused, primaryOf(*c.Old))
+		}
+		if c.New != nil && accepted[primaryOf(*c.New)] {
+			ch.New = c.New
+		}
+		switch {
+		case ch.Old != nil && ch.New != nil:
+			diff.Updated = append(diff.Updated, *ch.New)
+		case ch.Old != nil:
+			diff.Removed = append(diff.Removed, *ch.Old)
+		case ch.New != nil:
+			diff.Added = append(diff.Added, *ch.New)
+		default:
+			continue
+		}
+		out = append(out, ch)
+	}
+	for _, r := range rej {
+		a.refused[primaryOf(r.Peer)] = r
+	}
+	return out, diff
 }
 
 // diffCands lists the entries that differ between two sorted desired peer

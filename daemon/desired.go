@@ -21,6 +21,9 @@ import (
 // desired states built from the same input compare equal.
 func buildDesired(self *subnet.Lease, nodeName string, peers []membership.PeerView, complete bool) backend.Desired {
 	d := backend.Desired{Complete: complete}
+	if len(peers) > 0 {
+		d.Peers = make([]backend.Peer, 0, len(peers))
+	}
 	if self != nil {
 		d.Local = backend.Local{Subnet: self.Subnet, IPv6Subnet: self.IPv6Subnet}
 	}

@@ -5,7 +5,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/daemon/membership"
-	"github.com/weftnet/weft/daemon/status"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -104,28 +102,12 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 		Self: d.nodeName, View: base, Members: members, Network: netCfg, Authoritative: authoritative,
 	})
 	desired := buildDesired(lease, d.nodeName, peers, complete)
-	// Only entries that pass the checks reach the backend (or the saved
-	// snapshot, or /status's peer list).
-	in := d.checkInput(netCfg, desired.Local)
-	var res backend.Result
-	var err error
-	var rejected []status.RejectedPeer
-	mode := "in full"
 	if reason == "resync" {
 		d.applied.ok = false // a resync always compares everything
 	}
-	if turn, ok := d.applyChanges(ctx, in, desired, peers, members, authoritative); ok {
-		desired, peers, rejected, res = turn.desired, turn.peers, turn.rejected, turn.res
-		mode = fmt.Sprintf("as %d changes", turn.changes)
-	} else {
-		cands := desired.Peers
-		index, accepted, refused := backend.NewPeerIndex(in, cands)
-		desired.Peers = accepted
-		peers, rejected = keptAndRejected(in, peers, members, authoritative, refused)
-		res, err = d.be.Reconcile(ctx, desired)
-		d.applied.applyFull(err == nil && desired.Complete, in, cands, index, refused, desired.Local, res.Problems)
-	}
-	d.recordRejected(rejected)
+	t := d.apply(ctx, d.checkInput(netCfg, desired.Local), desired, peers, members, authoritative)
+	desired, peers, res, err := t.desired, t.peers, t.res, t.err
+	d.recordRejected(t.rejected)
 	took := time.Since(start)
 	if ctx.Err() != nil {
 		return
@@ -146,8 +128,11 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	// during an outage). Gossip alone or an empty start never is.
 	full := haveView || (complete && !d.reachable.Load())
 	prev := d.recordReconcile(desired, peers, members, res, err, full)
-	d.logReconcile(prev, desired, res, err, logrus.Fields{"reason": reason, "applied": mode, "complete": complete}, took)
-	if complete {
+	d.logReconcile(prev, desired, t, logrus.Fields{"reason": reason, "applied": t.how(), "complete": complete}, took)
+	if complete && t.diff == nil {
+		// After full reconciles only (a resync at the latest): writing
+		// thousands of leases on every change would cost more than the
+		// change.
 		d.saveSnapshot(foldGossip(base, peers))
 	}
 	if reason == "resync" {
@@ -200,8 +185,9 @@ func (d *daemon) recordReconcile(desired backend.Desired, peers []membership.Pee
 
 // logReconcile logs what a reconcile changed and what went wrong, each
 // change once.
-func (d *daemon) logReconcile(prev reconcileOutcome, desired backend.Desired, res backend.Result, err error, turn logrus.Fields, took time.Duration) {
+func (d *daemon) logReconcile(prev reconcileOutcome, desired backend.Desired, t changeTurn, turn logrus.Fields, took time.Duration) {
 	m := d.metrics
+	res, err := t.res, t.err
 	log := d.log.WithFields(turn).WithField("peers", len(desired.Peers))
 	if err != nil {
 		m.reconcileErrors.Inc()
@@ -211,12 +197,16 @@ func (d *daemon) logReconcile(prev reconcileOutcome, desired backend.Desired, re
 	} else if prev.err != "" {
 		log.Info("reconcile succeeded again")
 	}
-	if prev.had && desiredEqual(prev.desired, desired) && res.Changed() {
+	if res.Changed() && t.diff == nil && prev.had && desiredEqual(prev.desired, desired) {
 		m.driftRepairs.Inc()
 		log.WithFields(logrus.Fields{"added": res.Added, "updated": res.Updated, "removed": res.Removed}).
 			Warnf("reconcile changed %d entries without any input change (drift repaired)", res.Added+res.Updated+res.Removed)
 	}
-	diff := diffPeers(prev.desired.Peers, desired.Peers)
+	diff := t.diff
+	if diff == nil {
+		full := diffPeers(prev.desired.Peers, desired.Peers)
+		diff = &full
+	}
 	for _, p := range diff.Added {
 		d.log.WithFields(peerFields(p)).Info("peer added")
 	}

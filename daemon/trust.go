@@ -58,23 +58,26 @@ func (d *daemon) checkInput(nc *subnet.Config, local backend.Local) backend.Chec
 func keptAndRejected(in backend.CheckInput, peers []membership.PeerView, members []membership.Member,
 	authoritative bool, refused []backend.Rejected,
 ) ([]membership.PeerView, []status.RejectedPeer) {
-	drop := make(map[peerKey]string, len(refused))
-	for _, r := range refused {
-		drop[keyOf(r.Peer)] = r.Reason
-	}
 	var out []status.RejectedPeer
-	kept := make([]membership.PeerView, 0, len(peers))
-	for _, p := range peers {
-		if why, ok := drop[keyOf(p.Peer)]; ok {
-			out = append(out, rejectedPeer(p.Peer, p.Source, why))
-			delete(drop, keyOf(p.Peer))
-			continue
+	kept := peers // no copy when nothing is refused
+	if len(refused) > 0 {
+		drop := make(map[peerKey]string, len(refused))
+		for _, r := range refused {
+			drop[keyOf(r.Peer)] = r.Reason
 		}
-		kept = append(kept, p)
-	}
-	for _, r := range refused {
-		if why, ok := drop[keyOf(r.Peer)]; ok {
-			out = append(out, rejectedPeer(r.Peer, "", why)) // not from the merged view
+		kept = make([]membership.PeerView, 0, len(peers))
+		for _, p := range peers {
+			if why, ok := drop[keyOf(p.Peer)]; ok {
+				out = append(out, rejectedPeer(p.Peer, p.Source, why))
+				delete(drop, keyOf(p.Peer))
+				continue
+			}
+			kept = append(kept, p)
+		}
+		for _, r := range refused {
+			if why, ok := drop[keyOf(r.Peer)]; ok {
+				out = append(out, rejectedPeer(r.Peer, "", why)) // not from the merged view
+			}
 		}
 	}
 	out = append(out, unusedClaims(in, kept, members, authoritative)...)
@@ -101,6 +104,9 @@ func unusedClaims(in backend.CheckInput, peers []membership.PeerView, members []
 		name    string
 		primary netip.Prefix
 		epoch   int64
+	}
+	if len(members) == 0 {
+		return nil
 	}
 	seen := make(map[used]bool, len(peers))
 	for _, p := range peers {
