@@ -122,7 +122,7 @@ func Merge(in MergeInput) []PeerView {
 	// superseded[name] is the newest provisional claim by member name; it
 	// ends that node's leases of older epochs.
 	superseded := make(map[string]*Member)
-	var out []PeerView
+	out := make([]PeerView, 0, len(leases)+len(provisionals))
 	for _, m := range provisionals {
 		out = append(out, provisional(m))
 		if prev, ok := superseded[m.Name]; !ok || m.Meta.Epoch > prev.Meta.Epoch {
@@ -172,7 +172,17 @@ func Merge(in MergeInput) []PeerView {
 		out = append(out, pv)
 	}
 
-	slices.SortFunc(out, func(a, b PeerView) int {
+	if len(out) == 0 {
+		return nil
+	}
+	// Sort indexes, not the entries: moving a PeerView costs more than
+	// comparing two (thousands of peers sort in a millisecond or two).
+	order := make([]int32, len(out))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(i, j int32) int {
+		a, b := &out[i], &out[j]
 		if c := cmp.Compare(a.Name, b.Name); c != 0 {
 			return c
 		}
@@ -181,7 +191,11 @@ func Merge(in MergeInput) []PeerView {
 		}
 		return a.IPv6Subnet.Addr().Compare(b.IPv6Subnet.Addr())
 	})
-	return out
+	sorted := make([]PeerView, len(out))
+	for k, i := range order {
+		sorted[k] = out[i]
+	}
+	return sorted
 }
 
 // provisionalClaims decides which claims the view does not confirm are
