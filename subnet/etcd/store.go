@@ -384,11 +384,18 @@ func viewOf(rev int64, entries map[netip.Prefix]*entry, stray map[string]string)
 // is missing is shown as a lease of its own. Keys whose value failed
 // parseValue are left out. The result is sorted by primary subnet.
 func leasesOf(entries map[netip.Prefix]*entry) []subnet.Lease {
-	var out []subnet.Lease
+	// The keys are sorted, not the leases: a lease is large to move.
+	keys := make([]netip.Prefix, 0, len(entries))
 	for p, e := range entries {
-		if !e.ok {
-			continue
+		if e.ok {
+			keys = append(keys, p)
 		}
+	}
+	// Addr.Compare puts IPv4 before IPv6.
+	slices.SortFunc(keys, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	out := make([]subnet.Lease, 0, len(keys))
+	for _, p := range keys {
+		e := entries[p]
 		if p.Addr().Is6() {
 			if partner := entries[e.val.Subnet]; e.val.Subnet.IsValid() && partner != nil && partner.ok &&
 				partner.val.NodeID == e.val.NodeID && partner.val.IPv6Subnet == p {
@@ -405,8 +412,6 @@ func leasesOf(entries map[netip.Prefix]*entry) []subnet.Lease {
 		}
 		out = append(out, leaseOf(e, six))
 	}
-	// Addr.Compare puts IPv4 before IPv6.
-	slices.SortFunc(out, func(a, b subnet.Lease) int { return a.Primary().Addr().Compare(b.Primary().Addr()) })
 	return out
 }
 
