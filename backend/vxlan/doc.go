@@ -51,6 +51,12 @@
 // left while weftd was down; the reason flannel dropped its L2/L3-miss
 // callbacks.
 //
+// Between resyncs weftd hands [Backend.Update] only the peers that changed:
+// it writes their neighbour, FDB entry and route and deletes what only
+// their old data needed, reading no table, so that one change among
+// thousands of peers costs what the change costs. Drift stays
+// Reconcile's to repair, at the next resync.
+//
 // # Restarts
 //
 // [Backend.Setup] adopts an existing device when it is compatible (same
