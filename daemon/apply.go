@@ -14,6 +14,7 @@ import (
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/daemon/membership"
 	"github.com/weftnet/weft/daemon/status"
+	"github.com/weftnet/weft/subnet"
 )
 
 // Between resyncs, a change is applied as a change: the reconcile loop
@@ -46,13 +47,29 @@ type appliedState struct {
 	index    *backend.PeerIndex
 	refused  map[netip.Prefix]backend.Rejected // by primary subnet
 	problems map[string]string
+	// snapshotOf is the lease view last compared with the saved peer
+	// snapshot, by its leases' first element: every view the lease watch
+	// delivers is a new slice, so the same pointer is the same view.
+	snapshotOf *subnet.Lease
+}
+
+// snapshotStale reports whether the saved peer snapshot may differ from
+// what the lease view v and the merged peers make: v is not the view last
+// compared, or gossip brought newer data for some lease.
+func (a *appliedState) snapshotStale(v subnet.View, peers []membership.PeerView) bool {
+	if len(v.Leases) == 0 || &v.Leases[0] != a.snapshotOf {
+		return true
+	}
+	return slices.ContainsFunc(peers, func(p membership.PeerView) bool {
+		return p.Source == membership.SourceGossip && !p.Provisional
+	})
 }
 
 // applyFull records a full reconcile's input and outcome.
 func (a *appliedState) applyFull(ok bool, in backend.CheckInput, cands []backend.Peer, index *backend.PeerIndex,
 	refused []backend.Rejected, local backend.Local, problems map[string]string,
 ) {
-	*a = appliedState{ok: ok, in: in, local: local, cands: cands, index: index, problems: problems}
+	*a = appliedState{ok: ok, in: in, local: local, cands: cands, index: index, problems: problems, snapshotOf: a.snapshotOf}
 	a.refused = make(map[netip.Prefix]backend.Rejected, len(refused))
 	for _, r := range refused {
 		a.refused[primaryOf(r.Peer)] = r

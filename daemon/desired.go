@@ -74,21 +74,21 @@ type peerDiff struct {
 }
 
 func diffPeers(old, cur []backend.Peer) peerDiff {
-	byKey := func(ps []backend.Peer) map[netip.Prefix]backend.Peer {
-		m := make(map[netip.Prefix]backend.Peer, len(ps))
-		for _, p := range ps {
-			m[primaryOf(p)] = p
+	byKey := func(ps []backend.Peer) map[netip.Prefix]int {
+		m := make(map[netip.Prefix]int, len(ps))
+		for i, p := range ps {
+			m[primaryOf(p)] = i
 		}
 		return m
 	}
 	o, c := byKey(old), byKey(cur)
 	var d peerDiff
 	for _, p := range cur {
-		prev, ok := o[primaryOf(p)]
+		i, ok := o[primaryOf(p)]
 		switch {
 		case !ok:
 			d.Added = append(d.Added, p)
-		case prev != p:
+		case old[i] != p:
 			d.Updated = append(d.Updated, p)
 		}
 	}

@@ -129,11 +129,14 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	full := haveView || (complete && !d.reachable.Load())
 	prev := d.recordReconcile(desired, peers, members, res, err, full)
 	d.logReconcile(prev, desired, t, logrus.Fields{"reason": reason, "applied": t.how(), "complete": complete}, took)
-	if complete && t.diff == nil {
+	if complete && t.diff == nil && d.applied.snapshotStale(base, peers) {
 		// After full reconciles only (a resync at the latest): writing
 		// thousands of leases on every change would cost more than the
 		// change.
 		d.saveSnapshot(foldGossip(base, peers))
+		if len(base.Leases) > 0 {
+			d.applied.snapshotOf = &base.Leases[0]
+		}
 	}
 	if reason == "resync" {
 		if d.repairMasquerade() {
