@@ -382,7 +382,7 @@ func (p *PolicySource) ListPolicies(ctx context.Context) (*subnet.PolicyView, er
 			reject(kv, err, true)
 			continue
 		}
-		v.Policies = append(v.Policies, denyAll(ns, name, np))
+		v.Policies = append(v.Policies, policy.DenyAllStandIn(ns, name, np))
 		reject(kv, err, false)
 	}
 	for k := range p.lastPol {
@@ -425,32 +425,6 @@ func (p *PolicySource) ListPolicies(ctx context.Context) (*subnet.PolicyView, er
 	})
 	slices.SortFunc(v.Rejected, func(a, b subnet.RejectedEntry) int { return strings.Compare(a.Key, b.Key) })
 	return v, nil
-}
-
-// denyAll is what stands in for a policy entry that fails validation and
-// has no valid version to keep: it isolates, in both directions and
-// allowing nothing, the pods the broken object selects when its selector
-// is valid, else every pod of the namespace.
-func denyAll(ns, name string, broken *networkingv1.NetworkPolicy) *networkingv1.NetworkPolicy {
-	np := &networkingv1.NetworkPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: networkingv1.NetworkPolicySpec{
-			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
-		},
-	}
-	if broken != nil {
-		np.Spec.PodSelector = *broken.Spec.PodSelector.DeepCopy()
-		if policy.Validate(np) != nil {
-			np.Spec.PodSelector = metav1.LabelSelector{}
-		}
-	}
-	if policy.Validate(np) != nil {
-		// The key's namespace or name is not valid: keep the namespace
-		// isolated under a name that is.
-		np.Name = "weft-invalid-entry"
-	}
-	return np
 }
 
 // WaitPolicies returns once a key under policies/ or namespaces/ changed
