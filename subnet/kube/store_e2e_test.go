@@ -88,6 +88,7 @@ func TestStore(t *testing.T) {
 	t.Run("keepalive-node-deleted", e.testKeepAliveDeleted)
 	t.Run("keepalive-node-recreated", e.testKeepAliveRecreated)
 	t.Run("watch-leases", e.testWatchLeases)
+	t.Run("watch-endpoints", e.testWatchEndpoints)
 	t.Run("claim-race", e.testClaimRace)
 	t.Run("update-race", e.testUpdateRace)
 	t.Run("network-available", e.testNetworkAvailable)
