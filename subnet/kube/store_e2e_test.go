@@ -18,6 +18,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -247,6 +248,12 @@ func (e *env) testRBACDenies(t *testing.T) {
 	_, checks["patch node spec"] = cs.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{})
 	_, checks["update node status"] = cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
 	checks["delete node"] = cs.CoreV1().Nodes().Delete(ctx, n.Name, metav1.DeleteOptions{})
+	// Network policy's verbs are list and watch only.
+	_, checks["get namespace"] = cs.CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+	_, checks["patch namespace labels"] = cs.CoreV1().Namespaces().Patch(ctx, "default", types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
+	_, checks["create networkpolicy"] = cs.NetworkingV1().NetworkPolicies("default").Create(ctx, &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "rogue"}}, metav1.CreateOptions{})
+	checks["delete pods"] = cs.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+	_, checks["get pod log"] = cs.CoreV1().Pods("default").GetLogs("any", &corev1.PodLogOptions{}).DoRaw(ctx)
 	for what, err := range checks {
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("weftd's token: %s = %v, want Forbidden", what, err)
