@@ -62,7 +62,7 @@ func TestMain(m *testing.M) {
 
 // helperRequest is one request to the child.
 type helperRequest struct {
-	Op      string          `json:"op"` // setup, reconcile, freeosmemory, heap, close
+	Op      string          `json:"op"` // setup, reconcile, freeosmemory, heap, flow, close
 	Config  *helperConfig   `json:"config,omitempty"`
 	Desired backend.Desired `json:"desired"`
 	// Path, for heap, is where to write the heap profile ("": none).
@@ -84,6 +84,8 @@ type helperConfig struct {
 	// MemoryLimit, when set, is applied with debug.SetMemoryLimit as
 	// weftd does.
 	MemoryLimit int64 `json:"memoryLimit"`
+	// FlowBound, when set, replaces flowBound (negative: no bound).
+	FlowBound int64 `json:"flowBound,omitempty"`
 }
 
 type helperResponse struct {
@@ -98,6 +100,9 @@ type helperResponse struct {
 	// Leaked lists goroutines left after close that were not there
 	// before setup (close only).
 	Leaked string `json:"leaked,omitempty"`
+	// Forgiven is how often the userspace device's outbound and inbound
+	// readers gave up waiting for progress (flow only).
+	Forgiven [2]uint64 `json:"forgiven"`
 	// Heap is the child's heap statistics (heap only).
 	Heap *heapStats `json:"heap,omitempty"`
 }
@@ -144,6 +149,9 @@ func runHelper(in io.Reader, out io.Writer) int {
 			if c.MemoryLimit > 0 {
 				debug.SetMemoryLimit(c.MemoryLimit)
 			}
+			if c.FlowBound != 0 {
+				flowBound = max(c.FlowBound, 0)
+			}
 			b, err = New(Config{
 				Name: c.Name, ListenPort: c.ListenPort, MTU: c.MTU, PersistentKeepalive: c.PersistentKeepalive,
 				PublicIP: c.PublicIP, Iface: c.Iface, StateDir: c.StateDir, PSKFile: c.PSKFile, Mode: c.Mode,
@@ -166,6 +174,12 @@ func runHelper(in io.Reader, out io.Writer) int {
 			start := time.Now()
 			resp.Result, err = b.Reconcile(context.Background(), req.Desired)
 			resp.Elapsed = time.Since(start)
+		case "flow":
+			if b == nil || b.user == nil {
+				err = errors.New("no userspace device")
+				break
+			}
+			resp.Forgiven = [2]uint64{b.user.flowOut.forgivenCount(), b.user.flowIn.forgivenCount()}
 		case "freeosmemory":
 			debug.FreeOSMemory()
 		case "heap":

@@ -39,6 +39,8 @@ type userDevice struct {
 	dev  *device.Device
 	tun  tun.Device   // the TUN as created
 	ctun *countingTUN // tun, as the library's device uses it
+	// flowOut and flowIn bound the packets in flight (flow_linux.go).
+	flowOut, flowIn *flowGate
 	// busy is set by releaseLoop while traffic flows (see release_linux.go).
 	busy atomic.Bool
 	stop chan struct{} // closed by close: ends releaseLoop
@@ -64,16 +66,19 @@ func startUserDevice(name string, mtu int, offloads bool, log logrus.FieldLogger
 	if err != nil {
 		return nil, fmt.Errorf("create tun %s: %w", name, explainTUN(tunPath, err))
 	}
+	out, in := newFlowGate(flowBound, flowWait), newFlowGate(flowBound, flowWait)
 	u := &userDevice{
-		name:   name,
-		log:    log,
-		tun:    td,
-		ctun:   &countingTUN{Device: td},
-		stop:   make(chan struct{}),
-		conns:  map[net.Conn]struct{}{},
-		timers: map[*time.Timer]struct{}{},
+		name:    name,
+		log:     log,
+		tun:     td,
+		ctun:    &countingTUN{Device: &gatedTUN{Device: td, out: out, in: in}},
+		flowOut: out,
+		flowIn:  in,
+		stop:    make(chan struct{}),
+		conns:   map[net.Conn]struct{}{},
+		timers:  map[*time.Timer]struct{}{},
 	}
-	u.dev = device.NewDevice(u.ctun, conn.NewDefaultBind(), deviceLogger(log))
+	u.dev = device.NewDevice(u.ctun, &flowBind{Bind: conn.NewDefaultBind(), out: out, in: in}, deviceLogger(log))
 	if err := u.ensureUAPI(); err != nil {
 		u.dev.Close() // also closes the TUN
 		return nil, err
