@@ -465,3 +465,70 @@ func runWG(t *testing.T, nd *testNode, args ...string) {
 		t.Fatalf("wg %v: %v: %s", args, err, out.String())
 	}
 }
+
+// TestBenchWireGuardFlowBound measures the userspace device's RSS and
+// throughput under a saturating TCP stream at several flow bounds (packets
+// read from the TUN and not yet sent, see flow_linux.go), in interleaved
+// rounds, beside Debian's wireguard-go in the same run.
+func TestBenchWireGuardFlowBound(t *testing.T) {
+	if msg := missingTools("wireguard-go", "wg"); msg != "" {
+		t.Skipf("needs the wireguard-go reference: %s", msg)
+	}
+	tp := newTopology(t, 2)
+	n1, n2 := tp.nodes[0], tp.nodes[1]
+	for _, nd := range tp.nodes {
+		nd.cfg.MemoryLimit = benchMemLimit
+		nd.start(t)
+	}
+	tp.reconcileAll(t)
+	tool := newThroughputTool(t)
+	a, b := startWireguardGo(t, tp, n1), startWireguardGo(t, tp, n2)
+	connectWireguardGo(t, a, b)
+	connectWireguardGo(t, b, a)
+
+	bounds := []int64{-1, 16, 32, 64, 128}
+	type point struct {
+		bps  []float64
+		peak []int64
+	}
+	res := map[int64]*point{}
+	var ref point
+	for round := range 2 {
+		rs := newRSSSampler(a.pid, b.pid)
+		ref.bps = append(ref.bps, tool.best(t, n1, n2, a.addr, b.addr))
+		ref.peak = append(ref.peak, rs.stop())
+		for i := range bounds {
+			bound := bounds[(i+round)%len(bounds)]
+			for _, nd := range tp.nodes {
+				if _, err := nd.h.stop(); err != nil {
+					t.Fatal(err)
+				}
+				nd.cfg.FlowBound = bound
+				nd.start(t)
+			}
+			tp.reconcileAll(t)
+			rs := newRSSSampler(n1.h.pid(), n2.h.pid())
+			bps := tool.best(t, n1, n2, n1.subnet.Addr(), n2.subnet.Addr())
+			peak := rs.stop()
+			p := res[bound]
+			if p == nil {
+				p = &point{}
+				res[bound] = p
+			}
+			p.bps, p.peak = append(p.bps, bps), append(p.peak, peak)
+			t.Logf("round %d bound %d: %.2f Gbit/s, %d MiB", round, bound, bps/1e9, peak>>20)
+		}
+	}
+	span := func(p *point) string {
+		return fmt.Sprintf("%.2f-%.2f Gbit/s, %d-%d MiB", slices.Min(p.bps)/1e9, slices.Max(p.bps)/1e9, slices.Min(p.peak)>>20, slices.Max(p.peak)>>20)
+	}
+	for _, bound := range bounds {
+		p := res[bound]
+		name := fmt.Sprintf("%d packets", bound)
+		if bound < 0 {
+			name = "none"
+		}
+		fmt.Printf("BENCH| WireGuard userspace under load, flow bound %s: throughput, RSS | %s | Debian wireguard-go: %s | %.2fx the RSS, %.2fx the throughput\n",
+			name, span(p), span(&ref), float64(slices.Max(p.peak))/float64(slices.Max(ref.peak)), slices.Min(p.bps)/slices.Max(ref.bps))
+	}
+}
