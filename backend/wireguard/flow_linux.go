@@ -30,6 +30,9 @@ import (
 // stay above the bound for good: a reader that has waited flowWait without
 // progress forgets the count and reads on. A lost packet therefore costs
 // at most one flowWait of reading, never a wedged device.
+//
+// The gates are used with TUN offloads only: without them every read
+// moves a single packet and the queues stay short (see startUserDevice).
 
 var (
 	// flowBound is the most packets read and not yet written out, per

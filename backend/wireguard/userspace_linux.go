@@ -66,7 +66,13 @@ func startUserDevice(name string, mtu int, offloads bool, log logrus.FieldLogger
 	if err != nil {
 		return nil, fmt.Errorf("create tun %s: %w", name, explainTUN(tunPath, err))
 	}
-	out, in := newFlowGate(flowBound, flowWait), newFlowGate(flowBound, flowWait)
+	// Without offloads each read moves one packet, the queues stay short
+	// and a bound only costs throughput (0.27 against 0.35 Gbit/s at 32
+	// packets, for the same RSS): no gate then.
+	var out, in *flowGate
+	if offloads {
+		out, in = newFlowGate(flowBound, flowWait), newFlowGate(flowBound, flowWait)
+	}
 	u := &userDevice{
 		name:    name,
 		log:     log,
