@@ -58,8 +58,9 @@
 //
 // The userspace device's memory is mostly packet buffers of 64 KiB, one per
 // packet in flight whatever its size: about 24 MiB that its readers hold
-// always, and under load whatever TCP keeps in flight through the tunnel,
-// which the library's queues do not bound. weftd bounds its heap with a
+// always, and under load the packets in flight, which the library's queues
+// do not bound: with TUN offloads, weft's readers wait while more than 32
+// packets per direction are in flight (flow_linux.go). weftd bounds its heap with a
 // soft memory limit (--memory-limit, runtime/debug.SetMemoryLimit), which
 // makes the garbage collector return pool memory under sustained load; a
 // lower limit costs throughput (TestBenchWireGuard measures both). Once a
