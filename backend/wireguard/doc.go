@@ -60,10 +60,11 @@
 // packet in flight whatever its size: about 24 MiB that its readers hold
 // always, and under load the packets in flight, which the library's queues
 // do not bound: with TUN offloads, weft's readers wait while more than 32
-// packets per direction are in flight (flow_linux.go). weftd bounds its heap with a
-// soft memory limit (--memory-limit, runtime/debug.SetMemoryLimit), which
-// makes the garbage collector return pool memory under sustained load; a
-// lower limit costs throughput (TestBenchWireGuard measures both). Once a
+// packets per direction are in flight (flow_linux.go). weftd bounds its
+// heap with a soft memory limit (--memory-limit,
+// runtime/debug.SetMemoryLimit), which makes the garbage collector return
+// pool memory under sustained load; a lower limit costs some throughput
+// (TestBenchWireGuard measures both). Once a
 // busy device goes quiet it returns the memory of the burst to the OS
 // within about a second. Each peer costs about 31 KiB more (the library's
 // per-peer queues and goroutines): at 5000 peers the heap holds about
