@@ -168,6 +168,7 @@ func (m *Membership) applyKeysLocked(keys [][]byte) error {
 	if ring == nil {
 		return nil
 	}
+	before := ring.GetPrimaryKey()
 
 	// Primary first, so that no message is ever encrypted with a key
 	// about to go. Then drop old keys from the end of the ring (memberlist
@@ -198,12 +199,20 @@ func (m *Membership) applyKeysLocked(keys [][]byte) error {
 			return fmt.Errorf("install gossip key: %w", err)
 		}
 	}
-	m.log.WithFields(logrus.Fields{
+	entry := m.log.WithFields(logrus.Fields{
 		"primary": keyID(keys[0]),
 		"keys":    len(keys),
 		"added":   added,
 		"removed": removed,
-	}).Info("gossip keys loaded")
+	})
+	// A file seen twice in one state (written in two steps, or its mode
+	// changed back) reloads nothing: say so only at debug level, so that
+	// the info line marks each real change of the keyring once.
+	if bytes.Equal(before, keys[0]) && len(added) == 0 && len(removed) == 0 {
+		entry.Debug("gossip keys unchanged")
+		return nil
+	}
+	entry.Info("gossip keys loaded")
 	return nil
 }
 
