@@ -85,6 +85,7 @@ func checkAll(in CheckInput, peers []Peer) (accepted []Peer, rejected []Rejected
 	x = newPeerIndex(c, len(peers))
 	ok := make([]bool, len(peers))
 	reasons := make([]string, len(peers))
+	nok := 0
 	for _, i := range order {
 		e := c.alone(&peers[i])
 		alone := len(e.why) == 0
@@ -102,8 +103,12 @@ func checkAll(in CheckInput, peers []Peer) (accepted []Peer, rejected []Rejected
 			continue
 		}
 		ok[i] = true
+		nok++
 		c.take(&e, i)
 		x.accept(e)
+	}
+	if nok > 0 {
+		accepted = make([]Peer, 0, nok)
 	}
 	for i, p := range peers {
 		if ok[i] {
@@ -307,10 +312,10 @@ func (x *PeerIndex) has(k netip.Prefix) bool {
 func (x *PeerIndex) accept(e entry) {
 	k := primary(e.p)
 	x.broken = x.broken || x.has(k)
-	e.why = nil
-	pc := *e.p
-	e.p = &pc
-	x.accepted[k] = indexed{peer: pc, e: e}
+	// The index keeps one copy of the entry (peer); its entry needs no
+	// pointer to it (remove reads subnets, MAC and key), and one to the
+	// caller's slice would keep that slice alive.
+	x.accepted[k] = indexed{peer: *e.p, e: entry{subnets: e.subnets, mac: e.mac, key: e.key, hasKey: e.hasKey}}
 	if e.hasKey {
 		x.keys[e.key]++
 	}
@@ -319,7 +324,7 @@ func (x *PeerIndex) accept(e entry) {
 func (x *PeerIndex) reject(e entry, reason string, conflict bool) {
 	k := primary(e.p)
 	x.broken = x.broken || x.has(k)
-	x.rejected[k] = indexed{peer: *e.p, e: entry{p: e.p, subnets: e.subnets, mac: e.mac, key: e.key, hasKey: e.hasKey, why: []string{reason}}, conflict: conflict}
+	x.rejected[k] = indexed{peer: *e.p, e: entry{subnets: e.subnets, mac: e.mac, key: e.key, hasKey: e.hasKey, why: []string{reason}}, conflict: conflict}
 	if conflict {
 		x.conflicted.add(&e, 1)
 	}
