@@ -101,8 +101,33 @@ func NeighList(h *netlink.Handle, linkIndex, family int) ([]netlink.Neigh, error
 // ListOwnRoutes lists the main-table routes of both families that carry
 // [RouteProtocol]: the routes weft owns.
 func ListOwnRoutes(h *netlink.Handle) ([]netlink.Route, error) {
-	filter := &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: RouteProtocol}
-	return RouteListFiltered(h, netlink.FAMILY_ALL, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	return RouteListFiltered(h, netlink.FAMILY_ALL, ownRoutes, ownRoutesMask)
+}
+
+// ownRoutes and ownRoutesMask select the routes weft owns from a dump.
+var ownRoutes = &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: RouteProtocol}
+
+const ownRoutesMask = netlink.RT_FILTER_TABLE | netlink.RT_FILTER_PROTOCOL
+
+// diffOwnRoutes is [DiffRoutes] of [ListOwnRoutes] and want, taking the
+// kernel's routes as the dump delivers them rather than as a list.
+func diffOwnRoutes(h *netlink.Handle, want []netlink.Route) (RouteDiff, error) {
+	rd := newRouteDiffer(want)
+	var err error
+	for range dumpAttempts {
+		rd.reset()
+		err = h.RouteListFilteredIter(netlink.FAMILY_ALL, ownRoutes, ownRoutesMask, func(r netlink.Route) bool { rd.see(r); return true })
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	switch {
+	case errors.Is(err, netlink.ErrDumpInterrupted):
+		return RouteDiff{}, fmt.Errorf("list routes: dump interrupted %d times: %w", dumpAttempts, err)
+	case err != nil:
+		return RouteDiff{}, err
+	}
+	return rd.diff(), nil
 }
 
 // SyncRoutes makes weft's routes in the main table (both families) match
@@ -127,11 +152,10 @@ func SyncRoutes(h *netlink.Handle, desired []netlink.Route, complete bool) (adde
 		}
 		want[i] = r
 	}
-	current, err := ListOwnRoutes(h)
+	d, err := diffOwnRoutes(h, want)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	d := DiffRoutes(current, want)
 	var errs []error
 	for _, r := range d.Add {
 		if err := h.RouteAdd(&r); err != nil {

@@ -104,33 +104,66 @@ func attrsOf(r netlink.Route) routeAttrs {
 // when desired holds the same key twice, the last one counts. It is pure:
 // the caller applies the result.
 func DiffRoutes(current, desired []netlink.Route) RouteDiff {
-	want := make(map[routeKey]netlink.Route, len(desired))
-	var order []routeKey
-	for _, r := range desired {
-		k := keyOf(r)
-		if _, dup := want[k]; !dup {
-			order = append(order, k)
-		}
-		want[k] = r
-	}
-	have := make(map[routeKey]netlink.Route, len(current))
-	var d RouteDiff
+	rd := newRouteDiffer(desired)
 	for _, r := range current {
-		k := keyOf(r)
-		if _, ok := want[k]; !ok {
-			d.Stale = append(d.Stale, r)
-			continue
-		}
-		have[k] = r
+		rd.see(r)
 	}
-	for _, k := range order {
-		r := want[k]
-		cur, ok := have[k]
+	return rd.diff()
+}
+
+// routeDiffer is [DiffRoutes] taking the current routes one at a time, so
+// that a kernel dump need not be held as a list: it keeps each wanted
+// route's index and each current one's key and attributes, not copies of
+// the routes (a route is a large struct; thousands of copies were most of
+// a resync's garbage).
+type routeDiffer struct {
+	desired []netlink.Route
+	want    map[routeKey]int // the index in desired of the route that counts
+	order   []routeKey
+	have    map[routeKey]routeAttrs
+	stale   []netlink.Route
+}
+
+func newRouteDiffer(desired []netlink.Route) *routeDiffer {
+	rd := &routeDiffer{desired: desired, want: make(map[routeKey]int, len(desired)), order: make([]routeKey, 0, len(desired))}
+	for i, r := range desired {
+		k := keyOf(r)
+		if _, dup := rd.want[k]; !dup {
+			rd.order = append(rd.order, k)
+		}
+		rd.want[k] = i
+	}
+	rd.reset()
+	return rd
+}
+
+// reset forgets the current routes seen (a dump to start over).
+func (rd *routeDiffer) reset() {
+	rd.have = make(map[routeKey]routeAttrs, len(rd.desired))
+	rd.stale = nil
+}
+
+// see takes one current route.
+func (rd *routeDiffer) see(r netlink.Route) {
+	k := keyOf(r)
+	if _, ok := rd.want[k]; !ok {
+		rd.stale = append(rd.stale, r)
+		return
+	}
+	rd.have[k] = attrsOf(r)
+}
+
+// diff is the difference between the routes seen and the desired ones.
+func (rd *routeDiffer) diff() RouteDiff {
+	d := RouteDiff{Stale: rd.stale}
+	for _, k := range rd.order {
+		r := &rd.desired[rd.want[k]]
+		cur, ok := rd.have[k]
 		switch {
 		case !ok:
-			d.Add = append(d.Add, r)
-		case attrsOf(cur) != attrsOf(r):
-			d.Update = append(d.Update, r)
+			d.Add = append(d.Add, *r)
+		case cur != attrsOf(*r):
+			d.Update = append(d.Update, *r)
 		}
 	}
 	sort.SliceStable(d.Stale, func(i, j int) bool {

@@ -83,10 +83,13 @@ func normMAC(s string) (string, error) {
 // overlapping subnets or one VTEP MAC) is decided the same way on every run:
 // the older claim is served, the other reported as a problem.
 func buildPlan(d backend.Desired, in planInput) plan {
+	// Sized for one subnet per peer: a route is a large struct, and
+	// growing the slice by doubling would allocate it about twice over.
 	p := plan{
-		neighs:   map[netip.Addr]string{},
-		fdb:      map[string]netip.Addr{},
+		neighs:   make(map[netip.Addr]string, len(d.Peers)),
+		fdb:      make(map[string]netip.Addr, len(d.Peers)),
 		problems: map[string]string{},
+		routes:   make([]netlink.Route, 0, len(d.Peers)),
 	}
 	p.addrs = d.Local.DeviceAddrs()
 	peers := slices.Clone(d.Peers)
@@ -97,14 +100,14 @@ func buildPlan(d backend.Desired, in planInput) plan {
 
 	// Subnets already taken (ours, then each accepted peer's).
 	var taken prefixSet
-	owner := map[netip.Prefix]string{}
+	owner := make(map[netip.Prefix]string, len(d.Peers)+2)
 	for _, s := range []netip.Prefix{d.Local.Subnet, d.Local.IPv6Subnet} {
 		if s.IsValid() {
 			taken.add(s.Masked())
 			owner[s.Masked()] = "this node"
 		}
 	}
-	macOwner := map[string]string{}
+	macOwner := make(map[string]string, len(d.Peers))
 
 	for _, peer := range peers {
 		var problems []string
