@@ -57,18 +57,27 @@ func family(v6 bool) string {
 
 // Check returns v with every lease that fails [Config.CheckLease] against
 // c moved from Leases to Rejected (keyed by [KeyName] of its primary
-// subnet). v itself is not modified.
+// subnet). v itself is not modified; when every lease passes, the result
+// shares v's Leases (a view of thousands of leases is not copied for
+// nothing).
 func (v View) Check(c *Config) View {
 	out := v
-	out.Leases = make([]Lease, 0, len(v.Leases))
 	out.Rejected = slices.Clone(v.Rejected)
+	copied := false // out.Leases is a copy (a lease was rejected)
 	for i := range v.Leases {
 		l := &v.Leases[i]
 		if err := c.CheckLease(l); err != nil {
+			if !copied {
+				out.Leases = make([]Lease, i, len(v.Leases)-1)
+				copy(out.Leases, v.Leases[:i])
+				copied = true
+			}
 			out.Rejected = append(out.Rejected, RejectedLease{Key: KeyName(l.Primary()), Reason: err.Error()})
 			continue
 		}
-		out.Leases = append(out.Leases, *l)
+		if copied {
+			out.Leases = append(out.Leases, *l)
+		}
 	}
 	SortRejected(out.Rejected)
 	return out

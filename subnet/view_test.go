@@ -149,4 +149,9 @@ func TestViewCheck(t *testing.T) {
 	if diff := cmp.Diff(orig, in, netipEqual); diff != "" {
 		t.Errorf("Check modified its view (-before +after):\n%s", diff)
 	}
+	// Every lease valid: the same leases, nothing rejected.
+	valid := View{Leases: []Lease{lease("10.244.1.0/24"), lease("10.244.3.0/24")}, Complete: true, Revision: 8}
+	if diff := cmp.Diff(valid, valid.Check(cfg), netipEqual); diff != "" {
+		t.Errorf("Check of valid leases (-want +got):\n%s", diff)
+	}
 }
