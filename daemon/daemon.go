@@ -216,7 +216,7 @@ type reconState struct {
 	members       []membership.Member
 	problems      map[string]string
 	rejected      []status.RejectedPeer // entries refused by the checks (recordRejected)
-	savedSnapshot []subnet.Lease        // the snapshot last written to the state dir (normalised)
+	savedSnapshot uint64                // leasesDigest of the snapshot last written to the state dir
 }
 
 func newDaemon(cfg *Config, log logrus.FieldLogger) (*daemon, error) {

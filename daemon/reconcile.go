@@ -4,7 +4,11 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
+	"encoding/binary"
+	"hash/maphash"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -246,9 +250,9 @@ func peerFields(p backend.Peer) logrus.Fields {
 
 // saveSnapshot persists v when its leases differ from the saved ones.
 func (d *daemon) saveSnapshot(v subnet.View) {
-	norm := normLeases(v.Leases)
+	digest := leasesDigest(v.Leases)
 	d.recon.mu.Lock()
-	same := slices.EqualFunc(norm, d.recon.savedSnapshot, func(a, b subnet.Lease) bool { return a == b })
+	same := digest == d.recon.savedSnapshot
 	d.recon.mu.Unlock()
 	if same {
 		return
@@ -258,20 +262,41 @@ func (d *daemon) saveSnapshot(v subnet.View) {
 		return
 	}
 	d.recon.mu.Lock()
-	d.recon.savedSnapshot = norm
+	d.recon.savedSnapshot = digest
 	d.recon.mu.Unlock()
 }
 
-// normLeases returns leases without the fields that change on every
-// renewal (so that the snapshot is rewritten only when peers change).
-func normLeases(ls []subnet.Lease) []subnet.Lease {
-	out := make([]subnet.Lease, len(ls))
+// snapshotSeed seeds [leasesDigest] (digests are compared within one run
+// only).
+var snapshotSeed = maphash.MakeSeed()
+
+// leasesDigest identifies leases, in any order, without the fields that
+// change on every renewal (so that the snapshot is rewritten only when
+// peers change); no leases give 0. It keeps 64 bits, not a copy of
+// thousands of leases: two sets of leases that differ share a digest with
+// a chance of 2⁻⁶⁴, and the snapshot would then wait for the next change.
+func leasesDigest(ls []subnet.Lease) uint64 {
+	if len(ls) == 0 {
+		return 0
+	}
+	type keyed struct {
+		primary netip.Prefix
+		hash    uint64
+	}
+	ks := make([]keyed, len(ls))
 	for i, l := range ls {
 		l.Expiry = time.Time{}
 		l.ModRevision = 0
 		l.LeaseID = 0
-		out[i] = l
+		ks[i] = keyed{l.Primary(), maphash.Comparable(snapshotSeed, l)}
 	}
-	slices.SortFunc(out, func(a, b subnet.Lease) int { return comparePrefix(a.Primary(), b.Primary()) })
-	return out
+	slices.SortFunc(ks, func(a, b keyed) int { return cmp.Or(comparePrefix(a.primary, b.primary), cmp.Compare(a.hash, b.hash)) })
+	var h maphash.Hash
+	h.SetSeed(snapshotSeed)
+	var b [8]byte
+	for _, k := range ks {
+		binary.LittleEndian.PutUint64(b[:], k.hash)
+		h.Write(b[:])
+	}
+	return h.Sum64()
 }

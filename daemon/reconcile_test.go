@@ -7,9 +7,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -253,6 +255,40 @@ func TestReadyNeedsCompleteList(t *testing.T) {
 			if why := d.notReady(); why != "" {
 				t.Errorf("after the store's complete view: not ready: %s", why)
 			}
+		}
+	}
+}
+
+// TestLeasesDigest: the digest that decides whether the peer snapshot is
+// rewritten ignores order and what a renewal changes, and sees any other
+// change.
+func TestLeasesDigest(t *testing.T) {
+	lease := func(s, ip string) subnet.Lease {
+		return subnet.Lease{Subnet: netip.MustParsePrefix(s), Epoch: 3, ModRevision: 10, LeaseID: 7, Expiry: time.Unix(100, 0),
+			Record: subnet.Record{NodeName: "n-" + s, PublicIP: netip.MustParseAddr(ip), BackendType: "vxlan"}}
+	}
+	a, b := lease("10.244.1.0/24", "198.18.0.1"), lease("10.244.2.0/24", "198.18.0.2")
+	base := leasesDigest([]subnet.Lease{a, b})
+	if leasesDigest(nil) != 0 || base == 0 {
+		t.Fatalf("digest of no leases %d, of two %d: want 0 and not 0", leasesDigest(nil), base)
+	}
+	if got := leasesDigest([]subnet.Lease{b, a}); got != base {
+		t.Errorf("digest depends on order: %d, %d", base, got)
+	}
+	renewed := a
+	renewed.ModRevision, renewed.LeaseID, renewed.Expiry = 11, 8, time.Unix(200, 0)
+	if got := leasesDigest([]subnet.Lease{renewed, b}); got != base {
+		t.Errorf("a renewal changed the digest")
+	}
+	moved := a
+	moved.Record.PublicIP = netip.MustParseAddr("198.18.0.9")
+	reclaimed := a
+	reclaimed.Epoch = 4
+	for name, ls := range map[string][]subnet.Lease{
+		"moved": {moved, b}, "re-claimed": {reclaimed, b}, "one removed": {a}, "one twice": {a, b, b},
+	} {
+		if leasesDigest(ls) == base {
+			t.Errorf("%s: digest unchanged", name)
 		}
 	}
 }

@@ -260,7 +260,7 @@ func (d *daemon) loadSnapshot() {
 	if snap != nil {
 		// The reconcile loop, which owns savedSnapshot, starts later.
 		d.recon.mu.Lock()
-		d.recon.savedSnapshot = normLeases(snap.Leases)
+		d.recon.savedSnapshot = leasesDigest(snap.Leases)
 		d.recon.mu.Unlock()
 	}
 }
