@@ -70,8 +70,10 @@ type Config struct {
 	StateDir   string
 	// CNIDataDir is the CNI plugin's data directory, whose pod records
 	// the anti-spoofing reconcile reads ("": no reconcile).
-	CNIDataDir     string
-	IPMasq         bool
+	CNIDataDir string
+	IPMasq     bool
+	// NetworkPolicy turns the enforcement of network policies on.
+	NetworkPolicy  bool
 	HTTPAddr       string
 	ResyncInterval time.Duration
 	LeaseTTL       time.Duration
@@ -164,6 +166,7 @@ func NewFlagSet(name string) (*flag.FlagSet, *Config) {
 	str(&c.StateDir, "state-dir", DefaultStateDir, "directory for node ID, lease, last good config and peer snapshot (created 0700)")
 	str(&c.CNIDataDir, "cni-data-dir", DefaultCNIDataDir, "the CNI plugin's dataDir: the pod records there drive the anti-spoofing entries weftd repairs on every resync (empty: off)")
 	boolean(&c.IPMasq, "ip-masq", true, "masquerade pod traffic leaving the cluster network (nftables table 'weft')")
+	boolean(&c.NetworkPolicy, "network-policy", true, "enforce the network policies kept in etcd (nftables table 'weft-policy'); false removes the table and reports policy as not enforced")
 	str(&c.HTTPAddr, "http-addr", DefaultHTTPAddr, "address of /healthz, /readyz, /metrics and /status (empty: off)")
 	dur(&c.ResyncInterval, "resync-interval", DefaultResyncInterval, "period of the full reconcile that repairs drift")
 	dur(&c.LeaseTTL, "lease-ttl", DefaultLeaseTTL, "TTL of this node's etcd lease (kept alive while weftd runs)")

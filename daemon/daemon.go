@@ -93,6 +93,8 @@ func Run(ctx context.Context, cfg *Config) error {
 //	network mark   once ready, the store's report of it, when the store
 //	               takes one (markNetworkAvailable: the Node's condition)
 //	reload         SIGHUP handling (reloadLoop)
+//	endpoints      this node's pod endpoints into the store (endpointLoop)
+//	policy         the policy table (policyLoop) and its two watchers
 //	gossip         membership's own goroutines; they only call trigger
 //
 // The mutable state is grouped by owner, one lock per group; each group
@@ -141,6 +143,7 @@ type daemon struct {
 	spoof    spoofState
 	bridgeNF bridgeNFState
 	applied  appliedState // the reconcile loop's own (apply.go)
+	pol      policyState
 }
 
 // netconfState is the network config. Writers: start (loadConfig) and the
@@ -252,7 +255,7 @@ func newDaemon(cfg *Config, log logrus.FieldLogger) (*daemon, error) {
 		lostc:    make(chan struct{}, 1),
 		updatec:  make(chan struct{}, 1),
 	}
-	d.metrics.reg.MustRegister(spoofCollector{})
+	d.metrics.reg.MustRegister(spoofCollector{}, policyCollector{d})
 	d.metrics.storeReachable.WithLabelValues(d.storeLabel()).Set(0)
 	d.progress.phase = "starting"
 	d.log.WithFields(fields(logrus.Fields{
@@ -317,6 +320,7 @@ func (d *daemon) loops(ctx context.Context) error {
 	g.Go(func() error { return d.reachabilityLoop(ctx) })
 	g.Go(func() error { return d.markNetworkAvailable(ctx) })
 	g.Go(func() error { return d.endpointLoop(ctx) })
+	g.Go(func() error { return d.policyLoop(ctx) })
 	if d.cfg.Reload != nil {
 		g.Go(func() error { return d.reloadLoop(ctx) })
 	}

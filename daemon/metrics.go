@@ -34,6 +34,12 @@ type metrics struct {
 	configErrors      prometheus.Counter
 	rejected          *prometheus.GaugeVec
 	rejections        *prometheus.CounterVec
+	// Network policy (policy.go).
+	policies            prometheus.Gauge
+	policyEnforced      prometheus.Gauge
+	policyApplies       prometheus.Counter
+	policyApplyErrors   prometheus.Counter
+	policyApplyDuration prometheus.Histogram
 	// refused reads the gossip member's refused-names count (set once
 	// gossip exists; 0 before and without gossip).
 	refused atomic.Pointer[func() uint64]
@@ -100,6 +106,23 @@ func newMetrics() *metrics {
 			return float64((*fn)())
 		}
 		return 0
+	})
+	m.policies = f.NewGauge(prometheus.GaugeOpts{
+		Name: "weft_policies", Help: "Network policies in the policy table last applied.",
+	})
+	m.policyEnforced = f.NewGauge(prometheus.GaugeOpts{
+		Name: "weft_policy_enforced", Help: "1 while network policy is enforced on this node (see /status policy.problem when 0).",
+	})
+	m.policyApplies = f.NewCounter(prometheus.CounterOpts{
+		Name: "weft_policy_applies_total", Help: "Successful replacements of the network policy table (changes and periodic resyncs).",
+	})
+	m.policyApplyErrors = f.NewCounter(prometheus.CounterOpts{
+		Name: "weft_policy_apply_errors_total", Help: "Failed replacements of the network policy table (the last good table stayed).",
+	})
+	m.policyApplyDuration = f.NewHistogram(prometheus.HistogramOpts{
+		Name:    "weft_policy_apply_duration_seconds",
+		Help:    "Time one replacement of the network policy table took (counters read, table built and committed).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 	})
 	for _, s := range rejectionSources {
 		for _, r := range rejectionReasons {

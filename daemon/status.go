@@ -62,10 +62,12 @@ func (d *daemon) status() status.Report {
 	n.MasqueradeProblem, n.ForwardDropWarning = d.masq.problem, d.masq.forwardDropWarn
 	d.masq.mu.Unlock()
 
+	pol := d.policyStatus()
+
 	d.recon.mu.Lock()
 	defer d.recon.mu.Unlock()
 	n.LastReconcile, n.ReconcileError = d.recon.last, d.recon.err
-	st := status.Report{Node: n, Peers: []status.Peer{}, Members: []status.Member{}, RejectedLeases: rejected}
+	st := status.Report{Node: n, Peers: []status.Peer{}, Members: []status.Member{}, RejectedLeases: rejected, Policy: pol}
 	for _, p := range d.recon.peers { // Merge leaves this node out
 		st.Peers = append(st.Peers, status.Peer{
 			Name: p.Name, Subnet: p.Subnet, IPv6Subnet: p.IPv6Subnet,
@@ -76,6 +78,7 @@ func (d *daemon) status() status.Report {
 		})
 	}
 	st.Rejected = slices.Clone(d.recon.rejected)
+
 	for _, m := range d.recon.members {
 		st.Members = append(st.Members, status.Member{
 			Name: m.Name, Addr: m.Addr, State: string(m.State), Since: m.Since,

@@ -50,6 +50,9 @@ type Report struct {
 	// gossip) that were checked and refused: none of them reaches the
 	// data plane.
 	Rejected []RejectedPeer `json:"rejected,omitempty"`
+	// Policy is network policy enforcement on this node (nil from a
+	// weftd that does not report it).
+	Policy *Policy `json:"policy,omitempty"`
 }
 
 // Node describes this node.
@@ -187,4 +190,55 @@ type RejectedPeer struct {
 	Source string `json:"source"`
 	// Reason says why it was refused.
 	Reason string `json:"reason"`
+}
+
+// Policy is the state of network policy enforcement on this node.
+type Policy struct {
+	// Mode is how policy is handled: "etcd" (policies kept in etcd,
+	// enforced), "off" (--network-policy=false: not enforced) or
+	// "unsupported" (no policy source in this store mode: not enforced).
+	Mode string `json:"mode"`
+	// Enforced is true when the last apply of the policy table succeeded
+	// and the kernel passes packets between this node's pods through the
+	// table (br_netfilter); Problem says why not otherwise.
+	Enforced bool   `json:"enforced"`
+	Problem  string `json:"problem,omitempty"`
+	// Policies and Namespaces count what the last applied state was
+	// compiled from; LocalPods and RemotePods the pod endpoints it knew.
+	Policies   int `json:"policies"`
+	Namespaces int `json:"namespaces"`
+	LocalPods  int `json:"localPods"`
+	RemotePods int `json:"remotePods"`
+	// Revision is the policy source's revision of the applied state and
+	// EndpointRevision the endpoint view's (0 before the first apply).
+	Revision         int64 `json:"revision"`
+	EndpointRevision int64 `json:"endpointRevision"`
+	// Applies counts successful applies of the table; LastApply is the
+	// time of the last one, ApplyError why the last attempt failed (the
+	// table in the kernel is then the last good one).
+	Applies    uint64    `json:"applies"`
+	LastApply  time.Time `json:"lastApply,omitzero"`
+	ApplyError string    `json:"applyError,omitempty"`
+	// Rejected lists the stored entries that failed validation, with what
+	// stands in their place; Skipped the parts of valid policies the
+	// compiler could not enforce (left out: enforcement only denies more).
+	Rejected []PolicyRejected `json:"rejected,omitempty"`
+	Skipped  []PolicySkipped  `json:"skipped,omitempty"`
+}
+
+// PolicyRejected is a stored policy or namespace entry that failed
+// validation.
+type PolicyRejected struct {
+	Key    string `json:"key"`
+	Reason string `json:"reason"`
+	// Kept: its last valid version stands in its place; otherwise a
+	// deny-all (policy) or the bare namespace does.
+	Kept bool `json:"kept"`
+}
+
+// PolicySkipped is a part of a policy the compiler left out.
+type PolicySkipped struct {
+	Policy string `json:"policy"`
+	Field  string `json:"field"`
+	Detail string `json:"detail"`
 }
