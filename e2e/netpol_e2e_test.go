@@ -90,13 +90,14 @@ func (w *npWorld) labels(extraPods, extraNS map[string]map[string]string) npLabe
 
 // enforcePolicies is the policy driver: it makes every node enforce
 // exactly pols for the pods and namespaces of l, and returns what the
-// nodes reported they could not enforce. weftd does not run the policy
-// engine yet, so today it validates each policy as the API server would,
+// nodes reported they could not enforce. It validates each policy as the
+// API server would,
 // compiles each node's state with daemon/policy from the endpoints of all
 // 9 pods and applies it with daemon/policy/nft inside the node's
-// namespace. Once weftd runs the engine this becomes `weftctl policy
-// apply` (and `weftctl namespace label`), waiting for the nodes to
-// converge.
+// namespace (weftd runs with --network-policy=false here, so it leaves the
+// table to the driver). Pod labels changed between stages and named
+// container ports cannot come through the CNI call of etcd mode;
+// TestNetworkPolicyWeftd proves weftd's own loop.
 func (w *npWorld) enforcePolicies(t *testing.T, pols []*networkingv1.NetworkPolicy, l npLabels) []policy.Problem {
 	t.Helper()
 	for _, p := range pols {
@@ -246,7 +247,11 @@ type npCase struct {
 
 func TestNetworkPolicyTruthTable(t *testing.T) {
 	start := time.Now()
-	c := e2etest.NewCluster(t, e2e.Options{Nodes: 3, DualStack: true})
+	// weftd's own policy loop is off: this test drives the engine
+	// directly (enforcePolicies), including named ports and pod label
+	// changes the etcd mode cannot express (TestNetworkPolicyWeftd runs
+	// weftd's loop).
+	c := e2etest.NewCluster(t, e2e.Options{Nodes: 3, DualStack: true, WeftdArgs: []string{"--network-policy=false"}})
 	ctx := t.Context()
 	w := &npWorld{c: c, pods: map[string]*e2e.Pod{}, sinks: map[string]*sctpSink{}}
 	nodes := c.Nodes()
