@@ -120,6 +120,13 @@ func (d *daemon) policyLoop(ctx context.Context) error {
 	dir := ""
 	if d.cfg.CNIDataDir != "" {
 		dir = antispoof.RecordDir(d.cfg.CNIDataDir)
+		// A pod record renamed in or removed wakes the loop at once
+		// (inotify on Linux); the poll below stays as the fallback.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.notifyDir(ctx, dir, wake)
+		}()
 	}
 	var lastMtime, lastApply time.Time
 	var lastIn *policyInputs
@@ -148,6 +155,40 @@ func (d *daemon) policyLoop(ctx context.Context) error {
 			return nil
 		case <-wake:
 		case <-time.After(policyPoll):
+		}
+	}
+}
+
+// notifyDir pokes wake whenever dir's entries change, until ctx ends. It
+// re-arms the watch when dir appears or is replaced; where inotify is
+// missing it returns and the loop's poll does the work.
+func (d *daemon) notifyDir(ctx context.Context, dir string, wake chan struct{}) {
+	var n *dirNotify
+	defer func() {
+		if n != nil {
+			n.close()
+		}
+	}()
+	for ctx.Err() == nil {
+		if n == nil {
+			var err error
+			if n, err = newDirNotify(dir); errors.Is(err, errors.ErrUnsupported) {
+				return
+			} else if err != nil {
+				n = nil
+				if sleep(ctx, policyPoll) != nil {
+					return
+				}
+				continue
+			}
+			poke(wake) // a record may have landed before the watch
+		}
+		if n.wait(policyPoll) {
+			poke(wake)
+		}
+		if n.gone {
+			n.close()
+			n = nil
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -141,6 +142,35 @@ func TestNetworkPolicyWeftd(t *testing.T) {
 		}
 		t.Logf("%s: applied on every node %.1f ms after weftctl returned", what, millis(time.Since(start)))
 	}
+
+	// How soon a new pod is in the policy state: of its own node (from
+	// its pod record) and of the other node (from its published
+	// endpoint), relative to CNI ADD returning.
+	var localD, remoteD []time.Duration
+	for i := range 5 {
+		p, err := n1.AddPodAs(ctx, subnet.PodIdentity{Namespace: "y", Name: fmt.Sprintf("d%d", i), Labels: map[string]string{"pod": "d"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var gotLocal, gotRemote time.Time
+		for gotLocal.IsZero() || gotRemote.IsZero() {
+			if time.Since(p.Added) > 30*time.Second {
+				t.Fatalf("pod %s not in the policy state of both nodes within 30 s", p.Name)
+			}
+			if s1, err := n1.Status(ctx); gotLocal.IsZero() && err == nil && s1.Policy != nil && s1.Policy.LocalPods == 3+i {
+				gotLocal = time.Now()
+			}
+			if s2, err := n2.Status(ctx); gotRemote.IsZero() && err == nil && s2.Policy != nil && s2.Policy.RemotePods == 3+i {
+				gotRemote = time.Now()
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		localD, remoteD = append(localD, gotLocal.Sub(p.Added)), append(remoteD, gotRemote.Sub(p.Added))
+	}
+	slices.Sort(localD)
+	slices.Sort(remoteD)
+	t.Logf("a new pod in the applied policy state after CNI ADD returned, 5 pods: own node median %.1f ms (max %.1f), other node median %.1f ms (max %.1f)",
+		millis(localD[2]), millis(localD[4]), millis(remoteD[2]), millis(remoteD[4]))
 
 	file := filepath.Join(t.TempDir(), "policies.yaml")
 	if err := os.WriteFile(file, []byte(weftdPolicies), 0o644); err != nil {
