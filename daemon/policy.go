@@ -317,6 +317,8 @@ func (d *daemon) applyPolicies(in *policyInputs) bool {
 	switch {
 	case !applied:
 		p.Enforced, p.Problem = false, "the policy table could not be installed: "+p.ApplyError
+	case d.cfg.CNIDataDir == "":
+		p.Enforced, p.Problem = false, "no --cni-data-dir: this node's pods are unknown, so no policy selects them"
 	case !bn.Loaded || bn.Problem != "":
 		p.Enforced, p.Problem = false, "not enforced between pods on this node's bridge: "+bn.Problem
 	case err != nil:
