@@ -19,7 +19,7 @@ import (
 // unit rely on (the agreed list): renaming one breaks them.
 var briefFlags = []string{
 	"etcd-endpoints", "etcd-prefix", "etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password",
-	"node-name", "iface", "public-ip", "public-ipv6", "subnet-file", "state-dir", "cni-data-dir", "ip-masq", "http-addr",
+	"node-name", "iface", "public-ip", "public-ipv6", "subnet-file", "state-dir", "cni-data-dir", "ip-masq", "network-policy", "http-addr",
 	"resync-interval", "lease-ttl", "log-level", "log-format", "vxlan-device", "wireguard-device", "wireguard-mode",
 	"wireguard-psk-file", "wireguard-offloads", "memory-limit", "gossip-bind", "gossip-advertise", "gossip-join",
 	"gossip-key-file", "gossip-probe-interval", "gossip-probe-timeout", "gossip-suspicion-mult", "gossip-interval",
@@ -48,7 +48,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want := &Config{
 		EtcdEndpoints: []string{"http://127.0.0.1:2379"}, EtcdPrefix: "/weft",
-		SubnetFile: "/run/weft/subnet.env", StateDir: "/var/lib/weft", CNIDataDir: "/var/lib/cni/weft", IPMasq: true, HTTPAddr: "127.0.0.1:9950",
+		SubnetFile: "/run/weft/subnet.env", StateDir: "/var/lib/weft", CNIDataDir: "/var/lib/cni/weft", IPMasq: true, NetworkPolicy: true, HTTPAddr: "127.0.0.1:9950",
 		ResyncInterval: 10 * time.Second, LeaseTTL: 24 * time.Hour, LogLevel: "info", LogFormat: "text",
 		WireGuardDevice: "weft-wg", WireGuardMode: "auto", WireGuardOffloads: true, MemoryLimit: 128 << 20,
 		GossipBind: "0.0.0.0:7950", GossipProbeInterval: 250 * time.Millisecond, GossipProbeTimeout: 100 * time.Millisecond,

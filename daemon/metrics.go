@@ -107,6 +107,22 @@ func newMetrics() *metrics {
 		}
 		return 0
 	})
+	m.addPolicyMetrics(f)
+	for _, s := range rejectionSources {
+		for _, r := range rejectionReasons {
+			m.rejected.WithLabelValues(s, r)
+			m.rejections.WithLabelValues(s, r)
+		}
+	}
+	for _, op := range []string{"added", "updated", "removed"} {
+		m.changes.WithLabelValues(op)
+	}
+	m.setMembers(nil)
+	return m
+}
+
+// addPolicyMetrics creates the network policy loop's metrics (policy.go).
+func (m *metrics) addPolicyMetrics(f promauto.Factory) {
 	m.policies = f.NewGauge(prometheus.GaugeOpts{
 		Name: "weft_policies", Help: "Network policies in the policy table last applied.",
 	})
@@ -124,17 +140,6 @@ func newMetrics() *metrics {
 		Help:    "Time one replacement of the network policy table took (counters read, table built and committed).",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 	})
-	for _, s := range rejectionSources {
-		for _, r := range rejectionReasons {
-			m.rejected.WithLabelValues(s, r)
-			m.rejections.WithLabelValues(s, r)
-		}
-	}
-	for _, op := range []string{"added", "updated", "removed"} {
-		m.changes.WithLabelValues(op)
-	}
-	m.setMembers(nil)
-	return m
 }
 
 // setMembers sets the members-by-state gauge (every state, zeros too).

@@ -98,36 +98,7 @@ func (d *daemon) policyLoop(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		_ = d.retry(ctx, "watch endpoints", func(ctx context.Context) error {
-			return store.WatchEndpoints(ctx, func(v subnet.EndpointView) {
-				d.pol.mu.Lock()
-				d.pol.eps = &v
-				d.pol.mu.Unlock()
-				poke(wake)
-			})
-		})
-	}()
-	go func() {
-		defer wg.Done()
-		_ = d.retry(ctx, "watch network policies", func(ctx context.Context) error {
-			return d.followPolicies(ctx, subnetetcd.NewPolicySource(store), wake)
-		})
-	}()
-
-	dir := ""
-	if d.cfg.CNIDataDir != "" {
-		dir = antispoof.RecordDir(d.cfg.CNIDataDir)
-		// A pod record renamed in or removed wakes the loop at once
-		// (inotify on Linux); the poll below stays as the fallback.
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.notifyDir(ctx, dir, wake)
-		}()
-	}
+	dir := d.startPolicyWatchers(ctx, &wg, store, wake)
 	var lastMtime, lastApply time.Time
 	var lastIn *policyInputs
 	for {
@@ -157,6 +128,44 @@ func (d *daemon) policyLoop(ctx context.Context) error {
 		case <-time.After(policyPoll):
 		}
 	}
+}
+
+// startPolicyWatchers starts the goroutines that keep the latest views
+// of the endpoints and policies in d.pol and wake the loop, and the pod
+// record directory's watch; it returns that directory ("" without
+// --cni-data-dir).
+func (d *daemon) startPolicyWatchers(ctx context.Context, wg *sync.WaitGroup, store *subnetetcd.Store, wake chan struct{}) string {
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = d.retry(ctx, "watch endpoints", func(ctx context.Context) error {
+			return store.WatchEndpoints(ctx, func(v subnet.EndpointView) {
+				d.pol.mu.Lock()
+				d.pol.eps = &v
+				d.pol.mu.Unlock()
+				poke(wake)
+			})
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		_ = d.retry(ctx, "watch network policies", func(ctx context.Context) error {
+			return d.followPolicies(ctx, subnetetcd.NewPolicySource(store), wake)
+		})
+	}()
+
+	if d.cfg.CNIDataDir == "" {
+		return ""
+	}
+	dir := antispoof.RecordDir(d.cfg.CNIDataDir)
+	// A pod record renamed in or removed wakes the loop at once (inotify
+	// on Linux); the loop's poll stays as the fallback.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.notifyDir(ctx, dir, wake)
+	}()
+	return dir
 }
 
 // notifyDir pokes wake whenever dir's entries change, until ctx ends. It
@@ -283,8 +292,49 @@ func (d *daemon) applyPolicies(in *policyInputs) bool {
 	d.metrics.policyApplyDuration.Observe(took.Seconds())
 	bn := d.bridgeNetfilter()
 
+	prev, cur := d.recordApply(in, st, local, remote, before, cerr, err, bn)
+	d.metrics.policies.Set(float64(cur.Policies))
+	d.metrics.policyEnforced.Set(boolGauge(cur.Enforced))
+	log := d.log.WithField("table", "inet weft-policy")
+	if err != nil {
+		d.metrics.policyApplyErrors.Inc()
+		if prev.ApplyError != cur.ApplyError {
+			log.WithError(err).Error("apply network policies: the table in the kernel stays as it was")
+		}
+		return false
+	}
+	d.metrics.policyApplies.Inc()
+	fields := logrus.Fields{"policies": cur.Policies, "localPods": local, "remotePods": remote,
+		"revision": cur.Revision, "rules": len(st.Ingress) + len(st.Egress), "took": took.Round(time.Microsecond).String()}
+	switch {
+	case prev.Applies == 0 || prev.ApplyError != "":
+		log.WithFields(fields).Info("network policies applied")
+	case prev.Revision != cur.Revision || prev.LocalPods != cur.LocalPods || prev.EndpointRevision != cur.EndpointRevision:
+		log.WithFields(fields).Debug("network policies applied")
+	}
+	if cur.Problem != prev.Problem && cur.Problem != "" {
+		log.Error("network policy " + cur.Problem)
+	}
+	if len(cur.Skipped) != len(prev.Skipped) {
+		for _, s := range cur.Skipped {
+			log.WithFields(logrus.Fields{"policy": s.Policy, "field": s.Field}).Warn("policy part not enforced (skipped): " + s.Detail)
+		}
+	}
+	if len(cur.Rejected) != len(prev.Rejected) {
+		for _, r := range cur.Rejected {
+			log.WithFields(logrus.Fields{"key": r.Key, "kept": r.Kept}).Warn("stored policy entry rejected: " + r.Reason)
+		}
+	}
+	return true
+}
+
+// recordApply updates d.pol after an apply of st (err: its failure;
+// before, cerr: the counters read just before it) and returns the /status
+// section before and after.
+func (d *daemon) recordApply(in *policyInputs, st *policy.State, local, remote int, before map[string]uint64, cerr, err error, bn status.BridgeNetfilter) (prev, cur status.Policy) {
 	d.pol.mu.Lock()
-	prev := d.pol.st
+	defer d.pol.mu.Unlock()
+	prev = d.pol.st
 	p := &d.pol.st
 	if err != nil {
 		p.ApplyError = err.Error()
@@ -326,42 +376,9 @@ func (d *daemon) applyPolicies(in *policyInputs) bool {
 	default:
 		p.Enforced, p.Problem = true, ""
 	}
-	cur := *p
-	d.pol.mu.Unlock()
+	cur = *p
+	return prev, cur
 
-	d.metrics.policies.Set(float64(cur.Policies))
-	d.metrics.policyEnforced.Set(boolGauge(cur.Enforced))
-	log := d.log.WithField("table", "inet weft-policy")
-	if err != nil {
-		d.metrics.policyApplyErrors.Inc()
-		if prev.ApplyError != cur.ApplyError {
-			log.WithError(err).Error("apply network policies: the table in the kernel stays as it was")
-		}
-		return false
-	}
-	d.metrics.policyApplies.Inc()
-	fields := logrus.Fields{"policies": cur.Policies, "localPods": local, "remotePods": remote,
-		"revision": cur.Revision, "rules": len(st.Ingress) + len(st.Egress), "took": took.Round(time.Microsecond).String()}
-	switch {
-	case prev.Applies == 0 || prev.ApplyError != "":
-		log.WithFields(fields).Info("network policies applied")
-	case prev.Revision != cur.Revision || prev.LocalPods != cur.LocalPods || prev.EndpointRevision != cur.EndpointRevision:
-		log.WithFields(fields).Debug("network policies applied")
-	}
-	if cur.Problem != prev.Problem && cur.Problem != "" {
-		log.Error("network policy " + cur.Problem)
-	}
-	if len(cur.Skipped) != len(prev.Skipped) {
-		for _, s := range cur.Skipped {
-			log.WithFields(logrus.Fields{"policy": s.Policy, "field": s.Field}).Warn("policy part not enforced (skipped): " + s.Detail)
-		}
-	}
-	if len(cur.Rejected) != len(prev.Rejected) {
-		for _, r := range cur.Rejected {
-			log.WithFields(logrus.Fields{"key": r.Key, "kept": r.Kept}).Warn("stored policy entry rejected: " + r.Reason)
-		}
-	}
-	return true
 }
 
 // counterIDs lists the counter IDs of st's rules as the table has them.
