@@ -459,12 +459,27 @@ func (d *daemon) reloadLoop(ctx context.Context) error {
 func (d *daemon) retry(ctx context.Context, what string, fn func(context.Context) error) error {
 	d.log.Debugf("%s: started", what)
 	defer d.log.Debugf("%s: stopped", what)
+	reported := false
 	for attempt := 0; ; attempt++ {
+		began := time.Now()
 		err := fn(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		d.log.WithError(err).Warnf("%s failed; retrying", what)
+		// Say it once per failure streak: a store outage makes fn fail on
+		// every retry, and the outage itself is reported by the
+		// reachability loop. A call that ran for a while before failing was
+		// working, so its failure starts a new streak.
+		if time.Since(began) >= retryStreakReset {
+			reported = false
+		}
+		entry := d.log.WithError(err).WithField("attempt", attempt+1)
+		if reported {
+			entry.Debugf("%s failed again; retrying", what)
+		} else {
+			entry.Warnf("%s failed; retrying", what)
+			reported = true
+		}
 		if err := sleep(ctx, backoff(attempt)); err != nil {
 			return nil
 		}
@@ -481,6 +496,11 @@ func poke(c chan struct{}) {
 	default:
 	}
 }
+
+// retryStreakReset is how long a retried call must have run before its
+// failure counts as a new failure streak (and is logged at warning level
+// again).
+const retryStreakReset = time.Minute
 
 // backoff returns the wait before retry number attempt (0-based).
 func backoff(attempt int) time.Duration {
