@@ -74,6 +74,15 @@ func namespaceFlag(fs *flag.FlagSet) *string {
 	return ns
 }
 
+// namespaceArg returns the namespace given with -n, "default" when none
+// was, after checking it as the API server checks a namespace name.
+func namespaceArg(ns string) (string, error) {
+	if ns == "" {
+		ns = "default"
+	}
+	return ns, checkNamespace(ns)
+}
+
 // checkPolicyName checks a policy name given on the command line as the
 // API server checks metadata.name.
 func checkPolicyName(name string) error {
@@ -352,11 +361,8 @@ func policyGet(ctx context.Context, args []string, cio *cmdIO) error {
 	if *output != "yaml" && *output != "json" {
 		return fmt.Errorf("policy get: -o %q: want yaml or json", *output)
 	}
-	namespace := *ns
-	if namespace == "" {
-		namespace = "default"
-	}
-	if err := checkNamespace(namespace); err != nil {
+	namespace, err := namespaceArg(*ns)
+	if err != nil {
 		return fmt.Errorf("policy get: %w", err)
 	}
 	if err := argsChecked(ctx); err != nil {
@@ -404,11 +410,8 @@ func policyList(ctx context.Context, args []string, cio *cmdIO) error {
 	case *all && *ns != "":
 		return errors.New("policy list: give -n or -A, not both")
 	}
-	namespace := *ns
-	if namespace == "" {
-		namespace = "default"
-	}
-	if err := checkNamespace(namespace); err != nil {
+	namespace, err := namespaceArg(*ns)
+	if err != nil {
 		return fmt.Errorf("policy list: %w", err)
 	}
 	if err := argsChecked(ctx); err != nil {
@@ -497,11 +500,8 @@ func policyDelete(ctx context.Context, args []string, cio *cmdIO) error {
 			return fmt.Errorf("policy delete: %w", err)
 		}
 	}
-	namespace := *ns
-	if namespace == "" {
-		namespace = "default"
-	}
-	if err := checkNamespace(namespace); err != nil {
+	namespace, err := namespaceArg(*ns)
+	if err != nil {
 		return fmt.Errorf("policy delete: %w", err)
 	}
 	if err := argsChecked(ctx); err != nil {
