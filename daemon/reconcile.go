@@ -214,14 +214,17 @@ func (d *daemon) logReconcile(prev reconcileOutcome, desired backend.Desired, t 
 		full := diffPeers(prev.desired.Peers, desired.Peers)
 		diff = &full
 	}
+	// Each peer's line says which turn applied it (reason, "in full" or
+	// "as N changes").
+	plog := d.log.WithFields(turn)
 	for _, p := range diff.Added {
-		d.log.WithFields(peerFields(p)).Info("peer added")
+		plog.WithFields(peerFields(p)).Info("peer added")
 	}
 	for _, p := range diff.Updated {
-		d.log.WithFields(peerFields(p)).Info("peer updated")
+		plog.WithFields(peerFields(p)).Info("peer updated")
 	}
 	for _, p := range diff.Removed {
-		d.log.WithFields(peerFields(p)).Info("peer removed")
+		plog.WithFields(peerFields(p)).Info("peer removed")
 	}
 	logProblems(d.log, prev.problems, res.Problems)
 	log.WithFields(logrus.Fields{"added": res.Added, "updated": res.Updated, "removed": res.Removed, "seconds": took.Seconds()}).Debug("reconciled")
