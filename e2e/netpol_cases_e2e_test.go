@@ -104,9 +104,6 @@ func upstreamCases(w *npWorld) []npCase {
 	podA := map[string]string{"pod": "a"}
 	p80, p81 := intstr.FromInt32(80), intstr.FromInt32(81)
 	named := intstr.FromString
-	xb := w.pods["x/b"].IP
-	largeCIDR := netip.PrefixFrom(xb, 4).Masked().String() // makeLargeCIDRForIP
-	hostCIDR := func(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
 
 	stacked81 := npGenLabels("x", "allow-client-a-via-ns-selector", podA, npIngress(networkingv1.NetworkPolicyIngressRule{
 		From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: npLabelSel(nsLabel, "y")}}, Ports: []networkingv1.NetworkPolicyPort{npPort(&tcp, p81)}}))
@@ -122,9 +119,6 @@ func upstreamCases(w *npWorld) []npCase {
 
 	egressTarget := npGen("x", "allow-egress-for-target", *npLabelSel("pod", "a"), npEgress(networkingv1.NetworkPolicyEgressRule{}))
 
-	exceptPolicy := npGenLabels("x", "allow-client-a-via-cidr-egress-rule", podA, npEgress(npTo(networkingv1.NetworkPolicyPeer{
-		IPBlock: &networkingv1.IPBlock{CIDR: largeCIDR, Except: []string{hostCIDR(xb)}}})))
-
 	yaPodNS := npFrom(networkingv1.NetworkPolicyPeer{NamespaceSelector: npLabelSel(nsLabel, "y"), PodSelector: npLabelSel("pod", "a")})
 	yaOnly := newReach(true).expectAllIngress("x/a", false).expect("y/a", "x/a", true)
 	portsFromY := func(proto *corev1.Protocol, name string) *networkingv1.NetworkPolicy {
@@ -133,7 +127,7 @@ func upstreamCases(w *npWorld) []npCase {
 	}
 	portsFromYReach := newReach(true).expectPeer("x/", "x/a", false).expectPeer("z/", "x/a", false)
 
-	return []npCase{
+	cases := []npCase{
 		{name: "should support a 'default-deny-ingress' policy", stages: oneStage(
 			npPols(npGen("x", "deny-ingress", all, npIngress())),
 			tcpCheck(80, newReach(true).expectPeer("", "x/", false)))},
@@ -192,15 +186,15 @@ func upstreamCases(w *npWorld) []npCase {
 		{name: "should support allow-all policy", stages: oneStage(
 			npPols(npGenLabels("x", "allow-all", map[string]string{}, npIngress(networkingv1.NetworkPolicyIngressRule{}))),
 			tcpCheck(80, newReach(true)), tcpCheck(81, newReach(true)))},
-		{name: "should allow ingress access on one named port", stages: oneStage(
+		{name: "should allow ingress access on one named port", engine: engineNamedPort, stages: oneStage(
 			npPols(npGenLabels("x", "allow-all", map[string]string{}, npIngress(networkingv1.NetworkPolicyIngressRule{Ports: []networkingv1.NetworkPolicyPort{{Port: ptrTo(named("serve-81-tcp"))}}}))),
 			tcpCheck(81, newReach(true)), tcpCheck(80, newReach(true).expectPeer("", "x/", false)))},
-		{name: "should allow ingress access from namespace on one named port", stages: oneStage(
+		{name: "should allow ingress access from namespace on one named port", engine: engineNamedPort, stages: oneStage(
 			npPols(npGenLabels("x", "allow-client-a-via-ns-selector-80", podA, npIngress(networkingv1.NetworkPolicyIngressRule{
 				From: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: npLabelSel(nsLabel, "y")}}, Ports: []networkingv1.NetworkPolicyPort{npPort(&tcp, named("serve-80-tcp"))}}))),
 			tcpCheck(80, newReach(true).expectPeer("x/", "x/a", false).expectPeer("z/", "x/a", false)),
 			tcpCheck(81, newReach(true).expectAllIngress("x/a", false)))},
-		{name: "should allow egress access on one named port", stages: oneStage(
+		{name: "should allow egress access on one named port", engine: engineNamedPort, stages: oneStage(
 			npPols(npGenLabels("x", "allow-egress", map[string]string{}, npEgress(networkingv1.NetworkPolicyEgressRule{Ports: []networkingv1.NetworkPolicyPort{{Port: ptrTo(named("serve-80-tcp"))}}}))),
 			tcpCheck(80, newReach(true)), tcpCheck(81, newReach(true).expectPeer("x/", "", false)))},
 		{name: "should not allow all ports if it cannot limit to the requested port", stages: []npStage{{
@@ -220,7 +214,7 @@ func upstreamCases(w *npWorld) []npCase {
 				{pols: pols, nsLabels: map[string]map[string]string{"y": {"ns2": "updated"}},
 					checks: []npCheck{tcpCheck(80, newReach(true).expectAllIngress("x/a", false).expectPeer("y/", "", true))}}}
 		}()},
-		{name: "should allow ingress access from updated pod", stages: func() []npStage {
+		{name: "should allow ingress access from updated pod", engine: engineUpdatedPod, stages: func() []npStage {
 			pols := npPols(npGenLabels("x", "allow-client-a-via-pod-selector", podA, npIngress(npFrom(networkingv1.NetworkPolicyPeer{PodSelector: npLabelSel("pod", "b", "pod2", "updated")}))))
 			return []npStage{
 				{pols: pols, checks: []npCheck{tcpCheck(80, newReach(true).expectAllIngress("x/a", false))}},
@@ -230,7 +224,7 @@ func upstreamCases(w *npWorld) []npCase {
 		{name: "should deny ingress from pods on other namespaces", stages: oneStage(
 			npPols(npGen("x", "deny-empty-policy", all, npIngress(npFrom(networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{}}})))),
 			tcpCheck(80, newReach(true).expectPeer("y/", "x/", false).expectPeer("z/", "x/", false)))},
-		{name: "should deny ingress access to updated pod", stages: func() []npStage {
+		{name: "should deny ingress access to updated pod", engine: engineUpdatedPod, stages: func() []npStage {
 			pols := npPols(npGen("x", "deny-ingress-via-label-selector", *npLabelSel("target", "isolated"), npIngress()))
 			return []npStage{
 				{pols: pols, checks: []npCheck{tcpCheck(80, newReach(true))}},
@@ -276,16 +270,10 @@ func upstreamCases(w *npWorld) []npCase {
 			{pols: npPols(npGen("x", "deny-all", all, npIngress(), npEgress())),
 				checks: []npCheck{tcpCheck(80, newReach(true).expectPeer("x/", "", false).expectPeer("", "x/", false))}},
 			{pols: nil, checks: []npCheck{tcpCheck(80, newReach(true))}}}},
-		{name: "should allow egress access to server in CIDR block", v4Only: true, stages: oneStage(
-			npPols(npGenLabels("x", "allow-client-a-via-cidr-egress-rule", podA, npEgress(npTo(networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: hostCIDR(w.pods["y/b"].IP)}})))),
-			tcpCheck(80, newReach(true).expectAllEgress("x/a", false).expect("x/a", "y/b", true)))},
-		{name: "should enforce except clause while egress access to server in CIDR block", v4Only: true, stages: oneStage(
-			npPols(exceptPolicy),
-			tcpCheck(80, newReach(true).expect("x/a", "x/b", false)))},
-		{name: "should ensure an IP overlapping both IPBlock.CIDR and IPBlock.Except is allowed", v4Only: true, stages: []npStage{
-			{pols: npPols(exceptPolicy), checks: []npCheck{tcpCheck(80, newReach(true).expect("x/a", "x/b", false))}},
-			{pols: npPols(npGenLabels("x", "allow-client-a-via-cidr-egress-rule", podA, npEgress(npTo(networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: hostCIDR(xb)}})))),
-				checks: []npCheck{tcpCheck(80, newReach(true).expectAllEgress("x/a", false).expect("x/a", "x/b", true))}}}},
+	}
+	cases = append(cases, ipBlockCases(w, 4)...)
+	cases = append(cases, ipBlockCases(w, 6)...)
+	return append(cases, []npCase{
 		{name: "should enforce policies to check ingress and egress policies can be controlled independently based on PodSelector", stages: []npStage{
 			{pols: npPols(egressTarget), checks: []npCheck{tcpCheck(80, newReach(true))}},
 			{pols: npPols(egressTarget, npGen("x", "deny-ingress-via-label-selector", *npLabelSel("pod", "a"), npIngress())),
@@ -326,7 +314,41 @@ func upstreamCases(w *npWorld) []npCase {
 		{name: "SCTP: should enforce policy to allow traffic only from a pod in a different namespace based on PodSelector and NamespaceSelector", stages: oneStage(
 			npPols(npGenLabels("x", "allow-ns-y-pod-a-via-namespace-pod-selector", podA, npIngress(yaPodNS))),
 			npCheck{sctp, 80, yaOnly})},
-	}
+	}...)
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// Why a test runs on the engine driver.
+const (
+	engineNamedPort  = "named ports resolve from the pods' container ports, which etcd mode's CNI call does not carry"
+	engineUpdatedPod = "the pod's labels change after its creation, which etcd mode's CNI call cannot do"
+)
+
+// ipBlockCases are upstream's three ipBlock tests, built on the address of
+// family (4 or 6) of a real pod, as upstream builds them on the pod's
+// status.podIP (a /32 or /128 host CIDR, makeLargeCIDRForIP's /4).
+func ipBlockCases(w *npWorld, family int) []npCase {
+	podA := map[string]string{"pod": "a"}
+	xb, yb := w.pods["x/b"].Addr(family == 6), w.pods["y/b"].Addr(family == 6)
+	largeCIDR := netip.PrefixFrom(xb, 4).Masked().String() // makeLargeCIDRForIP
+	hostCIDR := func(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
+	exceptPolicy := npGenLabels("x", "allow-client-a-via-cidr-egress-rule", podA, npEgress(npTo(networkingv1.NetworkPolicyPeer{
+		IPBlock: &networkingv1.IPBlock{CIDR: largeCIDR, Except: []string{hostCIDR(xb)}}})))
+	cases := []npCase{
+		{name: "should allow egress access to server in CIDR block", stages: oneStage(
+			npPols(npGenLabels("x", "allow-client-a-via-cidr-egress-rule", podA, npEgress(npTo(networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: hostCIDR(yb)}})))),
+			tcpCheck(80, newReach(true).expectAllEgress("x/a", false).expect("x/a", "y/b", true)))},
+		{name: "should enforce except clause while egress access to server in CIDR block", stages: oneStage(
+			npPols(exceptPolicy),
+			tcpCheck(80, newReach(true).expect("x/a", "x/b", false)))},
+		{name: "should ensure an IP overlapping both IPBlock.CIDR and IPBlock.Except is allowed", stages: []npStage{
+			{pols: npPols(exceptPolicy), checks: []npCheck{tcpCheck(80, newReach(true).expect("x/a", "x/b", false))}},
+			{pols: npPols(npGenLabels("x", "allow-client-a-via-cidr-egress-rule", podA, npEgress(npTo(networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: hostCIDR(xb)}})))),
+				checks: []npCheck{tcpCheck(80, newReach(true).expectAllEgress("x/a", false).expect("x/a", "x/b", true))}}}},
+	}
+	for i := range cases {
+		cases[i].family = family
+	}
+	return cases
+}

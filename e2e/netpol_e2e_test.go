@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
@@ -27,27 +27,44 @@ import (
 	"github.com/weftnet/weft/daemon/policy/nft"
 	"github.com/weftnet/weft/e2e"
 	"github.com/weftnet/weft/e2e/e2etest"
-	"github.com/weftnet/weft/e2e/namespace"
+	"github.com/weftnet/weft/subnet"
 )
 
 // The upstream truth table with real packets: Kubernetes' own e2e
 // network-policy suite (test/e2e/network/netpol/network_policy.go, v1.37)
 // on a real 3-node dual-stack VXLAN cluster of weftd processes, its 9 pods
-// attached by the weft CNI plugin:
+// attached by the weft CNI plugin with their identity (K8S_POD_NAMESPACE
+// and K8S_POD_NAME in CNI_ARGS, labels in args.cni.labels):
 //
 //	node1: x/a y/c z/b    node2: x/b y/a z/c    node3: x/c y/b z/a
 //
-// Pods carry pod=a|b|c, namespaces ns=x|y|z and kubernetes.io/metadata.name,
-// as upstream. Every pod serves TCP and UDP echo on ports 80 and 81 and
-// watches for SCTP INIT chunks on a raw socket (this kernel has no SCTP
-// sockets). For each upstream test the policies are those of the test, the
-// expected 9×9 matrix is built with the test's own Expect calls (upstream's
-// newer revisions create only the pods a test needs; its expectations are
-// written per namespace and pod, so they give the full 9×9 table here), and
-// the whole matrix is probed in parallel for each protocol and port the test
-// validates, over IPv4 and, for every test not built on one address's
-// ipBlock, over IPv6 too. Self-connections are probed and, as upstream
-// (ignoreLoopback), left out of the verdict.
+// Pods carry pod=a|b|c, namespaces ns=x|y|z (set with `weftctl namespace
+// label`) and kubernetes.io/metadata.name, as upstream. Every pod serves
+// TCP and UDP echo on ports 80 and 81 and watches for SCTP INIT chunks on
+// a raw socket (this kernel has no SCTP sockets). For each upstream test
+// the policies are those of the test, the expected 9×9 matrix is built
+// with the test's own Expect calls (upstream's newer revisions create only
+// the pods a test needs; its expectations are written per namespace and
+// pod, so they give the full 9×9 table here), and the whole matrix is
+// probed in parallel for each protocol and port the test validates, over
+// IPv4 and IPv6 (the ipBlock tests, built on one pod's address, run once
+// per family with that family's address). Self-connections are probed
+// and, as upstream (ignoreLoopback), left out of the verdict.
+//
+// Two drivers put a test's policies in force:
+//
+//   - weftd (subtests "weftd/..."), the real path: policies stored with
+//     `weftctl policy apply -f` and `weftctl policy delete`, namespace
+//     labels with `weftctl namespace label`, and each node's weftd
+//     compiling them with the published pod endpoints and enforcing them;
+//     a test goes on once every node's /status shows the store revision
+//     of the test's writes applied.
+//   - engine (subtests "engine/..."), for the 5 tests etcd mode cannot
+//     express through the CNI call: the 3 named-port tests (container
+//     ports are not in the CNI call) and the 2 "updated pod" tests (pod
+//     labels change after the pod was created). weftd restarts with
+//     --network-policy=false and the test compiles each node's state with
+//     daemon/policy and applies it with daemon/policy/nft itself.
 
 // netpolDenyTimeout is how long a probe waits before it counts as denied.
 const netpolDenyTimeout = 500 * time.Millisecond
@@ -86,59 +103,6 @@ func (w *npWorld) labels(extraPods, extraNS map[string]map[string]string) npLabe
 		}
 	}
 	return l
-}
-
-// enforcePolicies is the policy driver: it makes every node enforce
-// exactly pols for the pods and namespaces of l, and returns what the
-// nodes reported they could not enforce. It validates each policy as the
-// API server would,
-// compiles each node's state with daemon/policy from the endpoints of all
-// 9 pods and applies it with daemon/policy/nft inside the node's
-// namespace (weftd runs with --network-policy=false here, so it leaves the
-// table to the driver). Pod labels changed between stages and named
-// container ports cannot come through the CNI call of etcd mode;
-// TestNetworkPolicyWeftd proves weftd's own loop.
-func (w *npWorld) enforcePolicies(t *testing.T, pols []*networkingv1.NetworkPolicy, l npLabels) []policy.Problem {
-	t.Helper()
-	for _, p := range pols {
-		if errs := policy.Validate(p); errs != nil {
-			t.Fatalf("policy %s/%s invalid: %v", p.Namespace, p.Name, errs)
-		}
-	}
-	var pods []policy.Pod
-	for _, id := range netpolPods {
-		p := w.pods[id]
-		ns, name, _ := strings.Cut(id, "/")
-		var ports []policy.NamedPort
-		for _, proto := range []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP} {
-			for _, port := range []uint16{80, 81} {
-				ports = append(ports, policy.NamedPort{Name: fmt.Sprintf("serve-%d-%s", port, strings.ToLower(string(proto))), Protocol: proto, Port: port})
-			}
-		}
-		pods = append(pods, policy.Pod{Namespace: ns, Name: name, Labels: l.pods[id], IPs: []netip.Addr{p.IP, p.IPv6}, Node: p.Node.Name, Ports: ports})
-	}
-	var nss []policy.Namespace
-	for _, ns := range []string{"x", "y", "z"} {
-		nss = append(nss, policy.Namespace{Name: ns, Labels: l.namespaces[ns]})
-	}
-	var problems []policy.Problem
-	for _, n := range w.c.Nodes() {
-		st := policy.Compile(policy.Input{Node: n.Name, Policies: pols, Pods: pods, Namespaces: nss})
-		problems = append(problems, st.Problems...)
-		h, err := namespace.Open(n.NS.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := nft.NewConn(nftables.WithNetNSFd(int(h)))
-		if err == nil {
-			err = nft.Apply(c, st)
-		}
-		h.Close()
-		if err != nil {
-			t.Fatalf("apply on %s: %v", n.Name, err)
-		}
-	}
-	return problems
 }
 
 // resetConntrack forgets the connections of earlier probes on every node
@@ -239,19 +203,32 @@ type npStage struct {
 
 type npCase struct {
 	name string
-	// v4Only: the policies name one IPv4 address in an ipBlock, so the
-	// IPv6 table would be another test.
-	v4Only bool
+	// family is 0 when the test's policies hold for both families (its
+	// tables are probed over IPv4 and IPv6), else 4 or 6: the policies
+	// name one address of that family in an ipBlock, and only that
+	// family is probed.
+	family int
+	// engine, when set, says why etcd mode cannot express the test
+	// through the CNI call: it runs on the engine driver.
+	engine string
 	stages []npStage
+}
+
+func (tc npCase) families() []bool {
+	switch tc.family {
+	case 4:
+		return []bool{false}
+	case 6:
+		return []bool{true}
+	}
+	return []bool{false, true}
 }
 
 func TestNetworkPolicyTruthTable(t *testing.T) {
 	start := time.Now()
-	// weftd's own policy loop is off: this test drives the engine
-	// directly (enforcePolicies), including named ports and pod label
-	// changes the etcd mode cannot express (TestNetworkPolicyWeftd runs
-	// weftd's loop).
-	c := e2etest.NewCluster(t, e2e.Options{Nodes: 3, DualStack: true, WeftdArgs: []string{"--network-policy=false"}})
+	// weftd enforces policy (etcd mode) on every node; see the drivers
+	// at the top of the file.
+	c := e2etest.NewCluster(t, e2e.Options{Nodes: 3, DualStack: true})
 	ctx := t.Context()
 	w := &npWorld{c: c, pods: map[string]*e2e.Pod{}, sinks: map[string]*sctpSink{}}
 	nodes := c.Nodes()
@@ -263,14 +240,20 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 		if kerr != nil {
 			t.Fatalf("%s: %v", n.Name, kerr)
 		}
+		if err := n.WaitReady(ctx, 60*time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
+	wd := newWeftdDriver(t, c)
+	wd.labelNamespaces(t, nil)
 	for i, id := range netpolPods {
 		// Each node holds one pod of each namespace and of each name
 		// (node1: x/a y/c z/b), so most pairs cross nodes over VXLAN
 		// and some share a bridge.
 		ns, pod := i/3, i%3
 		n := nodes[(ns+pod)%3]
-		p, err := n.AddPod(ctx)
+		nsName, podName, _ := strings.Cut(id, "/")
+		p, err := n.AddPodAs(ctx, subnet.PodIdentity{Namespace: nsName, Name: podName, Labels: map[string]string{"pod": podName}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -299,7 +282,9 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 
 	// Without policy everything reaches everything, on every protocol:
 	// the probes work, and a denied probe below is the policy's doing.
-	w.enforcePolicies(t, nil, w.labels(nil, nil))
+	if skipped := wd.apply(t, nil, nil); len(skipped) > 0 {
+		t.Fatalf("no policy, yet parts skipped: %v", skipped)
+	}
 	for _, proto := range []corev1.Protocol{corev1.ProtocolTCP, corev1.ProtocolUDP, corev1.ProtocolSCTP} {
 		for _, v6 := range []bool{false, true} {
 			w.validate(t, "no policy", npCheck{proto, 80, newReach(true)}, v6)
@@ -307,39 +292,83 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 	}
 
 	cases := upstreamCases(w)
-	v6Cases := 0
+	count := map[string]int{}
+	upstream := map[string]bool{}
 	for _, tc := range cases {
-		if !tc.v4Only {
-			v6Cases++
-		}
-		t.Run(tc.name, func(t *testing.T) {
+		upstream[tc.name] = true
+		count[fmt.Sprintf("family %d", tc.family)]++
+	}
+	run := func(t *testing.T, tc npCase, apply func(*testing.T, npStage) []string) {
+		t.Run(tc.runName(), func(t *testing.T) {
+			if tc.engine != "" {
+				t.Logf("engine driver (the test's policies compiled and applied by the test, not by weftd): %s", tc.engine)
+			}
 			for si, st := range tc.stages {
-				problems := w.enforcePolicies(t, st.pols, w.labels(st.podLabels, st.nsLabels))
-				if (len(problems) > 0) != (st.problems != "") {
-					t.Fatalf("stage %d: problems reported: %+v; want some for %q", si, problems, st.problems)
+				skipped := apply(t, st)
+				if (len(skipped) > 0) != (st.problems != "") {
+					t.Fatalf("stage %d: parts reported as not enforced: %v; want some for %q", si, skipped, st.problems)
 				}
-				for _, p := range problems {
-					if p.Policy != st.problems {
-						t.Fatalf("stage %d: unexpected problem %+v", si, p)
+				for _, p := range skipped {
+					if p != st.problems {
+						t.Fatalf("stage %d: unexpected part not enforced, of %s", si, p)
 					}
 				}
 				w.resetConntrack(t)
 				for _, ck := range st.checks {
-					for _, v6 := range []bool{false, true} {
-						if v6 && tc.v4Only {
-							continue
-						}
+					for _, v6 := range tc.families() {
 						w.validate(t, fmt.Sprintf("stage %d", si), ck, v6)
 					}
 				}
 			}
 		})
 	}
+	t.Run("weftd", func(t *testing.T) {
+		for _, tc := range cases {
+			if tc.engine == "" {
+				count["weftd"]++
+				run(t, tc, func(t *testing.T, st npStage) []string {
+					if st.podLabels != nil {
+						t.Fatal("pod labels change after creation: etcd mode cannot express it (mark the case engine)")
+					}
+					return wd.apply(t, st.pols, st.nsLabels)
+				})
+			}
+		}
+	})
+	slices.Sort(wd.took)
+	if n := len(wd.took); n > 0 {
+		t.Logf("weftctl's last write → every node enforcing it, %d stages: median %.1f ms, max %.1f ms", n, millis(wd.took[n/2]), millis(wd.took[n-1]))
+	}
+	w.engineDriverTakeOver(t)
+	t.Run("engine", func(t *testing.T) {
+		w.engineDriver(t, nil, w.labels(nil, nil))
+		for _, v6 := range []bool{false, true} {
+			w.validate(t, "no policy, engine driver", npCheck{corev1.ProtocolTCP, 80, newReach(true)}, v6)
+		}
+		for _, tc := range cases {
+			if tc.engine != "" {
+				count["engine"]++
+				run(t, tc, func(t *testing.T, st npStage) []string {
+					return w.engineDriver(t, st.pols, w.labels(st.podLabels, st.nsLabels))
+				})
+			}
+		}
+	})
 	total := time.Since(start)
-	t.Logf("%d upstream tests (%d dual-stack); cluster and pods %v, whole test %v", len(cases), v6Cases, setup.Round(time.Second), total.Round(time.Second))
+	t.Logf("%d upstream tests in %d cases (%d through weftd, %d on the engine driver): %d probed over IPv4 and IPv6, %d over IPv4 and %d over IPv6 with that family's ipBlock; cluster and pods %v, whole test %v",
+		len(upstream), len(cases), count["weftd"], count["engine"], count["family 0"], count["family 4"], count["family 6"], setup.Round(time.Second), total.Round(time.Second))
 	if total > netpolBudget {
 		t.Errorf("the truth table took %v, over its %v budget", total.Round(time.Second), netpolBudget)
 	}
+}
+
+// runName is the subtest's name: upstream's, with the ipBlock family
+// for the tests run once per family.
+func (tc npCase) runName() string {
+	if tc.family != 0 {
+		return fmt.Sprintf("%s [IPv%d ipBlock]", tc.name, tc.family)
+	}
+	return tc.name
 }
 
 // validate probes the whole 9×9 matrix for ck in parallel and compares it
