@@ -168,7 +168,10 @@ func (d *weftdDriver) apply(t *testing.T, pols []*networkingv1.NetworkPolicy, ns
 	sts := d.waitEnforced(t, func(p *status.Policy) bool { return p.Revision >= target && p.Policies == len(want) })
 	d.took = append(d.took, time.Since(start))
 	var skipped []string
-	for _, st := range sts {
+	for i, st := range sts {
+		if len(st.Rejected) > 0 {
+			t.Fatalf("%s rejected stored entries written by weftctl: %+v", d.c.Nodes()[i].Name, st.Rejected)
+		}
 		for _, s := range st.Skipped {
 			skipped = append(skipped, s.Policy)
 		}
