@@ -244,6 +244,7 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	clusterUp := time.Since(start)
 	wd := newWeftdDriver(t, c)
 	wd.labelNamespaces(t, nil)
 	for i, id := range netpolPods {
@@ -355,8 +356,9 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 		}
 	})
 	total := time.Since(start)
-	t.Logf("%d upstream tests in %d cases (%d through weftd, %d on the engine driver): %d probed over IPv4 and IPv6, %d over IPv4 and %d over IPv6 with that family's ipBlock; cluster and pods %v, whole test %v",
-		len(upstream), len(cases), count["weftd"], count["engine"], count["family 0"], count["family 4"], count["family 6"], setup.Round(time.Second), total.Round(time.Second))
+	t.Logf("%d upstream tests in %d cases (%d through weftd, %d on the engine driver): %d probed over IPv4 and IPv6, %d over IPv4 and %d over IPv6 with that family's ipBlock; binaries and cluster %v, 9 pods %v, whole test %v",
+		len(upstream), len(cases), count["weftd"], count["engine"], count["family 0"], count["family 4"], count["family 6"],
+		clusterUp.Round(time.Second), (setup - clusterUp).Round(time.Second), total.Round(time.Second))
 	if total > netpolBudget {
 		t.Errorf("the truth table took %v, over its %v budget", total.Round(time.Second), netpolBudget)
 	}
