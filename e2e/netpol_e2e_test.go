@@ -8,7 +8,6 @@ package e2e_test
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"net/netip"
 	"slices"
 	"sort"
@@ -27,6 +26,7 @@ import (
 	"github.com/weftnet/weft/daemon/policy/nft"
 	"github.com/weftnet/weft/e2e"
 	"github.com/weftnet/weft/e2e/e2etest"
+	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/subnet"
 )
 
@@ -556,7 +556,7 @@ func (s *sctpSink) probe(src e2e.NS, srcAddr netip.Addr, dst netip.AddrPort, tim
 		return fmt.Errorf("raw sctp socket in %s: %w", src.Name, err)
 	}
 	defer unix.Close(fd)
-	pkt := sctpInitChunk(sport, dst.Port())
+	pkt := netnstest.SCTPInit(sport, dst.Port())
 	key := sctpKey{srcAddr, sport, dst.Port()}
 	deadline := time.Now().Add(timeout)
 	for next := time.Now(); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -574,22 +574,4 @@ func (s *sctpSink) probe(src e2e.NS, srcAddr netip.Addr, dst netip.AddrPort, tim
 		}
 	}
 	return fmt.Errorf("sctp INIT to %s not seen within %v", dst, timeout)
-}
-
-// sctpInitChunk builds an SCTP packet holding one INIT chunk, with its
-// CRC32c (without it conntrack marks the packet invalid).
-func sctpInitChunk(srcPort, dstPort uint16) []byte {
-	b := make([]byte, 12+20)
-	binary.BigEndian.PutUint16(b[0:], srcPort)
-	binary.BigEndian.PutUint16(b[2:], dstPort)
-	c := b[12:]
-	c[0] = 1                                  // INIT
-	binary.BigEndian.PutUint16(c[2:], 20)     // chunk length
-	binary.BigEndian.PutUint32(c[4:], 0x5eed) // initiate tag
-	binary.BigEndian.PutUint32(c[8:], 65536)  // a_rwnd
-	binary.BigEndian.PutUint16(c[12:], 1)     // outbound streams
-	binary.BigEndian.PutUint16(c[14:], 1)     // inbound streams
-	binary.BigEndian.PutUint32(c[16:], 1)     // initial TSN
-	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
-	return b
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"net"
 	"net/netip"
@@ -501,24 +500,6 @@ func TestCheckKernelDetectsBypass(t *testing.T) {
 	}
 }
 
-// sctpInit builds an SCTP packet holding one INIT chunk, with its CRC32c.
-func sctpInit(srcPort, dstPort uint16) []byte {
-	b := make([]byte, 12+20)
-	binary.BigEndian.PutUint16(b[0:], srcPort)
-	binary.BigEndian.PutUint16(b[2:], dstPort)
-	// verification tag 0 (INIT); checksum at 8..11 filled below
-	c := b[12:]
-	c[0] = 1                                  // INIT
-	binary.BigEndian.PutUint16(c[2:], 20)     // chunk length
-	binary.BigEndian.PutUint32(c[4:], 0x5eed) // initiate tag
-	binary.BigEndian.PutUint32(c[8:], 65536)  // a_rwnd
-	binary.BigEndian.PutUint16(c[12:], 1)     // outbound streams
-	binary.BigEndian.PutUint16(c[14:], 1)     // inbound streams
-	binary.BigEndian.PutUint32(c[16:], 1)     // initial TSN
-	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
-	return b
-}
-
 // sctpSeen sends an SCTP INIT from src to dst:port over a raw socket and
 // reports whether a raw SCTP socket in dstNS saw it (this kernel has no
 // SCTP sockets; raw ones see the packets all the same).
@@ -555,7 +536,7 @@ func sctpSeenWithin(t *testing.T, src, dstNS *netnstest.NS, dst netip.Addr, port
 	deadline := start.Add(timeout)
 	buf := make([]byte, 2048)
 	for time.Now().Before(deadline) {
-		if err := unix.Sendto(sfd, sctpInit(srcPort, port), 0, &unix.SockaddrInet4{Addr: dst.As4()}); err != nil {
+		if err := unix.Sendto(sfd, netnstest.SCTPInit(srcPort, port), 0, &unix.SockaddrInet4{Addr: dst.As4()}); err != nil {
 			t.Fatalf("send sctp init: %v", err)
 		}
 		n, _, err := unix.Recvfrom(rfd, buf, 0)

@@ -7,7 +7,8 @@
 // (run a function on a thread switched into the namespace, restoring the
 // thread's namespace afterwards), built on e2e/namespace, which the e2e
 // library shares. [RequireTool] finds a command a test needs,
-// installing its Debian package only in CI.
+// installing its Debian package only in CI. [SCTPInit] builds the raw SCTP
+// INIT packet the policy tests send (this kernel has no SCTP sockets).
 //
 // Tests never touch the root network namespace: everything they create
 // lives in namespaces made here, so removing those namespaces removes it.
