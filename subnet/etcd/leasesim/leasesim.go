@@ -12,7 +12,9 @@
 // network at its subnet length, has the public IP 198.19.<i/250>.<1+i%250>
 // (inside the benchmarking range 198.18.0.0/15, away from the test nodes'
 // 198.18.x.y) and the VTEP MAC 02:57:xx:xx:xx:xx made of i. No packet is
-// ever sent to these peers: they exist to be programmed.
+// ever sent to these peers: they exist to be programmed. Its
+// [subnet.Lease] names the simulation's etcd lease, so that endpoints can
+// be published for it ([subnetetcd.Store.PublishEndpoints]).
 package leasesim
 
 import (
@@ -118,7 +120,7 @@ func (s *Sim) Add(ctx context.Context, cfg *subnet.Config, n int, ttl time.Durat
 				break
 			}
 		}
-		l := subnet.Lease{Subnet: p, Record: Node(i)}
+		l := subnet.Lease{Subnet: p, Record: Node(i), LeaseID: int64(s.lease)}
 		ops, err := s.store.RecordOps(l, s.lease)
 		if err != nil {
 			return nil, err
