@@ -84,7 +84,8 @@ func TestBenchPolicyTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	const simulated = 998 // with the 2 real pods a policy can select: 1000
-	if err := publishSimulatedPods(ctx, cli, store, cfg, simulated); err != nil {
+	sims, err := publishSimulatedPods(ctx, cli, store, cfg, simulated)
+	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 10 {
@@ -175,6 +176,8 @@ func TestBenchPolicyTraffic(t *testing.T) {
 		}
 		t.Logf("round %d: %s", r+1, strings.Join(line, ", "))
 	}
+	labelChange(t, c, cli, store, sims, pols)
+
 	on, off := modes[0], modes[1]
 	ratio := func(a, b []float64) (med, lo, hi float64) {
 		var rs []float64
@@ -193,17 +196,24 @@ func TestBenchPolicyTraffic(t *testing.T) {
 		fmt.Sprintf("%.3f (per-round %.3f–%.3f, %d rounds; goal 0.95–1.05)", m, lo, hi, rounds))
 }
 
+// simPublisher is a simulated node and the endpoints it publishes.
+type simPublisher struct {
+	lease subnet.Lease
+	eps   []subnet.Endpoint
+}
+
 // publishSimulatedPods adds four simulated nodes (leasesim) and publishes
 // n endpoints over them, as their weftd would: pod j in namespace
 // ns<j%10>, labelled app=app<j%20> and role=r<j%5>, with an IPv4 address
 // of its node's subnet.
-func publishSimulatedPods(ctx context.Context, cli *clientv3.Client, store *subnetetcd.Store, cfg *subnet.Config, n int) error {
+func publishSimulatedPods(ctx context.Context, cli *clientv3.Client, store *subnetetcd.Store, cfg *subnet.Config, n int) ([]*simPublisher, error) {
 	const nodes = 4
 	sim := leasesim.New(cli, e2e.EtcdPrefix)
 	leases, err := sim.Add(ctx, cfg, nodes, time.Hour)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var out []*simPublisher
 	per := (n + nodes - 1) / nodes
 	for i, l := range leases {
 		var eps []subnet.Endpoint
@@ -224,10 +234,11 @@ func publishSimulatedPods(ctx context.Context, cli *clientv3.Client, store *subn
 			})
 		}
 		if _, _, err := store.PublishEndpoints(ctx, &l, eps); err != nil {
-			return fmt.Errorf("publish the endpoints of %s: %w", l.Record.NodeName, err)
+			return nil, fmt.Errorf("publish the endpoints of %s: %w", l.Record.NodeName, err)
 		}
+		out = append(out, &simPublisher{lease: l, eps: eps})
 	}
-	return nil
+	return out, nil
 }
 
 // trafficPolicies returns 100 policies of namespace bench, each selecting
@@ -345,4 +356,92 @@ func connRate(ns e2e.NS, dst netip.AddrPort, d time.Duration, workers int) (floa
 		return 0, firstErr
 	}
 	return float64(total) / time.Since(start).Seconds(), nil
+}
+
+// labelChange times, on the real path, one simulated pod's label change
+// among the 1000 pods (its endpoint republished in etcd) until both
+// nodes have applied it (their /status shows the endpoint revision
+// applied; the time is taken from the apply's own time stamp, same
+// clock), beside a change of one policy (its port) the same way, in turn.
+// The pod moves between app0 and app6, which two of the server's ingress
+// policies admit from team t0's namespaces (server-from-sim-00 and -06),
+// so each change moves its address between sets of the server node's
+// table.
+func labelChange(t *testing.T, c *e2e.Cluster, cli *clientv3.Client, store *subnetetcd.Store, sims []*simPublisher, pols []*networkingv1.NetworkPolicy) {
+	t.Helper()
+	ctx := t.Context()
+	if err := store.PutPolicies(ctx, pols); err != nil {
+		t.Fatal(err)
+	}
+	// applied waits until every node has applied revision rev of the
+	// endpoints (or the policies) and returns the latest apply's time.
+	applied := func(rev int64, endpoints bool) time.Time {
+		t.Helper()
+		var last time.Time
+		deadline := time.Now().Add(30 * time.Second)
+		for _, n := range c.Nodes() {
+			for {
+				st, err := n.Status(ctx)
+				if err == nil && st.Policy != nil && st.Policy.ApplyError == "" &&
+					((endpoints && st.Policy.EndpointRevision >= rev) || (!endpoints && st.Policy.Revision >= rev)) {
+					if st.Policy.LastApply.After(last) {
+						last = st.Policy.LastApply
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: revision %d not applied within 30 s: %+v, %v", n.Name, rev, st, err)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}
+		return last
+	}
+	revision := func() int64 {
+		t.Helper()
+		resp, err := cli.Get(ctx, store.PoliciesPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.Revision
+	}
+	applied(revision(), false)
+	sn := sims[0]
+	ep := &sn.eps[3] // pod 3: in ns3 (team t0), app3, role r3
+	policyIdx := 10  // server-from-sim-10
+	var label, pol []float64
+	const changes = 10
+	for i := range 2 * changes {
+		start := time.Now()
+		if i%2 == 0 {
+			labels := map[string]string{"role": ep.Labels["role"], "app": "app0"}
+			if ep.Labels["app"] == "app0" {
+				labels["app"] = "app6"
+			}
+			ep.Labels = labels
+			if _, _, err := store.PublishEndpoints(ctx, &sn.lease, sn.eps); err != nil {
+				t.Fatal(err)
+			}
+			label = append(label, ms(applied(revision(), true).Sub(start)))
+			continue
+		}
+		np := pols[policyIdx].DeepCopy()
+		port := np.Spec.Ingress[0].Ports[0].Port.IntVal
+		if port == 1000+int32(policyIdx) {
+			port += 5000
+		} else {
+			port = 1000 + int32(policyIdx)
+		}
+		np.Spec.Ingress[0].Ports[0].Port.IntVal = port
+		pols[policyIdx] = np
+		if err := store.PutPolicies(ctx, []*networkingv1.NetworkPolicy{np}); err != nil {
+			t.Fatal(err)
+		}
+		pol = append(pol, ms(applied(revision(), false).Sub(start)))
+	}
+	t.Logf("label change → applied on both nodes (ms): %v; policy change: %v", label, pol)
+	benchRow("one pod label change among 1000 pods → applied on both nodes (real weftd, etcd, 100 policies)",
+		fmt.Sprintf("%.1f ms", median(label)), fmt.Sprintf("one policy change the same way, same run: %.1f ms", median(pol)),
+		fmt.Sprintf("%.2fx (label %.1f–%.1f ms, policy %.1f–%.1f ms; %d each, alternating)", median(label)/median(pol),
+			slices.Min(label), slices.Max(label), slices.Min(pol), slices.Max(pol), changes))
 }
