@@ -95,11 +95,30 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 		&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}})
 	floor := e.confList("1.0.0", map[string]any{"type": "skelfloor", "dualStack": dual})
 
+	// The test build (cnitesthook) with and without anti-spoofing
+	// (WEFT_CNI_TEST_NO_ANTISPOOF=1: the plugin as it was before it), to
+	// show what anti-spoofing costs beside its absence in the same run.
+	hookCNI := libcni.NewCNIConfigWithCacheDir([]string{hookDir, debianCNIDir}, filepath.Join(e.dir, "hook-cache"),
+		&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}})
+
 	plugins := []struct {
-		name string
-		cni  *libcni.CNIConfig
-		l    *libcni.NetworkConfigList
-	}{{"weft", e.cni, weft}, {"bridge+host-local", e.cni, ref}, {"skel floor", floorCNI, floor}}
+		name    string
+		cni     *libcni.CNIConfig
+		l       *libcni.NetworkConfigList
+		noSpoof bool
+	}{
+		{"weft", e.cni, weft, false}, {"bridge+host-local", e.cni, ref, false}, {"skel floor", floorCNI, floor, false},
+		{spoofOn, hookCNI, weft, false}, {spoofOff, hookCNI, weft, true},
+	}
+	// withSpoof runs fn with the test build's anti-spoofing switch set for
+	// p (the plugin inherits the environment through libcni).
+	withSpoof := func(noSpoof bool, fn func()) {
+		if noSpoof {
+			os.Setenv(noAntispoofEnv, "1")
+			defer os.Unsetenv(noAntispoofEnv)
+		}
+		fn()
+	}
 
 	// The kernel-only deletes use a veth set up as a pod's would be,
 	// including its host end on a bridge (with the gateway addresses):
@@ -123,9 +142,11 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 	// Warm up: bridges exist, binaries are in the page cache.
 	pods := []*netnstest.NS{netnstest.NewNS(t, "weftbench"), netnstest.NewNS(t, "weftbench")}
 	for _, p := range plugins {
-		for i := range 3 {
-			cycle(t, e, p.cni, p.l, fmt.Sprintf("warm-%d", i), pods[0])
-		}
+		withSpoof(p.noSpoof, func() {
+			for i := range 3 {
+				cycle(t, e, p.cni, p.l, fmt.Sprintf("warm-%d", i), pods[0])
+			}
+		})
 	}
 	podAddrs := []netip.Prefix{netip.MustParsePrefix("10.246.0.2/24")}
 	podGWs := []netip.Addr{netip.MustParseAddr("10.246.0.1")}
@@ -146,7 +167,8 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 		for k := range len(plugins) + 1 {
 			if i := (r + k) % (len(plugins) + 1); i < len(plugins) {
 				p := plugins[i]
-				a, d := cycle(t, e, p.cni, p.l, fmt.Sprintf("seq-%d", r), pods[0])
+				var a, d time.Duration
+				withSpoof(p.noSpoof, func() { a, d = cycle(t, e, p.cni, p.l, fmt.Sprintf("seq-%d", r), pods[0]) })
 				add[p.name] = append(add[p.name], a)
 				del[p.name] = append(del[p.name], d)
 				seqWall[p.name] += a + d
@@ -161,9 +183,10 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 		}
 	}
 
-	// Two workers, each on its own pod namespace; blocks of the two
-	// plugins alternate.
-	const perWorker, blocks = 25, 2
+	// Two workers, each on its own pod namespace; short blocks of the
+	// plugins alternate, in rotating order, so that a burst of another
+	// tenant's load falls on every plugin's blocks alike.
+	const perWorker, blocks = 5, 10
 	add2 := map[string][]time.Duration{}
 	del2 := map[string][]time.Duration{}
 	wall2 := map[string]time.Duration{}
@@ -191,11 +214,15 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 		}
 		wg.Wait()
 	}
+	parPlugins := []int{0, 1, 3, 4} // weft, the reference, the test build with and without anti-spoofing
 	for b := range blocks {
-		for i := range 2 { // weft and the reference
-			p := plugins[(b+i)%2]
+		for i := range parPlugins {
+			p := plugins[parPlugins[(b+i)%len(parPlugins)]]
 			var mu sync.Mutex
 			var wg sync.WaitGroup
+			if p.noSpoof {
+				os.Setenv(noAntispoofEnv, "1")
+			}
 			start := time.Now()
 			for w := range 2 {
 				wg.Add(1)
@@ -212,6 +239,7 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 			}
 			wg.Wait()
 			wall2[p.name] += time.Since(start)
+			os.Unsetenv(noAntispoofEnv)
 		}
 		kernelBlock()
 	}
@@ -235,6 +263,20 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 			ms(wd)/ms(quantile(vethDel, 0.5)), m.what, ms(wd)/ms(quantile(m.kernDel, 0.5))))
 		row("CNI DEL p95 ("+m.what+")", ms(quantile(m.del["weft"], 0.95)), ms(quantile(m.del[refName], 0.95)), "ms", "")
 	}
+	// Anti-spoofing's cost: the same test build with and without it.
+	for _, m := range []struct {
+		what     string
+		add, del map[string][]time.Duration
+	}{{"sequential", add, del}, {"2 workers", add2, del2}} {
+		for _, v := range []struct {
+			verb string
+			ds   map[string][]time.Duration
+		}{{"ADD", m.add}, {"DEL", m.del}} {
+			on, off := ms(quantile(v.ds[spoofOn], 0.5)), ms(quantile(v.ds[spoofOff], 0.5))
+			fmt.Printf("BENCH| CNI %s median with anti-spoofing (%s), %s | %.1f ms | without anti-spoofing, same test build and run: %.1f ms | %.2fx (goal: unchanged within noise); p95 %.1f vs %.1f ms\n",
+				v.verb, m.what, variant, on, off, on/off, ms(quantile(v.ds[spoofOn], 0.95)), ms(quantile(v.ds[spoofOff], 0.95)))
+		}
+	}
 	// The floor of an ADD and what it allows.
 	wa, ra := ms(quantile(add["weft"], 0.5)), ms(quantile(add[refName], 0.5))
 	sk, kn := ms(quantile(add["skel floor"], 0.5)), ms(quantile(kernelAdd, 0.5))
@@ -257,6 +299,14 @@ func benchCNI(t *testing.T, variant string, dual bool) {
 
 // cycle runs one ADD and one DEL of container id in pod through c and
 // returns their latencies.
+// Names of the test build's variants in the tables, and the switch that
+// turns its anti-spoofing off (see hook_cnitesthook.go).
+const (
+	spoofOn        = "weft test build"
+	spoofOff       = "weft test build without anti-spoofing"
+	noAntispoofEnv = "WEFT_CNI_TEST_NO_ANTISPOOF"
+)
+
 func cycle(t *testing.T, e *testEnv, c *libcni.CNIConfig, l *libcni.NetworkConfigList, id string, pod *netnstest.NS) (add, del time.Duration) {
 	t.Helper()
 	rt := runtimeConf(id, pod)
@@ -359,18 +409,32 @@ func kernelFloorAdd(t *testing.T, e *testEnv, bridge string, pod *netnstest.NS, 
 // goes: "exec" (fork, exec, Go runtime and package init) is timed from the
 // parent's start (WEFT_CNI_TEST_T0), "exit" is the wall time no step
 // accounts for (skel's checks after ADD, process exit, the parent's wait).
+// ADDs with and without anti-spoofing alternate, so that each step shows
+// beside its figure without it.
 func breakdown(t *testing.T, e *testEnv, pod *netnstest.NS, variant string) {
 	const n = 40
 	trace := filepath.Join(e.dir, "trace")
-	steps := map[string][]time.Duration{}
+	type run struct {
+		steps map[string][]time.Duration
+		walls []time.Duration
+	}
+	runs := [2]*run{{steps: map[string][]time.Duration{}}, {steps: map[string][]time.Duration{}}} // with, without
 	var order []string
-	var walls []time.Duration
-	for i := range n {
+	for i := range 2 * n {
+		noSpoof := (i+i/2)%2 == 1 // with, without, without, with, ...
+		rn := runs[0]
+		if noSpoof {
+			rn = runs[1]
+		}
 		if err := os.Remove(trace); err != nil && !os.IsNotExist(err) {
 			t.Fatal(err)
 		}
 		id := fmt.Sprintf("bd-%d", i)
 		env := append(cniEnv("ADD", id, "/run/netns/"+pod.Name, "eth0", hookDir), "WEFT_CNI_TEST_TRACE="+trace)
+		delEnv := cniEnv("DEL", id, "/run/netns/"+pod.Name, "eth0", hookDir)
+		if noSpoof {
+			env, delEnv = append(env, noAntispoofEnv+"=1"), append(delEnv, noAntispoofEnv+"=1")
+		}
 		var wall time.Duration
 		if err := e.inNode(func() error {
 			cmd := exec.Command(filepath.Join(hookDir, "weft"))
@@ -386,7 +450,7 @@ func breakdown(t *testing.T, e *testEnv, pod *netnstest.NS, variant string) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		walls = append(walls, wall)
+		rn.walls = append(rn.walls, wall)
 		f, err := os.Open(trace)
 		if err != nil {
 			t.Fatal(err)
@@ -405,37 +469,42 @@ func breakdown(t *testing.T, e *testEnv, pod *netnstest.NS, variant string) {
 			if !slices.Contains(order, name) {
 				order = append(order, name)
 			}
-			steps[name] = append(steps[name], d)
+			rn.steps[name] = append(rn.steps[name], d)
 			if !strings.HasSuffix(name, "(parallel)") {
 				sum += d
 			}
 		}
 		f.Close()
-		steps["exit"] = append(steps["exit"], wall-sum)
-		out, err := e.execPlugin(hookDir, cniEnv("DEL", id, "/run/netns/"+pod.Name, "eth0", hookDir), e.weftJSON("1.0.0", nil))
+		rn.steps["exit"] = append(rn.steps["exit"], wall-sum)
+		out, err := e.execPlugin(hookDir, delEnv, e.weftJSON("1.0.0", nil))
 		if err != nil {
 			t.Fatalf("DEL: %v %s", err, out)
 		}
 	}
 	desc := map[string]string{
-		"exec":            "fork, exec, Go runtime start and package init, until the plugin's package initialises",
-		"exit":            "the rest of the wall time: skel's netns check after ADD, process exit, the parent's wait",
-		"skel":            "main and skel: read the environment and stdin, check the config's version",
-		"parse":           "decode and check the network config",
-		"subnet-file":     "open the netns, read the subnet file",
-		"bridge":          "open two netlink sockets, read the forwarding and bridge-nf-call sysctls (written only when off), ensure the bridge (1 get, 1 address dump)",
-		"ipam (parallel)": "flock, read the store, write and rename the record, unlock; runs beside bridge and pod socket, not in the total",
-		"veth":            "one request creates the pair up, on the bridge, its peer in the pod; one sets alias and hairpin (made once the record is stored)",
-		"ipam wait":       "wait for the allocation's record, which the veth waits for",
-		"pod socket":      "open a netlink socket in the pod's namespace (setns there and back)",
-		"container":       "one batch in the pod: link up, addresses, default routes",
-		"result":          "build, encode and print the result",
-		"cleanup":         "close the sockets and the pod's namespace",
+		"exec":                  "fork, exec, Go runtime start and package init, until the plugin's package initialises",
+		"exit":                  "the rest of the wall time: skel's netns check after ADD, process exit, the parent's wait",
+		"skel":                  "main and skel: read the environment and stdin, check the config's version",
+		"parse":                 "decode and check the network config",
+		"subnet-file":           "open the netns, read the subnet file",
+		"bridge":                "open two netlink sockets, read the forwarding and bridge-nf-call sysctls (written only when off), ensure the bridge (1 get, 1 address dump)",
+		"ipam (parallel)":       "flock, read the store, write and rename the record, unlock; runs beside bridge and pod socket, not in the total",
+		"veth":                  "one request creates the pair up, on the bridge, its peer in the pod; one sets alias and hairpin (made once the record is stored)",
+		"ipam wait":             "wait for the allocation's record, which the veth waits for",
+		"anti-spoofing record":  "write the pod record (temporary file, rename) (not run without anti-spoofing)",
+		"anti-spoofing entries": "open a netfilter socket, add the pod's entries in one batch, close it (not run without anti-spoofing)",
+		"pod socket":            "open a netlink socket in the pod's namespace (setns there and back)",
+		"container":             "one batch in the pod: link up, addresses, default routes",
+		"result":                "build, encode and print the result",
+		"cleanup":               "close the sockets and the pod's namespace",
 	}
-	fmt.Printf("BENCH| weft ADD direct exec, median, %s | %.2f ms | - | %d runs of the test build without libcni; steps below are medians\n", variant, ms(quantile(walls, 0.5)), n)
+	with, without := runs[0], runs[1]
+	fmt.Printf("BENCH| weft ADD direct exec, median, %s | %.2f ms | without anti-spoofing, alternating: %.2f ms | %.2fx; %d runs each of the test build without libcni; steps below are medians\n",
+		variant, ms(quantile(with.walls, 0.5)), ms(quantile(without.walls, 0.5)), ms(quantile(with.walls, 0.5))/ms(quantile(without.walls, 0.5)), n)
 	fmt.Printf("BENCH| empty static Go program, run to exit, median, %s | %.2f ms | - | the per-process floor of any Go plugin (weft: 1 process per ADD, bridge+host-local: 2)\n", variant, ms(emptyGoFloor(t, e)))
 	for _, s := range append(order, "exit") {
-		fmt.Printf("BENCH| weft ADD step: %s, %s | %.2f ms | - | %s\n", s, variant, ms(quantile(steps[s], 0.5)), desc[s])
+		fmt.Printf("BENCH| weft ADD step: %s, %s | %.2f ms | without anti-spoofing: %.2f ms | %s\n", s, variant,
+			ms(quantile(with.steps[s], 0.5)), ms(quantile(without.steps[s], 0.5)), desc[s])
 	}
 }
 

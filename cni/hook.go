@@ -15,3 +15,6 @@ func traceStep(string) {}
 
 // traceDuration is a no-op in production builds; see hook_cnitesthook.go.
 func traceDuration(string, time.Duration) {}
+
+// testNoAntispoof is false in production builds; see hook_cnitesthook.go.
+func testNoAntispoof() bool { return false }

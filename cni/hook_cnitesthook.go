@@ -27,12 +27,22 @@ import (
 //	                                        the time each step of ADD took
 //	WEFT_CNI_TEST_T0=<unix ns>              with TRACE: also trace "exec",
 //	                                        the time from T0 to package init
+//	WEFT_CNI_TEST_NO_ANTISPOOF=1            ADD and DEL skip the anti-spoofing
+//	                                        record and entries (and DEL the
+//	                                        port's setting down): the plugin
+//	                                        as it was before them, so that
+//	                                        the benchmark can show their cost
+//	                                        beside it in the same run
 
 func testHook(point string) {
 	if d, err := time.ParseDuration(os.Getenv("WEFT_CNI_TEST_SLEEP_" + point)); err == nil {
 		time.Sleep(d)
 	}
 }
+
+// testNoAntispoof reports whether WEFT_CNI_TEST_NO_ANTISPOOF=1 turns the
+// anti-spoofing steps off.
+func testNoAntispoof() bool { return os.Getenv("WEFT_CNI_TEST_NO_ANTISPOOF") == "1" }
 
 var (
 	traceMu  sync.Mutex

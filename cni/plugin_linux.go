@@ -159,11 +159,13 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 
 	// Anti-spoofing: the pod record, then its entries, before the pod's
 	// interface comes up (see package antispoof).
-	spoofAdded = true
-	if err := addSpoofEntries(c, args, rec, host, pod); err != nil {
-		return err
+	if !testNoAntispoof() {
+		spoofAdded = true
+		if err := addSpoofEntries(c, args, rec, host, pod); err != nil {
+			return err
+		}
 	}
-	traceStep("anti-spoofing")
+	traceStep("anti-spoofing entries")
 
 	res, err := configureContainer(c, sf, rec, host, args.IfName)
 	if err != nil {
@@ -577,6 +579,7 @@ func addSpoofEntries(c *Config, args *skel.CmdArgs, rec ipam.Record, hs *hostSid
 	if err := antispoof.WriteRecord(c.DataDir, r); err != nil {
 		return cniErr(types.ErrIOFailure, "%v", err)
 	}
+	traceStep("anti-spoofing record")
 	if err := antispoof.AddPod(r); err != nil {
 		return cniErr(CodeKernel, "%v", err)
 	}
@@ -646,10 +649,12 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	// The entries go before the veth, and the netlink socket is closed
 	// after it, so that the kernel's release of the entries overlaps the
 	// veth's delete (see antispoof.Removal).
-	setHostVethDown(args.ContainerID, args.IfName)
-	rm, err := removeSpoofEntries(c, args.ContainerID, args.IfName)
-	if err != nil {
-		errs = append(errs, err.Error())
+	var rm *antispoof.Removal
+	if !testNoAntispoof() {
+		setHostVethDown(args.ContainerID, args.IfName)
+		if rm, err = removeSpoofEntries(c, args.ContainerID, args.IfName); err != nil {
+			errs = append(errs, err.Error())
+		}
 	}
 	if err := deleteHostVeth(args.ContainerID, args.IfName); err != nil {
 		errs = append(errs, err.Error())
