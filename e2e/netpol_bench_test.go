@@ -19,6 +19,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sys/unix"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -156,6 +157,7 @@ func TestBenchPolicyTraffic(t *testing.T) {
 		name      string
 		on        bool
 		bps, rate []float64
+		cpu       []float64 // µs of this process's CPU per connection
 	}
 	modes := []*mode{{name: "100 policies", on: true}, {name: "no policy", on: false}}
 	// Throughput: rounds of one iperf3 stream (3 s) in each state.
@@ -182,12 +184,12 @@ func TestBenchPolicyTraffic(t *testing.T) {
 		for k := range modes {
 			m := modes[(r+k)%len(modes)]
 			set(m.on)
-			rate, err := connRate(client.NS, dst, 750*time.Millisecond, 2)
+			rate, cpu, err := connRate(client.NS, dst, 750*time.Millisecond, 2)
 			if err != nil {
 				t.Fatalf("%s: %v", m.name, err)
 			}
-			m.rate = append(m.rate, rate)
-			line = append(line, fmt.Sprintf("%s %.0f conn/s", m.name, rate))
+			m.rate, m.cpu = append(m.rate, rate), append(m.cpu, cpu)
+			line = append(line, fmt.Sprintf("%s %.0f conn/s %.1f µs CPU/conn", m.name, rate, cpu))
 		}
 		t.Logf("connection pair %d: %s", r+1, strings.Join(line, ", "))
 	}
@@ -210,6 +212,11 @@ func TestBenchPolicyTraffic(t *testing.T) {
 	benchRow("new TCP connections/s across nodes with 100 policies over 1000 pods (2 clients)",
 		fmt.Sprintf("%.0f conn/s", median(on.rate)), fmt.Sprintf("no policy, same run: %.0f conn/s", median(off.rate)),
 		fmt.Sprintf("%.3f (per-pair quartiles %.3f–%.3f, range %.3f–%.3f, %d pairs of 0.75 s; goal 0.95–1.05)", m, q1, q3, lo, hi, pairs))
+	m, lo, hi = ratio(on.cpu, off.cpu)
+	q1, q3 = quartiles(on.cpu, off.cpu)
+	benchRow("CPU per new TCP connection with 100 policies over 1000 pods (client, server and the kernel's path in their threads)",
+		fmt.Sprintf("%.1f µs", median(on.cpu)), fmt.Sprintf("no policy, same run: %.1f µs", median(off.cpu)),
+		fmt.Sprintf("%.3f (per-pair quartiles %.3f–%.3f, range %.3f–%.3f, %d pairs; goal 0.95–1.05)", m, q1, q3, lo, hi, pairs))
 }
 
 // quartiles returns the first and third quartile of a[i]/b[i].
@@ -335,12 +342,21 @@ func trafficPolicies() []*networkingv1.NetworkPolicy {
 // connRate opens TCP connections from ns to dst for d with workers
 // clients at once, each connection sending one byte, reading it back and
 // closing with a reset (no TIME_WAIT left to exhaust the ports), and
-// returns the connections completed per second.
-func connRate(ns e2e.NS, dst netip.AddrPort, d time.Duration, workers int) (float64, error) {
+// returns the connections completed per second and this process's CPU
+// time per connection in µs. The server is this process's too
+// (e2e.ServeTCP), and the kernel handles most of a packet's path between
+// the pods (veth, bridge, the policy rules, VXLAN) in the sending
+// thread, so that CPU time is the path's cost, less disturbed by other
+// tenants' load than the rate.
+func connRate(ns e2e.NS, dst netip.AddrPort, d time.Duration, workers int) (rate, cpuPerConn float64, err error) {
 	var mu sync.Mutex
 	var total int
 	var firstErr error
 	var wg sync.WaitGroup
+	cpu0, err := processCPU()
+	if err != nil {
+		return 0, 0, err
+	}
 	start := time.Now()
 	end := start.Add(d)
 	for range workers {
@@ -378,10 +394,27 @@ func connRate(ns e2e.NS, dst netip.AddrPort, d time.Duration, workers int) (floa
 		}()
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return 0, firstErr
+	elapsed := time.Since(start)
+	cpu1, err := processCPU()
+	if err != nil {
+		return 0, 0, err
 	}
-	return float64(total) / time.Since(start).Seconds(), nil
+	if firstErr != nil {
+		return 0, 0, firstErr
+	}
+	if total == 0 {
+		return 0, 0, fmt.Errorf("no connection to %s completed in %v", dst, d)
+	}
+	return float64(total) / elapsed.Seconds(), float64((cpu1 - cpu0).Microseconds()) / float64(total), nil
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() (time.Duration, error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("getrusage: %w", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // labelChange times, on the real path, one simulated pod's label change
