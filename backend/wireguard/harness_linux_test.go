@@ -86,6 +86,11 @@ type helperConfig struct {
 	MemoryLimit int64 `json:"memoryLimit"`
 	// FlowBound, when set, replaces flowBound (negative: no bound).
 	FlowBound int64 `json:"flowBound,omitempty"`
+	// GCPercent, when set, is applied with debug.SetGCPercent.
+	GCPercent int `json:"gcPercent,omitempty"`
+	// BusyGCPercent, when set, replaces busyGCPercent (negative: 0, the
+	// collector left alone).
+	BusyGCPercent int `json:"busyGCPercent,omitempty"`
 }
 
 type helperResponse struct {
@@ -151,6 +156,12 @@ func runHelper(in io.Reader, out io.Writer) int {
 			}
 			if c.FlowBound != 0 {
 				flowBound = max(c.FlowBound, 0)
+			}
+			if c.GCPercent != 0 {
+				debug.SetGCPercent(c.GCPercent)
+			}
+			if c.BusyGCPercent != 0 {
+				busyGCPercent = max(c.BusyGCPercent, 0)
 			}
 			b, err = New(Config{
 				Name: c.Name, ListenPort: c.ListenPort, MTU: c.MTU, PersistentKeepalive: c.PersistentKeepalive,

@@ -77,7 +77,7 @@ func startUserDevice(name string, mtu int, offloads bool, log logrus.FieldLogger
 		name:    name,
 		log:     log,
 		tun:     td,
-		ctun:    &countingTUN{Device: &gatedTUN{Device: td, out: out, in: in}},
+		ctun:    newCountingTUN(&gatedTUN{Device: td, out: out, in: in}),
 		flowOut: out,
 		flowIn:  in,
 		stop:    make(chan struct{}),
@@ -103,14 +103,29 @@ func (u *userDevice) releaseLoop() {
 	t := time.NewTicker(releaseTick)
 	defer t.Stop()
 	var r releaser
+	defer func() {
+		if u.busy.Load() {
+			setBusy(false)
+		}
+	}()
 	for {
+		// A kick counts as an early tick: it can only make the device
+		// busy (busyPackets moved since the last tick).
 		select {
 		case <-u.stop:
 			return
 		case <-t.C:
+		case <-u.ctun.kick:
 		}
-		release := r.tick(u.ctun.packets.Load())
-		u.busy.Store(!r.idle())
+		count := u.ctun.packets.Load()
+		release := r.tick(count)
+		busy := !r.idle()
+		if busy != u.busy.Load() {
+			u.busy.Store(busy)
+			setBusy(busy)
+		}
+		u.ctun.mark.Store(count)
+		u.ctun.armed.Store(!busy)
 		if release {
 			releaseMemory()
 			u.log.Debug("traffic stopped: memory returned to the os")

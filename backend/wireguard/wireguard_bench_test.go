@@ -174,6 +174,8 @@ func podNS(nd *testNode) *netnstest.NS { return nd.pod }
 type throughputTool struct {
 	name  string
 	iperf string
+	// last holds the results of the last best call, in bit/s.
+	last []float64
 }
 
 func newThroughputTool(t *testing.T) *throughputTool {
@@ -207,6 +209,7 @@ func (tt *throughputTool) best(t *testing.T, a, b *testNode, src, dst netip.Addr
 		results = append(results, bps)
 	}
 	t.Logf("%s -> %s: %v bit/s", src, dst, results)
+	tt.last = results
 	return slices.Max(results)
 }
 
