@@ -64,10 +64,13 @@
 // heap with a soft memory limit (--memory-limit,
 // runtime/debug.SetMemoryLimit), which makes the garbage collector return
 // pool memory under sustained load; a lower limit costs some throughput
-// (TestBenchWireGuard measures both). Once a
-// busy device goes quiet it returns the memory of the burst to the OS
-// within about a second. Each peer costs about 31 KiB more (the library's
-// per-peer queues and goroutines): at 5000 peers the heap holds about
-// 180 MiB before any traffic, so --memory-limit must be raised for such
-// clusters.
+// (TestBenchWireGuard measures both). While the device is busy the
+// collector runs at GOGC=25 rather than the process's setting, since a
+// buffer that a collection freed is zeroed whole when handed out again,
+// so the heap's headroom becomes resident (TestBenchWireGuardMemory). Once
+// a busy device goes quiet it restores the setting and returns the memory
+// of the burst to the OS within about a second. Each peer costs about
+// 31 KiB more (the library's per-peer queues and goroutines): at 5000
+// peers the heap holds about 180 MiB before any traffic, so
+// --memory-limit must be raised for such clusters.
 package wireguard

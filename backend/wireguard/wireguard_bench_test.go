@@ -76,6 +76,7 @@ func TestBenchWireGuard(t *testing.T) {
 	sampler := newRSSSampler(n1.h.pid(), n2.h.pid())
 	weft := tool.best(t, n1, n2, n1.subnet.Addr(), n2.subnet.Addr())
 	peak := sampler.stop()
+	anonPeak := sampler.anon
 	weftPod := tool.best(t, n1, n2, n1.podIP, n2.podIP, podNS)
 	// The device returns a burst's memory a second after it goes quiet.
 	quickRSS := waitIdleRSS(2*time.Second, n1.h.pid(), n2.h.pid())
@@ -92,7 +93,7 @@ func TestBenchWireGuard(t *testing.T) {
 
 	// Debian's wireguard-go between the same namespaces.
 	var ref float64
-	var refPeak, refIdle int64
+	var refPeak, refAnonPeak, refIdle int64
 	refName := "Debian wireguard-go"
 	if msg := missingTools("wireguard-go", "wg"); msg != "" {
 		t.Logf("skipping the wireguard-go reference: %s", msg)
@@ -104,6 +105,7 @@ func TestBenchWireGuard(t *testing.T) {
 		rs := newRSSSampler(a.pid, b.pid)
 		ref = tool.best(t, n1, n2, a.addr, b.addr)
 		refPeak = rs.stop()
+		refAnonPeak = rs.anon
 		refIdle = waitIdleRSS(5*time.Second, a.pid, b.pid)
 	}
 
@@ -154,7 +156,13 @@ func TestBenchWireGuard(t *testing.T) {
 	if refPeak > 0 {
 		refRSS = mib(refPeak)
 	}
-	fmt.Printf("BENCH| WireGuard userspace RSS under load (max of both nodes) | %s | %s: %s | soft memory limit %s\n", mib(peak), refName, refRSS, mib(benchMemLimit))
+	refAnon, ratios := "", ""
+	if refPeak > 0 {
+		refAnon = fmt.Sprintf(" (anonymous %s)", mib(refAnonPeak))
+		ratios = fmt.Sprintf("%s of the RSS, %s of the anonymous; ", ratio(float64(peak), float64(refPeak)), ratio(float64(anonPeak), float64(refAnonPeak)))
+	}
+	fmt.Printf("BENCH| WireGuard userspace RSS under load (max of both nodes) | %s (anonymous %s) | %s: %s%s | %ssoft memory limit %s\n",
+		mib(peak), mib(anonPeak), refName, refRSS, refAnon, ratios, mib(benchMemLimit))
 	if refIdle > 0 {
 		refRSS = mib(refIdle)
 	}
@@ -316,21 +324,25 @@ func goTCP(srcNS, dstNS *netnstest.NS, src, dst netip.Addr) (float64, error) {
 	return float64(r.n*8) / r.d.Seconds(), nil
 }
 
-// rssSampler records the highest RSS of some processes until stopped.
+// rssSampler records the highest RSS, and the highest anonymous RSS, of
+// some processes until stopped.
 type rssSampler struct {
 	stopc chan struct{}
-	done  chan int64
+	done  chan memSample
+	// anon is the highest anonymous RSS (valid after stop).
+	anon int64
 }
 
 func newRSSSampler(pids ...int) *rssSampler {
-	s := &rssSampler{stopc: make(chan struct{}), done: make(chan int64, 1)}
+	s := &rssSampler{stopc: make(chan struct{}), done: make(chan memSample, 1)}
 	go func() {
-		var peak int64
+		var peak memSample
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			for _, p := range pids {
-				peak = max(peak, rss(p))
+				m := smapsRollup(p)
+				peak.rss, peak.anon = max(peak.rss, m.rss), max(peak.anon, m.anon)
 			}
 			select {
 			case <-s.stopc:
@@ -343,9 +355,12 @@ func newRSSSampler(pids ...int) *rssSampler {
 	return s
 }
 
+// stop returns the highest RSS.
 func (s *rssSampler) stop() int64 {
 	close(s.stopc)
-	return <-s.done
+	m := <-s.done
+	s.anon = m.anon
+	return m.rss
 }
 
 // waitIdleRSS waits d and returns the highest RSS of pids.
