@@ -33,36 +33,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/e2e/e2etest"
 )
 
-// memSample is one process's memory from /proc/PID/smaps_rollup, in bytes.
-type memSample struct {
-	rss, anon int64
-}
-
-func (m memSample) file() int64 { return m.rss - m.anon }
-
-func smapsRollup(pid int) memSample {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return memSample{}
-	}
-	var m memSample
-	for _, line := range strings.Split(string(raw), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "Rss:":
-			m.rss = kb << 10
-		case "Anonymous:":
-			m.anon = kb << 10
-		}
-	}
-	return m
-}
+// memSample is one process's resident memory.
+type memSample = e2etest.ProcMemory
 
 // memPeak samples processes every 100 ms until stopped and keeps, over
 // the processes and the samples, the highest RSS and the highest
@@ -85,9 +61,9 @@ func newMemPeak(pids []int, helpers []*helper) *memPeak {
 		defer tick.Stop()
 		for n := 0; ; n++ {
 			for _, pid := range pids {
-				s := smapsRollup(pid)
+				s := e2etest.MaxProcMemory(pid)
 				p.mu.Lock()
-				p.peak.rss, p.peak.anon = max(p.peak.rss, s.rss), max(p.peak.anon, s.anon)
+				p.peak.RSS, p.peak.Anon = max(p.peak.RSS, s.RSS), max(p.peak.Anon, s.Anon)
 				p.mu.Unlock()
 			}
 			if n%3 == 0 {
@@ -118,15 +94,6 @@ func (p *memPeak) stop() (memSample, heapStats) {
 	close(p.stopc)
 	p.wg.Wait()
 	return p.peak, p.heap
-}
-
-func maxSample(pids ...int) memSample {
-	var m memSample
-	for _, pid := range pids {
-		s := smapsRollup(pid)
-		m.rss, m.anon = max(m.rss, s.rss), max(m.anon, s.anon)
-	}
-	return m
 }
 
 // cpuTime returns the CPU time (user and system) processes have used.
@@ -172,7 +139,7 @@ func measureLoad(t *testing.T, tool *throughputTool, n1, n2 *testNode, src, dst 
 		bytes += r * benchDuration.Seconds() / 8
 	}
 	time.Sleep(2 * time.Second)
-	return memRun{bps: bps, cpuGB: cpu.Seconds() / (bytes / 1e9), peak: peak, heap: heap, after: maxSample(pids...)}
+	return memRun{bps: bps, cpuGB: cpu.Seconds() / (bytes / 1e9), peak: peak, heap: heap, after: e2etest.MaxProcMemory(pids...)}
 }
 
 func TestBenchWireGuardMemory(t *testing.T) {
@@ -214,13 +181,13 @@ func TestBenchWireGuardMemory(t *testing.T) {
 			r := measureLoad(t, tool, n1, n2, n1.subnet.Addr(), n2.subnet.Addr(), []int{n1.h.pid(), n2.h.pid()}, []*helper{n1.h, n2.h})
 			res[v.name] = append(res[v.name], r)
 			t.Logf("round %d %s: %.2f Gbit/s, %.2f CPU s/GB, rss %d anon %d file %d MiB; heap inuse %d idle %d nextgc %d sys %d MiB; after: rss %d anon %d",
-				round, v.name, r.bps/1e9, r.cpuGB, r.peak.rss>>20, r.peak.anon>>20, r.peak.file()>>20,
-				r.heap.HeapInuse>>20, r.heap.HeapIdle>>20, r.heap.NextGC>>20, r.heap.Sys>>20, r.after.rss>>20, r.after.anon>>20)
+				round, v.name, r.bps/1e9, r.cpuGB, r.peak.RSS>>20, r.peak.Anon>>20, r.peak.File()>>20,
+				r.heap.HeapInuse>>20, r.heap.HeapIdle>>20, r.heap.NextGC>>20, r.heap.Sys>>20, r.after.RSS>>20, r.after.Anon>>20)
 
 			r = measureLoad(t, tool, n1, n2, a.addr, b.addr, []int{a.pid, b.pid}, nil)
 			ref = append(ref, r)
 			t.Logf("round %d wireguard-go: %.2f Gbit/s, %.2f CPU s/GB, rss %d anon %d file %d MiB; after: rss %d anon %d",
-				round, r.bps/1e9, r.cpuGB, r.peak.rss>>20, r.peak.anon>>20, r.peak.file()>>20, r.after.rss>>20, r.after.anon>>20)
+				round, r.bps/1e9, r.cpuGB, r.peak.RSS>>20, r.peak.Anon>>20, r.peak.File()>>20, r.after.RSS>>20, r.after.Anon>>20)
 		}
 	}
 	vals := func(rs []memRun, f func(memRun) float64) []float64 {
@@ -237,10 +204,10 @@ func TestBenchWireGuardMemory(t *testing.T) {
 		vs := vals(rs, f)
 		return fmt.Sprintf(format+"-"+format, slices.Min(vs), slices.Max(vs))
 	}
-	rssOf := mib(func(r memRun) int64 { return r.peak.rss })
-	anonOf := mib(func(r memRun) int64 { return r.peak.anon })
-	fileOf := mib(func(r memRun) int64 { return r.peak.file() })
-	afterOf := mib(func(r memRun) int64 { return r.after.rss })
+	rssOf := mib(func(r memRun) int64 { return r.peak.RSS })
+	anonOf := mib(func(r memRun) int64 { return r.peak.Anon })
+	fileOf := mib(func(r memRun) int64 { return r.peak.File() })
+	afterOf := mib(func(r memRun) int64 { return r.after.RSS })
 	heapOf := mib(func(r memRun) int64 { return int64(r.heap.HeapInuse) })
 	gbitOf := func(r memRun) float64 { return r.bps / 1e9 }
 	cpuOf := func(r memRun) float64 { return r.cpuGB }

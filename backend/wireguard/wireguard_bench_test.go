@@ -41,6 +41,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/weftnet/weft/e2e/e2etest"
 	"github.com/weftnet/weft/e2e/netnstest"
 )
 
@@ -341,8 +342,8 @@ func newRSSSampler(pids ...int) *rssSampler {
 		defer tick.Stop()
 		for {
 			for _, p := range pids {
-				m := smapsRollup(p)
-				peak.rss, peak.anon = max(peak.rss, m.rss), max(peak.anon, m.anon)
+				m := e2etest.MaxProcMemory(p)
+				peak.RSS, peak.Anon = max(peak.RSS, m.RSS), max(peak.Anon, m.Anon)
 			}
 			select {
 			case <-s.stopc:
@@ -359,8 +360,8 @@ func newRSSSampler(pids ...int) *rssSampler {
 func (s *rssSampler) stop() int64 {
 	close(s.stopc)
 	m := <-s.done
-	s.anon = m.anon
-	return m.rss
+	s.anon = m.Anon
+	return m.RSS
 }
 
 // waitIdleRSS waits d and returns the highest RSS of pids.
