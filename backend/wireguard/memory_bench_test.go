@@ -180,9 +180,20 @@ func TestBenchWireGuardMemory(t *testing.T) {
 			tp.reconcileAll(t)
 			r := measureLoad(t, tool, n1, n2, n1.subnet.Addr(), n2.subnet.Addr(), []int{n1.h.pid(), n2.h.pid()}, []*helper{n1.h, n2.h})
 			res[v.name] = append(res[v.name], r)
-			t.Logf("round %d %s: %.2f Gbit/s, %.2f CPU s/GB, rss %d anon %d file %d MiB; heap inuse %d idle %d nextgc %d sys %d MiB; after: rss %d anon %d",
+			// How often the flow gates' readers gave up waiting (a
+			// reader that gives up reads past the bound).
+			var forgiven []string
+			for _, nd := range tp.nodes {
+				fr, err := nd.h.call(helperRequest{Op: "flow"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				forgiven = append(forgiven, fmt.Sprintf("%d/%d", fr.Forgiven[0], fr.Forgiven[1]))
+			}
+			t.Logf("round %d %s: %.2f Gbit/s, %.2f CPU s/GB, rss %d anon %d file %d MiB; heap inuse %d idle %d nextgc %d sys %d MiB; after: rss %d anon %d; flow gates gave up (out/in, per node) %s",
 				round, v.name, r.bps/1e9, r.cpuGB, r.peak.RSS>>20, r.peak.Anon>>20, r.peak.File()>>20,
-				r.heap.HeapInuse>>20, r.heap.HeapIdle>>20, r.heap.NextGC>>20, r.heap.Sys>>20, r.after.RSS>>20, r.after.Anon>>20)
+				r.heap.HeapInuse>>20, r.heap.HeapIdle>>20, r.heap.NextGC>>20, r.heap.Sys>>20, r.after.RSS>>20, r.after.Anon>>20,
+				strings.Join(forgiven, ", "))
 
 			r = measureLoad(t, tool, n1, n2, a.addr, b.addr, []int{a.pid, b.pid}, nil)
 			ref = append(ref, r)
