@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/weftnet/weft/daemon/status"
 )
 
 // listenHTTP opens the HTTP listener (so that a busy port fails Run at
@@ -31,6 +33,7 @@ func (d *daemon) serveHTTP(ctx context.Context, ln net.Listener) error {
 	mux.HandleFunc("GET /healthz", d.handleHealthz)
 	mux.HandleFunc("GET /readyz", d.handleReadyz)
 	mux.HandleFunc("GET /status", d.handleStatus)
+	mux.HandleFunc("GET "+status.PolicyExplainPath, d.handlePolicyExplain)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)

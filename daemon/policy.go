@@ -52,6 +52,8 @@ type policyState struct {
 	// counters at zero).
 	rules []string
 	base  map[string]uint64
+	// applied is the state the kernel holds, for GET /policy/explain.
+	applied *appliedPolicy
 }
 
 // policyInputs is what one compile is made of.
@@ -304,6 +306,7 @@ func (d *daemon) applyPolicies(in *policyInputs) bool {
 		return false
 	}
 	d.metrics.policyApplies.Inc()
+	d.setAppliedPolicy(pi, st, cur)
 	fields := logrus.Fields{"policies": cur.Policies, "localPods": local, "remotePods": remote,
 		"revision": cur.Revision, "rules": len(st.Ingress) + len(st.Egress), "took": took.Round(time.Microsecond).String()}
 	switch {
@@ -424,21 +427,8 @@ var policyPacketsDesc = prometheus.NewDesc("weft_policy_packets_total",
 func (c policyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- policyPacketsDesc }
 
 func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
-	c.d.pol.mu.Lock()
-	rules := c.d.pol.rules
-	base := make(map[string]uint64, len(c.d.pol.base))
-	for k, v := range c.d.pol.base {
-		base[k] = v
-	}
-	c.d.pol.mu.Unlock()
-	if len(rules) == 0 {
-		return
-	}
-	now, err := readPolicyCounters()
-	if err != nil {
-		now = nil // the base alone: never go backwards
-	}
+	counts, rules := c.d.policyPacketCounts()
 	for _, id := range rules {
-		ch <- prometheus.MustNewConstMetric(policyPacketsDesc, prometheus.CounterValue, float64(base[id]+now[id]), id)
+		ch <- prometheus.MustNewConstMetric(policyPacketsDesc, prometheus.CounterValue, float64(counts[id]), id)
 	}
 }

@@ -22,7 +22,7 @@ const usage = `usage: weftctl <command> [flags]
 commands:
   config set|get     write (validated) or show the network config in etcd
   leases [rm]        list leases, or evict a node's lease
-  policy             apply, get, list or delete network policies kept in etcd
+  policy             apply, get, list, delete or explain network policies kept in etcd
   namespace          label namespaces (for policies' namespaceSelectors) or list them
   status             show a node's status (from weftd's HTTP API), or every node's (--kubeconfig)
   members            show gossip members as a node (or, with --kubeconfig, each node) sees them

@@ -29,13 +29,15 @@ const policyUsage = `usage: weftctl policy apply -f FILE [-n NAMESPACE] [flags]
        weftctl policy get NAME [-n NAMESPACE] [-o yaml|json] [flags]
        weftctl policy list [-n NAMESPACE | -A] [flags]
        weftctl policy delete NAME [-n NAMESPACE] [flags]
+       weftctl policy explain --from POD|IP --to POD|IP --port PORT[/PROTO] [flags]
 
 NetworkPolicy objects (networking.k8s.io/v1) kept in etcd at
 <etcd-prefix>/policies/<namespace>/<name>, for etcd mode. 'apply' reads
 YAML or JSON (several objects separated by ---, or a v1 List; - reads
 stdin), validates every object as the Kubernetes API server does and
 writes all of them in one transaction, or nothing if any is invalid. The
-namespace is the object's, else -n, else "default".
+namespace is the object's, else -n, else "default". 'explain' asks the
+nodes' weftd whether a connection is allowed and which rule decides.
 `
 
 // maxPolicyFile bounds what 'policy apply' reads from a file or stdin.
@@ -48,7 +50,7 @@ func cmdPolicy(ctx context.Context, args []string) error {
 func runPolicy(ctx context.Context, args []string, cio *cmdIO) error {
 	if len(args) == 0 {
 		fmt.Fprint(cio.errOut, policyUsage)
-		return errors.New("policy: no subcommand given (apply, get, list or delete)")
+		return errors.New("policy: no subcommand given (apply, get, list, delete or explain)")
 	}
 	switch args[0] {
 	case "apply":
@@ -59,12 +61,14 @@ func runPolicy(ctx context.Context, args []string, cio *cmdIO) error {
 		return policyList(ctx, args[1:], cio)
 	case "delete", "rm":
 		return policyDelete(ctx, args[1:], cio)
+	case "explain":
+		return policyExplain(ctx, args[1:], cio)
 	case "-h", "--help", "help":
 		fmt.Fprint(cio.out, policyUsage)
 		return nil
 	}
 	fmt.Fprint(cio.errOut, policyUsage)
-	return fmt.Errorf("policy: unknown subcommand %q (want apply, get, list or delete)", args[0])
+	return fmt.Errorf("policy: unknown subcommand %q (want apply, get, list, delete or explain)", args[0])
 }
 
 // namespaceFlag registers -n and --namespace on fs.
