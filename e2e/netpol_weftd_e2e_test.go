@@ -7,6 +7,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -187,6 +188,13 @@ func TestNetworkPolicyWeftd(t *testing.T) {
 	rev := revision()
 	converged("x labelled team=blue", rev, 2)
 	check("x labelled", []pair{{"a", "b", true}, {"c", "b", false}, {"c", "a", false}, {"a", "c", true}})
+	explainAgrees(t, c, reach, []explainCase{
+		{from: "a", to: "b", allowed: true, ingressRule: "x/b-from-blue-a"},
+		{from: "c", to: "b", allowed: false, egressDeniedBy: "x/c-sends-nothing"},
+		{from: "c", to: "a", allowed: false, egressDeniedBy: "x/c-sends-nothing"},
+		{from: "a", to: "c", allowed: true},
+		{from: "b", to: "a", allowed: true},
+	}, pods)
 
 	// Restart under policy: node2 (b's node) restarts while a and c probe
 	// b in a loop.
@@ -261,4 +269,116 @@ func TestNetworkPolicyWeftd(t *testing.T) {
 	if v, all := metric(n1, `weft_policy_packets_total{rule="egress default deny ipv4"}`); v <= 0 {
 		t.Errorf("node1: the IPv4 egress default deny counted %v packets, want c's probes:\n%s", v, all)
 	}
+}
+
+// explainCase is a pair `weftctl policy explain` is asked about:
+// allowed is the expected verdict; ingressRule, when set, the policy
+// whose ingress rule 0 must decide; egressDeniedBy, when set, the policy
+// that must isolate the source for egress.
+type explainCase struct {
+	from, to       string
+	allowed        bool
+	ingressRule    string
+	egressDeniedBy string
+}
+
+// explainJSON is the part of `weftctl policy explain -o json` checked.
+type explainJSON struct {
+	Packets []struct {
+		Src     netip.Addr `json:"src"`
+		Allowed bool       `json:"allowed"`
+		Egress  *struct {
+			Node    string `json:"node"`
+			Verdict *struct {
+				Allowed     bool     `json:"allowed"`
+				SelectedBy  []string `json:"selectedBy"`
+				DefaultDeny *struct {
+					ID      string `json:"id"`
+					Packets uint64 `json:"packets"`
+				} `json:"defaultDeny"`
+			} `json:"verdict"`
+		} `json:"egress"`
+		Ingress *struct {
+			Node    string `json:"node"`
+			Verdict *struct {
+				Allowed bool `json:"allowed"`
+				Rule    *struct {
+					ID      string `json:"id"`
+					Policy  string `json:"policy"`
+					Index   int    `json:"index"`
+					Packets uint64 `json:"packets"`
+				} `json:"rule"`
+			} `json:"verdict"`
+		} `json:"ingress"`
+	} `json:"packets"`
+}
+
+// explainAgrees asks `weftctl policy explain` about each case (TCP 80,
+// by pod name and, for the first case, by address) and checks that its
+// verdict for each family agrees with a real probe, with the expected
+// one, and names the expected rule; then that the deciding rule's
+// counter grew with the probes.
+func explainAgrees(t *testing.T, c *e2e.Cluster, reach func(from, to string, v6 bool, timeout time.Duration) bool, cases []explainCase, pods map[string]*e2e.Pod) {
+	t.Helper()
+	ctx := t.Context()
+	explain := func(from, to string) explainJSON {
+		t.Helper()
+		out, err := c.Weftctl(ctx, "policy", "explain", "--from", from, "--to", to, "--port", "80/tcp", "-o", "json")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		var res explainJSON
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("decode %q: %v", out, err)
+		}
+		return res
+	}
+	for _, tc := range cases {
+		start := time.Now()
+		res := explain("x/"+tc.from, "x/"+tc.to)
+		took := time.Since(start)
+		if len(res.Packets) != 2 {
+			t.Errorf("explain %s → %s: %d packets, want IPv4 and IPv6", tc.from, tc.to, len(res.Packets))
+			continue
+		}
+		for _, p := range res.Packets {
+			v6 := p.Src.Is6()
+			timeout := 500 * time.Millisecond
+			if p.Allowed {
+				timeout = 3 * time.Second
+			}
+			probe := reach(tc.from, tc.to, v6, timeout)
+			if p.Allowed != probe || p.Allowed != tc.allowed {
+				t.Errorf("explain %s → %s (ipv6 %t): allowed %t, the probe %t, want %t", tc.from, tc.to, v6, p.Allowed, probe, tc.allowed)
+			}
+			if tc.ingressRule != "" {
+				if p.Ingress == nil || p.Ingress.Verdict == nil || p.Ingress.Verdict.Rule == nil ||
+					p.Ingress.Verdict.Rule.Policy != tc.ingressRule || p.Ingress.Verdict.Rule.Index != 0 {
+					t.Errorf("explain %s → %s (ipv6 %t): ingress not decided by %s rule 0: %+v", tc.from, tc.to, v6, tc.ingressRule, p.Ingress)
+				}
+			}
+			if tc.egressDeniedBy != "" {
+				if p.Egress == nil || p.Egress.Verdict == nil || p.Egress.Verdict.Allowed || !slices.Equal(p.Egress.Verdict.SelectedBy, []string{tc.egressDeniedBy}) || p.Egress.Verdict.DefaultDeny == nil {
+					t.Errorf("explain %s → %s (ipv6 %t): egress not denied by %s's isolation: %+v", tc.from, tc.to, v6, tc.egressDeniedBy, p.Egress)
+				}
+			}
+		}
+		t.Logf("explain %s → %s: allowed %t, answered in %.1f ms", tc.from, tc.to, res.Packets[0].Allowed, millis(took))
+	}
+
+	// By address, and the counters: the first case's deciding rule (or
+	// default deny) counted the probes made above.
+	tc := cases[0]
+	res := explain(pods[tc.from].IP.String(), pods[tc.to].IP.String())
+	if len(res.Packets) != 1 || res.Packets[0].Allowed != tc.allowed {
+		t.Fatalf("explain by address %s → %s: %+v", pods[tc.from].IP, pods[tc.to].IP, res.Packets)
+	}
+	if in := res.Packets[0].Ingress; tc.ingressRule != "" && (in == nil || in.Verdict == nil || in.Verdict.Rule == nil || in.Verdict.Rule.Packets == 0) {
+		t.Errorf("explain %s → %s: the deciding rule counted no packet: %+v", tc.from, tc.to, in)
+	}
+	out, err := c.Weftctl(ctx, "policy", "explain", "--from", "x/c", "--to", "x/b", "--port", "80")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Logf("weftctl policy explain --from x/c --to x/b --port 80:\n%s", out)
 }

@@ -336,26 +336,33 @@ func renderSide(w io.Writer, dir string, s *explainSide, addr netip.Addr) {
 	case !v.Isolated:
 		fmt.Fprintf(w, "  %-7s on %s: allowed: no policy selects %s for %s: open\n", dir, s.Node, v.Pod, dir)
 	case v.Allowed && v.Rule != nil:
-		fmt.Fprintf(w, "  %-7s on %s: allowed by %s (%d packets)\n", dir, s.Node, ruleText(*v.Rule), v.Rule.Packets)
+		fmt.Fprintf(w, "  %-7s on %s: allowed by %s (%s)\n", dir, s.Node, ruleText(*v.Rule), packets(v.Rule.Packets))
 	default:
 		fmt.Fprintf(w, "  %-7s on %s: denied: selected by %s, no rule allows", dir, s.Node, strings.Join(v.SelectedBy, ", "))
 		if v.DefaultDeny != nil {
-			fmt.Fprintf(w, " (%q: %d packets)", v.DefaultDeny.ID, v.DefaultDeny.Packets)
+			fmt.Fprintf(w, " (%q: %s)", v.DefaultDeny.ID, packets(v.DefaultDeny.Packets))
 		}
 		fmt.Fprintln(w)
 	}
 	if v.Isolated {
 		if len(v.Rules) == 0 {
-			fmt.Fprintf(w, "    no rule of %s applies to %s\n", dir, v.Pod)
+			fmt.Fprintf(w, "    no %s rule applies to %s\n", dir, v.Pod)
 		}
 		for _, r := range v.Rules {
 			mark := " "
 			if v.Rule != nil && v.Rule.ID == r.ID {
 				mark = "*"
 			}
-			fmt.Fprintf(w, "    %s %-60s %d packets\n", mark, r.ID, r.Packets)
+			fmt.Fprintf(w, "    %s %s: %s\n", mark, r.ID, packets(r.Packets))
 		}
 	}
+}
+
+func packets(n uint64) string {
+	if n == 1 {
+		return "1 packet"
+	}
+	return fmt.Sprintf("%d packets", n)
 }
 
 // ruleText names a policy rule: "policy x/b ingress rule 0 (ID)".
