@@ -73,7 +73,10 @@ type Config struct {
 	CNIDataDir string
 	IPMasq     bool
 	// NetworkPolicy turns the enforcement of network policies on.
-	NetworkPolicy  bool
+	NetworkPolicy bool
+	// PolicyLogDrops, when above 0, logs the packets network policy
+	// drops, at most this many lines a second.
+	PolicyLogDrops int
 	HTTPAddr       string
 	ResyncInterval time.Duration
 	LeaseTTL       time.Duration
@@ -167,6 +170,7 @@ func NewFlagSet(name string) (*flag.FlagSet, *Config) {
 	str(&c.CNIDataDir, "cni-data-dir", DefaultCNIDataDir, "the CNI plugin's dataDir: the pod records there drive the anti-spoofing entries weftd repairs on every resync (empty: off)")
 	boolean(&c.IPMasq, "ip-masq", true, "masquerade pod traffic leaving the cluster network (nftables table 'weft')")
 	boolean(&c.NetworkPolicy, "network-policy", true, "enforce the network policies kept in etcd (nftables table 'weft-policy'); false removes the table and reports policy as not enforced")
+	fs.IntVar(&c.PolicyLogDrops, "policy-log-drops", 0, "log the packets network policy drops, at most this many lines a second (0: off; NFLOG group "+strconv.Itoa(DropLogGroup)+" in weftd's network namespace) (env "+EnvName("policy-log-drops")+")")
 	str(&c.HTTPAddr, "http-addr", DefaultHTTPAddr, "address of /healthz, /readyz, /metrics and /status (empty: off)")
 	dur(&c.ResyncInterval, "resync-interval", DefaultResyncInterval, "period of the full reconcile that repairs drift")
 	dur(&c.LeaseTTL, "lease-ttl", DefaultLeaseTTL, "TTL of this node's etcd lease (kept alive while weftd runs)")
@@ -331,6 +335,9 @@ func (c *Config) validateLocal(bad func(format string, a ...any)) {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("--log-format: %q is not text or json", c.LogFormat)
+	}
+	if c.PolicyLogDrops < 0 || c.PolicyLogDrops > maxPolicyLogDrops {
+		bad("--policy-log-drops: %d is outside 0..%d (lines a second; 0 is off)", c.PolicyLogDrops, maxPolicyLogDrops)
 	}
 	if c.VXLANDevice != "" && backend.ValidIfName(c.VXLANDevice) != nil {
 		bad("--vxlan-device: %q is not a valid interface name (1-15 characters, no '/' or spaces)", c.VXLANDevice)

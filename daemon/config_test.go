@@ -19,7 +19,7 @@ import (
 // unit rely on (the agreed list): renaming one breaks them.
 var briefFlags = []string{
 	"etcd-endpoints", "etcd-prefix", "etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-username", "etcd-password",
-	"node-name", "iface", "public-ip", "public-ipv6", "subnet-file", "state-dir", "cni-data-dir", "ip-masq", "network-policy", "http-addr",
+	"node-name", "iface", "public-ip", "public-ipv6", "subnet-file", "state-dir", "cni-data-dir", "ip-masq", "network-policy", "policy-log-drops", "http-addr",
 	"resync-interval", "lease-ttl", "log-level", "log-format", "vxlan-device", "wireguard-device", "wireguard-mode",
 	"wireguard-psk-file", "wireguard-offloads", "memory-limit", "gossip-bind", "gossip-advertise", "gossip-join",
 	"gossip-key-file", "gossip-probe-interval", "gossip-probe-timeout", "gossip-suspicion-mult", "gossip-interval",
@@ -169,6 +169,9 @@ func TestValidate(t *testing.T) {
 		{name: "mutual TLS over https", args: []string{"--etcd-endpoints=https://198.18.0.1:2379", "--etcd-cafile=/ca.pem",
 			"--etcd-certfile=/c.pem", "--etcd-keyfile=/k.pem", "--etcd-username=u", "--etcd-password=p"}},
 		{name: "node name", args: []string{"--node-name=a b"}, want: []string{"--node-name"}},
+		{name: "drop log rate", args: []string{"--policy-log-drops=20"}},
+		{name: "negative drop log rate", args: []string{"--policy-log-drops=-1"}, want: []string{"--policy-log-drops: -1 is outside 0..10000"}},
+		{name: "drop log rate too high", args: []string{"--policy-log-drops=10001"}, want: []string{"--policy-log-drops: 10001 is outside 0..10000"}},
 		{name: "gossip encryption mode", args: []string{"--gossip-encryption=maybe"}, want: []string{`--gossip-encryption: "maybe" is not on, send, accept or off`}},
 		{name: "gossip off with a key file", args: []string{"--gossip-encryption=off", "--gossip-key-file=/k"}, want: []string{"--gossip-encryption off with --gossip-key-file"}},
 		{name: "gossip max members", args: []string{"--gossip-max-members=0"}, want: []string{"--gossip-max-members must be at least 1"}},

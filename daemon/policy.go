@@ -101,6 +101,7 @@ func (d *daemon) policyLoop(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	dir := d.startPolicyWatchers(ctx, &wg, store, wake)
+	d.startDropLog(ctx, &wg)
 	var lastMtime, lastApply time.Time
 	var lastIn *policyInputs
 	for {
@@ -287,6 +288,7 @@ func (d *daemon) compileInput(in *policyInputs) (policy.Input, int, int) {
 func (d *daemon) applyPolicies(in *policyInputs) bool {
 	pi, local, remote := d.compileInput(in)
 	st := policy.Compile(pi)
+	st.DropLog = d.dropLog()
 	start := time.Now()
 	before, cerr := readPolicyCounters()
 	err := applyPolicyTable(st)

@@ -54,7 +54,7 @@ func (s *State) Explain(in Input, p Packet, dir Direction) (Explanation, bool) {
 		local, rules, isoSets = p.Src, s.Egress, [2]string{EgressIsolated4, EgressIsolated6}
 	}
 	local = local.Unmap()
-	pod, ok := localPod(in, local)
+	pod, ok := LocalPod(in, local)
 	if !ok {
 		return Explanation{}, false
 	}
@@ -83,8 +83,8 @@ func (s *State) Explain(in Input, p Packet, dir Direction) (Explanation, bool) {
 	return e, true
 }
 
-// localPod finds the pod of in.Node with address a.
-func localPod(in Input, a netip.Addr) (Pod, bool) {
+// LocalPod finds the pod of in.Node with address a.
+func LocalPod(in Input, a netip.Addr) (Pod, bool) {
 	for _, p := range in.Pods {
 		if p.Node != in.Node {
 			continue

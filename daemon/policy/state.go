@@ -50,6 +50,9 @@ type State struct {
 	// Problems are what the compiler could not enforce and skipped (so
 	// that enforcement is never wider than the policies).
 	Problems []Problem
+	// DropLog, when its Group is set, has the dropped packets logged; the
+	// compiler leaves it zero.
+	DropLog DropLog
 
 	indexOnce sync.Once
 	index     map[string]map[netip.Addr]bool

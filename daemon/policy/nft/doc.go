@@ -21,6 +21,7 @@
 //	  }
 //	  chain egress {         # sources: this node's pods
 //	    <one rule per policy rule, peer and port> return   # allowed: go on to ingress
+//	    [ip saddr @egress-isolated4 limit rate R/second log group G]  # with a drop log (State.DropLog)
 //	    ip  saddr @egress-isolated4 drop
 //	    ip6 saddr @egress-isolated6 drop
 //	  }

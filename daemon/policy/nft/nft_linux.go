@@ -148,6 +148,9 @@ func Apply(c *nftables.Conn, st *policy.State) error {
 			if !ok {
 				return fmt.Errorf("state has no set %s", d.iso[i])
 			}
+			if st.DropLog.Group != 0 {
+				add(d.ch, "", dropLogExprs(st.DropLog, f, d.isEgress, set))
+			}
 			exprs := append(nfproto(f), loadAddr(f, d.isEgress)...)
 			exprs = append(exprs, lookup(set), &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
 			add(d.ch, DropCounter(d.isEgress, f), exprs)
