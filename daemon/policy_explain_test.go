@@ -51,6 +51,8 @@ func TestParseExplainQuery(t *testing.T) {
 		{"not an address", "from=10.244.1&to=x/b&proto=tcp&port=80", "neither a pod"},
 		{"long end", "from=x/" + strings.Repeat("a", 400) + "&to=x/b&proto=tcp&port=80", "at most 317"},
 		{"long query", "from=x/a&to=x/b&proto=tcp&port=80&" + strings.Repeat("x", 1100), "at most 1024"},
+		{"long bad pod clipped", "from=x/" + strings.Repeat("A", 300) + "&to=x/b&proto=tcp&port=80", "…"},
+		{"long bad end clipped", "from=" + strings.Repeat("1", 300) + "&to=x/b&proto=tcp&port=80", "…"},
 		{"long unknown key clipped", long + long + "=1&from=x/a&to=x/b&proto=tcp&port=80", "…"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,6 +64,9 @@ func TestParseExplainQuery(t *testing.T) {
 				t.Fatalf("want an error with %q, got %+v", tc.want, q)
 			case tc.want != "" && !strings.Contains(err.Error(), tc.want):
 				t.Fatalf("error %q, want it to contain %q", err, tc.want)
+			}
+			if err != nil && len(err.Error()) > 400 {
+				t.Errorf("error of %d bytes: untrusted input echoed without bound: %q", len(err.Error()), err)
 			}
 		})
 	}

@@ -123,16 +123,24 @@ func ParsePolicyEnd(s string) (PolicyEndArg, error) {
 	}
 	if ns, name, ok := strings.Cut(s, "/"); ok {
 		if err := subnet.ValidateNamespace(ns); err != nil {
-			return PolicyEndArg{}, fmt.Errorf("pod %q: %w", s, err)
+			return PolicyEndArg{}, fmt.Errorf("pod %q: %w", clip(s), err)
 		}
 		if err := subnet.ValidatePodName(name); err != nil {
-			return PolicyEndArg{}, fmt.Errorf("pod %q: %w", s, err)
+			return PolicyEndArg{}, fmt.Errorf("pod %q: %w", clip(s), err)
 		}
 		return PolicyEndArg{Namespace: ns, Name: name}, nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
-		return PolicyEndArg{}, fmt.Errorf("%q is neither a pod (namespace/name) nor an IP address without zone", s)
+		return PolicyEndArg{}, fmt.Errorf("%q is neither a pod (namespace/name) nor an IP address without zone", clip(s))
 	}
 	return PolicyEndArg{Addr: a.Unmap()}, nil
+}
+
+// clip shortens untrusted text quoted in an error.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }
