@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/weftnet/weft/daemon/policy"
@@ -111,6 +112,9 @@ type dropLogger struct {
 	log     logrus.FieldLogger
 	bucket  *tokenBucket
 	skipped uint64
+	// logged, notLogged and overruns count lines written, packets
+	// skipped and socket overruns.
+	logged, notLogged, overruns prometheus.Counter
 	// applied returns the applied policy state (nil before the first
 	// apply), to name the pod and the policies isolating it.
 	applied func() *appliedPolicy
@@ -119,8 +123,10 @@ type dropLogger struct {
 func (l *dropLogger) packet(p droppedPacket, now time.Time) {
 	if !l.bucket.allow(now) {
 		l.skipped++
+		l.notLogged.Inc()
 		return
 	}
+	l.logged.Inc()
 	f := logrus.Fields{"src": p.src.String(), "dst": p.dst.String(), "proto": protoName(p.proto), "rule": p.rule}
 	if p.port != 0 {
 		f["port"] = p.port
@@ -153,6 +159,7 @@ func (d *daemon) startDropLog(ctx context.Context, wg *sync.WaitGroup) {
 	l := &dropLogger{
 		log:    d.log.WithField("component", "policy-drop-log"),
 		bucket: newTokenBucket(d.cfg.PolicyLogDrops, time.Now()),
+		logged: d.metrics.policyDropsLogged, notLogged: d.metrics.policyDropsNotLogged, overruns: d.metrics.policyDropLogLost,
 		applied: func() *appliedPolicy {
 			d.pol.mu.Lock()
 			defer d.pol.mu.Unlock()

@@ -81,6 +81,7 @@ func readDropLog(ctx context.Context, group uint16, l *dropLogger) error {
 			continue
 		case errors.Is(err, unix.ENOBUFS):
 			// The kernel dropped log messages: the socket buffer was full.
+			l.overruns.Inc()
 			if !lost {
 				l.log.Warn("the drop log fell behind: the kernel dropped log messages")
 				lost = true

@@ -191,4 +191,18 @@ func TestRunPolicyExplainAndDropLog(t *testing.T) {
 	if logged < 1 || logged > most {
 		t.Errorf("flood of %d packets: %d drop log lines, want 1..%d", sent, logged, most)
 	}
+
+	// The metrics count the lines and what reached weftd beyond its rate.
+	_, body, err := w.get("/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("weft_policy_drops_logged_total %d\n", len(dropLines())); !strings.Contains(body, want) {
+		t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+	}
+	for _, m := range []string{"weft_policy_drops_not_logged_total ", "weft_policy_drop_log_overruns_total "} {
+		if !strings.Contains(body, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
 }

@@ -40,6 +40,8 @@ type metrics struct {
 	policyApplies       prometheus.Counter
 	policyApplyErrors   prometheus.Counter
 	policyApplyDuration prometheus.Histogram
+	// The drop log (droplog.go).
+	policyDropsLogged, policyDropsNotLogged, policyDropLogLost prometheus.Counter
 	// refused reads the gossip member's refused-names count (set once
 	// gossip exists; 0 before and without gossip).
 	refused atomic.Pointer[func() uint64]
@@ -139,6 +141,15 @@ func (m *metrics) addPolicyMetrics(f promauto.Factory) {
 		Name:    "weft_policy_apply_duration_seconds",
 		Help:    "Time one replacement of the network policy table took (counters read, table built and committed).",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+	})
+	m.policyDropsLogged = f.NewCounter(prometheus.CounterOpts{
+		Name: "weft_policy_drops_logged_total", Help: "Dropped packets the drop log (--policy-log-drops) wrote a line for.",
+	})
+	m.policyDropsNotLogged = f.NewCounter(prometheus.CounterOpts{
+		Name: "weft_policy_drops_not_logged_total", Help: "Dropped packets that reached weftd's drop log beyond its rate (--policy-log-drops) and got no line.",
+	})
+	m.policyDropLogLost = f.NewCounter(prometheus.CounterOpts{
+		Name: "weft_policy_drop_log_overruns_total", Help: "Times the kernel dropped drop log messages because weftd's socket buffer was full.",
 	})
 }
 
