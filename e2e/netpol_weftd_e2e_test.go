@@ -381,4 +381,13 @@ func explainAgrees(t *testing.T, c *e2e.Cluster, reach func(from, to string, v6 
 		t.Fatalf("%v\n%s", err, out)
 	}
 	t.Logf("weftctl policy explain --from x/c --to x/b --port 80:\n%s", out)
+
+	// --node-addr overrides where a node is asked: node2's weftd is
+	// asked at a closed port, so the ingress verdict is unknown and
+	// weftctl fails, naming the address.
+	n2 := c.Nodes()[1].Name
+	out, err = c.Weftctl(ctx, "policy", "explain", "--from", "x/c", "--to", "x/b", "--port", "80", "--node-addr", n2+"=127.0.0.1:1")
+	if err == nil || !strings.Contains(out, "ingress on "+n2+": unknown") || !strings.Contains(out, "127.0.0.1:1") {
+		t.Errorf("explain with node2 asked at a closed port: want an unknown ingress verdict and a failure naming 127.0.0.1:1; got %v:\n%s", err, out)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -89,6 +90,8 @@ func policyExplain(ctx context.Context, args []string, cio *cmdIO) error {
 	toArg := fs.String("to", "", "destination: a pod (namespace/name) or an IP address")
 	portArg := fs.String("port", "", "destination port and protocol: PORT[/tcp|udp|sctp]")
 	httpPort := fs.Int("http-port", defaultHTTPPort, "the port of weftd's --http-addr on each node's public IP")
+	nodeAddrs := nodeAddrFlag{}
+	fs.Var(nodeAddrs, "node-addr", "NODE=HOST:PORT: ask NODE's weftd there instead (repeatable; for a weftd listening on 127.0.0.1 only, run on its node)")
 	output := fs.String("o", "table", "output: table or json")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -150,7 +153,10 @@ func policyExplain(ctx context.Context, args []string, cio *cmdIO) error {
 		if node == "" || res.Answers[node] != nil || errs[node] != "" {
 			continue
 		}
-		addr, err := nodeHTTPAddr(node, leases.Leases, *httpPort)
+		addr, ok := nodeAddrs[node]
+		if !ok {
+			addr, err = nodeHTTPAddr(node, leases.Leases, *httpPort)
+		}
 		if err == nil {
 			res.Answers[node], err = fetchExplain(ctx, addr, q)
 		}
@@ -170,9 +176,21 @@ func policyExplain(ctx context.Context, args []string, cio *cmdIO) error {
 	if *output == "json" {
 		enc := json.NewEncoder(cio.out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		renderExplain(cio.out, res)
 	}
-	renderExplain(cio.out, res)
+	// A verdict left unknown is a failure: say which node did not answer.
+	var nodes []string
+	for n, e := range errs {
+		nodes = append(nodes, n+": "+e)
+	}
+	slices.Sort(nodes)
+	if len(nodes) > 0 {
+		return fmt.Errorf("policy explain: verdict unknown: %s", strings.Join(nodes, "; "))
+	}
 	return nil
 }
 
@@ -200,6 +218,27 @@ func nodeOf(e status.PolicyEndArg, eps []subnet.Endpoint, leases []subnet.Lease)
 		}
 	}
 	return "", nil
+}
+
+// nodeAddrFlag is --node-addr NODE=HOST:PORT, repeatable.
+type nodeAddrFlag map[string]string
+
+func (f nodeAddrFlag) String() string { return "" }
+
+func (f nodeAddrFlag) Set(v string) error {
+	node, addr, ok := strings.Cut(v, "=")
+	if !ok || node == "" {
+		return fmt.Errorf("%q: want NODE=HOST:PORT", v)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: %q is not HOST:PORT", v, addr)
+	}
+	if _, dup := f[node]; dup {
+		return fmt.Errorf("%q: node %s given twice", v, node)
+	}
+	f[node] = addr
+	return nil
 }
 
 // nodeHTTPAddr is the address of node's weftd HTTP API: its lease's

@@ -56,6 +56,10 @@ func TestPolicyExplainArgs(t *testing.T) {
 		{[]string{"explain", "--from", "x/a", "--to", "x/b", "--port", "80", "-o", "yaml"}, "want table or json"},
 		{[]string{"explain", "--from", "x/a", "--to", "x/b", "--port", "80", "--http-port", "0"}, "--http-port 0"},
 		{[]string{"explain", "--from", "x/a", "--to", "x/b", "--port", "80", "extra"}, "unexpected arguments"},
+		{[]string{"explain", "--from", "x/a", "--to", "x/b", "--port", "80", "--node-addr", "n1"}, "want NODE=HOST:PORT"},
+		{[]string{"explain", "--from", "x/a", "--to", "x/b", "--port", "80", "--node-addr", "n1=127.0.0.1"}, "is not HOST:PORT"},
+		{[]string{"explain", "--from", "x/a", "--to", "x/b", "--port", "80", "--node-addr", "n1=127.0.0.1:0"}, "is not HOST:PORT"},
+		{[]string{"explain", "--from", "x/a", "--to", "x/b", "--port", "80", "--node-addr", "n1=127.0.0.1:9950", "--node-addr", "n1=127.0.0.1:9951"}, "given twice"},
 		{[]string{"explain", "--from", "x/nobody", "--to", "x/b", "--port", "80"}, "pod x/nobody: no node publishes it"},
 		{[]string{"explain", "--from", "198.18.1.1", "--to", "198.18.1.2", "--port", "80"}, "in a node's pod subnet"},
 	} {
