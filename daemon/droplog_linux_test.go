@@ -6,15 +6,20 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/weftnet/weft/cni/antispoof"
@@ -204,5 +209,63 @@ func TestRunPolicyExplainAndDropLog(t *testing.T) {
 		if !strings.Contains(body, m) {
 			t.Errorf("/metrics lacks %s", m)
 		}
+	}
+}
+
+// TestDropLogGroupTaken: when another socket holds the NFLOG group in the
+// namespace, the reader fails with the kernel's reason (weftd retries and
+// warns) instead of hanging or reading nothing silently; it stops with
+// its context.
+func TestDropLogGroupTaken(t *testing.T) {
+	netnstest.SkipUnlessRoot(t)
+	ns := netnstest.NewNS(t, "dlog")
+	newLogger := func() *dropLogger {
+		log := logrus.New()
+		log.SetOutput(&testLogWriter{t: t})
+		return &dropLogger{log: log, bucket: newTokenBucket(5, time.Now()), applied: func() *appliedPolicy { return nil },
+			logged: prometheus.NewCounter(prometheus.CounterOpts{Name: "l"}), notLogged: prometheus.NewCounter(prometheus.CounterOpts{Name: "n"}),
+			overruns: prometheus.NewCounter(prometheus.CounterOpts{Name: "o"})}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { first <- ns.Do(func() error { return readDropLog(ctx, DropLogGroup, newLogger()) }) }()
+	// Once the kernel lists the group as bound, a second reader fails.
+	poll(t, 5*time.Second, "the first reader bound the group", func() string {
+		select {
+		case err := <-first:
+			t.Fatalf("the first reader returned: %v", err)
+		default:
+		}
+		var b []byte
+		_ = ns.Do(func() (err error) {
+			b, err = os.ReadFile("/proc/thread-self/net/netfilter/nfnetlink_log")
+			return err
+		})
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) > 0 && f[0] == fmt.Sprint(DropLogGroup) {
+				return ""
+			}
+		}
+		return fmt.Sprintf("nfnetlink_log: %q", b)
+	})
+	cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+	err := ns.Do(func() error { return readDropLog(cctx, DropLogGroup, newLogger()) })
+	ccancel()
+	if !(errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY)) || !strings.Contains(err.Error(), "NFLOG group 9950") {
+		t.Errorf("second reader: %v, want the kernel's refusal (EPERM or EBUSY) naming the group", err)
+	}
+	select {
+	case err := <-first:
+		t.Fatalf("the first reader returned early: %v", err)
+	default:
+	}
+	cancel()
+	select {
+	case err := <-first:
+		if err != nil {
+			t.Errorf("the first reader, stopped: %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first reader did not stop within 5 s of its context's end")
 	}
 }
