@@ -159,7 +159,7 @@ func (d *daemon) startDropLog(ctx context.Context, wg *sync.WaitGroup) {
 	l := &dropLogger{
 		log:    d.log.WithField("component", "policy-drop-log"),
 		bucket: newTokenBucket(d.cfg.PolicyLogDrops, time.Now()),
-		logged: d.metrics.policyDropsLogged, notLogged: d.metrics.policyDropsNotLogged, overruns: d.metrics.policyDropLogLost,
+		logged: d.metrics.policyDropsLogged, notLogged: d.metrics.policyDropsNotLogged, overruns: d.metrics.policyDropLogOverruns,
 		applied: func() *appliedPolicy {
 			d.pol.mu.Lock()
 			defer d.pol.mu.Unlock()

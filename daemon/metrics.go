@@ -41,7 +41,7 @@ type metrics struct {
 	policyApplyErrors   prometheus.Counter
 	policyApplyDuration prometheus.Histogram
 	// The drop log (droplog.go).
-	policyDropsLogged, policyDropsNotLogged, policyDropLogLost prometheus.Counter
+	policyDropsLogged, policyDropsNotLogged, policyDropLogOverruns prometheus.Counter
 	// refused reads the gossip member's refused-names count (set once
 	// gossip exists; 0 before and without gossip).
 	refused atomic.Pointer[func() uint64]
@@ -148,7 +148,7 @@ func (m *metrics) addPolicyMetrics(f promauto.Factory) {
 	m.policyDropsNotLogged = f.NewCounter(prometheus.CounterOpts{
 		Name: "weft_policy_drops_not_logged_total", Help: "Dropped packets that reached weftd's drop log beyond its rate (--policy-log-drops) and got no line.",
 	})
-	m.policyDropLogLost = f.NewCounter(prometheus.CounterOpts{
+	m.policyDropLogOverruns = f.NewCounter(prometheus.CounterOpts{
 		Name: "weft_policy_drop_log_overruns_total", Help: "Times the kernel dropped drop log messages because weftd's socket buffer was full.",
 	})
 }
