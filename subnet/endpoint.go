@@ -225,21 +225,31 @@ type Endpoint struct {
 	// IPv4 and IPv6 are the pod's addresses (at least one).
 	IPv4 netip.Addr `json:"ipv4,omitzero"`
 	IPv6 netip.Addr `json:"ipv6,omitzero"`
+	// Ports are the pod's named container ports, which a policy's named
+	// port resolves against: nil when the source does not know them (etcd
+	// mode: a CNI call carries none, and they are never stored), non-nil
+	// (possibly empty) when it does (Kubernetes mode: the Pod's
+	// spec.containers[].ports with a name).
+	Ports []ContainerPort `json:"-"`
 }
+
+// ContainerPort is a port a pod's container declares under a name.
+type ContainerPort struct {
+	// Name is an IANA service name (at most 15 characters).
+	Name string
+	// Protocol is TCP, UDP or SCTP.
+	Protocol string
+	// Port is the container's port number (not zero).
+	Port uint16
+}
+
+// MaxEndpointPorts bounds the named ports of one endpoint.
+const MaxEndpointPorts = 256
 
 // Validate checks e's own fields: a named pod, valid identity, unicast
 // addresses of the right family.
 func (e Endpoint) Validate() error {
-	if e.Node == "" || e.Key == "" {
-		return errors.New("endpoint without node or key")
-	}
-	if len(e.Key) > 63 || !dnsLabelOK(e.Key) {
-		return fmt.Errorf("endpoint key %q is not an RFC 1123 label", clip(e.Key))
-	}
-	if e.PodIdentity.Namespace == "" {
-		return errors.New("endpoint without a pod namespace and name")
-	}
-	if err := e.PodIdentity.Validate(); err != nil {
+	if err := e.ValidateIdentity(); err != nil {
 		return err
 	}
 	if !e.IPv4.IsValid() && !e.IPv6.IsValid() {
@@ -252,6 +262,74 @@ func (e Endpoint) Validate() error {
 		return fmt.Errorf("ipv6 %s is not a unicast IPv6 address", e.IPv6)
 	}
 	return nil
+}
+
+// ValidateIdentity checks the fields of e other than its addresses: node,
+// key, a named pod with a valid identity, and its ports.
+func (e Endpoint) ValidateIdentity() error {
+	if e.Node == "" || e.Key == "" {
+		return errors.New("endpoint without node or key")
+	}
+	if len(e.Key) > 63 || !dnsLabelOK(e.Key) {
+		return fmt.Errorf("endpoint key %q is not an RFC 1123 label", clip(e.Key))
+	}
+	if e.PodIdentity.Namespace == "" {
+		return errors.New("endpoint without a pod namespace and name")
+	}
+	if err := e.PodIdentity.Validate(); err != nil {
+		return err
+	}
+	if len(e.Ports) > MaxEndpointPorts {
+		return fmt.Errorf("%d named ports: at most %d are allowed", len(e.Ports), MaxEndpointPorts)
+	}
+	for _, p := range e.Ports {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate checks p as the Kubernetes API server checks a named container
+// port: an IANA service name, a protocol of TCP, UDP or SCTP, a port
+// number.
+func (p ContainerPort) Validate() error {
+	if msg := ianaSvcName(p.Name); msg != "" {
+		return fmt.Errorf("container port name %q: %s", clip(p.Name), msg)
+	}
+	switch p.Protocol {
+	case "TCP", "UDP", "SCTP":
+	default:
+		return fmt.Errorf("container port %q: protocol %q is not TCP, UDP or SCTP", p.Name, clip(p.Protocol))
+	}
+	if p.Port == 0 {
+		return fmt.Errorf("container port %q: port number 0", p.Name)
+	}
+	return nil
+}
+
+// ianaSvcName checks a port name as Kubernetes' IsValidPortName does: 1
+// to 15 lowercase alphanumerics or '-', at least one letter, no '-' at
+// either end nor two in a row.
+func ianaSvcName(s string) string {
+	switch {
+	case s == "" || len(s) > 15:
+		return "must be 1 to 15 characters"
+	case s[0] == '-' || s[len(s)-1] == '-' || strings.Contains(s, "--"):
+		return "must not begin or end with '-' nor hold \"--\""
+	}
+	letter := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isLowerAlnum(c) && c != '-' {
+			return "must consist of lower case alphanumeric characters or '-'"
+		}
+		letter = letter || c >= 'a' && c <= 'z'
+	}
+	if !letter {
+		return "must contain at least one letter"
+	}
+	return ""
 }
 
 // CheckEndpoint checks e against the leases of view: a valid endpoint
@@ -305,6 +383,15 @@ type EndpointView struct {
 	// Rejected lists the stored endpoints left out, and why, sorted by
 	// key (for etcd, the key below <prefix>/endpoints/: node/key).
 	Rejected []RejectedLease
+	// Unaddressed are pods the source knows apart from their addresses
+	// and that are not among Endpoints: scheduled Pods whose addresses
+	// the kubelet has not reported yet, or whose addresses were rejected.
+	// They have Node, Key, identity and Ports, no address, and passed
+	// [Endpoint.ValidateIdentity]; sorted by node and key. A node takes
+	// the labels and ports of its own pods from here (or from Endpoints),
+	// their addresses from its pod records. Only the Kubernetes source
+	// fills it.
+	Unaddressed []Endpoint
 }
 
 // EndpointSource serves the pod endpoints the nodes publish. Its methods

@@ -33,14 +33,31 @@ import (
 // not finished (phase Succeeded or Failed: its addresses may already be
 // another pod's). Its Key is the pod's UID (an RFC 1123 label), Node its
 // spec.nodeName, IPv4 and IPv6 the first address of each family of
-// status.podIPs.
+// status.podIPs, Ports its containers' named ports. Such a pod without
+// an address yet (the kubelet reports status.podIPs after the CNI ADD),
+// or whose addresses were rejected, is in the view's Unaddressed: its
+// node takes the pod's labels and ports from there, its addresses from
+// its own pod records.
+//
+// The informer asks the API server only for such pods (a field selector:
+// scheduled, not on the host's network, not finished), and its cache
+// keeps a slim copy of each (see slimPod).
+
+// podSelector selects the Pods that may be endpoints. A pod that leaves
+// it (it finishes) reaches the informer as deleted.
+var podSelector = fields.AndSelectors(
+	fields.OneTermNotEqualSelector("spec.nodeName", ""),
+	fields.OneTermEqualSelector("spec.hostNetwork", "false"),
+	fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
+	fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed)),
+)
 
 var _ subnet.EndpointSource = (*Store)(nil)
 
 // podInformer returns an informer on every Pod whose cache holds slim
 // Pods (see slimPod).
 func (s *Store) podInformer() (cache.SharedIndexInformer, error) {
-	lw := patient(s.observed(cache.NewListWatchFromClient(s.cs.CoreV1().RESTClient(), "pods", metav1.NamespaceAll, fields.Everything())))
+	lw := patient(s.observed(cache.NewListWatchFromClient(s.cs.CoreV1().RESTClient(), "pods", metav1.NamespaceAll, podSelector)))
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
 	if err := inf.SetTransform(slimPod); err != nil {
 		return nil, fmt.Errorf("Pod informer: %w", err)
@@ -80,15 +97,38 @@ func slimPod(obj any) (any, error) {
 	return out, nil
 }
 
-// podEndpoint returns the endpoint of pod, or false when the pod is none
-// (see the comment at the top of this file).
-func podEndpoint(p *corev1.Pod) (subnet.Endpoint, bool) {
+// podIdentity returns the endpoint of pod without its addresses, or false
+// when the pod is none (see the comment at the top of this file).
+func podIdentity(p *corev1.Pod) (subnet.Endpoint, bool) {
 	if p.Spec.NodeName == "" || p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		return subnet.Endpoint{}, false
 	}
 	e := subnet.Endpoint{
 		Node: p.Spec.NodeName, Key: string(p.UID),
 		PodIdentity: subnet.PodIdentity{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels},
+		Ports:       []subnet.ContainerPort{}, // known: none unless listed
+	}
+	for _, c := range p.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.Name == "" || cp.ContainerPort <= 0 || cp.ContainerPort > 65535 {
+				continue // an unnamed port cannot be named in a policy
+			}
+			proto := string(cp.Protocol)
+			if proto == "" {
+				proto = string(corev1.ProtocolTCP)
+			}
+			e.Ports = append(e.Ports, subnet.ContainerPort{Name: cp.Name, Protocol: proto, Port: uint16(cp.ContainerPort)})
+		}
+	}
+	return e, true
+}
+
+// podEndpoint returns the endpoint of pod, or false when the pod is none
+// or has no address yet (see the comment at the top of this file).
+func podEndpoint(p *corev1.Pod) (subnet.Endpoint, bool) {
+	e, ok := podIdentity(p)
+	if !ok {
+		return subnet.Endpoint{}, false
 	}
 	ips := p.Status.PodIPs
 	if len(ips) == 0 && p.Status.PodIP != "" {
@@ -118,22 +158,26 @@ func podEndpoint(p *corev1.Pod) (subnet.Endpoint, bool) {
 func endpointView(pods []*corev1.Pod, v subnet.View) subnet.EndpointView {
 	out := subnet.EndpointView{Revision: v.Revision}
 	for _, p := range pods {
-		e, ok := podEndpoint(p)
-		if !ok {
-			continue
-		}
-		if err := subnet.CheckEndpoint(e, v.Leases); err != nil {
+		if e, ok := podEndpoint(p); ok {
+			err := subnet.CheckEndpoint(e, v.Leases)
+			if err == nil {
+				out.Endpoints = append(out.Endpoints, e)
+				continue
+			}
 			out.Rejected = append(out.Rejected, subnet.RejectedLease{Key: p.Namespace + "/" + p.Name, Reason: err.Error()})
-			continue
 		}
-		out.Endpoints = append(out.Endpoints, e)
+		if id, ok := podIdentity(p); ok && id.ValidateIdentity() == nil {
+			out.Unaddressed = append(out.Unaddressed, id)
+		}
 	}
-	slices.SortFunc(out.Endpoints, func(a, b subnet.Endpoint) int {
+	byNodeKey := func(a, b subnet.Endpoint) int {
 		if c := strings.Compare(a.Node, b.Node); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Key, b.Key)
-	})
+	}
+	slices.SortFunc(out.Endpoints, byNodeKey)
+	slices.SortFunc(out.Unaddressed, byNodeKey)
 	slices.SortFunc(out.Rejected, func(a, b subnet.RejectedLease) int { return strings.Compare(a.Key, b.Key) })
 	return out
 }
@@ -147,7 +191,7 @@ func (s *Store) ListEndpoints(ctx context.Context) (subnet.EndpointView, error) 
 	}
 	cctx, cancel := s.call(ctx)
 	defer cancel()
-	pl, err := s.cs.CoreV1().Pods(metav1.NamespaceAll).List(cctx, metav1.ListOptions{})
+	pl, err := s.cs.CoreV1().Pods(metav1.NamespaceAll).List(cctx, metav1.ListOptions{FieldSelector: podSelector.String()})
 	if err != nil {
 		return subnet.EndpointView{}, fmt.Errorf("list Pods: %w", err)
 	}
