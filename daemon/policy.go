@@ -21,7 +21,6 @@ import (
 	"github.com/weftnet/weft/daemon/policy"
 	"github.com/weftnet/weft/daemon/status"
 	"github.com/weftnet/weft/subnet"
-	subnetetcd "github.com/weftnet/weft/subnet/etcd"
 )
 
 // policyPoll is how often the policy loop looks at the pod record
@@ -54,6 +53,8 @@ type policyState struct {
 	base  map[string]uint64
 	// applied is the state the kernel holds, for GET /policy/explain.
 	applied *appliedPolicy
+	// podObjects is policySource's, set before the loop starts.
+	podObjects bool
 }
 
 // policyInputs is what one compile is made of.
@@ -84,23 +85,24 @@ func (d *daemon) policyLoop(ctx context.Context) error {
 		d.log.Warn("network policy off (--network-policy=false): policies are not enforced on this node")
 		return nil
 	}
-	store, ok := d.store.(*subnetetcd.Store)
-	if !ok {
-		d.setPolicyStatus(func(p *status.Policy) {
-			p.Mode, p.Problem = policyModeUnsupported, "network policy is not implemented in Kubernetes mode yet: not enforced (the policy table is left as it is)"
-		})
-		d.log.Warn("network policy is not implemented in Kubernetes mode yet: not enforced")
+	src, err := d.policySource()
+	if src == nil || err != nil {
+		problem := "this store has no policy source: not enforced (the policy table is left as it is)"
+		if err != nil {
+			problem = fmt.Sprintf("policy source: %v: not enforced (the policy table is left as it is)", err)
+		}
+		d.setPolicyStatus(func(p *status.Policy) { p.Mode, p.Problem = policyModeUnsupported, problem })
+		d.log.Error("network policy " + problem)
 		return nil
 	}
-	d.setPolicyStatus(func(p *status.Policy) {
-		p.Mode, p.Problem = policyModeEtcd, "waiting for the policies and endpoints from etcd (the table of the previous run, if any, stays)"
-	})
+	d.setPolicyStatus(func(p *status.Policy) { p.Mode, p.Problem = src.mode, src.waiting })
+	d.pol.podObjects = src.podObjects
 	wake := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	dir := d.startPolicyWatchers(ctx, &wg, store, wake)
+	dir := d.startPolicyWatchers(ctx, &wg, src, wake)
 	d.startDropLog(ctx, &wg)
 	var lastMtime, lastApply time.Time
 	var lastIn *policyInputs
@@ -137,12 +139,16 @@ func (d *daemon) policyLoop(ctx context.Context) error {
 // of the endpoints and policies in d.pol and wake the loop, and the pod
 // record directory's watch; it returns that directory ("" without
 // --cni-data-dir).
-func (d *daemon) startPolicyWatchers(ctx context.Context, wg *sync.WaitGroup, store *subnetetcd.Store, wake chan struct{}) string {
-	wg.Add(2)
+func (d *daemon) startPolicyWatchers(ctx context.Context, wg *sync.WaitGroup, src *policySource, wake chan struct{}) string {
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		d.runPolicySource(ctx, src)
+	}()
 	go func() {
 		defer wg.Done()
 		_ = d.retry(ctx, "watch endpoints", func(ctx context.Context) error {
-			return store.WatchEndpoints(ctx, func(v subnet.EndpointView) {
+			return src.eps.WatchEndpoints(ctx, func(v subnet.EndpointView) {
 				d.pol.mu.Lock()
 				d.pol.eps = &v
 				d.pol.mu.Unlock()
@@ -153,7 +159,7 @@ func (d *daemon) startPolicyWatchers(ctx context.Context, wg *sync.WaitGroup, st
 	go func() {
 		defer wg.Done()
 		_ = d.retry(ctx, "watch network policies", func(ctx context.Context) error {
-			return d.followPolicies(ctx, subnetetcd.NewPolicySource(store), wake)
+			return d.followPolicies(ctx, src.pols, wake)
 		})
 	}()
 
@@ -273,11 +279,18 @@ func (d *daemon) compileInput(in *policyInputs) (policy.Input, int, int) {
 		if e.Node == d.nodeName {
 			continue // the pod records below are authoritative
 		}
-		pi.Pods = append(pi.Pods, pod(e.Node, e.PodIdentity, e.IPv4, e.IPv6))
+		p := pod(e.Node, e.PodIdentity, e.IPv4, e.IPv6)
+		p.Ports = policyPorts(e.Ports)
+		pi.Pods = append(pi.Pods, p)
 		remote++
 	}
+	objs := d.localPodObjects(in.eps)
 	for _, r := range in.local {
-		pi.Pods = append(pi.Pods, pod(d.nodeName, r.Pod, r.IPv4, r.IPv6))
+		p := pod(d.nodeName, r.Pod, r.IPv4, r.IPv6)
+		if o, ok := objs[podKey{r.Pod.Namespace, r.Pod.Name}]; ok {
+			p.Labels, p.Ports = o.Labels, policyPorts(o.Ports)
+		}
+		pi.Pods = append(pi.Pods, p)
 	}
 	return pi, len(in.local), remote
 }
@@ -358,6 +371,7 @@ func (d *daemon) recordApply(in *policyInputs, st *policy.State, local, remote i
 		p.LastApply = time.Now()
 		p.Policies, p.Namespaces = len(in.pols.Policies), len(in.pols.Namespaces)
 		p.LocalPods, p.RemotePods = local, remote
+		p.LocalPodsWithoutObject = d.podsWithoutObject(in)
 		p.Revision, p.EndpointRevision = in.pols.Revision, in.eps.Revision
 		p.Rejected = nil
 		for _, r := range in.pols.Rejected {

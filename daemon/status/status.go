@@ -195,8 +195,9 @@ type RejectedPeer struct {
 // Policy is the state of network policy enforcement on this node.
 type Policy struct {
 	// Mode is how policy is handled: "etcd" (policies kept in etcd,
-	// enforced), "off" (--network-policy=false: not enforced) or
-	// "unsupported" (no policy source in this store mode: not enforced).
+	// enforced), "kube" (NetworkPolicies, Namespaces and Pods from the
+	// Kubernetes API, enforced), "off" (--network-policy=false: not
+	// enforced) or "unsupported" (no policy source: not enforced).
 	Mode string `json:"mode"`
 	// Enforced is true when the last apply of the policy table succeeded
 	// and the kernel passes packets between this node's pods through the
@@ -209,6 +210,10 @@ type Policy struct {
 	Namespaces int `json:"namespaces"`
 	LocalPods  int `json:"localPods"`
 	RemotePods int `json:"remotePods"`
+	// LocalPodsWithoutObject counts, in Kubernetes mode, this node's pods
+	// whose Pod object the informer does not hold (yet): their labels are
+	// the pod record's (a kubelet passes none), their named ports unknown.
+	LocalPodsWithoutObject int `json:"localPodsWithoutObject,omitempty"`
 	// Revision is the policy source's revision of the applied state and
 	// EndpointRevision the endpoint view's (0 before the first apply).
 	Revision         int64 `json:"revision"`
