@@ -169,7 +169,7 @@ func NewFlagSet(name string) (*flag.FlagSet, *Config) {
 	str(&c.StateDir, "state-dir", DefaultStateDir, "directory for node ID, lease, last good config and peer snapshot (created 0700)")
 	str(&c.CNIDataDir, "cni-data-dir", DefaultCNIDataDir, "the CNI plugin's dataDir: the pod records there drive the anti-spoofing entries weftd repairs on every resync (empty: off)")
 	boolean(&c.IPMasq, "ip-masq", true, "masquerade pod traffic leaving the cluster network (nftables table 'weft')")
-	boolean(&c.NetworkPolicy, "network-policy", true, "enforce the network policies kept in etcd (nftables table 'weft-policy'); false removes the table and reports policy as not enforced")
+	boolean(&c.NetworkPolicy, "network-policy", true, "enforce the network policies (etcd mode: kept in etcd with weftctl policy; Kubernetes mode: the cluster's NetworkPolicies) in nftables table 'weft-policy'; false removes the table and reports policy as not enforced")
 	fs.IntVar(&c.PolicyLogDrops, "policy-log-drops", 0, "log the packets network policy drops, at most this many lines a second (0: off; NFLOG group "+strconv.Itoa(DropLogGroup)+" in weftd's network namespace) (env "+EnvName("policy-log-drops")+")")
 	str(&c.HTTPAddr, "http-addr", DefaultHTTPAddr, "address of /healthz, /readyz, /metrics and /status (empty: off)")
 	dur(&c.ResyncInterval, "resync-interval", DefaultResyncInterval, "period of the full reconcile that repairs drift")

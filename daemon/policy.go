@@ -68,7 +68,9 @@ type policyInputs struct {
 // policies kept in etcd, with every node's published pod endpoints and this
 // node's own pod records (authoritative for local pods), for this node's
 // pods, and replaces weft's policy table (package daemon/policy/nft) in
-// one transaction. It is level-triggered: it applies when a policy or
+// one transaction; in Kubernetes mode the same from the API server's
+// NetworkPolicies, Namespaces and Pods (see policySource). It is
+// level-triggered: it applies when a policy or
 // namespace changed, when an endpoint or lease changed, when the pod
 // record directory changed, and every resync interval (which repairs a
 // table changed by hand). Until both views arrived it leaves the table as
