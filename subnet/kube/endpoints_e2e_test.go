@@ -8,6 +8,7 @@ package kube
 import (
 	"context"
 	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -121,6 +122,9 @@ func (e *env) testWatchEndpoints(t *testing.T) {
 	if got.Node != want.Node || got.Key != want.Key || got.IPv4 != want.IPv4 || got.IPv6 != want.IPv6 || !maps.Equal(got.Labels, want.Labels) {
 		t.Errorf("endpoint of ep-web = %+v, want %+v", *got, want)
 	}
+	if !slices.Equal(got.Ports, []subnet.ContainerPort{{Name: "http", Protocol: "TCP", Port: 80}}) {
+		t.Errorf("endpoint of ep-web: ports %+v, want http TCP 80 (the API server's default protocol)", got.Ports)
+	}
 	if find(v, "ep-host") != nil || rejected(v, "ep-host") || find(v, "ep-rogue") != nil {
 		t.Errorf("view %+v: ep-host must be absent and ep-rogue only rejected", v)
 	}
@@ -140,6 +144,27 @@ func (e *env) testWatchEndpoints(t *testing.T) {
 		ep := find(v, "ep-web")
 		return ep != nil && ep.Labels["app"] == "api"
 	})
+	// A pod that finishes is gone from the view (rejected and unaddressed
+	// alike) and from ListEndpoints.
+	t0 = time.Now()
+	rogue, err := e.admin.CoreV1().Pods("weft-system").Get(ctx, "ep-rogue", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogue.Status.Phase = corev1.PodSucceeded
+	if _, err := e.admin.CoreV1().Pods("weft-system").UpdateStatus(ctx, rogue, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	unaddressed := func(v subnet.EndpointView, name string) bool {
+		return slices.ContainsFunc(v.Unaddressed, func(e subnet.Endpoint) bool { return e.Name == name })
+	}
+	until("pod finished", t0, func(v subnet.EndpointView) bool {
+		return !rejected(v, "ep-rogue") && !unaddressed(v, "ep-rogue") && find(v, "ep-web") != nil
+	})
+	if listed, err = s.ListEndpoints(ctx); err != nil || rejected(listed, "ep-rogue") || unaddressed(listed, "ep-rogue") {
+		t.Errorf("ListEndpoints after ep-rogue finished: %v, rejected %v", err, listed.Rejected)
+	}
+
 	t0 = time.Now()
 	if err := e.admin.CoreV1().Pods("weft-system").Delete(ctx, "ep-web", metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}); err != nil {
 		t.Fatal(err)
