@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -202,10 +201,11 @@ func (s *Store) ListEndpoints(ctx context.Context) (subnet.EndpointView, error) 
 	return endpointView(pods, v), nil
 }
 
-// WatchEndpoints runs informers on Pods, Nodes and WeftNodes and calls fn
-// with the pods' endpoints checked against the lease view once all three
-// have listed everything, then after changes (a burst may give one call)
-// until ctx is done; then it returns nil. The informers list again by
+// WatchEndpoints runs an informer on Pods, and the informers on Nodes and
+// WeftNodes (shared with WatchLeases: see leaseinf.go), and calls fn with
+// the pods' endpoints checked against the lease view once all three have
+// listed everything, then after changes (a burst may give one call) until
+// ctx is done; then it returns nil. The informers list again by
 // themselves after a broken watch; while the API server is away fn is not
 // called, and the consumer keeps the last view.
 func (s *Store) WatchEndpoints(ctx context.Context, fn func(subnet.EndpointView)) error {
@@ -213,40 +213,29 @@ func (s *Store) WatchEndpoints(ctx context.Context, fn func(subnet.EndpointView)
 	if err != nil {
 		return err
 	}
-	nodes, err := s.nodeInformer("")
+	sl, release, err := s.leaseInformers()
 	if err != nil {
 		return err
 	}
-	recs, err := s.recordInformer("")
-	if err != nil {
-		return err
-	}
+	defer release()
 	kick := make(chan struct{}, 1)
-	var deleted atomic.Int64
 	h := kicker(kick)
-	for what, inf := range map[string]cache.SharedIndexInformer{"Pods": pods, "Nodes": nodes} {
-		if _, err := inf.AddEventHandler(h); err != nil {
-			return fmt.Errorf("watch %s: %w", what, err)
-		}
-	}
-	rh := h
-	rh.DeleteFunc = func(obj any) {
-		if w, ok := obj.(*WeftNode); ok {
-			deleted.Store(max(deleted.Load(), revision(w)))
-		}
-		h.DeleteFunc(obj)
-	}
-	if _, err := recs.AddEventHandler(rh); err != nil {
-		return fmt.Errorf("watch WeftNodes: %w", err)
+	if _, err := pods.AddEventHandler(h); err != nil {
+		return fmt.Errorf("watch Pods: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	synced, wait := runInformers(ctx, pods, nodes, recs)
+	podsSynced, wait := runInformers(ctx, pods)
 	defer func() { cancel(); wait() }()
-	if !synced {
+	remove, synced, err := sl.watch(ctx, h)
+	if err != nil {
+		return err
+	}
+	defer remove()
+	if !podsSynced || !synced {
 		return nil
 	}
 	for {
-		fn(endpointView(cachedPods(pods), buildView(cachedNodes(nodes), cachedRecords(recs), deleted.Load())))
+		fn(endpointView(cachedPods(pods), sl.view()))
 		select {
 		case <-ctx.Done():
 			return nil

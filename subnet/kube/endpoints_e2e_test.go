@@ -70,10 +70,30 @@ func (e *env) testWatchEndpoints(t *testing.T) {
 			}
 		})
 	}()
+	// WatchLeases on the same store shares the Node and WeftNode
+	// informers: one pair runs while both watch, none after.
+	leaseViews := make(chan subnet.View, 1)
+	lctx, lcancel := context.WithCancel(context.Background())
+	ldone := make(chan error, 1)
+	go func() {
+		ldone <- s.WatchLeases(lctx, func(v subnet.View) {
+			select {
+			case leaseViews <- v:
+			default:
+			}
+		})
+	}()
 	defer func() {
 		cancel()
+		lcancel()
 		if err := <-done; err != nil {
 			t.Errorf("WatchEndpoints = %v, want nil after its context ended", err)
+		}
+		<-ldone
+		s.leasesMu.Lock()
+		defer s.leasesMu.Unlock()
+		if s.leases != nil {
+			t.Errorf("lease informers still held (%d) after both watchers returned", s.leases.refs)
 		}
 	}()
 	// until returns the first view for which ok holds, and how long it
@@ -117,6 +137,16 @@ func (e *env) testWatchEndpoints(t *testing.T) {
 		return find(v, "ep-web") != nil && rejected(v, "ep-rogue")
 	})
 	got := find(v, "ep-web")
+	select {
+	case <-leaseViews:
+	case <-time.After(30 * time.Second):
+		t.Fatal("WatchLeases gave no view within 30 s")
+	}
+	s.leasesMu.Lock()
+	if s.leases == nil || s.leases.refs != 2 {
+		t.Errorf("lease informers %+v: want one pair held by both watchers", s.leases)
+	}
+	s.leasesMu.Unlock()
 	want := subnet.Endpoint{Node: n.Name, Key: string(web.UID), IPv4: ip4, IPv6: ip6,
 		PodIdentity: subnet.PodIdentity{Namespace: "weft-system", Name: "ep-web", Labels: map[string]string{"app": "web"}}}
 	if got.Node != want.Node || got.Key != want.Key || got.IPv4 != want.IPv4 || got.IPv6 != want.IPv6 || !maps.Equal(got.Labels, want.Labels) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -63,6 +64,11 @@ type Store struct {
 	// health is the outcome of the informers' last list or watch (see
 	// health.go).
 	health health
+
+	// leases are the lease view's informers while a watcher runs them
+	// (see leaseinf.go); leasesMu guards the pointer.
+	leasesMu sync.Mutex
+	leases   *sharedLeases
 
 	// testHookBeforeWrite, nil outside tests, runs in UpdateRecord between
 	// reading the record and writing it.

@@ -6,7 +6,6 @@ package kube
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -116,44 +115,28 @@ func (s *Store) List(ctx context.Context) (subnet.View, error) {
 	return buildView(nodes, recs, 0), nil
 }
 
-// WatchLeases runs an informer on Nodes and one on WeftNodes and calls fn
-// with a complete view once both have listed everything, then after
-// changes (a burst of changes may give one call) until ctx is done. The
-// informers re-list by themselves after a broken watch; fn is never given
-// a view before both have synced.
+// WatchLeases runs the informers on Nodes and WeftNodes (shared with
+// WatchEndpoints: see leaseinf.go) and calls fn with a complete view once
+// both have listed everything, then after changes (a burst of changes may
+// give one call) until ctx is done. The informers re-list by themselves
+// after a broken watch; fn is never given a view before both have synced.
 func (s *Store) WatchLeases(ctx context.Context, fn func(subnet.View)) error {
-	nodes, err := s.nodeInformer("")
+	sl, release, err := s.leaseInformers()
 	if err != nil {
 		return err
 	}
-	recs, err := s.recordInformer("")
-	if err != nil {
-		return err
-	}
+	defer release()
 	kick := make(chan struct{}, 1)
-	var deleted atomic.Int64
-	h := kicker(kick)
-	if _, err := nodes.AddEventHandler(h); err != nil {
-		return fmt.Errorf("watch Nodes: %w", err)
+	remove, synced, err := sl.watch(ctx, kicker(kick))
+	if err != nil {
+		return err
 	}
-	del := h.DeleteFunc
-	h.DeleteFunc = func(obj any) {
-		if w, ok := obj.(*WeftNode); ok {
-			deleted.Store(max(deleted.Load(), revision(w)))
-		}
-		del(obj)
-	}
-	if _, err := recs.AddEventHandler(h); err != nil {
-		return fmt.Errorf("watch WeftNodes: %w", err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	synced, wait := runInformers(ctx, nodes, recs)
-	defer func() { cancel(); wait() }()
+	defer remove()
 	if !synced {
 		return ctx.Err()
 	}
 	for {
-		fn(buildView(cachedNodes(nodes), cachedRecords(recs), deleted.Load()))
+		fn(sl.view())
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
