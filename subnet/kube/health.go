@@ -8,6 +8,7 @@ import (
 	"errors"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -36,7 +37,14 @@ import (
 //     watches, so this is not seen (nothing changes in the cluster either,
 //     and writes fail with their own errors).
 //
-// It comes back as reachable with the first list or watch that succeeds.
+// It comes back as reachable with the first list or watch that succeeds,
+// or that the API server answers itself with a refusal (forbidden, not
+// found, expired, invalid; not 429, 503 or 504): a server that answers is
+// reachable. Such a refusal is the informer's to report (client-go logs
+// it); it must not flap reachability: a restarted API server refuses every
+// request as forbidden for the moment its authorizer has not loaded the
+// RBAC roles yet, and each informer that asks then would otherwise say
+// unreachable once more.
 
 // health is the outcome of the store's last list or watch request.
 type health struct {
@@ -52,6 +60,9 @@ type health struct {
 func (h *health) report(err error) {
 	if errors.Is(err, context.Canceled) {
 		return
+	}
+	if answered(err) {
+		err = nil
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -81,6 +92,13 @@ func (h *health) state() (seen bool, err error, changed <-chan struct{}) {
 		err = h.err
 	}
 	return h.seen, err, h.wake
+}
+
+// answered reports whether err is the API server's own refusal of a
+// request, which says that it is reachable (see [unreachable]).
+func answered(err error) bool {
+	var st apierrors.APIStatus
+	return errors.As(err, &st) && !unreachable(err)
 }
 
 // observed returns lw with each list and watch request's outcome recorded

@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 )
@@ -72,6 +74,15 @@ func TestWatchReachability(t *testing.T) {
 		_, _ = lw.WatchWithContext(ctx, metav1.ListOptions{})
 	}
 	next(fail.Error()) // once, for three failures
+	quiet()
+	// The API server answering with a refusal is reachable; one that
+	// cannot serve for now is not.
+	fail = apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "", errors.New("RBAC roles not loaded yet"))
+	_, _ = lw.WatchWithContext(ctx, metav1.ListOptions{})
+	next("<nil>")
+	fail = apierrors.NewServiceUnavailable("starting")
+	_, _ = lw.WatchWithContext(ctx, metav1.ListOptions{})
+	next(fail.Error())
 	quiet()
 	fail = fmt.Errorf("watch: %w", context.Canceled)
 	_, _ = lw.WatchWithContext(ctx, metav1.ListOptions{})
