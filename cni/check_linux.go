@@ -22,6 +22,7 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/cni/antispoof"
+	"github.com/weftnet/weft/cni/gate"
 	"github.com/weftnet/weft/cni/ipam"
 )
 
@@ -377,6 +378,13 @@ func (p *Plugin) gcSpoofEntries(c *Config, recs []ipam.Stored, validKey, kept ma
 	removed, err := antispoof.RemoveStale(gone)
 	if err != nil {
 		errs = append(errs, err)
+	}
+	released, err := gate.ReleaseWhere(gone)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(released) > 0 {
+		p.log().WithField("network", c.Name).WithField("addresses", len(released)).Info("gc: released addresses held for stale pods")
 	}
 	if len(removed) > 0 {
 		p.log().WithField("network", c.Name).WithField("entries", len(removed)).Info("gc: removed stale anti-spoofing entries")

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/utils"
@@ -24,6 +25,11 @@ import (
 const (
 	DefaultDataDir = "/var/lib/cni/weft"
 	DefaultBridge  = "weft0"
+	// DefaultPolicyWait is how long ADD waits, by default, for weftd to
+	// apply the network policy that includes the new pod.
+	DefaultPolicyWait = 3 * time.Second
+	// maxPolicyWait bounds "policyWait".
+	maxPolicyWait = time.Minute
 	// HostVethPrefix starts the name of every host-side veth the plugin
 	// creates.
 	HostVethPrefix = antispoof.PortPrefix
@@ -39,6 +45,11 @@ type Config struct {
 	MTU              int // 0: take WEFT_MTU from the subnet file
 	HairpinMode      bool
 	IsDefaultGateway bool
+	// PolicyWait bounds how long ADD waits for weftd to release the new
+	// pod from the gate (package cni/gate): "policyWait", a duration such
+	// as "3s"; 0 returns at once and leaves the pod held until weftd
+	// releases it.
+	PolicyWait time.Duration
 
 	// Args is the config's "args" object as given (checked to be an
 	// object; its cni.labels are read by [ParsePodIdentity] at ADD only).
@@ -76,6 +87,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		Bridge:           DefaultBridge,
 		HairpinMode:      true,
 		IsDefaultGateway: true,
+		PolicyWait:       DefaultPolicyWait,
 	}
 	get := func(key string, dst any, what string) error {
 		v, ok := raw[key]
@@ -89,6 +101,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	var attach []types.GCAttachment
 	var args map[string]json.RawMessage
+	var wait *string
 	for _, f := range []struct {
 		key  string
 		dst  any
@@ -108,10 +121,18 @@ func ParseConfig(data []byte) (*Config, error) {
 		{"hairpinMode", &c.HairpinMode, "true or false"},
 		{"isDefaultGateway", &c.IsDefaultGateway, "true or false"},
 		{"args", &args, "an object"},
+		{"policyWait", &wait, `a duration such as "3s"`},
 	} {
 		if err := get(f.key, f.dst, f.what); err != nil {
 			return nil, err
 		}
+	}
+	if wait != nil {
+		d, err := time.ParseDuration(*wait)
+		if err != nil || d < 0 || d > maxPolicyWait {
+			return nil, &ConfigError{Key: "policyWait", Msg: fmt.Sprintf("%q is not a duration from 0s to %s", *wait, maxPolicyWait)}
+		}
+		c.PolicyWait = d
 	}
 	c.Args = raw["args"]
 	c.Attachments = append(append([]types.GCAttachment(nil), c.ValidAttachments...), attach...)

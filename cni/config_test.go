@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/google/go-cmp/cmp"
@@ -24,7 +25,7 @@ func TestParseConfig(t *testing.T) {
 	defaults := func() *Config {
 		return base(&Config{
 			SubnetFile: "/run/weft/subnet.env", DataDir: DefaultDataDir, Bridge: DefaultBridge,
-			HairpinMode: true, IsDefaultGateway: true,
+			HairpinMode: true, IsDefaultGateway: true, PolicyWait: DefaultPolicyWait,
 		})
 	}
 	for _, c := range []struct {
@@ -35,8 +36,10 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{"defaults", `{"cniVersion":"1.1.0","name":"weftnet","type":"weft"}`, defaults(), ""},
 		{"all keys", `{"cniVersion":"1.1.0","name":"weftnet","type":"weft","subnetFile":"/x/s.env","dataDir":"/d",
-			"bridge":"br9","mtu":1400,"hairpinMode":false,"isDefaultGateway":false,"unknownKey":{"a":1}}`,
-			base(&Config{SubnetFile: "/x/s.env", DataDir: "/d", Bridge: "br9", MTU: 1400}), ""},
+			"bridge":"br9","mtu":1400,"hairpinMode":false,"isDefaultGateway":false,"policyWait":"250ms","unknownKey":{"a":1}}`,
+			base(&Config{SubnetFile: "/x/s.env", DataDir: "/d", Bridge: "br9", MTU: 1400, PolicyWait: 250 * time.Millisecond}), ""},
+		{"policyWait 0s: no wait", `{"cniVersion":"1.1.0","name":"weftnet","type":"weft","policyWait":"0s"}`,
+			func() *Config { c := defaults(); c.PolicyWait = 0; return c }(), ""},
 		{"null keeps the default", `{"cniVersion":"1.1.0","name":"weftnet","type":"weft","bridge":null}`, defaults(), ""},
 		{"attachments, both spellings", `{"cniVersion":"1.1.0","name":"weftnet","type":"weft",
 			"cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}],"cni.dev/attachments":[{"containerID":"b","ifname":"eth1"}]}`,
@@ -61,6 +64,10 @@ func TestParseConfig(t *testing.T) {
 		{"dataDir relative", `{"name":"n","dataDir":"data"}`, nil, `key "dataDir": "data" is not an absolute path`},
 		{"subnetFile number", `{"name":"n","subnetFile":3}`, nil, `key "subnetFile": want a string`},
 		{"attachment incomplete", `{"name":"n","cni.dev/valid-attachments":[{"containerID":"a"}]}`, nil, `key "cni.dev/valid-attachments"`},
+		{"policyWait number", `{"name":"n","policyWait":3}`, nil, `key "policyWait": want a duration such as "3s", got 3`},
+		{"policyWait not a duration", `{"name":"n","policyWait":"3"}`, nil, `key "policyWait": "3" is not a duration from 0s to 1m0s`},
+		{"policyWait negative", `{"name":"n","policyWait":"-1s"}`, nil, `key "policyWait": "-1s" is not a duration`},
+		{"policyWait too long", `{"name":"n","policyWait":"2m"}`, nil, `key "policyWait": "2m" is not a duration from 0s to 1m0s`},
 		{"attachments wrong type", `{"name":"n","cni.dev/attachments":{}}`, nil, `key "cni.dev/attachments"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

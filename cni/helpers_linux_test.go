@@ -26,6 +26,7 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/cni/antispoof"
+	"github.com/weftnet/weft/cni/gate"
 	"github.com/weftnet/weft/e2e/netnstest"
 	"github.com/weftnet/weft/subnet"
 )
@@ -308,6 +309,13 @@ func (e *testEnv) assertClean() {
 	}
 	if len(elems) > 0 {
 		e.t.Errorf("leaked anti-spoofing entries: %v", elems)
+	}
+	var held []gate.Pending
+	if err := e.inNode(func() (err error) { held, err = listGate(); return err }); err != nil {
+		e.t.Errorf("list the pod gate: %v", err)
+	}
+	if len(held) > 0 {
+		e.t.Errorf("leaked held addresses: %v", held)
 	}
 }
 

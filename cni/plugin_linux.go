@@ -22,6 +22,7 @@ import (
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/cni/antispoof"
+	"github.com/weftnet/weft/cni/gate"
 	"github.com/weftnet/weft/cni/ipam"
 	"github.com/weftnet/weft/subnet"
 )
@@ -143,9 +144,12 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}
 	defer host.close()
 	rec := a.rec
-	spoofAdded := false
+	spoofAdded, held := false, false
 	defer func() {
 		if err != nil {
+			if held {
+				p.releaseHeld(host.veth, args.ContainerID)
+			}
 			if spoofAdded {
 				p.undoSpoofEntries(c, args.ContainerID, args.IfName)
 			}
@@ -156,6 +160,13 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		}
 	}()
 	testHook("AFTER_VETH")
+
+	// Network policy: the pod's addresses are held before its record is
+	// written and before its interface has them (see package gate).
+	if held, err = gate.Hold(host.veth, host.peer.String(), addrsOf(rec)); err != nil {
+		return cniErr(CodeKernel, "%v", err)
+	}
+	traceStep("hold")
 
 	// Anti-spoofing: the pod record, then its entries, before the pod's
 	// interface comes up (see package antispoof).
@@ -172,6 +183,15 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	traceStep("container")
+	if held {
+		forgetNeighbours(host, addrsOf(rec))
+	}
+	if held && c.PolicyWait > 0 {
+		if err := gate.Wait(addrsOf(rec), c.PolicyWait); err != nil {
+			return policyWaitError(err, c.PolicyWait)
+		}
+		traceStep("policy wait")
+	}
 	res.CNIVersion = current.ImplementedSpecVersion
 	res.Interfaces[0] = &current.Interface{Name: host.veth, Mac: host.mac.String()}
 	res.Interfaces[1].Sandbox = args.Netns
@@ -188,6 +208,46 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}
 	traceStep("result")
 	return nil
+}
+
+// policyWaitError is the CNI error for a pod weftd did not release in
+// time. ADD fails rather than succeed with the pod held: a held pod would
+// run reachable by nothing, failing its probes with no reason shown,
+// until weftd came back; a failed ADD is retried by the runtime, and its
+// reason shows in the pod's events.
+func policyWaitError(err error, wait time.Duration) error {
+	if errors.Is(err, gate.ErrTimeout) {
+		return cniErr(types.ErrTryAgainLater, "network policy: weftd did not apply the policy state of the new pod within %s (policyWait): %v; "+
+			"is weftd running, with --cni-data-dir set to the plugin's dataDir, and reading its policies (weftctl status)? "+
+			"ADD fails rather than start a pod nothing can reach", wait, err)
+	}
+	return cniErr(CodeKernel, "network policy: wait for weftd: %v", err)
+}
+
+// forgetNeighbours deletes the node's neighbour entries for the new pod's
+// addresses on the bridge, with the packets queued on them. A packet
+// routed to an address before its pod existed passed the policy table
+// then (nothing isolated the address) and waits there for address
+// resolution; left alone it would be sent whenever resolution completed,
+// possibly after the pod's release. Deleted now, while the pod is held and
+// answers ARP and neighbour solicitation, any packet routed to it from
+// here on is resolved at once and meets the gate (see package gate).
+// Best effort: an entry that does not exist is the common case.
+func forgetNeighbours(hs *hostSide, addrs []netip.Addr) {
+	for _, a := range addrs {
+		_ = hs.h.NeighDel(&netlink.Neigh{LinkIndex: hs.bridge, IP: a.AsSlice()})
+	}
+}
+
+// addrsOf returns the addresses of an allocation.
+func addrsOf(rec ipam.Record) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range []netip.Addr{rec.IPv4, rec.IPv6} {
+		if a.IsValid() {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // allocError is the CNI error for a failed allocation.
@@ -606,6 +666,14 @@ func removeSpoofEntries(c *Config, containerID, ifname string) (*antispoof.Remov
 	return antispoof.RemovePod(port, known)
 }
 
+// releaseHeld releases what a failing ADD held at the gate, logging a
+// failure.
+func (p *Plugin) releaseHeld(port, containerID string) {
+	if _, err := gate.Release(port); err != nil {
+		p.log().WithError(err).WithField("container", containerID).Warn("release the held addresses after a failed ADD")
+	}
+}
+
 // undoSpoofEntries undoes addSpoofEntries of a failing ADD, logging a
 // failure.
 func (p *Plugin) undoSpoofEntries(c *Config, containerID, ifname string) {
@@ -660,6 +728,11 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		errs = append(errs, err.Error())
 	}
 	rm.Close()
+	// Before the address goes back to the pool: a held element never
+	// outlives its address's attachment.
+	if _, err := gate.Release(HostVethName(args.ContainerID, args.IfName)); err != nil {
+		errs = append(errs, err.Error())
+	}
 	if err := releaseRecord(c, args.ContainerID, args.IfName); err != nil {
 		errs = append(errs, err.Error())
 	}
