@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/weftnet/weft/cni/antispoof"
+	"github.com/weftnet/weft/cni/gate"
 	"github.com/weftnet/weft/daemon/policy"
 	"github.com/weftnet/weft/daemon/status"
 	"github.com/weftnet/weft/subnet"
@@ -62,6 +64,10 @@ type policyInputs struct {
 	pols  *subnet.PolicyView
 	eps   *subnet.EndpointView
 	local []antispoof.Record
+	// admit are the addresses new pods hold at the gate (package
+	// cni/gate) whose records are among those read: the state compiled
+	// from these inputs includes them, and its apply releases them.
+	admit []gate.Pending
 }
 
 // policyLoop enforces the network policies: in etcd mode it compiles the
@@ -82,7 +88,7 @@ func (d *daemon) policyLoop(ctx context.Context) error {
 			p.Mode, p.Problem = policyModeOff, "--network-policy=false: network policies are not enforced"
 		})
 		if err := removePolicyTable(); err != nil {
-			d.log.WithError(err).Warn("network policy off: remove the policy table")
+			d.log.WithError(err).Warn("network policy off: remove the policy table and the pod gate")
 		}
 		d.log.Warn("network policy off (--network-policy=false): policies are not enforced on this node")
 		return nil
@@ -95,6 +101,9 @@ func (d *daemon) policyLoop(ctx context.Context) error {
 		}
 		d.setPolicyStatus(func(p *status.Policy) { p.Mode, p.Problem = policyModeUnsupported, problem })
 		d.log.Error("network policy " + problem)
+		if err := removeGate(); err != nil {
+			d.log.WithError(err).Warn("remove the pod gate (new pods would wait for a policy nobody applies)")
+		}
 		return nil
 	}
 	d.setPolicyStatus(func(p *status.Policy) { p.Mode, p.Problem = src.mode, src.waiting })
@@ -115,14 +124,20 @@ func (d *daemon) policyLoop(ctx context.Context) error {
 				mtime = fi.ModTime()
 			}
 		}
-		in, err := d.policyInputs(dir)
+		// The held addresses are listed before the records are read (see
+		// package cni/gate).
+		held, herr := listHeld()
+		if herr != nil {
+			d.log.WithError(herr).Debug("list the addresses held at the pod gate")
+		}
+		in, err := d.policyInputs(dir, held)
 		switch {
 		case err != nil:
 			d.setPolicyStatus(func(p *status.Policy) { p.ApplyError = err.Error() })
 		case in.pols == nil || in.eps == nil:
 			// Not both views yet: the table stays as it is.
 		case lastIn == nil || !mtime.Equal(lastMtime) || in.pols != lastIn.pols || in.eps != lastIn.eps ||
-			!slices.EqualFunc(in.local, lastIn.local, sameRecord) || time.Since(lastApply) >= d.cfg.ResyncInterval:
+			!slices.EqualFunc(in.local, lastIn.local, sameRecord) || len(in.admit) > 0 || time.Since(lastApply) >= d.cfg.ResyncInterval:
 			lastMtime, lastApply = mtime, time.Now()
 			if d.applyPolicies(in) {
 				lastIn = in
@@ -239,9 +254,10 @@ func (d *daemon) followPolicies(ctx context.Context, src subnet.PolicySource, wa
 	}
 }
 
-// policyInputs returns the latest views and this node's pod records with
-// an identity. A missing record directory is no local pod.
-func (d *daemon) policyInputs(dir string) (*policyInputs, error) {
+// policyInputs returns the latest views, this node's pod records with an
+// identity, and those of held whose pod has a record (with or without an
+// identity). A missing record directory is no local pod.
+func (d *daemon) policyInputs(dir string, held []gate.Pending) (*policyInputs, error) {
 	d.pol.mu.Lock()
 	in := &policyInputs{pols: d.pol.pols, eps: d.pol.eps}
 	d.pol.mu.Unlock()
@@ -252,9 +268,16 @@ func (d *daemon) policyInputs(dir string) (*policyInputs, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read pod records (the table stays as it is): %w", err)
 	}
+	mac := map[string]string{}
 	for _, r := range recs.Good {
+		mac[r.Port] = r.MAC
 		if !r.Pod.IsZero() {
 			in.local = append(in.local, r)
+		}
+	}
+	for _, h := range held {
+		if m, ok := mac[h.Port]; ok && strings.EqualFold(m, h.MAC) {
+			in.admit = append(in.admit, h)
 		}
 	}
 	return in, nil
@@ -306,7 +329,7 @@ func (d *daemon) applyPolicies(in *policyInputs) bool {
 	st.DropLog = d.dropLog()
 	start := time.Now()
 	before, cerr := readPolicyCounters()
-	err := applyPolicyTable(st)
+	err := applyPolicyTable(st, in.admit, d.cfg.CNIDataDir != "")
 	took := time.Since(start)
 	d.metrics.policyApplyDuration.Observe(took.Seconds())
 	bn := d.bridgeNetfilter()
@@ -326,6 +349,9 @@ func (d *daemon) applyPolicies(in *policyInputs) bool {
 	d.setAppliedPolicy(pi, st, cur)
 	fields := logrus.Fields{"policies": cur.Policies, "localPods": local, "remotePods": remote,
 		"revision": cur.Revision, "rules": len(st.Ingress) + len(st.Egress), "took": took.Round(time.Microsecond).String()}
+	if len(in.admit) > 0 {
+		fields["released"] = len(in.admit)
+	}
 	switch {
 	case prev.Applies == 0 || prev.ApplyError != "":
 		log.WithFields(fields).Info("network policies applied")

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/weftnet/weft/cni/antispoof"
+	"github.com/weftnet/weft/cni/gate"
 	"github.com/weftnet/weft/daemon/policy/nft"
 	"github.com/weftnet/weft/daemon/status"
 	"github.com/weftnet/weft/e2e/netnstest"
@@ -91,8 +92,12 @@ func TestRunPolicyEnforced(t *testing.T) {
 	// reaches probes with a short timeout (a denial waits it out);
 	// answered probes with a long one (an allowed probe is not lost to a
 	// slow first neighbour resolution).
-	reaches := func(from string) bool { return netnstest.UDPRoundTrip(pods[from], bAddr, 300*time.Millisecond) == nil }
-	answered := func(from string) bool { return netnstest.UDPRoundTrip(pods[from], bAddr, 2*time.Second) == nil }
+	reaches := func(to netip.AddrPort, from string) bool {
+		return netnstest.UDPRoundTrip(pods[from], to, 300*time.Millisecond) == nil
+	}
+	answered := func(to netip.AddrPort, from string) bool {
+		return netnstest.UDPRoundTrip(pods[from], to, 2*time.Second) == nil
+	}
 	for _, from := range []string{"a", "c"} {
 		if err := netnstest.UDPRoundTrip(pods[from], bAddr, 3*time.Second); err != nil {
 			t.Fatalf("without a policy, %s must reach b: %v", from, err)
@@ -113,6 +118,7 @@ func TestRunPolicyEnforced(t *testing.T) {
 		}
 		return resp.Header.Revision
 	}
+	localPods := 3
 	applied := func(what string, rev int64) time.Duration {
 		t.Helper()
 		var last *status.Policy
@@ -121,7 +127,7 @@ func TestRunPolicyEnforced(t *testing.T) {
 			switch {
 			case last == nil:
 				return "no policy section in /status"
-			case last.Revision < rev || last.LocalPods != 3:
+			case last.Revision < rev || last.LocalPods != localPods:
 				return fmt.Sprintf("%+v", *last)
 			case !last.Enforced:
 				return "not enforced: " + last.Problem
@@ -132,33 +138,69 @@ func TestRunPolicyEnforced(t *testing.T) {
 		return took
 	}
 	applied("allow b from a", put(allowFrom("b-from-a", "b", "a")))
-	if !answered("a") {
+	if !answered(bAddr, "a") {
 		t.Error("a → b UDP 80 allowed by the policy, but dropped")
 	}
-	if reaches("c") {
+	if reaches(bAddr, "c") {
 		t.Error("c → b passed; the policy allows only a")
 	}
 
 	// A policy change under traffic: now only c is allowed.
 	rev := put(allowFrom("b-from-a", "b", "c"))
 	applied("allow b from c instead", rev)
-	if a, c := reaches("a"), answered("c"); a || !c {
+	if a, c := reaches(bAddr, "a"), answered(bAddr, "c"); a || !c {
 		t.Errorf("after the change: a reaches b %t (want false), c %t (want true)", a, c)
 	}
 
-	// Drift: the ingress chain flushed by hand opens b to a; one resync
-	// (1 s here) puts the rules back.
+	// Birth: pod d (app=b, so only c may reach it) is held at the gate
+	// as the plugin holds it, before its record exists: nothing reaches
+	// it and weftd does not release it. Once its record is written weftd
+	// releases it in the transaction that puts it in b's isolation set.
 	c, err := nft.NewConn(nftables.WithNetNSFd(int(tn.ns.Handle)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	dIP := at(10+64*3, 26)
+	d := netnstest.AddPod(t, tn.ns, "ppodd", "pd-"+sfx, []netip.Prefix{at(1+64*3, 26)}, []netip.Prefix{dIP})
+	dAddr := netip.AddrPortFrom(dIP.Addr(), 80)
+	netnstest.UDPEcho(t, d, dAddr)
+	dRec := antispoof.Record{ContainerID: "cd", IfName: "eth0", Port: "weft0000000d", MAC: "02:00:00:00:00:0d",
+		IPv4: dIP.Addr(), Pod: subnet.PodIdentity{Namespace: "x", Name: "d", Labels: map[string]string{"app": "b"}}}
+	hold(t, tn.ns, dRec)
+	if netnstest.UDPRoundTrip(pods["c"], dAddr, 300*time.Millisecond) == nil {
+		t.Error("c reached d while d was held")
+	}
+	if len(heldAt(t, c)) != 1 {
+		t.Error("weftd released d, which has no pod record yet")
+	}
+	if err := antispoof.WriteRecord(dataDir, dRec); err != nil {
+		t.Fatal(err)
+	}
+	took := poll(t, 5*time.Second, "d released", func() string {
+		if h := heldAt(t, c); len(h) > 0 {
+			return fmt.Sprint(h)
+		}
+		return ""
+	})
+	if !inSet(t, c, "ingress-isolated4", dIP.Addr()) {
+		t.Error("d was released before the state that isolates it was applied")
+	}
+	t.Logf("birth: d released %s after its record was written", took.Round(time.Millisecond))
+	localPods = 4
+	applied("d added", rev)
+	if a, c := reaches(dAddr, "a"), answered(dAddr, "c"); a || !c {
+		t.Errorf("d after its release: a reaches it %t (want false), c %t (want true)", a, c)
+	}
+
+	// Drift: the ingress chain flushed by hand opens b to a; one resync
+	// (1 s here) puts the rules back.
 	tbl := &nftables.Table{Name: nft.Table, Family: nftables.TableFamilyINet}
 	c.FlushChain(&nftables.Chain{Name: nft.ChainIngress, Table: tbl})
 	if err := c.Flush(); err != nil {
 		t.Fatalf("flush the ingress chain by hand: %v", err)
 	}
 	flushed := time.Now()
-	took := poll(t, 5*time.Second, "ingress rules restored", func() string {
+	took = poll(t, 5*time.Second, "ingress rules restored", func() string {
 		rules, err := c.GetRules(tbl, &nftables.Chain{Name: nft.ChainIngress, Table: tbl})
 		if err != nil || len(rules) == 0 {
 			return fmt.Sprintf("%d rules, %v", len(rules), err)
@@ -169,7 +211,7 @@ func TestRunPolicyEnforced(t *testing.T) {
 	if d := time.Since(flushed); d > 2*time.Second {
 		t.Errorf("repair took %s, more than one resync interval (1s) plus margin", d)
 	}
-	if a, c := reaches("a"), answered("c"); a || !c {
+	if a, c := reaches(bAddr, "a"), answered(bAddr, "c"); a || !c {
 		t.Errorf("after the repair: a reaches b %t (want false), c %t (want true)", a, c)
 	}
 
@@ -201,7 +243,7 @@ func TestRunPolicyEnforced(t *testing.T) {
 			default:
 			}
 			probes.Add(1)
-			if reaches("a") {
+			if reaches(bAddr, "a") {
 				leaks.Add(1)
 			}
 			if netnstest.UDPRoundTrip(pods["c"], bAddr, time.Second) != nil {
@@ -216,10 +258,25 @@ func TestRunPolicyEnforced(t *testing.T) {
 	if rules, err := c.GetRules(tbl, &nftables.Chain{Name: nft.ChainIngress, Table: tbl}); err != nil || len(rules) == 0 {
 		t.Errorf("after weftd stopped the policy table is gone or empty: %d rules, %v", len(rules), err)
 	}
+	// A pod added while weftd is down stays held until weftd is back.
+	eRec := dRec
+	eRec.ContainerID, eRec.Port, eRec.MAC, eRec.Pod.Name = "ce", "weft0000000e", "02:00:00:00:00:0e", "e"
+	eRec.IPv4 = at(11+64*3, 26).Addr()
+	hold(t, tn.ns, eRec)
+	if err := antispoof.WriteRecord(dataDir, eRec); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(time.Second)
+	if len(heldAt(t, c)) != 1 {
+		t.Error("e, added while weftd was down, is not held")
+	}
 	w = startWeftd(t, tn.ns, tn.env)
 	w.waitReady(t, 60*time.Second)
+	localPods = 5
 	applied("after the restart", rev)
+	if h := heldAt(t, c); len(h) > 0 {
+		t.Errorf("after the restart, still held: %v", h)
+	}
 	time.Sleep(time.Second)
 	close(stop)
 	<-done
@@ -227,4 +284,44 @@ func TestRunPolicyEnforced(t *testing.T) {
 	if leaks.Load() != 0 || losses.Load() != 0 {
 		t.Errorf("restart under policy: %d denied probes passed, %d allowed probes got no reply; want 0 and 0", leaks.Load(), losses.Load())
 	}
+}
+
+// hold holds r's addresses at the gate in ns, as the CNI plugin's ADD does.
+func hold(t *testing.T, ns *netnstest.NS, r antispoof.Record) {
+	t.Helper()
+	err := ns.Do(func() error {
+		held, err := gate.Hold(r.Port, r.MAC, []netip.Addr{r.IPv4})
+		if err == nil && !held {
+			err = fmt.Errorf("no gate: weftd did not make nftables table inet %s", gate.Table)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("hold %s: %v", r.Port, err)
+	}
+}
+
+// heldAt lists the gate's held addresses.
+func heldAt(t *testing.T, c *nftables.Conn) []gate.Pending {
+	t.Helper()
+	h, err := gate.List(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// inSet reports whether a is in the policy table's set name.
+func inSet(t *testing.T, c *nftables.Conn, name string, a netip.Addr) bool {
+	t.Helper()
+	es, err := c.GetSetElements(&nftables.Set{Table: &nftables.Table{Name: nft.Table, Family: nftables.TableFamilyINet}, Name: name, KeyType: nftables.TypeIPAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if b, ok := netip.AddrFromSlice(e.Key); ok && b == a {
+			return true
+		}
+	}
+	return false
 }

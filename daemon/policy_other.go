@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"runtime"
 
+	"github.com/weftnet/weft/cni/gate"
 	"github.com/weftnet/weft/daemon/policy"
 )
 
@@ -18,10 +19,16 @@ func errPolicyUnsupported() error {
 }
 
 // applyPolicyTable needs Linux's nftables.
-func applyPolicyTable(*policy.State) error { return errPolicyUnsupported() }
+func applyPolicyTable(*policy.State, []gate.Pending, bool) error { return errPolicyUnsupported() }
 
 // removePolicyTable needs Linux's nftables.
 func removePolicyTable() error { return errPolicyUnsupported() }
+
+// removeGate needs Linux's nftables.
+func removeGate() error { return errPolicyUnsupported() }
+
+// listHeld needs Linux's nftables.
+func listHeld() ([]gate.Pending, error) { return nil, errPolicyUnsupported() }
 
 // readPolicyCounters needs Linux's nftables.
 func readPolicyCounters() (map[string]uint64, error) { return nil, errPolicyUnsupported() }
