@@ -8,6 +8,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -16,9 +17,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+
+	"github.com/weftnet/weft/cni/gate"
 	"github.com/weftnet/weft/e2e"
 	"github.com/weftnet/weft/e2e/e2etest"
 	"github.com/weftnet/weft/subnet"
@@ -269,6 +274,180 @@ func TestNetworkPolicyWeftd(t *testing.T) {
 	if v, all := metric(n1, `weft_policy_packets_total{rule="egress default deny ipv4"}`); v <= 0 {
 		t.Errorf("node1: the IPv4 egress default deny counted %v packets, want c's probes:\n%s", v, all)
 	}
+
+	// Birth: a pod a policy isolates is never reachable, not even while
+	// its ADD runs; a pod no policy selects is reachable once ADD returned.
+	guard := filepath.Join(t.TempDir(), "guard.yaml")
+	if err := os.WriteFile(guard, []byte(guardPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.Weftctl(ctx, "policy", "apply", "-f", guard); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	converged("g-admits-nobody applied", revision(), 3)
+	probers := []*e2e.Pod{pods["a"], pods["b"]}
+	tuneNeighbours(t, n1, probers)
+	if err := n1.NS.Do(func() error {
+		ok, err := nftTableExists(gate.Table)
+		if err == nil && !ok {
+			err = fmt.Errorf("nftables table inet %s does not exist: no pod is held at its birth", gate.Table)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("%s: %v", n1.Name, err)
+	}
+	for _, b := range []struct {
+		name, label string
+		isolated    bool
+	}{{"g0", "g", true}, {"free0", "free", false}, {"g1", "g", true}} {
+		birth(t, n1, probers, subnet.PodIdentity{Namespace: "x", Name: b.name, Labels: map[string]string{"pod": b.label}}, b.isolated)
+	}
+}
+
+// guardPolicy isolates the pod=g pods of x for ingress, admitting nothing.
+const guardPolicy = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: x, name: g-admits-nobody}
+spec:
+  podSelector: {matchLabels: {pod: g}}
+  policyTypes: [Ingress]
+`
+
+// tuneNeighbours makes ARP retry every 10 ms on the probers and node n's
+// bridge (the default is 1 s), so that a probe finds the new pod's MAC
+// as soon as its address is up, and a window in which it is reachable
+// cannot hide behind neighbour resolution.
+func tuneNeighbours(t *testing.T, n *e2e.Node, probers []*e2e.Pod) {
+	t.Helper()
+	set := []struct {
+		ns  e2e.NS
+		dev string
+	}{{n.NS, "weft0"}}
+	for _, p := range probers {
+		set = append(set, struct {
+			ns  e2e.NS
+			dev string
+		}{p.NS, "eth0"})
+	}
+	for _, s := range set {
+		if err := s.ns.Sysctl("net/ipv4/neigh/"+s.dev+"/retrans_time_ms", "10"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// birth adds pod id on node n while probers hammer the address the node
+// hands out next with TCP connects (a reply, even a refusal, means the
+// SYN reached the pod), from before ADD until 300 ms after it returned.
+// An isolated pod must never be reached; any other pod must be reached
+// by every prober within a second of ADD returning.
+func birth(t *testing.T, n *e2e.Node, probers []*e2e.Pod, id subnet.PodIdentity, isolated bool) {
+	t.Helper()
+	ctx := t.Context()
+	var last netip.Addr
+	for _, p := range n.Pods() {
+		if p.IP.Compare(last) > 0 {
+			last = p.IP
+		}
+	}
+	next := last.Next() // the IPAM hands out addresses round robin
+	dst := netip.AddrPortFrom(next, 80)
+	var attempts, reached atomic.Int64
+	firstReach := make([]atomic.Int64, len(probers)) // unix nanos
+	var returned atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, p := range probers {
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					dctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+					conn, err := p.NS.DialContext(dctx, "tcp", dst.String())
+					cancel()
+					attempts.Add(1)
+					if err == nil || errors.Is(err, syscall.ECONNREFUSED) {
+						if conn != nil {
+							conn.Close()
+						}
+						now := time.Now().UnixNano()
+						firstReach[i].CompareAndSwap(0, now)
+						if returned.Load() == 0 || isolated {
+							reached.Add(1)
+						}
+					}
+				}
+			}()
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	pod, err := n.AddPodAs(ctx, id)
+	if err != nil {
+		close(stop)
+		wg.Wait()
+		t.Fatal(err)
+	}
+	returned.Store(pod.Added.UnixNano())
+	time.Sleep(300 * time.Millisecond)
+	if !isolated {
+		for i := range probers {
+			for firstReach[i].Load() == 0 && time.Since(pod.Added) < time.Second {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if pod.IP != next {
+		t.Fatalf("%s got %s, the probes aimed at %s: the round-robin prediction failed, the test proves nothing", pod.Name, pod.IP, next)
+	}
+	after := make([]string, len(probers))
+	for i, p := range probers {
+		after[i] = "never"
+		if r := firstReach[i].Load(); r != 0 {
+			after[i] = fmt.Sprintf("%.1f ms", millis(time.Unix(0, r).Sub(pod.Added)))
+		}
+		after[i] = p.Name + " " + after[i]
+	}
+	when := "before ADD returned"
+	if isolated {
+		when = "at all"
+	}
+	t.Logf("birth of %s/%s (isolated %t) at %s: ADD took %.1f ms; %d probes, %d reached it %s; first reach after ADD returned: %s",
+		id.Namespace, id.Name, isolated, next, millis(pod.Added.Sub(start)), attempts.Load(), reached.Load(), when, strings.Join(after, ", "))
+	if isolated && reached.Load() != 0 {
+		t.Errorf("%s/%s was reached %d times against policy at its birth", id.Namespace, id.Name, reached.Load())
+	}
+	if !isolated {
+		for i, p := range probers {
+			if firstReach[i].Load() == 0 {
+				t.Errorf("%s never reached %s/%s within 1 s of ADD returning", p.Name, id.Namespace, id.Name)
+			}
+		}
+	}
+}
+
+// nftTableExists reports whether the inet table name exists in the calling
+// thread's namespace.
+func nftTableExists(name string) (bool, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return false, err
+	}
+	ts, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	for _, t := range ts {
+		if t.Name == name {
+			return true, nil
+		}
+	}
+	return false, err
 }
 
 // explainCase is a pair `weftctl policy explain` is asked about:
