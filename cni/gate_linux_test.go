@@ -5,7 +5,11 @@ package cni_test
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -140,6 +144,48 @@ func TestPolicyGate(t *testing.T) {
 	if err := netnstest.UDPRoundTrip(peerNS, netip.AddrPortFrom(dst, 80), 2*time.Second); err != nil {
 		t.Errorf("after ADD returned, peer → new: %v", err)
 	}
+
+	// ADD with and without the wait, alternating, with the plugin's own
+	// step times: the gate removed (nothing held, no wait), and the gate
+	// with a stand-in for weftd that releases each pod once it sees it
+	// held (the e2e test times ADD with the real weftd).
+	timed := map[bool][]time.Duration{}
+	for i := range 8 {
+		gated := i%2 == 1
+		var stop func()
+		if gated {
+			if err := e.inNode(func() error { return admit(nil) }); err != nil {
+				t.Fatal(err)
+			}
+			stop = releaseAsHeld(t, e)
+		} else if err := e.inNode(removeGate); err != nil {
+			t.Fatal(err)
+		}
+		ns := netnstest.NewNS(t, "weftcni-t")
+		id := fmt.Sprintf("ctr-t%d", i)
+		trace := filepath.Join(t.TempDir(), "trace")
+		env := append(cniEnv("ADD", id, "/run/netns/"+ns.Name, "eth0", hookDir), "WEFT_CNI_TEST_TRACE="+trace)
+		start := time.Now()
+		if _, err := e.execPlugin(hookDir, env, e.weftJSON("1.1.0", nil)); err != nil {
+			t.Fatalf("ADD %s (gate %t): %v", id, gated, err)
+		}
+		timed[gated] = append(timed[gated], time.Since(start))
+		if stop != nil {
+			stop()
+		}
+		if b, err := os.ReadFile(trace); err == nil && i >= 6 {
+			t.Logf("ADD steps (gate %t): %s", gated, strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", ", "))
+		}
+		if err := e.del(l, runtimeConf(id, ns)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range []bool{false, true} {
+		slices.Sort(timed[g])
+	}
+	t.Logf("ADD median without the gate %s, with the gate and the stand-in's release (its listing and apply, not weftd's) %s (4 each, alternating)",
+		timed[false][2].Round(time.Microsecond), timed[true][2].Round(time.Microsecond))
+
 	for _, id := range []string{"ctr-new", "ctr-peer"} {
 		ns := map[string]*netnstest.NS{"ctr-new": newNS, "ctr-peer": peerNS}[id]
 		if err := e.del(l, runtimeConf(id, ns)); err != nil {
@@ -187,4 +233,52 @@ func configured(ns *netnstest.NS, a netip.Addr) bool {
 		return err
 	})
 	return found
+}
+
+// removeGate deletes the gate in the calling thread's namespace.
+func removeGate() error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	gate.Remove(c)
+	return c.Flush()
+}
+
+// releaseAsHeld runs a stand-in for weftd's release in e's node: every
+// held address whose pod record matches is released at once. The
+// returned func stops it.
+func releaseAsHeld(t *testing.T, e *testEnv) func() {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		_ = e.inNode(func() error {
+			c, err := nftables.New()
+			if err != nil {
+				return err
+			}
+			for {
+				select {
+				case <-done:
+					return nil
+				default:
+				}
+				ps, _ := gate.List(c)
+				var rel []gate.Pending
+				for _, p := range ps {
+					if r, err := antispoof.ReadRecord(e.dataDir, p.Port); err == nil && strings.EqualFold(r.MAC, p.MAC) {
+						rel = append(rel, p)
+					}
+				}
+				if len(rel) > 0 {
+					if err := gate.QueueAdmit(c, rel); err == nil {
+						_ = c.Flush()
+					}
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}()
+	return func() { close(done); <-stopped }
 }

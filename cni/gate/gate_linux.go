@@ -180,14 +180,14 @@ func List(c *nftables.Conn) ([]Pending, error) {
 
 // existing returns the families whose gate table exists.
 func existing(c *nftables.Conn) ([]nftables.TableFamily, error) {
+	ts, err := c.ListTables() // every family in one dump
+	if err != nil {
+		return nil, fmt.Errorf("list nftables tables: %w", err)
+	}
 	var out []nftables.TableFamily
 	for _, f := range families {
-		ts, err := c.ListTablesOfFamily(f)
-		if err != nil {
-			return nil, fmt.Errorf("list nftables tables: %w", err)
-		}
 		for _, t := range ts {
-			if t.Name == Table {
+			if t.Name == Table && t.Family == f {
 				out = append(out, f)
 			}
 		}
