@@ -256,7 +256,8 @@ func (d *daemon) followPolicies(ctx context.Context, src subnet.PolicySource, wa
 
 // policyInputs returns the latest views, this node's pod records with an
 // identity, and those of held whose pod has a record (with or without an
-// identity). A missing record directory is no local pod.
+// identity) and, in Kubernetes mode, a Pod object this node has seen. A
+// missing record directory is no local pod.
 func (d *daemon) policyInputs(dir string, held []gate.Pending) (*policyInputs, error) {
 	d.pol.mu.Lock()
 	in := &policyInputs{pols: d.pol.pols, eps: d.pol.eps}
@@ -268,17 +269,29 @@ func (d *daemon) policyInputs(dir string, held []gate.Pending) (*policyInputs, e
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read pod records (the table stays as it is): %w", err)
 	}
-	mac := map[string]string{}
+	byPort := map[string]antispoof.Record{}
 	for _, r := range recs.Good {
-		mac[r.Port] = r.MAC
+		byPort[r.Port] = r
 		if !r.Pod.IsZero() {
 			in.local = append(in.local, r)
 		}
 	}
+	var objs map[podKey]subnet.Endpoint
+	if in.eps != nil {
+		objs = d.localPodObjects(in.eps)
+	}
 	for _, h := range held {
-		if m, ok := mac[h.Port]; ok && strings.EqualFold(m, h.MAC) {
-			in.admit = append(in.admit, h)
+		r, ok := byPort[h.Port]
+		if !ok || !strings.EqualFold(r.MAC, h.MAC) {
+			continue
 		}
+		// In Kubernetes mode a pod's labels come from its Pod object (the
+		// kubelet passes none): until this node has seen it, the pod
+		// stays held rather than be released on a state without them.
+		if _, seen := objs[podKey{r.Pod.Namespace, r.Pod.Name}]; d.pol.podObjects && !r.Pod.IsZero() && !seen {
+			continue
+		}
+		in.admit = append(in.admit, h)
 	}
 	return in, nil
 }
