@@ -28,7 +28,10 @@ Says whether a connection from --from to --to is allowed, and which
 policy rule decides: egress as the source's node enforces it, ingress as
 the destination's node does. Each node's weftd answers from the policy
 state it applied to the kernel (GET /policy/explain on its --http-addr,
-asked at its lease's public IP and --http-port). A POD is
+asked at its lease's public IP and --http-port). The ends and nodes
+are found in etcd (published endpoints, leases) or, with --kubeconfig,
+from the API server (the Pod's spec.nodeName and status.podIPs; an IP's
+node is the Node whose podCIDR holds it). A POD is
 namespace/name; an IP that is no pod's is outside the cluster (an
 ipBlock peer), so only the pod end's node is asked. PROTO is tcp
 (default), udp or sctp.
@@ -93,6 +96,7 @@ func policyExplain(ctx context.Context, args []string, cio *cmdIO) error {
 	nodeAddrs := nodeAddrFlag{}
 	fs.Var(nodeAddrs, "node-addr", "NODE=HOST:PORT: ask NODE's weftd there instead (repeatable; for a weftd listening on 127.0.0.1 only, run on its node)")
 	output := fs.String("o", "table", "output: table or json")
+	kubeconfig := kubeconfigFlag(fs)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -122,24 +126,35 @@ func policyExplain(ctx context.Context, args []string, cio *cmdIO) error {
 		return err
 	}
 
-	st, closeStore, err := conn.store(ctx)
-	if err != nil {
-		return err
+	var loc explainLocator
+	if *kubeconfig != "" {
+		kl, closeStore, err := newKubeLocator(ctx, *kubeconfig)
+		if err != nil {
+			return fmt.Errorf("policy explain: %w", err)
+		}
+		defer closeStore()
+		loc = kl
+	} else {
+		st, closeStore, err := conn.store(ctx)
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		leases, err := st.List(ctx)
+		if err != nil {
+			return conn.explain(err)
+		}
+		eps, err := st.ListEndpoints(ctx)
+		if err != nil {
+			return conn.explain(err)
+		}
+		loc = etcdLocator{eps: eps.Endpoints, leases: leases.Leases}
 	}
-	defer closeStore()
-	leases, err := st.List(ctx)
-	if err != nil {
-		return conn.explain(err)
-	}
-	eps, err := st.ListEndpoints(ctx)
-	if err != nil {
-		return conn.explain(err)
-	}
-	fromNode, err := nodeOf(from, eps.Endpoints, leases.Leases)
+	fromNode, err := loc.nodeOf(ctx, from)
 	if err != nil {
 		return fmt.Errorf("policy explain: --from: %w", err)
 	}
-	toNode, err := nodeOf(to, eps.Endpoints, leases.Leases)
+	toNode, err := loc.nodeOf(ctx, to)
 	if err != nil {
 		return fmt.Errorf("policy explain: --to: %w", err)
 	}
@@ -155,7 +170,7 @@ func policyExplain(ctx context.Context, args []string, cio *cmdIO) error {
 		}
 		addr, ok := nodeAddrs[node]
 		if !ok {
-			addr, err = nodeHTTPAddr(node, leases.Leases, *httpPort)
+			addr, err = loc.httpAddr(node, *httpPort)
 		}
 		if err == nil {
 			res.Answers[node], err = fetchExplain(ctx, addr, q)
@@ -194,6 +209,35 @@ func policyExplain(ctx context.Context, args []string, cio *cmdIO) error {
 	return nil
 }
 
+// explainLocator finds the nodes hosting the ends of an explained
+// connection and the address of a node's weftd. etcd mode and Kubernetes
+// mode differ only here; asking the nodes and combining their answers is
+// shared. A locator is used from one goroutine.
+type explainLocator interface {
+	// nodeOf returns the node hosting e; "" when e is an address no
+	// node's pod subnet holds (outside the cluster's pods). A pod that
+	// is no endpoint of any node is an error saying why.
+	nodeOf(ctx context.Context, e status.PolicyEndArg) (string, error)
+	// httpAddr returns the address of node's weftd HTTP API, on its
+	// lease's public IP and port.
+	httpAddr(node string, port int) (string, error)
+}
+
+// etcdLocator locates ends by the endpoints the nodes publish in etcd
+// and by their leases.
+type etcdLocator struct {
+	eps    []subnet.Endpoint
+	leases []subnet.Lease
+}
+
+func (l etcdLocator) nodeOf(_ context.Context, e status.PolicyEndArg) (string, error) {
+	return nodeOf(e, l.eps, l.leases)
+}
+
+func (l etcdLocator) httpAddr(node string, port int) (string, error) {
+	return nodeHTTPAddr(node, l.leases, port)
+}
+
 // nodeOf finds the node hosting e: for a pod, the node publishing its
 // endpoint; for an address, the node publishing a pod with it, else the
 // node whose lease's subnet holds it; "" when none does (outside the
@@ -212,12 +256,17 @@ func nodeOf(e status.PolicyEndArg, eps []subnet.Endpoint, leases []subnet.Lease)
 			return ep.Node, nil
 		}
 	}
+	return leaseNode(e.Addr, leases), nil
+}
+
+// leaseNode is the node whose lease's subnet holds a, "" when none does.
+func leaseNode(a netip.Addr, leases []subnet.Lease) string {
 	for _, l := range leases {
-		if l.Subnet.Contains(e.Addr) || l.IPv6Subnet.Contains(e.Addr) {
-			return l.Record.NodeName, nil
+		if l.Subnet.Contains(a) || l.IPv6Subnet.Contains(a) {
+			return l.Record.NodeName
 		}
 	}
-	return "", nil
+	return ""
 }
 
 // nodeAddrFlag is --node-addr NODE=HOST:PORT, repeatable.

@@ -4,7 +4,10 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -62,6 +65,7 @@ func TestPolicyExplainArgs(t *testing.T) {
 		{[]string{"explain", "--from", "x/a", "--to", "x/b", "--port", "80", "--node-addr", "n1=127.0.0.1:9950", "--node-addr", "n1=127.0.0.1:9951"}, "given twice"},
 		{[]string{"explain", "--from", "x/nobody", "--to", "x/b", "--port", "80"}, "pod x/nobody: no node publishes it"},
 		{[]string{"explain", "--from", "198.18.1.1", "--to", "198.18.1.2", "--port", "80"}, "in a node's pod subnet"},
+		{[]string{"explain", "--from", "x/a", "--to", "x/b", "--port", "80", "--kubeconfig", "/nonexistent/kubeconfig"}, "/nonexistent/kubeconfig"},
 	} {
 		if _, err := e.policy("", tc.args...); err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%q: %v, want an error with %q", tc.args, err, tc.err)
@@ -123,5 +127,74 @@ func TestCombineExplain(t *testing.T) {
 	renderExplain(&b, &explainResult{Packets: ps})
 	if len(ps) != 1 || ps[0].Allowed || ps[0].Ingress.Error != "connection refused" || !strings.Contains(b.String(), ": unknown\n") {
 		t.Fatalf("n3 did not answer: %+v\n%s", ps, b.String())
+	}
+}
+
+var (
+	_ explainLocator = etcdLocator{}
+	_ explainLocator = (*kubeLocator)(nil)
+)
+
+// TestKubeLocator: in Kubernetes mode a pod is on the node its Pod names,
+// if its addresses lie in that node's podCIDRs; an address is on the Node
+// whose podCIDR holds it; a node's weftd is asked at its public IP.
+func TestKubeLocator(t *testing.T) {
+	ctx := t.Context()
+	leases := []subnet.Lease{
+		{Subnet: netip.MustParsePrefix("10.244.1.0/24"), IPv6Subnet: netip.MustParsePrefix("fd10:244:0:1::/64"),
+			Record: subnet.Record{NodeName: "n1", PublicIP: netip.MustParseAddr("198.18.0.1")}},
+		{Subnet: netip.MustParsePrefix("10.244.2.0/24"),
+			Record: subnet.Record{NodeName: "n2", PublicIPv6: netip.MustParseAddr("2001:2::2")}},
+	}
+	ep := func(node, name, v4 string) subnet.Endpoint {
+		return subnet.Endpoint{Node: node, Key: "k" + name, PodIdentity: subnet.PodIdentity{Namespace: "x", Name: name}, IPv4: netip.MustParseAddr(v4)}
+	}
+	pods := map[string]subnet.Endpoint{
+		"x/a":      ep("n1", "a", "10.244.1.5"),
+		"x/b":      ep("n2", "b", "10.244.2.7"),
+		"x/forged": ep("n2", "forged", "10.244.1.5"), // n1's address, claimed on n2
+		"x/lost":   ep("n3", "lost", "10.244.3.1"),   // a node without a lease
+	}
+	asked := []string{}
+	l := &kubeLocator{leases: leases, pod: func(_ context.Context, ns, name string) (subnet.Endpoint, error) {
+		asked = append(asked, ns+"/"+name)
+		e, ok := pods[ns+"/"+name]
+		if !ok {
+			return subnet.Endpoint{}, fmt.Errorf("get Pod %s/%s: not found", ns, name)
+		}
+		return e, nil
+	}}
+	for _, c := range []struct{ in, node, err string }{
+		{"x/a", "n1", ""},
+		{"x/b", "n2", ""},
+		{"x/forged", "", "pod x/forged on node n2"},
+		{"x/lost", "", "pod x/lost on node n3"},
+		{"x/nobody", "", "get Pod x/nobody: not found"},
+		{"10.244.1.99", "n1", ""}, // a podCIDR's address, no pod needed
+		{"fd10:244:0:1::9", "n1", ""},
+		{"10.244.2.1", "n2", ""},
+		{"10.244.3.1", "", ""}, // no Node's podCIDR: outside
+		{"198.18.0.1", "", ""},
+	} {
+		e, err := status.ParsePolicyEnd(c.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := l.nodeOf(ctx, e)
+		switch {
+		case c.err == "" && (err != nil || got != c.node):
+			t.Errorf("%s: node %q, %v; want %q", c.in, got, err, c.node)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%s: node %q, %v; want an error with %q", c.in, got, err, c.err)
+		}
+	}
+	if want := []string{"x/a", "x/b", "x/forged", "x/lost", "x/nobody"}; !slices.Equal(asked, want) {
+		t.Errorf("Pods read %q, want %q (one GET per pod end, none for an address)", asked, want)
+	}
+	for node, want := range map[string]string{"n1": "198.18.0.1:9950", "n2": "[2001:2::2]:9950", "n3": "has no lease"} {
+		got, err := l.httpAddr(node, 9950)
+		if got != want && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("httpAddr(%s): %q, %v; want %q", node, got, err, want)
+		}
 	}
 }
