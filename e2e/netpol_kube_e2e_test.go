@@ -7,8 +7,10 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -52,6 +54,9 @@ import (
 //     (reported in /status as skipped). A Pod object on node3 claiming d's
 //     addresses with the label pod=a is rejected (outside node3's
 //     podCIDR): d stays denied.
+//     `weftctl policy explain --kubeconfig` (ends found through the API
+//     server) agrees with real probes, by pod and by address, and
+//     refuses the forged Pod.
 //  3. y is labelled team=blue through the API: d → b:8080 opens, timed.
 //  4. x/deny-ingress is deleted: timed; c's pods open again, b stays
 //     isolated by x/b-web.
@@ -257,6 +262,12 @@ func TestKubeNetworkPolicy(t *testing.T) {
 		{"d", "a", 80, false},   // d's egress: only web
 		{"a", "d", 80, true},
 	})
+	kubeExplainAgrees(t, c, pods, []kubeExplainCase{
+		{"x/a", "x/b", "b", 8080, true, "x/b-web"},                                 // web resolved on node2
+		{"x/c", "x/b", "b", 8080, false, ""},                                       // not pod=a
+		{"y/d", "x/a", "a", 80, false, ""},                                         // d's egress (node1) and a's ingress
+		{pods["a"].IP.String(), pods["b"].IP.String(), "b", 8080, true, "x/b-web"}, // by address: the Nodes' podCIDRs
+	})
 	st, err := nodes[0].Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -292,6 +303,79 @@ func TestKubeNetworkPolicy(t *testing.T) {
 		{"a", "b", 80, false},
 		{"a", "b", 8080, true},
 	})
+}
+
+// kubeExplainCase is a pair `weftctl policy explain --kubeconfig` is
+// asked about: from and to as given to weftctl, dst the destination pod
+// probed, ingressRule the policy whose ingress rule 0 must decide when
+// set.
+type kubeExplainCase struct {
+	from, to    string
+	dst         string
+	port        uint16
+	allowed     bool
+	ingressRule string
+}
+
+// kubeExplainAgrees asks `weftctl policy explain --kubeconfig` (ends and
+// nodes found through the API server) about each case and checks that
+// its verdict for each family it answers agrees with a real TCP probe
+// from the source pod and with the expected one. A Pod whose addresses
+// lie outside its node's podCIDRs (x/forged) is refused by name.
+func kubeExplainAgrees(t *testing.T, c *e2e.Cluster, pods map[string]*e2e.Pod, cases []kubeExplainCase) {
+	t.Helper()
+	ctx := t.Context()
+	kubeconfig := c.Kubeconfig()
+	for _, tc := range cases {
+		port := strconv.Itoa(int(tc.port)) + "/tcp"
+		start := time.Now()
+		out, err := c.Weftctl(ctx, "policy", "explain", "--kubeconfig", kubeconfig, "--from", tc.from, "--to", tc.to, "--port", port, "-o", "json")
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("explain --kubeconfig %s → %s: %v\n%s", tc.from, tc.to, err, out)
+		}
+		var res explainJSON
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("decode %q: %v", out, err)
+		}
+		families := 2
+		if !strings.Contains(tc.from, "/") {
+			families = 1 // asked by IPv4 address
+		}
+		if len(res.Packets) != families {
+			t.Errorf("explain --kubeconfig %s → %s: %d packets, want %d", tc.from, tc.to, len(res.Packets), families)
+			continue
+		}
+		src := pods[strings.TrimPrefix(strings.TrimPrefix(tc.from, "x/"), "y/")]
+		if families == 1 {
+			src = pods["a"]
+		}
+		for _, p := range res.Packets {
+			v6 := p.Src.Is6()
+			timeout := 500 * time.Millisecond
+			if p.Allowed {
+				timeout = 3 * time.Second
+			}
+			probe := e2e.TCPEcho(src.NS, netip.AddrPortFrom(pods[tc.dst].Addr(v6), tc.port), []byte("weft kube explain"), timeout) == nil
+			if p.Allowed != probe || p.Allowed != tc.allowed {
+				t.Errorf("explain --kubeconfig %s → %s:%d (ipv6 %t): allowed %t, the probe %t, want %t", tc.from, tc.to, tc.port, v6, p.Allowed, probe, tc.allowed)
+			}
+			if tc.ingressRule != "" && (p.Ingress == nil || p.Ingress.Verdict == nil || p.Ingress.Verdict.Rule == nil ||
+				p.Ingress.Verdict.Rule.Policy != tc.ingressRule || p.Ingress.Verdict.Rule.Index != 0) {
+				t.Errorf("explain --kubeconfig %s → %s (ipv6 %t): ingress not decided by %s rule 0: %+v", tc.from, tc.to, v6, tc.ingressRule, p.Ingress)
+			}
+		}
+		t.Logf("explain --kubeconfig %s → %s:%d: allowed %t, answered in %.1f ms", tc.from, tc.to, tc.port, res.Packets[0].Allowed, millis(took))
+	}
+	out, err := c.Weftctl(ctx, "policy", "explain", "--kubeconfig", kubeconfig, "--from", "y/d", "--to", "x/a", "--port", "80")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Logf("weftctl policy explain --kubeconfig --from y/d --to x/a --port 80:\n%s", out)
+	out, err = c.Weftctl(ctx, "policy", "explain", "--kubeconfig", kubeconfig, "--from", "x/forged", "--to", "x/b", "--port", "8080")
+	if err == nil || !strings.Contains(out, "pod x/forged on node "+c.Nodes()[2].Name) {
+		t.Errorf("explain --kubeconfig from the forged Pod: want a failure naming it and its node; got %v:\n%s", err, out)
+	}
 }
 
 // kubePodObject is the Pod a kubelet would run on node: labels, one
