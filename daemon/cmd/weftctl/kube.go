@@ -23,7 +23,7 @@ import (
 // with WeftNode records. Its default comes from WEFTCTL_KUBECONFIG.
 func kubeconfigFlag(fs *flag.FlagSet) *string {
 	def := os.Getenv(envName("kubeconfig"))
-	return fs.String("kubeconfig", def, "kubeconfig of a cluster in Kubernetes mode: list its Nodes' leases instead of etcd's (env "+envName("kubeconfig")+")")
+	return fs.String("kubeconfig", def, "kubeconfig of a cluster in Kubernetes mode: find its nodes (and pods) through the API server instead of etcd (env "+envName("kubeconfig")+")")
 }
 
 // kubeLeasesList lists the leases of a Kubernetes-mode cluster, as
