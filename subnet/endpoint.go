@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+
+	"github.com/weftnet/weft/subnet/k8sname"
 )
 
 // Bounds of a pod's identity, checked wherever one is read (the CNI
@@ -63,7 +65,7 @@ func (p PodIdentity) Validate() error {
 
 // ValidateNamespace checks a namespace name: an RFC 1123 label.
 func ValidateNamespace(s string) error {
-	if msg := dnsLabel(s); msg != "" {
+	if msg := k8sname.DNSLabel(s); msg != "" {
 		return fmt.Errorf("namespace %q: %s", clip(s), msg)
 	}
 	return nil
@@ -71,7 +73,7 @@ func ValidateNamespace(s string) error {
 
 // ValidatePodName checks a pod name: an RFC 1123 subdomain.
 func ValidatePodName(s string) error {
-	if msg := dnsSubdomain(s); msg != "" {
+	if msg := k8sname.DNSSubdomain(s); msg != "" {
 		return fmt.Errorf("pod name %q: %s", clip(s), msg)
 	}
 	return nil
@@ -105,10 +107,10 @@ func ValidateLabels(m map[string]string) error {
 // RFC 1123 subdomain prefix and "/", then a name of at most 63
 // characters), the value empty or a name of at most 63 characters.
 func ValidateLabel(key, value string) error {
-	if msg := qualifiedName(key); msg != "" {
+	if msg := k8sname.QualifiedName(key); msg != "" {
 		return fmt.Errorf("label key %q: %s", clip(key), msg)
 	}
-	if msg := labelValue(value); msg != "" {
+	if msg := k8sname.LabelValue(value); msg != "" {
 		return fmt.Errorf("label %q value %q: %s", key, clip(value), msg)
 	}
 	return nil
@@ -120,97 +122,6 @@ func clip(s string) string {
 		return s[:77] + "..."
 	}
 	return s
-}
-
-func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
-
-func isAlnum(c byte) bool { return isLowerAlnum(c) || c >= 'A' && c <= 'Z' }
-
-// The checks below are written without regular expressions: the CNI
-// plugin runs them, and each plugin process would pay for compiling them.
-
-func dnsLabel(s string) string {
-	if len(s) > 63 {
-		return "must be no more than 63 characters"
-	}
-	if !dnsLabelOK(s) {
-		return "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
-	}
-	return ""
-}
-
-func dnsLabelOK(s string) bool {
-	if s == "" || !isLowerAlnum(s[0]) || !isLowerAlnum(s[len(s)-1]) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isLowerAlnum(s[i]) && s[i] != '-' {
-			return false
-		}
-	}
-	return true
-}
-
-func dnsSubdomain(s string) string {
-	if len(s) > 253 {
-		return "must be no more than 253 characters"
-	}
-	for _, part := range strings.Split(s, ".") {
-		if !dnsLabelOK(part) {
-			return "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-		}
-	}
-	return ""
-}
-
-// nameOK reports whether s is a label name or value: alphanumerics, '-',
-// '_' and '.', starting and ending with an alphanumeric.
-func nameOK(s string) bool {
-	if s == "" || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !isAlnum(c) && c != '-' && c != '_' && c != '.' {
-			return false
-		}
-	}
-	return true
-}
-
-func qualifiedName(s string) string {
-	name := s
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		prefix := s[:i]
-		name = s[i+1:]
-		if strings.Contains(name, "/") {
-			return "a qualified name must consist of alphanumeric characters, '-', '_' or '.', with an optional DNS subdomain prefix and '/'"
-		}
-		if prefix == "" {
-			return "prefix part must be non-empty"
-		}
-		if msg := dnsSubdomain(prefix); msg != "" {
-			return "prefix part " + msg
-		}
-	}
-	switch {
-	case name == "":
-		return "name part must be non-empty"
-	case len(name) > 63:
-		return "name part must be no more than 63 characters"
-	case !nameOK(name):
-		return "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
-	}
-	return ""
-}
-
-func labelValue(s string) string {
-	switch {
-	case len(s) > 63:
-		return "must be no more than 63 characters"
-	case s != "" && !nameOK(s):
-		return "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
-	}
-	return ""
 }
 
 // Endpoint is one pod as the node hosting it publishes it: its identity
@@ -270,7 +181,7 @@ func (e Endpoint) ValidateIdentity() error {
 	if e.Node == "" || e.Key == "" {
 		return errors.New("endpoint without node or key")
 	}
-	if len(e.Key) > 63 || !dnsLabelOK(e.Key) {
+	if k8sname.DNSLabel(e.Key) != "" {
 		return fmt.Errorf("endpoint key %q is not an RFC 1123 label", clip(e.Key))
 	}
 	if e.PodIdentity.Namespace == "" {
@@ -294,8 +205,8 @@ func (e Endpoint) ValidateIdentity() error {
 // port: an IANA service name, a protocol of TCP, UDP or SCTP, a port
 // number.
 func (p ContainerPort) Validate() error {
-	if msg := ianaSvcName(p.Name); msg != "" {
-		return fmt.Errorf("container port name %q: %s", clip(p.Name), msg)
+	if msgs := k8sname.PortName(p.Name); len(msgs) > 0 {
+		return fmt.Errorf("container port name %q: %s", clip(p.Name), strings.Join(msgs, "; "))
 	}
 	switch p.Protocol {
 	case "TCP", "UDP", "SCTP":
@@ -306,30 +217,6 @@ func (p ContainerPort) Validate() error {
 		return fmt.Errorf("container port %q: port number 0", p.Name)
 	}
 	return nil
-}
-
-// ianaSvcName checks a port name as Kubernetes' IsValidPortName does: 1
-// to 15 lowercase alphanumerics or '-', at least one letter, no '-' at
-// either end nor two in a row.
-func ianaSvcName(s string) string {
-	switch {
-	case s == "" || len(s) > 15:
-		return "must be 1 to 15 characters"
-	case s[0] == '-' || s[len(s)-1] == '-' || strings.Contains(s, "--"):
-		return "must not begin or end with '-' nor hold \"--\""
-	}
-	letter := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !isLowerAlnum(c) && c != '-' {
-			return "must consist of lower case alphanumeric characters or '-'"
-		}
-		letter = letter || c >= 'a' && c <= 'z'
-	}
-	if !letter {
-		return "must contain at least one letter"
-	}
-	return ""
 }
 
 // CheckEndpoint checks e against the leases of view: a valid endpoint

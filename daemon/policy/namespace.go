@@ -3,6 +3,8 @@
 
 package policy
 
+import "github.com/weftnet/weft/subnet/k8sname"
+
 // ValidateNamespace checks a namespace's name and labels as the API server
 // checks a Namespace's metadata. The label [NamespaceNameLabel] may be
 // given only with the namespace's own name (Kubernetes sets it and keeps
@@ -11,7 +13,7 @@ func ValidateNamespace(ns Namespace) ErrorList {
 	var v validator
 	if ns.Name == "" {
 		v.add("metadata.name", ErrRequired, "name or generateName is required")
-	} else if msg := dnsLabel(ns.Name); msg != "" {
+	} else if msg := k8sname.DNSLabel(ns.Name); msg != "" {
 		v.add("metadata.name", ErrInvalid, "%q: %s", ns.Name, msg)
 	}
 	v.labels(ns.Labels, "metadata.labels")

@@ -6,7 +6,6 @@ package policy
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	netutils "k8s.io/utils/net"
+
+	"github.com/weftnet/weft/subnet/k8sname"
 )
 
 // ErrorType is the kind of a [FieldError], spelled as the API server
@@ -76,31 +77,31 @@ func (v *validator) meta(m *metav1.ObjectMeta) {
 	case m.Name == "" && m.GenerateName == "":
 		v.add("metadata.name", ErrRequired, "name or generateName is required")
 	case m.Name != "":
-		if msg := dnsSubdomain(m.Name); msg != "" {
+		if msg := k8sname.DNSSubdomain(m.Name); msg != "" {
 			v.add("metadata.name", ErrInvalid, "%q: %s", m.Name, msg)
 		}
 	}
 	if m.GenerateName != "" {
-		if msg := dnsSubdomain(maskTrailingDash(m.GenerateName)); msg != "" {
+		if msg := k8sname.DNSSubdomain(maskTrailingDash(m.GenerateName)); msg != "" {
 			v.add("metadata.generateName", ErrInvalid, "%q: %s", m.GenerateName, msg)
 		}
 		if m.Name == "" {
 			// The server generates the name before validating: at most 58
 			// characters of generateName and 5 lowercase alphanumerics.
 			base := m.GenerateName[:min(len(m.GenerateName), 58)]
-			if msg := dnsSubdomain(base + "bcdfg"); msg != "" {
+			if msg := k8sname.DNSSubdomain(base + "bcdfg"); msg != "" {
 				v.add("metadata.name", ErrInvalid, "%q and 5 generated characters: %s", base, msg)
 			}
 		}
 	}
 	if m.Namespace == "" {
 		v.add("metadata.namespace", ErrRequired, "")
-	} else if msg := dnsLabel(m.Namespace); msg != "" {
+	} else if msg := k8sname.DNSLabel(m.Namespace); msg != "" {
 		v.add("metadata.namespace", ErrInvalid, "%q: %s", m.Namespace, msg)
 	}
 	v.labels(m.Labels, "metadata.labels")
 	for k := range m.Annotations {
-		if msg := qualifiedName(strings.ToLower(k)); msg != "" {
+		if msg := k8sname.QualifiedName(strings.ToLower(k)); msg != "" {
 			v.add("metadata.annotations", ErrInvalid, "%q: %s", k, msg)
 		}
 	}
@@ -174,7 +175,7 @@ func (v *validator) port(p *networkingv1.NetworkPolicyPort, path string) {
 		if p.EndPort != nil {
 			v.add(path+".endPort", ErrInvalid, "%d: may not be specified when `port` is non-numeric", *p.EndPort)
 		}
-		for _, msg := range portName(p.Port.StrVal) {
+		for _, msg := range k8sname.PortName(p.Port.StrVal) {
 			v.add(path+".port", ErrInvalid, "%q: %s", p.Port.StrVal, msg)
 		}
 	}
@@ -278,11 +279,11 @@ func (v *validator) selector(s *metav1.LabelSelector, path string) {
 		default:
 			v.add(rpath+".operator", ErrInvalid, "%q: not a valid selector operator", r.Operator)
 		}
-		if msg := qualifiedName(r.Key); msg != "" {
+		if msg := k8sname.QualifiedName(r.Key); msg != "" {
 			v.add(rpath+".key", ErrInvalid, "%q: %s", r.Key, msg)
 		}
 		for j, val := range r.Values {
-			if msg := labelValue(val); msg != "" {
+			if msg := k8sname.LabelValue(val); msg != "" {
 				v.add(fmt.Sprintf("%s.values[%d]", rpath, j), ErrInvalid, "%q: %s", val, msg)
 			}
 		}
@@ -293,79 +294,13 @@ func (v *validator) selector(s *metav1.LabelSelector, path string) {
 // path, not at the key's.
 func (v *validator) labels(m map[string]string, path string) {
 	for k, val := range m {
-		if msg := qualifiedName(k); msg != "" {
+		if msg := k8sname.QualifiedName(k); msg != "" {
 			v.add(path, ErrInvalid, "%q: %s", k, msg)
 		}
-		if msg := labelValue(val); msg != "" {
+		if msg := k8sname.LabelValue(val); msg != "" {
 			v.add(path, ErrInvalid, "%q: %s", val, msg)
 		}
 	}
-}
-
-var (
-	nameRE      = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
-	dnsLabelRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	dnsSubRE    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-	portNameRE  = regexp.MustCompile(`^[-a-z0-9]+$`)
-	hasLetterRE = regexp.MustCompile(`[a-z]`)
-)
-
-// qualifiedName checks a label key: an optional DNS-subdomain prefix and
-// "/", then a name of at most 63 characters.
-func qualifiedName(s string) string {
-	name := s
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		prefix := s[:i]
-		name = s[i+1:]
-		if strings.Contains(name, "/") {
-			return "a qualified name must consist of alphanumeric characters, '-', '_' or '.', with an optional DNS subdomain prefix and '/'"
-		}
-		if prefix == "" {
-			return "prefix part must be non-empty"
-		}
-		if msg := dnsSubdomain(prefix); msg != "" {
-			return "prefix part " + msg
-		}
-	}
-	switch {
-	case name == "":
-		return "name part must be non-empty"
-	case len(name) > 63:
-		return "name part must be no more than 63 characters"
-	case !nameRE.MatchString(name):
-		return "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
-	}
-	return ""
-}
-
-func labelValue(s string) string {
-	switch {
-	case len(s) > 63:
-		return "must be no more than 63 characters"
-	case s != "" && !nameRE.MatchString(s):
-		return "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
-	}
-	return ""
-}
-
-func dnsSubdomain(s string) string {
-	switch {
-	case len(s) > 253:
-		return "must be no more than 253 characters"
-	case !dnsSubRE.MatchString(s):
-		return "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-	}
-	return ""
-}
-
-func dnsLabel(s string) string {
-	switch {
-	case len(s) > 63:
-		return "must be no more than 63 characters"
-	case !dnsLabelRE.MatchString(s):
-		return "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
-	}
-	return ""
 }
 
 func portNumber(n int64) string {
@@ -373,25 +308,4 @@ func portNumber(n int64) string {
 		return "must be between 1 and 65535, inclusive"
 	}
 	return ""
-}
-
-// portName checks an IANA service name as the API server does.
-func portName(s string) []string {
-	var msgs []string
-	if len(s) < 1 || len(s) > 15 {
-		msgs = append(msgs, "must be no more than 15 characters")
-	}
-	if !portNameRE.MatchString(s) {
-		msgs = append(msgs, "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
-	}
-	if !hasLetterRE.MatchString(s) {
-		msgs = append(msgs, "must contain at least one letter (a-z)")
-	}
-	if strings.Contains(s, "--") {
-		msgs = append(msgs, "must not contain consecutive hyphens")
-	}
-	if len(s) > 0 && (s[0] == '-' || s[len(s)-1] == '-') {
-		msgs = append(msgs, "must not begin or end with a hyphen")
-	}
-	return msgs
 }
