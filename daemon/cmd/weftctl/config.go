@@ -297,10 +297,7 @@ func configGet(ctx context.Context, args []string, cio *cmdIO) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("config get: unexpected arguments %q", fs.Args())
 	}
-	if err := argsChecked(ctx); err != nil {
-		return err
-	}
-	st, closeStore, err := conn.store(ctx)
+	st, closeStore, err := conn.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -63,6 +63,16 @@ func connFlags(fs *flag.FlagSet) *connOptions {
 // prompt wants an answer quickly.
 const callTimeout = 5 * time.Second
 
+// open is what a command does once its arguments are checked: in an
+// arguments-only context it stops there (errArgsOK), else it connects as
+// store does.
+func (o *connOptions) open(ctx context.Context) (*subnetetcd.Store, func(), error) {
+	if err := argsChecked(ctx); err != nil {
+		return nil, nil, err
+	}
+	return o.store(ctx)
+}
+
 // store connects to etcd and returns the lease store and a function that
 // closes the connection.
 func (o *connOptions) store(ctx context.Context) (*subnetetcd.Store, func(), error) {

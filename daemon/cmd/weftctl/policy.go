@@ -369,10 +369,7 @@ func policyGet(ctx context.Context, args []string, cio *cmdIO) error {
 	if err != nil {
 		return fmt.Errorf("policy get: %w", err)
 	}
-	if err := argsChecked(ctx); err != nil {
-		return err
-	}
-	st, closeStore, err := conn.store(ctx)
+	st, closeStore, err := conn.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -418,10 +415,7 @@ func policyList(ctx context.Context, args []string, cio *cmdIO) error {
 	if err != nil {
 		return fmt.Errorf("policy list: %w", err)
 	}
-	if err := argsChecked(ctx); err != nil {
-		return err
-	}
-	st, closeStore, err := conn.store(ctx)
+	st, closeStore, err := conn.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -508,10 +502,7 @@ func policyDelete(ctx context.Context, args []string, cio *cmdIO) error {
 	if err != nil {
 		return fmt.Errorf("policy delete: %w", err)
 	}
-	if err := argsChecked(ctx); err != nil {
-		return err
-	}
-	st, closeStore, err := conn.store(ctx)
+	st, closeStore, err := conn.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -594,10 +585,7 @@ func namespaceLabel(ctx context.Context, args []string, cio *cmdIO) error {
 	if errs := policy.ValidateNamespace(policy.Namespace{Name: name, Labels: set}); errs != nil {
 		return fmt.Errorf("namespace label: invalid:\n%s", fieldErrors(errs))
 	}
-	if err := argsChecked(ctx); err != nil {
-		return err
-	}
-	st, closeStore, err := conn.store(ctx)
+	st, closeStore, err := conn.open(ctx)
 	if err != nil {
 		return err
 	}
@@ -632,10 +620,7 @@ func namespaceList(ctx context.Context, args []string, cio *cmdIO) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("namespace list: unexpected arguments %q", fs.Args())
 	}
-	if err := argsChecked(ctx); err != nil {
-		return err
-	}
-	st, closeStore, err := conn.store(ctx)
+	st, closeStore, err := conn.open(ctx)
 	if err != nil {
 		return err
 	}
