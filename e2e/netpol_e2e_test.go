@@ -261,22 +261,7 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 		if !p.IP.IsValid() || !p.IPv6.IsValid() {
 			t.Fatalf("pod %s on %s is not dual-stack: %v %v", id, n.Name, p.IP, p.IPv6)
 		}
-		w.pods[id] = p
-		for _, port := range []uint16{80, 81} {
-			for _, serve := range []func(e2e.NS, netip.AddrPort) (*e2e.Server, error){e2e.ServeTCP, e2e.ServeUDP} {
-				s, err := serve(p.NS, netip.AddrPortFrom(netip.IPv6Unspecified(), port))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-			}
-		}
-		sink, err := newSCTPSink(p.NS)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(sink.Close)
-		w.sinks[id] = sink
+		w.serve(t, id, p)
 		t.Logf("%s is %s on %s (%s, %s)", id, p.Name, n.Name, p.IP, p.IPv6)
 	}
 	setup := time.Since(start)
@@ -300,28 +285,11 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 		count[fmt.Sprintf("family %d", tc.family)]++
 	}
 	run := func(t *testing.T, tc npCase, apply func(*testing.T, npStage) []string) {
-		t.Run(tc.runName(), func(t *testing.T) {
-			if tc.engine != "" {
-				t.Logf("engine driver (the test's policies compiled and applied by the test, not by weftd): %s", tc.engine)
-			}
-			for si, st := range tc.stages {
-				skipped := apply(t, st)
-				if (len(skipped) > 0) != (st.problems != "") {
-					t.Fatalf("stage %d: parts reported as not enforced: %v; want some for %q", si, skipped, st.problems)
-				}
-				for _, p := range skipped {
-					if p != st.problems {
-						t.Fatalf("stage %d: unexpected part not enforced, of %s", si, p)
-					}
-				}
-				w.resetConntrack(t)
-				for _, ck := range st.checks {
-					for _, v6 := range tc.families() {
-						w.validate(t, fmt.Sprintf("stage %d", si), ck, v6)
-					}
-				}
-			}
-		})
+		note := ""
+		if tc.engine != "" {
+			note = "engine driver (the test's policies compiled and applied by the test, not by weftd): " + tc.engine
+		}
+		w.runCase(t, tc, note, apply)
 	}
 	t.Run("weftd", func(t *testing.T) {
 		for _, tc := range cases {
@@ -362,6 +330,56 @@ func TestNetworkPolicyTruthTable(t *testing.T) {
 	if total > netpolBudget {
 		t.Errorf("the truth table took %v, over its %v budget", total.Round(time.Second), netpolBudget)
 	}
+}
+
+// serve makes p the pod id of the truth table: TCP and UDP echo on ports
+// 80 and 81, and an SCTP sink.
+func (w *npWorld) serve(t *testing.T, id string, p *e2e.Pod) {
+	t.Helper()
+	w.pods[id] = p
+	for _, port := range []uint16{80, 81} {
+		for _, serve := range []func(e2e.NS, netip.AddrPort) (*e2e.Server, error){e2e.ServeTCP, e2e.ServeUDP} {
+			s, err := serve(p.NS, netip.AddrPortFrom(netip.IPv6Unspecified(), port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+		}
+	}
+	sink, err := newSCTPSink(p.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sink.Close)
+	w.sinks[id] = sink
+}
+
+// runCase runs tc as a subtest: apply puts each stage in force and
+// returns the policies ("ns/name") whose parts the nodes reported as not
+// enforced; then the stage's matrices are probed.
+func (w *npWorld) runCase(t *testing.T, tc npCase, note string, apply func(*testing.T, npStage) []string) {
+	t.Run(tc.runName(), func(t *testing.T) {
+		if note != "" {
+			t.Log(note)
+		}
+		for si, st := range tc.stages {
+			skipped := apply(t, st)
+			if (len(skipped) > 0) != (st.problems != "") {
+				t.Fatalf("stage %d: parts reported as not enforced: %v; want some for %q", si, skipped, st.problems)
+			}
+			for _, p := range skipped {
+				if p != st.problems {
+					t.Fatalf("stage %d: unexpected part not enforced, of %s", si, p)
+				}
+			}
+			w.resetConntrack(t)
+			for _, ck := range st.checks {
+				for _, v6 := range tc.families() {
+					w.validate(t, fmt.Sprintf("stage %d", si), ck, v6)
+				}
+			}
+		}
+	})
 }
 
 // runName is the subtest's name: upstream's, with the ipBlock family
