@@ -19,6 +19,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 
+	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/cni"
 	"github.com/weftnet/weft/cni/antispoof"
 	"github.com/weftnet/weft/cni/gate"
@@ -224,7 +225,7 @@ func configured(ns *netnstest.NS, a netip.Addr) bool {
 		if err != nil {
 			return nil
 		}
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+		addrs, err := backend.AddrList(nil, l, netlink.FAMILY_ALL)
 		for _, x := range addrs {
 			if y, ok := netip.AddrFromSlice(x.IP); ok && y.Unmap() == a {
 				found = true
