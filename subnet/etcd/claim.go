@@ -378,8 +378,8 @@ func (s *Store) claimTxn(ctx context.Context, p *claimPlan, req *subnet.ClaimReq
 			clientv3.OpDelete(s.ReleasedKey(t.p)))
 	}
 	for _, e := range p.stale {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(e.key()), "=", e.kv.ModRevision))
-		ops = append(ops, clientv3.OpDelete(e.key()))
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.LeaseKey(e.subnet)), "=", e.kv.ModRevision))
+		ops = append(ops, clientv3.OpDelete(s.LeaseKey(e.subnet)))
 	}
 	if p.listedAt != 0 {
 		// No lease key was written since the list the plan was made from,
@@ -481,8 +481,8 @@ func (s *Store) UpdateRecord(ctx context.Context, l *subnet.Lease, rec subnet.Re
 		var cmps []clientv3.Cmp
 		var ops []clientv3.Op
 		for _, e := range es {
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(e.key()), "=", e.kv.ModRevision))
-			ops = append(ops, clientv3.OpPut(e.key(), string(data), clientv3.WithIgnoreLease()))
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.LeaseKey(e.subnet)), "=", e.kv.ModRevision))
+			ops = append(ops, clientv3.OpPut(s.LeaseKey(e.subnet), string(data), clientv3.WithIgnoreLease()))
 		}
 		cctx, cancel := s.call(ctx)
 		resp, err := s.c.Txn(cctx).If(cmps...).Then(ops...).Commit()
@@ -543,8 +543,8 @@ func (s *Store) deleteWithTombstones(ctx context.Context, es []*entry, rec subne
 	var cmps []clientv3.Cmp
 	var ops []clientv3.Op
 	for _, e := range es {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(e.key()), "=", e.kv.ModRevision))
-		ops = append(ops, clientv3.OpDelete(e.key()),
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.LeaseKey(e.subnet)), "=", e.kv.ModRevision))
+		ops = append(ops, clientv3.OpDelete(s.LeaseKey(e.subnet)),
 			clientv3.OpPut(s.ReleasedKey(e.subnet), string(data), clientv3.WithLease(tombLease)))
 	}
 	if rec.NodeName != "" {

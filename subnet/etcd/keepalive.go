@@ -148,8 +148,10 @@ func (s *Store) verify(ctx context.Context, l *subnet.Lease) (*subnet.Lease, int
 	var cmps []clientv3.Cmp
 	var ops []clientv3.Op
 	for _, e := range es {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(e.key()), "=", e.kv.ModRevision))
-		ops = append(ops, clientv3.OpPut(e.key(), string(e.kv.Value), clientv3.WithLease(newID)))
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.LeaseKey(e.subnet)), "=", e.kv.ModRevision))
+		// The value stays as read (the guard above): only the etcd lease
+		// changes.
+		ops = append(ops, clientv3.OpPut(s.LeaseKey(e.subnet), "", clientv3.WithIgnoreValue(), clientv3.WithLease(newID)))
 	}
 	// The name index entry moves along (it was on the lost etcd lease):
 	// our keys are live, so the name is ours to point with.

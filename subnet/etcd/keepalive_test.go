@@ -4,6 +4,7 @@
 package etcd
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/netip"
@@ -142,6 +143,13 @@ func TestKeepAliveRebindsOwnKey(t *testing.T) {
 	r := modRevs(t, s)[key]
 	if r[1] != got.LeaseID {
 		t.Errorf("key on etcd lease %x, KeepAlive reported %x", r[1], got.LeaseID)
+	}
+	after, err := s.c.Get(ctxT(t, 10*time.Second), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Kvs) != 1 || !bytes.Equal(after.Kvs[0].Value, resp.Kvs[0].Value) {
+		t.Errorf("re-bound key holds %q, want the record unchanged: %q", after.Kvs, resp.Kvs[0].Value)
 	}
 	ttl, err := s.c.TimeToLive(ctxT(t, 10*time.Second), clientv3.LeaseID(got.LeaseID))
 	if err != nil || ttl.TTL <= 0 || ttl.GrantedTTL != 3600 {

@@ -138,7 +138,7 @@ func (s *Store) parseEntry(kv *mvccpb.KeyValue) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &entry{subnet: p, kv: kv}
+	e := &entry{subnet: p, kv: keyRevs{CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Lease: kv.Lease}}
 	if e.val, err = parseValue(p, kv.Value); err != nil {
 		e.reason = err.Error()
 		s.warnOnce(kv, "lease record rejected; the subnet counts as taken", err)

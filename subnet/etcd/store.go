@@ -281,10 +281,13 @@ type tombstone struct {
 	ReleasedAt time.Time `json:"releasedAt"`
 }
 
-// entry is one lease key as read from etcd.
+// entry is one lease key as read from etcd. It keeps the parsed record and
+// the key's revisions, not the key and value as read: a watch holds one
+// entry for every node, and the raw bytes would double what each costs.
+// The key is [Store.LeaseKey] of subnet (only canonical keys are entries).
 type entry struct {
 	subnet netip.Prefix
-	kv     *mvccpb.KeyValue
+	kv     keyRevs
 	val    value
 	// ok is false when the value fails parseValue (reason says why): the
 	// key is then still taken, but belongs to no one we can name.
@@ -292,7 +295,12 @@ type entry struct {
 	reason string
 }
 
-func (e *entry) key() string { return string(e.kv.Key) }
+// keyRevs is what an entry keeps of its key's metadata.
+type keyRevs struct {
+	CreateRevision, ModRevision int64
+	// Lease is the etcd lease the key is attached to (0: none).
+	Lease int64
+}
 
 // snapshot is the lease keys and tombstones at one revision.
 type snapshot struct {

@@ -4,7 +4,6 @@
 package etcd
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -104,8 +103,8 @@ func (s *Store) watchLeasesOnce(ctx context.Context, fn func(subnet.View), bo *b
 					continue
 				}
 				old := entries[e.subnet]
-				changed = changed || old == nil || !bytes.Equal(old.kv.Value, ev.Kv.Value) ||
-					old.kv.CreateRevision != ev.Kv.CreateRevision || old.kv.Lease != ev.Kv.Lease
+				changed = changed || old == nil || old.val != e.val || old.ok != e.ok || old.reason != e.reason ||
+					old.kv.CreateRevision != e.kv.CreateRevision || old.kv.Lease != e.kv.Lease
 				entries[e.subnet] = e
 			case mvccpb.DELETE:
 				if p, ok := s.leaseKeySubnet(string(ev.Kv.Key)); ok && entries[p] != nil {
