@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -89,6 +90,10 @@ func (d *daemon) baseViewLocked() (subnet.View, bool) {
 	return subnet.View{}, false
 }
 
+// bulkChanges is the number of kernel changes from which a full reconcile
+// returns the memory it used to the OS at once (see reconcileOnce).
+const bulkChanges = 1000
+
 // reconcileOnce builds the desired state and hands it to the backend.
 func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	start := time.Now()
@@ -141,6 +146,13 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 		if len(base.Leases) > 0 {
 			d.applied.snapshotOf = &base.Leases[0]
 		}
+	}
+	if t.diff == nil && res.Added+res.Updated+res.Removed >= bulkChanges {
+		// The heap of a bulk change (a start from empty, many nodes
+		// changing at once) peaks at several times what weftd keeps; the
+		// runtime would return that over minutes. One collection now
+		// (a few milliseconds at thousands of peers) returns it at once.
+		debug.FreeOSMemory()
 	}
 	if reason == "resync" {
 		if d.repairMasquerade() {
