@@ -401,6 +401,7 @@ func TestBenchScale(t *testing.T) {
 			t.Fatal(err)
 		}
 		anon := rssAnon(t, s.n.Proc().PID)
+		heap, goal := s.metric(ctx, "go_memstats_heap_inuse_bytes"), s.metric(ctx, "go_memstats_next_gc_bytes")
 		cpu, cpuRef := s.idleResyncCPU(ctx)
 		var applied, writesOne []float64
 		for k := range 9 {
@@ -414,8 +415,10 @@ func TestBenchScale(t *testing.T) {
 		}
 		row("program from empty (kernel writes)", fmt.Sprintf("%.0f ms", msOf(writes)), fmt.Sprintf("ip+bridge -batch, same entries: %.0f ms", msOf(ref)),
 			fmt.Sprintf("%.2fx; weftd start → last route %.0f ms", msOf(writes)/msOf(ref), msOf(total)))
-		row("RSS", fmt.Sprintf("%.1f MiB (anon %.1f)", mib(rss), mib(anon)), fmt.Sprintf("weftd with no peers: %.1f MiB (anon %.1f)", mib(rss0), mib(anon0)),
-			fmt.Sprintf("%.2fx (goal at 5000: < 64 MiB); the rest is the binary's file pages", float64(rss)/float64(rss0)))
+		row("RSS", fmt.Sprintf("%.1f MiB (anon %.1f, file %.1f)", mib(rss), mib(anon), mib(rss-anon)),
+			fmt.Sprintf("weftd with no peers: %.1f MiB (anon %.1f, file %.1f)", mib(rss0), mib(anon0), mib(rss0-anon0)),
+			fmt.Sprintf("%.2fx (goal at 5000: < 64 MiB); file: the binary's pages; Go heap in use %.1f MiB, next GC at %.1f MiB",
+				float64(rss)/float64(rss0), heap/(1<<20), goal/(1<<20)))
 		row("CPU per idle resync", fmt.Sprintf("%.1f ms", msOf(cpu)), fmt.Sprintf("ip/bridge reading the 3 tables: %.1f ms", msOf(cpuRef)),
 			fmt.Sprintf("%.2fx", msOf(cpu)/msOf(cpuRef)))
 		row("one lease change → kernel (median of 9)", fmt.Sprintf("%.1f ms (max %.1f)", median(applied), slices.Max(applied)),
