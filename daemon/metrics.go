@@ -37,6 +37,7 @@ type metrics struct {
 	// Network policy (policy.go).
 	policies            prometheus.Gauge
 	policyEnforced      prometheus.Gauge
+	policyHeld          prometheus.Gauge
 	policyApplies       prometheus.Counter
 	policyApplyErrors   prometheus.Counter
 	policyApplyDuration prometheus.Histogram
@@ -130,6 +131,9 @@ func (m *metrics) addPolicyMetrics(f promauto.Factory) {
 	})
 	m.policyEnforced = f.NewGauge(prometheus.GaugeOpts{
 		Name: "weft_policy_enforced", Help: "1 while network policy is enforced on this node (see /status policy.problem when 0).",
+	})
+	m.policyHeld = f.NewGauge(prometheus.GaugeOpts{
+		Name: "weft_policy_held_addresses", Help: "New pods' addresses held at the pod gate that weftd has not released yet (dropped until released).",
 	})
 	m.policyApplies = f.NewCounter(prometheus.CounterOpts{
 		Name: "weft_policy_applies_total", Help: "Successful replacements of the network policy table (changes and periodic resyncs).",

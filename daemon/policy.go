@@ -141,7 +141,11 @@ func (d *daemon) policyLoop(ctx context.Context) error {
 			lastMtime, lastApply = mtime, time.Now()
 			if d.applyPolicies(in) {
 				lastIn = in
+				held = slices.DeleteFunc(held, func(h gate.Pending) bool { return slices.Contains(in.admit, h) })
 			}
+		}
+		if herr == nil {
+			d.setHeld(len(held))
 		}
 		select {
 		case <-ctx.Done():
@@ -252,6 +256,13 @@ func (d *daemon) followPolicies(ctx context.Context, src subnet.PolicySource, wa
 			return err
 		}
 	}
+}
+
+// setHeld records how many addresses stay held at the pod gate after a
+// turn of the policy loop.
+func (d *daemon) setHeld(n int) {
+	d.metrics.policyHeld.Set(float64(n))
+	d.setPolicyStatus(func(p *status.Policy) { p.HeldAddresses = n })
 }
 
 // policyInputs returns the latest views, this node's pod records with an

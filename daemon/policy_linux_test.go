@@ -173,6 +173,12 @@ func TestRunPolicyEnforced(t *testing.T) {
 	if len(heldAt(t, c)) != 1 {
 		t.Error("weftd released d, which has no pod record yet")
 	}
+	poll(t, 5*time.Second, "/status counts d's address as held", func() string {
+		if p := w.status(t).Policy; p == nil || p.HeldAddresses != 1 {
+			return fmt.Sprintf("%+v", p)
+		}
+		return ""
+	})
 	if err := antispoof.WriteRecord(dataDir, dRec); err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +194,12 @@ func TestRunPolicyEnforced(t *testing.T) {
 	t.Logf("birth: d released %s after its record was written", took.Round(time.Millisecond))
 	localPods = 4
 	applied("d added", rev)
+	poll(t, 5*time.Second, "/status counts no held address once d is released", func() string {
+		if p := w.status(t).Policy; p == nil || p.HeldAddresses != 0 {
+			return fmt.Sprintf("%+v", p)
+		}
+		return ""
+	})
 	if a, c := reaches(dAddr, "a"), answered(dAddr, "c"); a || !c {
 		t.Errorf("d after its release: a reaches it %t (want false), c %t (want true)", a, c)
 	}

@@ -214,6 +214,11 @@ type Policy struct {
 	// whose Pod object the informer does not hold (yet): their labels are
 	// the pod record's (a kubelet passes none), their named ports unknown.
 	LocalPodsWithoutObject int `json:"localPodsWithoutObject,omitempty"`
+	// HeldAddresses counts the new pods' addresses the CNI plugin holds
+	// at the pod gate (package cni/gate) that weftd has not released yet:
+	// a pod whose record it cannot read, or (Kubernetes mode) whose Pod
+	// object it has not seen. Each is dropped until released.
+	HeldAddresses int `json:"heldAddresses"`
 	// Revision is the policy source's revision of the applied state and
 	// EndpointRevision the endpoint view's (0 before the first apply).
 	Revision         int64 `json:"revision"`
