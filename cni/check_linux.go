@@ -137,6 +137,15 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	if err := checkSpoofEntries(c, args, rec, hostName, l.Attrs().HardwareAddr); err != nil {
 		return err
 	}
+	// ADD returned, so weftd released the pod at the gate; a pod held
+	// again (its addresses added by hand, or a stale element) is dropped.
+	held, err := gate.Held(addrsOf(rec))
+	if err != nil {
+		return cniErr(CodeKernel, "network policy: %v", err)
+	}
+	if len(held) > 0 {
+		return fail("network policy: %v held at the pod gate (nftables table %s): all of the pod's traffic is dropped until weftd releases it", held, gate.Table)
+	}
 	addrs, err := backend.AddrList(ch, l, netlink.FAMILY_ALL)
 	if err != nil {
 		return cniErr(CodeKernel, "list addresses of %s: %v", args.IfName, err)

@@ -146,6 +146,34 @@ func TestPolicyGate(t *testing.T) {
 		t.Errorf("after ADD returned, peer → new: %v", err)
 	}
 
+	// CHECK passes on the released pod and fails while it is held again
+	// (an element added by hand, as a stale one would be).
+	if err := e.check(l, runtimeConf("ctr-new", newNS)); err != nil {
+		t.Errorf("CHECK of the released pod: %v", err)
+	}
+	r, err := antispoof.ReadRecord(e.dataDir, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.inNode(func() error {
+		if ok, err := gate.Hold(port, r.MAC, []netip.Addr{dst}); err != nil || !ok {
+			return fmt.Errorf("hold %s by hand: held %t, %v", dst, ok, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err = e.check(l, runtimeConf("ctr-new", newNS))
+	if !errors.As(err, &ce) || ce.Code != cni.CodeCheckFailed || !strings.Contains(ce.Msg, "held at the pod gate") {
+		t.Errorf("CHECK of a held pod: got %v, want code %d saying it is held at the pod gate", err, cni.CodeCheckFailed)
+	}
+	if err := e.inNode(func() error { return admit([]gate.Pending{{Addr: dst, Port: port, MAC: r.MAC}}) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.check(l, runtimeConf("ctr-new", newNS)); err != nil {
+		t.Errorf("CHECK once released again: %v", err)
+	}
+
 	// ADD with and without the wait, alternating, with the plugin's own
 	// step times: the gate removed (nothing held, no wait), and the gate
 	// with a stand-in for weftd that releases each pod once it sees it

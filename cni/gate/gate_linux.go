@@ -78,6 +78,16 @@ func Hold(port, mac string, addrs []netip.Addr) (held bool, err error) {
 	return true, nil
 }
 
+// Held returns those of addrs the gate holds: none when the gate does not
+// exist. CHECK reports a pod whose ADD returned and that is still held.
+func Held(addrs []netip.Addr) ([]netip.Addr, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	return pending(c, addrs)
+}
+
 // ErrTimeout is wrapped by [Wait] when the addresses are still held at
 // its deadline.
 var ErrTimeout = errors.New("still held")

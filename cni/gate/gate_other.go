@@ -23,5 +23,8 @@ func Hold(string, string, []netip.Addr) (bool, error) { return false, errUnsuppo
 // Wait needs Linux.
 func Wait([]netip.Addr, time.Duration) error { return errUnsupported() }
 
+// Held needs Linux.
+func Held([]netip.Addr) ([]netip.Addr, error) { return nil, errUnsupported() }
+
 // Release needs Linux.
 func Release(string) ([]Pending, error) { return nil, errUnsupported() }
