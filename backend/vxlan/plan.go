@@ -281,31 +281,94 @@ type neighDiff struct {
 	stale []neighEntry
 }
 
-func diffNeighs(current []neighEntry, want map[netip.Addr]string) neighDiff {
-	var d neighDiff
-	have := map[netip.Addr]neighEntry{}
-	for _, c := range current {
-		if _, ok := want[c.ip]; !ok {
-			// Only permanent entries are weft's kind; the kernel's
-			// own (incomplete, failed, multicast) come and go.
-			if c.permanent {
-				d.stale = append(d.stale, c)
-			}
-			continue
+// neighDiffer is diffNeighs taking the device's entries one at a time, as
+// a kernel dump delivers them, so that the dump is never held as a list.
+// Besides the wanted map it keeps one byte per wanted address and the
+// stale entries.
+type neighDiffer struct {
+	want  map[netip.Addr]string
+	seen  map[netip.Addr]bool // wanted addresses seen; true: as wanted
+	stale []neighEntry
+}
+
+func newNeighDiffer(want map[netip.Addr]string) *neighDiffer {
+	nd := &neighDiffer{want: want}
+	nd.reset()
+	return nd
+}
+
+// reset forgets the entries seen (a dump to start over).
+func (nd *neighDiffer) reset() {
+	nd.seen = make(map[netip.Addr]bool, len(nd.want))
+	nd.stale = nil
+}
+
+// see takes one current entry: its address, its link-layer address as the
+// kernel gives it (nil: none), and whether it is permanent.
+func (nd *neighDiffer) see(ip netip.Addr, mac []byte, permanent bool) {
+	var buf [macTextMax]byte
+	text := appendMAC(buf[:0], mac)
+	w, ok := nd.want[ip]
+	if !ok {
+		// Only permanent entries are weft's kind; the kernel's own
+		// (incomplete, failed, multicast) come and go.
+		if permanent {
+			nd.stale = append(nd.stale, neighEntry{ip: ip, mac: string(text), permanent: true})
 		}
-		have[c.ip] = c
+		return
 	}
-	for _, ip := range sortedKeys(want, netip.Addr.Compare) {
-		w := neighEntry{ip: ip, mac: want[ip], permanent: true}
-		c, ok := have[ip]
+	nd.seen[ip] = permanent && string(text) == w
+}
+
+// diff is what it takes to make the entries seen the wanted ones.
+func (nd *neighDiffer) diff() neighDiff {
+	d := neighDiff{stale: nd.stale}
+	for _, ip := range sortedKeys(nd.want, netip.Addr.Compare) {
+		w := neighEntry{ip: ip, mac: nd.want[ip], permanent: true}
+		good, ok := nd.seen[ip]
 		switch {
 		case !ok:
 			d.add = append(d.add, w)
-		case c.mac != w.mac || !c.permanent:
+		case !good:
 			d.update = append(d.update, w)
 		}
 	}
 	return d
+}
+
+// diffNeighs is [neighDiffer] over a list.
+func diffNeighs(current []neighEntry, want map[netip.Addr]string) neighDiff {
+	nd := newNeighDiffer(want)
+	for _, c := range current {
+		nd.see(c.ip, macBytes(c.mac), c.permanent)
+	}
+	return nd.diff()
+}
+
+// macTextMax holds the text of any link-layer address the kernel has
+// (at most 32 bytes, MAX_ADDR_LEN); longer ones are formatted on the heap.
+const macTextMax = 32 * 3
+
+// appendMAC appends mac as net.HardwareAddr.String writes it, without
+// allocating when buf has room.
+func appendMAC(buf []byte, mac []byte) []byte {
+	const hex = "0123456789abcdef"
+	for i, b := range mac {
+		if i > 0 {
+			buf = append(buf, ':')
+		}
+		buf = append(buf, hex[b>>4], hex[b&0xf])
+	}
+	return buf
+}
+
+// macBytes is the address s names, nil when it names none.
+func macBytes(s string) []byte {
+	mac, err := net.ParseMAC(s)
+	if err != nil {
+		return nil
+	}
+	return mac
 }
 
 // fdbEntry is a forwarding database entry on the device: frames for mac
@@ -326,42 +389,105 @@ type fdbDiff struct {
 	stale []fdbEntry
 }
 
-func diffFDB(current []fdbEntry, want map[string]netip.Addr) fdbDiff {
-	var d fdbDiff
-	byMAC := map[string][]fdbEntry{}
-	for _, c := range current {
-		if _, ok := want[c.mac]; !ok {
-			d.stale = append(d.stale, c)
-			continue
+// fdbDiffer is diffFDB taking the device's entries one at a time, as a
+// kernel dump delivers them. The wanted MACs are indexed as 48-bit numbers,
+// so that an entry is looked up without making a string of its MAC.
+type fdbDiffer struct {
+	want  map[string]netip.Addr
+	macs  []string       // the wanted MACs, sorted
+	index map[uint64]int // a wanted MAC's number → its place in macs
+	seen  []fdbSeen      // by place in macs
+	stale []fdbEntry
+}
+
+// fdbSeen is what the device has for one wanted MAC.
+type fdbSeen struct {
+	good   bool       // an entry as wanted
+	others []fdbEntry // every other entry for the MAC
+}
+
+func newFDBDiffer(want map[string]netip.Addr) *fdbDiffer {
+	fd := &fdbDiffer{want: want, macs: sortedKeys(want, cmp.Compare[string]), index: make(map[uint64]int, len(want))}
+	for i, m := range fd.macs {
+		if n, ok := macNumber(macBytes(m)); ok {
+			fd.index[n] = i
 		}
-		byMAC[c.mac] = append(byMAC[c.mac], c)
 	}
-	for _, mac := range sortedKeys(want, cmp.Compare[string]) {
-		w := fdbEntry{mac: mac, dst: want[mac], permanent: true}
-		cur := byMAC[mac]
-		good := slices.IndexFunc(cur, func(c fdbEntry) bool { return c.dst == w.dst && c.permanent })
+	fd.reset()
+	return fd
+}
+
+// reset forgets the entries seen (a dump to start over).
+func (fd *fdbDiffer) reset() {
+	fd.seen = make([]fdbSeen, len(fd.macs))
+	fd.stale = nil
+}
+
+// see takes one current entry: its MAC as the kernel gives it, its
+// destination and whether it is permanent.
+func (fd *fdbDiffer) see(mac []byte, dst netip.Addr, permanent bool) {
+	i, ok := -1, false
+	if n, is48 := macNumber(mac); is48 {
+		i, ok = fd.index[n]
+	}
+	if !ok {
+		var buf [macTextMax]byte
+		fd.stale = append(fd.stale, fdbEntry{mac: string(appendMAC(buf[:0], mac)), dst: dst, permanent: permanent})
+		return
+	}
+	s := &fd.seen[i]
+	if !s.good && permanent && dst == fd.want[fd.macs[i]] {
+		// Keep the right one; a MAC may carry several destinations in
+		// the kernel, weft wants exactly one.
+		s.good = true
+		return
+	}
+	s.others = append(s.others, fdbEntry{mac: fd.macs[i], dst: dst, permanent: permanent})
+}
+
+// diff is what it takes to make the entries seen the wanted ones.
+func (fd *fdbDiffer) diff() fdbDiff {
+	d := fdbDiff{stale: fd.stale}
+	for i, mac := range fd.macs {
+		w := fdbEntry{mac: mac, dst: fd.want[mac], permanent: true}
+		s := fd.seen[i]
 		switch {
-		case good >= 0:
-			// Keep the right one; remove other destinations (a MAC may
-			// carry several in the kernel, weft wants exactly one).
-			for i, c := range cur {
-				if i != good {
-					d.wrong = append(d.wrong, c)
-				}
-			}
-		case len(cur) == 0:
+		case s.good:
+			// Remove the other destinations.
+			d.wrong = append(d.wrong, s.others...)
+		case len(s.others) == 0:
 			d.add = append(d.add, w)
-		case len(cur) == 1:
+		case len(s.others) == 1:
 			// One entry, wrong destination or not permanent: replace
 			// it in place (NLM_F_REPLACE), so there is no window
 			// without an entry.
 			d.update = append(d.update, w)
 		default:
-			d.wrong = append(d.wrong, cur...)
+			d.wrong = append(d.wrong, s.others...)
 			d.add = append(d.add, w)
 		}
 	}
 	return d
+}
+
+// diffFDB is [fdbDiffer] over a list.
+func diffFDB(current []fdbEntry, want map[string]netip.Addr) fdbDiff {
+	fd := newFDBDiffer(want)
+	for _, c := range current {
+		fd.see(macBytes(c.mac), c.dst, c.permanent)
+	}
+	return fd.diff()
+}
+
+// macNumber is a 6-byte MAC as a number; ok is false for other lengths.
+func macNumber(mac []byte) (n uint64, ok bool) {
+	if len(mac) != 6 {
+		return 0, false
+	}
+	for _, b := range mac {
+		n = n<<8 | uint64(b)
+	}
+	return n, true
 }
 
 func sortedKeys[K comparable, V any](m map[K]V, cmp func(a, b K) int) []K {

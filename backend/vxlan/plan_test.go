@@ -291,6 +291,48 @@ func TestDiffFDB(t *testing.T) {
 	}
 }
 
+// TestDiffersStream checks what the streaming differs add to the list
+// diffs: an interrupted dump is forgotten at reset, an entry the device
+// has in the wanted state costs no allocation (the resync sees thousands),
+// and a MAC of another length is stale with its text kept.
+func TestDiffersStream(t *testing.T) {
+	ip1, ip2 := mustAddr("10.244.2.0"), mustAddr("10.244.3.0")
+	d1, d2 := mustAddr("198.18.0.2"), mustAddr("198.18.0.3")
+	a, b := macBytes(macA), macBytes(macB)
+
+	nd := newNeighDiffer(map[netip.Addr]string{ip1: macA})
+	nd.see(ip1, b, true)
+	nd.see(ip2, b, true)
+	nd.reset() // the dump was interrupted; the next attempt shows only ip1, as wanted
+	nd.see(ip1, a, true)
+	if got := nd.diff(); len(got.add)+len(got.update)+len(got.stale) != 0 {
+		t.Errorf("neighbours after reset: %+v, want nothing to do", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { nd.see(ip1, a, true) }); n != 0 {
+		t.Errorf("seeing a wanted neighbour allocates %.0f times", n)
+	}
+
+	fd := newFDBDiffer(map[string]netip.Addr{macA: d1})
+	fd.see(a, d2, true)
+	fd.see(b, d2, true)
+	fd.reset()
+	fd.see(a, d1, true)
+	if got := fd.diff(); len(got.add)+len(got.update)+len(got.wrong)+len(got.stale) != 0 {
+		t.Errorf("FDB after reset: %+v, want nothing to do", got)
+	}
+	fd.reset()
+	if n := testing.AllocsPerRun(100, func() { fd.seen[0].good = false; fd.see(a, d1, true) }); n != 0 {
+		t.Errorf("seeing a wanted FDB entry allocates %.0f times", n)
+	}
+	long := []byte{0x80, 0, 0, 0x48, 0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x02, 0, 0x55, 0, 0, 0x7a, 0x33, 0x12}
+	fd.reset()
+	fd.see(long, d2, true)
+	want := fdbDiff{add: []fdbEntry{{macA, d1, true}}, stale: []fdbEntry{{net.HardwareAddr(long).String(), d2, true}}}
+	if diff := cmp.Diff(want, fd.diff(), cmp.AllowUnexported(fdbDiff{}, fdbEntry{}), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("20-byte MAC (-want +got):\n%s", diff)
+	}
+}
+
 func TestIncompatibility(t *testing.T) {
 	spec := deviceSpec{name: "weft.1", vni: 1, port: 8472, local: mustAddr("198.18.0.1"), parentIndex: 2}
 	good := func() *netlink.Vxlan {

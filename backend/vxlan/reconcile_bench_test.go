@@ -12,11 +12,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/backend"
 	"github.com/weftnet/weft/e2e/e2etest"
@@ -48,6 +52,7 @@ func TestBenchReconcile(t *testing.T) {
 func benchReconcileAt(t *testing.T, peers int) {
 	const runs = 3
 	var fromEmpty, oneChange, noChange, refEmpty, refOne []time.Duration
+	var allocIdle, allocLists []float64 // MB
 	for range runs {
 		_, b := benchNode(t)
 		d := benchDesired(peers)
@@ -65,6 +70,23 @@ func benchReconcileAt(t *testing.T, peers int) {
 		if err != nil || res.Changed() {
 			t.Fatalf("no change: %+v, %v", res, err)
 		}
+		// What a resync allocates, beside what listing its neighbour and
+		// FDB tables with the netlink package's NeighList alone did.
+		allocIdle = append(allocIdle, allocatedMB(t, func() error {
+			res, err := b.Reconcile(context.Background(), d)
+			if err == nil && res.Changed() {
+				err = fmt.Errorf("changed %+v", res)
+			}
+			return err
+		}))
+		allocLists = append(allocLists, allocatedMB(t, func() error {
+			for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6, unix.AF_BRIDGE} {
+				if _, err := backend.NeighList(b.h, b.devIndex, fam); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
 
 		old := d.Peers[peers/2]
 		moved := old
@@ -96,6 +118,10 @@ func benchReconcileAt(t *testing.T, peers int) {
 		peers, ms(oneChange), ms(refOne), ms(oneChange)/ms(refOne))
 	fmt.Printf("BENCH| vxlan resync, nothing to do, %d peers | %.1f ms | reference: n/a | level-triggered check of %d objects (3 dumps)\n",
 		peers, ms(noChange), 3*peers)
+	slices.Sort(allocIdle)
+	slices.Sort(allocLists)
+	fmt.Printf("BENCH| vxlan resync, nothing to do, %d peers: memory allocated | %.2f MB | netlink NeighList of its neighbour and FDB tables alone: %.2f MB | %.2fx (neighbours and FDB read as a stream)\n",
+		peers, allocIdle[len(allocIdle)/2], allocLists[len(allocLists)/2], allocIdle[len(allocIdle)/2]/allocLists[len(allocLists)/2])
 	for _, p := range []e2etest.BenchPoint{
 		{Series: "vxlan program from empty", Size: float64(peers), Value: ms(fromEmpty), Unit: "ms", Ref: "ip -batch + bridge -batch", RefValue: ms(refEmpty)},
 		{Series: "vxlan one change applied as a change", Size: float64(peers), Value: ms(oneChange), Unit: "ms", Ref: "bridge -batch, one op", RefValue: ms(refOne)},
@@ -105,6 +131,19 @@ func benchReconcileAt(t *testing.T, peers int) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// allocatedMB is what f allocates on the heap, in MB (the whole process's
+// allocations while it runs; nothing else runs in this test).
+func allocatedMB(t *testing.T, f func() error) float64 {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if err := f(); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	return float64(after.TotalAlloc-before.TotalAlloc) / 1e6
 }
 
 // benchSizes returns the numbers of peers to measure at:

@@ -35,7 +35,8 @@ type Backend struct {
 	// mu guards the following; Setup sets them, Close clears them.
 	mu       sync.Mutex
 	h        *netlink.Handle
-	ns       netns.NsHandle // the namespace h works in
+	dump     *backend.NeighDumper // reads the neighbour and FDB tables, in h's namespace
+	ns       netns.NsHandle       // the namespace h works in
 	underlay netlink.Link
 	spec     deviceSpec
 	devIndex int
@@ -93,12 +94,18 @@ func (b *Backend) Setup(ctx context.Context) (backend.Attrs, error) {
 		// CAP_SYS_ADMIN, and weftd runs with CAP_NET_ADMIN and CAP_NET_RAW
 		// only (systemd unit, DaemonSet).
 		h, err := netlink.NewHandle()
+		var dump *backend.NeighDumper
+		if err == nil {
+			if dump, err = backend.NewNeighDumper(); err != nil {
+				h.Close()
+			}
+		}
 		runtime.UnlockOSThread()
 		if err != nil {
 			ns.Close()
 			return backend.Attrs{}, fmt.Errorf("open netlink handle: %w", err)
 		}
-		b.h, b.ns = h, ns
+		b.h, b.ns, b.dump = h, ns, dump
 	}
 	underlay, err := backend.UnderlayLink(b.h, b.cfg.Iface, b.cfg.PublicIP)
 	if err != nil {
@@ -523,24 +530,17 @@ func (b *Backend) syncAddrsLocked(want []netip.Prefix, complete bool, r *backend
 }
 
 func (b *Backend) applyNeighsLocked(want map[netip.Addr]string, r *backend.Result) (neighDiff, error) {
-	var current []neighEntry
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		list, err := backend.NeighList(b.h, b.devIndex, fam)
-		if err != nil {
-			return neighDiff{}, fmt.Errorf("list neighbours of %s: %w", b.cfg.Name, err)
+	nd := newNeighDiffer(want)
+	// One dump holds both families (the ARP and the IPv6 neighbour table).
+	err := b.dump.Each(b.devIndex, netlink.FAMILY_ALL, nd.reset, func(e *backend.NeighEntry) {
+		if e.Family == netlink.FAMILY_V4 || e.Family == netlink.FAMILY_V6 {
+			nd.see(e.IP, e.MAC, e.State&netlink.NUD_PERMANENT != 0)
 		}
-		for _, n := range list {
-			if n.LinkIndex != b.devIndex {
-				continue
-			}
-			current = append(current, neighEntry{
-				ip:        addrOf(n.IP),
-				mac:       n.HardwareAddr.String(),
-				permanent: n.State&netlink.NUD_PERMANENT != 0,
-			})
-		}
+	})
+	if err != nil {
+		return neighDiff{}, fmt.Errorf("list neighbours of %s: %w", b.cfg.Name, err)
 	}
-	d := diffNeighs(current, want)
+	d := nd.diff()
 	var errs []error
 	set := func(e neighEntry, count *int, what string) {
 		if err := b.h.NeighSet(b.neigh(e)); err != nil {
@@ -601,22 +601,14 @@ func (b *Backend) fdb(e fdbEntry) *netlink.Neigh {
 }
 
 func (b *Backend) applyFDBLocked(want map[string]netip.Addr, r *backend.Result) (fdbDiff, error) {
-	list, err := backend.NeighList(b.h, b.devIndex, unix.AF_BRIDGE)
+	fd := newFDBDiffer(want)
+	err := b.dump.Each(b.devIndex, unix.AF_BRIDGE, fd.reset, func(e *backend.NeighEntry) {
+		fd.see(e.MAC, e.IP, e.State&netlink.NUD_PERMANENT != 0)
+	})
 	if err != nil {
 		return fdbDiff{}, fmt.Errorf("list fdb of %s: %w", b.cfg.Name, err)
 	}
-	var current []fdbEntry
-	for _, n := range list {
-		if n.LinkIndex != b.devIndex {
-			continue
-		}
-		current = append(current, fdbEntry{
-			mac:       n.HardwareAddr.String(),
-			dst:       addrOf(n.IP),
-			permanent: n.State&netlink.NUD_PERMANENT != 0,
-		})
-	}
-	d := diffFDB(current, want)
+	d := fd.diff()
 	var errs []error
 	// Wrong destinations of MACs in use go first (they are not stale:
 	// they are the old data of a current peer).
@@ -661,8 +653,9 @@ func (b *Backend) Close() error {
 	defer b.mu.Unlock()
 	if b.h != nil {
 		b.h.Close()
+		b.dump.Close()
 		b.ns.Close()
-		b.h, b.ns = nil, netns.None()
+		b.h, b.dump, b.ns = nil, nil, netns.None()
 	}
 	return nil
 }
