@@ -144,17 +144,21 @@ func diffOwnRoutes(h *netlink.Handle, want []netlink.Route) (RouteDiff, error) {
 // counts of what succeeded.
 func SyncRoutes(h *netlink.Handle, desired []netlink.Route, complete bool) (added, updated, removed int, err error) {
 	h = handleOrDefault(h)
-	want := make([]netlink.Route, len(desired))
-	for i, r := range desired {
-		r.Protocol = RouteProtocol
-		if r.Table == 0 {
-			r.Table = unix.RT_TABLE_MAIN
-		}
-		want[i] = r
-	}
-	d, err := diffOwnRoutes(h, want)
+	// desired is compared as it is (the key and the attributes compared
+	// ignore the protocol, and take table 0 as the main table); only the
+	// routes to write are copies that get weft's protocol and the table:
+	// copying every route of a resync was megabytes at thousands of peers.
+	d, err := diffOwnRoutes(h, desired)
 	if err != nil {
 		return 0, 0, 0, err
+	}
+	for _, rs := range [][]netlink.Route{d.Add, d.Update} {
+		for i := range rs {
+			rs[i].Protocol = RouteProtocol
+			if rs[i].Table == 0 {
+				rs[i].Table = unix.RT_TABLE_MAIN
+			}
+		}
 	}
 	var errs []error
 	for _, r := range d.Add {

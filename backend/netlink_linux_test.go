@@ -128,6 +128,9 @@ func TestSyncRoutes(t *testing.T) {
 				}
 			}
 			for _, d := range s.desired {
+				if d.Protocol != 0 || d.Table != 0 {
+					t.Errorf("SyncRoutes changed the caller's route %s: protocol %d, table %d", d.Dst, d.Protocol, d.Table)
+				}
 				got := have[d.Dst.String()]
 				if got.Protocol != backend.RouteProtocol || !got.Gw.Equal(d.Gw) {
 					t.Errorf("route %s: protocol %d gw %s, want %d %s", d.Dst, got.Protocol, got.Gw, backend.RouteProtocol, d.Gw)

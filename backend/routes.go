@@ -113,14 +113,14 @@ func DiffRoutes(current, desired []netlink.Route) RouteDiff {
 
 // routeDiffer is [DiffRoutes] taking the current routes one at a time, so
 // that a kernel dump need not be held as a list: it keeps each wanted
-// route's index and each current one's key and attributes, not copies of
-// the routes (a route is a large struct; thousands of copies were most of
-// a resync's garbage).
+// route's index and, for each current one wanted, whether it is as wanted,
+// not copies of the routes (a route is a large struct; thousands of copies
+// were most of a resync's garbage).
 type routeDiffer struct {
 	desired []netlink.Route
 	want    map[routeKey]int // the index in desired of the route that counts
 	order   []routeKey
-	have    map[routeKey]routeAttrs
+	have    map[routeKey]bool // wanted keys seen; true: as wanted
 	stale   []netlink.Route
 }
 
@@ -139,18 +139,19 @@ func newRouteDiffer(desired []netlink.Route) *routeDiffer {
 
 // reset forgets the current routes seen (a dump to start over).
 func (rd *routeDiffer) reset() {
-	rd.have = make(map[routeKey]routeAttrs, len(rd.desired))
+	rd.have = make(map[routeKey]bool, len(rd.desired))
 	rd.stale = nil
 }
 
 // see takes one current route.
 func (rd *routeDiffer) see(r netlink.Route) {
 	k := keyOf(r)
-	if _, ok := rd.want[k]; !ok {
+	i, ok := rd.want[k]
+	if !ok {
 		rd.stale = append(rd.stale, r)
 		return
 	}
-	rd.have[k] = attrsOf(r)
+	rd.have[k] = attrsOf(r) == attrsOf(rd.desired[i])
 }
 
 // diff is the difference between the routes seen and the desired ones.
@@ -158,11 +159,11 @@ func (rd *routeDiffer) diff() RouteDiff {
 	d := RouteDiff{Stale: rd.stale}
 	for _, k := range rd.order {
 		r := &rd.desired[rd.want[k]]
-		cur, ok := rd.have[k]
+		same, ok := rd.have[k]
 		switch {
 		case !ok:
 			d.Add = append(d.Add, *r)
-		case cur != attrsOf(*r):
+		case !same:
 			d.Update = append(d.Update, *r)
 		}
 	}
