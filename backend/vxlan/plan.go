@@ -71,11 +71,42 @@ func normMAC(s string) (string, error) {
 	if s == "" {
 		return "", errors.New("no VTEP MAC")
 	}
+	if canonicalUnicastMAC(s) {
+		return s, nil // as weftd publishes them: nothing to parse or copy
+	}
 	mac, err := net.ParseMAC(s)
 	if err != nil || len(mac) != 6 || mac[0]&1 != 0 {
 		return "", fmt.Errorf("VTEP MAC %q is not a unicast Ethernet address", s)
 	}
 	return mac.String(), nil
+}
+
+// canonicalUnicastMAC reports whether s is already an Ethernet unicast MAC
+// in net.HardwareAddr's form (six lower-case hex pairs and colons).
+func canonicalUnicastMAC(s string) bool {
+	if len(s) != 17 {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if i%3 == 2 {
+			if c != ':' {
+				return false
+			}
+			continue
+		}
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	// The group bit is the low bit of the first octet's second digit.
+	d := s[1]
+	if d >= 'a' {
+		d -= 'a' - 10
+	} else {
+		d -= '0'
+	}
+	return d&1 == 0
 }
 
 // buildPlan maps d to the kernel state it needs. Peers are considered in

@@ -466,3 +466,27 @@ func TestPrefixSet(t *testing.T) {
 		}
 	}
 }
+
+// TestNormMAC: the fast path for MACs already in canonical form agrees
+// with parsing for every form, and refuses what parsing refuses.
+func TestNormMAC(t *testing.T) {
+	for _, s := range []string{
+		"02:42:ac:11:00:02", "02:42:AC:11:00:02", "02-42-ac-11-00-02", "0242.ac11.0002",
+		"03:42:ac:11:00:02", "01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", "0e:00:00:00:00:00", "0f:00:00:00:00:00",
+		"02:42:ac:11:00", "02:42:ac:11:00:0g", "02:42:ac:11:00:02:03", "02:42:ac:11:00-02", "", "x",
+		"00:00:5e:00:53:01:00:00", "02:42:ac:11:00:2",
+	} {
+		got, err := normMAC(s)
+		mac, perr := net.ParseMAC(s)
+		wantOK := perr == nil && len(mac) == 6 && mac[0]&1 == 0
+		switch {
+		case wantOK && (err != nil || got != mac.String()):
+			t.Errorf("normMAC(%q) = %q, %v; want %q", s, got, err, mac.String())
+		case !wantOK && err == nil:
+			t.Errorf("normMAC(%q) = %q, want an error", s, got)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = normMAC("02:42:ac:11:00:02") }); n != 0 {
+		t.Errorf("normMAC of a canonical MAC allocates %.0f times", n)
+	}
+}
