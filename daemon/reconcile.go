@@ -90,8 +90,9 @@ func (d *daemon) baseViewLocked() (subnet.View, bool) {
 	return subnet.View{}, false
 }
 
-// bulkChanges is the number of kernel changes from which a full reconcile
-// returns the memory it used to the OS at once (see reconcileOnce).
+// bulkChanges is the number of kernel changes, or of peers in a resync,
+// from which a full reconcile returns the memory it used to the OS at once
+// (see reconcileOnce).
 const bulkChanges = 1000
 
 // reconcileOnce builds the desired state and hands it to the backend.
@@ -147,11 +148,16 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 			d.applied.snapshotOf = &base.Leases[0]
 		}
 	}
-	if t.diff == nil && res.Added+res.Updated+res.Removed >= bulkChanges {
+	if t.diff == nil && (res.Added+res.Updated+res.Removed >= bulkChanges || (reason == "resync" && len(desired.Peers) >= bulkChanges)) {
 		// The heap of a bulk change (a start from empty, many nodes
 		// changing at once) peaks at several times what weftd keeps; the
 		// runtime would return that over minutes. One collection now
 		// (a few milliseconds at thousands of peers) returns it at once.
+		// So after each resync of thousands of peers: each allocates
+		// megabytes it drops at once, and without a collection right
+		// after, the next resync starts from a heap grown by the last
+		// one's garbage (at 5000 peers the highest RSS fell from about
+		// 86 to 71 MiB, for some 80 ms more CPU per resync).
 		debug.FreeOSMemory()
 	}
 	if reason == "resync" {
