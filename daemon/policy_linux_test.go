@@ -6,6 +6,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -48,7 +49,8 @@ func allowFrom(name, dst, src string) *networkingv1.NetworkPolicy {
 // TestRunPolicyEnforced: weftd in etcd mode enforces a policy stored in
 // etcd for its pods (from their CNI pod records), with real packets: a
 // pod the policy does not allow is dropped, one it allows passes; a
-// policy change takes effect; a rule deleted by hand comes back within
+// policy added while an allowed pod streams new flows loses none of them;
+// a policy change takes effect; a rule deleted by hand comes back within
 // one resync; a restart of weftd leaves the table in place (the denied
 // pod stays denied, the allowed one keeps its replies throughout).
 func TestRunPolicyEnforced(t *testing.T) {
@@ -144,6 +146,30 @@ func TestRunPolicyEnforced(t *testing.T) {
 	if reaches(bAddr, "c") {
 		t.Error("c → b passed; the policy allows only a")
 	}
+
+	// A policy added under traffic: a → b, allowed before and after, runs
+	// throughout the table's replacement (every probe a new flow, so each
+	// is judged by the rules in force) and loses nothing; c is let in.
+	endStream := udpStream(pods["a"], bAddr)
+	time.Sleep(200 * time.Millisecond)
+	applied("allow b from c too, a → b streaming", put(allowFrom("b-from-c", "b", "c")))
+	time.Sleep(200 * time.Millisecond)
+	if sent, lost := endStream(); sent < 10 || lost != 0 {
+		t.Errorf("a → b while a policy was added: %d of %d probes lost (want 0 of at least 10)", lost, sent)
+	} else {
+		t.Logf("a → b while a policy was added: %d probes, none lost", sent)
+	}
+	if !answered(bAddr, "c") {
+		t.Error("c → b dropped after the policy allowing it was applied")
+	}
+	if err := tn.store.DeletePolicy(ctx, "x", "b-from-c"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := tn.cli.Get(ctx, "weft-revision-probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied("b-from-c deleted", resp.Header.Revision)
 
 	// A policy change under traffic: now only c is allowed.
 	rev := put(allowFrom("b-from-a", "b", "c"))
@@ -336,4 +362,48 @@ func inSet(t *testing.T, c *nftables.Conn, name string, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// udpStream sends UDP probes from pod to addr one after another until the
+// returned function is called, which reports how many were sent and how
+// many got no answer. Each probe is one datagram from a new socket (a new
+// flow, judged by the rules in force) given 500 ms to be answered: a drop
+// is a lost probe, never made up for by a retry.
+func udpStream(pod *netnstest.NS, addr netip.AddrPort) func() (sent, lost int) {
+	var stop atomic.Bool
+	done := make(chan struct{})
+	var s, l int
+	go func() {
+		defer close(done)
+		buf := make([]byte, 64)
+		for !stop.Load() {
+			s++
+			var c *net.UDPConn
+			err := pod.Do(func() (err error) {
+				c, err = net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+				return err
+			})
+			if err == nil {
+				msg := fmt.Appendf(nil, "probe %d", s)
+				c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+				var n int
+				if _, err = c.Write(msg); err == nil {
+					n, err = c.Read(buf)
+				}
+				if err == nil && string(buf[:n]) != string(msg) {
+					err = fmt.Errorf("answer %q to %q", buf[:n], msg)
+				}
+				c.Close()
+			}
+			if err != nil {
+				l++
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return func() (int, int) {
+		stop.Store(true)
+		<-done
+		return s, l
+	}
 }
