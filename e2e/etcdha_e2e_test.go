@@ -495,16 +495,7 @@ func testEtcdLeaderCutOff(t *testing.T, c *e2e.Cluster, ec *e2e.EtcdCluster, nod
 	}
 	elected := time.Since(cut)
 	newIP := netip.AddrFrom4([4]byte{198, 18, 0, byte(50 + n4.Index)})
-	if err := n4.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n4.ChangeIP(newIP); err != nil {
-		t.Fatal(err)
-	}
-	if err := n4.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n4.WaitReady(ctx, 30*time.Second); err != nil {
+	if _, err := n4.CrashAndMove(ctx, newIP, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	written := time.Duration(0)
@@ -679,16 +670,7 @@ func testEtcdQuorumLost(t *testing.T, c *e2e.Cluster, ec *e2e.EtcdCluster, nodes
 	// node3's data changes while etcd cannot take it: it crashes and
 	// comes back on a new underlay address.
 	newIP := netip.AddrFrom4([4]byte{198, 18, 0, byte(50 + n3.Index)})
-	if err := n3.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n3.ChangeIP(newIP); err != nil {
-		t.Fatal(err)
-	}
-	if err := n3.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n3.WaitReady(ctx, 30*time.Second); err != nil {
+	if _, err := n3.CrashAndMove(ctx, newIP, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	learnStart := time.Now()

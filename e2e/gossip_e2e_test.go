@@ -862,17 +862,8 @@ func testGossipEtcdOutage(t *testing.T, c *e2e.Cluster, nodes []*e2e.Node) {
 	// reclaim time) for the new one.
 	oldIP := n3.IP
 	newIP := netip.AddrFrom4([4]byte{198, 18, 0, byte(50 + n3.Index)})
-	if err := n3.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n3.ChangeIP(newIP); err != nil {
-		t.Fatal(err)
-	}
-	started := time.Now()
-	if err := n3.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n3.WaitReady(ctx, 30*time.Second); err != nil {
+	started, err := n3.CrashAndMove(ctx, newIP, 30*time.Second)
+	if err != nil {
 		t.Fatal(err)
 	}
 	ready := time.Now()

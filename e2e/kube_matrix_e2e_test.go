@@ -657,16 +657,7 @@ func readdressDuringOutage(t *testing.T, n *e2e.Node, watchers []*e2e.Node, star
 	ctx := t.Context()
 	id := gossipIdentity(ctx, t, n)
 	newIP := netip.AddrFrom4([4]byte{198, 18, 0, byte(50 + n.Index)})
-	if err := n.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.ChangeIP(newIP); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.WaitReady(ctx, 60*time.Second); err != nil {
+	if _, err := n.CrashAndMove(ctx, newIP, 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%s restarted on %s and ready %s into the outage", n.Name, newIP, time.Since(start).Round(time.Millisecond))

@@ -203,6 +203,24 @@ func (n *Node) Restart(ctx context.Context) error {
 	return n.WaitReady(ctx, 30*time.Second)
 }
 
+// CrashAndMove kills weftd (SIGKILL: a crash, not a clean stop), moves the
+// node to the underlay address ip ([Node.ChangeIP]), starts weftd again
+// and waits up to ready for it to be ready. It returns when weftd was
+// started, for timing what follows.
+func (n *Node) CrashAndMove(ctx context.Context, ip netip.Addr, ready time.Duration) (started time.Time, err error) {
+	if err := n.Kill(); err != nil {
+		return time.Time{}, err
+	}
+	if err := n.ChangeIP(ip); err != nil {
+		return time.Time{}, err
+	}
+	started = time.Now()
+	if err := n.Start(); err != nil {
+		return started, err
+	}
+	return started, n.WaitReady(ctx, ready)
+}
+
 // HTTPClient returns an HTTP client whose connections are made inside the
 // node's namespace (the node's weftd listens on its underlay address).
 func (n *Node) HTTPClient() *http.Client {
