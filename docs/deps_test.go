@@ -174,3 +174,34 @@ func TestBinaryDeps(t *testing.T) {
 		}
 	})
 }
+
+// TestKubeAPILinked keeps weftd and weftctl to the two Kubernetes API
+// groups they read (core/v1, networking/v1), off client-go's scheme of every
+// group, its generated clients and its discovery client: each group linked
+// registers its types when the binary starts, and their text stayed
+// resident in weftd (docs/scale.md, "weftd's memory").
+func TestKubeAPILinked(t *testing.T) {
+	want := []string{"k8s.io/api/core/v1", "k8s.io/api/networking/v1"}
+	for _, pkg := range []string{"./daemon/cmd/weftd", "./daemon/cmd/weftctl"} {
+		t.Run(filepath.Base(pkg), func(t *testing.T) {
+			deps := binaryDeps(t, pkg, "linux")
+			var groups []string
+			for _, d := range deps {
+				if strings.HasPrefix(d.pkg, "k8s.io/api/") {
+					groups = append(groups, d.pkg)
+				}
+			}
+			slices.Sort(groups)
+			if !slices.Equal(groups, want) {
+				t.Errorf("%s links the Kubernetes API packages %q, want only %q", pkg, groups, want)
+			}
+			for _, bad := range forbiddenDeps(deps, []depRule{
+				"pkg:k8s.io/client-go/kubernetes/...",
+				"pkg:k8s.io/client-go/discovery/...",
+				"pkg:k8s.io/client-go/applyconfigurations/...",
+			}) {
+				t.Errorf("%s links %s", pkg, bad)
+			}
+		})
+	}
+}

@@ -152,7 +152,7 @@ func clusterCIDRs(nc *subnet.Config) string {
 func (s *Store) getNode(ctx context.Context, name string) (*corev1.Node, error) {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
-	n, err := s.cs.CoreV1().Nodes().Get(cctx, name, metav1.GetOptions{})
+	n, err := s.cs.getNode(cctx, name)
 	if apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("%w: there is no Node %s (weftd's node name, from --node-name or NODE_NAME, must be its Node's name)", subnet.ErrNotAssigned, name)
 	}

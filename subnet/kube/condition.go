@@ -28,7 +28,7 @@ const (
 func (s *Store) SetNetworkAvailable(ctx context.Context, nodeName string) error {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
-	n, err := s.cs.CoreV1().Nodes().Get(cctx, nodeName, metav1.GetOptions{})
+	n, err := s.cs.getNode(cctx, nodeName)
 	if err != nil {
 		return fmt.Errorf("read Node %s: %w", nodeName, err)
 	}
@@ -46,7 +46,7 @@ func (s *Store) SetNetworkAvailable(ctx context.Context, nodeName string) error 
 	if err != nil {
 		return err
 	}
-	if _, err := s.cs.CoreV1().Nodes().Patch(cctx, nodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}, "status"); err != nil {
+	if err := s.cs.patchNodeStatus(cctx, nodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}); err != nil {
 		return fmt.Errorf("set Node %s condition NetworkUnavailable=False: %w", nodeName, err)
 	}
 	return nil

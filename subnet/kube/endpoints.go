@@ -56,7 +56,7 @@ var _ subnet.EndpointSource = (*Store)(nil)
 // podInformer returns an informer on every Pod whose cache holds slim
 // Pods (see slimPod).
 func (s *Store) podInformer() (cache.SharedIndexInformer, error) {
-	lw := patient(s.observed(cache.NewListWatchFromClient(s.cs.CoreV1().RESTClient(), "pods", metav1.NamespaceAll, podSelector)))
+	lw := patient(s.observed(cache.NewListWatchFromClient(s.cs.core, "pods", metav1.NamespaceAll, podSelector)))
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
 	if err := inf.SetTransform(slimPod); err != nil {
 		return nil, fmt.Errorf("Pod informer: %w", err)
@@ -190,7 +190,7 @@ func (s *Store) ListEndpoints(ctx context.Context) (subnet.EndpointView, error) 
 	}
 	cctx, cancel := s.call(ctx)
 	defer cancel()
-	pl, err := s.cs.CoreV1().Pods(metav1.NamespaceAll).List(cctx, metav1.ListOptions{FieldSelector: podSelector.String()})
+	pl, err := s.cs.listPods(cctx, metav1.ListOptions{FieldSelector: podSelector.String()})
 	if err != nil {
 		return subnet.EndpointView{}, fmt.Errorf("list Pods: %w", err)
 	}

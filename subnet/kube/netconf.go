@@ -14,7 +14,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/tools/cache"
 
@@ -69,7 +68,7 @@ func (s *Store) readConfig(ctx context.Context) ([]byte, error) {
 	}
 	cctx, cancel := s.call(ctx)
 	defer cancel()
-	cm, err := s.cs.CoreV1().ConfigMaps(s.cfg.ConfigNamespace).Get(cctx, s.cfg.ConfigName, metav1.GetOptions{})
+	cm, err := s.cs.getConfigMap(cctx, s.cfg.ConfigNamespace, s.cfg.ConfigName)
 	if apierrors.IsNotFound(err) {
 		cm = nil
 	} else if err != nil {
@@ -131,7 +130,7 @@ func (s *Store) watchFile(ctx context.Context, fn func(*subnet.Config, error)) e
 }
 
 func (s *Store) watchConfigMap(ctx context.Context, fn func(*subnet.Config, error)) error {
-	lw := patient(s.observed(cache.NewListWatchFromClient(s.cs.CoreV1().RESTClient(), "configmaps", s.cfg.ConfigNamespace,
+	lw := patient(s.observed(cache.NewListWatchFromClient(s.cs.core, "configmaps", s.cfg.ConfigNamespace,
 		fields.OneTermEqualSelector("metadata.name", s.cfg.ConfigName))))
 	inf := cache.NewSharedIndexInformer(lw, &corev1.ConfigMap{}, 0, cache.Indexers{})
 	kick := make(chan struct{}, 1)

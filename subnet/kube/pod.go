@@ -8,7 +8,6 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftnet/weft/subnet"
 )
@@ -20,7 +19,7 @@ import (
 func (s *Store) PodEndpoint(ctx context.Context, namespace, name string) (subnet.Endpoint, error) {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
-	p, err := s.cs.CoreV1().Pods(namespace).Get(cctx, name, metav1.GetOptions{})
+	p, err := s.cs.getPod(cctx, namespace, name)
 	if err != nil {
 		return subnet.Endpoint{}, fmt.Errorf("get Pod %s/%s: %w", namespace, name, err)
 	}

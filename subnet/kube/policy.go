@@ -67,7 +67,7 @@ func NewPolicySource(s *Store) (*PolicySource, error) {
 		lastPol: map[string]*networkingv1.NetworkPolicy{}, lastNS: map[string]subnet.PolicyNamespace{},
 		reported: map[string]string{},
 	}
-	rc := s.cs.NetworkingV1().RESTClient()
+	rc := s.cs.networking
 	p.pols = cache.NewSharedIndexInformer(
 		patient(s.observed(cache.NewListWatchFromClient(rc, "networkpolicies", metav1.NamespaceAll, fields.Everything()))),
 		&networkingv1.NetworkPolicy{}, 0, cache.Indexers{})
@@ -75,7 +75,7 @@ func NewPolicySource(s *Store) (*PolicySource, error) {
 		return nil, fmt.Errorf("NetworkPolicy informer: %w", err)
 	}
 	p.nss = cache.NewSharedIndexInformer(
-		patient(s.observed(cache.NewListWatchFromClient(s.cs.CoreV1().RESTClient(), "namespaces", "", fields.Everything()))),
+		patient(s.observed(cache.NewListWatchFromClient(s.cs.core, "namespaces", "", fields.Everything()))),
 		&corev1.Namespace{}, 0, cache.Indexers{})
 	if err := p.nss.SetTransform(slimNamespace); err != nil {
 		return nil, fmt.Errorf("Namespace informer: %w", err)

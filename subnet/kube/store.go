@@ -16,13 +16,9 @@ import (
 	"github.com/sirupsen/logrus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
-	networkingv1client "k8s.io/client-go/kubernetes/typed/networking/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/util/flowcontrol"
 
 	"github.com/weftnet/weft/subnet"
 )
@@ -79,44 +75,6 @@ type Store struct {
 }
 
 var _ subnet.Store = (*Store)(nil)
-
-// clients are the typed clients of the API groups the store reads and
-// writes. They are made one by one rather than as client-go's clientset
-// (kubernetes.NewForConfig), which would link a client, and its apply
-// configurations, for every API group of Kubernetes into weftd.
-type clients struct {
-	core       corev1client.CoreV1Interface
-	networking networkingv1client.NetworkingV1Interface
-	discovery  discovery.DiscoveryInterface
-}
-
-func newClients(rc *rest.Config, hc *http.Client) (*clients, error) {
-	if rc.RateLimiter == nil && rc.QPS > 0 {
-		// One rate limit for all of them, as the clientset shares one.
-		if rc.Burst <= 0 {
-			return nil, errors.New("burst must be above 0 when QPS is set and RateLimiter is not")
-		}
-		rc = rest.CopyConfig(rc)
-		rc.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(rc.QPS, rc.Burst)
-	}
-	core, err := corev1client.NewForConfigAndClient(rc, hc)
-	if err != nil {
-		return nil, err
-	}
-	networking, err := networkingv1client.NewForConfigAndClient(rc, hc)
-	if err != nil {
-		return nil, err
-	}
-	disc, err := discovery.NewDiscoveryClientForConfigAndClient(rc, hc)
-	if err != nil {
-		return nil, err
-	}
-	return &clients{core: core, networking: networking, discovery: disc}, nil
-}
-
-func (c *clients) CoreV1() corev1client.CoreV1Interface                   { return c.core }
-func (c *clients) NetworkingV1() networkingv1client.NetworkingV1Interface { return c.networking }
-func (c *clients) Discovery() discovery.DiscoveryInterface                { return c.discovery }
 
 // RESTConfig returns the client config of a kubeconfig file, or the
 // in-cluster config (the pod's service-account token) when path is empty.
@@ -192,7 +150,7 @@ func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) 
 func (s *Store) Probe(ctx context.Context) error {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
-	if _, err := s.cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(cctx); err != nil {
+	if err := s.cs.get(cctx, nil, "/readyz"); err != nil {
 		return fmt.Errorf("probe the Kubernetes API server: %w", err)
 	}
 	return nil
@@ -205,7 +163,7 @@ func (s *Store) CheckCRD(ctx context.Context) error {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
 	var list metav1.APIResourceList
-	err := s.cs.Discovery().RESTClient().Get().AbsPath("/apis", Group, Version).Do(cctx).Into(&list)
+	err := s.cs.get(cctx, &list, "/apis", Group, Version)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("look for the %s resource: %w", CRDName, err)
 	}

@@ -25,7 +25,7 @@ func (s *Store) nodeInformer(name string) (cache.SharedIndexInformer, error) {
 	if name != "" {
 		sel = fields.OneTermEqualSelector("metadata.name", name)
 	}
-	lw := patient(s.observed(cache.NewListWatchFromClient(s.cs.CoreV1().RESTClient(), "nodes", "", sel)))
+	lw := patient(s.observed(cache.NewListWatchFromClient(s.cs.core, "nodes", "", sel)))
 	inf := cache.NewSharedIndexInformer(lw, &corev1.Node{}, 0, cache.Indexers{})
 	if err := inf.SetTransform(slimNode); err != nil {
 		return nil, fmt.Errorf("node informer: %w", err)
@@ -95,7 +95,7 @@ func runInformers(ctx context.Context, infs ...cache.SharedIndexInformer) (synce
 func (s *Store) List(ctx context.Context) (subnet.View, error) {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
-	nl, err := s.cs.CoreV1().Nodes().List(cctx, metav1.ListOptions{})
+	nl, err := s.cs.listNodes(cctx)
 	if err != nil {
 		return subnet.View{}, fmt.Errorf("list Nodes: %w", err)
 	}
