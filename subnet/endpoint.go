@@ -222,24 +222,68 @@ func (p ContainerPort) Validate() error {
 // CheckEndpoint checks e against the leases of view: a valid endpoint
 // whose addresses lie in the subnets leased to its node. It returns why
 // not, or nil. This is what keeps a node from publishing another node's
-// pod addresses as its own.
+// pod addresses as its own. It reads every lease: to check many endpoints
+// against one set of leases, index them once ([IndexLeases]).
 func CheckEndpoint(e Endpoint, leases []Lease) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
-	var v4, v6 []netip.Prefix
-	for _, l := range leases {
-		if l.Record.NodeName != e.Node {
-			continue
-		}
-		if l.Subnet.IsValid() {
-			v4 = append(v4, l.Subnet)
-		}
-		if l.IPv6Subnet.IsValid() {
-			v6 = append(v6, l.IPv6Subnet)
+	var held nodeSubnets
+	for i := range leases {
+		if leases[i].Record.NodeName == e.Node {
+			held.add(&leases[i])
 		}
 	}
-	if len(v4)+len(v6) == 0 {
+	return held.check(e)
+}
+
+// LeaseIndex is the subnets each node holds, by node name, as
+// [CheckEndpoint] reads them from a set of leases.
+type LeaseIndex map[string]*nodeSubnets
+
+// nodeSubnets are the subnets of one node's leases (a node holds one lease,
+// but a view may show more while one replaces another).
+type nodeSubnets struct{ v4, v6 []netip.Prefix }
+
+func (n *nodeSubnets) add(l *Lease) {
+	if l.Subnet.IsValid() {
+		n.v4 = append(n.v4, l.Subnet)
+	}
+	if l.IPv6Subnet.IsValid() {
+		n.v6 = append(n.v6, l.IPv6Subnet)
+	}
+}
+
+// IndexLeases indexes leases by node name.
+func IndexLeases(leases []Lease) LeaseIndex {
+	x := make(LeaseIndex, len(leases))
+	for i := range leases {
+		l := &leases[i]
+		n := x[l.Record.NodeName]
+		if n == nil {
+			n = &nodeSubnets{}
+			x[l.Record.NodeName] = n
+		}
+		n.add(l)
+	}
+	return x
+}
+
+// CheckEndpoint is [CheckEndpoint] against the indexed leases.
+func (x LeaseIndex) CheckEndpoint(e Endpoint) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	var held nodeSubnets
+	if n := x[e.Node]; n != nil {
+		held = *n
+	}
+	return held.check(e)
+}
+
+// check checks a valid endpoint's addresses against its node's subnets.
+func (n nodeSubnets) check(e Endpoint) error {
+	if len(n.v4)+len(n.v6) == 0 {
 		return fmt.Errorf("node %q holds no lease", e.Node)
 	}
 	in := func(a netip.Addr, ps []netip.Prefix) bool {
@@ -250,11 +294,11 @@ func CheckEndpoint(e Endpoint, leases []Lease) error {
 		}
 		return false
 	}
-	if e.IPv4.IsValid() && !in(e.IPv4, v4) {
-		return fmt.Errorf("ipv4 %s is outside node %q's leased subnet %v", e.IPv4, e.Node, v4)
+	if e.IPv4.IsValid() && !in(e.IPv4, n.v4) {
+		return fmt.Errorf("ipv4 %s is outside node %q's leased subnet %v", e.IPv4, e.Node, n.v4)
 	}
-	if e.IPv6.IsValid() && !in(e.IPv6, v6) {
-		return fmt.Errorf("ipv6 %s is outside node %q's leased subnet %v", e.IPv6, e.Node, v6)
+	if e.IPv6.IsValid() && !in(e.IPv6, n.v6) {
+		return fmt.Errorf("ipv6 %s is outside node %q's leased subnet %v", e.IPv6, e.Node, n.v6)
 	}
 	return nil
 }

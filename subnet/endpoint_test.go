@@ -103,12 +103,14 @@ func TestCheckEndpoint(t *testing.T) {
 		}(), "valid label"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := CheckEndpoint(c.e, leases)
-			switch {
-			case c.err == "" && err != nil:
-				t.Errorf("refused: %v", err)
-			case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
-				t.Errorf("error %v, want one with %q", err, c.err)
+			// The same answer from the leases and from their index.
+			for _, err := range []error{CheckEndpoint(c.e, leases), IndexLeases(leases).CheckEndpoint(c.e)} {
+				switch {
+				case c.err == "" && err != nil:
+					t.Errorf("refused: %v", err)
+				case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+					t.Errorf("error %v, want one with %q", err, c.err)
+				}
 			}
 		})
 	}

@@ -156,9 +156,10 @@ func podEndpoint(p *corev1.Pod) (subnet.Endpoint, bool) {
 // endpointView checks the pods' endpoints against the leases of v.
 func endpointView(pods []*corev1.Pod, v subnet.View) subnet.EndpointView {
 	out := subnet.EndpointView{Revision: v.Revision}
+	leases := subnet.IndexLeases(v.Leases)
 	for _, p := range pods {
 		if e, ok := podEndpoint(p); ok {
-			err := subnet.CheckEndpoint(e, v.Leases)
+			err := leases.CheckEndpoint(e)
 			if err == nil {
 				out.Endpoints = append(out.Endpoints, e)
 				continue
