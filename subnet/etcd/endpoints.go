@@ -203,13 +203,13 @@ func (es *endpointSet) put(name string, value []byte) {
 }
 
 func (es *endpointSet) view() subnet.EndpointView {
-	leases := leasesOf(es.leases)
+	leases := subnet.IndexLeases(leasesOf(es.leases))
 	v := subnet.EndpointView{Revision: es.rev}
 	for name, why := range es.bad {
 		v.Rejected = append(v.Rejected, subnet.RejectedLease{Key: name, Reason: why})
 	}
 	for name, e := range es.eps {
-		if err := subnet.CheckEndpoint(e, leases); err != nil {
+		if err := leases.CheckEndpoint(e); err != nil {
 			v.Rejected = append(v.Rejected, subnet.RejectedLease{Key: name, Reason: err.Error()})
 			continue
 		}
@@ -223,6 +223,20 @@ func (es *endpointSet) view() subnet.EndpointView {
 	})
 	subnet.SortRejected(v.Rejected)
 	return v
+}
+
+// sameHolder reports whether lease key entries a and b (nil: no key) say
+// the same of who holds what, which is all the endpoints' view reads of
+// them (through leasesOf and CheckEndpoint): both left out of the leases
+// (absent, or a record that does not parse), or both naming the same node
+// and the same subnets.
+func sameHolder(a, b *entry) bool {
+	aIn, bIn := a != nil && a.ok, b != nil && b.ok
+	if !aIn || !bIn {
+		return aIn == bIn
+	}
+	return a.val.NodeName == b.val.NodeName && a.val.NodeID == b.val.NodeID &&
+		a.val.Subnet == b.val.Subnet && a.val.IPv6Subnet == b.val.IPv6Subnet
 }
 
 // readEndpoints reads the lease keys and the endpoint keys at one
@@ -324,15 +338,26 @@ func (s *Store) watchEndpointsOnce(ctx context.Context, fn func(subnet.EndpointV
 				}
 				changed = true
 			case strings.HasPrefix(key, s.LeasesPrefix()):
-				name := strings.TrimPrefix(key, s.LeasesPrefix())
-				if ev.Type == mvccpb.PUT {
-					s.addEntry(es.leases, es.stray, ev.Kv)
-				} else if p, ok := s.leaseKeySubnet(key); ok {
-					delete(es.leases, p)
-				} else {
-					delete(es.stray, name)
+				// The view reads of the leases only which node holds
+				// which subnets: a lease record that changes anything
+				// else (a node's address, its tunnel data) leaves it as
+				// it is, and is not worth a new view of every endpoint.
+				p, isLease := s.leaseKeySubnet(key)
+				var was *entry
+				if isLease {
+					was = es.leases[p]
 				}
-				changed = true
+				switch {
+				case ev.Type == mvccpb.PUT:
+					s.addEntry(es.leases, es.stray, ev.Kv)
+				case isLease:
+					delete(es.leases, p)
+				default:
+					delete(es.stray, strings.TrimPrefix(key, s.LeasesPrefix()))
+				}
+				if isLease && !sameHolder(was, es.leases[p]) {
+					changed = true
+				}
 			}
 		}
 		if len(es.eps)+len(es.bad) > s.maxListKeys || len(es.leases)+len(es.stray) > s.maxListKeys {

@@ -175,6 +175,28 @@ func TestEndpoints(t *testing.T) {
 	w.waitFor(t, "the first pod gone", func(v subnet.EndpointView) bool {
 		return len(v.Endpoints) == 2 && v.Endpoints[0].Key == eps[1].Key
 	})
+	// A lease record that changes a's address and tunnel data, not what
+	// it holds, gives no new view: the view reads of leases only who holds
+	// which subnets. The pod published after it (in the same stream) is
+	// the one new view.
+	w.mu.Lock()
+	views := w.n
+	w.mu.Unlock()
+	rec := a.Record
+	rec.PublicIP, rec.BackendData.VTEPMAC = netip.MustParseAddr("198.18.7.7"), "02:00:00:00:07:07"
+	if a, err = s.UpdateRecord(ctx, a, rec); err != nil {
+		t.Fatal(err)
+	}
+	eps = append(eps, podEndpoint(a, 5))
+	if _, _, err := s.PublishEndpoints(ctx, a, eps[1:]); err != nil {
+		t.Fatal(err)
+	}
+	w.waitFor(t, "a fifth pod", func(v subnet.EndpointView) bool { return len(v.Endpoints) == 3 })
+	w.mu.Lock()
+	if w.n != views+1 {
+		t.Errorf("%d views after a lease record changed only its address and a pod was added, want 1", w.n-views)
+	}
+	w.mu.Unlock()
 	if _, err := s.c.Revoke(ctx, clientv3.LeaseID(a.LeaseID)); err != nil {
 		t.Fatal(err)
 	}
