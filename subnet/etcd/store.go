@@ -374,7 +374,12 @@ func (s *Store) snapshotFromTxn(resp *clientv3.TxnResponse) (*snapshot, error) {
 // leases of entries, and as rejected the entries that failed parseValue
 // and the stray keys.
 func viewOf(rev int64, entries map[netip.Prefix]*entry, stray map[string]string) subnet.View {
-	v := subnet.View{Leases: leasesOf(entries), Complete: true, Revision: rev}
+	return viewWith(rev, leasesOf(entries), entries, stray)
+}
+
+// viewWith is viewOf with the leases of entries already made.
+func viewWith(rev int64, leases []subnet.Lease, entries map[netip.Prefix]*entry, stray map[string]string) subnet.View {
+	v := subnet.View{Leases: leases, Complete: true, Revision: rev}
 	for _, e := range entries {
 		if !e.ok {
 			v.Rejected = append(v.Rejected, subnet.RejectedLease{Key: subnet.KeyName(e.subnet), Reason: e.reason})
@@ -421,6 +426,79 @@ func leasesOf(entries map[netip.Prefix]*entry) []subnet.Lease {
 		out = append(out, leaseOf(e, six))
 	}
 	return out
+}
+
+// leaseList is the lease watch's list of leases (leasesOf), kept from one
+// event to the next. Most events change a record and not who holds which
+// subnets (a node's new address, its tunnel data, a renewed version): then
+// the list keeps its order and grouping, and a copy of it with the changed
+// leases remade costs a copy of memory rather than a sort and a lookup of
+// every key. Anything else (a key added, deleted, refused, or joined to
+// another) makes the list anew.
+type leaseList struct {
+	// leases is the list last made: handed out in views, never written
+	// again.
+	leases []subnet.Lease
+	// at is the index in leases of each key's lease (an IPv6 key joined to
+	// its IPv4 key: the lease of both).
+	at map[netip.Prefix]int
+	// remake is set when the list must be made anew; dirty are the keys
+	// whose leases changed in place since it was made.
+	remake bool
+	dirty  []netip.Prefix
+}
+
+func newLeaseList(entries map[netip.Prefix]*entry) *leaseList {
+	ll := &leaseList{remake: true}
+	ll.refresh(entries)
+	return ll
+}
+
+// put notes that key p's entry is replaced by cur (was: nil when it had
+// none), before entries holds cur.
+func (ll *leaseList) put(p netip.Prefix, was, cur *entry) {
+	if was == nil || !was.ok || !sameHolder(was, cur) {
+		ll.remake = true
+		return
+	}
+	ll.dirty = append(ll.dirty, p)
+}
+
+// deleted notes that a key's entry was deleted.
+func (ll *leaseList) deleted() { ll.remake = true }
+
+// refresh brings the list up to date with entries and returns it.
+func (ll *leaseList) refresh(entries map[netip.Prefix]*entry) []subnet.Lease {
+	switch {
+	case ll.remake:
+		ll.leases = leasesOf(entries)
+		ll.at = make(map[netip.Prefix]int, len(entries))
+		for i, l := range ll.leases {
+			for _, p := range []netip.Prefix{l.Subnet, l.IPv6Subnet} {
+				if p.IsValid() {
+					ll.at[p] = i
+				}
+			}
+		}
+	case len(ll.dirty) > 0:
+		out := slices.Clone(ll.leases)
+		for _, p := range ll.dirty {
+			i := ll.at[p]
+			l := &out[i]
+			if l.Subnet.IsValid() {
+				var six *entry
+				if l.IPv6Subnet.IsValid() {
+					six = entries[l.IPv6Subnet]
+				}
+				*l = leaseOf(entries[l.Subnet], six)
+			} else {
+				*l = leaseOf(entries[l.IPv6Subnet], nil)
+			}
+		}
+		ll.leases = out
+	}
+	ll.remake, ll.dirty = false, ll.dirty[:0]
+	return ll.leases
 }
 
 // leaseOf makes the lease of primary key e and, dual-stack, its IPv6 key.

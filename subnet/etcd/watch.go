@@ -68,7 +68,8 @@ func (s *Store) watchLeasesOnce(ctx context.Context, fn func(subnet.View), bo *b
 	}
 	// Parsed once per change, not once per view.
 	entries, stray, rev := sn.leases, sn.stray, sn.rev
-	view := func() subnet.View { return viewOf(rev, entries, stray) }
+	list := newLeaseList(entries)
+	view := func() subnet.View { return viewWith(rev, list.refresh(entries), entries, stray) }
 	fn(view())
 	if s.testHookWatchListed != nil {
 		s.testHookWatchListed(rev)
@@ -105,10 +106,12 @@ func (s *Store) watchLeasesOnce(ctx context.Context, fn func(subnet.View), bo *b
 				old := entries[e.subnet]
 				changed = changed || old == nil || old.val != e.val || old.ok != e.ok || old.reason != e.reason ||
 					old.kv.CreateRevision != e.kv.CreateRevision || old.kv.Lease != e.kv.Lease
+				list.put(e.subnet, old, e)
 				entries[e.subnet] = e
 			case mvccpb.DELETE:
 				if p, ok := s.leaseKeySubnet(string(ev.Kv.Key)); ok && entries[p] != nil {
 					changed = true
+					list.deleted()
 					delete(entries, p)
 				} else if name := strings.TrimPrefix(string(ev.Kv.Key), s.LeasesPrefix()); stray[name] != "" {
 					changed = true
