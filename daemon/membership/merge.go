@@ -96,22 +96,47 @@ func Merge(in MergeInput) []PeerView {
 		}
 	}
 
-	leases := make(map[netip.Prefix]*subnet.Lease, len(view.Leases))
+	// The view's leases other than self's, one per primary subnet: where
+	// two name one, the newer epoch. A store's view holds one each, sorted
+	// by it; the map is made only for a view that is not so, or for the
+	// provisional claims.
+	ls := make([]*subnet.Lease, 0, len(view.Leases))
 	var selfSubnets []netip.Prefix
+	var prev netip.Prefix
+	unique := true
 	for i := range view.Leases {
 		l := &view.Leases[i]
 		p := l.Primary().Masked()
 		if !p.IsValid() {
 			continue
 		}
+		if prev.IsValid() && comparePrefix(prev, p) >= 0 {
+			unique = false
+		}
+		prev = p
 		if l.Record.NodeName == self {
 			selfSubnets = appendValid(selfSubnets, l.Subnet, l.IPv6Subnet)
 			continue
 		}
-		// Two leases with one primary subnet cannot come from one etcd
-		// revision; if a view holds them anyway, the newer epoch wins.
-		if old, ok := leases[p]; !ok || l.Epoch > old.Epoch {
-			leases[p] = l
+		ls = append(ls, l)
+	}
+	var leases map[netip.Prefix]*subnet.Lease
+	if !unique || (!in.Authoritative && in.Network != nil) {
+		leases = make(map[netip.Prefix]*subnet.Lease, len(ls))
+		for _, l := range ls {
+			// Two leases with one primary subnet cannot come from one
+			// etcd revision; if a view holds them anyway, the newer epoch
+			// wins.
+			p := l.Primary().Masked()
+			if old, ok := leases[p]; !ok || l.Epoch > old.Epoch {
+				leases[p] = l
+			}
+		}
+		if !unique {
+			ls = ls[:0]
+			for _, l := range leases {
+				ls = append(ls, l)
+			}
 		}
 	}
 
@@ -122,80 +147,96 @@ func Merge(in MergeInput) []PeerView {
 	// superseded[name] is the newest provisional claim by member name; it
 	// ends that node's leases of older epochs.
 	superseded := make(map[string]*Member)
-	out := make([]PeerView, 0, len(leases)+len(provisionals))
+	// The peers are sorted by reference (name and subnets, and where the
+	// entry comes from), then made once each in their place: a PeerView
+	// is large to move.
+	type ref struct {
+		name string
+		l    *subnet.Lease // nil: a provisional claim, m
+		m    *Member
+	}
+	subnets := func(r *ref) (netip.Prefix, netip.Prefix) {
+		if r.l != nil {
+			return r.l.Subnet, r.l.IPv6Subnet
+		}
+		return r.m.Meta.Subnet, r.m.Meta.IPv6Subnet
+	}
+	refs := make([]ref, 0, len(ls)+len(provisionals))
 	for _, m := range provisionals {
-		out = append(out, provisional(m))
+		refs = append(refs, ref{name: m.Name, m: m})
 		if prev, ok := superseded[m.Name]; !ok || m.Meta.Epoch > prev.Meta.Epoch {
 			superseded[m.Name] = m
 		}
 	}
-
-	for p, l := range leases {
+	for _, l := range ls {
 		rec := &l.Record
 		if by, ok := superseded[rec.NodeName]; ok && by.Meta.Epoch > l.Epoch && sameNode(by, rec) {
 			continue
 		}
-		if _, ok := provisionals[p]; ok {
+		if _, ok := provisionals[l.Primary().Masked()]; ok {
 			continue
 		}
-		var update []*Member
-		for _, m := range claims[p] {
-			if m.Meta.Epoch == l.Epoch && m.Meta.Version > rec.Version && sameNode(m, rec) {
-				update = append(update, m)
-			}
-		}
-		pv := PeerView{
-			Peer: backend.Peer{
-				Name:       rec.NodeName,
-				Subnet:     l.Subnet,
-				IPv6Subnet: l.IPv6Subnet,
-				PublicIP:   rec.PublicIP,
-				PublicIPv6: rec.PublicIPv6,
-				Data:       rec.BackendData,
-				Epoch:      l.Epoch,
-				Version:    rec.Version,
-			},
-			State:  StateUnknown,
-			Source: SourceEtcd,
-		}
-		if len(update) > 0 {
-			m := bestClaim(update)
-			pv.PublicIP = m.Meta.PublicIP
-			pv.PublicIPv6 = m.Meta.PublicIPv6
-			pv.Data = m.Meta.Data
-			pv.Version = m.Meta.Version
-			pv.Source = SourceGossip
-		}
-		if m, ok := byName[rec.NodeName]; ok {
-			pv.State, pv.Since = m.State, m.Since
-		}
-		out = append(out, pv)
+		refs = append(refs, ref{name: rec.NodeName, l: l})
 	}
-
-	if len(out) == 0 {
+	if len(refs) == 0 {
 		return nil
 	}
-	// Sort indexes, not the entries: moving a PeerView costs more than
-	// comparing two (thousands of peers sort in a millisecond or two).
-	order := make([]int32, len(out))
-	for i := range order {
-		order[i] = int32(i)
-	}
-	slices.SortFunc(order, func(i, j int32) int {
-		a, b := &out[i], &out[j]
-		if c := cmp.Compare(a.Name, b.Name); c != 0 {
+	slices.SortFunc(refs, func(a, b ref) int {
+		if c := cmp.Compare(a.name, b.name); c != 0 {
 			return c
 		}
-		if c := a.Subnet.Addr().Compare(b.Subnet.Addr()); c != 0 {
-			return c
-		}
-		return a.IPv6Subnet.Addr().Compare(b.IPv6Subnet.Addr())
+		a4, a6 := subnets(&a)
+		b4, b6 := subnets(&b)
+		return cmp.Or(a4.Addr().Compare(b4.Addr()), a6.Addr().Compare(b6.Addr()))
 	})
-	sorted := make([]PeerView, len(out))
-	for k, i := range order {
-		sorted[k] = out[i]
+	out := make([]PeerView, len(refs))
+	for i, r := range refs {
+		if r.l == nil {
+			out[i] = provisional(r.m)
+			continue
+		}
+		out[i] = fromLease(r.l, claims[r.l.Primary().Masked()], byName)
 	}
-	return sorted
+	return out
+}
+
+// fromLease makes the peer of lease l, with the data of the newest of
+// claims that updates it (see Merge) and the state of the member named
+// after its node.
+func fromLease(l *subnet.Lease, claims []*Member, byName map[string]*Member) PeerView {
+	rec := &l.Record
+	var update []*Member
+	for _, m := range claims {
+		if m.Meta.Epoch == l.Epoch && m.Meta.Version > rec.Version && sameNode(m, rec) {
+			update = append(update, m)
+		}
+	}
+	pv := PeerView{
+		Peer: backend.Peer{
+			Name:       rec.NodeName,
+			Subnet:     l.Subnet,
+			IPv6Subnet: l.IPv6Subnet,
+			PublicIP:   rec.PublicIP,
+			PublicIPv6: rec.PublicIPv6,
+			Data:       rec.BackendData,
+			Epoch:      l.Epoch,
+			Version:    rec.Version,
+		},
+		State:  StateUnknown,
+		Source: SourceEtcd,
+	}
+	if len(update) > 0 {
+		m := bestClaim(update)
+		pv.PublicIP = m.Meta.PublicIP
+		pv.PublicIPv6 = m.Meta.PublicIPv6
+		pv.Data = m.Meta.Data
+		pv.Version = m.Meta.Version
+		pv.Source = SourceGossip
+	}
+	if m, ok := byName[rec.NodeName]; ok {
+		pv.State, pv.Since = m.State, m.Since
+	}
+	return pv
 }
 
 // provisionalClaims decides which claims the view does not confirm are

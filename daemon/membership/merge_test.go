@@ -5,6 +5,7 @@ package membership
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -472,12 +473,22 @@ func TestMerge(t *testing.T) {
 			if tc.noNet {
 				nc = nil
 			}
-			got := Merge(MergeInput{
-				Self: "self", View: subnet.View{Leases: tc.view, Complete: true},
-				Members: tc.members, Network: nc, Authoritative: tc.auth,
+			// The view as given, and in the order a store gives it
+			// (sorted by primary subnet) and the reverse: Merge takes
+			// a sorted view without a map, any other with one.
+			sorted := slices.SortedStableFunc(slices.Values(tc.view), func(a, b subnet.Lease) int {
+				return a.Primary().Addr().Compare(b.Primary().Addr())
 			})
-			if diff := cmp.Diff(tc.want, got, cmpNet); diff != "" {
-				t.Errorf("Merge() mismatch (-want +got):\n%s", diff)
+			reversed := slices.Clone(sorted)
+			slices.Reverse(reversed)
+			for _, view := range [][]subnet.Lease{tc.view, sorted, reversed} {
+				got := Merge(MergeInput{
+					Self: "self", View: subnet.View{Leases: view, Complete: true},
+					Members: tc.members, Network: nc, Authoritative: tc.auth,
+				})
+				if diff := cmp.Diff(tc.want, got, cmpNet); diff != "" {
+					t.Errorf("Merge() of the view %v mismatch (-want +got):\n%s", view, diff)
+				}
 			}
 		})
 	}
