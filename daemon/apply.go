@@ -65,6 +65,10 @@ func (a *appliedState) snapshotStale(v subnet.View, peers []membership.PeerView)
 	})
 }
 
+// forget drops what the last full reconcile recorded (the next turn takes
+// the full path).
+func (a *appliedState) forget() { *a = appliedState{snapshotOf: a.snapshotOf} }
+
 // applyFull records a full reconcile's input and outcome.
 func (a *appliedState) applyFull(ok bool, in backend.CheckInput, cands []backend.Peer, index *backend.PeerIndex,
 	refused []backend.Rejected, local backend.Local, problems map[string]string,

@@ -108,13 +108,16 @@ func (d *daemon) reconcileOnce(ctx context.Context, reason string) {
 	if d.gossip != nil {
 		members = d.gossip.Members()
 	}
+	if reason == "resync" {
+		// A resync always compares everything, and records its check
+		// anew: the last one's index is dropped before the new one is
+		// built, not held beside it (megabytes at thousands of peers).
+		d.applied.forget()
+	}
 	peers := membership.Merge(membership.MergeInput{
 		Self: d.nodeName, View: base, Members: members, Network: netCfg, Authoritative: authoritative,
 	})
 	desired := buildDesired(lease, d.nodeName, peers, complete)
-	if reason == "resync" {
-		d.applied.ok = false // a resync always compares everything
-	}
 	t := d.apply(ctx, d.checkInput(netCfg, desired.Local), desired, peers, members, authoritative)
 	desired, peers, res, err := t.desired, t.peers, t.res, t.err
 	d.recordRejected(t.rejected)
