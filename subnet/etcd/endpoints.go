@@ -225,6 +225,17 @@ func (es *endpointSet) view() subnet.EndpointView {
 	return v
 }
 
+// slim drops from e what the endpoints' view does not read (see
+// sameHolder): at thousands of nodes the records' addresses, tunnel data
+// and the rest were megabytes kept twice, here and in the lease watch.
+func (e *entry) slim() {
+	e.val = value{
+		Record:     subnet.Record{NodeName: e.val.NodeName, NodeID: e.val.NodeID},
+		Subnet:     e.val.Subnet,
+		IPv6Subnet: e.val.IPv6Subnet,
+	}
+}
+
 // sameHolder reports whether lease key entries a and b (nil: no key) say
 // the same of who holds what, which is all the endpoints' view reads of
 // them (through leasesOf and CheckEndpoint): both left out of the leases
@@ -260,6 +271,9 @@ func (s *Store) readEndpoints(ctx context.Context) (*endpointSet, error) {
 		return nil, err
 	}
 	sn := s.snapshotOf(resp.Header.Revision, lr.Kvs, nil)
+	for _, e := range sn.leases {
+		e.slim()
+	}
 	es := &endpointSet{rev: resp.Header.Revision, leases: sn.leases, stray: sn.stray, eps: map[string]subnet.Endpoint{}, bad: map[string]string{}}
 	for _, kv := range er.Kvs {
 		es.put(strings.TrimPrefix(string(kv.Key), s.EndpointsPrefix()), kv.Value)
@@ -350,6 +364,9 @@ func (s *Store) watchEndpointsOnce(ctx context.Context, fn func(subnet.EndpointV
 				switch {
 				case ev.Type == mvccpb.PUT:
 					s.addEntry(es.leases, es.stray, ev.Kv)
+					if isLease {
+						es.leases[p].slim()
+					}
 				case isLease:
 					delete(es.leases, p)
 				default:
