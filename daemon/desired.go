@@ -181,15 +181,18 @@ func findOwn(v subnet.View, primary netip.Prefix, nodeID string) (own *subnet.Le
 	return nil, nil
 }
 
-// gossipAddrs returns the gossip addresses of the records in v other than
-// ours, sorted and without duplicates.
-func gossipAddrs(v subnet.View, nodeID string) []string {
+// gossipAddrs returns the gossip addresses of v's records other than
+// ours that joined does not hold yet, in the view's order, and adds them to
+// joined: each address is handed to gossip once. (A set rather than a
+// sorted list: this runs for every lease change, at thousands of leases.)
+func gossipAddrs(v subnet.View, nodeID string, joined map[string]bool) []string {
 	var out []string
-	for _, l := range v.Leases {
-		if l.Record.NodeID != nodeID && l.Record.GossipAddr != "" {
-			out = append(out, l.Record.GossipAddr)
+	for i := range v.Leases {
+		r := &v.Leases[i].Record
+		if r.NodeID != nodeID && r.GossipAddr != "" && !joined[r.GossipAddr] {
+			joined[r.GossipAddr] = true
+			out = append(out, r.GossipAddr)
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }

@@ -199,8 +199,12 @@ func TestFindOwnAndGossipAddrs(t *testing.T) {
 	if own, other := findOwn(v, pfx("10.244.9.0/24"), "id-me"); own != nil || other != nil {
 		t.Errorf("absent subnet: %v %v", own, other)
 	}
-	if diff := cmp.Diff([]string{"198.18.0.2:7950"}, gossipAddrs(v, "id-me")); diff != "" {
+	joined := map[string]bool{}
+	if diff := cmp.Diff([]string{"198.18.0.2:7950"}, gossipAddrs(v, "id-me", joined)); diff != "" {
 		t.Errorf("gossip addrs (-want +got):\n%s", diff)
+	}
+	if again := gossipAddrs(v, "id-me", joined); len(again) != 0 {
+		t.Errorf("gossip addrs handed out twice: %v", again)
 	}
 }
 

@@ -46,9 +46,11 @@ func (d *daemon) onView(v subnet.View) {
 			poke(d.updatec)
 		}
 	}
+	// The reconcile first: telling gossip of the view's nodes reads every
+	// lease, and can run beside it.
+	d.trigger()
 	d.joinFrom(v)
 	d.pruneGossip(v)
-	d.trigger()
 }
 
 // pruneGossip tells gossip which names the store's view holds: those are
@@ -75,17 +77,11 @@ func (d *daemon) joinFrom(v subnet.View) {
 	if d.gossip == nil {
 		return
 	}
-	var fresh []string
 	d.lease.mu.Lock()
 	if d.lease.joined == nil {
 		d.lease.joined = map[string]bool{}
 	}
-	for _, a := range gossipAddrs(v, d.nodeID) {
-		if !d.lease.joined[a] {
-			d.lease.joined[a] = true
-			fresh = append(fresh, a)
-		}
-	}
+	fresh := gossipAddrs(v, d.nodeID, d.lease.joined)
 	d.lease.mu.Unlock()
 	if len(fresh) > 0 {
 		d.gossip.Join(fresh)
