@@ -6,9 +6,11 @@ package kube
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/weftnet/weft/subnet"
@@ -104,7 +106,19 @@ func (sl *sharedLeases) noteDeleted(obj any) {
 // h hears of it), waits until both have synced and returns the function
 // that removes h; false when ctx ended first.
 func (sl *sharedLeases) watch(ctx context.Context, h cache.ResourceEventHandlerFuncs) (remove func(), ok bool, err error) {
-	nreg, err := sl.nodes.AddEventHandler(h)
+	nh := h
+	if h.UpdateFunc != nil {
+		// A Node changes far more often than what the view reads of it
+		// (a kubelet's status, labels, taints): only its name, UID and
+		// podCIDRs make a new view, at thousands of Nodes each a look at
+		// every lease on every node.
+		nh.UpdateFunc = func(old, cur any) {
+			if !sameNodeLease(old, cur) {
+				h.UpdateFunc(old, cur)
+			}
+		}
+	}
+	nreg, err := sl.nodes.AddEventHandler(nh)
 	if err != nil {
 		return nil, false, fmt.Errorf("watch Nodes: %w", err)
 	}
@@ -133,4 +147,14 @@ func (sl *sharedLeases) watch(ctx context.Context, h cache.ResourceEventHandlerF
 // view is the lease view of the informers' caches.
 func (sl *sharedLeases) view() subnet.View {
 	return buildView(cachedNodes(sl.nodes), cachedRecords(sl.recs), sl.deleted.Load())
+}
+
+// sameNodeLease reports whether two versions of a Node in the informers'
+// cache (slim: see slimNode) give the same leases: the same UID and
+// podCIDRs.
+func sameNodeLease(old, cur any) bool {
+	a, ok1 := old.(*corev1.Node)
+	b, ok2 := cur.(*corev1.Node)
+	return ok1 && ok2 && a.Name == b.Name && a.UID == b.UID &&
+		a.Spec.PodCIDR == b.Spec.PodCIDR && slices.Equal(a.Spec.PodCIDRs, b.Spec.PodCIDRs)
 }

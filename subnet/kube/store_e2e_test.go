@@ -512,6 +512,24 @@ func (e *env) testWatchLeases(t *testing.T) {
 			t.Fatal("the record update never reached a view")
 		}
 	}
+	// A Node change that keeps its UID and podCIDRs (a label here; a
+	// kubelet's status, taints) makes no view: the next view is the one of
+	// the record update after it.
+	for len(views) > 0 {
+		<-views
+	}
+	patch := []byte(`{"metadata":{"labels":{"weft-test/touched":"yes"}}}`)
+	if _, err := e.admin.CoreV1().Nodes().Patch(ctxT(t, 30*time.Second), n.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the label's event reaches the informer
+	rec.Version++
+	if nl, err = s.UpdateRecord(ctxT(t, 30*time.Second), nl, rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := find(next()); got == nil || got.Record != rec {
+		t.Errorf("the view after a Node's label changed: lease %+v, want the record update that followed it (%+v)", got, rec)
+	}
 	// A stale record (its Node gone, before the garbage collector): shown
 	// as rejected, never as a lease. The Node is deleted; whichever comes
 	// first, rejection or collection, the lease goes.
