@@ -253,7 +253,10 @@ func diffCands(old, cur []backend.Peer) []backend.Change {
 // comparePeers orders peers as sortPeers does, telling apart entries of
 // one name by both subnets.
 func comparePeers(a, b backend.Peer) int {
-	return cmp.Or(cmp.Compare(a.Name, b.Name), comparePrefix(primaryOf(a), primaryOf(b)), comparePrefix(a.IPv6Subnet, b.IPv6Subnet))
+	if c := cmp.Compare(a.Name, b.Name); c != 0 {
+		return c // most pairs: the rest is not computed
+	}
+	return cmp.Or(comparePrefix(primaryOf(a), primaryOf(b)), comparePrefix(a.IPv6Subnet, b.IPv6Subnet))
 }
 
 // sameCheckInput reports whether two check inputs check alike (the

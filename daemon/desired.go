@@ -27,7 +27,8 @@ func buildDesired(self *subnet.Lease, nodeName string, peers []membership.PeerVi
 	if self != nil {
 		d.Local = backend.Local{Subnet: self.Subnet, IPv6Subnet: self.IPv6Subnet}
 	}
-	for _, p := range peers {
+	for i := range peers {
+		p := &peers[i]
 		if p.Name == nodeName || !p.PublicIP.IsValid() {
 			continue
 		}
