@@ -16,6 +16,8 @@ import (
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/cni/nftexpr"
 )
 
 // Every function works in the network namespace of the calling thread
@@ -408,21 +410,11 @@ func rules(f nftables.TableFamily, sets [2]*nftables.Set, src bool) []rule {
 	return rs
 }
 
-// neighbourDiscovery: ICMPv6 types 133-137 with hop limit 255 accept (as
-// in the policy table, package daemon/policy/nft).
+// neighbourDiscovery: ICMPv6 neighbour discovery accept, as in the policy
+// table (package cni/nftexpr).
 func neighbourDiscovery(f nftables.TableFamily) []expr.Any {
 	p := protocol(f, 6)
-	return []expr.Any{
-		p[0], p[1],
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-		&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{133}, ToData: []byte{137}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{255}},
-		&expr.Counter{},
-		&expr.Verdict{Kind: expr.VerdictAccept},
-	}
+	return nftexpr.NeighbourDiscovery(p[0], p[1])
 }
 
 // protocol matches IP version v: by the netfilter protocol in the inet

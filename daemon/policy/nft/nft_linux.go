@@ -17,6 +17,7 @@ import (
 	mnl "github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/cni/nftexpr"
 	"github.com/weftnet/weft/daemon/policy"
 )
 
@@ -361,19 +362,9 @@ func established() []expr.Any {
 	}
 }
 
-// neighbourDiscovery: ICMPv6 types 133-137 with hop limit 255 (they never
-// cross a router, so only bridged ones reach here) accept; without it an
-// isolated pod could not resolve its neighbours over IPv6.
+// neighbourDiscovery: ICMPv6 neighbour discovery accept (package
+// cni/nftexpr); without it an isolated pod could not resolve its
+// neighbours over IPv6.
 func neighbourDiscovery() []expr.Any {
-	exprs := nfproto(policy.IPv6)
-	return append(exprs,
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-		&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{133}, ToData: []byte{137}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{255}},
-		&expr.Counter{},
-		&expr.Verdict{Kind: expr.VerdictAccept},
-	)
+	return nftexpr.NeighbourDiscovery(nfproto(policy.IPv6)...)
 }
