@@ -322,7 +322,16 @@ func TestLeasesRejected(t *testing.T) {
 	a := e.claim("node-a", cfg, "198.18.0.2")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := e.cli.Put(ctx, e.prefix+"/leases/10.244.9.0-24", `{"nodeName":"x","nodeID":"y","subnet":"10.244.8.0/24"}`); err != nil {
+	// A key and a record subnet that are not node-a's (its subnet is
+	// drawn at random: writing over its key would leave no lease).
+	var free []int
+	for i := 8; len(free) < 2; i++ {
+		if a.Subnet != netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i)) {
+			free = append(free, i)
+		}
+	}
+	key, recSubnet := fmt.Sprintf("10.244.%d.0", free[1]), fmt.Sprintf("10.244.%d.0", free[0])
+	if _, err := e.cli.Put(ctx, e.prefix+"/leases/"+key+"-24", `{"nodeName":"x","nodeID":"y","subnet":"`+recSubnet+`/24"}`); err != nil {
 		t.Fatal(err)
 	}
 	var out, errOut bytes.Buffer
@@ -334,7 +343,7 @@ func TestLeasesRejected(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &leases); err != nil || len(leases) != 1 || leases[0].Subnet != a.Subnet {
 		t.Errorf("stdout: %v, %s", err, out.String())
 	}
-	want := "rejected " + e.prefix + "/leases/10.244.9.0-24: record's subnet is 10.244.8.0/24, not the key's subnet 10.244.9.0/24\n"
+	want := "rejected " + e.prefix + "/leases/" + key + "-24: record's subnet is " + recSubnet + "/24, not the key's subnet " + key + "/24\n"
 	if errOut.String() != want {
 		t.Errorf("stderr %q, want %q", errOut.String(), want)
 	}
