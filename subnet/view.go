@@ -83,6 +83,46 @@ func (v View) Check(c *Config) View {
 	return out
 }
 
+// A ViewChecker checks a stream of views as [View.Check] does, and within
+// one config checks again only the leases that differ from the last view's
+// when that view passed whole: a lease watch's views differ by a lease or
+// two, and a check of thousands of records on every change was the largest
+// part of taking a view in. The zero value is ready; it is not safe for
+// concurrent use.
+type ViewChecker struct {
+	cfg *Config
+	// last are the leases of the last view checked with cfg, when every
+	// one passed (nil otherwise). It is that view's own slice: nothing is
+	// copied or kept beyond what the caller keeps.
+	last []Lease
+}
+
+// Check is v.Check(c).
+func (vc *ViewChecker) Check(v View, c *Config) View {
+	if c == vc.cfg && vc.last != nil && len(v.Leases) == len(vc.last) {
+		passed := true
+		for i := range v.Leases {
+			if v.Leases[i] != vc.last[i] && c.CheckLease(&v.Leases[i]) != nil {
+				passed = false
+				break
+			}
+		}
+		if passed {
+			vc.last = v.Leases
+			out := v
+			out.Rejected = slices.Clone(v.Rejected)
+			SortRejected(out.Rejected)
+			return out
+		}
+	}
+	out := v.Check(c)
+	vc.cfg, vc.last = c, nil
+	if len(out.Leases) == len(v.Leases) {
+		vc.last = v.Leases
+	}
+	return out
+}
+
 // SortRejected sorts rejected records by key.
 func SortRejected(r []RejectedLease) {
 	slices.SortFunc(r, func(a, b RejectedLease) int { return cmp.Compare(a.Key, b.Key) })

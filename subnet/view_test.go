@@ -5,7 +5,10 @@ package subnet
 
 import (
 	"encoding/base64"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -153,5 +156,66 @@ func TestViewCheck(t *testing.T) {
 	valid := View{Leases: []Lease{lease("10.244.1.0/24"), lease("10.244.3.0/24")}, Complete: true, Revision: 8}
 	if diff := cmp.Diff(valid, valid.Check(cfg), netipEqual); diff != "" {
 		t.Errorf("Check of valid leases (-want +got):\n%s", diff)
+	}
+}
+
+// TestViewChecker: a ViewChecker gives what View.Check gives over a
+// stream of views that change a lease or two at a time, some changes
+// valid, some not, and across a change of config; and it checked again
+// only the leases that changed while the views passed whole.
+func TestViewChecker(t *testing.T) {
+	cfgA, err := ParseConfig([]byte(`{"Network": "10.244.0.0/16"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgB, err := ParseConfig([]byte(`{"Network": "10.244.0.0/16", "SubnetLen": 25}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	leases := make([]Lease, 100)
+	for i := range leases {
+		leases[i] = Lease{Subnet: netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i)), Record: validRecord(), Epoch: int64(i + 1)}
+	}
+	var vc ViewChecker
+	cfg := cfgA
+	fast := 0
+	for step := range 1000 {
+		next := slices.Clone(leases)
+		for range 1 + rng.IntN(2) {
+			l := &next[rng.IntN(len(next))]
+			switch k := rng.IntN(40); {
+			case k == 0: // a record that does not validate
+				l.Record.PublicIP = netip.Addr{}
+			case k == 1: // a subnet outside the network
+				l.Subnet = netip.MustParsePrefix("10.245.0.0/24")
+			default: // a valid change
+				l.Record.Version = uint64(step)
+			}
+		}
+		if rng.IntN(4) == 0 { // the broken leases mended
+			for i := range next {
+				if next[i].Subnet.Bits() != 24 || !next[i].Record.PublicIP.IsValid() || next[i].Subnet.Addr().As4()[1] != 244 {
+					next[i].Record, next[i].Subnet = validRecord(), netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i))
+				}
+			}
+		}
+		if rng.IntN(150) == 0 {
+			cfg = map[*Config]*Config{cfgA: cfgB, cfgB: cfgA}[cfg]
+		}
+		leases = next
+		v := View{Leases: leases, Complete: true, Revision: int64(step), Rejected: []RejectedLease{{Key: "z", Reason: "store's own"}}}
+		incremental := vc.cfg == cfg && vc.last != nil
+		got := vc.Check(v, cfg)
+		if incremental && len(got.Leases) == len(v.Leases) {
+			fast++
+		}
+		if diff := cmp.Diff(v.Check(cfg), got, netipEqual); diff != "" {
+			t.Fatalf("step %d: ViewChecker differs from View.Check (-want +got):\n%s", step, diff)
+		}
+	}
+	t.Logf("%d of 1000 views checked by their changes alone", fast)
+	if fast < 200 {
+		t.Errorf("only %d of 1000 views were checked by their changes alone", fast)
 	}
 }
