@@ -190,6 +190,9 @@ type leaseState struct {
 	// rejectedLogged holds the rejected lease records of the last view,
 	// each logged once (written by the lease watch).
 	rejectedLogged map[subnet.RejectedLease]bool
+	// checker checks the views against the network config (used by the
+	// lease watch only).
+	checker subnet.ViewChecker
 }
 
 // progressState is how far start got, for /readyz and /status. Written by

@@ -19,7 +19,7 @@ import (
 // v.Rejected: they are never peers, and /status shows why.
 func (d *daemon) onView(v subnet.View) {
 	if nc := d.netConfig(); nc != nil {
-		v = v.Check(nc)
+		v = d.lease.checker.Check(v, nc)
 	}
 	d.logRejected(v.Rejected)
 	d.setReachable(true)
