@@ -122,6 +122,9 @@ func kubeBenchNodes(t *testing.T) int {
 //     nftables counter in its node's namespace), beside the bytes of the
 //     Node objects that changed in that minute (what any watcher of full
 //     Nodes receives);
+//   - each weftd's CPU per minute under the heartbeats, beside its CPU
+//     with no Node changing, measured just before them (a Node update
+//     that keeps its UID and podCIDRs must cost weftd nothing);
 //   - weftd's RSS with the N Nodes, beside the same weftd before them;
 //   - the time for a new node to program them all (start → ready → a route
 //     to every record's subnet), beside the same join before they existed;
@@ -207,10 +210,31 @@ func TestBenchKubeScale(t *testing.T) {
 	// A new node programs all of them.
 	joinScale := kubeJoinNode(t, c)
 
-	// Steady state under kubelet heartbeats: requests, bytes, RSS.
+	// weftd's CPU in a quiet window (no Node changes), the reference for
+	// its CPU under heartbeats below.
+	cpuWindow := 20 * time.Second
+	weftdCPU := func() (out []time.Duration) {
+		for _, n := range c.Nodes() {
+			out = append(out, cpuTime(t, n.Proc().PID))
+		}
+		return out
+	}
+	cpuSpent := func(before, after []time.Duration) time.Duration { // the busiest weftd's
+		var most time.Duration
+		for i := range before {
+			most = max(most, after[i]-before[i])
+		}
+		return most
+	}
+	quiet0 := weftdCPU()
+	time.Sleep(cpuWindow)
+	quietCPU := cpuSpent(quiet0, weftdCPU())
+
+	// Steady state under kubelet heartbeats: requests, bytes, RSS, CPU.
 	sim := startKubelets(t, cs, sims)
 	time.Sleep(10 * time.Second) // let the heartbeats reach their rate before the window opens
 	window := time.Minute
+	busy0 := weftdCPU()
 	auditOff, err := fileSize(c.KubeAuditLog())
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +248,7 @@ func TestBenchKubeScale(t *testing.T) {
 	simBefore := sim.snapshot()
 	time.Sleep(window)
 	simAfter := sim.snapshot()
+	busyCPU := cpuSpent(busy0, weftdCPU())
 	var perNode []float64
 	var bytesPerMin []float64
 	for _, n := range c.Nodes() {
@@ -299,6 +324,10 @@ func TestBenchKubeScale(t *testing.T) {
 		fmt.Sprintf("%.2f MB/min", slices.Max(bytesPerMin)/1e6), fmt.Sprintf("Node objects changed × their size, same run: %.2f MB/min", nodeBytes/1e6),
 		fmt.Sprintf("%.2fx; %d Node status reports and %d Lease renewals in the window (%d heartbeats missed: API server too slow); bytes on the wire, TLS included", slices.Max(bytesPerMin)/nodeBytes,
 			simAfter.nodeUpdates-simBefore.nodeUpdates, simAfter.requests-simBefore.requests-(simAfter.nodeUpdates-simBefore.nodeUpdates), simAfter.missed-simBefore.missed))
+	perMin := func(d, over time.Duration) float64 { return d.Seconds() * float64(time.Minute) / float64(over) }
+	benchRow(fmt.Sprintf("kube mode: weftd CPU per minute, %d Nodes heartbeating (the busiest of %d)", sims, len(c.Nodes())),
+		fmt.Sprintf("%.2f s/min", perMin(busyCPU, window)), fmt.Sprintf("the same weftd with no Node changing, same run: %.2f s/min", perMin(quietCPU, cpuWindow)),
+		fmt.Sprintf("%.2fx; 10 ms clock ticks", perMin(busyCPU, window)/max(perMin(quietCPU, cpuWindow), 0.01)))
 	benchRow(fmt.Sprintf("kube mode: weftd RSS with %d Nodes and records (node1)", sims), fmt.Sprintf("%.1f MB", float64(rssAfter)/1e6),
 		fmt.Sprintf("the same weftd with 4 nodes, same run: %.1f MB", float64(rssBefore)/1e6), fmt.Sprintf("%.2fx", float64(rssAfter)/float64(rssBefore)))
 	benchRow(fmt.Sprintf("kube mode: new node start → routes to all %d subnets", sims+len(c.Nodes())-1), fmt.Sprintf("%.0f ms (ready %.0f ms)", msOf(joinScale.all), msOf(joinScale.ready)),
