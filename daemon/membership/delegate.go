@@ -4,6 +4,7 @@
 package membership
 
 import (
+	"bytes"
 	"errors"
 	"time"
 
@@ -131,6 +132,11 @@ func (d *delegate) NotifyPingComplete(n *memberlist.Node, _ time.Duration, _ []b
 // observe records a join, update or leave of node n. n must not be kept.
 func (m *Membership) observe(n *memberlist.Node, st State) {
 	if n.Name == m.cfg.Name {
+		// Called under memberlist's lock, the only safe time to read
+		// what it holds for this member.
+		m.mu.Lock()
+		m.held = bytes.Clone(n.Meta)
+		m.mu.Unlock()
 		return
 	}
 	now := time.Now()

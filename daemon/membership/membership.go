@@ -4,6 +4,7 @@
 package membership
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -33,6 +34,9 @@ const (
 	// updateTimeout bounds how long SetMeta waits for the update to be
 	// broadcast; gossip and push/pull spread it anyway.
 	updateTimeout = time.Second
+	// publishTries is how many times SetMeta hands memberlist the
+	// metadata before it leaves the rest to the rejoin loop.
+	publishTries = 3
 	// leaveTimeout bounds how long Run waits for its leave message to go out.
 	leaveTimeout = 2 * time.Second
 	// addrTTL is how long an address learned from Join or from a member
@@ -66,6 +70,13 @@ type Membership struct {
 	// process); wrapTransport wraps the transport (to cut links).
 	crash         chan struct{}
 	wrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
+	// updateNode is memberlist's UpdateNode; a test replaces it to lose
+	// an update as memberlist does when a refutation overtakes it.
+	updateNode func(*memberlist.Memberlist) error
+	// pubMu serialises publish; republishing is set while the rejoin
+	// loop publishes again.
+	pubMu        sync.Mutex
+	republishing atomic.Bool
 
 	// changed wakes the notifier goroutine, which calls OnChange.
 	changed chan struct{}
@@ -83,9 +94,13 @@ type Membership struct {
 	localAddr string
 	meta      Meta
 	metaBytes []byte // wireMeta of meta and leaving
-	leaving   bool   // Run is leaving the cluster
-	members   map[string]*Member
-	addrs     map[string]*knownAddr
+	// held is the metadata memberlist holds for this member, as its
+	// events report it; it differs from metaBytes until an update is
+	// taken (see publish).
+	held    []byte
+	leaving bool // Run is leaving the cluster
+	members map[string]*Member
+	addrs   map[string]*knownAddr
 	// keep holds the names the authority's view names (nil until the
 	// first Prune); extra counts the members whose name is not in keep.
 	keep  map[string]bool
@@ -159,6 +174,7 @@ func New(cfg Config) (*Membership, error) {
 		limiter:  newRateLimiter(10 * time.Second),
 		crash:    make(chan struct{}),
 	}
+	m.updateNode = func(ml *memberlist.Memberlist) error { return ml.UpdateNode(updateTimeout) }
 	var err error
 	if m.bindHost, m.bindPort, err = splitHostPort(cfg.BindAddr, DefaultPort); err != nil {
 		return nil, fmt.Errorf("gossip bind address: %w", err)
@@ -293,12 +309,60 @@ func (m *Membership) SetMeta(meta Meta) error {
 	ml := m.ml
 	m.mu.Unlock()
 	if ml != nil {
-		if err := ml.UpdateNode(updateTimeout); err != nil {
-			// Set locally; gossip and push/pull spread it later.
-			m.log.WithError(err).Debug("metadata update not yet broadcast")
-		}
+		m.publish(ml, publishTries, "metadata update")
 	}
 	return nil
+}
+
+// publish hands memberlist this member's metadata, up to tries times,
+// until memberlist holds it. memberlist numbers an update (its
+// incarnation) before it takes the lock that applies it; a refutation
+// that lands in between (a restarted member learning the number of its
+// previous life from the others) leaves the update with a lower number,
+// which memberlist drops without a word, keeping the metadata it had and
+// gossiping that for ever. The next update is numbered above the
+// refutation and is taken. What is still not taken after tries, the
+// rejoin loop publishes again (republish).
+func (m *Membership) publish(ml *memberlist.Memberlist, tries int, what string) {
+	// memberlist's UpdateNode is not safe to run twice at once (it reads
+	// this member's address outside its lock).
+	m.pubMu.Lock()
+	defer m.pubMu.Unlock()
+	for try := 1; ; try++ {
+		err := m.updateNode(ml)
+		if m.metaHeld() {
+			if err != nil {
+				// Taken; gossip and push/pull spread it later.
+				m.log.WithError(err).Debug(what + " not yet broadcast")
+			}
+			return
+		}
+		if try >= tries {
+			m.log.WithField("tries", try).Info(what + " not taken by gossip yet; the rejoin loop tries again")
+			return
+		}
+		m.log.WithField("try", try).Debug(what + " dropped by gossip (overtaken by a refutation); publishing again")
+	}
+}
+
+// republish publishes the metadata once more if memberlist does not hold
+// it (see publish) and no publish is under way.
+func (m *Membership) republish(ml *memberlist.Memberlist) {
+	if !m.pubMu.TryLock() {
+		return
+	}
+	held := m.metaHeld()
+	m.pubMu.Unlock()
+	if !held {
+		m.publish(ml, 1, "metadata update")
+	}
+}
+
+// metaHeld says whether memberlist holds this member's current metadata.
+func (m *Membership) metaHeld() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return bytes.Equal(m.held, m.metaBytes)
 }
 
 // Join adds gossip addresses (host:port, or host with the default port)
@@ -519,9 +583,7 @@ func (m *Membership) Run(ctx context.Context) error {
 		m.leaving = true
 		m.metaBytes, _ = json.Marshal(wireMeta{Meta: m.meta, Leaving: true})
 		m.mu.Unlock()
-		if err := ml.UpdateNode(updateTimeout); err != nil {
-			m.log.WithError(err).Debug("leaving announcement not broadcast")
-		}
+		m.publish(ml, publishTries, "leaving announcement")
 		if err := ml.Leave(leaveTimeout); err != nil {
 			m.log.WithError(err).Warn("gossip leave not broadcast")
 		}
@@ -574,6 +636,12 @@ func (m *Membership) rejoinLoop(ctx context.Context, ml *memberlist.Memberlist) 
 	t := time.NewTicker(m.cfg.RejoinInterval)
 	defer t.Stop()
 	for {
+		if !m.metaHeld() && m.republishing.CompareAndSwap(false, true) {
+			wg.Go(func() {
+				defer m.republishing.Store(false)
+				m.republish(ml)
+			})
+		}
 		targets, anyAlive := m.joinTargets()
 		if anyAlive {
 			lastConnected = time.Now()

@@ -354,6 +354,49 @@ func TestRestartedMemberAccepted(t *testing.T) {
 	}
 }
 
+// TestSetMetaNotLost: memberlist can drop a metadata update without a
+// word (a refutation that overtakes it, see publish); the update must
+// still reach every member. The hook drops updates as memberlist does:
+// one (SetMeta publishes again at once), then every one SetMeta makes
+// (the rejoin loop publishes again). Without either, the others keep the
+// old metadata for ever, as the encryption switch test once saw in CI.
+func TestSetMetaNotLost(t *testing.T) {
+	for _, drop := range []int{1, publishTries} {
+		t.Run(fmt.Sprintf("dropped=%d", drop), func(t *testing.T) {
+			a := start(t, testConfig("lost0"))
+			var dropped atomic.Int64
+			cfg := testConfig("lost1")
+			cfg.Join = []string{a.m.LocalAddr()}
+			b := start(t, cfg, func(m *Membership) {
+				update := m.updateNode
+				m.updateNode = func(ml *memberlist.Memberlist) error {
+					m.mu.Lock()
+					set := m.metaBytes != nil
+					m.mu.Unlock()
+					if set && dropped.Add(1) <= int64(drop) {
+						return errors.New("dropped by the test")
+					}
+					return update(ml)
+				}
+			})
+			allSee(t, 5*time.Second, []*node{a, b}, []string{"lost0", "lost1"}, StateAlive)
+			set := time.Now()
+			if err := b.m.SetMeta(Meta{Epoch: 1, Version: 7}); err != nil {
+				t.Fatal(err)
+			}
+			took := waitFor(t, 5*time.Second, "lost1's metadata at lost0", func() bool {
+				mb, _ := a.member("lost1")
+				return mb.Meta.Version == 7
+			})
+			if n := dropped.Load(); n < int64(drop) {
+				t.Fatalf("the hook dropped %d updates, want %d", n, drop)
+			}
+			t.Logf("%d updates dropped: the metadata reached lost0 %s after SetMeta began (%s after it returned)",
+				drop, time.Since(set), took)
+		})
+	}
+}
+
 func TestSetMetaTooLarge(t *testing.T) {
 	m, err := New(testConfig("big"))
 	if err != nil {
