@@ -134,6 +134,9 @@ type daemon struct {
 	// per failed request.
 	reachLog      atomic.Int32
 	unreachableAt atomic.Int64
+	// answeredAt is when the store last answered (any request), as
+	// time.Since(monoStart): a probe that fails after it began is stale.
+	answeredAt atomic.Int64
 
 	netconf  netconfState
 	lease    leaseState
@@ -345,11 +348,23 @@ func (d *daemon) close() {
 	}
 }
 
-// probe asks the store whether it answers, and records the result.
+// monoStart is the origin of daemon.answeredAt, on the monotonic clock.
+var monoStart = time.Now()
+
+// probe asks the store whether it answers, and records the result. A
+// failure is not recorded when the store answered another request while
+// the probe waited (a view after quorum came back, say, while the probe
+// was stuck on a member without a leader): that answer is newer news,
+// and the next probe tells whether it still holds.
 func (d *daemon) probe(ctx context.Context) error {
+	began := int64(time.Since(monoStart))
 	cctx, cancel := context.WithTimeout(ctx, storeProbeTimeout)
 	defer cancel()
 	err := d.store.Probe(cctx)
+	if err != nil && d.answeredAt.Load() > began {
+		d.log.WithError(err).Debug("store probe failed, but the store answered meanwhile: not counted")
+		return err
+	}
 	d.noteReachable(err)
 	return err
 }
@@ -384,6 +399,9 @@ func (d *daemon) setReachable(ok bool) {
 	d.metrics.etcdReachable.Set(boolGauge(ok))
 	d.metrics.storeReachable.WithLabelValues(d.storeLabel()).Set(boolGauge(ok))
 	d.reachable.Store(ok)
+	if ok {
+		d.answeredAt.Store(int64(time.Since(monoStart)))
+	}
 	if ok && d.reachLog.Swap(reachUp) == reachDown {
 		down := time.Since(time.Unix(0, d.unreachableAt.Load()))
 		d.log.WithFields(logrus.Fields{"store": d.storeLabel(), "unreachableFor": down.Seconds()}).Info(d.cfg.storeKind() + " reachable again")
