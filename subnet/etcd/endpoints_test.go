@@ -197,6 +197,29 @@ func TestEndpoints(t *testing.T) {
 		t.Errorf("%d views after a lease record changed only its address and a pod was added, want 1", w.n-views)
 	}
 	w.mu.Unlock()
+	// A pod record of node c written by hand (on no etcd lease), read
+	// while c holds its lease, is rejected once the lease goes: the
+	// reader checks endpoints against who holds what now, not when it
+	// last looked (it keeps its index of the leases between views).
+	c, err := sibling(t, s).Claim(ctx, subnetClaim(cfg, "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ce := podEndpoint(c, 1)
+	ceVal, _ := encodeEndpoint(ce)
+	if _, err := s.c.Put(ctx, s.NodeEndpointsPrefix("c")+ce.Key, string(ceVal)); err != nil {
+		t.Fatal(err)
+	}
+	w.waitFor(t, "c's pod while c holds its lease", func(v subnet.EndpointView) bool { return len(v.Endpoints) == 4 })
+	if _, err := s.c.Revoke(ctx, clientv3.LeaseID(c.LeaseID)); err != nil {
+		t.Fatal(err)
+	}
+	w.waitFor(t, "c's pod rejected once its lease is gone", func(v subnet.EndpointView) bool {
+		return len(v.Endpoints) == 3 && len(v.Rejected) == 1 && strings.Contains(v.Rejected[0].Reason, `node "c" holds no lease`)
+	})
+	if _, err := s.c.Delete(ctx, s.NodeEndpointsPrefix("c")+ce.Key); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.c.Revoke(ctx, clientv3.LeaseID(a.LeaseID)); err != nil {
 		t.Fatal(err)
 	}
