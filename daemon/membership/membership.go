@@ -328,6 +328,10 @@ func (m *Membership) publish(ml *memberlist.Memberlist, tries int, what string) 
 	// this member's address outside its lock).
 	m.pubMu.Lock()
 	defer m.pubMu.Unlock()
+	m.publishLocked(ml, tries, what)
+}
+
+func (m *Membership) publishLocked(ml *memberlist.Memberlist, tries int, what string) {
 	for try := 1; ; try++ {
 		err := m.updateNode(ml)
 		if m.metaHeld() {
@@ -346,15 +350,17 @@ func (m *Membership) publish(ml *memberlist.Memberlist, tries int, what string) 
 }
 
 // republish publishes the metadata once more if memberlist does not hold
-// it (see publish) and no publish is under way.
+// it (see publish), no publish is under way, and Run is not leaving.
 func (m *Membership) republish(ml *memberlist.Memberlist) {
 	if !m.pubMu.TryLock() {
 		return
 	}
-	held := m.metaHeld()
-	m.pubMu.Unlock()
-	if !held {
-		m.publish(ml, 1, "metadata update")
+	defer m.pubMu.Unlock()
+	m.mu.Lock()
+	leaving := m.leaving
+	m.mu.Unlock()
+	if !leaving && !m.metaHeld() {
+		m.publishLocked(ml, 1, "metadata update")
 	}
 }
 
