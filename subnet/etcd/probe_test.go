@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -19,6 +20,8 @@ import (
 type freezer struct {
 	ln net.Listener
 	wg sync.WaitGroup
+	// up and down count the bytes forwarded to etcd and back.
+	up, down atomic.Int64
 
 	// mu guards the following.
 	mu     sync.Mutex
@@ -51,8 +54,8 @@ func newFreezer(t *testing.T) *freezer {
 			if !f.track(c, b) {
 				return
 			}
-			f.wg.Go(func() { f.pipe(c, b) })
-			f.wg.Go(func() { f.pipe(b, c) })
+			f.wg.Go(func() { f.pipe(c, b, &f.down) })
+			f.wg.Go(func() { f.pipe(b, c, &f.up) })
 		}
 	})
 	t.Cleanup(f.close)
@@ -74,11 +77,12 @@ func (f *freezer) track(cs ...net.Conn) bool {
 	return true
 }
 
-// pipe copies from src to dst, holding what it read while frozen.
-func (f *freezer) pipe(dst, src net.Conn) {
+// pipe copies from src to dst, holding what it read while frozen, and
+// counts the bytes in n.
+func (f *freezer) pipe(dst, src net.Conn, n *atomic.Int64) {
 	buf := make([]byte, 32*1024)
 	for {
-		n, err := src.Read(buf)
+		r, err := src.Read(buf)
 		if err != nil {
 			return
 		}
@@ -91,7 +95,9 @@ func (f *freezer) pipe(dst, src net.Conn) {
 		if closed {
 			return
 		}
-		if _, err := dst.Write(buf[:n]); err != nil {
+		w, err := dst.Write(buf[:r])
+		n.Add(int64(w))
+		if err != nil {
 			return
 		}
 	}
@@ -137,27 +143,34 @@ func TestProbeMemberCutSilently(t *testing.T) {
 		err := s.Probe(ctx)
 		return time.Since(start), err
 	}
-	// Round robin: enough reads that both connections are up and used.
-	for range 10 {
+	// Round robin: read until both connections are up (bytes both ways
+	// through both proxies), so that reads go to each in turn.
+	connected := func(f *freezer) bool { return f.up.Load() > 0 && f.down.Load() > 0 }
+	for deadline := time.Now().Add(10 * time.Second); !connected(a) || !connected(b); {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s the client is not connected to both endpoints (a %t, b %t)", connected(a), connected(b))
+		}
 		if _, err := probe(); err != nil {
 			t.Fatalf("probe, nothing frozen: %v", err)
 		}
 	}
 	a.freeze(true)
-	slow := 0
-	for i := range 10 {
+	// At least 10 probes, and more (up to 40) until one's read went to
+	// the frozen connection: each does with a chance of one in two.
+	slow, n := 0, 0
+	for ; n < 10 || slow == 0 && n < 40; n++ {
 		took, err := probe()
 		if err != nil {
-			t.Errorf("probe %d with one endpoint frozen: %v", i, err)
+			t.Errorf("probe %d with one endpoint frozen: %v", n, err)
 		}
 		if took > 400*time.Millisecond {
 			slow++ // the read went to the frozen connection
 		}
 	}
 	if slow == 0 {
-		t.Error("no probe's read went to the frozen connection: the test did not test the fallback")
+		t.Errorf("no read of %d probes went to the frozen connection: the test did not test the fallback", n)
 	}
-	t.Logf("%d of 10 probes fell back to asking each member", slow)
+	t.Logf("%d of %d probes fell back to asking each member", slow, n)
 	b.freeze(true)
 	if _, err := probe(); err == nil || !errors.Is(err, context.DeadlineExceeded) && !strings.Contains(err.Error(), "deadline") {
 		t.Errorf("probe with both endpoints frozen: %v, want a timeout", err)
