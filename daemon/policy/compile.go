@@ -5,6 +5,7 @@ package policy
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -30,7 +31,7 @@ import (
 // and a [Problem] says so. An invalid policy is reported and still
 // isolates the pods it selects, allowing nothing.
 func Compile(in Input) *State {
-	c := compiler{in: in, st: &State{}, sets: map[string]string{}}
+	c := compiler{in: in, st: &State{}, sets: map[string]string{}, peerPods: map[string][]Pod{}, peerSets: map[string]string{}}
 	c.run()
 	return c.st
 }
@@ -42,6 +43,13 @@ type compiler struct {
 	pods     []Pod
 	sets     map[string]string // content key → set name, to share equal sets
 	isolated [2]map[Family][]netip.Addr
+	// peerPods caches the pods a rule's selector peers select, and
+	// peerSets the set of their addresses by family, both by the peers'
+	// selectorKey: policies that name the same peers (every policy
+	// allowing "all namespaces", say) select them once, not once each
+	// over every pod of the cluster.
+	peerPods map[string][]Pod
+	peerSets map[string]string
 }
 
 type direction int
@@ -176,7 +184,7 @@ func (pc *policyCompiler) isolate(d direction) {
 // no equal set exists yet.
 func (pc *policyCompiler) set(f Family, comment string, addrs []netip.Addr) string {
 	addrs = uniq(addrs)
-	key := fmt.Sprint(f, addrs)
+	key := setKey(f, addrs)
 	if name, ok := pc.sets[key]; ok {
 		return name
 	}
@@ -185,6 +193,18 @@ func (pc *policyCompiler) set(f Family, comment string, addrs []netip.Addr) stri
 	pc.sets[key] = name
 	pc.st.Sets = append(pc.st.Sets, Set{Name: name, Family: f, Comment: comment, Addrs: addrs})
 	return name
+}
+
+// setKey is the content key of a set: its family and its sorted
+// addresses, 16 bytes each.
+func setKey(f Family, addrs []netip.Addr) string {
+	b := make([]byte, 1, 1+16*len(addrs))
+	b[0] = byte(f)
+	for _, a := range addrs {
+		x := a.As16()
+		b = append(b, x[:]...)
+	}
+	return string(b)
 }
 
 func addrsOf(pods []Pod, f Family) []netip.Addr {
@@ -197,6 +217,23 @@ func addrsOf(pods []Pod, f Family) []netip.Addr {
 		}
 	}
 	return out
+}
+
+// peerSet returns the name of the set of the selected peer pods'
+// addresses of family f, "" when they have none.
+func (pc *policyCompiler) peerSet(f Family, ps peers, ruleField string) string {
+	key := string(rune('0'+f)) + ps.key
+	if name, ok := pc.peerSets[key]; ok && ps.key != "" {
+		return name
+	}
+	name := ""
+	if addrs := addrsOf(ps.pods, f); len(addrs) > 0 {
+		name = pc.set(f, pc.np.Namespace+"/"+pc.np.Name+" "+ruleField+" peer pods", addrs)
+	}
+	if ps.key != "" {
+		pc.peerSets[key] = name
+	}
+	return name
 }
 
 // portItem is one entry of a rule's ports, resolved where it can be.
@@ -244,8 +281,10 @@ func resolve(pod Pod, name string, proto uint8) (uint16, bool) {
 
 type peers struct {
 	all    bool  // no peers listed: everyone
-	pods   []Pod // pods selected by pod/namespace selectors
+	pods   []Pod // pods selected by pod/namespace selectors (shared: read only)
 	blocks []block
+	// key is the selector peers' selectorKey ("" when none could be made).
+	key string
 }
 
 type block struct {
@@ -263,21 +302,30 @@ func (pc *policyCompiler) peers(ruleField, peerKey string, list []networkingv1.N
 		return peers{all: true}
 	}
 	var ps peers
-	seen := map[*Pod]bool{}
 	for k, peer := range list {
-		field := fmt.Sprintf("%s.%s[%d]", ruleField, peerKey, k)
+		if peer.IPBlock == nil {
+			continue
+		}
+		b := block{field: fmt.Sprintf("%s.%s[%d]", ruleField, peerKey, k)}
+		var err error
+		if b.cidr, err = parseCIDR(peer.IPBlock.CIDR); err != nil {
+			continue // Validate reported it
+		}
+		for _, e := range peer.IPBlock.Except {
+			if ep, err := parseCIDR(e); err == nil {
+				b.except = append(b.except, ep)
+			}
+		}
+		ps.blocks = append(ps.blocks, b)
+	}
+	ps.key = selectorKey(pc.np.Namespace, list)
+	if pods, ok := pc.peerPods[ps.key]; ok && ps.key != "" {
+		ps.pods = pods
+		return ps
+	}
+	seen := map[*Pod]bool{}
+	for _, peer := range list {
 		if peer.IPBlock != nil {
-			b := block{field: field}
-			var err error
-			if b.cidr, err = parseCIDR(peer.IPBlock.CIDR); err != nil {
-				continue // Validate reported it
-			}
-			for _, e := range peer.IPBlock.Except {
-				if ep, err := parseCIDR(e); err == nil {
-					b.except = append(b.except, ep)
-				}
-			}
-			ps.blocks = append(ps.blocks, b)
 			continue
 		}
 		var podSel, nsSel selector
@@ -310,7 +358,37 @@ func (pc *policyCompiler) peers(ruleField, peerKey string, list []networkingv1.N
 			}
 		}
 	}
+	if ps.key != "" {
+		pc.peerPods[ps.key] = ps.pods
+	}
 	return ps
+}
+
+// selectorKey names what the selector peers of list select (its ipBlock
+// peers left out), for the caches of the compiler: their selectors as
+// JSON (map keys sorted), and the policy's namespace when a peer without
+// a namespace selector makes it count. "" when a selector does not encode.
+func selectorKey(ns string, list []networkingv1.NetworkPolicyPeer) string {
+	var b strings.Builder
+	for _, peer := range list {
+		if peer.IPBlock != nil {
+			continue
+		}
+		podSel, err1 := json.Marshal(peer.PodSelector)
+		nsSel, err2 := json.Marshal(peer.NamespaceSelector)
+		if err1 != nil || err2 != nil {
+			return ""
+		}
+		b.Write(podSel)
+		b.WriteByte(' ')
+		b.Write(nsSel)
+		if peer.NamespaceSelector == nil {
+			b.WriteString(" in ")
+			b.WriteString(ns)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 func (pc *policyCompiler) rule(d direction, i int, list []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) {
@@ -372,9 +450,9 @@ func (pc *policyCompiler) emit(d direction, f Family, ps peers, it portItem, loc
 		add(r)
 		return
 	}
-	if addrs := addrsOf(ps.pods, f); len(addrs) > 0 {
+	if set := pc.peerSet(f, ps, ruleField); set != "" {
 		r := base
-		r.Peer = pc.set(f, pc.np.Namespace+"/"+pc.np.Name+" "+ruleField+" peer pods", addrs)
+		r.Peer = set
 		r.ID = id(peerKey + " pods")
 		add(r)
 	}

@@ -128,3 +128,74 @@ func TestPortlessRuleAllowsEveryProtocol(t *testing.T) {
 		t.Fatalf("ICMPv6 decision = %+v, want allowed by a rule", d)
 	}
 }
+
+// TestSamePeersPerNamespace: two policies in two namespaces name the same
+// peers, a pod selector without a namespace selector (pods of the
+// policy's own namespace) and a namespace selector (pods of every
+// namespace it selects). The compiler selects peers once per distinct
+// peer list: the first must still resolve in each policy's namespace,
+// the second be shared.
+func TestSamePeersPerNamespace(t *testing.T) {
+	pod := func(ns, name string, ip string, node string) policy.Pod {
+		return policy.Pod{Namespace: ns, Name: name, Node: node, Labels: map[string]string{"app": "x"}, IPs: []netip.Addr{netip.MustParseAddr(ip)}}
+	}
+	pods := []policy.Pod{
+		pod("a", "local-a", "10.244.1.2", "n1"), pod("b", "local-b", "10.244.1.3", "n1"),
+		pod("a", "peer-a", "10.244.2.2", "n2"), pod("b", "peer-b", "10.244.2.3", "n2"),
+	}
+	mk := func(ns, name string, peer networkingv1.NetworkPolicyPeer) *networkingv1.NetworkPolicy {
+		return &networkingv1.NetworkPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: networkingv1.NetworkPolicySpec{
+				PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}},
+				Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{peer}}},
+			},
+		}
+	}
+	own := networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}}
+	all := networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{}, PodSelector: own.PodSelector}
+	st := policy.Compile(policy.Input{Node: "n1", Pods: pods, Policies: []*networkingv1.NetworkPolicy{
+		mk("a", "own", own), mk("b", "own", own), mk("a", "all", all), mk("b", "all", all),
+	}})
+	sets := map[string][]netip.Addr{}
+	for _, s := range st.Sets {
+		sets[s.Name] = s.Addrs
+	}
+	peersOf := map[string]string{}
+	for _, r := range st.Ingress {
+		if r.Peer != "" {
+			peersOf[strings.Fields(r.ID)[0]] = fmt.Sprint(sets[r.Peer])
+		}
+	}
+	want := map[string]string{
+		"a/all": "[10.244.1.2 10.244.1.3 10.244.2.2 10.244.2.3]",
+		"a/own": "[10.244.1.2 10.244.2.2]",
+		"b/all": "[10.244.1.2 10.244.1.3 10.244.2.2 10.244.2.3]",
+		"b/own": "[10.244.1.3 10.244.2.3]",
+	}
+	if fmt.Sprint(peersOf) != fmt.Sprint(want) {
+		t.Errorf("peer sets by policy:\n got %v\nwant %v", peersOf, want)
+	}
+}
+
+// BenchmarkCompileScale compiles one node's state with 100 policies that
+// allow every namespace, over the pods of 5000 nodes of 30 (150 000),
+// beside 1000 pods and beside no policy, in the same run.
+func BenchmarkCompileScale(b *testing.B) {
+	for _, n := range []int{1000, 150000} {
+		pods := make([]policy.Pod, n)
+		for i := range pods {
+			pods[i] = policy.Pod{Namespace: fmt.Sprintf("ns%d", i%10), Name: fmt.Sprintf("pod%d", i), Node: fmt.Sprintf("n%d", i/30),
+				Labels: map[string]string{"app": fmt.Sprintf("app%d", i%20)},
+				IPs:    []netip.Addr{netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}}
+		}
+		for _, np := range []int{0, 100} {
+			pols := manyPolicies(np)
+			b.Run(fmt.Sprintf("pods=%d/policies=%d", n, np), func(b *testing.B) {
+				for b.Loop() {
+					policy.Compile(policy.Input{Node: "n1", Policies: pols, Pods: pods})
+				}
+			})
+		}
+	}
+}
