@@ -274,6 +274,13 @@ func (x LeaseIndex) CheckEndpoint(e Endpoint) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
+	return x.CheckHeld(e)
+}
+
+// CheckHeld is [LeaseIndex.CheckEndpoint] for an endpoint that passed
+// [Endpoint.Validate] already (when it was parsed, say): it checks only
+// that e's node holds e's addresses.
+func (x LeaseIndex) CheckHeld(e Endpoint) error {
 	var held nodeSubnets
 	if n := x[e.Node]; n != nil {
 		held = *n

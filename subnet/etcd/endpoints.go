@@ -215,19 +215,34 @@ func (es *endpointSet) view() subnet.EndpointView {
 	for name, why := range es.bad {
 		v.Rejected = append(v.Rejected, subnet.RejectedLease{Key: name, Reason: why})
 	}
+	// At 150 000 endpoints an endpoint is large to move: the passing ones
+	// are sorted by index, then copied once into their places.
+	valid := make([]subnet.Endpoint, 0, len(es.eps))
 	for name, e := range es.eps {
-		if err := leases.CheckEndpoint(e); err != nil {
+		// es.eps holds endpoints that passed Validate (parseEndpoint).
+		if err := leases.CheckHeld(e); err != nil {
 			v.Rejected = append(v.Rejected, subnet.RejectedLease{Key: name, Reason: err.Error()})
 			continue
 		}
-		v.Endpoints = append(v.Endpoints, e)
+		valid = append(valid, e)
 	}
-	slices.SortFunc(v.Endpoints, func(a, b subnet.Endpoint) int {
+	order := make([]int32, len(valid))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(i, j int32) int {
+		a, b := &valid[i], &valid[j]
 		if c := strings.Compare(a.Node, b.Node); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Key, b.Key)
 	})
+	if len(valid) > 0 {
+		v.Endpoints = make([]subnet.Endpoint, len(valid))
+		for i, j := range order {
+			v.Endpoints[i] = valid[j]
+		}
+	}
 	subnet.SortRejected(v.Rejected)
 	return v
 }
