@@ -166,10 +166,28 @@ func TestAntiSpoofing(t *testing.T) {
 	if err := e.inNode(func() (err error) { before, err = antispoof.Counters(); return err }); err != nil {
 		t.Fatal(err)
 	}
+	// The bridge forwards on a new port once it has seen the port's
+	// carrier, a link event a loaded machine can delay: a probe from the
+	// uplink must reach the victim before the frames under test go out.
+	probe := udp4(upMAC, vic.mac, randomIP, vic.ip4)
+	for deadline := time.Now().Add(5 * time.Second); !vicSniff.saw(probe); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the uplink's bridge port forwarded no probe to the victim within 5 s")
+		}
+		sendRaw(t, uplink, "eth0", []frame{{name: "uplink probe", data: probe}})
+	}
 	sendRaw(t, att.ns, "eth0", frames)
 	sendRaw(t, uplink, "eth0", upFrames)
 	frames = append(frames, upFrames...)
-	time.Sleep(300 * time.Millisecond) // the last frames' way through the bridge
+	sniffers := map[string]*sniffer{"victim": vicSniff, "node": nodeSniff}
+	// Every control frame arrives (within 5 s on a loaded machine), then
+	// 300 ms more for the last dropped frames' way through the bridge.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if !slices.ContainsFunc(frames, func(f frame) bool { return f.reason == "" && !sniffers[f.at].saw(f.data) }) {
+			break
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
 	seen := map[string][][]byte{"victim": vicSniff.stop(), "node": nodeSniff.stop()}
 	if err := e.inNode(func() (err error) { after, err = antispoof.Counters(); return err }); err != nil {
 		t.Fatal(err)
@@ -443,6 +461,14 @@ func sniff(t *testing.T, ns *netnstest.NS, ifname string) *sniffer {
 	}()
 	t.Cleanup(func() { s.stop() })
 	return s
+}
+
+// saw reports whether a frame with data's last 16 bytes (its marker) has
+// been received so far.
+func (s *sniffer) saw(data []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.ContainsFunc(s.frames, func(rx []byte) bool { return bytes.Contains(rx, data[len(data)-16:]) })
 }
 
 // stop ends the capture and returns the frames received.
