@@ -76,10 +76,14 @@ func (c *compiler) run() {
 		m[NamespaceNameLabel] = ns.Name
 		c.nsLabels[ns.Name] = m
 	}
-	c.pods = slices.Clone(c.in.Pods)
-	slices.SortFunc(c.pods, func(a, b Pod) int {
-		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
-	})
+	// Only policies read the pods: with none (most nodes of a cluster
+	// without policies) the sort of every pod is not worth making.
+	if len(c.in.Policies) > 0 {
+		c.pods = slices.Clone(c.in.Pods)
+		slices.SortFunc(c.pods, func(a, b Pod) int {
+			return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+		})
+	}
 	c.isolated = [2]map[Family][]netip.Addr{{}, {}}
 	pols := slices.Clone(c.in.Policies)
 	slices.SortFunc(pols, func(a, b *networkingv1.NetworkPolicy) int {
