@@ -181,14 +181,10 @@ func TestSamePeersPerNamespace(t *testing.T) {
 // BenchmarkCompileScale compiles one node's state with 100 policies that
 // allow every namespace, over the pods of 5000 nodes of 30 (150 000),
 // beside 1000 pods and beside no policy, in the same run.
+// TestBenchPolicyCompileScale (make bench) prints the figures.
 func BenchmarkCompileScale(b *testing.B) {
 	for _, n := range []int{1000, 150000} {
-		pods := make([]policy.Pod, n)
-		for i := range pods {
-			pods[i] = policy.Pod{Namespace: fmt.Sprintf("ns%d", i%10), Name: fmt.Sprintf("pod%d", i), Node: fmt.Sprintf("n%d", i/30),
-				Labels: map[string]string{"app": fmt.Sprintf("app%d", i%20)},
-				IPs:    []netip.Addr{netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}}
-		}
+		pods := scalePods(n)
 		for _, np := range []int{0, 100} {
 			pols := manyPolicies(np)
 			b.Run(fmt.Sprintf("pods=%d/policies=%d", n, np), func(b *testing.B) {
@@ -198,4 +194,16 @@ func BenchmarkCompileScale(b *testing.B) {
 			})
 		}
 	}
+}
+
+// scalePods are n pods, 30 a node (n0, n1, ...), in 10 namespaces, each
+// labelled app=app<i%20>.
+func scalePods(n int) []policy.Pod {
+	pods := make([]policy.Pod, n)
+	for i := range pods {
+		pods[i] = policy.Pod{Namespace: fmt.Sprintf("ns%d", i%10), Name: fmt.Sprintf("pod%d", i), Node: fmt.Sprintf("n%d", i/30),
+			Labels: map[string]string{"app": fmt.Sprintf("app%d", i%20)},
+			IPs:    []netip.Addr{netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})}}
+	}
+	return pods
 }
