@@ -479,13 +479,18 @@ func (pc *policyCompiler) named(d direction, f Family, ps peers, it portItem, ru
 	if d == ingress {
 		candidates = pc.local
 	} else {
+		selected := make(map[[2]string]bool, len(ps.pods))
+		for _, q := range ps.pods {
+			selected[[2]string{q.Namespace, q.Name}] = true
+		}
 		for _, p := range pc.pods {
-			if len(addrsOf([]Pod{p}, f)) == 0 {
+			addrs := addrsOf([]Pod{p}, f)
+			if len(addrs) == 0 {
 				continue
 			}
-			in := ps.all || slices.ContainsFunc(ps.pods, func(q Pod) bool { return q.Namespace == p.Namespace && q.Name == p.Name })
+			in := ps.all || selected[[2]string{p.Namespace, p.Name}]
 			for _, b := range ps.blocks {
-				for _, a := range addrsOf([]Pod{p}, f) {
+				for _, a := range addrs {
 					in = in || b.contains(a)
 				}
 			}
