@@ -73,10 +73,8 @@ type Membership struct {
 	// updateNode is memberlist's UpdateNode; a test replaces it to lose
 	// an update as memberlist does when a refutation overtakes it.
 	updateNode func(*memberlist.Memberlist) error
-	// pubMu serialises publish; republishing is set while the rejoin
-	// loop publishes again.
-	pubMu        sync.Mutex
-	republishing atomic.Bool
+	// pubMu serialises publish.
+	pubMu sync.Mutex
 
 	// changed wakes the notifier goroutine, which calls OnChange.
 	changed chan struct{}
@@ -642,11 +640,9 @@ func (m *Membership) rejoinLoop(ctx context.Context, ml *memberlist.Memberlist) 
 	t := time.NewTicker(m.cfg.RejoinInterval)
 	defer t.Stop()
 	for {
-		if !m.metaHeld() && m.republishing.CompareAndSwap(false, true) {
-			wg.Go(func() {
-				defer m.republishing.Store(false)
-				m.republish(ml)
-			})
+		if !m.metaHeld() {
+			// republish returns at once beside a publish under way.
+			wg.Go(func() { m.republish(ml) })
 		}
 		targets, anyAlive := m.joinTargets()
 		if anyAlive {
