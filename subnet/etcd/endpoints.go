@@ -189,10 +189,6 @@ type endpointSet struct {
 	// those that did not, with the reason.
 	eps map[string]subnet.Endpoint
 	bad map[string]string
-	// index is leases indexed by node, made by view when nil; a change of
-	// who holds which subnet sets it to nil. Endpoint churn (pods coming
-	// and going) reuses it rather than sorting every lease again.
-	index subnet.LeaseIndex
 }
 
 func (es *endpointSet) put(name string, value []byte) {
@@ -207,10 +203,7 @@ func (es *endpointSet) put(name string, value []byte) {
 }
 
 func (es *endpointSet) view() subnet.EndpointView {
-	if es.index == nil {
-		es.index = subnet.IndexLeases(leasesOf(es.leases))
-	}
-	leases := es.index
+	leases := subnet.IndexLeases(leasesOf(es.leases))
 	v := subnet.EndpointView{Revision: es.rev}
 	for name, why := range es.bad {
 		v.Rejected = append(v.Rejected, subnet.RejectedLease{Key: name, Reason: why})
@@ -396,7 +389,6 @@ func (s *Store) watchEndpointsOnce(ctx context.Context, fn func(subnet.EndpointV
 				}
 				if isLease && !sameHolder(was, es.leases[p]) {
 					changed = true
-					es.index = nil
 				}
 			}
 		}

@@ -200,7 +200,7 @@ func TestEndpoints(t *testing.T) {
 	// A pod record of node c written by hand (on no etcd lease), read
 	// while c holds its lease, is rejected once the lease goes: the
 	// reader checks endpoints against who holds what now, not when it
-	// last looked (it keeps its index of the leases between views).
+	// last looked.
 	c, err := sibling(t, s).Claim(ctx, subnetClaim(cfg, "c"))
 	if err != nil {
 		t.Fatal(err)
