@@ -31,7 +31,7 @@ import (
 // and a [Problem] says so. An invalid policy is reported and still
 // isolates the pods it selects, allowing nothing.
 func Compile(in Input) *State {
-	c := compiler{in: in, st: &State{}, sets: map[string]string{}, peerPods: map[string][]Pod{}, peerSets: map[string]string{}}
+	c := compiler{in: in, st: &State{}, sets: map[string]string{}, selections: map[string]*selection{}}
 	c.run()
 	return c.st
 }
@@ -43,13 +43,19 @@ type compiler struct {
 	pods     []Pod
 	sets     map[string]string // content key → set name, to share equal sets
 	isolated [2]map[Family][]netip.Addr
-	// peerPods caches the pods a rule's selector peers select, and
-	// peerSets the set of their addresses by family, both by the peers'
-	// selectorKey: policies that name the same peers (every policy
+	// selections holds what each distinct list of selector peers selects,
+	// by its selectorKey: policies that name the same peers (every policy
 	// allowing "all namespaces", say) select them once, not once each
 	// over every pod of the cluster.
-	peerPods map[string][]Pod
-	peerSets map[string]string
+	selections map[string]*selection
+}
+
+// selection is what a rule's selector peers select: the pods, and the
+// names of the sets of their addresses by family ("" for none), made when
+// first asked for. Shared between rules: read only once made.
+type selection struct {
+	pods []Pod
+	sets map[Family]string
 }
 
 type direction int
@@ -226,17 +232,14 @@ func addrsOf(pods []Pod, f Family) []netip.Addr {
 // peerSet returns the name of the set of the selected peer pods'
 // addresses of family f, "" when they have none.
 func (pc *policyCompiler) peerSet(f Family, ps peers, ruleField string) string {
-	key := string(rune('0'+f)) + ps.key
-	if name, ok := pc.peerSets[key]; ok && ps.key != "" {
+	if name, ok := ps.sets[f]; ok {
 		return name
 	}
 	name := ""
 	if addrs := addrsOf(ps.pods, f); len(addrs) > 0 {
 		name = pc.set(f, pc.np.Namespace+"/"+pc.np.Name+" "+ruleField+" peer pods", addrs)
 	}
-	if ps.key != "" {
-		pc.peerSets[key] = name
-	}
+	ps.sets[f] = name
 	return name
 }
 
@@ -284,11 +287,10 @@ func resolve(pod Pod, name string, proto uint8) (uint16, bool) {
 }
 
 type peers struct {
-	all    bool  // no peers listed: everyone
-	pods   []Pod // pods selected by pod/namespace selectors (shared: read only)
+	all bool // no peers listed: everyone
+	// *selection holds the pods the pod/namespace selectors select.
+	*selection
 	blocks []block
-	// key is the selector peers' selectorKey ("" when none could be made).
-	key string
 }
 
 type block struct {
@@ -303,7 +305,7 @@ func (b block) contains(a netip.Addr) bool {
 
 func (pc *policyCompiler) peers(ruleField, peerKey string, list []networkingv1.NetworkPolicyPeer) peers {
 	if len(list) == 0 {
-		return peers{all: true}
+		return peers{all: true, selection: &selection{sets: map[Family]string{}}}
 	}
 	var ps peers
 	for k, peer := range list {
@@ -322,10 +324,14 @@ func (pc *policyCompiler) peers(ruleField, peerKey string, list []networkingv1.N
 		}
 		ps.blocks = append(ps.blocks, b)
 	}
-	ps.key = selectorKey(pc.np.Namespace, list)
-	if pods, ok := pc.peerPods[ps.key]; ok && ps.key != "" {
-		ps.pods = pods
+	key, keyed := selectorKey(pc.np.Namespace, list)
+	if sel := pc.selections[key]; keyed && sel != nil {
+		ps.selection = sel
 		return ps
+	}
+	ps.selection = &selection{sets: map[Family]string{}}
+	if keyed {
+		pc.selections[key] = ps.selection
 	}
 	seen := map[*Pod]bool{}
 	for _, peer := range list {
@@ -362,17 +368,15 @@ func (pc *policyCompiler) peers(ruleField, peerKey string, list []networkingv1.N
 			}
 		}
 	}
-	if ps.key != "" {
-		pc.peerPods[ps.key] = ps.pods
-	}
 	return ps
 }
 
 // selectorKey names what the selector peers of list select (its ipBlock
 // peers left out), for the caches of the compiler: their selectors as
 // JSON (map keys sorted), and the policy's namespace when a peer without
-// a namespace selector makes it count. "" when a selector does not encode.
-func selectorKey(ns string, list []networkingv1.NetworkPolicyPeer) string {
+// a namespace selector makes it count. ok is false when a selector does
+// not encode.
+func selectorKey(ns string, list []networkingv1.NetworkPolicyPeer) (key string, ok bool) {
 	var b strings.Builder
 	for _, peer := range list {
 		if peer.IPBlock != nil {
@@ -381,7 +385,7 @@ func selectorKey(ns string, list []networkingv1.NetworkPolicyPeer) string {
 		podSel, err1 := json.Marshal(peer.PodSelector)
 		nsSel, err2 := json.Marshal(peer.NamespaceSelector)
 		if err1 != nil || err2 != nil {
-			return ""
+			return "", false
 		}
 		b.Write(podSel)
 		b.WriteByte(' ')
@@ -392,7 +396,7 @@ func selectorKey(ns string, list []networkingv1.NetworkPolicyPeer) string {
 		}
 		b.WriteByte('\n')
 	}
-	return b.String()
+	return b.String(), true
 }
 
 func (pc *policyCompiler) rule(d direction, i int, list []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) {
